@@ -10,12 +10,14 @@
 //! - Edits are recorded, not applied: [`Message::write`] applies them in one pass and copies untouched
 //!   bytes verbatim, so a message without edits is written out byte-identical.
 
+pub mod builder;
 pub mod chars;
 pub mod contact;
 pub mod cseq;
 pub mod digest;
 pub mod edit;
 pub mod error;
+pub mod framing;
 pub mod header;
 pub mod message;
 pub mod name_addr;
@@ -25,6 +27,7 @@ pub mod uri;
 pub mod via;
 pub mod write;
 
+pub use builder::{ReplyBuilder, RequestBuilder};
 pub use edit::{EditError, Edits};
 pub use error::{ErrorKind, ParseError, Result};
 pub use header::HeaderId;
