@@ -1,2 +1,47 @@
 //! Benchmark support: the sample messages the criterion benches in `benches/` feed to ser's hot
 //! functions, kept here so every bench measures the same bytes.
+
+/// A typical INVITE as a softphone sends it through one proxy: 2 Vias, Record-Route, Route,
+/// Contact, Allow/Supported lists and an SDP body; 900-odd bytes.
+pub const INVITE: &[u8] = b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP proxy1.atlanta.example.com:5060;branch=z9hG4bK2d4790.1;received=192.0.2.101\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;rport=5060;branch=z9hG4bK74bf9\r\n\
+Max-Forwards: 69\r\n\
+Record-Route: <sip:proxy1.atlanta.example.com;lr>\r\n\
+Route: <sip:ss1.biloxi.example.com;lr>\r\n\
+From: \"Alice Liddell\" <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\n\
+To: Bob <sip:bob@biloxi.example.com>\r\n\
+Call-ID: 3848276298220188511@atlanta.example.com\r\n\
+CSeq: 1 INVITE\r\n\
+Contact: <sip:alice@client.atlanta.example.com;transport=udp>\r\n\
+Allow: INVITE, ACK, CANCEL, OPTIONS, BYE\r\n\
+Supported: replaces, timer\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 233\r\n\
+\r\n\
+v=0\r\n\
+o=alice 2890844526 2890844526 IN IP4 client.atlanta.example.com\r\n\
+s=-\r\n\
+c=IN IP4 192.0.2.101\r\n\
+t=0 0\r\n\
+m=audio 49172 RTP/AVP 0 8 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=sendrecv\r\n";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sample_invite_is_well_formed() {
+        let m = dataplane::wire::Message::parse(bytes::Bytes::from_static(super::INVITE))
+            .expect("sample parses");
+        assert_eq!(m.body().len(), 233);
+        assert!(
+            (850..1000).contains(&super::INVITE.len()),
+            "{}",
+            super::INVITE.len()
+        );
+    }
+}

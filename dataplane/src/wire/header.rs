@@ -146,6 +146,9 @@ impl HeaderId {
     /// Looks a header name up, ignoring case; compact forms map to their long form's id.
     pub fn from_name(name: &[u8]) -> HeaderId {
         use HeaderId::*;
+        if name.is_empty() {
+            return Other;
+        }
         if name.len() == 1 {
             return match name[0].to_ascii_lowercase() {
                 b'v' => Via,
@@ -171,80 +174,82 @@ impl HeaderId {
                 _ => Other,
             };
         }
-        // Longest known name is 20 bytes; anything longer is unknown. Lower-case into a stack
-        // buffer so the match below compares plain byte strings.
-        let mut low = [0u8; 24];
-        if name.len() > low.len() {
-            return Other;
+        // Dispatch on (length, first letter), then one case-insensitive compare: no copying and at
+        // most a few comparisons per name.
+        let first = name[0].to_ascii_lowercase();
+        let cand: &[(&[u8], HeaderId)] = match (name.len(), first) {
+            (2, b't') => &[(b"to", To)],
+            (3, b'v') => &[(b"via", Via)],
+            (4, b'c') => &[(b"cseq", CSeq)],
+            (4, b'd') => &[(b"date", Date)],
+            (4, b'f') => &[(b"from", From)],
+            (4, b'p') => &[(b"path", Path)],
+            (4, b'r') => &[(b"rseq", RSeq), (b"rack", RAck)],
+            (5, b'a') => &[(b"allow", Allow)],
+            (5, b'e') => &[(b"event", Event)],
+            (5, b'r') => &[(b"route", Route)],
+            (6, b'a') => &[(b"accept", Accept)],
+            (6, b'm') => &[(b"min-se", MinSe)],
+            (6, b's') => &[(b"server", Server)],
+            (7, b'c') => &[(b"call-id", CallId), (b"contact", Contact)],
+            (7, b'e') => &[(b"expires", Expires)],
+            (7, b'p') => &[(b"privacy", Privacy)],
+            (7, b'r') => &[(b"require", Require)],
+            (7, b's') => &[(b"subject", Subject)],
+            (7, b'w') => &[(b"warning", Warning)],
+            (8, b'i') => &[(b"identity", Identity)],
+            (8, b'p') => &[(b"priority", Priority)],
+            (8, b'r') => &[(b"refer-to", ReferTo), (b"reply-to", ReplyTo)],
+            (9, b'c') => &[(b"call-info", CallInfo)],
+            (9, b'd') => &[(b"diversion", Diversion)],
+            (9, b's') => &[(b"supported", Supported)],
+            (9, b't') => &[(b"timestamp", Timestamp)],
+            (10, b'a') => &[(b"alert-info", AlertInfo)],
+            (10, b'e') => &[(b"error-info", ErrorInfo)],
+            (10, b'u') => &[(b"user-agent", UserAgent)],
+            (11, b'i') => &[(b"in-reply-to", InReplyTo)],
+            (11, b'm') => &[(b"min-expires", MinExpires)],
+            (11, b'r') => &[(b"retry-after", RetryAfter), (b"referred-by", ReferredBy)],
+            (11, b'u') => &[(b"unsupported", Unsupported)],
+            (12, b'a') => &[(b"allow-events", AllowEvents)],
+            (12, b'c') => &[(b"content-type", ContentType)],
+            (12, b'm') => &[
+                (b"max-forwards", MaxForwards),
+                (b"mime-version", MimeVersion),
+            ],
+            (12, b'o') => &[(b"organization", Organization)],
+            (12, b'r') => &[(b"record-route", RecordRoute)],
+            (13, b'a') => &[(b"authorization", Authorization)],
+            (13, b'i') => &[(b"identity-info", IdentityInfo)],
+            (13, b'p') => &[(b"proxy-require", ProxyRequire)],
+            (14, b'a') => &[(b"accept-contact", AcceptContact)],
+            (14, b'c') => &[(b"content-length", ContentLength)],
+            (14, b'r') => &[(b"reject-contact", RejectContact)],
+            (15, b'a') => &[
+                (b"accept-encoding", AcceptEncoding),
+                (b"accept-language", AcceptLanguage),
+            ],
+            (15, b's') => &[(b"session-expires", SessionExpires)],
+            (16, b'c') => &[(b"content-encoding", ContentEncoding)],
+            (16, b'w') => &[(b"www-authenticate", WwwAuthenticate)],
+            (18, b'p') => &[(b"proxy-authenticate", ProxyAuthenticate)],
+            (18, b's') => &[(b"subscription-state", SubscriptionState)],
+            (19, b'a') => &[(b"authentication-info", AuthenticationInfo)],
+            (19, b'c') => &[(b"content-disposition", ContentDisposition)],
+            (19, b'p') => &[
+                (b"proxy-authorization", ProxyAuthorization),
+                (b"p-asserted-identity", PAssertedIdentity),
+            ],
+            (19, b'r') => &[(b"request-disposition", RequestDisposition)],
+            (20, b'p') => &[(b"p-preferred-identity", PPreferredIdentity)],
+            _ => return Other,
+        };
+        for (n, id) in cand {
+            if eq_fold(name, n) {
+                return *id;
+            }
         }
-        for (d, s) in low.iter_mut().zip(name) {
-            *d = s.to_ascii_lowercase();
-        }
-        match &low[..name.len()] {
-            b"via" => Via,
-            b"from" => From,
-            b"to" => To,
-            b"call-id" => CallId,
-            b"cseq" => CSeq,
-            b"contact" => Contact,
-            b"max-forwards" => MaxForwards,
-            b"route" => Route,
-            b"record-route" => RecordRoute,
-            b"expires" => Expires,
-            b"min-expires" => MinExpires,
-            b"content-type" => ContentType,
-            b"content-length" => ContentLength,
-            b"content-encoding" => ContentEncoding,
-            b"content-disposition" => ContentDisposition,
-            b"authorization" => Authorization,
-            b"proxy-authorization" => ProxyAuthorization,
-            b"www-authenticate" => WwwAuthenticate,
-            b"proxy-authenticate" => ProxyAuthenticate,
-            b"authentication-info" => AuthenticationInfo,
-            b"require" => Require,
-            b"proxy-require" => ProxyRequire,
-            b"supported" => Supported,
-            b"unsupported" => Unsupported,
-            b"allow" => Allow,
-            b"allow-events" => AllowEvents,
-            b"event" => Event,
-            b"subject" => Subject,
-            b"accept" => Accept,
-            b"accept-encoding" => AcceptEncoding,
-            b"accept-language" => AcceptLanguage,
-            b"user-agent" => UserAgent,
-            b"server" => Server,
-            b"warning" => Warning,
-            b"timestamp" => Timestamp,
-            b"retry-after" => RetryAfter,
-            b"date" => Date,
-            b"path" => Path,
-            b"refer-to" => ReferTo,
-            b"referred-by" => ReferredBy,
-            b"session-expires" => SessionExpires,
-            b"min-se" => MinSe,
-            b"identity" => Identity,
-            b"identity-info" => IdentityInfo,
-            b"accept-contact" => AcceptContact,
-            b"reject-contact" => RejectContact,
-            b"request-disposition" => RequestDisposition,
-            b"privacy" => Privacy,
-            b"p-asserted-identity" => PAssertedIdentity,
-            b"p-preferred-identity" => PPreferredIdentity,
-            b"diversion" => Diversion,
-            b"organization" => Organization,
-            b"priority" => Priority,
-            b"reply-to" => ReplyTo,
-            b"in-reply-to" => InReplyTo,
-            b"call-info" => CallInfo,
-            b"alert-info" => AlertInfo,
-            b"error-info" => ErrorInfo,
-            b"mime-version" => MimeVersion,
-            b"subscription-state" => SubscriptionState,
-            b"rseq" => RSeq,
-            b"rack" => RAck,
-            _ => Other,
-        }
+        Other
     }
 
     /// Headers whose value is a comma-separated list that may also be split over several header
@@ -285,6 +290,14 @@ impl HeaderId {
             From | To | CallId | CSeq | MaxForwards | ContentLength | ContentType | Expires
         )
     }
+}
+
+/// `name` equals the lower-case `lower` ignoring ASCII case. OR-ing 0x20 folds letters; for the
+/// bytes of `lower` (`a-z`, `0-9`, `-`) no other token byte folds onto them, and names reaching this
+/// are tokens (the index checks that first).
+#[inline]
+fn eq_fold(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&a, &b)| (a | 0x20) == b)
 }
 
 #[cfg(test)]

@@ -532,12 +532,25 @@ fn line_end(b: &[u8], from: usize) -> Option<(usize, usize)> {
     Some((end, nl + 1))
 }
 
+/// RFC 3261 §25.1 `token` bytes, as a table: the header loop asks for every name byte.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
+        c += 1;
+    }
+    t
+};
+
+#[inline]
 fn is_token_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[c as usize]
 }
 
 /// `SIP/2.0`, compared case-insensitively (RFC 3261 §7.1: "SIP" is case-insensitive).
@@ -647,36 +660,36 @@ fn parse_header_line(b: &[u8], pos: usize) -> Result<HeaderEntry> {
     if b[pos] == b' ' || b[pos] == b'\t' {
         return Err(ParseError::new(ErrorKind::BadHeaderLine, pos));
     }
-    let colon_rel = {
-        // The name ends at ':' — search only this physical line.
-        let line_limit = memchr::memchr(b'\n', &b[pos..]).map_or(b.len(), |i| pos + i);
-        memchr::memchr(b':', &b[pos..line_limit])
-            .ok_or(ParseError::new(ErrorKind::BadHeaderLine, pos))?
+    // One memchr for the physical line; the name ends at the first ':' on it.
+    let Some(nl_rel) = memchr::memchr(b'\n', &b[pos..]) else {
+        return Err(ParseError::new(ErrorKind::Incomplete, b.len()));
     };
-    let colon = pos + colon_rel;
-    let mut name_end = colon;
-    while name_end > pos && (b[name_end - 1] == b' ' || b[name_end - 1] == b'\t') {
-        name_end -= 1;
+    let mut nl = pos + nl_rel;
+    // The name is a token, then optional white space, then ':' — one scan, no second search.
+    let mut name_end = pos;
+    while name_end < nl && is_token_byte(b[name_end]) {
+        name_end += 1;
     }
-    let name = &b[pos..name_end];
-    if name.is_empty() {
+    if name_end == pos {
         return Err(ParseError::new(ErrorKind::BadHeaderLine, pos));
     }
-    if let Some(i) = name.iter().position(|&c| !is_token_byte(c)) {
-        return Err(ParseError::new(ErrorKind::BadHeaderLine, pos + i));
+    let mut colon = name_end;
+    while colon < nl && (b[colon] == b' ' || b[colon] == b'\t') {
+        colon += 1;
     }
-    // Find the field's end: a line end not followed by SP/HTAB (RFC 3261 §7.3.1 folding).
-    let mut cursor = colon + 1;
-    let (value_line_end, next) = loop {
-        let (le, nx) = match line_end(b, cursor) {
-            Some(x) => x,
+    if colon >= nl || b[colon] != b':' {
+        return Err(ParseError::new(ErrorKind::BadHeaderLine, colon));
+    }
+    let name = &b[pos..name_end];
+    // The field ends at a line end not followed by SP/HTAB (RFC 3261 §7.3.1 folding).
+    while matches!(b.get(nl + 1), Some(b' ') | Some(b'\t')) {
+        match memchr::memchr(b'\n', &b[nl + 1..]) {
+            Some(i) => nl = nl + 1 + i,
             None => return Err(ParseError::new(ErrorKind::Incomplete, b.len())),
-        };
-        match b.get(nx) {
-            Some(b' ') | Some(b'\t') => cursor = nx,
-            _ => break (le, nx),
         }
-    };
+    }
+    let next = nl + 1;
+    let value_line_end = if b[nl - 1] == b'\r' { nl - 1 } else { nl };
     // Trim LWS (including folds) on both sides of the value.
     let mut vs = colon + 1;
     while vs < value_line_end && matches!(b[vs], b' ' | b'\t' | b'\r' | b'\n') {
@@ -793,7 +806,7 @@ v=0\n";
         );
         assert_eq!(
             e(b"INVITE sip:a@b SIP/2.0\r\nVia x\r\n\r\n"),
-            ParseError::new(ErrorKind::BadHeaderLine, 24)
+            ParseError::new(ErrorKind::BadHeaderLine, 28)
         );
         assert_eq!(
             e(b"INVITE sip:a@b SIP/2.0\r\nl: 10\r\n\r\nabc").kind,
