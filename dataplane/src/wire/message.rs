@@ -194,6 +194,8 @@ pub struct Message {
     pub(super) content_length: Option<usize>,
     /// Where the message ends in `buf` (a datagram may carry trailing octets after it).
     pub(super) end: u32,
+    /// `Limits::max_vias`, kept for the Via accessors and `check`.
+    pub(super) max_vias: u16,
     pub(super) edits: Edits,
 }
 
@@ -290,6 +292,7 @@ impl Message {
             body: Span::new(body_start, body_start + body_len),
             content_length: content_length.map(|(n, _)| n),
             end: end as u32,
+            max_vias: limits.max_vias.min(usize::from(u16::MAX)) as u16,
             edits: Edits::default(),
             buf,
         })

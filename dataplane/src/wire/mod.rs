@@ -10,6 +10,7 @@
 //! - Edits are recorded, not applied: [`Message::write`] applies them in one pass and copies untouched
 //!   bytes verbatim, so a message without edits is written out byte-identical.
 
+pub mod accessors;
 pub mod builder;
 pub mod chars;
 pub mod contact;
@@ -27,6 +28,7 @@ pub mod uri;
 pub mod via;
 pub mod write;
 
+pub use accessors::{Located, ViaValue};
 pub use builder::{ReplyBuilder, RequestBuilder};
 pub use edit::{EditError, Edits};
 pub use error::{ErrorKind, ParseError, Result};
