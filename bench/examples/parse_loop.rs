@@ -1,6 +1,6 @@
 //! Runs the wire hot path N times; for `valgrind --tool=callgrind` instruction counts, which are
 //! stable on this shared machine where wall-clock benches are noisy.
-//! Usage: parse_loop [parse|forward] [N]
+//! Usage: parse_loop [parse|access|forward] [N]
 
 use bytes::Bytes;
 use dataplane::wire::{BufPool, HeaderId, Message};
@@ -17,6 +17,9 @@ fn main() {
             std::process::exit(1);
         };
         total += m.header_count();
+        if what == "access" {
+            total += ser_bench::touch_proxy_headers(&m);
+        }
         if what == "forward" {
             m.insert_header_top(
                 b"Via",
