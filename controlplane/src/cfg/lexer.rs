@@ -293,10 +293,7 @@ pub(crate) fn lex(src: &str, sink: &mut Sink<'_>) -> Lexed {
         if is_word_char(c) && c != '-' {
             let mut w = String::new();
             while let Some(ch) = cur.peek() {
-                if is_word_char(ch) {
-                    w.push(ch);
-                    cur.bump();
-                } else if ch == '.' && cur.peek_at(1).is_some_and(is_word_char) {
+                if is_word_char(ch) || (ch == '.' && cur.peek_at(1).is_some_and(is_word_char)) {
                     w.push(ch);
                     cur.bump();
                 } else {
