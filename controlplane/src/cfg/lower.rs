@@ -62,6 +62,7 @@ struct Lower<'k, 's> {
     options: CoreOptions,
     loaded: Vec<LoadedModule>,
     route_index: HashMap<(RouteKind, RouteLabel), RouteId>,
+    load_pos: HashMap<ModuleId, Pos>,
     reported_unloaded: HashSet<ModuleId>,
     // per-block emitter state
     code: Vec<Insn>,
@@ -79,6 +80,7 @@ pub(crate) fn lower(items: &[Item], sink: &mut Sink<'_>) -> Program {
         options: CoreOptions::default(),
         loaded: Vec::new(),
         route_index: HashMap::new(),
+        load_pos: HashMap::new(),
         reported_unloaded: HashSet::new(),
         code: Vec::new(),
         labels: Vec::new(),
@@ -227,6 +229,7 @@ impl Lower<'_, '_> {
                 ParamDefault::None => ParamValue::Unset,
             })
             .collect();
+        self.load_pos.insert(id, pos);
         self.loaded.push(LoadedModule {
             id,
             path: path.to_string(),
@@ -246,7 +249,7 @@ impl Lower<'_, '_> {
                 let ok = modules::by_name(dep).is_some_and(|(d, _)| self.is_loaded(d));
                 if !ok {
                     warns.push((
-                        m.path.clone(),
+                        self.load_pos.get(&m.id).copied().unwrap_or_default(),
                         format!(
                             "module {} needs module {dep}, which is not loaded",
                             decl.name
@@ -256,12 +259,9 @@ impl Lower<'_, '_> {
                 }
             }
         }
-        for (_, msg, dep) in warns {
-            self.sink.warn(
-                Pos::new(0, 0),
-                msg,
-                Some(format!("add loadmodule \"{dep}.so\"")),
-            );
+        for (pos, msg, dep) in warns {
+            self.sink
+                .warn(pos, msg, Some(format!("add loadmodule \"{dep}.so\"")));
         }
     }
 

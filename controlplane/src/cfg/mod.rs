@@ -18,6 +18,9 @@ pub mod diag;
 pub mod lexer;
 mod lower;
 pub mod parser;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 use std::path::Path;
 
