@@ -95,7 +95,7 @@ fn conditions_short_circuit_with_c_precedence() {
         }),
         (
             "!!isflagset(1) && !(isflagset(2) || !isflagset(3))",
-            |a, b, c| a && !(b || !c),
+            |a, b, c| a && !b && c, // = a && !(b || !c)
         ),
         ("isflagset(1)", |a, _, _| a),
     ];
