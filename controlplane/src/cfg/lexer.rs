@@ -472,6 +472,35 @@ mod tests {
     }
 
     #[test]
+    fn unterminated_comment_and_stray_characters() {
+        let src = "route { @ x(); } /* open\n";
+        let mut sink = Sink::new("t", src);
+        let l = lex(src, &mut sink);
+        assert!(l.truncated);
+        let msgs: Vec<_> = sink
+            .errors
+            .iter()
+            .map(|d| format!("{}:{} {}", d.line, d.col, d.message))
+            .collect();
+        assert_eq!(
+            msgs,
+            [
+                "1:9 unexpected character '@'",
+                "1:18 unterminated comment (no closing '*/' before end of file)"
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_needs_two_colons_and_no_trailing_word() {
+        let (t, _) = toks("dead:beef fe80::1 abc::x");
+        assert_eq!(t[0], Tok::Word("dead".into()));
+        assert_eq!(t[1], Tok::Colon);
+        assert_eq!(t[3], Tok::Ipv6("fe80::1".parse().unwrap()));
+        assert_eq!(t[4], Tok::Word("abc".into()));
+    }
+
+    #[test]
     fn unterminated_string_reports_opening_quote() {
         let src = "route {\n  log(1, \"abc);\n}\n";
         let mut sink = Sink::new("t", src);

@@ -23,7 +23,7 @@ use super::check::{arity_message, compile_regex, core_action, describe, int, tex
 use super::diag::{did_you_mean, Pos, Sink};
 
 /// Global option names (for did-you-mean).
-const OPTION_NAMES: &[&str] = &[
+pub(crate) const OPTION_NAMES: &[&str] = &[
     "debug",
     "fork",
     "log_stderror",

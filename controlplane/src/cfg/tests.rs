@@ -326,3 +326,71 @@ fn missing_module_dependency_is_a_warning_at_its_loadmodule() {
         "{w:?}"
     );
 }
+
+/// Every script-visible name in the shared checklist is known to the compiler with the documented
+/// arity (old names through their `Renamed` entries).
+#[test]
+fn checklist_names_are_all_declared() {
+    use super::check::core_action;
+    use super::lower::OPTION_NAMES;
+    use dataplane::modules;
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/seed-checklist.tsv"
+    );
+    let Ok(tsv) = std::fs::read_to_string(path) else {
+        eprintln!("skipped: {path} not found");
+        return;
+    };
+    let mut missing = Vec::new();
+    let mut counted = 0;
+    for row in tsv.lines().skip(1) {
+        let f: Vec<&str> = row.split('\t').collect();
+        let (kind, name, module, args) = (f[0], f[1], f[2], f.get(3).copied().unwrap_or(""));
+        let arity: Vec<usize> = args
+            .split('|')
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        let ok = match kind {
+            "core-option" => {
+                OPTION_NAMES.contains(&name) || name == "loadmodule" || name == "modparam"
+            }
+            "core-action" => {
+                name == "if"
+                    || name == "else"
+                    || core_action(name)
+                        .is_some_and(|c| arity.iter().all(|n| (c.min..=c.max).contains(n)))
+            }
+            "module" => {
+                modules::by_name(name).is_some() || modules::REMOVED.iter().any(|(n, _)| *n == name)
+            }
+            "module-function" => modules::by_name(module).is_some_and(|(_, m)| {
+                let f = m.function(name).map(|(_, f)| f).or_else(|| {
+                    m.renamed_functions
+                        .iter()
+                        .find(|r| r.old == name)
+                        .and_then(|r| r.new)
+                        .and_then(|n| m.function(n).map(|(_, f)| f))
+                });
+                match f {
+                    Some(f) => arity
+                        .iter()
+                        .all(|n| (f.min_args as usize..=f.max_args()).contains(n)),
+                    // dropped names (exec_uri, exec_user) are declared as Renamed without a successor
+                    None => m.renamed_functions.iter().any(|r| r.old == name),
+                }
+            }),
+            "module-param" => modules::by_name(module).is_some_and(|(_, m)| {
+                m.param(name).is_some() || m.renamed_params.iter().any(|r| r.old == name)
+            }),
+            _ => continue,
+        };
+        counted += 1;
+        if !ok {
+            missing.push(format!("{kind} {name} ({module}, {args})"));
+        }
+    }
+    assert!(counted > 150, "only {counted} rows checked");
+    assert!(missing.is_empty(), "not declared: {missing:#?}");
+}

@@ -23,8 +23,8 @@
 //!   pops the frame and continues in the caller after the call. Popping the last frame ends the run.
 //!   [`Insn::Drop`] ends the whole run (in a failure_route it also means "do not relay"). Nesting depth
 //!   is limited to [`MAX_ROUTE_DEPTH`]; exceeding it is a run-time error (-1, logged).
-//! - Each instruction is atomic. One that needs the DB, DNS or a process (a module [`Insn::Call`])
-//!   may return `Suspend(job)`: the frame stack and `pc` are saved in the message context, and when
+//! - Each instruction is atomic. One that needs the DB, DNS or a process (a module [`Insn::Call`],
+//!   or an [`Insn::Test`] against a [`Value::Host`], which needs a DNS answer) may return `Suspend(job)`: the frame stack and `pc` are saved in the message context, and when
 //!   the job's answer arrives the result is written to `ret` and execution resumes at `pc + 1`. No
 //!   instruction keeps state across a suspension, which is why conditions are flattened into jumps.
 
