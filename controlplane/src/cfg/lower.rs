@@ -70,6 +70,7 @@ struct Lower<'k, 's> {
     patches: Vec<usize>,
     uses: Vec<Use>,
     calls: Vec<RouteId>,
+    referenced: HashSet<RouteId>,
 }
 
 /// Lower parsed items. Errors and warnings go to `sink`; the program is meaningful only if there
@@ -87,6 +88,7 @@ pub(crate) fn lower(items: &[Item], sink: &mut Sink<'_>) -> Program {
         patches: Vec::new(),
         uses: Vec::new(),
         calls: Vec::new(),
+        referenced: HashSet::new(),
     };
     for it in items {
         if let Item::LoadModule { path, pos } = it {
@@ -154,6 +156,29 @@ pub(crate) fn lower(items: &[Item], sink: &mut Sink<'_>) -> Program {
         calls.push(std::mem::take(&mut l.calls));
     }
     l.check_route_kinds(&routes, &uses, &calls);
+    for (i, d) in defs.iter().enumerate() {
+        let id = RouteId(i as u32);
+        let is_main = d.kind == RouteKind::Request && d.label == RouteLabel::Num(0);
+        if is_main || l.referenced.contains(&id) || l.sink.has_errors() {
+            continue;
+        }
+        match d.kind {
+            RouteKind::Request => l.sink.warn(
+                d.pos,
+                format!("route[{}] is never called", d.label),
+                Some(format!("call it with route({})", d.label)),
+            ),
+            RouteKind::Failure => l.sink.warn(
+                d.pos,
+                format!("failure_route[{}] is never armed", d.label),
+                Some(format!(
+                    "arm it with t_on_failure(\"{}\") before t_relay",
+                    d.label
+                )),
+            ),
+            RouteKind::OnReply => {}
+        }
+    }
     let main_route = l
         .route_index
         .get(&(RouteKind::Request, RouteLabel::Num(0)))
@@ -855,11 +880,14 @@ impl Lower<'_, '_> {
                 .map(IrArg::Regex),
             ArgKind::FailureRoute => {
                 let label = match int(a) {
-                    Some(n) if n >= 0 => RouteLabel::Num(n as u32),
+                    Some(n) if u32::try_from(n).is_ok() => RouteLabel::Num(n as u32),
                     _ => RouteLabel::Name(s.clone()),
                 };
                 match self.route_index.get(&(RouteKind::Failure, label.clone())) {
-                    Some(id) => Some(IrArg::Route(*id)),
+                    Some(id) => {
+                        self.referenced.insert(*id);
+                        Some(IrArg::Route(*id))
+                    }
                     None => {
                         self.sink.error(
                             a.pos,
@@ -910,7 +938,7 @@ impl Lower<'_, '_> {
         let act = match name {
             "route" => {
                 let label = match &a[0].val {
-                    Val::Int(n) if *n >= 0 => RouteLabel::Num(*n as u32),
+                    Val::Int(n) if u32::try_from(*n).is_ok() => RouteLabel::Num(*n as u32),
                     Val::Str(s) => match s.parse::<u32>() {
                         Ok(n) => RouteLabel::Num(n),
                         Err(_) => RouteLabel::Name(s.clone()),
@@ -930,6 +958,7 @@ impl Lower<'_, '_> {
                 return match self.route_index.get(&(RouteKind::Request, label.clone())) {
                     Some(id) => {
                         self.calls.push(*id);
+                        self.referenced.insert(*id);
                         Some(Insn::Route(*id))
                     }
                     None => {

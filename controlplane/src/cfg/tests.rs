@@ -394,3 +394,55 @@ fn checklist_names_are_all_declared() {
     assert!(counted > 150, "only {counted} rows checked");
     assert!(missing.is_empty(), "not declared: {missing:#?}");
 }
+
+#[test]
+fn unused_blocks_are_warnings() {
+    let c = ok("loadmodule \"tm.so\"\nroute { t_relay(); }\nroute[3] { break; }\nfailure_route[4] { t_relay(); }\n");
+    let w: Vec<String> = c
+        .warnings
+        .iter()
+        .map(|w| format!("{}:{} {}", w.line, w.col, w.message))
+        .collect();
+    assert_eq!(
+        w,
+        [
+            "3:1 route[3] is never called",
+            "4:1 failure_route[4] is never armed"
+        ]
+    );
+}
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    fn seed(name: &str) -> String {
+        let p = format!(
+            "{}/../../shared/seed-configs/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(p).unwrap_or_else(|_| "route { break; }".into())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn on_script_like_noise(src in "[a-z_(){};=!~&|<>:/.,\"' 0-9\n\\[\\]#*-]{0,200}") {
+            let _ = super::compile_str("noise.cfg", &src);
+        }
+
+        #[test]
+        fn on_mutilated_seed_configs(which in 0usize..4, cut in 0usize..4000, len in 0usize..40, ins in "[{}();\"'/*#]{0,3}") {
+            let name = ["ser.cfg", "pstn.cfg", "exec_s5b.cfg", "vm-ser.cfg"][which];
+            let src = seed(name);
+            let chars: Vec<char> = src.chars().collect();
+            let at = cut.min(chars.len());
+            let end = (at + len).min(chars.len());
+            let m: String = chars[..at].iter().chain(ins.chars().collect::<Vec<_>>().iter()).chain(chars[end..].iter()).collect();
+            if let Err(d) = super::compile_str(name, &m) {
+                prop_assert!(!d.errors.is_empty());
+                let _ = d.render();
+            }
+        }
+    }
+}
