@@ -6,4 +6,6 @@
 //! The dataplane does no blocking I/O of its own: protocol logic takes bytes (and `now`) and returns
 //! what to do. Only the shard event loop and the transports touch sockets.
 
+pub mod modules;
+pub mod script;
 pub mod wire;

@@ -1,0 +1,120 @@
+//! Script modules: one file per module, each holding its `static MODULE` declaration table.
+//!
+//! [`ALL`] is the registry: a module's [`crate::script::ModuleId`] is its index there. Adding module
+//! `x`: write `x.rs` with `pub static MODULE`, add `pub mod x;` and `&x::MODULE` below.
+
+use crate::script::{ModuleDecl, ModuleId};
+
+pub mod acc;
+pub mod auth;
+pub mod auth_db;
+pub mod auth_radius;
+pub mod dbtext;
+pub mod domain;
+pub mod r#enum;
+pub mod exec;
+pub mod group;
+pub mod group_radius;
+pub mod jabber;
+pub mod mangler;
+pub mod maxfwd;
+pub mod msilo;
+pub mod mysql;
+pub mod nathelper;
+pub mod pa;
+pub mod pdt;
+pub mod permissions;
+pub mod postgres;
+pub mod registrar;
+pub mod rr;
+pub mod sl;
+pub mod sms;
+pub mod textops;
+pub mod tm;
+pub mod uri;
+pub mod uri_radius;
+pub mod usrloc;
+pub mod vm;
+
+/// Every built-in module, indexed by [`ModuleId`].
+pub static ALL: &[&ModuleDecl] = &[
+    &acc::MODULE,
+    &auth::MODULE,
+    &auth_db::MODULE,
+    &auth_radius::MODULE,
+    &dbtext::MODULE,
+    &domain::MODULE,
+    &r#enum::MODULE,
+    &exec::MODULE,
+    &group::MODULE,
+    &group_radius::MODULE,
+    &jabber::MODULE,
+    &mangler::MODULE,
+    &maxfwd::MODULE,
+    &msilo::MODULE,
+    &mysql::MODULE,
+    &nathelper::MODULE,
+    &pa::MODULE,
+    &pdt::MODULE,
+    &permissions::MODULE,
+    &postgres::MODULE,
+    &registrar::MODULE,
+    &rr::MODULE,
+    &sl::MODULE,
+    &sms::MODULE,
+    &textops::MODULE,
+    &tm::MODULE,
+    &uri::MODULE,
+    &uri_radius::MODULE,
+    &usrloc::MODULE,
+    &vm::MODULE,
+];
+
+/// Modules the documents name that 0.8.11 no longer has: (name, what to say).
+pub static REMOVED: &[(&str, &str)] = &[
+    ("im", "module im is obsolete: it was replaced by tm"),
+    (
+        "radius_acc",
+        "module radius_acc was removed: RADIUS accounting is part of acc",
+    ),
+];
+
+/// Module by name or alias (`voicemail` finds `vm`).
+pub fn by_name(name: &str) -> Option<(ModuleId, &'static ModuleDecl)> {
+    ALL.iter()
+        .position(|m| m.answers_to(name))
+        .map(|i| (ModuleId(i as u16), ALL[i]))
+}
+
+/// Module by id.
+pub fn get(id: ModuleId) -> &'static ModuleDecl {
+    ALL[id.0 as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        for (i, m) in ALL.iter().enumerate() {
+            assert_eq!(by_name(m.name).map(|(id, _)| id), Some(ModuleId(i as u16)));
+            for f in m.functions {
+                assert!(f.min_args as usize <= f.max_args(), "{}", f.name);
+                assert!(!f.routes.is_empty(), "{}", f.name);
+            }
+        }
+        assert_eq!(by_name("voicemail").map(|(_, m)| m.name), Some("vm"));
+        assert!(by_name("im").is_none());
+    }
+
+    #[test]
+    fn function_names_are_unique_across_modules() {
+        let mut seen = std::collections::HashSet::new();
+        for m in ALL {
+            for f in m.functions {
+                assert!(seen.insert(f.name), "{} declared twice", f.name);
+            }
+        }
+    }
+}
