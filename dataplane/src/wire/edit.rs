@@ -294,22 +294,23 @@ impl Message {
         self.edits.push(span, &[body]);
         let num = itoa_buf(body.len());
         let len_str = num.as_str();
-        match self
+        // Every Content-Length field gets the new value: a message may repeat the header with the
+        // same value (the parser allows that), and a stale copy would make the output unparseable.
+        let lines: SmallVec<[Span; 2]> = self
             .headers
             .iter()
-            .position(|h| h.id == HeaderId::ContentLength)
-        {
-            Some(i) => {
-                let v = self.headers[i].value;
-                self.edits.push(v, &[len_str.as_bytes()]);
-            }
-            None => {
-                let at = self.headers_end as usize;
-                self.edits.push(
-                    Span::new(at, at),
-                    &[b"Content-Length: ", len_str.as_bytes(), b"\r\n"],
-                );
-            }
+            .filter(|h| h.id == HeaderId::ContentLength)
+            .map(|h| h.value)
+            .collect();
+        if lines.is_empty() {
+            let at = self.headers_end as usize;
+            self.edits.push(
+                Span::new(at, at),
+                &[b"Content-Length: ", len_str.as_bytes(), b"\r\n"],
+            );
+        }
+        for v in lines {
+            self.edits.push(v, &[len_str.as_bytes()]);
         }
     }
 }

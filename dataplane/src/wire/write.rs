@@ -278,6 +278,23 @@ abc";
     }
 
     #[test]
+    fn set_body_rewrites_every_content_length() {
+        // Found by the `message` fuzz target: a repeated Content-Length left stale made the
+        // edited message unparseable.
+        let mut m = Message::parse(Bytes::from_static(
+            b"MESSAGE sip:a@b SIP/2.0\r\nl: 2\r\nContent-Length: 2\r\n\r\nhi",
+        ))
+        .unwrap();
+        m.set_body(b"hello");
+        let again = Message::parse(m.to_bytes()).unwrap();
+        assert_eq!(again.body(), b"hello");
+        assert_eq!(
+            out(&m),
+            "MESSAGE sip:a@b SIP/2.0\r\nl: 5\r\nContent-Length: 5\r\n\r\nhello"
+        );
+    }
+
+    #[test]
     fn pool_reuses_buffers() {
         let mut pool = BufPool::new(1024, 2);
         let m = msg();
