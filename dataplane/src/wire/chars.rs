@@ -349,6 +349,27 @@ mod tests {
         assert_eq!(parts, vec![&b"\"a\\\",b\" <sip:x>"[..], b"y"]);
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            (
+                "rfc4475/wsinv.dat",
+                &b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>"[..],
+            ),
+            (
+                "rfc4475/intmeth.dat",
+                &b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:"[..],
+            ),
+            ("rfc4475/badinv01.dat", &b"SIP/2.0/UDP 192.0.2.15;;,;,,"[..]),
+            (
+                "rfc4475/quotbal.dat",
+                &b"\"Mr. J. User <sip:j.user@example.com>"[..],
+            ),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..64), pos in 0usize..80) {
@@ -419,7 +440,10 @@ pub(crate) mod corpus {
 
     /// Splits a message head into its start line and `(name, value)` pairs; values keep internal
     /// folds and are trimmed. Accepts CRLF and bare LF.
-    fn head(msg: &[u8]) -> (&[u8], Vec<(&[u8], &[u8])>) {
+    /// A start line and its `(name, value)` pairs.
+    type Head<'a> = (&'a [u8], Vec<(&'a [u8], &'a [u8])>);
+
+    fn head(msg: &[u8]) -> Head<'_> {
         let end = memchr::memmem::find(msg, b"\r\n\r\n")
             .or_else(|| memchr::memmem::find(msg, b"\n\n"))
             .unwrap_or(msg.len());

@@ -268,6 +268,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            (
+                "rfc4475/scalar02.dat",
+                &b"<sip:user@host129.example.com>\r\n  ;expires=280297596632815"[..],
+            ),
+            ("rfc4475/escnull.dat", b"<sip:%00@host5.example.com>"),
+            ("rfc4475/escnull.dat", b"<sip:%00%00@host5.example.com>"),
+            (
+                "rfc5118/ipv4-mapped-ipv6.dat",
+                b"\"T. desk phone\" <sip:ted@[::ffff:192.0.2.2]>",
+            ),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..80)) {

@@ -321,6 +321,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/wsinv.dat", &b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n"[..]),
+            ("rfc4475/wsinv.dat", b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8"),
+            ("rfc4475/wsinv.dat", b"\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33"),
+            ("rfc4475/wsinv.dat", b"<sip:services.example.com;lr;unknownwith=value;unknown-no-value>"),
+            ("rfc4475/intmeth.dat", b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com>"),
+            ("rfc4475/intmeth.dat", b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"\xd1\x80\xd0\xb0"),
+            ("rfc4475/lwsdisp.dat", b"caller<sip:caller@example.com>;tag=323"),
+            ("rfc4475/esc02.dat", b"\"%Z%45\" <sip:resource@example.com>;tag=f232jadfj23"),
+            ("rfc4475/cparam01.dat", b"sip:+19725552222@gw1.example.net;unknownparam"),
+            ("rfc4475/cparam02.dat", b"<sip:+19725552222@gw1.example.net;unknownparam>"),
+            ("rfc4475/regescrt.dat", b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"),
+            ("rfc4475/regbadct.dat", b"sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
+            ("rfc4475/badaspec.dat", b"\"Watson, Thomas\" < sip:t.watson@example.org >"),
+            ("rfc4475/variants/baddn.terminated.dat", b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43"),
+            ("rfc4475/quotbal.dat", b"\"Mr. J. User <sip:j.user@example.com>"),
+            ("rfc4475/badinv01.dat", b"\"Joe\" <sip:joe@example.org>;;;;"),
+            ("rfc4475/unksm2.dat", b"<http://www.example.com>;tag=3234233"),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..80)) {

@@ -808,6 +808,35 @@ mod tests {
         assert!(!eq(b"tel:+1-555", b"sip:+1-555@h"));
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/wsinv.dat", &b"sip:vivekg@chair-dnrc.example.com;unknownparam"[..]),
+            ("rfc4475/intmeth.dat", b"sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com"),
+            ("rfc4475/semiuri.dat", b"sip:user;par=u%40example.net@example.com"),
+            ("rfc4475/esc01.dat", b"sip:sips%3Auser%40example.com@example.net"),
+            ("rfc4475/esc01.dat", b"sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31"),
+            ("rfc4475/esc01.dat", b"sip:I%20have%20spaces@example.net"),
+            ("rfc4475/escnull.dat", b"sip:null-%00-null@example.com"),
+            ("rfc4475/escnull.dat", b"sip:%00%00@host5.example.com"),
+            ("rfc4475/regescrt.dat", b"sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
+            ("rfc4475/ltgtruri.dat", b"<sip:user@example.com>"),
+            ("rfc4475/lwsruri.dat", b"sip:user@example.com; lr"),
+            ("rfc4475/unkscm.dat", b"nobodyKnowsThisScheme:totallyopaquecontent"),
+            ("rfc4475/novelsc.dat", b"soap.beep://192.0.2.103:3002"),
+            ("rfc4475/unksm2.dat", b"isbn:2983792873"),
+            ("rfc5118/ipv6-good.dat", b"sip:[2001:db8::10]"),
+            ("rfc5118/ipv6-bad.dat", b"sip:2001:db8::10"),
+            ("rfc5118/port-ambiguous.dat", b"sip:[2001:db8::10:5070]"),
+            ("rfc5118/port-unambiguous.dat", b"sip:[2001:db8::10]:5070"),
+            ("rfc5118/ipv4-mapped-ipv6.dat", b"sip:ted@[::ffff:192.0.2.2]"),
+            ("rfc5118/ipv6-bug-abnf-3-colons.dat", b"sip:user@[2001:db8:::192.0.2.1]"),
+            ("rfc5118/ipv6-correct-abnf-2-colons.dat", b"sip:user@[2001:db8::192.0.2.1]"),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..80)) {
