@@ -356,6 +356,39 @@ mod tests {
         }
 
         #[test]
+        fn generated_roundtrip(
+            display in proptest::option::of(prop_oneof![
+                "[a-zA-Z0-9.!%*_+`'~-]{1,8}( [a-zA-Z0-9]{1,6}){0,2}",
+                "\"([a-zA-Z0-9 ,;<>@:]|\\\\\")*\"",
+            ]),
+            angle in any::<bool>(),
+            user in "[a-z0-9]{1,8}",
+            host in "[a-z]{1,8}\\.(com|net|org)",
+            uparams in "(;[a-z]{1,4}(=[a-z0-9]{1,4})?){0,2}",
+            hparams in proptest::collection::vec(("[a-z]{1,6}", proptest::option::of(prop_oneof!["[a-zA-Z0-9.-]{1,6}", "\"[a-z ,;]{0,6}\""])), 0..3),
+            sp in "( |\r\n )?",
+        ) {
+            let angle = angle || display.is_some() || !uparams.is_empty();
+            let uri = format!("sip:{user}@{host}{uparams}");
+            let mut s = String::new();
+            if let Some(d) = &display { s.push_str(d); s.push_str(&sp); }
+            if angle { s.push('<'); s.push_str(&uri); s.push('>'); } else { s.push_str(&uri); }
+            for (n, v) in &hparams {
+                s.push_str(&sp); s.push(';'); s.push_str(&sp); s.push_str(n);
+                if let Some(v) = v { s.push('='); s.push_str(v); }
+            }
+            let n = NameAddr::parse(s.as_bytes()).unwrap();
+            prop_assert_eq!(n.display, display.as_deref().map(str::as_bytes));
+            prop_assert_eq!(n.angle, angle);
+            prop_assert_eq!(n.uri_raw, uri.as_bytes());
+            prop_assert_eq!(n.uri.user, Some(user.as_bytes()));
+            prop_assert_eq!(n.uri.params.raw(), uparams.as_bytes());
+            let got: Vec<_> = n.params.iter().map(|p| (p.name.to_vec(), p.value.map(<[u8]>::to_vec))).collect();
+            let want: Vec<_> = hparams.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_ref().map(|v| v.as_bytes().to_vec()))).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
         fn structured_never_panics(s in "[\"<> ;=a-z:@,?\\\\]{0,30}") {
             let _ = NameAddr::parse(s.as_bytes());
         }

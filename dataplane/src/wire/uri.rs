@@ -485,26 +485,31 @@ pub fn uri_eq(a: &Uri<'_>, b: &Uri<'_>) -> bool {
     }
     const STRICT: [&[u8]; 5] = [b"user", b"ttl", b"method", b"maddr", b"transport"];
     for name in STRICT {
-        if !param_values_eq_opt(a.params.get(name), b.params.get(name)) {
+        if !param_values_eq_opt(first_param(a, name), first_param(b, name)) {
             return false;
         }
     }
+    // Other parameters: compared only when both URIs have them (first occurrence of each name).
     for p in a.params.iter() {
         let n = unescape(p.name);
         if STRICT.iter().any(|s| eq_ignore_case(s, &n)) {
             continue;
         }
-        if let Some(q) = b
-            .params
-            .iter()
-            .find(|q| eq_ignore_case(&unescape(q.name), &n))
-        {
-            if !param_values_eq(p.value, q.value) {
+        if let (Some(x), Some(y)) = (first_param(a, &n), first_param(b, &n)) {
+            if !param_values_eq(x, y) {
                 return false;
             }
         }
     }
     headers_eq(a.headers, b.headers)
+}
+
+/// The value of the first parameter whose unescaped name matches `n` (case-insensitive).
+fn first_param<'a>(u: &Uri<'a>, n: &[u8]) -> Option<Option<&'a [u8]>> {
+    u.params
+        .iter()
+        .find(|q| eq_ignore_case(&unescape(q.name), n))
+        .map(|q| q.value)
 }
 
 fn param_values_eq_opt(a: Option<Option<&[u8]>>, b: Option<Option<&[u8]>>) -> bool {
@@ -805,6 +810,11 @@ mod tests {
         assert!(!eq(b"sip:a:pw@h", b"sip:a@h"));
         assert!(!eq(b"sip:h;lr", b"sip:h;lr=on"));
         assert!(eq(b"tel:+1-555", b"TEL:+1-555"));
+        assert!(eq(b"sip:h;d=1;d", b"sip:h;d=1"));
+        assert!(eq(b"sip:h;%6Cr", b"sip:h;lr"));
+        assert!(!eq(b"sip:h;%6Cr=1", b"sip:h;lr=2"));
+        assert!(!eq(b"sip:h;%74ransport=tcp", b"sip:h"));
+        assert!(eq(b"sip:h;%74ransport=tcp", b"sip:h;transport=TCP"));
         assert!(!eq(b"tel:+1-555", b"sip:+1-555@h"));
     }
 

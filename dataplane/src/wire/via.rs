@@ -484,6 +484,47 @@ mod tests {
         }
 
         #[test]
+        fn generated_roundtrip(
+            vias in proptest::collection::vec((
+                prop_oneof![Just("UDP"), Just("tcp"), Just("TLS"), Just("SCTP"), Just("WS"), Just("wss"), Just("FOO")],
+                prop_oneof![
+                    "[a-z]{1,8}\\.[a-z]{2,3}",
+                    any::<[u8; 4]>().prop_map(|o| Ipv4Addr::from(o).to_string()),
+                    any::<[u16; 8]>().prop_map(|o| format!("[{}]", Ipv6Addr::from(o))),
+                ],
+                proptest::option::of(any::<u16>()),
+                "[a-zA-Z0-9]{1,10}",
+                proptest::option::of(proptest::option::of(any::<u16>())),
+                "( |\r\n |  )",
+            ), 1..4),
+        ) {
+            let mut s = String::new();
+            for (i, (t, h, port, branch, rport, sp)) in vias.iter().enumerate() {
+                if i > 0 { s.push_str(","); s.push_str(sp); }
+                s.push_str(&format!("SIP{sp}/{sp}2.0/{t}{sp}{h}"));
+                if let Some(p) = port { s.push_str(&format!(":{p}")); }
+                s.push_str(&format!("{sp};branch=z9hG4bK{branch}"));
+                match rport {
+                    None => {}
+                    Some(None) => s.push_str(";rport"),
+                    Some(Some(p)) => s.push_str(&format!(";rport={p}")),
+                }
+            }
+            let got: Vec<_> = parse_vias(s.as_bytes()).map(|r| r.unwrap()).collect();
+            prop_assert_eq!(got.len(), vias.len());
+            for ((v, st, en), (t, h, port, branch, rport, _)) in got.iter().zip(vias.iter()) {
+                prop_assert_eq!(&s.as_bytes()[*st..*en], v.raw);
+                prop_assert_eq!(v.transport, Transport::from_bytes(t.as_bytes()));
+                prop_assert_eq!(v.transport_raw, t.as_bytes());
+                prop_assert_eq!(v.host_raw, h.as_bytes());
+                prop_assert_eq!(v.port, *port);
+                let b = format!("z9hG4bK{branch}");
+                prop_assert_eq!(v.branch(), Some(b.as_bytes()));
+                prop_assert_eq!(v.rport(), *rport);
+            }
+        }
+
+        #[test]
         fn structured_never_panics(s in "SIP ?/ ?2\\.0/[A-Z]{0,4} [\\[\\]a-f0-9:.;=, ]{0,30}") {
             for r in parse_vias(s.as_bytes()) { let _ = r; }
         }
