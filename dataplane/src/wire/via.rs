@@ -500,7 +500,7 @@ mod tests {
         ) {
             let mut s = String::new();
             for (i, (t, h, port, branch, rport, sp)) in vias.iter().enumerate() {
-                if i > 0 { s.push_str(","); s.push_str(sp); }
+                if i > 0 { s.push(','); s.push_str(sp); }
                 s.push_str(&format!("SIP{sp}/{sp}2.0/{t}{sp}{h}"));
                 if let Some(p) = port { s.push_str(&format!(":{p}")); }
                 s.push_str(&format!("{sp};branch=z9hG4bK{branch}"));
