@@ -655,6 +655,68 @@ pub(crate) mod corpus {
         }
     }
 
+    /// Every header value of every corpus message, with its header name (loaded once).
+    fn corpus_values() -> &'static [(Vec<u8>, Vec<u8>)] {
+        static V: std::sync::OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = std::sync::OnceLock::new();
+        V.get_or_init(|| {
+            let mut out = Vec::new();
+            for (sub, ext) in [
+                ("rfc4475", "dat"),
+                ("rfc5118", "dat"),
+                ("ser-legacy", "sip"),
+            ] {
+                for (_, msg) in files(sub, ext) {
+                    let (start, hdrs) = head(&msg);
+                    out.push((b"r-uri".to_vec(), start.to_vec()));
+                    for (n, v) in hdrs {
+                        out.push((n.to_vec(), v.to_vec()));
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    proptest::proptest! {
+        /// Corpus values with a few random byte edits never make a parser panic.
+        #[test]
+        fn mutated_corpus_values_never_panic(
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), 0u8..3,
+                 proptest::prop_oneof![proptest::prelude::any::<u8>(),
+                     proptest::sample::select(b"\"<>;,:@[]%\\ \r\n=?/".to_vec())]),
+                1..4),
+        ) {
+            let all = corpus_values();
+            if all.is_empty() {
+                return Ok(());
+            }
+            let (name, value) = pick.get(all);
+            let mut v = value.clone();
+            for (at, op, b) in edits {
+                let i = if v.is_empty() { 0 } else { at.index(v.len()) };
+                match op {
+                    0 if i < v.len() => v[i] = b,
+                    1 => v.insert(i, b),
+                    _ if i < v.len() => {
+                        v.remove(i);
+                    }
+                    _ => v.push(b),
+                }
+            }
+            let v = trim_lws(&v);
+            let _ = Uri::parse(v);
+            let _ = NameAddr::parse(v);
+            for r in parse_vias(v) { let _ = r; }
+            let _ = parse_contacts(v);
+            let _ = CSeq::parse(v);
+            let _ = Credentials::parse(v);
+            let _ = scalar::media_type(v);
+            let _ = check(name, v);
+        }
+    }
+
     #[test]
     fn ser_legacy_header_values() {
         // No recorded verdicts in the corpus; these are the defects each file really has.
