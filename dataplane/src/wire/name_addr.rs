@@ -80,13 +80,11 @@ impl<'a> NameAddr<'a> {
             }
             return Self::angle_form(value, display, lt);
         }
-        // Unquoted: a '<' means name-addr, unless the text before it is clearly a URI with a
-        // (quoted) parameter holding '<'.
+        // Unquoted: a '<' before any ';' means name-addr (a display name has no ';'); a '<' after a
+        // ';' can only be inside an addr-spec's (quoted) header parameter.
         let lt = memchr::memchr(b'<', value);
         let semi = memchr::memchr(b';', value).unwrap_or(value.len());
-        if let Some(lt) = lt.filter(|&lt| {
-            lt < semi || memchr::memchr(b':', value.get(..semi).unwrap_or_default()).is_none()
-        }) {
+        if let Some(lt) = lt.filter(|&lt| lt < semi) {
             let before = value.get(start..lt).unwrap_or_default();
             if let Some(p) = is_token_words(before) {
                 return Err(bad(start + p));
@@ -105,11 +103,10 @@ impl<'a> NameAddr<'a> {
         if let Some(p) = uri_raw.iter().position(|&b| b == b'?' || b == b',') {
             return Err(bad(start + p));
         }
-        if uri_raw.iter().any(|&b| b == b' ' || b == b'\t') {
-            let p = uri_raw
-                .iter()
-                .position(|&b| b == b' ' || b == b'\t')
-                .unwrap_or(0);
+        if let Some(p) = uri_raw
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
             return Err(bad(start + p));
         }
         let uri = Uri::parse(uri_raw).map_err(|e| e.offset(start))?;
@@ -319,6 +316,15 @@ mod tests {
             e(b"<sip:a@h:99999>"),
             ParseError::new(ErrorKind::BadPort, 9)
         );
+        assert_eq!(
+            e(b"sip:a@b\r\n c"),
+            ParseError::new(ErrorKind::BadNameAddr, 7)
+        );
+        assert_eq!(e(b"abc;x <sip:a@b>").kind, ErrorKind::BadUri);
+        // a '<' inside a quoted header parameter of an addr-spec
+        let n = p(b"sip:a@b;x=\"<y>\"");
+        assert!(!n.angle);
+        assert_eq!(n.param(b"x"), Some(Some(&b"\"<y>\""[..])));
     }
 
     #[test]
