@@ -13,20 +13,59 @@ use std::borrow::Cow;
 
 use super::error::{ErrorKind, ParseError, Result};
 
+// Byte classes as bits of one 256-entry table, so each class test is one load and one mask.
+const ALNUM: u8 = 1;
+const TOKEN: u8 = 2;
+const UNRESERVED: u8 = 4;
+const USER_UNRESERVED: u8 = 8;
+const PASSWORD: u8 = 16;
+const PARAM_UNRESERVED: u8 = 32;
+const HNV_UNRESERVED: u8 = 64;
+
+const fn set(mut t: [u8; 256], chars: &[u8], bit: u8) -> [u8; 256] {
+    let mut i = 0;
+    while i < chars.len() {
+        t[chars[i] as usize] |= bit;
+        i += 1;
+    }
+    t
+}
+
+const fn build() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0usize;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = ALNUM | TOKEN | UNRESERVED | PASSWORD;
+        }
+        b += 1;
+    }
+    let t = set(t, b"-.!%*_+`'~", TOKEN);
+    let t = set(t, b"-_.!~*'()", UNRESERVED | PASSWORD);
+    let t = set(t, b"&=+$,;?/", USER_UNRESERVED);
+    let t = set(t, b"&=+$,", PASSWORD);
+    let t = set(t, b"[]/:&+$", PARAM_UNRESERVED);
+    set(t, b"[]/?:+$", HNV_UNRESERVED)
+}
+
+static CLASS: [u8; 256] = build();
+
+#[inline]
+fn class(b: u8) -> u8 {
+    CLASS[b as usize]
+}
+
 /// `alphanum` = ALPHA / DIGIT.
 #[inline]
 pub fn is_alphanum(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
+    class(b) & ALNUM != 0
 }
 
 /// `token` characters: alphanum / `-` `.` `!` `%` `*` `_` `+` `` ` `` `'` `~`.
 #[inline]
 pub fn is_token(b: u8) -> bool {
-    is_alphanum(b)
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    class(b) & TOKEN != 0
 }
 
 /// `WSP`: SP or HTAB.
@@ -38,35 +77,31 @@ pub fn is_ws(b: u8) -> bool {
 /// `unreserved` = alphanum / mark, mark = `-` `_` `.` `!` `~` `*` `'` `(` `)`.
 #[inline]
 pub fn is_unreserved(b: u8) -> bool {
-    is_alphanum(b)
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+    class(b) & UNRESERVED != 0
 }
 
 /// `user-unreserved` = `&` `=` `+` `$` `,` `;` `?` `/`.
 #[inline]
 pub fn is_user_unreserved(b: u8) -> bool {
-    matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+    class(b) & USER_UNRESERVED != 0
 }
 
 /// Characters allowed unescaped in a URI password: unreserved / `&` `=` `+` `$` `,`.
 #[inline]
 pub fn is_password_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'&' | b'=' | b'+' | b'$' | b',')
+    class(b) & PASSWORD != 0
 }
 
 /// `param-unreserved` = `[` `]` `/` `:` `&` `+` `$`.
 #[inline]
 pub fn is_param_unreserved(b: u8) -> bool {
-    matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+    class(b) & PARAM_UNRESERVED != 0
 }
 
 /// `hnv-unreserved` = `[` `]` `/` `?` `:` `+` `$` (URI header names and values).
 #[inline]
 pub fn is_hnv_unreserved(b: u8) -> bool {
-    matches!(b, b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+    class(b) & HNV_UNRESERVED != 0
 }
 
 /// `HEXDIG` (either case).
@@ -282,6 +317,21 @@ mod tests {
         assert!(is_hex(b'f') && is_hex(b'F') && !is_hex(b'g'));
         assert_eq!(hex_val(b'c'), Some(12));
         assert!(is_ws(b'\t') && !is_ws(b'\n'));
+    }
+
+    #[test]
+    fn class_table_matches_abnf() {
+        for b in 0..=255u8 {
+            let alnum = b.is_ascii_alphanumeric();
+            assert_eq!(is_alphanum(b), alnum, "{b}");
+            assert_eq!(is_token(b), alnum || b"-.!%*_+`'~".contains(&b), "{b}");
+            let unres = alnum || b"-_.!~*'()".contains(&b);
+            assert_eq!(is_unreserved(b), unres, "{b}");
+            assert_eq!(is_user_unreserved(b), b"&=+$,;?/".contains(&b), "{b}");
+            assert_eq!(is_password_char(b), unres || b"&=+$,".contains(&b), "{b}");
+            assert_eq!(is_param_unreserved(b), b"[]/:&+$".contains(&b), "{b}");
+            assert_eq!(is_hnv_unreserved(b), b"[]/?:+$".contains(&b), "{b}");
+        }
     }
 
     #[test]
