@@ -11,7 +11,7 @@
 //! - `expires` above `u32::MAX` is `BadExpires` (the caller may use its default, RFC 4475 scalar02);
 //!   `q` is returned in thousandths (`0.33` → 330) and must be a `qvalue` (else `BadParam`).
 
-use super::chars::split_commas;
+use super::chars::{offset_in, split_commas};
 use super::error::{ErrorKind, ParseError, Result};
 use super::name_addr::NameAddr;
 use super::scalar;
@@ -36,7 +36,7 @@ impl<'a> Contact<'a> {
             Some(None) => Err(ParseError::new(ErrorKind::BadExpires, self.start)),
             Some(Some(v)) => scalar::expires(v)
                 .map(Some)
-                .map_err(|e| ParseError::new(ErrorKind::BadExpires, self.start + e.at)),
+                .map_err(|e| ParseError::new(ErrorKind::BadExpires, self.at(v) + e.at)),
         }
     }
 
@@ -46,8 +46,16 @@ impl<'a> Contact<'a> {
             None => Ok(None),
             Some(v) => parse_q(v.unwrap_or_default())
                 .map(Some)
-                .ok_or(ParseError::new(ErrorKind::BadParam, self.start)),
+                .ok_or(ParseError::new(
+                    ErrorKind::BadParam,
+                    v.map_or(self.start, |v| self.at(v)),
+                )),
         }
+    }
+
+    /// Offset of `v` (a sub-slice of this contact) in the header value.
+    fn at(&self, v: &[u8]) -> usize {
+        self.start + offset_in(self.addr.raw, v).unwrap_or(0)
     }
 }
 
@@ -192,7 +200,10 @@ mod tests {
         assert_eq!((c[0].start, c[0].end), (0, v.len()));
         // scalar02: expires overflows
         let c = list(b"<sip:user@host129.example.com>\r\n  ;expires=280297596632815");
-        assert_eq!(c[0].expires().unwrap_err().kind, ErrorKind::BadExpires);
+        assert_eq!(
+            c[0].expires(),
+            Err(ParseError::new(ErrorKind::BadExpires, 53))
+        );
         // escnull: two distinct contacts
         let a = list(b"<sip:%00@host5.example.com>");
         let b = list(b"<sip:%00%00@host5.example.com>");
@@ -242,7 +253,12 @@ mod tests {
             }))
         );
         let c = list(b"<sip:c@d>;q=2");
-        assert_eq!(c[0].q(), Err(ParseError::new(ErrorKind::BadParam, 0)));
+        assert_eq!(c[0].q(), Err(ParseError::new(ErrorKind::BadParam, 12)));
+        let c = list(b"<sip:a@b>, <sip:c@d>;expires=1x");
+        assert_eq!(
+            c[1].expires(),
+            Err(ParseError::new(ErrorKind::BadExpires, 30))
+        );
         let c = list(b"<sip:c@d>;expires");
         assert_eq!(c[0].expires().unwrap_err().kind, ErrorKind::BadExpires);
     }
@@ -265,6 +281,24 @@ mod tests {
             (b"0.a", None),
         ] {
             assert_eq!(parse_q(s), q, "{:?}", String::from_utf8_lossy(s));
+        }
+    }
+
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            (
+                "rfc4475/scalar02.dat",
+                &b"<sip:user@host129.example.com>\r\n  ;expires=280297596632815"[..],
+            ),
+            ("rfc4475/escnull.dat", b"<sip:%00@host5.example.com>"),
+            ("rfc4475/escnull.dat", b"<sip:%00%00@host5.example.com>"),
+            (
+                "rfc5118/ipv4-mapped-ipv6.dat",
+                b"\"T. desk phone\" <sip:ted@[::ffff:192.0.2.2]>",
+            ),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
         }
     }
 

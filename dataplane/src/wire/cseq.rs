@@ -114,6 +114,22 @@ mod tests {
         assert_eq!(CSeq::parse(b"8 INVITE  ").unwrap().method, b"INVITE");
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/wsinv.dat", &b"cseq: 0009\r\n  INVITE"[..]),
+            (
+                "rfc4475/intmeth.dat",
+                b"139122385 !interesting-Method0123456789_*+`.%indeed'~",
+            ),
+            ("rfc4475/esc02.dat", b"29344 RE%47IST%45R"),
+            ("rfc4475/lwsruri.dat", b"2130706432 INVITE"),
+            ("rfc4475/scalar02.dat", b"36893488147419103232 REGISTER"),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..40)) {

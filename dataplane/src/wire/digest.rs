@@ -293,6 +293,14 @@ mod tests {
         assert_eq!(e(b"Other a b"), bad(8));
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        crate::wire::chars::corpus::assert_in(
+            "rfc4475/regaut01.dat",
+            b"Authorization: NoOneKnowsThisScheme opaque-data=here\r\n",
+        );
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..80)) {

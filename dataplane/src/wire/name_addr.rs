@@ -80,13 +80,11 @@ impl<'a> NameAddr<'a> {
             }
             return Self::angle_form(value, display, lt);
         }
-        // Unquoted: a '<' means name-addr, unless the text before it is clearly a URI with a
-        // (quoted) parameter holding '<'.
+        // Unquoted: a '<' before any ';' means name-addr (a display name has no ';'); a '<' after a
+        // ';' can only be inside an addr-spec's (quoted) header parameter.
         let lt = memchr::memchr(b'<', value);
         let semi = memchr::memchr(b';', value).unwrap_or(value.len());
-        if let Some(lt) = lt.filter(|&lt| {
-            lt < semi || memchr::memchr(b':', value.get(..semi).unwrap_or_default()).is_none()
-        }) {
+        if let Some(lt) = lt.filter(|&lt| lt < semi) {
             let before = value.get(start..lt).unwrap_or_default();
             if let Some(p) = is_token_words(before) {
                 return Err(bad(start + p));
@@ -105,11 +103,10 @@ impl<'a> NameAddr<'a> {
         if let Some(p) = uri_raw.iter().position(|&b| b == b'?' || b == b',') {
             return Err(bad(start + p));
         }
-        if uri_raw.iter().any(|&b| b == b' ' || b == b'\t') {
-            let p = uri_raw
-                .iter()
-                .position(|&b| b == b' ' || b == b'\t')
-                .unwrap_or(0);
+        if let Some(p) = uri_raw
+            .iter()
+            .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
             return Err(bad(start + p));
         }
         let uri = Uri::parse(uri_raw).map_err(|e| e.offset(start))?;
@@ -319,6 +316,40 @@ mod tests {
             e(b"<sip:a@h:99999>"),
             ParseError::new(ErrorKind::BadPort, 9)
         );
+        assert_eq!(
+            e(b"sip:a@b\r\n c"),
+            ParseError::new(ErrorKind::BadNameAddr, 7)
+        );
+        assert_eq!(e(b"abc;x <sip:a@b>").kind, ErrorKind::BadUri);
+        // a '<' inside a quoted header parameter of an addr-spec
+        let n = p(b"sip:a@b;x=\"<y>\"");
+        assert!(!n.angle);
+        assert_eq!(n.param(b"x"), Some(Some(&b"\"<y>\""[..])));
+    }
+
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/wsinv.dat", &b"sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n"[..]),
+            ("rfc4475/wsinv.dat", b"\"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8"),
+            ("rfc4475/wsinv.dat", b"\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33"),
+            ("rfc4475/wsinv.dat", b"<sip:services.example.com;lr;unknownwith=value;unknown-no-value>"),
+            ("rfc4475/intmeth.dat", b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com>"),
+            ("rfc4475/intmeth.dat", b"token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"\xd1\x80\xd0\xb0"),
+            ("rfc4475/lwsdisp.dat", b"caller<sip:caller@example.com>;tag=323"),
+            ("rfc4475/esc02.dat", b"\"%Z%45\" <sip:resource@example.com>;tag=f232jadfj23"),
+            ("rfc4475/cparam01.dat", b"sip:+19725552222@gw1.example.net;unknownparam"),
+            ("rfc4475/cparam02.dat", b"<sip:+19725552222@gw1.example.net;unknownparam>"),
+            ("rfc4475/regescrt.dat", b"<sip:user@example.com?Route=%3Csip:sip.example.com%3E>"),
+            ("rfc4475/regbadct.dat", b"sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
+            ("rfc4475/badaspec.dat", b"\"Watson, Thomas\" < sip:t.watson@example.org >"),
+            ("rfc4475/variants/baddn.terminated.dat", b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43"),
+            ("rfc4475/quotbal.dat", b"\"Mr. J. User <sip:j.user@example.com>"),
+            ("rfc4475/badinv01.dat", b"\"Joe\" <sip:joe@example.org>;;;;"),
+            ("rfc4475/unksm2.dat", b"<http://www.example.com>;tag=3234233"),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
     }
 
     proptest! {
@@ -328,6 +359,39 @@ mod tests {
                 let _ = n.display_unquoted();
                 let _ = n.tag();
             }
+        }
+
+        #[test]
+        fn generated_roundtrip(
+            display in proptest::option::of(prop_oneof![
+                "[a-zA-Z0-9.!%*_+`'~-]{1,8}( [a-zA-Z0-9]{1,6}){0,2}",
+                "\"([a-zA-Z0-9 ,;<>@:]|\\\\\")*\"",
+            ]),
+            angle in any::<bool>(),
+            user in "[a-z0-9]{1,8}",
+            host in "[a-z]{1,8}\\.(com|net|org)",
+            uparams in "(;[a-z]{1,4}(=[a-z0-9]{1,4})?){0,2}",
+            hparams in proptest::collection::vec(("[a-z]{1,6}", proptest::option::of(prop_oneof!["[a-zA-Z0-9.-]{1,6}", "\"[a-z ,;]{0,6}\""])), 0..3),
+            sp in "( |\r\n )?",
+        ) {
+            let angle = angle || display.is_some() || !uparams.is_empty();
+            let uri = format!("sip:{user}@{host}{uparams}");
+            let mut s = String::new();
+            if let Some(d) = &display { s.push_str(d); s.push_str(&sp); }
+            if angle { s.push('<'); s.push_str(&uri); s.push('>'); } else { s.push_str(&uri); }
+            for (n, v) in &hparams {
+                s.push_str(&sp); s.push(';'); s.push_str(&sp); s.push_str(n);
+                if let Some(v) = v { s.push('='); s.push_str(v); }
+            }
+            let n = NameAddr::parse(s.as_bytes()).unwrap();
+            prop_assert_eq!(n.display, display.as_deref().map(str::as_bytes));
+            prop_assert_eq!(n.angle, angle);
+            prop_assert_eq!(n.uri_raw, uri.as_bytes());
+            prop_assert_eq!(n.uri.user, Some(user.as_bytes()));
+            prop_assert_eq!(n.uri.params.raw(), uparams.as_bytes());
+            let got: Vec<_> = n.params.iter().map(|p| (p.name.to_vec(), p.value.map(<[u8]>::to_vec))).collect();
+            let want: Vec<_> = hparams.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_ref().map(|v| v.as_bytes().to_vec()))).collect();
+            prop_assert_eq!(got, want);
         }
 
         #[test]

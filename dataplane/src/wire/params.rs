@@ -337,6 +337,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/wsinv.dat", &b" ;   tag    = 1918181833n"[..]),
+            ("rfc4475/wsinv.dat", b"\r\n  ;\r\n  tag = 98asjd8"),
+            (
+                "rfc4475/wsinv.dat",
+                b" ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33",
+            ),
+            (
+                "rfc4475/intmeth.dat",
+                b";fromParam''~+*_!.-%=\"\xd1\x80\xd0\xb0",
+            ),
+            ("rfc4475/esc01.dat", b";%6C%72;n%61me=v%61lue%25%34%31"),
+            ("rfc4475/badinv01.dat", b">;;;;"),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..64)) {

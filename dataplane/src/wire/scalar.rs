@@ -329,6 +329,22 @@ mod tests {
         assert_eq!(status_code(b"2a0"), Err(err(ErrorKind::BadStatusCode, 1)));
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/intmeth.dat", &b"intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"[..]),
+            ("rfc4475/scalar02.dat", b"Expires: 10000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000\r\n"),
+            ("rfc4475/scalar02.dat", b"Max-Forwards: 300"),
+            ("rfc4475/wsinv.dat", b"MaX-fOrWaRdS: 0068"),
+            ("rfc4475/ncl.dat", b"Content-Length: -999"),
+            ("rfc4475/bext01.dat", b"noProxiesSupportThis, norDoAnyProxiesSupportThis"),
+            ("rfc4475/invut.dat", b"application/unknownformat"),
+            ("rfc4475/bigcode.dat", b"SIP/2.0 4294967301 "),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..40)) {

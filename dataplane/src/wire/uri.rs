@@ -485,26 +485,31 @@ pub fn uri_eq(a: &Uri<'_>, b: &Uri<'_>) -> bool {
     }
     const STRICT: [&[u8]; 5] = [b"user", b"ttl", b"method", b"maddr", b"transport"];
     for name in STRICT {
-        if !param_values_eq_opt(a.params.get(name), b.params.get(name)) {
+        if !param_values_eq_opt(first_param(a, name), first_param(b, name)) {
             return false;
         }
     }
+    // Other parameters: compared only when both URIs have them (first occurrence of each name).
     for p in a.params.iter() {
         let n = unescape(p.name);
         if STRICT.iter().any(|s| eq_ignore_case(s, &n)) {
             continue;
         }
-        if let Some(q) = b
-            .params
-            .iter()
-            .find(|q| eq_ignore_case(&unescape(q.name), &n))
-        {
-            if !param_values_eq(p.value, q.value) {
+        if let (Some(x), Some(y)) = (first_param(a, &n), first_param(b, &n)) {
+            if !param_values_eq(x, y) {
                 return false;
             }
         }
     }
     headers_eq(a.headers, b.headers)
+}
+
+/// The value of the first parameter whose unescaped name matches `n` (case-insensitive).
+fn first_param<'a>(u: &Uri<'a>, n: &[u8]) -> Option<Option<&'a [u8]>> {
+    u.params
+        .iter()
+        .find(|q| eq_ignore_case(&unescape(q.name), n))
+        .map(|q| q.value)
 }
 
 fn param_values_eq_opt(a: Option<Option<&[u8]>>, b: Option<Option<&[u8]>>) -> bool {
@@ -805,7 +810,41 @@ mod tests {
         assert!(!eq(b"sip:a:pw@h", b"sip:a@h"));
         assert!(!eq(b"sip:h;lr", b"sip:h;lr=on"));
         assert!(eq(b"tel:+1-555", b"TEL:+1-555"));
+        assert!(eq(b"sip:h;d=1;d", b"sip:h;d=1"));
+        assert!(eq(b"sip:h;%6Cr", b"sip:h;lr"));
+        assert!(!eq(b"sip:h;%6Cr=1", b"sip:h;lr=2"));
+        assert!(!eq(b"sip:h;%74ransport=tcp", b"sip:h"));
+        assert!(eq(b"sip:h;%74ransport=tcp", b"sip:h;transport=TCP"));
         assert!(!eq(b"tel:+1-555", b"sip:+1-555@h"));
+    }
+
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/wsinv.dat", &b"sip:vivekg@chair-dnrc.example.com;unknownparam"[..]),
+            ("rfc4475/intmeth.dat", b"sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com"),
+            ("rfc4475/semiuri.dat", b"sip:user;par=u%40example.net@example.com"),
+            ("rfc4475/esc01.dat", b"sip:sips%3Auser%40example.com@example.net"),
+            ("rfc4475/esc01.dat", b"sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31"),
+            ("rfc4475/esc01.dat", b"sip:I%20have%20spaces@example.net"),
+            ("rfc4475/escnull.dat", b"sip:null-%00-null@example.com"),
+            ("rfc4475/escnull.dat", b"sip:%00%00@host5.example.com"),
+            ("rfc4475/regescrt.dat", b"sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
+            ("rfc4475/ltgtruri.dat", b"<sip:user@example.com>"),
+            ("rfc4475/lwsruri.dat", b"sip:user@example.com; lr"),
+            ("rfc4475/unkscm.dat", b"nobodyKnowsThisScheme:totallyopaquecontent"),
+            ("rfc4475/novelsc.dat", b"soap.beep://192.0.2.103:3002"),
+            ("rfc4475/unksm2.dat", b"isbn:2983792873"),
+            ("rfc5118/ipv6-good.dat", b"sip:[2001:db8::10]"),
+            ("rfc5118/ipv6-bad.dat", b"sip:2001:db8::10"),
+            ("rfc5118/port-ambiguous.dat", b"sip:[2001:db8::10:5070]"),
+            ("rfc5118/port-unambiguous.dat", b"sip:[2001:db8::10]:5070"),
+            ("rfc5118/ipv4-mapped-ipv6.dat", b"sip:ted@[::ffff:192.0.2.2]"),
+            ("rfc5118/ipv6-bug-abnf-3-colons.dat", b"sip:user@[2001:db8:::192.0.2.1]"),
+            ("rfc5118/ipv6-correct-abnf-2-colons.dat", b"sip:user@[2001:db8::192.0.2.1]"),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
     }
 
     proptest! {

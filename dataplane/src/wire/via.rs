@@ -452,6 +452,26 @@ mod tests {
         assert_eq!(v.sent_by_raw(), b"h : 5060");
     }
 
+    #[test]
+    fn literals_are_corpus_bytes() {
+        for (file, lit) in [
+            ("rfc4475/wsinv.dat", &b"SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw"[..]),
+            ("rfc4475/wsinv.dat", b"SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239"),
+            ("rfc4475/intmeth.dat", b"SIP/2.0/TCP host1.example.com;branch=z9hG4bK-.!%66*_+`'~"),
+            ("rfc4475/transports.dat", b"SIP/2.0/UNKNOWN t4.example.com;branch=z9hG4bKasd0f3en"),
+            ("rfc4475/transports.dat", b"SIP/2.0/SCTP t2.example.com;branch=z9hG4bKklasjdhf"),
+            ("rfc4475/badinv01.dat", b"SIP/2.0/UDP 192.0.2.15;;,;,,"),
+            ("rfc4475/quotbal.dat", b"SIP/2.0/UDP 192.0.2.59:5050;branch=z9hG4bKkdjuw39234"),
+            ("rfc5118/via-received-param-with-delim.dat", b"SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=z9hG4bKas3-111"),
+            ("rfc5118/via-received-param-no-delim.dat", b"SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3"),
+            ("rfc5118/ipv4-mapped-ipv6.dat", b"SIP/2.0/UDP [::ffff:192.0.2.10]:19823;branch=z9hG4bKbh19"),
+            ("rfc5118/mult-ip-in-header.dat", b"SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111"),
+            ("rfc5118/mult-ip-in-header.dat", b"SIP/2.0/TCP [2001:db8::9:255];branch=z9hG4bK451jj;received=192.0.2.200"),
+        ] {
+            crate::wire::chars::corpus::assert_in(file, lit);
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..80)) {
@@ -460,6 +480,47 @@ mod tests {
                     prop_assert!(s <= e && e <= data.len());
                     let _ = (v.branch(), v.rport(), v.ttl(), v.received_ip(), v.sent_by_raw());
                 }
+            }
+        }
+
+        #[test]
+        fn generated_roundtrip(
+            vias in proptest::collection::vec((
+                prop_oneof![Just("UDP"), Just("tcp"), Just("TLS"), Just("SCTP"), Just("WS"), Just("wss"), Just("FOO")],
+                prop_oneof![
+                    "[a-z]{1,8}\\.[a-z]{2,3}",
+                    any::<[u8; 4]>().prop_map(|o| Ipv4Addr::from(o).to_string()),
+                    any::<[u16; 8]>().prop_map(|o| format!("[{}]", Ipv6Addr::from(o))),
+                ],
+                proptest::option::of(any::<u16>()),
+                "[a-zA-Z0-9]{1,10}",
+                proptest::option::of(proptest::option::of(any::<u16>())),
+                "( |\r\n |  )",
+            ), 1..4),
+        ) {
+            let mut s = String::new();
+            for (i, (t, h, port, branch, rport, sp)) in vias.iter().enumerate() {
+                if i > 0 { s.push(','); s.push_str(sp); }
+                s.push_str(&format!("SIP{sp}/{sp}2.0/{t}{sp}{h}"));
+                if let Some(p) = port { s.push_str(&format!(":{p}")); }
+                s.push_str(&format!("{sp};branch=z9hG4bK{branch}"));
+                match rport {
+                    None => {}
+                    Some(None) => s.push_str(";rport"),
+                    Some(Some(p)) => s.push_str(&format!(";rport={p}")),
+                }
+            }
+            let got: Vec<_> = parse_vias(s.as_bytes()).map(|r| r.unwrap()).collect();
+            prop_assert_eq!(got.len(), vias.len());
+            for ((v, st, en), (t, h, port, branch, rport, _)) in got.iter().zip(vias.iter()) {
+                prop_assert_eq!(&s.as_bytes()[*st..*en], v.raw);
+                prop_assert_eq!(v.transport, Transport::from_bytes(t.as_bytes()));
+                prop_assert_eq!(v.transport_raw, t.as_bytes());
+                prop_assert_eq!(v.host_raw, h.as_bytes());
+                prop_assert_eq!(v.port, *port);
+                let b = format!("z9hG4bK{branch}");
+                prop_assert_eq!(v.branch(), Some(b.as_bytes()));
+                prop_assert_eq!(v.rport(), *rport);
             }
         }
 
