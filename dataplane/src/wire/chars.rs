@@ -123,7 +123,14 @@ pub fn hex_val(b: u8) -> Option<u8> {
 
 /// Skips linear white space starting at `pos`: SP/HTAB, and CRLF or bare LF when followed by SP/HTAB
 /// (a fold). Returns the first position that is not LWS (at most `input.len()`).
+#[inline]
 pub fn skip_lws(input: &[u8], mut pos: usize) -> usize {
+    // Fast path: most positions are not white space at all.
+    match input.get(pos) {
+        Some(b' ' | b'\t' | b'\r' | b'\n') => {}
+        Some(_) => return pos,
+        None => return input.len(),
+    }
     loop {
         match input.get(pos) {
             Some(b' ') | Some(b'\t') => pos += 1,
@@ -258,32 +265,44 @@ impl<'a> Iterator for SplitCommas<'a> {
         }
         let s = self.s;
         let begin = self.pos;
+        // Jump between the bytes that matter (',', '"', '<') with memchr3 instead of looking at
+        // every byte: most values have no comma at all.
         let mut i = begin;
-        let mut in_quote = false;
-        let mut in_angle = false;
         let cut = loop {
-            match s.get(i) {
-                None => {
-                    self.done = true;
-                    break s.len();
-                }
-                Some(&b) => {
-                    if in_quote {
-                        if b == b'\\' {
-                            i += 1;
-                        } else if b == b'"' {
-                            in_quote = false;
+            let Some(rel) = s
+                .get(i..)
+                .and_then(|t| memchr::memchr3(b',', b'"', b'<', t))
+            else {
+                self.done = true;
+                break s.len();
+            };
+            let at = i + rel;
+            match s[at] {
+                b',' => break at,
+                b'"' => {
+                    // Skip the quoted string, honouring quoted-pairs; unterminated runs to the end.
+                    let mut j = at + 1;
+                    loop {
+                        match s.get(j..).and_then(|t| memchr::memchr2(b'"', b'\\', t)) {
+                            None => {
+                                j = s.len();
+                                break;
+                            }
+                            Some(r) if s[j + r] == b'\\' => j += r + 2,
+                            Some(r) => {
+                                j += r + 1;
+                                break;
+                            }
                         }
-                    } else if b == b'"' {
-                        in_quote = true;
-                    } else if b == b'<' {
-                        in_angle = true;
-                    } else if b == b'>' {
-                        in_angle = false;
-                    } else if b == b',' && !in_angle {
-                        break i;
                     }
-                    i += 1;
+                    i = j;
+                }
+                _ => {
+                    // '<': a comma inside <...> does not split.
+                    i = match s.get(at..).and_then(|t| memchr::memchr(b'>', t)) {
+                        Some(r) => at + r + 1,
+                        None => s.len(),
+                    };
                 }
             }
         };

@@ -11,9 +11,7 @@
 //! Invariants: a `Params` only exists for text that validated; `raw` is either empty or starts at the
 //! first `;`; names and values borrow from it (values keep their quotes); iterating never fails.
 
-use super::chars::{
-    hex_val, is_param_unreserved, is_token, is_unreserved, parse_quoted_string, skip_lws,
-};
+use super::chars::{hex_val, is_token, parse_quoted_string, skip_lws};
 use super::error::{ErrorKind, ParseError, Result};
 
 /// One parameter: `name` and its raw value (`None` for a flag parameter such as `;lr`).
@@ -37,11 +35,36 @@ fn is_hvalue(b: u8) -> bool {
     is_token(b) || matches!(b, b':' | b'[' | b']')
 }
 
-/// True for `paramchar` bytes other than `%` (checked separately).
-#[inline]
-fn is_uri_pchar(b: u8) -> bool {
-    is_param_unreserved(b) || is_unreserved(b)
-}
+/// `paramchar` bytes including `%` (escapes are validated separately), as a table.
+static URI_PCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'_'
+                    | b'.'
+                    | b'!'
+                    | b'~'
+                    | b'*'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'['
+                    | b']'
+                    | b'/'
+                    | b':'
+                    | b'&'
+                    | b'+'
+                    | b'$'
+                    | b'%'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Checks `%HH` escapes in `s` (positions relative to `base`).
 pub(crate) fn check_escapes(s: &[u8], base: usize) -> Result<()> {
@@ -113,30 +136,41 @@ impl<'a> Params<'a> {
     /// `paramchar`s with valid `%HH` escapes. Errors: `BadParam`, `BadEscape`.
     pub fn parse_uri(raw: &'a [u8]) -> Result<Params<'a>> {
         let mut pos = 0;
+        let mut escapes = false;
         while pos < raw.len() {
             if raw.get(pos) != Some(&b';') {
                 return Err(ParseError::new(ErrorKind::BadParam, pos));
             }
             pos += 1;
             let name_start = pos;
-            while raw.get(pos).is_some_and(|&b| is_uri_pchar(b) || b == b'%') {
+            while let Some(&b) = raw.get(pos) {
+                if !URI_PCHAR[b as usize] {
+                    break;
+                }
+                escapes |= b == b'%';
                 pos += 1;
             }
             if pos == name_start {
                 return Err(ParseError::new(ErrorKind::BadParam, pos));
             }
-            check_escapes(raw.get(name_start..pos).unwrap_or_default(), name_start)?;
             if raw.get(pos) == Some(&b'=') {
                 pos += 1;
                 let vstart = pos;
-                while raw.get(pos).is_some_and(|&b| is_uri_pchar(b) || b == b'%') {
+                while let Some(&b) = raw.get(pos) {
+                    if !URI_PCHAR[b as usize] {
+                        break;
+                    }
+                    escapes |= b == b'%';
                     pos += 1;
                 }
                 if pos == vstart {
                     return Err(ParseError::new(ErrorKind::BadParam, pos));
                 }
-                check_escapes(raw.get(vstart..pos).unwrap_or_default(), vstart)?;
             }
+        }
+        // Escapes are rare: validate them in a second pass only when one was seen.
+        if escapes {
+            check_escapes(raw, 0)?;
         }
         Ok(Params { raw })
     }
@@ -237,10 +271,22 @@ impl<'a> Iterator for ParamIter<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::wire::chars::{is_param_unreserved, is_unreserved};
     use proptest::prelude::*;
 
     fn list<'a>(p: &Params<'a>) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
         p.iter().map(|p| (p.name, p.value)).collect()
+    }
+
+    #[test]
+    fn uri_pchar_table_is_the_grammar() {
+        for b in 0..=255u8 {
+            assert_eq!(
+                URI_PCHAR[b as usize],
+                is_param_unreserved(b) || is_unreserved(b) || b == b'%',
+                "byte {b:#x}"
+            );
+        }
     }
 
     #[test]

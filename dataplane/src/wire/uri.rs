@@ -112,26 +112,45 @@ pub(crate) fn parse_host(s: &[u8]) -> Result<(Host<'_>, &[u8], usize)> {
             close + 1,
         ));
     }
-    let end = s
-        .iter()
-        .position(|&b| !(is_alphanum(b) || b == b'-' || b == b'.' || b == b'_'))
-        .unwrap_or(s.len());
+    // One pass: find the end of the name, whether it is all digits and dots (an IPv4 address),
+    // and check the labels (non-empty, no leading or trailing '-'; one trailing dot allowed).
+    let mut end = 0;
+    let mut numeric = true;
+    let mut label_start = 0;
+    let mut bad_label: Option<usize> = None;
+    while let Some(&b) = s.get(end) {
+        if !HOST_NAME[b as usize] {
+            break;
+        }
+        if b == b'.' {
+            if bad_label.is_none()
+                && (end == label_start || s[label_start] == b'-' || s[end - 1] == b'-')
+            {
+                bad_label = Some(label_start);
+            }
+            label_start = end + 1;
+        } else if !b.is_ascii_digit() {
+            numeric = false;
+        }
+        end += 1;
+    }
     let name = s.get(..end).unwrap_or_default();
     if name.is_empty() {
         return Err(err(ErrorKind::BadHost, 0));
     }
-    if name.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+    if numeric {
         let a = parse_v4(name).ok_or(err(ErrorKind::BadHost, 0))?;
         return Ok((Host::V4(a), name, end));
     }
-    // labels: non-empty (a single trailing dot allowed), no leading/trailing '-'
-    let body = name.strip_suffix(b".").unwrap_or(name);
-    let mut off = 0;
-    for label in body.split(|&b| b == b'.') {
-        if label.is_empty() || label.first() == Some(&b'-') || label.last() == Some(&b'-') {
-            return Err(err(ErrorKind::BadHost, off));
-        }
-        off += label.len() + 1;
+    // The last label (empty only after a single trailing dot, which is allowed).
+    if bad_label.is_none() && label_start < end && (s[label_start] == b'-' || s[end - 1] == b'-') {
+        bad_label = Some(label_start);
+    }
+    if bad_label.is_none() && label_start == end && end >= 2 && s[end - 2] == b'.' {
+        bad_label = Some(end - 1);
+    }
+    if let Some(off) = bad_label {
+        return Err(err(ErrorKind::BadHost, off));
     }
     Ok((Host::Name(name), name, end))
 }
@@ -182,13 +201,37 @@ fn check_chars(s: &[u8], base: usize, kind: ErrorKind, ok: impl Fn(u8) -> bool) 
     check_escapes(s, base)
 }
 
+/// Bytes that never appear in a URI: controls, SP, DEL, non-ASCII, `<`, `>`, `"`.
+static NOT_IN_URI: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b <= 0x20
+            || b >= 0x7f
+            || b == b'<' as usize
+            || b == b'>' as usize
+            || b == b'"' as usize;
+        b += 1;
+    }
+    t
+};
+
+/// Host name bytes (alphanum, `-`, `.`, `_`).
+static HOST_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
 impl<'a> Uri<'a> {
     /// Parses one URI. The whole input must be the URI (no surrounding white space or `<>`).
     pub fn parse(input: &'a [u8]) -> Result<Uri<'a>> {
-        if let Some(p) = input
-            .iter()
-            .position(|&b| b <= 0x20 || b >= 0x7f || matches!(b, b'<' | b'>' | b'"'))
-        {
+        if let Some(p) = input.iter().position(|&b| NOT_IN_URI[b as usize]) {
             return Err(err(ErrorKind::BadUri, p));
         }
         let colon = memchr::memchr(b':', input).ok_or(err(ErrorKind::BadUri, input.len()))?;
