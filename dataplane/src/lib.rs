@@ -3,9 +3,13 @@
 //! - [`wire`]: the SIP message model — zero-copy parse into a header index, lazy typed accessors,
 //!   edits recorded and applied once at write time, builders for replies and requests.
 //!
+//! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
+//!   stateless branches, response routing, sl replies) as pure functions.
+//!
 //! The dataplane does no blocking I/O of its own: protocol logic takes bytes (and `now`) and returns
 //! what to do. Only the shard event loop and the transports touch sockets.
 
 pub mod modules;
+pub mod proxy;
 pub mod script;
 pub mod wire;
