@@ -2,10 +2,13 @@
 //!
 //! - [`wire`]: the SIP message model — zero-copy parse into a header index, lazy typed accessors,
 //!   edits recorded and applied once at write time, builders for replies and requests.
+//! - [`script`]: the compiled routing script (IR), its interpreter and the module declarations.
+//! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! The dataplane does no blocking I/O of its own: protocol logic takes bytes (and `now`) and returns
 //! what to do. Only the shard event loop and the transports touch sockets.
 
 pub mod modules;
+pub mod offload;
 pub mod script;
 pub mod wire;
