@@ -95,6 +95,8 @@ pub struct MockEnv {
     pub sent: Vec<Sent>,
     pub logs: Vec<(i32, String)>,
     pub fakes: HashMap<(ModuleId, FunctionId), ModuleFn>,
+    /// Used for every module function without a fake of its own, when set.
+    pub fake_all: Option<ModuleFn>,
     pub dns: HashMap<String, Vec<IpAddr>>,
     pub forward_ret: i32,
     start: Instant,
@@ -106,6 +108,7 @@ impl Default for MockEnv {
             sent: Vec::new(),
             logs: Vec::new(),
             fakes: HashMap::new(),
+            fake_all: None,
             dns: HashMap::new(),
             forward_ret: 1,
             start: Instant::now(),
@@ -171,7 +174,10 @@ impl Env for MockEnv {
         self.start
     }
     fn function(&self, module: ModuleId, function: FunctionId) -> Option<ModuleFn> {
-        self.fakes.get(&(module, function)).copied()
+        self.fakes
+            .get(&(module, function))
+            .copied()
+            .or(self.fake_all)
     }
     fn host_has_addr(&mut self, name: &str, ip: IpAddr) -> Option<bool> {
         self.dns.get(name).map(|a| a.contains(&ip))
