@@ -220,6 +220,8 @@ pub enum Proto {
     Tcp,
     /// TLS.
     Tls,
+    /// SCTP (a transport the shard may receive on; no script keyword names it yet).
+    Sctp,
 }
 
 /// Host argument of `forward`/`send`.

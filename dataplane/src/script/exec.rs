@@ -1,0 +1,684 @@
+//! The interpreter: runs a compiled [`Program`] over a [`Ctx`], talking to the world through an
+//! [`Env`]. See [`super::ir`] for the execution model; in short:
+//!
+//! - `ret` holds the value of the last action or test: positive = true, negative = false, and **0
+//!   stops the whole run** ([`Outcome::Done`]`(0)`).
+//! - `route(n)` pushes a frame; falling off a block or `break` pops it (in route[0]: the run ends).
+//!   `break` leaves `ret` as it was; a caller sees the callee's last value. Nesting beyond
+//!   [`MAX_ROUTE_DEPTH`] logs an error and the `route()` call yields -1.
+//! - `drop` (or an action answering [`ActionResult::Drop`]) ends the run: [`Outcome::Dropped`].
+//! - An action answering [`ActionResult::Suspend`] ends this call with [`Outcome::Suspended`]; the
+//!   frames and `pc` stay in the `Ctx` and [`resume`] continues at `pc + 1` once the job's result is
+//!   in `ret`.
+//!
+//! Invariants: nothing here panics on any message or program (bad indices end the block, a runaway
+//! program is cut off after [`MAX_STEPS`] instructions); no name is looked up and no regex compiled
+//! while a message runs; the hot path does not allocate (URIs and the destination set are inline).
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use smallvec::SmallVec;
+
+use super::ctx::{Ctx, Frame, RunState};
+use super::env::{level, ActionResult, Env, Target, TargetHost};
+use super::ir::{
+    AddrFamily, CmpOp, CoreAction, HostArg, Insn, ModuleCall, Operand, PortArg, Program, RouteId,
+    Test, Value, MAX_ROUTE_DEPTH,
+};
+use super::uri_ops::{self, UriPart};
+use super::{FunctionId, ModuleId};
+use crate::modules;
+use crate::offload::{DnsQuery, Job, JobResult};
+use crate::wire::uri::{Host, Uri};
+
+/// Most instructions one run may execute (across suspensions of one call): a guard against runaway
+/// recursion patterns such as `route[1]{ route(1); route(1); }`.
+pub const MAX_STEPS: u32 = 100_000;
+
+/// How a call to [`exec`] / [`resume`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The run ended: it fell off (or `break` left) the entry block, or an action returned 0
+    /// (`Done(0)`). The value is the last `ret`.
+    Done(i32),
+    /// `drop`: the run ended and the message must not be relayed.
+    Dropped,
+    /// Waiting for this job; call [`resume`] with its result.
+    Suspended(Job),
+}
+
+/// Runs the main route (`route{}` / `route[0]`) for the request in `ctx`.
+pub fn exec(program: &Program, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
+    match program.main_route {
+        Some(r) => exec_route(program, r, ctx, env),
+        None => Outcome::Done(1),
+    }
+}
+
+/// Runs one route block (a failure_route or onreply_route armed elsewhere, or a request block).
+pub fn exec_route(program: &Program, route: RouteId, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
+    let Some(block) = program.routes.get(route.0 as usize) else {
+        log(
+            ctx,
+            env,
+            level::ERR,
+            format_args!("ERROR: no route block #{}", route.0),
+        );
+        return Outcome::Done(-1);
+    };
+    ctx.set_route_kind(block.kind);
+    ctx.debug = program.options.debug;
+    ctx.frames.clear();
+    ctx.frames.push(Frame { route, pc: 0 });
+    ctx.ret = 1;
+    ctx.state = RunState::Idle;
+    ctx.on_resume = None;
+    run(program, ctx, env)
+}
+
+/// Continues a suspended run with the result of its job: the suspending action's resume function
+/// (if it set one with [`Ctx::suspend_with`]) or [`JobResult::ret`] gives `ret`, and the script goes
+/// on after that action.
+pub fn resume(program: &Program, ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Outcome {
+    if ctx.state != RunState::Suspended {
+        log(
+            ctx,
+            env,
+            level::ERR,
+            format_args!("BUG: resume: the script is not waiting for a job"),
+        );
+        return Outcome::Done(-1);
+    }
+    ctx.state = RunState::Idle;
+    let r = match ctx.on_resume.take() {
+        Some(f) => f(ctx, env, result),
+        None => match current_insn(program, ctx) {
+            Some(Insn::Test(t)) => ActionResult::from_bool(test_resumed(t, ctx, &result)),
+            _ => ActionResult::Ret(result.ret()),
+        },
+    };
+    match settle(ctx, r) {
+        Some(o) => o,
+        None => run(program, ctx, env),
+    }
+}
+
+/// `(module, function)` names of every module function the program calls that has no
+/// implementation in this build (for a start-up warning). Each pair once, in program order.
+pub fn unimplemented_calls(program: &Program) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    for block in &program.routes {
+        for insn in &block.code {
+            if let Insn::Call(c) = insn {
+                if let Some((m, f)) = decl(c.module, c.function) {
+                    if f.imp.is_none() && !out.contains(&(m.name, f.name)) {
+                        out.push((m.name, f.name));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------- the loop
+
+fn current_insn<'p>(program: &'p Program, ctx: &Ctx) -> Option<&'p Insn> {
+    let f = ctx.frames.last()?;
+    program
+        .routes
+        .get(f.route.0 as usize)?
+        .code
+        .get(f.pc as usize)
+}
+
+fn advance(ctx: &mut Ctx) {
+    if let Some(f) = ctx.frames.last_mut() {
+        f.pc = f.pc.saturating_add(1);
+    }
+}
+
+/// Applies an action's result. `None`: keep running (pc advanced); `Some`: the call ends.
+fn settle(ctx: &mut Ctx, r: ActionResult) -> Option<Outcome> {
+    match r {
+        ActionResult::Ret(0) => {
+            ctx.ret = 0;
+            finish(ctx);
+            Some(Outcome::Done(0))
+        }
+        ActionResult::Ret(v) => {
+            ctx.ret = v;
+            advance(ctx);
+            None
+        }
+        ActionResult::Suspend(job) => {
+            ctx.state = RunState::Suspended;
+            Some(Outcome::Suspended(job))
+        }
+        ActionResult::Drop => {
+            finish(ctx);
+            Some(Outcome::Dropped)
+        }
+    }
+}
+
+fn finish(ctx: &mut Ctx) {
+    ctx.frames.clear();
+    ctx.state = RunState::Idle;
+    ctx.on_resume = None;
+}
+
+fn run(program: &Program, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
+    let mut steps: u32 = 0;
+    loop {
+        let Some(&Frame { route, pc }) = ctx.frames.last() else {
+            finish(ctx);
+            return Outcome::Done(ctx.ret);
+        };
+        let Some(insn) = program
+            .routes
+            .get(route.0 as usize)
+            .and_then(|b| b.code.get(pc as usize))
+        else {
+            // Fell off the end of the block (or a bad index): return to the caller.
+            ctx.frames.pop();
+            continue;
+        };
+        steps += 1;
+        if steps > MAX_STEPS {
+            log(
+                ctx,
+                env,
+                level::ERR,
+                format_args!(
+                    "ERROR: script run cut off after {MAX_STEPS} instructions (runaway route() calls?)"
+                ),
+            );
+            finish(ctx);
+            ctx.ret = -1;
+            return Outcome::Done(-1);
+        }
+        let r = match insn {
+            Insn::Jump(to) => {
+                set_pc(ctx, *to);
+                continue;
+            }
+            Insn::JumpIf { when, to } => {
+                if (ctx.ret > 0) == *when {
+                    set_pc(ctx, *to);
+                } else {
+                    advance(ctx);
+                }
+                continue;
+            }
+            Insn::Break => {
+                ctx.frames.pop();
+                continue;
+            }
+            Insn::Drop => {
+                finish(ctx);
+                return Outcome::Dropped;
+            }
+            Insn::Route(id) => {
+                advance(ctx);
+                if ctx.frames.len() >= MAX_ROUTE_DEPTH {
+                    log(
+                        ctx,
+                        env,
+                        level::ERR,
+                        format_args!(
+                            "ERROR: too many recursive route() calls ({MAX_ROUTE_DEPTH}), giving up"
+                        ),
+                    );
+                    ctx.ret = -1;
+                } else {
+                    ctx.frames.push(Frame { route: *id, pc: 0 });
+                }
+                continue;
+            }
+            Insn::Core(a) => core(a, ctx, env),
+            Insn::Call(c) => call(c, ctx, env),
+            Insn::Test(t) => test(program, t, ctx, env),
+        };
+        if let Some(o) = settle(ctx, r) {
+            return o;
+        }
+    }
+}
+
+fn set_pc(ctx: &mut Ctx, to: u32) {
+    if let Some(f) = ctx.frames.last_mut() {
+        f.pc = to;
+    }
+}
+
+// ---------------------------------------------------------------------------------------- logging
+
+/// Formats into a stack buffer (truncating) and hands the line to the Env if `level` passes.
+fn log(ctx: &Ctx, env: &mut dyn Env, lvl: i32, args: std::fmt::Arguments<'_>) {
+    if !ctx.log_enabled(lvl) {
+        return;
+    }
+    let mut buf = [0u8; 256];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let _ = cur.write_fmt(args);
+    let n = cur.position() as usize;
+    env.log(lvl, buf.get(..n).unwrap_or_default());
+}
+
+// ---------------------------------------------------------------------------------------- modules
+
+fn decl(
+    m: ModuleId,
+    f: FunctionId,
+) -> Option<(&'static super::ModuleDecl, &'static super::FunctionDecl)> {
+    let md = *modules::ALL.get(m.0 as usize)?;
+    Some((md, md.functions.get(f.0 as usize)?))
+}
+
+/// One bit per (module, function): "not implemented" already logged.
+static WARNED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
+
+fn call(c: &ModuleCall, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
+    let Some((m, f)) = decl(c.module, c.function) else {
+        log(
+            ctx,
+            env,
+            level::ERR,
+            format_args!(
+                "BUG: call of unknown module function {}/{}",
+                c.module.0, c.function.0
+            ),
+        );
+        return ActionResult::Ret(-1);
+    };
+    match env.function(c.module, c.function).or(f.imp) {
+        Some(imp) => imp(ctx, env, &c.args),
+        None => {
+            let first = match (WARNED.get(c.module.0 as usize), c.function.0) {
+                (Some(w), bit @ 0..=63) => {
+                    let mask = 1u64 << bit;
+                    w.fetch_or(mask, Ordering::Relaxed) & mask == 0
+                }
+                _ => true,
+            };
+            if first {
+                log(
+                    ctx,
+                    env,
+                    level::ERR,
+                    format_args!(
+                        "ERROR: function `{}` (module {}) is not implemented in this build",
+                        f.name, m.name
+                    ),
+                );
+            }
+            ActionResult::Ret(-1)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------- core actions
+
+fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
+    use ActionResult::Ret;
+    match a {
+        CoreAction::Forward { proto, host, port } | CoreAction::Send { proto, host, port } => {
+            let is_send = matches!(a, CoreAction::Send { .. });
+            // uri:host / uri:port come from the current URI, copied out so `ctx` can be lent.
+            let mut host_buf: SmallVec<[u8; 64]> = SmallVec::new();
+            let (uri_host, uri_port) = match (host, port) {
+                (HostArg::UriHost, _) | (_, PortArg::UriPort) => {
+                    match Uri::parse(ctx.uri()).ok().filter(Uri::is_sip) {
+                        Some(u) => {
+                            let h = match u.host {
+                                Host::V4(a) => Some(IpAddr::V4(a)),
+                                Host::V6(a) => Some(IpAddr::V6(a)),
+                                Host::Name(n) => {
+                                    host_buf.extend_from_slice(n);
+                                    None
+                                }
+                            };
+                            (h, u.port.unwrap_or(5060))
+                        }
+                        None => {
+                            log(
+                                ctx,
+                                env,
+                                level::ERR,
+                                format_args!(
+                                    "ERROR: {}: bad request URI for uri:host/uri:port",
+                                    if is_send { "send" } else { "forward" }
+                                ),
+                            );
+                            return Ret(-1);
+                        }
+                    }
+                }
+                _ => (None, 5060),
+            };
+            let th = match host {
+                HostArg::Ip(ip) => TargetHost::Ip(*ip),
+                HostArg::Name(n) => TargetHost::Name(n.as_bytes()),
+                HostArg::UriHost => match uri_host {
+                    Some(ip) => TargetHost::Ip(ip),
+                    None => TargetHost::Name(&host_buf),
+                },
+            };
+            let port = match port {
+                PortArg::Default => None,
+                PortArg::Num(n) => Some(*n),
+                PortArg::UriPort => Some(uri_port),
+            };
+            let target = Target::Host { host: th, port };
+            if is_send {
+                env.send(ctx, &target, *proto)
+            } else {
+                env.forward(ctx, &target, *proto)
+            }
+        }
+        CoreAction::Log { level: l, message } => {
+            if ctx.log_enabled(*l) {
+                env.log(*l, message.as_bytes());
+            }
+            Ret(1)
+        }
+        CoreAction::SetFlag(n) => flag_result(ctx, env, "setflag", *n, Ctx::set_flag),
+        CoreAction::ResetFlag(n) => flag_result(ctx, env, "resetflag", *n, Ctx::reset_flag),
+        CoreAction::IsFlagSet(n) => ActionResult::from_bool(ctx.is_flag_set(*n)),
+        CoreAction::RewriteHost(v) => rewrite(ctx, env, "rewritehost", UriPart::Host, v),
+        CoreAction::RewriteHostPort(v) => {
+            rewrite(ctx, env, "rewritehostport", UriPart::HostPort, v)
+        }
+        CoreAction::RewriteUser(v) => rewrite(ctx, env, "rewriteuser", UriPart::User, v),
+        CoreAction::RewriteUserPass(v) => {
+            rewrite(ctx, env, "rewriteuserpass", UriPart::UserPass, v)
+        }
+        CoreAction::RewritePort(v) => rewrite(ctx, env, "rewriteport", UriPart::Port, v),
+        CoreAction::RewriteUri(v) => {
+            ctx.set_uri(v.as_bytes());
+            Ret(1)
+        }
+        CoreAction::RevertUri => {
+            ctx.revert_uri();
+            Ret(1)
+        }
+        CoreAction::Prefix(p) => match uri_ops::prefix_user(ctx.uri(), p.as_bytes()) {
+            Ok(u) => {
+                ctx.set_uri(&u);
+                Ret(1)
+            }
+            Err(e) => uri_error(ctx, env, "prefix", e),
+        },
+        CoreAction::Strip(n) => match uri_ops::strip_user(ctx.uri(), *n as usize) {
+            Ok((u, too_long)) => {
+                if too_long {
+                    log(
+                        ctx,
+                        env,
+                        level::WARN,
+                        format_args!(
+                            "WARNING: strip({n}): too long strip asked; deleting username"
+                        ),
+                    );
+                }
+                ctx.set_uri(&u);
+                Ret(1)
+            }
+            Err(e) => uri_error(ctx, env, "strip", e),
+        },
+        CoreAction::AppendBranch(uri) => {
+            let ok = match uri {
+                Some(u) => ctx.append_branch(u.as_bytes()),
+                None => {
+                    let cur: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.uri());
+                    ctx.append_branch(&cur)
+                }
+            };
+            if ok {
+                Ret(1)
+            } else {
+                let max = ctx.dset().max();
+                log(
+                    ctx,
+                    env,
+                    level::ERR,
+                    format_args!(
+                        "ERROR: append_branch: max nr of branches exceeded (too many branches, limit {max})"
+                    ),
+                );
+                Ret(-1)
+            }
+        }
+        CoreAction::LenGt(n) => ActionResult::from_bool(ctx.msg.len() > *n as usize),
+    }
+}
+
+fn flag_result(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    name: &str,
+    n: u32,
+    f: fn(&mut Ctx, u32) -> bool,
+) -> ActionResult {
+    if f(ctx, n) {
+        ActionResult::Ret(1)
+    } else {
+        log(
+            ctx,
+            env,
+            level::ERR,
+            format_args!("ERROR: {name}({n}): flags are 0-31"),
+        );
+        ActionResult::Ret(-1)
+    }
+}
+
+fn rewrite(ctx: &mut Ctx, env: &mut dyn Env, name: &str, part: UriPart, v: &str) -> ActionResult {
+    match uri_ops::rewrite(ctx.uri(), part, v.as_bytes()) {
+        Ok(u) => {
+            ctx.set_uri(&u);
+            ActionResult::Ret(1)
+        }
+        Err(e) => uri_error(ctx, env, name, e),
+    }
+}
+
+fn uri_error(ctx: &Ctx, env: &mut dyn Env, name: &str, e: uri_ops::UriOpError) -> ActionResult {
+    log(
+        ctx,
+        env,
+        level::ERR,
+        format_args!("ERROR: {name}: {e}, request URI left unchanged"),
+    );
+    ActionResult::Ret(-1)
+}
+
+// ---------------------------------------------------------------------------------------- tests
+
+fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
+    let negate = t.op == CmpOp::Ne;
+    let hit = match t.operand {
+        Operand::Method => {
+            let m = method(ctx);
+            str_cmp(&t.value, m)
+        }
+        Operand::Uri => match &t.value {
+            Value::Myself => uri_is_myself(program, ctx),
+            v => str_cmp(v, ctx.uri()),
+        },
+        Operand::SrcIp | Operand::DstIp => {
+            let ip = if t.operand == Operand::SrcIp {
+                ctx.src.ip()
+            } else {
+                ctx.dst.ip()
+            };
+            match &t.value {
+                Value::Net(n) => n.contains(ip),
+                Value::Myself => ip_is_myself(program, ctx, ip),
+                Value::Host(name) => match env.host_has_addr(name, ip) {
+                    Some(b) => b,
+                    None => {
+                        return ActionResult::Suspend(Job::Dns {
+                            name: name.clone(),
+                            query: DnsQuery::Addrs,
+                        })
+                    }
+                },
+                Value::Str(s) => match s.parse::<IpAddr>() {
+                    Ok(a) => a == ip,
+                    Err(_) => s.as_bytes().eq_ignore_ascii_case(&ip_text(ip)),
+                },
+                Value::Regex(r) => {
+                    let text = ip_text(ip);
+                    r.is_match(&text[..])
+                }
+                _ => false,
+            }
+        }
+        Operand::SrcPort => int_cmp(t.op, &t.value, i64::from(ctx.src.port())),
+        Operand::DstPort => int_cmp(t.op, &t.value, i64::from(ctx.dst.port())),
+        Operand::MsgLen => int_cmp(t.op, &t.value, ctx.msg.len() as i64),
+        Operand::Proto => matches!(t.value, Value::Proto(p) if p == ctx.proto),
+        Operand::Af => match t.value {
+            Value::Af(AddrFamily::Inet) => ctx.src.is_ipv4(),
+            Value::Af(AddrFamily::Inet6) => ctx.src.is_ipv6(),
+            _ => false,
+        },
+    };
+    // int_cmp already applied the operator.
+    let int_operand = matches!(
+        t.operand,
+        Operand::SrcPort | Operand::DstPort | Operand::MsgLen
+    );
+    ActionResult::from_bool(if negate && !int_operand { !hit } else { hit })
+}
+
+/// A test that suspended for DNS (`src_ip == host.name`), evaluated with the answer.
+fn test_resumed(t: &Test, ctx: &Ctx, result: &JobResult) -> bool {
+    let ip = if t.operand == Operand::DstIp {
+        ctx.dst.ip()
+    } else {
+        ctx.src.ip()
+    };
+    let hit = match result {
+        JobResult::Addrs(a) => a.contains(&ip),
+        _ => false,
+    };
+    if t.op == CmpOp::Ne {
+        !hit
+    } else {
+        hit
+    }
+}
+
+fn method(ctx: &Ctx) -> &[u8] {
+    if ctx.msg.is_request() {
+        ctx.msg.method_bytes()
+    } else {
+        // A reply (onreply_route): the method of its CSeq.
+        ctx.msg.cseq().map(|c| c.method).unwrap_or_default()
+    }
+}
+
+fn str_cmp(v: &Value, s: &[u8]) -> bool {
+    match v {
+        Value::Str(x) => x.as_bytes().eq_ignore_ascii_case(s),
+        Value::Regex(r) => r.is_match(s),
+        _ => false,
+    }
+}
+
+fn int_cmp(op: CmpOp, v: &Value, x: i64) -> bool {
+    let Value::Int(n) = v else { return false };
+    let n = *n;
+    match op {
+        CmpOp::Eq | CmpOp::Match => x == n,
+        CmpOp::Ne => x != n,
+        CmpOp::Gt => x > n,
+        CmpOp::Lt => x < n,
+        CmpOp::Ge => x >= n,
+        CmpOp::Le => x <= n,
+    }
+}
+
+fn ip_text(ip: IpAddr) -> SmallVec<[u8; 48]> {
+    let mut buf = [0u8; 48];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cur, "{ip}");
+    let n = cur.position() as usize;
+    SmallVec::from_slice(buf.get(..n).unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------------------- myself
+
+/// Host and port of a listen/alias entry: `host`, `host:port`, `[v6]`, `[v6]:port`.
+fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((h, after)) = rest.split_once(']') {
+            return (h, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+        }
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match p.parse() {
+            Ok(port) => (h, Some(port)),
+            Err(_) => (s, None),
+        },
+        _ => (s, None),
+    }
+}
+
+fn host_eq(text: &str, host: &Host<'_>) -> bool {
+    match host {
+        Host::Name(n) => text.as_bytes().eq_ignore_ascii_case(n),
+        Host::V4(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V4(*a)),
+        Host::V6(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V6(*a)),
+    }
+}
+
+/// SER's `check_self`: the host (and port, 5060 when the URI has none) is one of our listen
+/// addresses (the socket the message arrived on always counts) or an `alias` (any port unless the
+/// alias names one).
+fn is_myself(program: &Program, ctx: &Ctx, host: &Host<'_>, port: u16) -> bool {
+    let o = &program.options;
+    let local = ctx.dst;
+    let on_local = match host {
+        Host::V4(a) => IpAddr::V4(*a) == local.ip(),
+        Host::V6(a) => IpAddr::V6(*a) == local.ip(),
+        Host::Name(_) => false,
+    };
+    if on_local && port == local.port() {
+        return true;
+    }
+    for l in &o.listen {
+        let (h, p) = split_host_port(&l.host);
+        if l.port.or(p).unwrap_or(o.port) == port && host_eq(h, host) {
+            return true;
+        }
+    }
+    o.alias.iter().any(|a| {
+        let (h, p) = split_host_port(a);
+        p.is_none_or(|p| p == port) && host_eq(h, host)
+    })
+}
+
+fn uri_is_myself(program: &Program, ctx: &Ctx) -> bool {
+    match Uri::parse(ctx.uri()) {
+        Ok(u) if u.is_sip() => is_myself(program, ctx, &u.host, u.port.unwrap_or(5060)),
+        _ => false,
+    }
+}
+
+fn ip_is_myself(program: &Program, ctx: &Ctx, ip: IpAddr) -> bool {
+    if ip == ctx.dst.ip() {
+        return true;
+    }
+    let o = &program.options;
+    o.listen
+        .iter()
+        .map(|l| split_host_port(&l.host).0)
+        .chain(o.alias.iter().map(|a| split_host_port(a).0))
+        .any(|h| h.parse::<IpAddr>().is_ok_and(|a| a == ip))
+}
