@@ -8,4 +8,6 @@
 
 pub mod modules;
 pub mod script;
+pub mod shard;
+pub mod transport;
 pub mod wire;
