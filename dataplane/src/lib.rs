@@ -15,4 +15,6 @@ pub mod modules;
 pub mod offload;
 pub mod proxy;
 pub mod script;
+pub mod shard;
+pub mod transport;
 pub mod wire;

@@ -1,0 +1,744 @@
+//! Shards: one thread per core, each pinned, each running its own mio event loop over its own
+//! sockets. The only code of the dataplane that waits.
+//!
+//! One turn of a shard's loop:
+//! 1. wait for readiness (or the next tick, or a wake-up from [`Inbox::send`]);
+//! 2. receive: drain every ready UDP socket in `recvmmsg` batches and every ready TCP connection
+//!    (framed messages), up to [`RuntimeConfig::drain_max`] packets per turn;
+//! 3. if more than [`RuntimeConfig::overload_backlog`] packets were waiting, the shard is overloaded:
+//!    responses, ACKs and CANCELs go to the handler first, then the first `overload_backlog`
+//!    requests; every further request gets a stateless `503 Service Unavailable` with `Retry-After`
+//!    without touching the handler;
+//! 4. otherwise every packet goes to [`Handler::on_packet`] in arrival order;
+//! 5. the [`Outbox`] is flushed: UDP with `sendmmsg` per socket, TCP over the peer's connection;
+//! 6. messages from the [`Inbox`] go to [`Handler::on_message`]; every `tick`, [`Handler::on_tick`]
+//!    and the TCP timeout sweep run.
+//!
+//! Shutdown ([`Runtime::stop`]): each shard stops receiving, flushes its outbox and TCP write queues,
+//! and its thread ends; [`Runtime::join`] waits for all of them.
+
+pub mod log;
+pub mod placeholder;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::ser_log;
+use crate::transport::tcp::{Tcp, TcpLimits, TcpToken};
+use crate::transport::{self, IoBackend, Outgoing, Packet, Proto, UdpSocket};
+use crate::wire::{BufPool, Limits, Message, ReplyBuilder};
+use log::{L_DBG, L_ERR, L_INFO, L_WARN};
+
+pub use crate::transport::IoMode;
+
+/// What a shard runs for every packet. One value per shard, used only by that shard's thread.
+pub trait Handler: Send + 'static {
+    /// Work handed to the shard by another shard or the controlplane (see [`Inbox`]).
+    type Msg: Send + 'static;
+
+    /// A received message. Queue sends on `out`; they are flushed at the end of the batch.
+    fn on_packet(&mut self, pkt: Packet, out: &mut Outbox);
+
+    /// Called every [`RuntimeConfig::tick`] (timers).
+    fn on_tick(&mut self, _now: Instant, _out: &mut Outbox) {}
+
+    /// A message from the inbox.
+    fn on_message(&mut self, _msg: Self::Msg, _out: &mut Outbox) {}
+}
+
+/// Sends queued by a handler during one batch, and the shard's output buffer pool.
+pub struct Outbox {
+    queue: Vec<Outgoing>,
+    pool: BufPool,
+    shard: usize,
+}
+
+impl Outbox {
+    fn new(shard: usize) -> Outbox {
+        Outbox {
+            queue: Vec::with_capacity(64),
+            pool: BufPool::new(2048, 256),
+            shard,
+        }
+    }
+
+    /// This shard's id.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// Queues `data` to `dest` over `proto`, from local address `local` (None: the first listen
+    /// address of the destination's family).
+    pub fn send(&mut self, data: Bytes, dest: SocketAddr, proto: Proto, local: Option<SocketAddr>) {
+        self.queue.push(Outgoing {
+            data,
+            dest,
+            proto,
+            local,
+        });
+    }
+
+    /// Queues `data` back over the transport `pkt` came in on, to `dest` (the reply address).
+    pub fn reply_to(&mut self, pkt: &Packet, dest: SocketAddr, data: Bytes) {
+        let dest = if pkt.proto == Proto::Tcp {
+            pkt.src
+        } else {
+            dest
+        };
+        self.send(data, dest, pkt.proto, Some(pkt.local));
+    }
+
+    /// An empty pooled buffer with room for `min` bytes (for building a reply).
+    pub fn buffer(&mut self, min: usize) -> BytesMut {
+        self.pool.take(min)
+    }
+
+    /// Sends queued and not yet flushed.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// One listen address and the transports to open on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub addr: SocketAddr,
+    pub udp: bool,
+    pub tcp: bool,
+}
+
+/// Everything the runtime needs to start.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub listen: Vec<ListenSpec>,
+    /// Number of shards (threads).
+    pub shards: usize,
+    /// Pin shard `i` to core `i % cores`.
+    pub pin: bool,
+    pub io: IoMode,
+    /// `SO_RCVBUF` to ask for (SER's `maxbuffer`).
+    pub rcvbuf: Option<usize>,
+    /// More packets than this waiting in one turn = overload (requests beyond it get 503).
+    pub overload_backlog: usize,
+    /// Packets received per turn at most (the rest wait in the kernel for the next turn).
+    pub drain_max: usize,
+    /// `Retry-After` of the overload 503, seconds.
+    pub retry_after: u32,
+    /// Timer period.
+    pub tick: Duration,
+    pub tcp: TcpLimits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            listen: Vec::new(),
+            shards: 1,
+            pin: true,
+            io: IoMode::Auto,
+            rcvbuf: None,
+            overload_backlog: 4096,
+            drain_max: 8192,
+            retry_after: 5,
+            tick: Duration::from_millis(100),
+            tcp: TcpLimits::default(),
+        }
+    }
+}
+
+/// Hands work to one shard from any thread: a crossbeam channel plus a mio waker.
+pub struct Inbox<M> {
+    tx: Sender<M>,
+    waker: Arc<Waker>,
+}
+
+impl<M> Clone for Inbox<M> {
+    fn clone(&self) -> Self {
+        Inbox {
+            tx: self.tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+}
+
+impl<M> Inbox<M> {
+    /// Queues `msg` and wakes the shard. `Err(msg)` if the shard has stopped.
+    pub fn send(&self, msg: M) -> Result<(), M> {
+        self.tx.send(msg).map_err(|e| e.0)?;
+        let _ = self.waker.wake();
+        Ok(())
+    }
+}
+
+struct ShardHandle<M> {
+    thread: JoinHandle<()>,
+    inbox: Inbox<M>,
+}
+
+/// The running shards.
+pub struct Runtime<M> {
+    shards: Vec<ShardHandle<M>>,
+    stop: Arc<AtomicBool>,
+    backend: IoBackend,
+    local: Vec<(SocketAddr, Proto)>,
+}
+
+const WAKER: Token = Token(0);
+const UDP_BASE: usize = 1;
+const LISTEN_BASE: usize = 1 << 16;
+const CONN_BASE: usize = 1 << 20;
+
+/// The sockets of one shard, bound on the main thread (so start-up errors are reported there).
+struct ShardSockets {
+    udp: Vec<std::net::UdpSocket>,
+    tcp: Vec<std::net::TcpListener>,
+}
+
+impl<M: Send + 'static> Runtime<M> {
+    /// Binds every shard's sockets, then starts the shard threads; `make(i)` builds shard `i`'s
+    /// handler. Fails (nothing started) when a socket cannot be bound.
+    pub fn start<H: Handler<Msg = M>>(
+        cfg: &RuntimeConfig,
+        mut make: impl FnMut(usize) -> H,
+    ) -> io::Result<Runtime<M>> {
+        let n = cfg.shards.max(1);
+        let (backend, note) = transport::select_backend(cfg.io);
+        if let Some(note) = note {
+            ser_log!(L_WARN, "{note}");
+        }
+        let mut per_shard = Vec::with_capacity(n);
+        let mut local = Vec::new();
+        for i in 0..n {
+            let mut s = ShardSockets {
+                udp: Vec::new(),
+                tcp: Vec::new(),
+            };
+            for l in &cfg.listen {
+                if l.udp {
+                    let sock = transport::bind_udp(l.addr, cfg.rcvbuf).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind udp:{}: {e}", l.addr))
+                    })?;
+                    if i == 0 {
+                        local.push((sock.local_addr()?, Proto::Udp));
+                    }
+                    s.udp.push(sock);
+                }
+                if l.tcp {
+                    let sock = transport::bind_tcp(l.addr).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind tcp:{}: {e}", l.addr))
+                    })?;
+                    if i == 0 {
+                        local.push((sock.local_addr()?, Proto::Tcp));
+                    }
+                    s.tcp.push(sock);
+                }
+            }
+            per_shard.push(s);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut shards = Vec::with_capacity(n);
+        for (i, socks) in per_shard.into_iter().enumerate() {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let handler = make(i);
+            let stop = stop.clone();
+            let core = if cfg.pin && !cores.is_empty() {
+                Some(cores[i % cores.len()])
+            } else {
+                None
+            };
+            let cfg = cfg.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("ser-shard-{i}"))
+                .spawn(move || {
+                    log::set_shard(Some(i));
+                    if let Some(core) = core {
+                        if !core_affinity::set_for_current(core) {
+                            ser_log!(L_INFO, "could not pin to core {}", core.id);
+                        }
+                    }
+                    match Shard::new(i, &cfg, backend, poll, socks, rx, handler, stop) {
+                        Ok(mut shard) => shard.run(),
+                        Err(e) => ser_log!(L_ERR, "shard setup failed: {e}"),
+                    }
+                })?;
+            shards.push(ShardHandle {
+                thread,
+                inbox: Inbox { tx, waker },
+            });
+        }
+        Ok(Runtime {
+            shards,
+            stop,
+            backend,
+            local,
+        })
+    }
+
+    /// The UDP receive backend selected at start.
+    pub fn backend(&self) -> IoBackend {
+        self.backend
+    }
+
+    /// The bound addresses (port 0 resolved), one per listen address and protocol.
+    pub fn local_addrs(&self) -> &[(SocketAddr, Proto)] {
+        &self.local
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The inbox of shard `i`.
+    pub fn inbox(&self, i: usize) -> Option<Inbox<M>> {
+        self.shards.get(i).map(|s| s.inbox.clone())
+    }
+
+    /// Asks every shard to stop (returns at once).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for s in &self.shards {
+            let _ = s.inbox.waker.wake();
+        }
+    }
+
+    /// Waits for every shard to finish (after [`Runtime::stop`]). Returns how many panicked.
+    pub fn join(self) -> usize {
+        let mut panicked = 0;
+        for s in self.shards {
+            if s.thread.join().is_err() {
+                panicked += 1;
+            }
+        }
+        panicked
+    }
+}
+
+struct Shard<H: Handler> {
+    id: usize,
+    poll: Poll,
+    udp: Vec<UdpSocket>,
+    tcp: Tcp,
+    rx: Receiver<H::Msg>,
+    handler: H,
+    stop: Arc<AtomicBool>,
+    out: Outbox,
+    pending: Vec<Packet>,
+    /// Tokens that were not drained in the last turn (edge-triggered: must be read again).
+    again: Vec<(Token, bool, bool)>,
+    overload_backlog: usize,
+    drain_max: usize,
+    retry_after: u32,
+    tick: Duration,
+    sl_tag: String,
+    overloaded_turns: u64,
+}
+
+impl<H: Handler> Shard<H> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: usize,
+        cfg: &RuntimeConfig,
+        backend: IoBackend,
+        poll: Poll,
+        socks: ShardSockets,
+        rx: Receiver<H::Msg>,
+        handler: H,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<Shard<H>> {
+        let mut udp = Vec::new();
+        for (k, s) in socks.udp.into_iter().enumerate() {
+            let (u, note) = UdpSocket::new(s, backend)?;
+            if let Some(note) = note {
+                ser_log!(L_WARN, "{note}");
+            }
+            let fd = u.poll_fd();
+            poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(UDP_BASE + k),
+                Interest::READABLE,
+            )?;
+            udp.push(u);
+        }
+        let mut tcp = Tcp::new(cfg.tcp, LISTEN_BASE, CONN_BASE);
+        for l in socks.tcp {
+            tcp.add_listener(poll.registry(), l)?;
+        }
+        let sl_tag = format!(
+            "{:x}{:x}.{id}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        );
+        // Every socket may already hold data that arrived before registration.
+        let again = (0..udp.len())
+            .map(|k| (Token(UDP_BASE + k), true, false))
+            .collect();
+        Ok(Shard {
+            id,
+            poll,
+            udp,
+            tcp,
+            rx,
+            handler,
+            stop,
+            out: Outbox::new(id),
+            pending: Vec::with_capacity(256),
+            again,
+            overload_backlog: cfg.overload_backlog,
+            drain_max: cfg.drain_max.max(sys_batch()),
+            retry_after: cfg.retry_after,
+            tick: cfg.tick,
+            sl_tag,
+            overloaded_turns: 0,
+        })
+    }
+
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut next_tick = Instant::now() + self.tick;
+        ser_log!(
+            L_INFO,
+            "shard {} running ({} udp socket(s), backend {})",
+            self.id,
+            self.udp.len(),
+            self.udp.first().map_or("none", |u| u.backend().as_str())
+        );
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let timeout = if self.again.is_empty() {
+                next_tick.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    ser_log!(L_ERR, "poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let mut ready: Vec<(Token, bool, bool)> = std::mem::take(&mut self.again);
+            for ev in events.iter() {
+                ready.push((
+                    ev.token(),
+                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                    ev.is_writable(),
+                ));
+            }
+            let now = Instant::now();
+            self.receive(&ready, now);
+            self.dispatch();
+            self.flush(now);
+            self.inbox();
+            if now >= next_tick {
+                self.handler.on_tick(now, &mut self.out);
+                self.tcp.sweep(self.poll.registry(), now);
+                self.flush(now);
+                next_tick = now + self.tick;
+            }
+        }
+        // Stop receiving; hand out what is queued; close connections after a last flush.
+        self.inbox();
+        self.flush(Instant::now());
+        self.tcp.shutdown(self.poll.registry());
+        if self.overloaded_turns > 0 {
+            ser_log!(
+                L_INFO,
+                "shard {}: overloaded in {} turn(s)",
+                self.id,
+                self.overloaded_turns
+            );
+        }
+        ser_log!(L_INFO, "shard {} stopped", self.id);
+    }
+
+    fn receive(&mut self, ready: &[(Token, bool, bool)], now: Instant) {
+        let registry = self.poll.registry();
+        for &(tok, readable, writable) in ready {
+            if tok == WAKER {
+                continue;
+            }
+            if tok.0 >= UDP_BASE && tok.0 < UDP_BASE + self.udp.len() {
+                let k = tok.0 - UDP_BASE;
+                let sock = &mut self.udp[k];
+                let local = sock.local;
+                let mut drained = false;
+                while self.pending.len() < self.drain_max {
+                    let pending = &mut self.pending;
+                    match sock.recv_batch(|data, src| {
+                        pending.push(Packet {
+                            data,
+                            src,
+                            local,
+                            proto: Proto::Udp,
+                        })
+                    }) {
+                        Ok(0) => {
+                            drained = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            drained = true;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            // ICMP errors (ECONNREFUSED) surface here; the socket stays usable.
+                            ser_log!(L_DBG, "udp recv on {local}: {e}");
+                        }
+                    }
+                }
+                if !drained {
+                    self.again.push((tok, true, false));
+                }
+                continue;
+            }
+            match self.tcp.token(tok) {
+                Some(TcpToken::Listener(j)) => self.tcp.accept(registry, j, now),
+                Some(TcpToken::Conn(slot)) => {
+                    if self
+                        .tcp
+                        .ready(registry, slot, readable, writable, now, &mut self.pending)
+                    {
+                        self.again.push((tok, true, false));
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn dispatch(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.pending);
+        if batch.len() <= self.overload_backlog {
+            for pkt in batch.drain(..) {
+                self.handler.on_packet(pkt, &mut self.out);
+            }
+        } else {
+            self.overloaded_turns += 1;
+            // Priority: responses, ACK and CANCEL first (they finish work already accepted).
+            let mut requests = Vec::with_capacity(batch.len());
+            for pkt in batch.drain(..) {
+                if is_priority(&pkt.data) {
+                    self.handler.on_packet(pkt, &mut self.out);
+                } else {
+                    requests.push(pkt);
+                }
+            }
+            let keep = self.overload_backlog.min(requests.len());
+            let rejected = requests.split_off(keep);
+            for pkt in requests {
+                self.handler.on_packet(pkt, &mut self.out);
+            }
+            ser_log!(
+                L_DBG,
+                "overload: {} request(s) rejected with 503",
+                rejected.len()
+            );
+            for pkt in rejected {
+                self.reject_overload(&pkt);
+            }
+        }
+        self.pending = batch;
+    }
+
+    fn reject_overload(&mut self, pkt: &Packet) {
+        let limits = Limits {
+            stream: pkt.proto == Proto::Tcp,
+            ..Limits::default()
+        };
+        let Ok(msg) = Message::parse_with(pkt.data.clone(), &limits) else {
+            return;
+        };
+        if !msg.is_request() {
+            return;
+        }
+        let mut buf = self.out.buffer(512);
+        let mut r = ReplyBuilder::new(
+            &mut buf,
+            &msg,
+            503,
+            b"Service Unavailable",
+            self.sl_tag.as_bytes(),
+        );
+        r.header_num(b"Retry-After", self.retry_after as usize);
+        r.finish(None, b"");
+        let dest = reply_address(&msg, pkt, false);
+        self.out.reply_to(pkt, dest, buf.freeze());
+    }
+
+    fn inbox(&mut self) {
+        for _ in 0..4096 {
+            match self.rx.try_recv() {
+                Ok(m) => self.handler.on_message(m, &mut self.out),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+    }
+
+    fn flush(&mut self, now: Instant) {
+        if self.out.queue.is_empty() {
+            return;
+        }
+        let mut queue = std::mem::take(&mut self.out.queue);
+        // UDP: one sendmmsg run per socket, in queue order.
+        for k in 0..self.udp.len() {
+            let first_of_family = |d: &SocketAddr, udp: &[UdpSocket]| {
+                udp.iter()
+                    .position(|u| u.local.is_ipv4() == d.is_ipv4())
+                    .unwrap_or(0)
+            };
+            let msgs: Vec<(&[u8], SocketAddr)> = queue
+                .iter()
+                .filter(|o| o.proto == Proto::Udp)
+                .filter(|o| {
+                    let idx = match o.local {
+                        Some(l) => self
+                            .udp
+                            .iter()
+                            .position(|u| u.local == l)
+                            .unwrap_or_else(|| first_of_family(&o.dest, &self.udp)),
+                        None => first_of_family(&o.dest, &self.udp),
+                    };
+                    idx == k
+                })
+                .map(|o| (&o.data[..], o.dest))
+                .collect();
+            if !msgs.is_empty() {
+                self.udp[k].send_all(&msgs);
+            }
+        }
+        let registry = self.poll.registry();
+        for o in queue.drain(..) {
+            match o.proto {
+                Proto::Udp => {
+                    self.out.pool.reclaim(o.data);
+                }
+                Proto::Tcp => {
+                    if !self.tcp.send(registry, o.data, o.dest, now) {
+                        ser_log!(L_DBG, "tcp send to {} dropped", o.dest);
+                    }
+                }
+            }
+        }
+        self.out.queue = queue;
+    }
+}
+
+fn sys_batch() -> usize {
+    transport::sys::BATCH
+}
+
+/// Responses, ACKs and CANCELs: work already accepted, handed to the handler even under overload.
+fn is_priority(data: &[u8]) -> bool {
+    let d = data
+        .iter()
+        .position(|&c| c != b'\r' && c != b'\n')
+        .and_then(|p| data.get(p..))
+        .unwrap_or(data);
+    d.starts_with(b"SIP/") || d.starts_with(b"ACK ") || d.starts_with(b"CANCEL ")
+}
+
+/// Where a reply to `msg` (received as `pkt`) goes. Over TCP: back over the same connection (the
+/// source). Over UDP (RFC 3261 §18.2.2, RFC 3581): with `rport` in the top Via, the source address
+/// and port; with `reply_to_via` (SER's option, default off), the Via's `received` (or sent-by) host
+/// and its port; otherwise the source address, as SER did.
+pub fn reply_address(msg: &Message, pkt: &Packet, reply_to_via: bool) -> SocketAddr {
+    if pkt.proto == Proto::Tcp || !reply_to_via {
+        return pkt.src;
+    }
+    let Ok(via) = msg.top_via() else {
+        return pkt.src;
+    };
+    if via.rport().is_some() {
+        return pkt.src;
+    }
+    let ip = via.received_ip().or(match via.host {
+        crate::wire::uri::Host::V4(a) => Some(a.into()),
+        crate::wire::uri::Host::V6(a) => Some(a.into()),
+        crate::wire::uri::Host::Name(_) => None,
+    });
+    match ip {
+        Some(ip) => SocketAddr::new(ip, via.port.unwrap_or(5060)),
+        None => pkt.src,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_classification() {
+        assert!(is_priority(b"SIP/2.0 200 OK\r\n"));
+        assert!(is_priority(b"\r\nACK sip:a SIP/2.0\r\n"));
+        assert!(is_priority(b"CANCEL sip:a SIP/2.0\r\n"));
+        assert!(!is_priority(b"INVITE sip:a SIP/2.0\r\n"));
+        assert!(!is_priority(b""));
+    }
+
+    struct Echo;
+    impl Handler for Echo {
+        type Msg = Bytes;
+        fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
+            let d = pkt.data.clone();
+            out.reply_to(&pkt, pkt.src, d);
+        }
+        fn on_message(&mut self, msg: Bytes, out: &mut Outbox) {
+            let dest: SocketAddr = String::from_utf8_lossy(&msg).parse().unwrap();
+            out.send(msg, dest, Proto::Udp, None);
+        }
+    }
+
+    #[test]
+    fn echo_shard_over_udp_and_inbox() {
+        let cfg = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                udp: true,
+                tcp: false,
+            }],
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::start(&cfg, |_| Echo).unwrap();
+        let server = rt.local_addrs()[0].0;
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send_to(b"hello", server).unwrap();
+        let mut buf = [0u8; 100];
+        let (n, from) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(from, server);
+        let me = c.local_addr().unwrap().to_string();
+        rt.inbox(0).unwrap().send(Bytes::from(me.clone())).unwrap();
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], me.as_bytes());
+        rt.stop();
+        assert_eq!(rt.join(), 0);
+    }
+}
