@@ -208,6 +208,23 @@ impl Message {
     /// Parses one message from `buf`. For stream framing, `buf` must hold at least one complete
     /// message (see `framing`); octets after it are not part of the message.
     pub fn parse_with(buf: Bytes, limits: &Limits) -> Result<Message> {
+        Message::parse_inner(buf, limits, false).map(|(m, _)| m)
+    }
+
+    /// Like [`Message::parse_with`], but a bad *request line* does not stop the parse: the header
+    /// section is still indexed (the start line then reads as a request with method `Other` and an
+    /// empty Request-URI) and the start-line error is returned beside the message. This is what lets
+    /// a server answer `SIP/7.0` with 505 or a URI with spaces with 400, copying Via, From, To,
+    /// Call-ID and CSeq into the reply. Status lines and errors after the start line fail as usual.
+    pub fn parse_lenient(buf: Bytes, limits: &Limits) -> Result<(Message, Option<ParseError>)> {
+        Message::parse_inner(buf, limits, true)
+    }
+
+    fn parse_inner(
+        buf: Bytes,
+        limits: &Limits,
+        lenient: bool,
+    ) -> Result<(Message, Option<ParseError>)> {
         if buf.len() > limits.max_size {
             return Err(ParseError::new(ErrorKind::TooLarge, limits.max_size));
         }
@@ -224,7 +241,21 @@ impl Message {
             Some(x) => x,
             None => return Err(ParseError::new(ErrorKind::Incomplete, b.len())),
         };
-        let start = parse_start_line(b, pos, line_end, limits)?;
+        let mut start_error = None;
+        let start = match parse_start_line(b, pos, line_end, limits) {
+            Ok(s) => s,
+            Err(e) if lenient && !b[pos..line_end].starts_with(b"SIP/") => {
+                start_error = Some(e);
+                let method_end = memchr::memchr(b' ', &b[pos..line_end]).map_or(pos, |i| pos + i);
+                StartLine::Request {
+                    method: Method::Other,
+                    method_span: Span::new(pos, method_end),
+                    uri: Span::new(method_end, method_end),
+                    version: Span::new(line_end, line_end),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let start_line = Span::new(pos, line_end);
 
         let mut headers: SmallVec<[HeaderEntry; 24]> = SmallVec::new();
@@ -284,7 +315,7 @@ impl Message {
             }
             None => (available, b.len()),
         };
-        Ok(Message {
+        let msg = Message {
             start,
             start_line,
             headers,
@@ -295,7 +326,8 @@ impl Message {
             max_vias: limits.max_vias.min(usize::from(u16::MAX)) as u16,
             edits: Edits::default(),
             buf,
-        })
+        };
+        Ok((msg, start_error))
     }
 
     // ---------- raw access ----------
@@ -831,6 +863,29 @@ v=0\n";
             e(b"SIP/2.0 4294967301 x\r\n\r\n").kind,
             ErrorKind::BadStatusCode
         );
+    }
+
+    #[test]
+    fn lenient_parse_keeps_headers_for_a_reply() {
+        let raw =
+            b"INVITE sip:a@b SIP/7.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: x\r\n\r\n";
+        let (m, e) = Message::parse_lenient(Bytes::from_static(raw), &Limits::default()).unwrap();
+        assert_eq!(e.unwrap().kind, ErrorKind::UnsupportedVersion);
+        assert_eq!(m.method(), Method::Other);
+        assert_eq!(m.header_value(HeaderId::CallId), Some(&b"x"[..]));
+        let (m, e) = Message::parse_lenient(
+            Bytes::from_static(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(e.is_none());
+        assert_eq!(m.method(), Method::Options);
+        // Status lines are not guessed at.
+        assert!(Message::parse_lenient(
+            Bytes::from_static(b"SIP/2.0 99 x\r\n\r\n"),
+            &Limits::default()
+        )
+        .is_err());
     }
 
     #[test]
