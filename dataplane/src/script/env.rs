@@ -115,4 +115,11 @@ pub trait Env {
     fn host_has_addr(&mut self, _name: &str, _ip: IpAddr) -> Option<bool> {
         None
     }
+
+    /// Send a stateless reply to the request in `ctx` (module `sl`): the shard builds it as RFC 3261
+    /// §8.2.6 says (3xx replies list the destination set as Contacts) and sends it back. Default: not
+    /// possible here (`Ret(-1)`).
+    fn reply(&mut self, _ctx: &mut Ctx, _code: u16, _reason: &[u8]) -> ActionResult {
+        ActionResult::Ret(-1)
+    }
 }

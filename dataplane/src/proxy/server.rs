@@ -1,0 +1,589 @@
+//! The proxy handler: what a shard runs for every packet when ser routes with a script.
+//!
+//! Per request: parse (leniently, so a bad request line can still be answered) → the §16.3 checks
+//! ([`super::precheck`]) → absorb ACKs of our own stateless replies → `received`/`rport` on the
+//! sender's Via → run `route[0]` of the current [`Program`] over a [`Ctx`] with a [`ShardEnv`] that
+//! forwards, sends and replies through the shard's [`Outbox`]. A script that suspends (DNS, exec, DB)
+//! is parked under a job id; the job goes to the controlplane and the script resumes when
+//! [`ShardMsg::JobDone`] comes back to this shard. Per response: [`super::forward::route_response`].
+//!
+//! The [`Program`] is read from an `ArcSwap` once per message: a reload (SIGHUP) makes new messages
+//! use the new program, while a parked script finishes on the program it started with.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use smallvec::SmallVec;
+
+use super::forward::{self, HopHost, MaxForwards, ResponseRoute};
+use super::precheck::{self, CheckOptions, Verdict};
+use super::sl::{self, SlReply, SlTagger};
+use crate::offload::{DnsQuery, Job, JobResult};
+use crate::script::env::{ActionResult, Env, Target, TargetHost};
+use crate::script::exec::{self, Outcome};
+use crate::script::ir::Program;
+use crate::script::Ctx;
+use crate::shard::log::{L_DBG, L_ERR, L_WARN};
+use crate::shard::{Handler, Outbox};
+use crate::ser_log;
+use crate::transport::{Packet, Proto};
+use crate::wire::uri::{Host, Scheme, Uri};
+use crate::wire::via::Transport;
+use crate::wire::{Limits, Message, Method};
+
+/// A job handed to the controlplane, with where its answer goes.
+#[derive(Debug)]
+pub struct JobRequest {
+    pub shard: usize,
+    pub id: u64,
+    pub job: Job,
+}
+
+/// Messages a proxy shard receives in its inbox.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// The answer to job `id`.
+    JobDone { id: u64, result: JobResult },
+}
+
+/// Settings of the proxy taken from the core options.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub reply_to_via: bool,
+    pub check_via: bool,
+    pub sip_warning: bool,
+    pub server_signature: bool,
+    /// The `Server:` value.
+    pub server_header: String,
+    /// Option tags we support (Proxy-Require).
+    pub supported: Vec<Vec<u8>>,
+    /// Answer Max-Forwards 0 with 483 before the script (when the script does not load maxfwd).
+    pub enforce_max_forwards: bool,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            reply_to_via: false,
+            check_via: false,
+            sip_warning: false,
+            server_signature: true,
+            server_header: format!("Sip EXpress router ({} ({}/{}))", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH, std::env::consts::OS),
+            supported: Vec::new(),
+            enforce_max_forwards: true,
+        }
+    }
+}
+
+/// What every shard's handler shares.
+pub struct Shared {
+    /// The current program; swapped on reload.
+    pub program: ArcSwap<Program>,
+    pub settings: ProxySettings,
+    pub sl: SlTagger,
+    /// Salt of stateless branches (per server).
+    pub salt: u64,
+    /// Our listen addresses with their transport.
+    pub local: Vec<(SocketAddr, Proto)>,
+    /// Where jobs go (the controlplane's job runner).
+    pub jobs: crossbeam_channel::Sender<JobRequest>,
+}
+
+struct Parked {
+    ctx: Ctx,
+    program: Arc<Program>,
+    local: SocketAddr,
+    proto: Proto,
+}
+
+/// The per-shard handler.
+pub struct ProxyHandler {
+    shared: Arc<Shared>,
+    shard: usize,
+    parked: HashMap<u64, Parked>,
+    next_job: u64,
+    pid: u32,
+}
+
+impl ProxyHandler {
+    pub fn new(shared: Arc<Shared>, shard: usize) -> ProxyHandler {
+        ProxyHandler {
+            shared,
+            shard,
+            parked: HashMap::new(),
+            next_job: 0,
+            pid: std::process::id(),
+        }
+    }
+
+    /// Scripts waiting for a job.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    fn limits(proto: Proto) -> Limits {
+        Limits {
+            stream: proto != Proto::Udp,
+            ..Limits::default()
+        }
+    }
+
+    fn on_request(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
+        let opts_supported: SmallVec<[&[u8]; 4]> = self
+            .shared
+            .settings
+            .supported
+            .iter()
+            .map(Vec::as_slice)
+            .collect();
+        let opts = CheckOptions {
+            supported: &opts_supported,
+            enforce_max_forwards: self.shared.settings.enforce_max_forwards,
+        };
+        match precheck::check(&msg, &opts) {
+            Verdict::Pass => {}
+            Verdict::Drop(why) => {
+                ser_log!(L_DBG, "dropping request from {}: {why}", pkt.src);
+                return;
+            }
+            Verdict::Reply {
+                code,
+                reason,
+                unsupported,
+            } => {
+                let mut list: SmallVec<[u8; 128]> = SmallVec::new();
+                for (i, t) in unsupported.iter().enumerate() {
+                    if i > 0 {
+                        list.extend_from_slice(b", ");
+                    }
+                    list.extend_from_slice(t);
+                }
+                let headers: SmallVec<[(&[u8], &[u8]); 1]> = if list.is_empty() {
+                    SmallVec::new()
+                } else {
+                    SmallVec::from_slice(&[(&b"Unsupported"[..], &list[..])])
+                };
+                self.reply(pkt.src, pkt.local, pkt.proto, &msg, code, reason.as_bytes(), &headers, &[], out);
+                return;
+            }
+        }
+        if self.shared.sl.is_own_ack(&msg) {
+            ser_log!(L_DBG, "absorbed ACK for our stateless reply from {}", pkt.src);
+            return;
+        }
+        if let Err(e) = forward::mark_received(&mut msg, pkt.src) {
+            ser_log!(L_DBG, "cannot mark received on Via from {}: {e}", pkt.src);
+        }
+        let program = self.shared.program.load_full();
+        let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
+        let outcome = {
+            let mut env = ShardEnv {
+                out,
+                shared: &self.shared,
+                local: pkt.local,
+                proto: pkt.proto,
+                pid: self.pid,
+            };
+            exec::exec(&program, &mut ctx, &mut env)
+        };
+        self.after_run(outcome, ctx, program, pkt.local, pkt.proto);
+    }
+
+    fn after_run(
+        &mut self,
+        outcome: Outcome,
+        ctx: Ctx,
+        program: Arc<Program>,
+        local: SocketAddr,
+        proto: Proto,
+    ) {
+        if let Outcome::Suspended(job) = outcome {
+            self.next_job += 1;
+            let id = self.next_job;
+            let req = JobRequest {
+                shard: self.shard,
+                id,
+                job,
+            };
+            if self.shared.jobs.send(req).is_err() {
+                ser_log!(L_ERR, "job runner is gone: dropping a suspended request");
+                return;
+            }
+            self.parked.insert(
+                id,
+                Parked {
+                    ctx,
+                    program,
+                    local,
+                    proto,
+                },
+            );
+        }
+    }
+
+    fn on_response(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
+        if let Err(e) = msg.check() {
+            ser_log!(L_DBG, "dropping malformed response from {}: {e}", pkt.src);
+            return;
+        }
+        let local = &self.shared.local;
+        let route = forward::route_response(&msg, self.shared.settings.check_via, |via| {
+            let port = via.port.unwrap_or(5060);
+            let ip = match via.host {
+                Host::V4(a) => Some(IpAddr::V4(a)),
+                Host::V6(a) => Some(IpAddr::V6(a)),
+                Host::Name(_) => None,
+            };
+            local
+                .iter()
+                .any(|(a, _)| ip.is_some_and(|ip| a.ip() == ip || a.ip().is_unspecified()) && a.port() == port)
+        });
+        match route {
+            ResponseRoute::Drop(why) => ser_log!(L_DBG, "dropping response from {}: {why}", pkt.src),
+            ResponseRoute::Forward { index, span, hop } => {
+                let HopHost::Ip(ip) = hop.host else {
+                    // Stateless replies to a Via host name would need DNS on the hot path; the
+                    // sender put its name there without `received`, so we have nowhere to send.
+                    ser_log!(L_WARN, "response Via names a host, not an address: dropped");
+                    return;
+                };
+                if msg.delete_header_value(index, span).is_err() {
+                    return;
+                }
+                let proto = transport_to_proto(hop.transport);
+                let data = write(&msg, out);
+                out.send(data, SocketAddr::new(ip, hop.port), proto, None);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &self,
+        dest_src: SocketAddr,
+        local: SocketAddr,
+        proto: Proto,
+        msg: &Message,
+        code: u16,
+        reason: &[u8],
+        headers: &[(&[u8], &[u8])],
+        contacts: &[&[u8]],
+        out: &mut Outbox,
+    ) {
+        send_reply(&self.shared, self.pid, dest_src, local, proto, msg, code, reason, headers, contacts, out);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_reply(
+    shared: &Shared,
+    pid: u32,
+    src: SocketAddr,
+    local: SocketAddr,
+    proto: Proto,
+    msg: &Message,
+    code: u16,
+    reason: &[u8],
+    headers: &[(&[u8], &[u8])],
+    contacts: &[&[u8]],
+    out: &mut Outbox,
+) {
+    let s = &shared.settings;
+    let warning = s.sip_warning.then(|| {
+        let uri = msg.request_uri_bytes().unwrap_or_default();
+        sl::warning_value(local, pid, src, uri, msg.current_request_uri().unwrap_or(uri), msg.vias().count())
+    });
+    let tag = shared.sl.tag_for(msg);
+    let mut buf = out.buffer(512 + msg.len().min(4096));
+    sl::write_reply(
+        &mut buf,
+        msg,
+        &SlReply {
+            code,
+            reason,
+            contacts,
+            headers,
+            server: s.server_signature.then_some(s.server_header.as_bytes()),
+            warning: warning.as_deref(),
+        },
+        &tag,
+    );
+    let dest = reply_destination(msg, src, proto, s.reply_to_via);
+    out.send(buf.freeze(), dest, proto, Some(local));
+}
+
+/// RFC 3261 §18.2.2 / RFC 3581: where a reply to this request goes. SER's default is the source
+/// address; with `reply_to_via`, the top Via (received/rport aware). Streams always use the source.
+fn reply_destination(msg: &Message, src: SocketAddr, proto: Proto, reply_to_via: bool) -> SocketAddr {
+    if proto != Proto::Udp || !reply_to_via {
+        return src;
+    }
+    let Ok(via) = msg.top_via() else { return src };
+    if via.rport().is_some() {
+        return src;
+    }
+    match forward::via_destination(&via).host {
+        HopHost::Ip(ip) => SocketAddr::new(ip, via.port.unwrap_or(5060)),
+        HopHost::Name(_) => src,
+    }
+}
+
+fn write(msg: &Message, out: &mut Outbox) -> bytes::Bytes {
+    let mut buf = out.buffer(msg.written_len());
+    msg.write_to(&mut buf);
+    buf.freeze()
+}
+
+fn to_ir_proto(p: Proto) -> crate::script::ir::Proto {
+    match p {
+        Proto::Udp => crate::script::ir::Proto::Udp,
+        Proto::Tcp => crate::script::ir::Proto::Tcp,
+    }
+}
+
+fn transport_to_proto(t: Transport) -> Proto {
+    match t {
+        Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss | Transport::Sctp => Proto::Tcp,
+        _ => Proto::Udp,
+    }
+}
+
+fn proto_name(p: Proto) -> &'static [u8] {
+    match p {
+        Proto::Udp => b"UDP",
+        Proto::Tcp => b"TCP",
+    }
+}
+
+impl Handler for ProxyHandler {
+    type Msg = ShardMsg;
+
+    fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
+        let limits = Self::limits(pkt.proto);
+        match Message::parse_lenient(pkt.data.clone(), &limits) {
+            Ok((msg, None)) => {
+                if msg.is_request() {
+                    self.on_request(&pkt, msg, out);
+                } else {
+                    self.on_response(&pkt, msg, out);
+                }
+            }
+            Ok((msg, Some(e))) => {
+                // A bad request line: answer (505 / 400) if we can copy the headers, never an ACK.
+                if msg.top_via().is_err() || msg.header_value(crate::wire::HeaderId::CSeq).is_some_and(|c| c.ends_with(b"ACK")) {
+                    ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
+                    return;
+                }
+                ser_log!(L_DBG, "bad request line from {}: {e}", pkt.src);
+                self.reply(pkt.src, pkt.local, pkt.proto, &msg, e.kind.status(), e.kind.reason().as_bytes(), &[], &[], out);
+            }
+            Err(e) => match precheck::parse_failure(&pkt.data, &e) {
+                Verdict::Reply { .. } => {
+                    // The header section itself is broken: there is nothing to copy into a reply.
+                    ser_log!(L_DBG, "dropping unparseable request from {}: {e}", pkt.src);
+                }
+                _ => ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src),
+            },
+        }
+    }
+
+    fn on_message(&mut self, msg: ShardMsg, out: &mut Outbox) {
+        match msg {
+            ShardMsg::JobDone { id, result } => {
+                let Some(mut p) = self.parked.remove(&id) else {
+                    ser_log!(L_WARN, "answer for unknown job {id}");
+                    return;
+                };
+                let outcome = {
+                    let mut env = ShardEnv {
+                        out,
+                        shared: &self.shared,
+                        local: p.local,
+                        proto: p.proto,
+                        pid: self.pid,
+                    };
+                    exec::resume(&p.program, &mut p.ctx, &mut env, result)
+                };
+                self.after_run(outcome, p.ctx, p.program, p.local, p.proto);
+            }
+        }
+    }
+}
+
+/// The interpreter's view of the shard.
+pub struct ShardEnv<'a> {
+    out: &'a mut Outbox,
+    shared: &'a Shared,
+    local: SocketAddr,
+    proto: Proto,
+    pid: u32,
+}
+
+/// Where a forward goes once names are resolved.
+struct Dest {
+    addr: SocketAddr,
+    proto: Proto,
+}
+
+impl ShardEnv<'_> {
+    /// Resolves a target to an address without blocking: literal addresses directly; names are
+    /// handed to the controlplane (`Err(job)`).
+    fn resolve(&self, ctx: &Ctx, target: &Target<'_>, forced: Option<crate::script::ir::Proto>) -> Result<Result<Dest, &'static str>, Job> {
+        let forced = forced.map(|p| match p {
+            crate::script::ir::Proto::Tcp | crate::script::ir::Proto::Tls => Proto::Tcp,
+            _ => Proto::Udp,
+        });
+        let (host, port, proto): (Result<IpAddr, SmallVec<[u8; 64]>>, u16, Proto) = match target {
+            Target::Uri => {
+                let Ok(uri) = Uri::parse(ctx.uri()) else {
+                    return Ok(Err("the request URI does not parse"));
+                };
+                if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips) {
+                    return Ok(Err("the request URI is not a SIP URI"));
+                }
+                let via_maddr = uri.maddr().map(|m| (m, uri.port));
+                let p = forced.unwrap_or(match uri.transport() {
+                    Some(t) if t.eq_ignore_ascii_case(b"tcp") || t.eq_ignore_ascii_case(b"tls") => Proto::Tcp,
+                    _ if uri.scheme == Scheme::Sips => Proto::Tcp,
+                    _ => Proto::Udp,
+                });
+                let default_port = if uri.scheme == Scheme::Sips { 5061 } else { 5060 };
+                let host = match (via_maddr, uri.host) {
+                    (Some((m, _)), _) => match std::str::from_utf8(m).ok().and_then(|s| s.parse().ok()) {
+                        Some(ip) => Ok(ip),
+                        None => Err(SmallVec::from_slice(m)),
+                    },
+                    (None, Host::V4(a)) => Ok(IpAddr::V4(a)),
+                    (None, Host::V6(a)) => Ok(IpAddr::V6(a)),
+                    (None, Host::Name(n)) => Err(SmallVec::from_slice(n)),
+                };
+                (host, uri.port.unwrap_or(default_port), p)
+            }
+            Target::Host { host, port } => {
+                let h = match host {
+                    TargetHost::Ip(ip) => Ok(*ip),
+                    TargetHost::Name(n) => Err(SmallVec::from_slice(n)),
+                };
+                (h, port.unwrap_or(5060), forced.unwrap_or(Proto::Udp))
+            }
+        };
+        match host {
+            Ok(ip) => Ok(Ok(Dest {
+                addr: SocketAddr::new(ip, port),
+                proto,
+            })),
+            Err(name) if name.eq_ignore_ascii_case(b"localhost") => Ok(Ok(Dest {
+                addr: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port),
+                proto,
+            })),
+            Err(name) => Err(Job::Dns {
+                name: String::from_utf8_lossy(&name).into_owned(),
+                query: DnsQuery::Addrs,
+            }),
+        }
+    }
+
+    /// Our address for a Via toward `dest` over `proto`: the listen address of that family and
+    /// transport (the one the request came in on when it fits).
+    fn via_local(&self, dest: &Dest) -> SocketAddr {
+        let fits = |a: &SocketAddr| a.is_ipv4() == dest.addr.is_ipv4();
+        if fits(&self.local) && self.proto == dest.proto {
+            return self.local;
+        }
+        self.shared
+            .local
+            .iter()
+            .find(|(a, p)| fits(a) && *p == dest.proto)
+            .map_or(self.local, |(a, _)| *a)
+    }
+}
+
+impl Env for ShardEnv<'_> {
+    fn forward(&mut self, ctx: &mut Ctx, target: &Target<'_>, proto: Option<crate::script::ir::Proto>) -> ActionResult {
+        let dest = match self.resolve(ctx, target, proto) {
+            Ok(Ok(d)) => d,
+            Ok(Err(why)) => {
+                ser_log!(L_ERR, "forward: {why}");
+                return ActionResult::Ret(-1);
+            }
+            Err(job) => {
+                // Resolution is not wired to a cache yet: the answer comes back as the action's
+                // value. TODO(dns cache): retry the forward with the resolved address.
+                ser_log!(L_ERR, "forward: destination needs DNS ({job:?}); names are not resolved on the dataplane yet");
+                return ActionResult::Ret(-1);
+            }
+        };
+        if ctx.uri_rewritten() && ctx.commit_uri().is_err() {
+            return ActionResult::Ret(-1);
+        }
+        match forward::process_max_forwards(&mut ctx.msg, 70) {
+            Ok(MaxForwards::Exhausted) => {
+                ser_log!(L_DBG, "forward: Max-Forwards exhausted");
+                return ActionResult::Ret(-1);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ser_log!(L_DBG, "forward: bad Max-Forwards: {e}");
+                return ActionResult::Ret(-1);
+            }
+        }
+        let local = self.via_local(&dest);
+        let branch = forward::stateless_branch(&ctx.msg, self.shared.salt);
+        let mut sent_by: SmallVec<[u8; 64]> = SmallVec::new();
+        {
+            use std::io::Write;
+            let _ = match local.ip() {
+                IpAddr::V4(a) => write!(sent_by, "{a}:{}", local.port()),
+                IpAddr::V6(a) => write!(sent_by, "[{a}]:{}", local.port()),
+            };
+        }
+        let mut msg = ctx.msg.clone();
+        forward::add_via(&mut msg, proto_name(dest.proto), &sent_by, branch.as_bytes());
+        let data = write(&msg, self.out);
+        self.out.send(data, dest.addr, dest.proto, Some(local));
+        ActionResult::Ret(1)
+    }
+
+    fn send(&mut self, ctx: &mut Ctx, target: &Target<'_>, proto: Option<crate::script::ir::Proto>) -> ActionResult {
+        match self.resolve(ctx, target, proto) {
+            Ok(Ok(dest)) => {
+                let data = ctx.msg.buffer().slice(..ctx.msg.len());
+                let local = self.via_local(&dest);
+                self.out.send(data, dest.addr, dest.proto, Some(local));
+                ActionResult::Ret(1)
+            }
+            Ok(Err(why)) => {
+                ser_log!(L_ERR, "send: {why}");
+                ActionResult::Ret(-1)
+            }
+            Err(job) => {
+                ser_log!(L_ERR, "send: destination needs DNS ({job:?}); names are not resolved on the dataplane yet");
+                ActionResult::Ret(-1)
+            }
+        }
+    }
+
+    fn log(&mut self, level: i32, msg: &[u8]) {
+        crate::shard::log::log_bytes(level, msg);
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult {
+        if ctx.msg.method() == Method::Ack {
+            return ActionResult::Ret(1);
+        }
+        let contacts: SmallVec<[&[u8]; 8]> = if (300..400).contains(&code) {
+            std::iter::once(ctx.uri()).chain(ctx.dset().iter()).collect()
+        } else {
+            SmallVec::new()
+        };
+        send_reply(self.shared, self.pid, ctx.src, self.local, self.proto, &ctx.msg, code, reason, &[], &contacts, self.out);
+        ActionResult::Ret(1)
+    }
+}
