@@ -108,6 +108,10 @@ pub enum MaxForwards {
 /// it with `default` when absent; report `Exhausted` when it is already 0.
 pub fn process_max_forwards(msg: &mut Message, default: u8) -> Result<MaxForwards, ParseError> {
     let Some(h) = msg.header(HeaderId::MaxForwards) else {
+        if msg.inserted_header(b"Max-Forwards") {
+            // Added earlier for this message (mf_process_maxfwd_header, then forward): once only.
+            return Ok(MaxForwards::Added(default));
+        }
         let mut buf = itoa::Buffer::new();
         let s = buf.format(default);
         let v: SmallVec<[u8; 4]> = SmallVec::from_slice(s.as_bytes());
@@ -353,6 +357,18 @@ mod tests {
         add_via(&mut m, b"UDP", b"192.0.2.1:5060", b.as_bytes());
         let out = m.to_bytes();
         let f = Message::parse(out).unwrap();
+        // Processing twice (script, then forward) decrements once: the same span is rewritten.
+        let mut twice = parse(INV);
+        process_max_forwards(&mut twice, 70).unwrap();
+        process_max_forwards(&mut twice, 70).unwrap();
+        assert_eq!(
+            Message::parse(twice.to_bytes())
+                .unwrap()
+                .max_forwards()
+                .unwrap()
+                .unwrap(),
+            69
+        );
         let vias: Vec<_> = f.vias().map(|v| v.unwrap().via.raw.to_vec()).collect();
         assert_eq!(
             vias[0],

@@ -126,6 +126,19 @@ impl Message {
         !self.edits.is_empty()
     }
 
+    /// Whether an edit inserted a header field with this name (e.g. a Max-Forwards added earlier in
+    /// the script, so that forwarding does not add a second one). Looks only at inserted lines.
+    pub fn inserted_header(&self, name: &[u8]) -> bool {
+        self.edits.ops.iter().any(|op| {
+            op.start == op.end && {
+                let d = self.edits.data(op);
+                d.len() > name.len()
+                    && d[..name.len()].eq_ignore_ascii_case(name)
+                    && d[name.len()] == b':'
+            }
+        })
+    }
+
     /// Forgets every recorded edit.
     pub fn clear_edits(&mut self) {
         self.edits.clear();
