@@ -21,7 +21,10 @@ fn mf_process_maxfwd_header(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> A
         Ok(MaxForwards::Exhausted) => ActionResult::Ret(-1),
         Ok(_) => ActionResult::Ret(1),
         Err(e) => {
-            env.log(level::ERR, format!("mf_process_maxfwd_header: {e}").as_bytes());
+            env.log(
+                level::ERR,
+                format!("mf_process_maxfwd_header: {e}").as_bytes(),
+            );
             ActionResult::Ret(-1)
         }
     }

@@ -22,13 +22,14 @@ use super::forward::{self, HopHost, MaxForwards, ResponseRoute};
 use super::precheck::{self, CheckOptions, Verdict};
 use super::sl::{self, SlReply, SlTagger};
 use crate::offload::{DnsQuery, Job, JobResult};
+use crate::script::ctx::PendingTarget;
 use crate::script::env::{ActionResult, Env, Target, TargetHost};
 use crate::script::exec::{self, Outcome};
 use crate::script::ir::Program;
 use crate::script::Ctx;
+use crate::ser_log;
 use crate::shard::log::{L_DBG, L_ERR, L_WARN};
 use crate::shard::{Handler, Outbox};
-use crate::ser_log;
 use crate::transport::{Packet, Proto};
 use crate::wire::uri::{Host, Scheme, Uri};
 use crate::wire::via::Transport;
@@ -71,7 +72,12 @@ impl Default for ProxySettings {
             check_via: false,
             sip_warning: false,
             server_signature: true,
-            server_header: format!("Sip EXpress router ({} ({}/{}))", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH, std::env::consts::OS),
+            server_header: format!(
+                "Sip EXpress router ({} ({}/{}))",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            ),
             supported: Vec::new(),
             enforce_max_forwards: true,
         }
@@ -132,8 +138,8 @@ impl ProxyHandler {
     }
 
     fn on_request(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
-        let opts_supported: SmallVec<[&[u8]; 4]> = self
-            .shared
+        let shared = Arc::clone(&self.shared);
+        let opts_supported: SmallVec<[&[u8]; 4]> = shared
             .settings
             .supported
             .iter()
@@ -141,7 +147,7 @@ impl ProxyHandler {
             .collect();
         let opts = CheckOptions {
             supported: &opts_supported,
-            enforce_max_forwards: self.shared.settings.enforce_max_forwards,
+            enforce_max_forwards: shared.settings.enforce_max_forwards,
         };
         match precheck::check(&msg, &opts) {
             Verdict::Pass => {}
@@ -166,12 +172,26 @@ impl ProxyHandler {
                 } else {
                     SmallVec::from_slice(&[(&b"Unsupported"[..], &list[..])])
                 };
-                self.reply(pkt.src, pkt.local, pkt.proto, &msg, code, reason.as_bytes(), &headers, &[], out);
+                self.reply(
+                    pkt.src,
+                    pkt.local,
+                    pkt.proto,
+                    &msg,
+                    code,
+                    reason.as_bytes(),
+                    &headers,
+                    &[],
+                    out,
+                );
                 return;
             }
         }
         if self.shared.sl.is_own_ack(&msg) {
-            ser_log!(L_DBG, "absorbed ACK for our stateless reply from {}", pkt.src);
+            ser_log!(
+                L_DBG,
+                "absorbed ACK for our stateless reply from {}",
+                pkt.src
+            );
             return;
         }
         if let Err(e) = forward::mark_received(&mut msg, pkt.src) {
@@ -237,12 +257,14 @@ impl ProxyHandler {
                 Host::V6(a) => Some(IpAddr::V6(a)),
                 Host::Name(_) => None,
             };
-            local
-                .iter()
-                .any(|(a, _)| ip.is_some_and(|ip| a.ip() == ip || a.ip().is_unspecified()) && a.port() == port)
+            local.iter().any(|(a, _)| {
+                ip.is_some_and(|ip| a.ip() == ip || a.ip().is_unspecified()) && a.port() == port
+            })
         });
         match route {
-            ResponseRoute::Drop(why) => ser_log!(L_DBG, "dropping response from {}: {why}", pkt.src),
+            ResponseRoute::Drop(why) => {
+                ser_log!(L_DBG, "dropping response from {}: {why}", pkt.src)
+            }
             ResponseRoute::Forward { index, span, hop } => {
                 let HopHost::Ip(ip) = hop.host else {
                     // Stateless replies to a Via host name would need DNS on the hot path; the
@@ -273,7 +295,19 @@ impl ProxyHandler {
         contacts: &[&[u8]],
         out: &mut Outbox,
     ) {
-        send_reply(&self.shared, self.pid, dest_src, local, proto, msg, code, reason, headers, contacts, out);
+        send_reply(
+            &self.shared,
+            self.pid,
+            dest_src,
+            local,
+            proto,
+            msg,
+            code,
+            reason,
+            headers,
+            contacts,
+            out,
+        );
     }
 }
 
@@ -294,7 +328,14 @@ fn send_reply(
     let s = &shared.settings;
     let warning = s.sip_warning.then(|| {
         let uri = msg.request_uri_bytes().unwrap_or_default();
-        sl::warning_value(local, pid, src, uri, msg.current_request_uri().unwrap_or(uri), msg.vias().count())
+        sl::warning_value(
+            local,
+            pid,
+            src,
+            uri,
+            msg.current_request_uri().unwrap_or(uri),
+            msg.vias().count(),
+        )
     });
     let tag = shared.sl.tag_for(msg);
     let mut buf = out.buffer(512 + msg.len().min(4096));
@@ -317,7 +358,12 @@ fn send_reply(
 
 /// RFC 3261 §18.2.2 / RFC 3581: where a reply to this request goes. SER's default is the source
 /// address; with `reply_to_via`, the top Via (received/rport aware). Streams always use the source.
-fn reply_destination(msg: &Message, src: SocketAddr, proto: Proto, reply_to_via: bool) -> SocketAddr {
+fn reply_destination(
+    msg: &Message,
+    src: SocketAddr,
+    proto: Proto,
+    reply_to_via: bool,
+) -> SocketAddr {
     if proto != Proto::Udp || !reply_to_via {
         return src;
     }
@@ -346,7 +392,9 @@ fn to_ir_proto(p: Proto) -> crate::script::ir::Proto {
 
 fn transport_to_proto(t: Transport) -> Proto {
     match t {
-        Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss | Transport::Sctp => Proto::Tcp,
+        Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss | Transport::Sctp => {
+            Proto::Tcp
+        }
         _ => Proto::Udp,
     }
 }
@@ -373,12 +421,26 @@ impl Handler for ProxyHandler {
             }
             Ok((msg, Some(e))) => {
                 // A bad request line: answer (505 / 400) if we can copy the headers, never an ACK.
-                if msg.top_via().is_err() || msg.header_value(crate::wire::HeaderId::CSeq).is_some_and(|c| c.ends_with(b"ACK")) {
+                if msg.top_via().is_err()
+                    || msg
+                        .header_value(crate::wire::HeaderId::CSeq)
+                        .is_some_and(|c| c.ends_with(b"ACK"))
+                {
                     ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
                     return;
                 }
                 ser_log!(L_DBG, "bad request line from {}: {e}", pkt.src);
-                self.reply(pkt.src, pkt.local, pkt.proto, &msg, e.kind.status(), e.kind.reason().as_bytes(), &[], &[], out);
+                self.reply(
+                    pkt.src,
+                    pkt.local,
+                    pkt.proto,
+                    &msg,
+                    e.kind.status(),
+                    e.kind.reason().as_bytes(),
+                    &[],
+                    &[],
+                    out,
+                );
             }
             Err(e) => match precheck::parse_failure(&pkt.data, &e) {
                 Verdict::Reply { .. } => {
@@ -413,6 +475,34 @@ impl Handler for ProxyHandler {
     }
 }
 
+/// Finishes a forward/send that waited for DNS: sends to the first address of the answer, or fails
+/// (false) with a log line when the name did not resolve.
+fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+    let Some(p) = ctx.pending_target.take() else {
+        return ActionResult::Ret(-1);
+    };
+    match result {
+        JobResult::Addrs(addrs) if !addrs.is_empty() => {
+            let target = Target::Host {
+                host: TargetHost::Ip(addrs[0]),
+                port: p.port,
+            };
+            if p.send {
+                env.send(ctx, &target, p.proto)
+            } else {
+                env.forward(ctx, &target, p.proto)
+            }
+        }
+        other => {
+            env.log(
+                crate::script::env::level::ERR,
+                format!("forward: destination did not resolve: {other:?}").as_bytes(),
+            );
+            ActionResult::Ret(-1)
+        }
+    }
+}
+
 /// The interpreter's view of the shard.
 pub struct ShardEnv<'a> {
     out: &'a mut Outbox,
@@ -431,8 +521,13 @@ struct Dest {
 impl ShardEnv<'_> {
     /// Resolves a target to an address without blocking: literal addresses directly; names are
     /// handed to the controlplane (`Err(job)`).
-    fn resolve(&self, ctx: &Ctx, target: &Target<'_>, forced: Option<crate::script::ir::Proto>) -> Result<Result<Dest, &'static str>, Job> {
-        let forced = forced.map(|p| match p {
+    fn resolve(
+        &self,
+        ctx: &Ctx,
+        target: &Target<'_>,
+        forced_ir: Option<crate::script::ir::Proto>,
+    ) -> Result<Result<Dest, &'static str>, (Job, u16)> {
+        let forced = forced_ir.map(|p| match p {
             crate::script::ir::Proto::Tcp | crate::script::ir::Proto::Tls => Proto::Tcp,
             _ => Proto::Udp,
         });
@@ -446,16 +541,24 @@ impl ShardEnv<'_> {
                 }
                 let via_maddr = uri.maddr().map(|m| (m, uri.port));
                 let p = forced.unwrap_or(match uri.transport() {
-                    Some(t) if t.eq_ignore_ascii_case(b"tcp") || t.eq_ignore_ascii_case(b"tls") => Proto::Tcp,
+                    Some(t) if t.eq_ignore_ascii_case(b"tcp") || t.eq_ignore_ascii_case(b"tls") => {
+                        Proto::Tcp
+                    }
                     _ if uri.scheme == Scheme::Sips => Proto::Tcp,
                     _ => Proto::Udp,
                 });
-                let default_port = if uri.scheme == Scheme::Sips { 5061 } else { 5060 };
+                let default_port = if uri.scheme == Scheme::Sips {
+                    5061
+                } else {
+                    5060
+                };
                 let host = match (via_maddr, uri.host) {
-                    (Some((m, _)), _) => match std::str::from_utf8(m).ok().and_then(|s| s.parse().ok()) {
-                        Some(ip) => Ok(ip),
-                        None => Err(SmallVec::from_slice(m)),
-                    },
+                    (Some((m, _)), _) => {
+                        match std::str::from_utf8(m).ok().and_then(|s| s.parse().ok()) {
+                            Some(ip) => Ok(ip),
+                            None => Err(SmallVec::from_slice(m)),
+                        }
+                    }
                     (None, Host::V4(a)) => Ok(IpAddr::V4(a)),
                     (None, Host::V6(a)) => Ok(IpAddr::V6(a)),
                     (None, Host::Name(n)) => Err(SmallVec::from_slice(n)),
@@ -479,11 +582,30 @@ impl ShardEnv<'_> {
                 addr: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port),
                 proto,
             })),
-            Err(name) => Err(Job::Dns {
-                name: String::from_utf8_lossy(&name).into_owned(),
-                query: DnsQuery::Addrs,
-            }),
+            Err(name) => Err((
+                Job::Dns {
+                    name: String::from_utf8_lossy(&name).into_owned(),
+                    query: DnsQuery::Addrs,
+                },
+                port,
+            )),
         }
+    }
+
+    /// Parks a forward/send on a DNS job; [`after_dns`] finishes it.
+    fn suspend_for_dns(
+        ctx: &mut Ctx,
+        job: Job,
+        port: u16,
+        proto: Option<crate::script::ir::Proto>,
+        send: bool,
+    ) -> ActionResult {
+        ctx.pending_target = Some(PendingTarget {
+            port: Some(port),
+            proto,
+            send,
+        });
+        ctx.suspend_with(job, after_dns)
     }
 
     /// Our address for a Via toward `dest` over `proto`: the listen address of that family and
@@ -502,19 +624,19 @@ impl ShardEnv<'_> {
 }
 
 impl Env for ShardEnv<'_> {
-    fn forward(&mut self, ctx: &mut Ctx, target: &Target<'_>, proto: Option<crate::script::ir::Proto>) -> ActionResult {
+    fn forward(
+        &mut self,
+        ctx: &mut Ctx,
+        target: &Target<'_>,
+        proto: Option<crate::script::ir::Proto>,
+    ) -> ActionResult {
         let dest = match self.resolve(ctx, target, proto) {
             Ok(Ok(d)) => d,
             Ok(Err(why)) => {
                 ser_log!(L_ERR, "forward: {why}");
                 return ActionResult::Ret(-1);
             }
-            Err(job) => {
-                // Resolution is not wired to a cache yet: the answer comes back as the action's
-                // value. TODO(dns cache): retry the forward with the resolved address.
-                ser_log!(L_ERR, "forward: destination needs DNS ({job:?}); names are not resolved on the dataplane yet");
-                return ActionResult::Ret(-1);
-            }
+            Err((job, port)) => return Self::suspend_for_dns(ctx, job, port, proto, false),
         };
         if ctx.uri_rewritten() && ctx.commit_uri().is_err() {
             return ActionResult::Ret(-1);
@@ -541,13 +663,23 @@ impl Env for ShardEnv<'_> {
             };
         }
         let mut msg = ctx.msg.clone();
-        forward::add_via(&mut msg, proto_name(dest.proto), &sent_by, branch.as_bytes());
+        forward::add_via(
+            &mut msg,
+            proto_name(dest.proto),
+            &sent_by,
+            branch.as_bytes(),
+        );
         let data = write(&msg, self.out);
         self.out.send(data, dest.addr, dest.proto, Some(local));
         ActionResult::Ret(1)
     }
 
-    fn send(&mut self, ctx: &mut Ctx, target: &Target<'_>, proto: Option<crate::script::ir::Proto>) -> ActionResult {
+    fn send(
+        &mut self,
+        ctx: &mut Ctx,
+        target: &Target<'_>,
+        proto: Option<crate::script::ir::Proto>,
+    ) -> ActionResult {
         match self.resolve(ctx, target, proto) {
             Ok(Ok(dest)) => {
                 let data = ctx.msg.buffer().slice(..ctx.msg.len());
@@ -559,15 +691,14 @@ impl Env for ShardEnv<'_> {
                 ser_log!(L_ERR, "send: {why}");
                 ActionResult::Ret(-1)
             }
-            Err(job) => {
-                ser_log!(L_ERR, "send: destination needs DNS ({job:?}); names are not resolved on the dataplane yet");
-                ActionResult::Ret(-1)
-            }
+            Err((job, port)) => Self::suspend_for_dns(ctx, job, port, proto, true),
         }
     }
 
     fn log(&mut self, level: i32, msg: &[u8]) {
-        crate::shard::log::log_bytes(level, msg);
+        if crate::shard::log::enabled(level) {
+            crate::shard::log::write(level, format_args!("{}", String::from_utf8_lossy(msg)));
+        }
     }
 
     fn now(&self) -> Instant {
@@ -579,11 +710,25 @@ impl Env for ShardEnv<'_> {
             return ActionResult::Ret(1);
         }
         let contacts: SmallVec<[&[u8]; 8]> = if (300..400).contains(&code) {
-            std::iter::once(ctx.uri()).chain(ctx.dset().iter()).collect()
+            std::iter::once(ctx.uri())
+                .chain(ctx.dset().iter())
+                .collect()
         } else {
             SmallVec::new()
         };
-        send_reply(self.shared, self.pid, ctx.src, self.local, self.proto, &ctx.msg, code, reason, &[], &contacts, self.out);
+        send_reply(
+            self.shared,
+            self.pid,
+            ctx.src,
+            self.local,
+            self.proto,
+            &ctx.msg,
+            code,
+            reason,
+            &[],
+            &contacts,
+            self.out,
+        );
         ActionResult::Ret(1)
     }
 }

@@ -87,6 +87,17 @@ pub(crate) enum RunState {
     Suspended,
 }
 
+/// The destination of a `forward`/`send` that waits for a DNS answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTarget {
+    /// Port given (or taken from the URI); `None` = default.
+    pub port: Option<u16>,
+    /// Transport forced by the action (`forward_tcp`…).
+    pub proto: Option<crate::script::ir::Proto>,
+    /// `send` (as is) rather than `forward` (with our Via).
+    pub send: bool,
+}
+
 /// The per-message context of a script run.
 #[derive(Debug)]
 pub struct Ctx {
@@ -101,6 +112,9 @@ pub struct Ctx {
     /// Header fields to add to a reply ser generates for this request (`append_to_reply`): complete
     /// `Name: value\r\n` lines.
     pub reply_headers: SmallVec<[u8; 64]>,
+    /// A `forward`/`send` waiting for DNS: what to send to once the name resolves (set by the shard's
+    /// environment when it suspends, taken when the answer arrives).
+    pub pending_target: Option<PendingTarget>,
     new_uri: Option<UriBuf>,
     dset: DestinationSet,
     flags: u32,
@@ -122,6 +136,7 @@ impl Ctx {
             dst,
             proto,
             reply_headers: SmallVec::new(),
+            pending_target: None,
             new_uri: None,
             dset: DestinationSet::new(MAX_BRANCHES),
             flags: 0,
