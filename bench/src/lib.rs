@@ -48,8 +48,16 @@ pub fn touch_proxy_headers(m: &Message) -> usize {
     n += m.call_id().map_or(0, <[u8]>::len);
     n += m.cseq().map_or(0, |c| c.num as usize + c.method.len());
     n += m.max_forwards().and_then(Result::ok).map_or(0, usize::from);
-    n += m.routes().flatten().map(|r| r.value.uri.host_raw.len()).sum::<usize>();
-    n += m.contacts().flatten().map(|c| c.value.addr.uri.raw.len()).sum::<usize>();
+    n += m
+        .routes()
+        .flatten()
+        .map(|r| r.value.uri.host_raw.len())
+        .sum::<usize>();
+    n += m
+        .contacts()
+        .flatten()
+        .map(|c| c.value.addr.uri.raw.len())
+        .sum::<usize>();
     n
 }
 

@@ -515,15 +515,19 @@ impl<H: Handler> Shard<H> {
             }
             match self.tcp.token(tok) {
                 Some(TcpToken::Listener(j)) => self.tcp.accept(registry, j, now),
-                Some(TcpToken::Conn(slot)) => {
-                    if self
-                        .tcp
-                        .ready(registry, slot, readable, writable, now, &mut self.pending)
-                    {
-                        self.again.push((tok, true, false));
-                    }
+                Some(TcpToken::Conn(slot))
+                    if self.tcp.ready(
+                        registry,
+                        slot,
+                        readable,
+                        writable,
+                        now,
+                        &mut self.pending,
+                    ) =>
+                {
+                    self.again.push((tok, true, false));
                 }
-                None => {}
+                _ => {}
             }
         }
     }
