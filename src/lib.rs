@@ -1,2 +1,740 @@
 //! The `ser` package: the binaries `ser` and `serctl`, wiring the dataplane and the controlplane
 //! together. See `README.md`.
+//!
+//! This library holds what `ser` does before and around the shards: SER 0.8.11's command line
+//! ([`parse_args`]), logging to stderr or syslog ([`syslog`]), merging the command line with the
+//! compiled configuration's [`CoreOptions`] into a [`RuntimeConfig`], start-up, signals and shutdown
+//! ([`run`]).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dataplane::script::ir::{CoreOptions, Proto as CfgProto};
+use dataplane::ser_log;
+use dataplane::shard::log::{self, L_ERR, L_INFO, L_NOTICE, L_WARN};
+use dataplane::shard::placeholder::PlaceholderHandler;
+use dataplane::shard::{ListenSpec, Runtime, RuntimeConfig};
+use dataplane::transport::{self, IoMode, Proto};
+
+/// Default configuration file (SER: `./ser.cfg`).
+pub const DEFAULT_CONFIG: &str = "./ser.cfg";
+
+/// One `-l` argument: `[proto:]host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenArg {
+    pub proto: Option<Proto>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cli {
+    pub config: Option<PathBuf>,
+    pub check: bool,
+    pub listen: Vec<ListenArg>,
+    /// The last `-p` (default port for `-l` without one that follow it, and for config listens).
+    pub port: Option<u16>,
+    pub children: Option<u32>,
+    pub foreground: bool,
+    pub stderr: bool,
+    pub debug: u32,
+    pub version: bool,
+    pub help: bool,
+    pub pidfile: Option<PathBuf>,
+    pub workdir: Option<PathBuf>,
+    pub chroot: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub maxbuffer: Option<u32>,
+    pub shm_mb: Option<u32>,
+    pub fifo: Option<String>,
+    pub dns: bool,
+    pub rev_dns: bool,
+    pub check_via: bool,
+    // ---- ser extensions (long options) ----
+    pub io: IoMode,
+    pub overload_backlog: Option<usize>,
+    pub tcp_idle: Option<u64>,
+    pub tcp_read_timeout: Option<u64>,
+    pub tcp_max_conns: Option<usize>,
+    pub tcp_max_conns_per_ip: Option<usize>,
+    pub no_pin: bool,
+}
+
+/// Usage text (`-h`).
+pub fn usage() -> String {
+    format!(
+        "ser {ver} -- SIP Express Router (SER 0.8.11 compatible), rebuilt in Rust
+Usage: ser [options]
+Options:
+    -f file      Configuration file (default {DEFAULT_CONFIG})
+    -c           Check the configuration file and exit (prints \"config file ok, exiting...\").
+                 NOTE: in SER 0.8.11 -c meant \"perform loop checks and compute branches\";
+                 ser uses it as the config check, like Kamailio and later SER
+    -p port      Listen on the specified port (default 5060); applies to the last -l
+                 and to all following -l without their own port
+    -l address   Listen on the specified address ([udp:|tcp:]host[:port]; repeatable;
+                 default: all IPv4 interfaces, udp and tcp)
+    -n processes Number of shards (threads, one per core; default: number of cores)
+    -r           Use dns to check if it is necessary to add a \"received=\" field to a via
+    -R           Same as -r but use reverse dns
+    -v           Turn on via host checking when forwarding replies
+    -d           Debugging mode (multiple -d increase the level)
+    -D           Do not fork into daemon mode (ser always stays in the foreground today)
+    -E           Log to stderr
+    -V           Version number and build
+    -h           This help message
+    -b nr        Maximum receive buffer size (SO_RCVBUF, bytes)
+    -m nr        Size of shared memory in Mb (accepted for compatibility; ignored)
+    -w dir       Change the working directory to \"dir\" (default \"/\" when daemonised)
+    -t dir       Chroot to \"dir\"
+    -u uid       Change uid (name or number)
+    -g gid       Change gid (name or number)
+    -P file      Create a pid file
+    -i fifo_path Create a fifo (useful for monitoring; the FIFO server is a later issue)
+ser extensions:
+    --io=auto|epoll|uring   UDP receive backend (auto = epoll+recvmmsg; uring only if the
+                            start-up probe passes, otherwise epoll with one log line)
+    --overload-backlog=N    requests waiting beyond N per shard turn get 503 + Retry-After
+    --tcp-idle=SECS         close idle TCP connections (default 120)
+    --tcp-read-timeout=SECS close connections holding an incomplete message (default 10)
+    --tcp-max-conns=N       TCP connections per shard (default 2048)
+    --tcp-max-conns-per-ip=N  TCP connections per peer IP per shard (default 64)
+    --no-pin                do not pin shards to cores
+",
+        ver = env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `-V` text: version and build.
+pub fn version_text() -> String {
+    let mut features = Vec::new();
+    if cfg!(feature = "mimalloc") {
+        features.push("mimalloc");
+    }
+    if cfg!(feature = "io-uring") {
+        features.push("io-uring");
+    }
+    let uring = match transport::probe_uring() {
+        Ok(()) => "available".to_string(),
+        Err(why) => format!("unavailable ({why})"),
+    };
+    format!(
+        "ser {} (SER 0.8.11 dialect, Rust rebuild)\nbuild: {}-{}, features: {}\nio: default {}, io_uring {}\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::ARCH,
+        std::env::consts::OS,
+        if features.is_empty() { "none".to_string() } else { features.join(" ") },
+        transport::IoBackend::Epoll.as_str(),
+        uring
+    )
+}
+
+/// Parses `[udp:|tcp:]host[:port]` (IPv6 bare or in brackets).
+pub fn parse_listen(s: &str) -> Result<ListenArg, String> {
+    let (proto, rest) = if let Some(r) = s.strip_prefix("udp:") {
+        (Some(Proto::Udp), r)
+    } else if let Some(r) = s.strip_prefix("tcp:") {
+        (Some(Proto::Tcp), r)
+    } else {
+        (None, s)
+    };
+    let bad = || format!("bad listen address '{s}'");
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let close = r.find(']').ok_or_else(bad)?;
+        let host = &r[..close];
+        let after = &r[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse::<u16>().map_err(|_| bad())?),
+            None if after.is_empty() => None,
+            None => return Err(bad()),
+        };
+        (host.to_string(), port)
+    } else if rest.matches(':').count() > 1 {
+        (rest.to_string(), None)
+    } else if let Some((h, p)) = rest.split_once(':') {
+        (h.to_string(), Some(p.parse::<u16>().map_err(|_| bad())?))
+    } else {
+        (rest.to_string(), None)
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok(ListenArg { proto, host, port })
+}
+
+fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse::<T>()
+        .map_err(|_| format!("bad value '{v}' for option {flag}"))
+}
+
+/// Parses SER's command line (getopt `f:cp:b:l:n:rRvdDEVhw:t:u:g:P:i:m:`, flags may be grouped,
+/// `-ffile` and `-f file` both work) plus ser's long options. `args` excludes the program name.
+pub fn parse_args(args: &[String]) -> Result<Cli, String> {
+    let mut cli = Cli::default();
+    let mut i = 0;
+    // Index of the last -l, for -p.
+    let mut last_l_without_port: Option<usize> = None;
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
+        if let Some(long) = a.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let flag = format!("--{name}");
+            let mut value = || -> Result<String, String> {
+                if let Some(v) = inline.clone() {
+                    return Ok(v);
+                }
+                let v = args
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| format!("option {flag} requires an argument"))?;
+                i += 1;
+                Ok(v)
+            };
+            match name {
+                "io" => {
+                    let v = value()?;
+                    cli.io = IoMode::parse(&v)
+                        .ok_or_else(|| format!("bad value '{v}' for option --io"))?;
+                }
+                "overload-backlog" => cli.overload_backlog = Some(num(&flag, &value()?)?),
+                "tcp-idle" => cli.tcp_idle = Some(num(&flag, &value()?)?),
+                "tcp-read-timeout" => cli.tcp_read_timeout = Some(num(&flag, &value()?)?),
+                "tcp-max-conns" => cli.tcp_max_conns = Some(num(&flag, &value()?)?),
+                "tcp-max-conns-per-ip" => cli.tcp_max_conns_per_ip = Some(num(&flag, &value()?)?),
+                "no-pin" if inline.is_none() => cli.no_pin = true,
+                "help" if inline.is_none() => cli.help = true,
+                "version" if inline.is_none() => cli.version = true,
+                _ => return Err(format!("unknown option '{a}'")),
+            }
+            continue;
+        }
+        let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else {
+            return Err(format!("unexpected argument '{a}'"));
+        };
+        for (pos, c) in flags.char_indices() {
+            let takes_arg = "fpblnwtugPim".contains(c);
+            let arg = if takes_arg {
+                let rest = &flags[pos + c.len_utf8()..];
+                let v = if !rest.is_empty() {
+                    rest.to_string()
+                } else {
+                    let v = args
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| format!("option -{c} requires an argument"))?;
+                    i += 1;
+                    v
+                };
+                Some(v)
+            } else {
+                None
+            };
+            let flag = format!("-{c}");
+            match (c, arg) {
+                ('f', Some(v)) => cli.config = Some(PathBuf::from(v)),
+                ('p', Some(v)) => {
+                    let p: u16 = num(&flag, &v)?;
+                    if p == 0 {
+                        return Err(format!("bad value '{v}' for option -p"));
+                    }
+                    cli.port = Some(p);
+                    if let Some(k) = last_l_without_port {
+                        if let Some(l) = cli.listen.get_mut(k) {
+                            l.port = Some(p);
+                        }
+                    }
+                }
+                ('l', Some(v)) => {
+                    let mut l = parse_listen(&v)?;
+                    if l.port.is_none() {
+                        l.port = cli.port;
+                        last_l_without_port = Some(cli.listen.len());
+                    } else {
+                        last_l_without_port = None;
+                    }
+                    cli.listen.push(l);
+                }
+                ('b', Some(v)) => cli.maxbuffer = Some(num(&flag, &v)?),
+                ('n', Some(v)) => {
+                    let n: u32 = num(&flag, &v)?;
+                    if n == 0 {
+                        return Err("bad value '0' for option -n".to_string());
+                    }
+                    cli.children = Some(n);
+                }
+                ('m', Some(v)) => cli.shm_mb = Some(num(&flag, &v)?),
+                ('w', Some(v)) => cli.workdir = Some(PathBuf::from(v)),
+                ('t', Some(v)) => cli.chroot = Some(PathBuf::from(v)),
+                ('u', Some(v)) => cli.user = Some(v),
+                ('g', Some(v)) => cli.group = Some(v),
+                ('P', Some(v)) => cli.pidfile = Some(PathBuf::from(v)),
+                ('i', Some(v)) => cli.fifo = Some(v),
+                ('c', None) => cli.check = true,
+                ('r', None) => cli.dns = true,
+                ('R', None) => cli.rev_dns = true,
+                ('v', None) => cli.check_via = true,
+                ('d', None) => cli.debug += 1,
+                ('D', None) => cli.foreground = true,
+                ('E', None) => cli.stderr = true,
+                ('V', None) => cli.version = true,
+                ('h', None) => cli.help = true,
+                _ => return Err(format!("unknown option '-{c}'")),
+            }
+            if takes_arg {
+                break;
+            }
+        }
+    }
+    Ok(cli)
+}
+
+/// SER's `debug` after the command line: the config value raised by one per `-d` (SER parsed the
+/// command line a second time after the config, `-d` doing `debug++`).
+pub fn effective_debug(cfg: &CoreOptions, cli: &Cli) -> i32 {
+    cfg.debug.saturating_add(cli.debug as i32)
+}
+
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve listen address '{host}': {e}"))?
+        .collect();
+    // One address per name, IPv4 first (SER resolved a name to its first address).
+    let first = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("listen address '{host}' resolves to nothing"))?;
+    Ok(vec![first])
+}
+
+/// The listen addresses: `-l` (with `-p` as SER applied it) override `listen=` of the config; a
+/// listen without port gets `-p` or `port=`; without any, all IPv4 interfaces (`0.0.0.0`) on that
+/// port, udp and tcp, as SER listened on every IPv4 interface.
+pub fn listen_specs(cfg: &CoreOptions, cli: &Cli) -> Result<Vec<ListenSpec>, String> {
+    let default_port = cli.port.unwrap_or(cfg.port);
+    let mut wanted: Vec<(Option<Proto>, String, u16)> = Vec::new();
+    if !cli.listen.is_empty() {
+        for l in &cli.listen {
+            wanted.push((l.proto, l.host.clone(), l.port.unwrap_or(default_port)));
+        }
+    } else {
+        for l in &cfg.listen {
+            let proto = match l.proto {
+                None => None,
+                Some(CfgProto::Udp) => Some(Proto::Udp),
+                Some(CfgProto::Tcp) => Some(Proto::Tcp),
+                Some(CfgProto::Tls) => {
+                    return Err(format!("listen=tls:{}: TLS is not supported yet", l.host))
+                }
+            };
+            wanted.push((proto, l.host.clone(), l.port.unwrap_or(default_port)));
+        }
+    }
+    if wanted.is_empty() {
+        wanted.push((None, Ipv4Addr::UNSPECIFIED.to_string(), default_port));
+    }
+    let mut specs: Vec<ListenSpec> = Vec::new();
+    for (proto, host, port) in wanted {
+        for addr in resolve(&host, port)? {
+            let (udp, tcp) = match proto {
+                None => (true, true),
+                Some(Proto::Udp) => (true, false),
+                Some(Proto::Tcp) => (false, true),
+            };
+            if let Some(s) = specs.iter_mut().find(|s| s.addr == addr) {
+                s.udp |= udp;
+                s.tcp |= tcp;
+            } else {
+                specs.push(ListenSpec { addr, udp, tcp });
+            }
+        }
+    }
+    Ok(specs)
+}
+
+/// Number of shards: `-n`, else `children=` when set to something other than SER's default 8
+/// (the compiled options cannot tell "unset" from "8"), else the number of cores.
+pub fn shard_count(cfg: &CoreOptions, cli: &Cli) -> usize {
+    if let Some(n) = cli.children {
+        return n as usize;
+    }
+    if cfg.children != CoreOptions::default().children && cfg.children > 0 {
+        return cfg.children as usize;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Logging to syslog (LOG_DAEMON) through libc: the one small unsafe room of this crate.
+#[allow(unsafe_code)]
+pub mod syslog {
+    use std::ffi::CString;
+
+    const IDENT: &std::ffi::CStr = c"ser";
+
+    /// `openlog("ser", LOG_PID | LOG_CONS, LOG_DAEMON)`.
+    pub fn open() {
+        // SAFETY: IDENT is a 'static NUL-terminated string (openlog keeps the pointer).
+        unsafe {
+            libc::openlog(
+                IDENT.as_ptr(),
+                libc::LOG_PID | libc::LOG_CONS,
+                libc::LOG_DAEMON,
+            )
+        };
+    }
+
+    /// Syslog priority of a SER level.
+    pub fn priority(level: i32) -> libc::c_int {
+        use dataplane::shard::log::{L_ALERT, L_CRIT, L_ERR, L_INFO, L_NOTICE, L_WARN};
+        match level {
+            i32::MIN..=L_ALERT => libc::LOG_ALERT,
+            L_CRIT => libc::LOG_CRIT,
+            L_ERR => libc::LOG_ERR,
+            0..=L_WARN => libc::LOG_WARNING,
+            L_NOTICE => libc::LOG_NOTICE,
+            L_INFO => libc::LOG_INFO,
+            _ => libc::LOG_DEBUG,
+        }
+    }
+
+    /// Sends one line.
+    pub fn send(level: i32, line: &str) {
+        let Ok(msg) = CString::new(line.replace('\0', " ")) else {
+            return;
+        };
+        // SAFETY: both format and argument are NUL-terminated; "%s" consumes exactly one char*.
+        unsafe {
+            libc::syslog(
+                priority(level) | libc::LOG_DAEMON,
+                c"%s".as_ptr(),
+                msg.as_ptr(),
+            )
+        };
+    }
+
+    /// `setgid` then `setuid` (numeric ids).
+    pub fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+        if let Some(g) = gid {
+            // SAFETY: plain syscall wrapper, no pointers.
+            if unsafe { libc::setgid(g) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if let Some(u) = uid {
+            // SAFETY: plain syscall wrapper, no pointers.
+            if unsafe { libc::setuid(u) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Installs the log sink: stderr (`-E`, `log_stderror=yes`) or syslog. Lines carry the pid and the
+/// shard id.
+pub fn setup_logging(debug: i32, to_stderr: bool) {
+    log::set_level(debug);
+    let pid = std::process::id();
+    if to_stderr {
+        log::set_sink(Box::new(move |level, shard, args| {
+            let who = match shard {
+                Some(i) => format!("shard {i}"),
+                None => "main".to_string(),
+            };
+            eprintln!("ser[{pid}] {who}: {}: {args}", log::level_name(level));
+        }));
+    } else {
+        syslog::open();
+        log::set_sink(Box::new(move |level, shard, args| {
+            let line = match shard {
+                Some(i) => format!("shard {i}: {}: {args}", log::level_name(level)),
+                None => format!("main: {}: {args}", log::level_name(level)),
+            };
+            syslog::send(level, &line);
+        }));
+    }
+}
+
+/// A user or group given by name or number, looked up in `/etc/passwd` or `/etc/group`.
+fn lookup_id(file: &str, name: &str) -> Result<u32, String> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| f.get(2).and_then(|id| id.parse().ok()))
+        .ok_or_else(|| format!("unknown user or group '{name}' (in {file})"))
+}
+
+/// Runs `ser` with `args` (without the program name); returns the exit code.
+pub fn run(args: &[String]) -> i32 {
+    let cli = match parse_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ser: {e} (try 'ser -h')");
+            return 2;
+        }
+    };
+    if cli.help {
+        print!("{}", usage());
+        return 0;
+    }
+    if cli.version {
+        print!("{}", version_text());
+        return 0;
+    }
+    let cfg_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let compiled = match controlplane::cfg::compile_file(&cfg_path) {
+        Ok(c) => c,
+        Err(d) => {
+            eprint!("{}", d.render());
+            eprintln!("ser: errors in config file {}, exiting", cfg_path.display());
+            return 1;
+        }
+    };
+    for w in &compiled.warnings {
+        eprint!("{}", w.render());
+    }
+    if cli.check {
+        println!("config file ok, exiting...");
+        return 0;
+    }
+    let opts = &compiled.program.options;
+    let debug = effective_debug(opts, &cli);
+    setup_logging(debug, cli.stderr || opts.log_stderror);
+    match start(&cli, opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            ser_log!(L_ERR, "{e}");
+            if !(cli.stderr || opts.log_stderror) {
+                eprintln!("ser: {e}");
+            }
+            1
+        }
+    }
+}
+
+fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let listen = listen_specs(opts, cli)?;
+    if opts.fork && !cli.foreground {
+        ser_log!(
+            L_NOTICE,
+            "fork=yes: daemon mode is not implemented yet, staying in the foreground (as with -D)"
+        );
+    }
+    if cli.shm_mb.is_some() {
+        ser_log!(
+            L_INFO,
+            "-m: shared memory size ignored (ser has no shared memory pool)"
+        );
+    }
+    if cli.fifo.is_some() || opts.fifo.is_some() {
+        ser_log!(L_INFO, "fifo: the FIFO server is not implemented yet");
+    }
+    if let Some(dir) = &cli.chroot {
+        std::os::unix::fs::chroot(dir).map_err(|e| format!("chroot {}: {e}", dir.display()))?;
+        std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    }
+    if let Some(dir) = &cli.workdir {
+        std::env::set_current_dir(dir).map_err(|e| format!("chdir {}: {e}", dir.display()))?;
+    }
+    let mut tcp = transport::tcp::TcpLimits::default();
+    if let Some(s) = cli.tcp_idle {
+        tcp.idle = Duration::from_secs(s);
+    }
+    if let Some(s) = cli.tcp_read_timeout {
+        tcp.read_timeout = Duration::from_secs(s);
+    }
+    if let Some(n) = cli.tcp_max_conns {
+        tcp.max_conns = n;
+    }
+    if let Some(n) = cli.tcp_max_conns_per_ip {
+        tcp.max_per_ip = n;
+    }
+    let mut rc = RuntimeConfig {
+        listen,
+        shards: shard_count(opts, cli),
+        pin: !cli.no_pin,
+        io: cli.io,
+        rcvbuf: Some(cli.maxbuffer.unwrap_or(opts.maxbuffer) as usize),
+        tcp,
+        ..RuntimeConfig::default()
+    };
+    if let Some(n) = cli.overload_backlog {
+        rc.overload_backlog = n;
+    }
+    // Signals first, so one arriving during start-up is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let my_ips: Vec<IpAddr> = rc.listen.iter().map(|l| l.addr.ip()).collect();
+    let wildcard = my_ips.iter().any(IpAddr::is_unspecified);
+    let aliases = opts.alias.clone();
+    let reply_to_via = opts.reply_to_via;
+    let server_signature = opts.server_signature;
+    let runtime: Runtime<()> = Runtime::start(&rc, |_| {
+        let mut ips = my_ips.clone();
+        if wildcard {
+            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        let mut h = PlaceholderHandler::new(ips, aliases.clone());
+        h.reply_to_via = reply_to_via;
+        h.server_signature = server_signature;
+        h
+    })
+    .map_err(|e| e.to_string())?;
+    let uid = cli
+        .user
+        .as_deref()
+        .or(opts.user.as_deref())
+        .map(|u| lookup_id("/etc/passwd", u))
+        .transpose()?;
+    let gid = cli
+        .group
+        .as_deref()
+        .or(opts.group.as_deref())
+        .map(|g| lookup_id("/etc/group", g))
+        .transpose()?;
+    if uid.is_some() || gid.is_some() {
+        if let Err(e) = syslog::drop_privileges(uid, gid) {
+            runtime.stop();
+            runtime.join();
+            return Err(format!("cannot change uid/gid: {e}"));
+        }
+    }
+    if let Some(p) = &cli.pidfile {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            runtime.stop();
+            runtime.join();
+            return Err(format!("cannot write pid file {}: {e}", p.display()));
+        }
+    }
+    let addrs: Vec<String> = runtime
+        .local_addrs()
+        .iter()
+        .map(|(a, p)| format!("{}:{a}", p.as_str().to_ascii_lowercase()))
+        .collect();
+    ser_log!(
+        L_NOTICE,
+        "ser {} started: {} shard(s), io {}, listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        runtime.shard_count(),
+        runtime.backend().as_str(),
+        addrs.join(" ")
+    );
+    ser_log!(
+        L_WARN,
+        "placeholder handler active: OPTIONS to myself get 200, other requests 500 ({})",
+        dataplane::shard::placeholder::NOT_INTEGRATED
+    );
+    for sig in signals.forever() {
+        match sig {
+            SIGHUP => on_sighup(),
+            _ => {
+                ser_log!(L_NOTICE, "signal {sig} received, shutting down");
+                break;
+            }
+        }
+    }
+    runtime.stop();
+    let panicked = runtime.join();
+    if let Some(p) = &cli.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    if panicked > 0 {
+        return Err(format!("{panicked} shard(s) panicked"));
+    }
+    ser_log!(L_NOTICE, "ser stopped");
+    Ok(())
+}
+
+/// SIGHUP: the config-reload hook (integrated with the interpreter later).
+fn on_sighup() {
+    ser_log!(
+        L_NOTICE,
+        "SIGHUP received: configuration reload is not integrated yet"
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn p_applies_to_last_l_and_following() {
+        let cli = parse_args(&args("-l foo -l bar -p 5061 -l x -l y")).unwrap();
+        let ports: Vec<_> = cli
+            .listen
+            .iter()
+            .map(|l| (l.host.as_str(), l.port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![
+                ("foo", None),
+                ("bar", Some(5061)),
+                ("x", Some(5061)),
+                ("y", Some(5061))
+            ]
+        );
+        let specs = listen_specs(
+            &CoreOptions::default(),
+            &parse_args(&args("-l 127.0.0.1 -l 127.0.0.2 -p 5061 -l 127.0.0.3")).unwrap(),
+        )
+        .unwrap();
+        let got: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
+        // The last -p is also the default port: the first -l gets it too when it has none.
+        assert_eq!(got, ["127.0.0.1:5061", "127.0.0.2:5061", "127.0.0.3:5061"]);
+    }
+
+    #[test]
+    fn grouped_flags_and_attached_values() {
+        let cli = parse_args(&args("-dddDE -fser.cfg -n 2 -c")).unwrap();
+        assert_eq!(cli.debug, 3);
+        assert!(cli.foreground && cli.stderr && cli.check);
+        assert_eq!(cli.config, Some(PathBuf::from("ser.cfg")));
+        assert_eq!(cli.children, Some(2));
+        assert!(parse_args(&args("-x")).is_err());
+        assert!(parse_args(&args("-f")).is_err());
+        assert!(parse_args(&args("-p abc")).is_err());
+        assert!(parse_args(&args("--io=bogus")).is_err());
+        assert_eq!(parse_args(&args("--io uring")).unwrap().io, IoMode::Uring);
+    }
+
+    #[test]
+    fn listen_forms() {
+        let l = parse_listen("udp:[::1]:5070").unwrap();
+        assert_eq!(
+            (l.proto, l.host.as_str(), l.port),
+            (Some(Proto::Udp), "::1", Some(5070))
+        );
+        let l = parse_listen("::1").unwrap();
+        assert_eq!((l.host.as_str(), l.port), ("::1", None));
+        let l = parse_listen("tcp:10.0.0.1").unwrap();
+        assert_eq!((l.proto, l.port), (Some(Proto::Tcp), None));
+        assert!(parse_listen("1.2.3.4:99999").is_err());
+        assert!(parse_listen("[::1").is_err());
+    }
+}

@@ -55,8 +55,8 @@ impl PlaceholderHandler {
 
     fn is_myself(&self, host: &Host<'_>) -> bool {
         match host {
-            Host::V4(a) => self.my_ips.iter().any(|m| *m == IpAddr::V4(*a)),
-            Host::V6(a) => self.my_ips.iter().any(|m| *m == IpAddr::V6(*a)),
+            Host::V4(a) => self.my_ips.contains(&IpAddr::V4(*a)),
+            Host::V6(a) => self.my_ips.contains(&IpAddr::V6(*a)),
             Host::Name(n) => {
                 n.eq_ignore_ascii_case(b"localhost")
                     || self
@@ -113,7 +113,10 @@ impl Handler for PlaceholderHandler {
             Ok(m) => m,
             Err(e) => {
                 // Can we answer? Only a request whose headers we can copy (Via at least) gets a reply.
-                let Ok(m) = Message::parse_with(pkt.data.clone(), &limits) else {
+                let Some(m) = Message::parse_with(pkt.data.clone(), &limits)
+                    .ok()
+                    .or_else(|| salvage(&pkt.data))
+                else {
                     ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src);
                     return;
                 };
@@ -163,4 +166,54 @@ impl Handler for PlaceholderHandler {
             }
         }
     }
+}
+
+/// For a request the full parser refused (bad version, a malformed header line…): a minimal copy
+/// holding the request line (version forced to `SIP/2.0`) and the Via, From, To, Call-ID and CSeq
+/// lines, so the error can still be answered with a reply that matches the request. `None` when
+/// even that does not parse (or it is a response).
+pub fn salvage(data: &[u8]) -> Option<Message> {
+    let start = data.iter().position(|&c| c != b'\r' && c != b'\n')?;
+    let data = &data[start..];
+    if data.starts_with(b"SIP/") {
+        return None;
+    }
+    let mut lines = data
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let first = lines.next()?;
+    let sp = first.iter().rposition(|&c| c == b' ')?;
+    let mut out = Vec::with_capacity(data.len().min(8192));
+    out.extend_from_slice(&first[..sp]);
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    for l in lines {
+        if l.is_empty() {
+            break;
+        }
+        let Some(colon) = memchr::memchr(b':', l) else {
+            continue;
+        };
+        let name = l[..colon].trim_ascii();
+        let keep = [
+            &b"via"[..],
+            b"v",
+            b"from",
+            b"f",
+            b"to",
+            b"t",
+            b"call-id",
+            b"i",
+            b"cseq",
+        ]
+        .iter()
+        .any(|k| name.eq_ignore_ascii_case(k));
+        if keep {
+            out.extend_from_slice(l);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    let m = Message::parse(bytes::Bytes::from(out)).ok()?;
+    m.top_via().ok()?;
+    Some(m)
 }
