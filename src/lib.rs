@@ -4,17 +4,18 @@
 //! This library holds what `ser` does before and around the shards: SER 0.8.11's command line
 //! ([`parse_args`]), logging to stderr or syslog ([`syslog`]), merging the command line with the
 //! compiled configuration's [`CoreOptions`] into a [`RuntimeConfig`], start-up, signals and shutdown
-//! ([`run`]).
+//! ([`run`]); [`server`] starts the proxy itself (shards, job runner, reload).
+
+pub mod server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dataplane::script::ir::{CoreOptions, Proto as CfgProto};
+use dataplane::script::ir::{CoreOptions, Program, Proto as CfgProto};
 use dataplane::ser_log;
-use dataplane::shard::log::{self, L_ERR, L_INFO, L_NOTICE, L_WARN};
-use dataplane::shard::placeholder::PlaceholderHandler;
-use dataplane::shard::{ListenSpec, Runtime, RuntimeConfig};
+use dataplane::shard::log::{self, L_ERR, L_INFO, L_NOTICE};
+use dataplane::shard::{ListenSpec, RuntimeConfig};
 use dataplane::transport::{self, IoMode, Proto};
 
 /// Default configuration file (SER: `./ser.cfg`).
@@ -335,7 +336,7 @@ pub fn listen_specs(cfg: &CoreOptions, cli: &Cli) -> Result<Vec<ListenSpec>, Str
                 None => None,
                 Some(CfgProto::Udp) => Some(Proto::Udp),
                 Some(CfgProto::Tcp) => Some(Proto::Tcp),
-                Some(CfgProto::Tls) => {
+                Some(CfgProto::Tls) | Some(CfgProto::Sctp) => {
                     return Err(format!("listen=tls:{}: TLS is not supported yet", l.host))
                 }
             };
@@ -516,10 +517,15 @@ pub fn run(args: &[String]) -> i32 {
         println!("config file ok, exiting...");
         return 0;
     }
-    let opts = &compiled.program.options;
-    let debug = effective_debug(opts, &cli);
+    let mut program = compiled.program;
+    // -r, -R, -v are the command-line forms of dns, rev_dns and check_via.
+    program.options.dns |= cli.dns;
+    program.options.rev_dns |= cli.rev_dns;
+    program.options.check_via |= cli.check_via;
+    let opts = program.options.clone();
+    let debug = effective_debug(&opts, &cli);
     setup_logging(debug, cli.stderr || opts.log_stderror);
-    match start(&cli, opts) {
+    match start(&cli, &opts, program, &cfg_path) {
         Ok(()) => 0,
         Err(e) => {
             ser_log!(L_ERR, "{e}");
@@ -531,7 +537,7 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
+fn start(cli: &Cli, opts: &CoreOptions, program: Program, cfg_path: &Path) -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let listen = listen_specs(opts, cli)?;
     if opts.fork && !cli.foreground {
@@ -584,22 +590,8 @@ fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
     // Signals first, so one arriving during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let my_ips: Vec<IpAddr> = rc.listen.iter().map(|l| l.addr.ip()).collect();
-    let wildcard = my_ips.iter().any(IpAddr::is_unspecified);
-    let aliases = opts.alias.clone();
-    let reply_to_via = opts.reply_to_via;
-    let server_signature = opts.server_signature;
-    let runtime: Runtime<()> = Runtime::start(&rc, |_| {
-        let mut ips = my_ips.clone();
-        if wildcard {
-            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        }
-        let mut h = PlaceholderHandler::new(ips, aliases.clone());
-        h.reply_to_via = reply_to_via;
-        h.server_signature = server_signature;
-        h
-    })
-    .map_err(|e| e.to_string())?;
+    let proxy = server::Proxy::start(&rc, program, opts, cfg_path)?;
+    let runtime = proxy.runtime();
     let uid = cli
         .user
         .as_deref()
@@ -614,15 +606,13 @@ fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
         .transpose()?;
     if uid.is_some() || gid.is_some() {
         if let Err(e) = syslog::drop_privileges(uid, gid) {
-            runtime.stop();
-            runtime.join();
+            proxy.stop();
             return Err(format!("cannot change uid/gid: {e}"));
         }
     }
     if let Some(p) = &cli.pidfile {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
-            runtime.stop();
-            runtime.join();
+            proxy.stop();
             return Err(format!("cannot write pid file {}: {e}", p.display()));
         }
     }
@@ -639,22 +629,24 @@ fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
         runtime.backend().as_str(),
         addrs.join(" ")
     );
-    ser_log!(
-        L_WARN,
-        "placeholder handler active: OPTIONS to myself get 200, other requests 500 ({})",
-        dataplane::shard::placeholder::NOT_INTEGRATED
-    );
     for sig in signals.forever() {
         match sig {
-            SIGHUP => on_sighup(),
+            SIGHUP => {
+                ser_log!(
+                    L_NOTICE,
+                    "SIGHUP received: reloading {}",
+                    cfg_path.display()
+                );
+                // Errors are logged by reload; the running configuration stays.
+                let _ = proxy.reload();
+            }
             _ => {
                 ser_log!(L_NOTICE, "signal {sig} received, shutting down");
                 break;
             }
         }
     }
-    runtime.stop();
-    let panicked = runtime.join();
+    let panicked = proxy.stop();
     if let Some(p) = &cli.pidfile {
         let _ = std::fs::remove_file(p);
     }
@@ -663,14 +655,6 @@ fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
     }
     ser_log!(L_NOTICE, "ser stopped");
     Ok(())
-}
-
-/// SIGHUP: the config-reload hook (integrated with the interpreter later).
-fn on_sighup() {
-    ser_log!(
-        L_NOTICE,
-        "SIGHUP received: configuration reload is not integrated yet"
-    );
 }
 
 #[cfg(test)]
