@@ -211,11 +211,16 @@ impl Message {
         Message::parse_inner(buf, limits, false).map(|(m, _)| m)
     }
 
-    /// Like [`Message::parse_with`], but a bad *request line* does not stop the parse: the header
-    /// section is still indexed (the start line then reads as a request with method `Other` and an
-    /// empty Request-URI) and the start-line error is returned beside the message. This is what lets
-    /// a server answer `SIP/7.0` with 505 or a URI with spaces with 400, copying Via, From, To,
-    /// Call-ID and CSeq into the reply. Status lines and errors after the start line fail as usual.
+    /// Like [`Message::parse_with`], but errors that still leave an answerable request do not stop
+    /// the parse; the first one is returned beside the message:
+    /// - a bad *request line*: the header section is still indexed (the start line then reads as a
+    ///   request with method `Other` and an empty Request-URI) — so `SIP/7.0` gets 505 and a URI
+    ///   with spaces 400, with Via, From, To, Call-ID and CSeq copied into the reply;
+    /// - for datagrams, framing errors: a bad or repeated Content-Length, a body shorter than it
+    ///   says, a header section not closed by an empty line before the datagram ends (the body is
+    ///   then the rest of the datagram).
+    ///
+    /// Status lines and broken header lines fail as usual.
     pub fn parse_lenient(buf: Bytes, limits: &Limits) -> Result<(Message, Option<ParseError>)> {
         Message::parse_inner(buf, limits, true)
     }
@@ -262,8 +267,18 @@ impl Message {
         let mut content_length: Option<(usize, usize)> = None; // (value, offset of the header)
         let mut pos = next;
         let headers_end;
+        // Lenient (datagram) mode: framing errors after the start line are recorded, not fatal, so
+        // the request can still be answered with 400 and its reason.
+        let soft = lenient && !limits.stream;
+        let mut soft_error: Option<ParseError> = None;
         loop {
             if pos >= b.len() {
+                if soft && pos == b.len() {
+                    // The datagram ends after a complete header line: no empty line (RFC 4475 baddn).
+                    soft_error.get_or_insert(ParseError::new(ErrorKind::Incomplete, pos));
+                    headers_end = pos;
+                    break;
+                }
                 return Err(ParseError::new(ErrorKind::Incomplete, pos));
             }
             // Empty line: end of the header section.
@@ -283,18 +298,23 @@ impl Message {
             let entry = parse_header_line(b, pos)?;
             if entry.id == HeaderId::ContentLength {
                 let v = &b[entry.value.range()];
-                let n = parse_content_length(v).ok_or(ParseError::new(
+                let parsed = parse_content_length(v).ok_or(ParseError::new(
                     ErrorKind::BadContentLength,
                     entry.value.start as usize,
-                ))?;
-                match content_length {
-                    Some((old, _)) if old != n => {
-                        return Err(ParseError::new(
-                            ErrorKind::MultipleContentLength,
-                            entry.name.start as usize,
-                        ))
+                ));
+                let checked = parsed.and_then(|n| match content_length {
+                    Some((old, _)) if old != n => Err(ParseError::new(
+                        ErrorKind::MultipleContentLength,
+                        entry.name.start as usize,
+                    )),
+                    _ => Ok(n),
+                });
+                match checked {
+                    Ok(n) => content_length = Some((n, entry.value.start as usize)),
+                    Err(e) if soft => {
+                        soft_error.get_or_insert(e);
                     }
-                    _ => content_length = Some((n, entry.value.start as usize)),
+                    Err(e) => return Err(e),
                 }
             }
             pos = entry.line.end as usize;
@@ -303,12 +323,23 @@ impl Message {
 
         let body_start = pos;
         let available = b.len() - body_start;
+        if soft_error.is_some() {
+            // Content-Length cannot be trusted: the body is whatever the datagram carries.
+            content_length = None;
+        }
         let (body_len, end) = match content_length {
             Some((n, at)) => {
                 if n > available {
-                    return Err(ParseError::new(ErrorKind::BodyTooShort, at));
+                    if soft {
+                        soft_error.get_or_insert(ParseError::new(ErrorKind::BodyTooShort, at));
+                        content_length = None;
+                        (available, b.len())
+                    } else {
+                        return Err(ParseError::new(ErrorKind::BodyTooShort, at));
+                    }
+                } else {
+                    (n, body_start + n)
                 }
-                (n, body_start + n)
             }
             None if limits.stream => {
                 return Err(ParseError::new(ErrorKind::MissingHeader, headers_end));
@@ -327,7 +358,7 @@ impl Message {
             edits: Edits::default(),
             buf,
         };
-        Ok((msg, start_error))
+        Ok((msg, start_error.or(soft_error)))
     }
 
     // ---------- raw access ----------
@@ -880,6 +911,35 @@ v=0\n";
         .unwrap();
         assert!(e.is_none());
         assert_eq!(m.method(), Method::Options);
+        for (raw, kind) in [
+            (
+                &b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nl: 99\r\n\r\nv=0"[..],
+                ErrorKind::BodyTooShort,
+            ),
+            (
+                &b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nl: -9\r\n\r\n"[..],
+                ErrorKind::BadContentLength,
+            ),
+            (
+                &b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nl: 1\r\nl: 2\r\n\r\nab"[..],
+                ErrorKind::MultipleContentLength,
+            ),
+            (
+                &b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nl: 0\r\n"[..],
+                ErrorKind::Incomplete,
+            ),
+        ] {
+            let (m, e) =
+                Message::parse_lenient(Bytes::from_static(raw), &Limits::default()).unwrap();
+            assert_eq!(e.unwrap().kind, kind);
+            assert_eq!(m.header_value(HeaderId::CallId), Some(&b"x"[..]));
+            assert_eq!(m.len(), raw.len());
+            // Strict parsing refuses all of them.
+            assert_eq!(
+                Message::parse(Bytes::from_static(raw)).unwrap_err().kind,
+                kind
+            );
+        }
         // Status lines are not guessed at.
         assert!(Message::parse_lenient(
             Bytes::from_static(b"SIP/2.0 99 x\r\n\r\n"),
