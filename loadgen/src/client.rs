@@ -138,6 +138,7 @@ struct Worker {
     by_status: BTreeMap<u16, u64>,
     limits: Limits,
     tport: &'static str,
+    start: Instant,
 }
 
 fn ok_status(method: Method, code: u16) -> bool {
@@ -357,6 +358,9 @@ impl Worker {
             holding: false,
         };
         bump(&self.c.started);
+        self.c
+            .last_start_us
+            .store(now.duration_since(self.start).as_micros() as u64, Relaxed);
         let method = match self.cfg.scenario {
             Scenario::Options => Method::Options,
             Scenario::Message => Method::Message,
@@ -776,6 +780,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
                 ..Limits::default()
             },
             tport: cfg.transport.via_token(),
+            start,
         };
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{id}"))
@@ -911,6 +916,15 @@ pub fn run(cfg: ClientConfig) -> i32 {
         }
     }
     let totals = report::snap(&counters);
+    // The sending phase ends with the last call started (plus one interval), not when the
+    // controller noticed.
+    let last_start = counters
+        .iter()
+        .map(|c| c.last_start_us.load(Relaxed))
+        .max()
+        .unwrap_or(0);
+    let last_start =
+        start + Duration::from_micros(last_start) + Duration::from_secs_f64(1.0 / rate);
     let note = if totals.started > 0 && totals.responses == 0 {
         Some(if totals.transport > 0 {
             format!(
@@ -928,7 +942,10 @@ pub fn run(cfg: ClientConfig) -> i32 {
         target: cfg.target_text.clone(),
         transport: cfg.transport.via_token(),
         elapsed: end.duration_since(start),
-        sending: sending_end.unwrap_or(end).duration_since(start),
+        sending: sending_end
+            .unwrap_or(end)
+            .min(last_start)
+            .duration_since(start),
         totals,
         by_status,
         abandoned,

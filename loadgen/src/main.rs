@@ -32,10 +32,16 @@ fn main() {
                 eprintln!("loadgen: a scenario is required: options, message, register, call or uas (see loadgen --help)");
                 std::process::exit(2);
             }
+            // clap's message up to its first blank line ("Usage: …" follows), folded to one line.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("loadgen: {first} (see loadgen --help)");
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("loadgen: {msg} (see loadgen --help)");
             std::process::exit(2);
         }
     };

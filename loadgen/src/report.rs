@@ -23,6 +23,8 @@ pub struct Counters {
     pub responses: AtomicU64,
     pub stray: AtomicU64,
     pub send_drops: AtomicU64,
+    /// When this worker last started a call, µs after the run started.
+    pub last_start_us: AtomicU64,
 }
 
 /// A point-in-time copy of [`Counters`], summed over workers.
