@@ -5,7 +5,7 @@
 //!
 //! | request | reply |
 //! |---|---|
-//! | INVITE | 100, 180, 200 (Contact, SDP) |
+//! | INVITE | 100, 180, 200 (Record-Route copied, Contact, SDP) |
 //! | ACK | none |
 //! | REGISTER | 200 echoing every Contact with `expires` (its param, else Expires, else 3600) |
 //! | BYE, OPTIONS, MESSAGE, CANCEL, anything else | 200 |
@@ -207,23 +207,20 @@ impl Handler {
                     return;
                 }
                 self.finish(out, &req, 100, b"Trying", &[], None, b"");
-                let contact = format!("<{}>", self.contact).into_bytes();
-                self.finish(
-                    out,
-                    &req,
-                    180,
-                    b"Ringing",
-                    &[(b"Contact", contact.clone())],
-                    None,
-                    b"",
-                );
+                // Record-Route is copied into dialog-creating responses (RFC 3261 §12.1.1).
+                let mut headers: Vec<(&[u8], Vec<u8>)> = req
+                    .headers_by_id(HeaderId::RecordRoute)
+                    .map(|h| (&b"Record-Route"[..], h.value.to_vec()))
+                    .collect();
+                headers.push((b"Contact", format!("<{}>", self.contact).into_bytes()));
+                self.finish(out, &req, 180, b"Ringing", &headers, None, b"");
                 let sdp = b"v=0\r\no=loadgen-uas 1 1 IN IP4 0.0.0.0\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
                 self.finish(
                     out,
                     &req,
                     200,
                     b"OK",
-                    &[(b"Contact", contact)],
+                    &headers,
                     Some(b"application/sdp"),
                     sdp,
                 );
