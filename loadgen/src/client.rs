@@ -82,7 +82,13 @@ struct Sock {
     conn: Conn,
     sent_by: String,
     dead: bool,
+    /// UDP datagrams queued for the next `sendmmsg`: bytes, and the end offset of each.
+    out: Vec<u8>,
+    out_ends: Vec<usize>,
 }
+
+/// Datagrams queued per socket before a flush is forced.
+const SEND_BATCH: usize = 32;
 
 /// One call in flight. The current client transaction is `method`/`cseq`/`branch`.
 struct Call {
@@ -276,6 +282,14 @@ impl Worker {
         if s.dead {
             return Err(());
         }
+        if let Conn::Udp(_) = s.conn {
+            s.out.extend_from_slice(data);
+            s.out_ends.push(s.out.len());
+            if s.out_ends.len() >= SEND_BATCH {
+                self.flush_udp(sock);
+            }
+            return Ok(());
+        }
         match s.conn.send(data) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -292,6 +306,40 @@ impl Worker {
                 Err(())
             }
         }
+    }
+
+    /// Sends what is queued on a UDP socket with `sendmmsg`. A full socket buffer drops the rest
+    /// (retransmission recovers); an error (ECONNREFUSED from an earlier ICMP) costs the datagram
+    /// it was reported on and is handled like a receive error.
+    fn flush_udp(&mut self, sock: usize) {
+        let mut sent = 0;
+        let total = self.socks[sock].out_ends.len();
+        while sent < total {
+            let s = &self.socks[sock];
+            let mut start = if sent == 0 { 0 } else { s.out_ends[sent - 1] };
+            let slices: Vec<&[u8]> = s.out_ends[sent..total.min(sent + 64)]
+                .iter()
+                .map(|&end| {
+                    let m = &s.out[start..end];
+                    start = end;
+                    m
+                })
+                .collect();
+            match sys::send_batch(s.conn.fd(), &slices, &[]) {
+                Ok(0) => {
+                    self.c.send_drops.fetch_add((total - sent) as u64, Relaxed);
+                    break;
+                }
+                Ok(n) => sent += n,
+                Err(e) => {
+                    sent += 1;
+                    self.on_sock_error(sock, &e);
+                }
+            }
+        }
+        let s = &mut self.socks[sock];
+        s.out.clear();
+        s.out_ends.clear();
     }
 
     fn finish(&mut self, call: Call, outcome: Result<(), Reason>) {
@@ -626,6 +674,7 @@ impl Worker {
         let mut credit = 0.0f64;
         let mut scratch = vec![0u8; 65_536];
         let mut rx: Vec<Bytes> = Vec::with_capacity(64);
+        let mut batch = sys::RecvBatch::new(32, 9000);
         let threads = self.cfg.threads as f64;
         loop {
             let now = Instant::now();
@@ -654,6 +703,27 @@ impl Worker {
                 if self.socks[i].dead {
                     continue;
                 }
+                if let Conn::Udp(_) = self.socks[i].conn {
+                    match batch.recv(self.socks[i].conn.fd()) {
+                        Ok(n) => {
+                            for k in 0..n {
+                                busy = true;
+                                let (data, truncated) = batch.get(k);
+                                if truncated {
+                                    bump(&self.c.responses);
+                                    bump(&self.c.stray);
+                                    continue;
+                                }
+                                self.on_datagram(i, Bytes::copy_from_slice(data));
+                            }
+                        }
+                        Err(e) => {
+                            busy = true;
+                            self.on_sock_error(i, &e);
+                        }
+                    }
+                    continue;
+                }
                 let r = self.socks[i].conn.recv(&mut scratch, &mut rx, 64);
                 if let Err(e) = self.socks[i].conn.flush() {
                     self.on_sock_error(i, &e);
@@ -674,6 +744,11 @@ impl Worker {
                 }
                 self.timers.pop();
                 self.on_timer(seq, gen, now);
+            }
+            for i in 0..self.socks.len() {
+                if !self.socks[i].out_ends.is_empty() {
+                    self.flush_udp(i);
+                }
             }
             self.c.inflight.store(self.calls.len() as u64, Relaxed);
             if self.socks.iter().all(|s| s.dead) {
@@ -744,6 +819,8 @@ pub fn run(cfg: ClientConfig) -> i32 {
             conn,
             sent_by: host_port(local),
             dead: false,
+            out: Vec::with_capacity(SEND_BATCH * 1024),
+            out_ends: Vec::with_capacity(SEND_BATCH),
         });
     }
     sys::install_stop_handlers();

@@ -248,25 +248,48 @@ impl Handler {
 }
 
 fn udp_worker(h: Arc<Handler>, sock: UdpSocket, stop: Arc<AtomicBool>) {
-    let mut scratch = vec![0u8; 65_536];
+    let fd = sock.as_raw_fd();
+    let mut batch = sys::RecvBatch::new(32, 9000);
     let mut out = Vec::with_capacity(4);
-    let watch = [sys::Watch {
-        fd: sock.as_raw_fd(),
-        write: false,
-    }];
+    let mut replies: Vec<Vec<u8>> = Vec::with_capacity(96);
+    let mut dests: Vec<socket2::SockAddr> = Vec::with_capacity(96);
+    let watch = [sys::Watch { fd, write: false }];
     while !stop.load(Relaxed) {
-        match sock.recv_from(&mut scratch) {
-            Ok((n, from)) => {
-                h.handle(Bytes::copy_from_slice(&scratch[..n]), &mut out);
-                for r in out.drain(..) {
-                    let _ = sock.send_to(&r, from);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+        let n = match batch.recv(fd) {
+            Ok(0) => {
                 let _ = sys::wait(&watch, Duration::from_millis(100));
+                continue;
             }
-            Err(_) => {}
+            Ok(n) => n,
+            Err(_) => continue,
+        };
+        for i in 0..n {
+            let (data, truncated) = batch.get(i);
+            let Some(from) = batch.addr(i) else {
+                continue;
+            };
+            if truncated {
+                h.stats.parse_errors.fetch_add(1, Relaxed);
+                continue;
+            }
+            h.handle(Bytes::copy_from_slice(data), &mut out);
+            for r in out.drain(..) {
+                replies.push(r);
+                dests.push(from.into());
+            }
         }
+        let mut sent = 0;
+        while sent < replies.len() {
+            let end = replies.len().min(sent + 64);
+            let slices: Vec<&[u8]> = replies[sent..end].iter().map(Vec::as_slice).collect();
+            match sys::send_batch(fd, &slices, &dests[sent..end]) {
+                Ok(0) => break, // socket buffer full: the rest is lost, as UDP may
+                Ok(k) => sent += k,
+                Err(_) => sent += 1,
+            }
+        }
+        replies.clear();
+        dests.clear();
     }
 }
 
