@@ -115,12 +115,12 @@ impl RecvBatch {
             })
             .collect();
         let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(n);
-        for i in 0..n {
+        for (addr, v) in self.addrs.iter_mut().zip(iov.iter_mut()) {
             // SAFETY: msghdr is plain old data; zeroed is a valid empty header, filled below.
             let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            h.msg_name = std::ptr::addr_of_mut!(self.addrs[i]).cast();
+            h.msg_name = std::ptr::addr_of_mut!(*addr).cast();
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = std::ptr::addr_of_mut!(iov[i]);
+            h.msg_iov = std::ptr::addr_of_mut!(*v);
             h.msg_iovlen = 1;
             hdrs.push(libc::mmsghdr {
                 msg_hdr: h,
@@ -188,14 +188,14 @@ pub fn send_batch(fd: RawFd, msgs: &[&[u8]], dests: &[socket2::SockAddr]) -> io:
         })
         .collect();
     let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(msgs.len());
-    for i in 0..msgs.len() {
+    for (i, v) in iov.iter_mut().enumerate() {
         // SAFETY: msghdr is plain old data; zeroed is a valid empty header, filled below.
         let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
         if let Some(d) = dests.get(i) {
             h.msg_name = d.as_ptr() as *mut libc::c_void;
             h.msg_namelen = d.len();
         }
-        h.msg_iov = std::ptr::addr_of_mut!(iov[i]);
+        h.msg_iov = std::ptr::addr_of_mut!(*v);
         h.msg_iovlen = 1;
         hdrs.push(libc::mmsghdr {
             msg_hdr: h,
