@@ -85,6 +85,8 @@ struct Sock {
     /// UDP datagrams queued for the next `sendmmsg`: bytes, and the end offset of each.
     out: Vec<u8>,
     out_ends: Vec<usize>,
+    /// ECONNREFUSED reports not yet charged to a call.
+    refused: u64,
 }
 
 /// Datagrams queued per socket before a flush is forced.
@@ -431,6 +433,10 @@ impl Worker {
             call.cseq += 1;
             return self.begin_txn(seq, call, Method::Bye, now);
         }
+        if !call.got_response && self.socks[call.sock].refused > 0 {
+            self.socks[call.sock].refused -= 1;
+            return self.finish(call, Err(Reason::Transport));
+        }
         if now >= call.deadline {
             return self.finish(call, Err(Reason::Timeout));
         }
@@ -623,20 +629,14 @@ impl Worker {
         call.routes = rr;
     }
 
-    /// A socket error: ECONNREFUSED on UDP fails the oldest unanswered call on that socket; any
-    /// error on TCP kills the connection and every call on it.
+    /// A socket error: ECONNREFUSED on UDP fails the next unanswered call on that socket whose
+    /// timer fires; any error on TCP kills the connection and every call on it.
     fn on_sock_error(&mut self, sock: usize, e: &io::Error) {
         if self.cfg.transport == Transport::Udp {
             if e.kind() == io::ErrorKind::ConnectionRefused {
-                let victim = self
-                    .calls
-                    .iter()
-                    .filter(|(_, c)| c.sock == sock && !c.got_response)
-                    .min_by_key(|(s, _)| **s)
-                    .map(|(s, _)| *s);
-                if let Some(call) = victim.and_then(|s| self.calls.remove(&s)) {
-                    self.finish(call, Err(Reason::Transport));
-                }
+                // Charged to the next unanswered call on this socket whose timer fires (O(1) here;
+                // scanning the call table per ICMP error would be quadratic under a dead target).
+                self.socks[sock].refused += 1;
             }
             return;
         }
@@ -821,6 +821,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
             dead: false,
             out: Vec::with_capacity(SEND_BATCH * 1024),
             out_ends: Vec::with_capacity(SEND_BATCH),
+            refused: 0,
         });
     }
     sys::install_stop_handlers();
@@ -928,6 +929,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
                     && d_started / secs >= cfg.min_achieved * rate;
                 ramp_steps.push(RampStep {
                     rate,
+                    started_per_s: d_started / secs,
                     ok_per_s,
                     fail_pct,
                     good,
@@ -943,11 +945,14 @@ pub fn run(cfg: ClientConfig) -> i32 {
                     // One more interval at the same rate before concluding (noise on a shared box).
                     ramp_retry = true;
                 } else {
+                    let started_per_s = d_started / secs;
                     ramp_why = if fail_pct > cfg.max_failure_pct {
                         format!(
                             "failures {fail_pct:.2}% > {}% at {rate:.0}/s",
                             cfg.max_failure_pct
                         )
+                    } else if started_per_s < cfg.min_achieved * rate {
+                        format!("loadgen started only {started_per_s:.0}/s of {rate:.0}/s")
                     } else {
                         format!("only {ok_per_s:.0}/s succeeded of {rate:.0}/s offered")
                     };

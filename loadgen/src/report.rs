@@ -91,6 +91,7 @@ pub fn progress(elapsed: Duration, target_rate: f64, now: &Snap, prev: &Snap, dt
 #[derive(Clone, Debug)]
 pub struct RampStep {
     pub rate: f64,
+    pub started_per_s: f64,
     pub ok_per_s: f64,
     pub fail_pct: f64,
     pub good: bool,
@@ -176,8 +177,9 @@ impl Summary {
         if let Some((steps, best, why)) = &self.ramp {
             for s in steps {
                 eprintln!(
-                    "ramp {:>9.0}/s: ok {:>9.0}/s, failed {:>6.2}% {}",
+                    "ramp {:>9.0}/s: started {:>9.0}/s, ok {:>9.0}/s, failed {:>6.2}% {}",
                     s.rate,
+                    s.started_per_s,
                     s.ok_per_s,
                     s.fail_pct,
                     if s.good { "good" } else { "NOT GOOD" }
@@ -233,7 +235,7 @@ impl Summary {
                 "highest_good_rate": best,
                 "stopped_because": why,
                 "steps": steps.iter().map(|s| json!({
-                    "rate": s.rate, "ok_per_s": s.ok_per_s, "fail_pct": s.fail_pct, "good": s.good
+                    "rate": s.rate, "started_per_s": s.started_per_s, "ok_per_s": s.ok_per_s, "fail_pct": s.fail_pct, "good": s.good
                 })).collect::<Vec<_>>(),
             });
         }
