@@ -88,6 +88,7 @@ impl Proxy {
             salt: seed.rotate_left(17),
             local,
             jobs: tx,
+            sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
         });
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =
@@ -111,6 +112,11 @@ impl Proxy {
             jobs,
             config: config.to_path_buf(),
         })
+    }
+
+    /// Stateless reply counters summed over the shards (`sl_stats`).
+    pub fn sl_stats(&self) -> dataplane::proxy::sl::SlTotals {
+        dataplane::proxy::sl::SlStats::sum(&self.shared.sl_stats)
     }
 
     /// The runtime (local addresses, backend, shard count).
@@ -149,8 +155,23 @@ impl Proxy {
 
     /// Stops the shards, then the job runner; returns how many shards panicked.
     pub fn stop(self) -> usize {
+        let shared = Arc::clone(&self.shared);
         self.runtime.stop();
         let panicked = self.runtime.join();
+        let t = dataplane::proxy::sl::SlStats::sum(&shared.sl_stats);
+        drop(shared);
+        ser_log!(
+            L_NOTICE,
+            "sl_stats: 200={} 1xx={} 2xx={} 3xx={} 4xx={} 5xx={} 6xx={} absorbed_acks={}",
+            t.ok_200,
+            t.by_class[0],
+            t.by_class[1],
+            t.by_class[2],
+            t.by_class[3],
+            t.by_class[4],
+            t.by_class[5],
+            t.acks_absorbed
+        );
         // The shards held the last job senders: the workers see the channel close and end.
         drop(self.shared);
         for j in self.jobs {

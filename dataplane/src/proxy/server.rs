@@ -96,6 +96,8 @@ pub struct Shared {
     pub local: Vec<(SocketAddr, Proto)>,
     /// Where jobs go (the controlplane's job runner).
     pub jobs: crossbeam_channel::Sender<JobRequest>,
+    /// Stateless reply counters, one per shard (`sl_stats`).
+    pub sl_stats: Vec<sl::SlStats>,
 }
 
 struct Parked {
@@ -187,6 +189,9 @@ impl ProxyHandler {
             }
         }
         if self.shared.sl.is_own_ack(&msg) {
+            if let Some(st) = self.shared.sl_stats.get(self.shard) {
+                st.acks_absorbed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             ser_log!(
                 L_DBG,
                 "absorbed ACK for our stateless reply from {}",
@@ -201,6 +206,7 @@ impl ProxyHandler {
         let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
         let outcome = {
             let mut env = ShardEnv {
+                shard: self.shard,
                 out,
                 shared: &self.shared,
                 local: pkt.local,
@@ -297,6 +303,7 @@ impl ProxyHandler {
     ) {
         send_reply(
             &self.shared,
+            self.shard,
             self.pid,
             dest_src,
             local,
@@ -314,6 +321,7 @@ impl ProxyHandler {
 #[allow(clippy::too_many_arguments)]
 fn send_reply(
     shared: &Shared,
+    shard: usize,
     pid: u32,
     src: SocketAddr,
     local: SocketAddr,
@@ -354,6 +362,9 @@ fn send_reply(
     );
     let dest = reply_destination(msg, src, proto, s.reply_to_via);
     out.send(buf.freeze(), dest, proto, Some(local));
+    if let Some(st) = shared.sl_stats.get(shard) {
+        st.count(code);
+    }
 }
 
 /// RFC 3261 §18.2.2 / RFC 3581: where a reply to this request goes. SER's default is the source
@@ -461,6 +472,7 @@ impl Handler for ProxyHandler {
                 };
                 let outcome = {
                     let mut env = ShardEnv {
+                        shard: self.shard,
                         out,
                         shared: &self.shared,
                         local: p.local,
@@ -505,6 +517,7 @@ fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResul
 
 /// The interpreter's view of the shard.
 pub struct ShardEnv<'a> {
+    shard: usize,
     out: &'a mut Outbox,
     shared: &'a Shared,
     local: SocketAddr,
@@ -718,6 +731,7 @@ impl Env for ShardEnv<'_> {
         };
         send_reply(
             self.shared,
+            self.shard,
             self.pid,
             ctx.src,
             self.local,
