@@ -400,6 +400,7 @@ pub fn host_port_of_uri<'a>(uri: &Uri<'a>) -> Option<UriTarget<'a>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

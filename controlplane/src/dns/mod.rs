@@ -507,6 +507,7 @@ fn prefixed(prefix: &str, name: &Name) -> Result<Name, DnsError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
