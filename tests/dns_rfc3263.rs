@@ -453,3 +453,73 @@ async fn uri_to_targets() {
         .unwrap();
     assert_eq!(targets, vec![t("203.0.113.7:5061", Transport::Tls)]);
 }
+
+fn partial_zone() -> Zone {
+    Zone::new()
+        .srv(
+            "_sip._udp.part.example.com",
+            0,
+            0,
+            5060,
+            "dead.part.example.com",
+            600,
+        )
+        .srv(
+            "_sip._udp.part.example.com",
+            1,
+            0,
+            5060,
+            "live.part.example.com",
+            600,
+        )
+        .a("live.part.example.com", "192.0.2.50".parse().unwrap(), 600)
+        .silent("dead.part.example.com")
+        .silent("stuck.example.com")
+        .a("stuck.example.com", "192.0.2.60".parse().unwrap(), 600)
+}
+
+#[tokio::test]
+async fn one_dead_srv_target_leaves_the_others_uncached_long() {
+    let server = DnsServer::start(partial_zone());
+    let opts = DnsOptions {
+        timeout: Duration::from_millis(200),
+        attempts: 2,
+    };
+    let r = SipResolver::with_nameserver_opts(server.addr(), opts);
+    let start = Instant::now();
+    let (targets, ttl) = r
+        .resolve("part.example.com", None, Some(Transport::Udp), false)
+        .await
+        .unwrap();
+    assert_eq!(targets, vec![t("192.0.2.50:5060", Transport::Udp)]);
+    // Degraded: a zero TTL, so the cache keeps it for its minimum only.
+    assert_eq!(ttl, Duration::ZERO);
+    assert!(start.elapsed() <= Duration::from_millis(400 + 150));
+    let cache = DnsCache::new();
+    let now = Instant::now();
+    cache.insert(
+        dataplane::dns::DnsKey::new("part.example.com", None, Some(Transport::Udp), false),
+        targets.into(),
+        ttl,
+        now,
+    );
+    let key = DnsKeyRef::new("part.example.com", None, Some(Transport::Udp), false);
+    assert!(matches!(cache.get(&key, now), Lookup::Hit(_)));
+    assert_eq!(cache.get(&key, now + DnsCache::MIN_TTL), Lookup::Miss);
+}
+
+#[tokio::test]
+async fn naptr_timeout_does_not_fall_through() {
+    // stuck.example.com has an A record, but its NAPTR query is never answered: the result is a
+    // timeout, not a fallback to A on 5060.
+    let server = DnsServer::start(partial_zone());
+    let opts = DnsOptions {
+        timeout: Duration::from_millis(100),
+        attempts: 2,
+    };
+    let r = SipResolver::with_nameserver_opts(server.addr(), opts);
+    assert_eq!(
+        r.resolve("stuck.example.com", None, None, false).await,
+        Err(DnsError::Timeout)
+    );
+}

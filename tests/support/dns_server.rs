@@ -23,6 +23,7 @@ use hickory_proto::rr::{Name, RData, Record};
 #[derive(Debug, Clone, Default)]
 pub struct Zone {
     records: Vec<Record>,
+    silent: Vec<String>,
 }
 
 fn name(n: &str) -> Name {
@@ -47,6 +48,17 @@ impl Zone {
         self.records
             .push(Record::from_rdata(name(owner), ttl, data));
         self
+    }
+
+    /// Never answers queries for `owner` (any type).
+    pub fn silent(mut self, owner: &str) -> Self {
+        self.silent.push(norm(&name(owner)));
+        self
+    }
+
+    /// True if queries for `q` get no answer.
+    fn is_silent(&self, q: &hickory_proto::op::Query) -> bool {
+        self.silent.contains(&norm(q.name()))
     }
 
     /// Adds an A record.
@@ -185,6 +197,9 @@ fn serve(socket: UdpSocket, zone: Zone, stop: &AtomicBool, queries: &AtomicUsize
             continue;
         }
         queries.fetch_add(1, Ordering::SeqCst);
+        if req.queries.first().is_some_and(|q| zone.is_silent(q)) {
+            continue;
+        }
         let mut resp = Message::response(req.metadata.id, req.metadata.op_code);
         resp.metadata.recursion_desired = req.metadata.recursion_desired;
         resp.metadata.authoritative = true;

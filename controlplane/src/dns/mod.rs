@@ -22,15 +22,26 @@
 //!   list doubles as the failover order. A/AAAA results come IPv4 first.
 //! - `sips:` forces TLS: a `transport=tcp`/`udp`/none becomes TLS, `ws` becomes `wss`.
 //! - The TTL returned is the smallest TTL of all the records used (an address literal: one hour).
+//! - Lookups at one level run at once on the calling task (the SRV sets of all NAPTR records, the
+//!   A/AAAA of all SRV targets), so a chain costs about three round trips, not one per record.
 //! - Errors: a name with no usable records is [`DnsError::NotFound`]; a server that does not answer
 //!   in time is [`DnsError::Timeout`] (a timeout is never mistaken for "no records", so it never falls
-//!   through to the next step); anything else (refused, server failure, socket error) is
-//!   [`DnsError::Io`]. One whole `resolve` never takes longer than `timeout × attempts`.
+//!   through to the next step — no A/AAAA fallback because the NAPTR query timed out); anything else
+//!   (refused, server failure, socket error) is [`DnsError::Io`].
+//! - Every query of one `resolve` shares one deadline, `timeout × attempts` from the start: a whole
+//!   `resolve` never takes (much) longer. If one branch fails (say one SRV target's A lookup times out)
+//!   while others found targets, those targets are returned with a **zero TTL**, so the cache keeps
+//!   the degraded answer only for its minimum time; with no target at all, the error is returned.
+//! - A name server on a closed port usually shows up as `Timeout` (the UDP socket is not connected,
+//!   so ICMP errors are not seen).
 //! - Names are queried as fully qualified (no search-list expansion).
 
 use std::fmt;
+use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use dataplane::dns::{default_port, DnsCache, DnsKey, DnsKeyRef, Lookup, SipTarget};
@@ -44,6 +55,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::rdata::{NAPTR, SRV};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
+use tokio::time::timeout_at;
 
 /// Why a name could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,15 +197,12 @@ impl SipResolver {
         transport: Option<Transport>,
         secure: bool,
     ) -> Result<(Vec<SipTarget>, Duration), DnsError> {
-        match tokio::time::timeout(
-            self.opts.budget(),
-            self.resolve_inner(name, port, transport, secure),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(DnsError::Timeout),
-        }
+        let deadline = tokio::time::Instant::now() + self.opts.budget();
+        let r = Run {
+            resolver: self,
+            deadline,
+        };
+        r.resolve(name, port, transport, secure).await
     }
 
     /// Answers from `cache` if it holds a live entry; otherwise resolves and caches the result —
@@ -240,8 +249,17 @@ impl SipResolver {
             Err(e) => Err(e),
         }
     }
+}
 
-    async fn resolve_inner(
+/// One `resolve`: every query is bounded by the same deadline, so a branch that runs out of time
+/// becomes a `Timeout` in its own result and does not take the others' answers with it.
+struct Run<'a> {
+    resolver: &'a SipResolver,
+    deadline: tokio::time::Instant,
+}
+
+impl Run<'_> {
+    async fn resolve(
         &self,
         name: &str,
         port: Option<u16>,
@@ -259,78 +277,84 @@ impl SipResolver {
             return Ok((vec![SipTarget { addr, transport: t }], LITERAL_TTL));
         }
         let fqdn = fqdn(name)?;
-        let mut acc = Acc::default();
         if let Some(port) = port {
             let t = transport.unwrap_or(base_transport(secure));
-            self.addresses(&fqdn, port, t, &mut acc).await?;
-            return acc.finish();
+            return self.addresses(&fqdn, port, t).await.finish();
         }
         if let Some(t) = transport {
-            if let Some(prefix) = srv_prefix(t) {
-                self.srv(&prefixed(prefix, &fqdn)?, t, &mut acc).await?;
-            }
-            if acc.targets.is_empty() {
-                self.addresses(&fqdn, default_port(t), t, &mut acc).await?;
+            let mut acc = match srv_prefix(t) {
+                Some(prefix) => self.srv(prefixed(prefix, &fqdn)?, t).await,
+                None => Acc::default(),
+            };
+            if acc.is_empty_answer() {
+                acc.merge(self.addresses(&fqdn, default_port(t), t).await);
             }
             return acc.finish();
         }
-        // NAPTR.
-        let naptrs = self.naptr(&fqdn, secure, &mut acc).await?;
-        for (replacement, t) in naptrs {
-            self.srv(&replacement, t, &mut acc).await?;
-        }
-        if !acc.targets.is_empty() {
+        // NAPTR, then the SRV records it points to (all at once, merged in NAPTR order).
+        let (naptrs, mut acc) = self.naptr(&fqdn, secure).await;
+        if acc.error.is_some() {
             return acc.finish();
         }
-        // No (usable) NAPTR: SRV per transport we support.
+        let found = join_all(naptrs.into_iter().map(|(n, t)| self.srv(n, t)).collect()).await;
+        found.into_iter().for_each(|a| acc.merge(a));
+        if !acc.is_empty_answer() {
+            return acc.finish();
+        }
+        // No usable NAPTR: SRV per transport we support.
         let services: &[Transport] = if secure {
             &[Transport::Tls]
         } else {
             &[Transport::Udp, Transport::Tcp]
         };
+        let mut lookups = Vec::new();
         for &t in services {
             if let Some(prefix) = srv_prefix(t) {
-                self.srv(&prefixed(prefix, &fqdn)?, t, &mut acc).await?;
+                lookups.push(self.srv(prefixed(prefix, &fqdn)?, t));
             }
         }
-        if !acc.targets.is_empty() {
+        join_all(lookups)
+            .await
+            .into_iter()
+            .for_each(|a| acc.merge(a));
+        if !acc.is_empty_answer() {
             return acc.finish();
         }
+        // No SRV either: the name's own addresses on the default port.
         let t = base_transport(secure);
-        self.addresses(&fqdn, default_port(t), t, &mut acc).await?;
+        acc.merge(self.addresses(&fqdn, default_port(t), t).await);
         acc.finish()
     }
 
-    /// Looks `name` up as `rtype`; `Ok(None)` when DNS says there is nothing.
-    async fn query(
-        &self,
-        name: &Name,
-        rtype: RecordType,
-        acc: &mut Acc,
-    ) -> Result<Option<Vec<RData>>, DnsError> {
-        match self.inner.lookup(name.clone(), rtype).await {
+    /// Looks `name` up as `rtype`: the answers (`None` when DNS says there is nothing), or the error
+    /// noted in `acc`.
+    async fn query(&self, name: &Name, rtype: RecordType, acc: &mut Acc) -> Option<Vec<RData>> {
+        match timeout_at(
+            self.deadline,
+            self.resolver.inner.lookup(name.clone(), rtype),
+        )
+        .await
+        .unwrap_or(Err(NetError::Timeout))
+        {
             Ok(lookup) => {
                 acc.ttl_until(lookup.valid_until());
-                Ok(Some(
-                    lookup.answers().iter().map(|r| r.data.clone()).collect(),
-                ))
+                Some(lookup.answers().iter().map(|r| r.data.clone()).collect())
             }
-            Err(e) => match net_error(e) {
-                DnsError::NotFound => Ok(None),
-                e => Err(e),
-            },
+            Err(e) => {
+                match net_error(e) {
+                    DnsError::NotFound => {}
+                    e => acc.fail(e),
+                }
+                None
+            }
         }
     }
 
     /// Usable NAPTR records of `name`, in (order, preference) order: (SRV name, transport).
-    async fn naptr(
-        &self,
-        name: &Name,
-        secure: bool,
-        acc: &mut Acc,
-    ) -> Result<Vec<(Name, Transport)>, DnsError> {
-        let Some(data) = self.query(name, RecordType::NAPTR, acc).await? else {
-            return Ok(Vec::new());
+    async fn naptr(&self, name: &Name, secure: bool) -> (Vec<(Name, Transport)>, Acc) {
+        let mut acc = Acc::default();
+        let Some(data) = self.query(name, RecordType::NAPTR, &mut acc).await else {
+            return (Vec::new(), acc);
         };
         let records: Vec<NAPTR> = data
             .into_iter()
@@ -339,13 +363,15 @@ impl SipResolver {
                 _ => None,
             })
             .collect();
-        Ok(order_naptr(records, secure))
+        (order_naptr(records, secure), acc)
     }
 
-    /// Follows the SRV records of `name` (ordered) to addresses, adding them over transport `t`.
-    async fn srv(&self, name: &Name, t: Transport, acc: &mut Acc) -> Result<(), DnsError> {
-        let Some(data) = self.query(name, RecordType::SRV, acc).await? else {
-            return Ok(());
+    /// Follows the SRV records of `name` (ordered; their targets looked up at once) to addresses over
+    /// transport `t`.
+    async fn srv(&self, name: Name, t: Transport) -> Acc {
+        let mut acc = Acc::default();
+        let Some(data) = self.query(&name, RecordType::SRV, &mut acc).await else {
+            return acc;
         };
         let records: Vec<SRV> = data
             .into_iter()
@@ -354,21 +380,25 @@ impl SipResolver {
                 _ => None,
             })
             .collect();
-        for srv in order_srv(records) {
-            self.addresses(&srv.target, srv.port, t, acc).await?;
-        }
-        Ok(())
+        let records = order_srv(records);
+        let lookups = records
+            .iter()
+            .map(|srv| self.addresses(&srv.target, srv.port, t))
+            .collect();
+        join_all(lookups)
+            .await
+            .into_iter()
+            .for_each(|a| acc.merge(a));
+        acc
     }
 
-    /// Adds the A/AAAA addresses of `name` (IPv4 first) on `port` over `t`.
-    async fn addresses(
-        &self,
-        name: &Name,
-        port: u16,
-        t: Transport,
-        acc: &mut Acc,
-    ) -> Result<(), DnsError> {
-        match self.inner.lookup_ip(name.clone()).await {
+    /// The A/AAAA addresses of `name` (IPv4 first) on `port` over `t`.
+    async fn addresses(&self, name: &Name, port: u16, t: Transport) -> Acc {
+        let mut acc = Acc::default();
+        match timeout_at(self.deadline, self.resolver.inner.lookup_ip(name.clone()))
+            .await
+            .unwrap_or(Err(NetError::Timeout))
+        {
             Ok(ips) => {
                 acc.ttl_until(ips.valid_until());
                 for ip in ips.iter() {
@@ -377,27 +407,60 @@ impl SipResolver {
                         transport: t,
                     });
                 }
-                Ok(())
             }
             Err(e) => match net_error(e) {
-                DnsError::NotFound => Ok(()),
-                e => Err(e),
+                DnsError::NotFound => {}
+                e => acc.fail(e),
             },
         }
+        acc
     }
 }
 
-/// Targets found so far, and the smallest TTL of the records used.
+/// Polls all `futs` at once on the current task; their outputs in the same order.
+async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// What one branch of the lookup found: targets (in order, no duplicates), the smallest TTL of the
+/// records used, and the first error met (a timeout, a server failure — not "no records").
 #[derive(Default)]
 struct Acc {
     targets: Vec<SipTarget>,
     ttl: Option<Duration>,
+    error: Option<DnsError>,
 }
 
 impl Acc {
     fn ttl_until(&mut self, until: Instant) {
-        let ttl = until.saturating_duration_since(Instant::now());
+        self.min_ttl(until.saturating_duration_since(Instant::now()));
+    }
+
+    fn min_ttl(&mut self, ttl: Duration) {
         self.ttl = Some(self.ttl.map_or(ttl, |t| t.min(ttl)));
+    }
+
+    fn fail(&mut self, e: DnsError) {
+        self.error.get_or_insert(e);
     }
 
     fn push(&mut self, t: SipTarget) {
@@ -406,11 +469,33 @@ impl Acc {
         }
     }
 
+    fn merge(&mut self, other: Acc) {
+        other.targets.into_iter().for_each(|t| self.push(t));
+        if let Some(ttl) = other.ttl {
+            self.min_ttl(ttl);
+        }
+        if let Some(e) = other.error {
+            self.fail(e);
+        }
+    }
+
+    /// True when DNS answered and there was nothing: the next RFC 3263 step may be tried. After an
+    /// error it is not (a timeout must not turn into a fallback).
+    fn is_empty_answer(&self) -> bool {
+        self.targets.is_empty() && self.error.is_none()
+    }
+
+    /// The targets; with none, the error met, else `NotFound`. Targets found despite an error in
+    /// another branch are returned with a zero TTL (cached for the minimum only).
     fn finish(self) -> Result<(Vec<SipTarget>, Duration), DnsError> {
         if self.targets.is_empty() {
-            return Err(DnsError::NotFound);
+            return Err(self.error.unwrap_or(DnsError::NotFound));
         }
-        Ok((self.targets, self.ttl.unwrap_or(Duration::ZERO)))
+        let ttl = match self.error {
+            Some(_) => Duration::ZERO,
+            None => self.ttl.unwrap_or(Duration::ZERO),
+        };
+        Ok((self.targets, ttl))
     }
 }
 
