@@ -113,6 +113,17 @@ fn zone() -> Zone {
             600,
         )
         .a("host.srv.example.net", "198.51.100.5".parse().unwrap(), 300)
+        // noservice.example.com: TCP explicitly not offered (SRV target "."), UDP SRV points nowhere.
+        .srv("_sip._tcp.noservice.example.com", 0, 0, 0, ".", 600)
+        .srv(
+            "_sip._udp.noservice.example.com",
+            0,
+            0,
+            5060,
+            "nowhere.example.com",
+            600,
+        )
+        .a("noservice.example.com", "192.0.2.70".parse().unwrap(), 600)
         // a.example.org: A only.
         .a("a.example.org", "203.0.113.7".parse().unwrap(), 300)
 }
@@ -522,4 +533,32 @@ async fn naptr_timeout_does_not_fall_through() {
         r.resolve("stuck.example.com", None, None, false).await,
         Err(DnsError::Timeout)
     );
+}
+
+#[tokio::test]
+async fn srv_records_stop_the_a_fallback() {
+    let server = DnsServer::start(zone());
+    let r = resolver(&server);
+    // "." means not offered: no fallback to the A record.
+    assert_eq!(
+        r.resolve("noservice.example.com", None, Some(Transport::Tcp), false)
+            .await,
+        Err(DnsError::NotFound)
+    );
+    // SRV targets without addresses: no fallback either.
+    assert_eq!(
+        r.resolve("noservice.example.com", None, None, false).await,
+        Err(DnsError::NotFound)
+    );
+    // An explicit port still goes straight to A.
+    let (targets, _) = r
+        .resolve(
+            "noservice.example.com",
+            Some(5060),
+            Some(Transport::Tcp),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(targets, vec![t("192.0.2.70:5060", Transport::Tcp)]);
 }

@@ -15,6 +15,9 @@
 //!   and if the cache is still full the insert is **refused** (returns `false`; the caller just goes
 //!   without caching). Live entries are never evicted early, so a flood of distinct names cannot push
 //!   out the entries in use; they make room as they expire. Replacing an existing key is always allowed.
+//!   The bound is checked before inserting, so concurrent inserters may overshoot it by a few entries.
+//! - expired entries stay in memory (reading as misses) until replaced or [`DnsCache::purge_expired`]
+//!   runs (the controlplane calls it periodically; a full cache also calls it).
 
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -534,6 +537,56 @@ mod tests {
         assert_eq!(r.host, TargetHost::Ip("2001:db8::2".parse().unwrap()));
 
         assert!(host_port_of_uri(&u("tel:+1-201-555-0123")).is_none());
+    }
+
+    #[test]
+    fn shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DnsCache>();
+        let cache = Arc::new(DnsCache::new());
+        let now = Instant::now();
+        let targets: Arc<[SipTarget]> = vec![t("192.0.2.1:5060", Transport::Udp)].into();
+        let writer = {
+            let cache = cache.clone();
+            let targets = targets.clone();
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let name = format!("h{i}.example");
+                    cache.insert(
+                        DnsKey::new(&name, None, None, false),
+                        targets.clone(),
+                        Duration::from_secs(60),
+                        now,
+                    );
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let cache = cache.clone();
+                std::thread::spawn(move || {
+                    let mut hits = 0;
+                    for i in 0..500 {
+                        let name = format!("h{i}.example");
+                        if let Lookup::Hit(_) =
+                            cache.get(&DnsKeyRef::new(&name, None, None, false), now)
+                        {
+                            hits += 1;
+                        }
+                    }
+                    hits
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        for r in readers {
+            assert!(r.join().unwrap() <= 500);
+        }
+        assert_eq!(cache.len(), 500);
+        assert!(matches!(
+            cache.get(&DnsKeyRef::new("H499.example", None, None, false), now),
+            Lookup::Hit(_)
+        ));
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //! Choices worth knowing:
 //! - SRV records are ordered by priority ascending, then **weight descending** (then target name):
 //!   deterministic, so tests and failover are repeatable, instead of RFC 2782's weighted random pick.
-//!   A target of `.` ("service not offered") is skipped.
+//!   A target of `.` ("service not offered") is skipped. Once SRV records exist for a lookup (even only
+//!   `.`), the name's own A/AAAA records are no longer a fallback (RFC 3263 §4.2).
+//! - NAPTR records that are all unusable (other services or flags) count as no NAPTR: the SRV step
+//!   follows.
 //! - Every target of every usable NAPTR/SRV record is returned, in order, with duplicates removed: the
 //!   list doubles as the failover order. A/AAAA results come IPv4 first.
 //! - `sips:` forces TLS: a `transport=tcp`/`udp`/none becomes TLS, `ws` becomes `wss`.
@@ -380,6 +383,9 @@ impl Run<'_> {
                 _ => None,
             })
             .collect();
+        // RFC 2782/3263: SRV records exist (even only `.`, "not offered here"), so the name's own
+        // A/AAAA records are not a fallback for this lookup.
+        acc.srv_found |= !records.is_empty();
         let records = order_srv(records);
         let lookups = records
             .iter()
@@ -448,6 +454,8 @@ struct Acc {
     targets: Vec<SipTarget>,
     ttl: Option<Duration>,
     error: Option<DnsError>,
+    /// SRV records were found (perhaps only `.`, or targets without addresses).
+    srv_found: bool,
 }
 
 impl Acc {
@@ -477,12 +485,13 @@ impl Acc {
         if let Some(e) = other.error {
             self.fail(e);
         }
+        self.srv_found |= other.srv_found;
     }
 
     /// True when DNS answered and there was nothing: the next RFC 3263 step may be tried. After an
-    /// error it is not (a timeout must not turn into a fallback).
+    /// error it is not (a timeout must not turn into a fallback), nor once SRV records were found.
     fn is_empty_answer(&self) -> bool {
-        self.targets.is_empty() && self.error.is_none()
+        self.targets.is_empty() && self.error.is_none() && !self.srv_found
     }
 
     /// The targets; with none, the error met, else `NotFound`. Targets found despite an error in
