@@ -562,3 +562,83 @@ async fn srv_records_stop_the_a_fallback() {
         .unwrap();
     assert_eq!(targets, vec![t("192.0.2.70:5060", Transport::Tcp)]);
 }
+
+#[tokio::test]
+async fn concurrent_lookups_do_not_multiply_queries() {
+    // hickory-resolver 0.26 shares identical queries in flight (its name server pool deduplicates
+    // them), so a burst of jobs for one name costs one set of queries. This pins that down.
+    // Queries for one lookup of a.example.org, on a fresh resolver.
+    let one = {
+        let server = DnsServer::start(zone());
+        resolver(&server)
+            .resolve("a.example.org", None, None, false)
+            .await
+            .unwrap();
+        server.queries()
+    };
+    let server = DnsServer::start(zone());
+    let r = std::sync::Arc::new(resolver(&server));
+    let cache = std::sync::Arc::new(DnsCache::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let (r, cache) = (r.clone(), cache.clone());
+        let name = if i % 2 == 0 {
+            "a.example.org"
+        } else {
+            "A.example.org."
+        };
+        tasks.spawn(async move { r.resolve_cached(&cache, name, None, None, false).await });
+    }
+    while let Some(res) = tasks.join_next().await {
+        assert_eq!(
+            &res.unwrap().unwrap()[..],
+            &[t("203.0.113.7:5060", Transport::Udp)]
+        );
+    }
+    assert_eq!(server.queries(), one);
+
+    // Same with a silent server (and a timeout is not cached): count the datagrams it gets for one
+    // lookup, then for five concurrent ones.
+    let opts = DnsOptions {
+        timeout: Duration::from_millis(100),
+        attempts: 1,
+    };
+    let datagrams = |s: &UdpSocket| {
+        s.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2048];
+        std::iter::from_fn(|| s.recv_from(&mut buf).ok()).count()
+    };
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let r = SipResolver::with_nameserver_opts(silent.local_addr().unwrap(), opts);
+    assert_eq!(
+        r.resolve_cached(&DnsCache::new(), "example.com", None, None, false)
+            .await,
+        Err(DnsError::Timeout)
+    );
+    let one = datagrams(&silent);
+    assert!(one > 0);
+
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let r = std::sync::Arc::new(SipResolver::with_nameserver_opts(
+        silent.local_addr().unwrap(),
+        opts,
+    ));
+    for _ in 0..5 {
+        let (r, cache) = (r.clone(), cache.clone());
+        tasks.spawn(async move {
+            r.resolve_cached(&cache, "example.com", None, None, false)
+                .await
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        assert_eq!(res.unwrap(), Err(DnsError::Timeout));
+    }
+    assert_eq!(datagrams(&silent), one);
+    assert_eq!(
+        cache.get(
+            &DnsKeyRef::new("example.com", None, None, false),
+            Instant::now()
+        ),
+        Lookup::Miss
+    );
+}

@@ -211,6 +211,9 @@ impl SipResolver {
     /// Answers from `cache` if it holds a live entry; otherwise resolves and caches the result —
     /// targets for their TTL, `NotFound` as a negative entry. Timeouts and other errors are not cached
     /// (the next attempt asks again). A cached negative entry reads as `NotFound`.
+    ///
+    /// Concurrent misses for one key each run `resolve`, but hickory shares identical queries in
+    /// flight, so the name server sees one set of queries.
     pub async fn resolve_cached(
         &self,
         cache: &DnsCache,
