@@ -678,6 +678,16 @@ mod tests {
     }
 
     #[test]
+    fn system_config_never_panics() {
+        // Depends on the machine's /etc/resolv.conf: either a resolver or a clean error.
+        match SipResolver::system() {
+            Ok(r) => assert_eq!(r.options(), DnsOptions::default()),
+            Err(e) => assert!(matches!(e, DnsError::Io(_))),
+        }
+        assert_eq!(DnsOptions::default().budget(), Duration::from_secs(4));
+    }
+
+    #[test]
     fn names() {
         assert_eq!(
             prefixed("_sip._udp", &fqdn("example.com").unwrap())
