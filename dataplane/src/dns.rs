@@ -46,6 +46,40 @@ pub fn default_port(transport: Transport) -> u16 {
     }
 }
 
+/// The transport a lookup uses for `transport` when `secure` (a `sips:` URI): UDP, TCP → TLS,
+/// WS → WSS; others unchanged.
+pub fn effective_transport(transport: Transport, secure: bool) -> Transport {
+    match (secure, transport) {
+        (true, Transport::Udp | Transport::Tcp) => Transport::Tls,
+        (true, Transport::Ws) => Transport::Wss,
+        (_, t) => t,
+    }
+}
+
+/// The transport when none is given or found: UDP, or TLS when `secure`.
+pub fn base_transport(secure: bool) -> Transport {
+    if secure {
+        Transport::Tls
+    } else {
+        Transport::Udp
+    }
+}
+
+/// The target for a numeric host (RFC 3263 §4: no DNS): the given port or the transport's default,
+/// the given transport (made secure for `sips:`) or UDP/TLS.
+pub fn literal_target(
+    ip: IpAddr,
+    port: Option<u16>,
+    transport: Option<Transport>,
+    secure: bool,
+) -> SipTarget {
+    let t = transport.map_or(base_transport(secure), |t| effective_transport(t, secure));
+    SipTarget {
+        addr: SocketAddr::new(ip, port.unwrap_or(default_port(t))),
+        transport: t,
+    }
+}
+
 /// A name as the cache compares it: without one trailing dot.
 fn trim_dot(name: &str) -> &str {
     name.strip_suffix('.').unwrap_or(name)
@@ -355,6 +389,24 @@ pub struct UriTarget<'a> {
     pub secure: bool,
 }
 
+impl<'a> UriTarget<'a> {
+    /// For a numeric host, the one target (no DNS needed); `None` for a name.
+    pub fn literal(&self) -> Option<SipTarget> {
+        match self.host {
+            TargetHost::Ip(ip) => Some(literal_target(ip, self.port, self.transport, self.secure)),
+            TargetHost::Name(_) => None,
+        }
+    }
+
+    /// For a host name, the [`DnsCache`] key to look up; `None` for a numeric host.
+    pub fn key(&self) -> Option<DnsKeyRef<'a>> {
+        match self.host {
+            TargetHost::Name(n) => Some(DnsKeyRef::new(n, self.port, self.transport, self.secure)),
+            TargetHost::Ip(_) => None,
+        }
+    }
+}
+
 fn is_host_name(s: &[u8]) -> bool {
     !s.is_empty()
         && s.len() <= 255
@@ -587,6 +639,34 @@ mod tests {
             cache.get(&DnsKeyRef::new("H499.example", None, None, false), now),
             Lookup::Hit(_)
         ));
+    }
+
+    #[test]
+    fn literal_and_key() {
+        let uri = Uri::parse(b"sips:[2001:db8::1];transport=tcp").unwrap();
+        let u = host_port_of_uri(&uri).unwrap();
+        assert_eq!(u.literal(), Some(t("[2001:db8::1]:5061", Transport::Tls)));
+        assert!(u.key().is_none());
+        let uri = Uri::parse(b"sip:192.0.2.1:5070").unwrap();
+        let u = host_port_of_uri(&uri).unwrap();
+        assert_eq!(u.literal(), Some(t("192.0.2.1:5070", Transport::Udp)));
+        let uri = Uri::parse(b"sip:bob@Example.com;transport=tcp").unwrap();
+        let u = host_port_of_uri(&uri).unwrap();
+        assert!(u.literal().is_none());
+        let key = u.key().unwrap();
+        let cache = DnsCache::new();
+        let now = Instant::now();
+        let targets: Arc<[SipTarget]> = vec![t("192.0.2.9:5060", Transport::Tcp)].into();
+        cache.insert(
+            DnsKey::new("example.com", None, Some(Transport::Tcp), false),
+            targets.clone(),
+            Duration::from_secs(60),
+            now,
+        );
+        assert_eq!(cache.get(&key, now), Lookup::Hit(targets));
+        assert_eq!(effective_transport(Transport::Ws, true), Transport::Wss);
+        assert_eq!(effective_transport(Transport::Tcp, false), Transport::Tcp);
+        assert_eq!(base_transport(true), Transport::Tls);
     }
 
     #[test]

@@ -47,7 +47,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use dataplane::dns::{default_port, DnsCache, DnsKey, DnsKeyRef, Lookup, SipTarget};
+use dataplane::dns::{
+    base_transport, default_port, effective_transport, literal_target, DnsCache, DnsKey, DnsKeyRef,
+    Lookup, SipTarget,
+};
 use dataplane::wire::via::Transport;
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
@@ -272,16 +275,15 @@ impl Run<'_> {
         transport: Option<Transport>,
         secure: bool,
     ) -> Result<(Vec<SipTarget>, Duration), DnsError> {
-        let transport = transport.map(|t| secure_transport(t, secure));
         let literal = name
             .strip_prefix('[')
             .and_then(|n| n.strip_suffix(']'))
             .unwrap_or(name);
         if let Ok(ip) = literal.parse::<IpAddr>() {
-            let t = transport.unwrap_or(base_transport(secure));
-            let addr = SocketAddr::new(ip, port.unwrap_or(default_port(t)));
-            return Ok((vec![SipTarget { addr, transport: t }], LITERAL_TTL));
+            let target = literal_target(ip, port, transport, secure);
+            return Ok((vec![target], LITERAL_TTL));
         }
+        let transport = transport.map(|t| effective_transport(t, secure));
         let fqdn = fqdn(name)?;
         if let Some(port) = port {
             let t = transport.unwrap_or(base_transport(secure));
@@ -511,24 +513,6 @@ impl Acc {
     }
 }
 
-/// The transport a `sips:` URI forces.
-fn secure_transport(t: Transport, secure: bool) -> Transport {
-    match (secure, t) {
-        (true, Transport::Udp | Transport::Tcp) => Transport::Tls,
-        (true, Transport::Ws) => Transport::Wss,
-        (_, t) => t,
-    }
-}
-
-/// The transport when none is given or found.
-fn base_transport(secure: bool) -> Transport {
-    if secure {
-        Transport::Tls
-    } else {
-        Transport::Udp
-    }
-}
-
 /// The SRV service/protocol labels for a transport (RFC 3263 §4.1, RFC 4168 for SCTP).
 fn srv_prefix(t: Transport) -> Option<&'static str> {
     match t {
@@ -667,10 +651,7 @@ mod tests {
 
     #[test]
     fn transports() {
-        assert_eq!(secure_transport(Transport::Tcp, true), Transport::Tls);
-        assert_eq!(secure_transport(Transport::Udp, true), Transport::Tls);
-        assert_eq!(secure_transport(Transport::Ws, true), Transport::Wss);
-        assert_eq!(secure_transport(Transport::Tcp, false), Transport::Tcp);
+        assert_eq!(effective_transport(Transport::Udp, true), Transport::Tls);
         assert_eq!(srv_prefix(Transport::Tls), Some("_sips._tcp"));
         assert_eq!(srv_prefix(Transport::Ws), None);
         assert_eq!(naptr_transport(b"sip+d2u", false), Some(Transport::Udp));
