@@ -124,6 +124,8 @@ fn zone() -> Zone {
             600,
         )
         .a("noservice.example.com", "192.0.2.70".parse().unwrap(), 600)
+        // v6.example.org: AAAA only.
+        .aaaa("v6.example.org", "2001:db8::66".parse().unwrap(), 300)
         // a.example.org: A only.
         .a("a.example.org", "203.0.113.7".parse().unwrap(), 300)
 }
@@ -190,6 +192,11 @@ async fn a_only_falls_back_to_5060() {
         .unwrap();
     assert_eq!(targets, vec![t("203.0.113.7:5060", Transport::Udp)]);
     assert!(ttl <= Duration::from_secs(300) && ttl > Duration::from_secs(200));
+    let (targets, _) = resolver(&server)
+        .resolve("v6.example.org", None, None, false)
+        .await
+        .unwrap();
+    assert_eq!(targets, vec![t("[2001:db8::66]:5060", Transport::Udp)]);
 }
 
 #[tokio::test]
@@ -241,6 +248,17 @@ async fn transport_param_picks_its_srv() {
         .await
         .unwrap();
     assert_eq!(targets, vec![t("203.0.113.7:5060", Transport::Tcp)]);
+    // WebSocket has no SRV: A/AAAA straight away.
+    let (targets, _) = r
+        .resolve("a.example.org", None, Some(Transport::Ws), false)
+        .await
+        .unwrap();
+    assert_eq!(targets, vec![t("203.0.113.7:5060", Transport::Ws)]);
+    let (targets, _) = r
+        .resolve("a.example.org", None, Some(Transport::Ws), true)
+        .await
+        .unwrap();
+    assert_eq!(targets, vec![t("203.0.113.7:5061", Transport::Wss)]);
 }
 
 #[tokio::test]
