@@ -2,3 +2,4 @@
 //! storage, DNS, exec, management — off the dataplane's hot path.
 pub mod cfg;
 pub mod jobs;
+pub mod dns;

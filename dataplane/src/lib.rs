@@ -11,6 +11,7 @@
 //! The dataplane does no blocking I/O of its own: protocol logic takes bytes (and `now`) and returns
 //! what to do. Only the shard event loop and the transports touch sockets.
 
+pub mod dns;
 pub mod modules;
 pub mod offload;
 pub mod proxy;
