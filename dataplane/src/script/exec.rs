@@ -300,7 +300,9 @@ fn call(c: &ModuleCall, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
             let first = match (WARNED.get(c.module.0 as usize), c.function.0) {
                 (Some(w), bit @ 0..=63) => {
                     let mask = 1u64 << bit;
-                    w.fetch_or(mask, Ordering::Relaxed) & mask == 0
+                    // A plain load first: the read-modify-write only happens once per function.
+                    w.load(Ordering::Relaxed) & mask == 0
+                        && w.fetch_or(mask, Ordering::Relaxed) & mask == 0
                 }
                 _ => true,
             };
