@@ -85,7 +85,9 @@ fn script(c: &mut Criterion) {
         assert_eq!(exec(&p, &mut check, &mut env), expect, "{name}");
         // Script time only: the same Ctx runs again (this path neither edits the message nor
         // rewrites the URI, and every run starts from a reset frame stack).
-        g.bench_function(name, |b| b.iter(|| exec(&p, black_box(&mut check), &mut env)));
+        g.bench_function(name, |b| {
+            b.iter(|| exec(&p, black_box(&mut check), &mut env))
+        });
         // Per message: a fresh Ctx (clone of the parsed message, untimed) for every run.
         g.bench_function(format!("{name}_fresh_ctx"), |b| {
             b.iter_batched_ref(

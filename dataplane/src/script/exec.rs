@@ -31,7 +31,7 @@ use super::uri_ops::{self, UriPart};
 use super::{FunctionId, ModuleId};
 use crate::modules;
 use crate::offload::{DnsQuery, Job, JobResult};
-use crate::wire::uri::{Host, Uri};
+use crate::wire::uri::Host;
 
 /// Most instructions one run may execute (across suspensions of one call): a guard against runaway
 /// recursion patterns such as `route[1]{ route(1); route(1); }`.
@@ -172,78 +172,97 @@ fn finish(ctx: &mut Ctx) {
 
 fn run(program: &Program, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
     let mut steps: u32 = 0;
-    loop {
-        let Some(&Frame { route, pc }) = ctx.frames.last() else {
+    // The current frame lives in locals (`code`, `pc`) and is written back to `ctx.frames` only
+    // when another frame is pushed or the run suspends.
+    'frames: loop {
+        let Some(&Frame { route, mut pc }) = ctx.frames.last() else {
             finish(ctx);
             return Outcome::Done(ctx.ret);
         };
-        let Some(insn) = program
+        let code: &[Insn] = program
             .routes
             .get(route.0 as usize)
-            .and_then(|b| b.code.get(pc as usize))
-        else {
-            // Fell off the end of the block (or a bad index): return to the caller.
-            ctx.frames.pop();
-            continue;
-        };
-        steps += 1;
-        if steps > MAX_STEPS {
-            log(
-                ctx,
-                env,
-                level::ERR,
-                format_args!(
-                    "ERROR: script run cut off after {MAX_STEPS} instructions (runaway route() calls?)"
-                ),
-            );
-            finish(ctx);
-            ctx.ret = -1;
-            return Outcome::Done(-1);
-        }
-        let r = match insn {
-            Insn::Jump(to) => {
-                set_pc(ctx, *to);
-                continue;
-            }
-            Insn::JumpIf { when, to } => {
-                if (ctx.ret > 0) == *when {
-                    set_pc(ctx, *to);
-                } else {
-                    advance(ctx);
-                }
-                continue;
-            }
-            Insn::Break => {
+            .map_or(&[], |b| &b.code[..]);
+        loop {
+            let Some(insn) = code.get(pc as usize) else {
+                // Fell off the end of the block (or a bad jump target): back to the caller.
                 ctx.frames.pop();
-                continue;
-            }
-            Insn::Drop => {
+                continue 'frames;
+            };
+            steps += 1;
+            if steps > MAX_STEPS {
+                log(
+                    ctx,
+                    env,
+                    level::ERR,
+                    format_args!(
+                        "ERROR: script run cut off after {MAX_STEPS} instructions (runaway route() calls?)"
+                    ),
+                );
                 finish(ctx);
-                return Outcome::Dropped;
+                ctx.ret = -1;
+                return Outcome::Done(-1);
             }
-            Insn::Route(id) => {
-                advance(ctx);
-                if ctx.frames.len() >= MAX_ROUTE_DEPTH {
-                    log(
-                        ctx,
-                        env,
-                        level::ERR,
-                        format_args!(
-                            "ERROR: too many recursive route() calls ({MAX_ROUTE_DEPTH}), giving up"
-                        ),
-                    );
-                    ctx.ret = -1;
-                } else {
-                    ctx.frames.push(Frame { route: *id, pc: 0 });
+            let r = match insn {
+                Insn::Jump(to) => {
+                    pc = *to;
+                    continue;
                 }
-                continue;
+                Insn::JumpIf { when, to } => {
+                    pc = if (ctx.ret > 0) == *when { *to } else { pc + 1 };
+                    continue;
+                }
+                Insn::Break => {
+                    ctx.frames.pop();
+                    continue 'frames;
+                }
+                Insn::Drop => {
+                    finish(ctx);
+                    return Outcome::Dropped;
+                }
+                Insn::Route(id) => {
+                    pc += 1;
+                    if ctx.frames.len() >= MAX_ROUTE_DEPTH {
+                        log(
+                            ctx,
+                            env,
+                            level::ERR,
+                            format_args!(
+                                "ERROR: too many recursive route() calls ({MAX_ROUTE_DEPTH}), giving up"
+                            ),
+                        );
+                        ctx.ret = -1;
+                        continue;
+                    }
+                    set_pc(ctx, pc);
+                    ctx.frames.push(Frame { route: *id, pc: 0 });
+                    continue 'frames;
+                }
+                Insn::Core(a) => core(a, ctx, env),
+                Insn::Call(c) => call(c, ctx, env),
+                Insn::Test(t) => test(program, t, ctx, env),
+            };
+            match r {
+                ActionResult::Ret(0) => {
+                    ctx.ret = 0;
+                    finish(ctx);
+                    return Outcome::Done(0);
+                }
+                ActionResult::Ret(v) => {
+                    ctx.ret = v;
+                    pc += 1;
+                }
+                ActionResult::Suspend(job) => {
+                    // `pc` stays on the suspending instruction; resume() moves past it.
+                    set_pc(ctx, pc);
+                    ctx.state = RunState::Suspended;
+                    return Outcome::Suspended(job);
+                }
+                ActionResult::Drop => {
+                    finish(ctx);
+                    return Outcome::Dropped;
+                }
             }
-            Insn::Core(a) => core(a, ctx, env),
-            Insn::Call(c) => call(c, ctx, env),
-            Insn::Test(t) => test(program, t, ctx, env),
-        };
-        if let Some(o) = settle(ctx, r) {
-            return o;
         }
     }
 }
@@ -333,9 +352,9 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
             let mut host_buf: SmallVec<[u8; 64]> = SmallVec::new();
             let (uri_host, uri_port) = match (host, port) {
                 (HostArg::UriHost, _) | (_, PortArg::UriPort) => {
-                    match Uri::parse(ctx.uri()).ok().filter(Uri::is_sip) {
-                        Some(u) => {
-                            let h = match u.host {
+                    match uri_ops::sip_host_port(ctx.uri()) {
+                        Some((h, port)) => {
+                            let h = match h {
                                 Host::V4(a) => Some(IpAddr::V4(a)),
                                 Host::V6(a) => Some(IpAddr::V6(a)),
                                 Host::Name(n) => {
@@ -343,7 +362,7 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
                                     None
                                 }
                             };
-                            (h, u.port.unwrap_or(5060))
+                            (h, port.unwrap_or(5060))
                         }
                         None => {
                             log(
@@ -667,9 +686,9 @@ fn is_myself(program: &Program, ctx: &Ctx, host: &Host<'_>, port: u16) -> bool {
 }
 
 fn uri_is_myself(program: &Program, ctx: &Ctx) -> bool {
-    match Uri::parse(ctx.uri()) {
-        Ok(u) if u.is_sip() => is_myself(program, ctx, &u.host, u.port.unwrap_or(5060)),
-        _ => false,
+    match uri_ops::sip_host_port(ctx.uri()) {
+        Some((host, port)) => is_myself(program, ctx, &host, port.unwrap_or(5060)),
+        None => false,
     }
 }
 
