@@ -323,4 +323,23 @@ mod tests {
         );
         assert_eq!(prefix_user(b"", b"x"), Err(UriOpError::BadUri));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(uri in proptest::collection::vec(proptest::num::u8::ANY, 0..80),
+                        v in "[a-z0-9:.@;\\[\\]]{0,12}", n in 0usize..100) {
+            for part in [UriPart::Host, UriPart::HostPort, UriPart::User, UriPart::UserPass, UriPart::Port] {
+                let _ = rewrite(&uri, part, v.as_bytes());
+            }
+            let _ = prefix_user(&uri, v.as_bytes());
+            let _ = strip_user(&uri, n);
+            let _ = sip_host_port(&uri);
+            let mut sip = b"sip:".to_vec();
+            sip.extend_from_slice(&uri);
+            let _ = sip_host_port(&sip);
+            if let Ok(u) = rewrite(&sip, UriPart::User, v.as_bytes()) {
+                let _ = sip_host_port(&u);
+            }
+        }
+    }
 }
