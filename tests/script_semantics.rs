@@ -68,7 +68,7 @@ fn break_in_a_sub_route_returns_to_the_caller() {
 }
 
 #[test]
-fn nested_routes_return_in_order_and_their_value_is_the_last_one() {
+fn nested_routes_return_in_order() {
     let src = "route{ route(1); if (route(3)) { setflag(9); }; setflag(8); }
         route[1]{ setflag(1); route(2); setflag(3); }
         route[2]{ setflag(2); }
@@ -87,10 +87,11 @@ fn recursion_limit_logs_and_yields_minus_one() {
     let errs: Vec<_> = env
         .logs
         .iter()
-        .filter(|(_, l)| l.contains("too many recursive route() calls (100)"))
+        .filter(|(_, l)| l.contains("too many recursive routing table lookups"))
         .collect();
     assert_eq!(errs.len(), 1, "{:?}", env.logs);
     assert_eq!(errs[0].0, level::ERR);
+    assert!(errs[0].1.contains("deeper than 100"));
 }
 
 #[test]
@@ -390,6 +391,30 @@ fn len_gt() {
     let src = "route{ if (len_gt(100)) { setflag(1); }; if (len_gt(max_len)) { setflag(2); }; if (len_gt(100000)) { setflag(3); }; }";
     let (c, _, _) = run(src, "INVITE", "sip:a@b");
     assert_eq!(flags(&c), [1]);
+    // SER compares with >=: a message of exactly n bytes counts as longer.
+    let n = request_bytes("INVITE", "sip:a@b").len();
+    for (arg, want) in [(n - 1, true), (n, true), (n + 1, false)] {
+        let (c, _, _) = run(
+            &format!("route{{ if (len_gt({arg})) {{ setflag(1); }}; }}"),
+            "INVITE",
+            "sip:a@b",
+        );
+        assert_eq!(c.is_flag_set(1), want, "len_gt({arg}) on {n} bytes");
+    }
+}
+
+#[test]
+fn route_call_value_is_sers() {
+    // break in the callee: the call is true; a negative last value: false; positive: 1.
+    let src = "loadmodule \"modules/tm/tm.so\"\n
+        route{ if (route(1)) { setflag(1); }; if (!route(2)) { setflag(2); }; if (route(3)) { setflag(3); }; }
+        route[1]{ isflagset(30); break; }
+        route[2]{ isflagset(30); }
+        route[3]{ t_newtran(); }";
+    let env = MockEnv::new().fake("t_newtran", |_, _, _| ActionResult::Ret(7));
+    let (c, _, o) = run_env(src, "INVITE", "sip:a@b", env);
+    assert_eq!(flags(&c), [1, 2, 3]);
+    assert_eq!(o, Outcome::Done(1));
 }
 
 #[test]

@@ -4,8 +4,12 @@
 //! - `ret` holds the value of the last action or test: positive = true, negative = false, and **0
 //!   stops the whole run** ([`Outcome::Done`]`(0)`).
 //! - `route(n)` pushes a frame; falling off a block or `break` pops it (in route[0]: the run ends).
-//!   `break` leaves `ret` as it was; a caller sees the callee's last value. Nesting beyond
-//!   [`MAX_ROUTE_DEPTH`] logs an error and the `route()` call yields -1.
+//!   The caller sees what SER's `route()` returned: the callee's last value if negative, else 1
+//!   (so after `break` always 1). Nesting beyond [`MAX_ROUTE_DEPTH`] logs an error and the `route()`
+//!   call yields -1.
+//! - Where this follows the IR's model rather than SER 0.8.11's code: in SER a 0 (and `drop`, which
+//!   was the same action as `break`) only ended the current block — `route()` turned it into 1 and
+//!   the caller went on; here 0 and `drop` end the whole run, as the IR documents.
 //! - `drop` (or an action answering [`ActionResult::Drop`]) ends the run: [`Outcome::Dropped`].
 //! - An action answering [`ActionResult::Suspend`] ends this call with [`Outcome::Suspended`]; the
 //!   frames and `pc` stay in the `Ctx` and [`resume`] continues at `pc + 1` once the job's result is
@@ -185,8 +189,12 @@ fn run(program: &Program, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
             .map_or(&[], |b| &b.code[..]);
         loop {
             let Some(insn) = code.get(pc as usize) else {
-                // Fell off the end of the block (or a bad jump target): back to the caller.
+                // Fell off the end of the block (or a bad jump target): back to the caller, which
+                // sees SER's `ret < 0 ? ret : 1`.
                 ctx.frames.pop();
+                if !ctx.frames.is_empty() && ctx.ret > 0 {
+                    ctx.ret = 1;
+                }
                 continue 'frames;
             };
             steps += 1;
@@ -213,7 +221,11 @@ fn run(program: &Program, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
                     continue;
                 }
                 Insn::Break => {
+                    // SER: break is 0 for the block, and route() turns a 0 into 1 for the caller.
                     ctx.frames.pop();
+                    if !ctx.frames.is_empty() {
+                        ctx.ret = 1;
+                    }
                     continue 'frames;
                 }
                 Insn::Drop => {
@@ -228,7 +240,7 @@ fn run(program: &Program, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
                             env,
                             level::ERR,
                             format_args!(
-                                "ERROR: too many recursive route() calls ({MAX_ROUTE_DEPTH}), giving up"
+                                "WARNING: too many recursive routing table lookups (route() nested deeper than {MAX_ROUTE_DEPTH}), giving up"
                             ),
                         );
                         ctx.ret = -1;
@@ -453,6 +465,15 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
         CoreAction::AppendBranch(uri) => {
             let ok = match uri {
                 Some(u) => ctx.append_branch(u.as_bytes()),
+                None if ctx.uri().is_empty() => {
+                    log(
+                        ctx,
+                        env,
+                        level::ERR,
+                        format_args!("ERROR: append_branch: no request URI to append"),
+                    );
+                    return Ret(-1);
+                }
                 None => {
                     let cur: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.uri());
                     ctx.append_branch(&cur)
@@ -473,7 +494,8 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
                 Ret(-1)
             }
         }
-        CoreAction::LenGt(n) => ActionResult::from_bool(ctx.msg.len() > *n as usize),
+        // SER's action.c compares `msg->len >= n`: a message of exactly n bytes is "greater".
+        CoreAction::LenGt(n) => ActionResult::from_bool(ctx.msg.len() >= *n as usize),
     }
 }
 
