@@ -268,6 +268,28 @@ fn src_ip_against_a_host_name_suspends_for_dns_unless_cached() {
     assert_eq!(flags(&c), [1, 3]);
 }
 
+#[test]
+fn src_ip_against_a_quoted_name_uses_reverse_dns() {
+    let src = "route{ if (src_ip==\"pc33.Atlanta.com\") { setflag(1); }; setflag(2); }";
+    let p = program(src);
+    let mut env = MockEnv::new();
+    let mut c = ctx(request("INVITE", "sip:a@b"));
+    let ip: IpAddr = "192.168.1.20".parse().unwrap();
+    assert_eq!(
+        exec(&p, &mut c, &mut env),
+        Outcome::Suspended(Job::Dns {
+            name: "192.168.1.20".into(),
+            query: DnsQuery::Reverse(ip)
+        })
+    );
+    let names = vec!["host.example".to_string(), "PC33.atlanta.com".to_string()];
+    assert_eq!(
+        resume(&p, &mut c, &mut env, JobResult::Names(names)),
+        Outcome::Done(1)
+    );
+    assert_eq!(flags(&c), [1, 2]);
+}
+
 fn suspending(ctx: &mut Ctx, _: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let name = match args.first() {
         Some(Arg::Str(s)) => s.clone(),

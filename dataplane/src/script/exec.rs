@@ -570,9 +570,19 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
                         })
                     }
                 },
+                // A quoted address is compared as an address; any other text is a name, which
+                // SER compared with the reverse-DNS names of the address.
                 Value::Str(s) => match s.parse::<IpAddr>() {
                     Ok(a) => a == ip,
-                    Err(_) => s.as_bytes().eq_ignore_ascii_case(&ip_text(ip)),
+                    Err(_) => match env.host_has_addr(s, ip) {
+                        Some(b) => b,
+                        None => {
+                            return ActionResult::Suspend(Job::Dns {
+                                name: ip.to_string(),
+                                query: DnsQuery::Reverse(ip),
+                            })
+                        }
+                    },
                 },
                 Value::Regex(r) => {
                     let text = ip_text(ip);
@@ -599,15 +609,18 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
     ActionResult::from_bool(if negate && !int_operand { !hit } else { hit })
 }
 
-/// A test that suspended for DNS (`src_ip == host.name`), evaluated with the answer.
+/// A test that suspended for DNS, evaluated with the answer: `src_ip == host.name` (addresses of the
+/// name, a forward lookup) or `src_ip == "host.name"` (names of the address, a reverse lookup, as
+/// SER's comp_ip did).
 fn test_resumed(t: &Test, ctx: &Ctx, result: &JobResult) -> bool {
     let ip = if t.operand == Operand::DstIp {
         ctx.dst.ip()
     } else {
         ctx.src.ip()
     };
-    let hit = match result {
-        JobResult::Addrs(a) => a.contains(&ip),
+    let hit = match (result, &t.value) {
+        (JobResult::Addrs(a), _) => a.contains(&ip),
+        (JobResult::Names(n), Value::Str(s)) => n.iter().any(|n| n.eq_ignore_ascii_case(s)),
         _ => false,
     };
     if t.op == CmpOp::Ne {
