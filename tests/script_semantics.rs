@@ -383,29 +383,42 @@ fn append_branch_and_its_limit() {
         branches(&c),
         ["sip:a@foo.bar", "sip:b@foo.bar", "sip:c@foo.bar"]
     );
-    // 13 appends: the 13th fails with SER's error.
+    // 12 branches with the request URI: the 12th append fails with SER's error.
     let mut src = String::from("route{ ");
-    for i in 0..MAX_BRANCHES {
+    for i in 0..MAX_BRANCHES - 1 {
         src.push_str(&format!("append_branch(\"sip:{i}@x\"); "));
     }
     src.push_str("if (!append_branch(\"sip:last@x\")) { setflag(1); }; }");
     let (c, env, _) = run(&src, "INVITE", "sip:a@foo.bar");
-    assert_eq!(c.dset().len(), 12);
+    assert_eq!(c.dset().len(), 11);
     assert!(c.is_flag_set(1));
     assert!(
         env.log_text()
-            .contains("max nr of branches exceeded (too many branches"),
+            .contains("ERROR: append_branch: max nr of branches exceeded (too many branches)"),
         "{:?}",
         env.logs
     );
-    // A smaller configured limit.
+    // A smaller configured limit: 2 branches = the request URI + 1.
     let p = program_dbg(
         "route{ append_branch(\"sip:1@x\"); if (!append_branch(\"sip:2@x\")) { setflag(1); }; }",
     );
     let mut env = MockEnv::new();
-    let mut c = ctx(request("INVITE", "sip:a@b")).with_max_branches(1);
+    let mut c = ctx(request("INVITE", "sip:a@b")).with_max_branches(2);
     exec(&p, &mut c, &mut env);
     assert!(c.is_flag_set(1));
+}
+
+#[test]
+fn append_branch_rejects_a_too_long_uri() {
+    let long = format!("sip:{}@x", "a".repeat(1100));
+    let (c, env, _) = run(
+        &format!("route{{ if (!append_branch(\"{long}\")) {{ setflag(1); }}; }}"),
+        "INVITE",
+        "sip:a@b",
+    );
+    assert!(c.is_flag_set(1));
+    assert!(c.dset().is_empty());
+    assert!(env.log_text().contains("too long uri"));
 }
 
 #[test]

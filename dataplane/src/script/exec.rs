@@ -463,36 +463,7 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
             Err(e) => uri_error(ctx, env, "strip", e),
         },
         CoreAction::AppendBranch(uri) => {
-            let ok = match uri {
-                Some(u) => ctx.append_branch(u.as_bytes()),
-                None if ctx.uri().is_empty() => {
-                    log(
-                        ctx,
-                        env,
-                        level::ERR,
-                        format_args!("ERROR: append_branch: no request URI to append"),
-                    );
-                    return Ret(-1);
-                }
-                None => {
-                    let cur: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.uri());
-                    ctx.append_branch(&cur)
-                }
-            };
-            if ok {
-                Ret(1)
-            } else {
-                let max = ctx.dset().max();
-                log(
-                    ctx,
-                    env,
-                    level::ERR,
-                    format_args!(
-                        "ERROR: append_branch: max nr of branches exceeded (too many branches, limit {max})"
-                    ),
-                );
-                Ret(-1)
-            }
+            Ret(ctx.append_branch_checked(env, uri.as_deref().map(str::as_bytes)))
         }
         // SER's action.c compares `msg->len >= n`: a message of exactly n bytes is "greater".
         CoreAction::LenGt(n) => ActionResult::from_bool(ctx.msg.len() >= *n as usize),
