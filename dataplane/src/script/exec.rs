@@ -3,7 +3,7 @@
 //!
 //! - `ret` holds the value of the last action or test: positive = true, negative = false, and **0
 //!   stops the whole run** ([`Outcome::Done`]`(0)`).
-//! - `route(n)` pushes a frame; falling off a block or `break` pops it (in route[0]: the run ends).
+//! - `route(n)` pushes a frame; falling off a block or `break` pops it (in `route[0]`: the run ends).
 //!   The caller sees what SER's `route()` returned: the callee's last value if negative, else 1
 //!   (so after `break` always 1). Nesting beyond [`MAX_ROUTE_DEPTH`] logs an error and the `route()`
 //!   call yields -1.
@@ -14,6 +14,18 @@
 //! - An action answering [`ActionResult::Suspend`] ends this call with [`Outcome::Suspended`]; the
 //!   frames and `pc` stay in the `Ctx` and [`resume`] continues at `pc + 1` once the job's result is
 //!   in `ret`.
+//!
+//! Tests (`if (…)` conditions), as SER's route.c: `method`/`uri` `==` compare case-insensitively,
+//! `=~` uses the pre-compiled case-insensitive regex; `uri` is the current request URI;
+//! `uri==myself` is SER's check_self (host and port — 5060 when absent — equal a `listen` address
+//! or the address the message arrived on, or an `alias`, whose port is optional); `src_ip==myself`
+//! ignores the port. Deliberate differences from SER 0.8.11, each for a reason: `src_ip==name`
+//! (unquoted) resolves the name and looks for the address among its A/AAAA records (SER
+//! reverse-resolved the address; the forward lookup is what the documents' examples mean and is
+//! cacheable); `src_ip=~"re"` matches the address text (SER matched its reverse-DNS names, one
+//! blocking lookup per message); a quoted address (`src_ip=="10.0.0.1"`) is compared as an address.
+//! URI rewrites keep the scheme as written (SER always wrote `sip:`), and `rewriteport("")` removes
+//! the port (SER left a dangling `:`).
 //!
 //! Invariants: nothing here panics on any message or program (bad indices end the block, a runaway
 //! program is cut off after [`MAX_STEPS`] instructions); no name is looked up and no regex compiled

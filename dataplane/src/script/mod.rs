@@ -12,8 +12,8 @@
 //! implementation is the [`FunctionDecl::imp`] pointer ([`env::ModuleFn`]); `None` means "declared but
 //! not implemented in this build": calling it logs that once and yields -1.
 //!
-//! The interpreter: [`ctx`] (per-message state), [`env`] (the boundary to I/O and what actions
-//! return), [`exec`] (`exec`/`resume` over the IR), [`uri_ops`] (request-URI rewriting).
+//! The interpreter: [`ctx`] (per-message state), [`mod@env`] (the boundary to I/O and what actions
+//! return), [`mod@exec`] (`exec`/`resume` over the IR), [`uri_ops`] (request-URI rewriting).
 
 pub mod ctx;
 pub mod env;
