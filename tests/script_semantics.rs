@@ -209,16 +209,23 @@ fn myself_matches_listen_addresses_and_aliases() {
         ("sip:a@192.0.2.5", false),
         ("tel:+123", false),
     ];
-    for (uri, mine) in cases {
-        let (c, _, _) = run(src, "INVITE", uri);
-        assert_eq!(c.is_flag_set(1), mine, "{uri}");
-        assert!(!c.is_flag_set(3), "{uri}");
-    }
     let p = program(src);
-    let mut env = MockEnv::new();
-    let mut c = ctx_from(request("INVITE", "sip:a@b"), "192.0.2.5:5060");
-    exec(&p, &mut c, &mut env);
-    assert!(c.is_flag_set(3));
+    // Both paths: options read per test, and the set the shard prepares once.
+    let prepared = dataplane::script::Myself::from_options(&p.options);
+    for myself in [None, Some(prepared)] {
+        for (uri, mine) in cases {
+            let mut env = MockEnv::new();
+            env.myself = myself.clone();
+            let (c, _, _) = run_env(src, "INVITE", uri, env);
+            assert_eq!(c.is_flag_set(1), mine, "{uri} {myself:?}");
+            assert!(!c.is_flag_set(3), "{uri}");
+        }
+        let mut env = MockEnv::new();
+        env.myself = myself.clone();
+        let mut c = ctx_from(request("INVITE", "sip:a@b"), "192.0.2.5:5060");
+        exec(&p, &mut c, &mut env);
+        assert!(c.is_flag_set(3));
+    }
 }
 
 #[test]

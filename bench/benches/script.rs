@@ -16,12 +16,13 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use dataplane::modules;
 use dataplane::script::env::{ActionResult, Env, ModuleFn, Target};
 use dataplane::script::ir::{Arg, Program, Proto};
-use dataplane::script::{exec, Ctx, FunctionId, ModuleId, Outcome};
+use dataplane::script::{exec, Ctx, FunctionId, ModuleId, Myself, Outcome};
 use dataplane::wire::Message;
 use ser_bench::INVITE;
 
 struct NoopEnv {
     now: Instant,
+    myself: Myself,
     modules_ok: bool,
     loose_route: (ModuleId, FunctionId),
 }
@@ -43,6 +44,9 @@ impl Env for NoopEnv {
     fn log(&mut self, _: i32, _: &[u8]) {}
     fn now(&self) -> Instant {
         self.now
+    }
+    fn myself(&self) -> Option<&Myself> {
+        Some(&self.myself)
     }
     fn function(&self, m: ModuleId, f: FunctionId) -> Option<ModuleFn> {
         if !self.modules_ok {
@@ -78,6 +82,7 @@ fn script(c: &mut Criterion) {
     ] {
         let mut env = NoopEnv {
             now: Instant::now(),
+            myself: Myself::from_options(&p.options),
             modules_ok,
             loose_route,
         };

@@ -43,6 +43,7 @@ use super::ir::{
     AddrFamily, CmpOp, CoreAction, HostArg, Insn, ModuleCall, Operand, PortArg, Program, RouteId,
     Test, Value, MAX_ROUTE_DEPTH,
 };
+use super::myself;
 use super::uri_ops::{self, UriPart};
 use super::{FunctionId, ModuleId};
 use crate::modules;
@@ -532,7 +533,16 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
             str_cmp(&t.value, m)
         }
         Operand::Uri => match &t.value {
-            Value::Myself => uri_is_myself(program, ctx),
+            Value::Myself => match uri_ops::sip_host_port(ctx.uri()) {
+                Some((host, port)) => {
+                    let port = port.unwrap_or(5060);
+                    match env.myself() {
+                        Some(m) => m.host_is_mine(&host, port, ctx.dst),
+                        None => myself::host_in_options(&program.options, &host, port, ctx.dst),
+                    }
+                }
+                None => false,
+            },
             v => str_cmp(v, ctx.uri()),
         },
         Operand::SrcIp | Operand::DstIp => {
@@ -543,7 +553,10 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
             };
             match &t.value {
                 Value::Net(n) => n.contains(ip),
-                Value::Myself => ip_is_myself(program, ctx, ip),
+                Value::Myself => match env.myself() {
+                    Some(m) => m.ip_is_mine(ip, ctx.dst),
+                    None => myself::ip_in_options(&program.options, ip, ctx.dst),
+                },
                 Value::Host(name) => match env.host_has_addr(name, ip) {
                     Some(b) => b,
                     None => {
@@ -649,75 +662,4 @@ fn ip_text(ip: IpAddr) -> SmallVec<[u8; 48]> {
     let _ = write!(cur, "{ip}");
     let n = cur.position() as usize;
     SmallVec::from_slice(buf.get(..n).unwrap_or_default())
-}
-
-// ---------------------------------------------------------------------------------------- myself
-
-/// Host and port of a listen/alias entry: `host`, `host:port`, `[v6]`, `[v6]:port`.
-fn split_host_port(s: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = s.strip_prefix('[') {
-        if let Some((h, after)) = rest.split_once(']') {
-            return (h, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h, Some(port)),
-            Err(_) => (s, None),
-        },
-        _ => (s, None),
-    }
-}
-
-fn host_eq(text: &str, host: &Host<'_>) -> bool {
-    match host {
-        Host::Name(n) => text.as_bytes().eq_ignore_ascii_case(n),
-        Host::V4(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V4(*a)),
-        Host::V6(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V6(*a)),
-    }
-}
-
-/// SER's `check_self`: the host (and port, 5060 when the URI has none) is one of our listen
-/// addresses (the socket the message arrived on always counts) or an `alias` (any port unless the
-/// alias names one).
-fn is_myself(program: &Program, ctx: &Ctx, host: &Host<'_>, port: u16) -> bool {
-    let o = &program.options;
-    let local = ctx.dst;
-    let on_local = match host {
-        Host::V4(a) => IpAddr::V4(*a) == local.ip(),
-        Host::V6(a) => IpAddr::V6(*a) == local.ip(),
-        Host::Name(_) => false,
-    };
-    if on_local && port == local.port() {
-        return true;
-    }
-    for l in &o.listen {
-        let (h, p) = split_host_port(&l.host);
-        if l.port.or(p).unwrap_or(o.port) == port && host_eq(h, host) {
-            return true;
-        }
-    }
-    o.alias.iter().any(|a| {
-        let (h, p) = split_host_port(a);
-        p.is_none_or(|p| p == port) && host_eq(h, host)
-    })
-}
-
-fn uri_is_myself(program: &Program, ctx: &Ctx) -> bool {
-    match uri_ops::sip_host_port(ctx.uri()) {
-        Some((host, port)) => is_myself(program, ctx, &host, port.unwrap_or(5060)),
-        None => false,
-    }
-}
-
-fn ip_is_myself(program: &Program, ctx: &Ctx, ip: IpAddr) -> bool {
-    if ip == ctx.dst.ip() {
-        return true;
-    }
-    let o = &program.options;
-    o.listen
-        .iter()
-        .map(|l| split_host_port(&l.host).0)
-        .chain(o.alias.iter().map(|a| split_host_port(a).0))
-        .any(|h| h.parse::<IpAddr>().is_ok_and(|a| a == ip))
 }
