@@ -179,19 +179,23 @@ pub fn sip_host_port(uri: &[u8]) -> Option<(Host<'_>, Option<u16>)> {
         let a: Ipv6Addr = inner.parse().ok()?;
         (Host::V6(a), hp.get(close + 1..)?)
     } else {
-        let end = hp
-            .iter()
-            .position(|&b| matches!(b, b':' | b';' | b'?'))
-            .unwrap_or(hp.len());
+        // One pass: find the end of the host, check its bytes, note whether it looks like IPv4.
+        let mut end = 0;
+        let mut dotted_digits = true;
+        for &b in hp {
+            match b {
+                b':' | b';' | b'?' => break,
+                b'0'..=b'9' | b'.' => {}
+                b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => dotted_digits = false,
+                _ => return None,
+            }
+            end += 1;
+        }
         let name = hp.get(..end)?;
-        if name.is_empty()
-            || !name
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-        {
+        if name.is_empty() {
             return None;
         }
-        let host = if name.iter().all(|&b| b.is_ascii_digit() || b == b'.') {
+        let host = if dotted_digits {
             let a: Ipv4Addr = std::str::from_utf8(name).ok()?.parse().ok()?;
             Host::V4(a)
         } else {
@@ -201,16 +205,22 @@ pub fn sip_host_port(uri: &[u8]) -> Option<(Host<'_>, Option<u16>)> {
     };
     let port = match after.first() {
         Some(b':') => {
-            let digits = after.get(1..)?;
-            let end = digits
-                .iter()
-                .position(|&b| matches!(b, b';' | b'?'))
-                .unwrap_or(digits.len());
-            let d = digits.get(..end)?;
-            if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
+            let mut port: u16 = 0;
+            let mut digits = 0;
+            for &b in after.get(1..)? {
+                match b {
+                    b'0'..=b'9' => {
+                        port = port.checked_mul(10)?.checked_add(u16::from(b - b'0'))?;
+                        digits += 1;
+                    }
+                    b';' | b'?' => break,
+                    _ => return None,
+                }
+            }
+            if digits == 0 {
                 return None;
             }
-            Some(std::str::from_utf8(d).ok()?.parse().ok()?)
+            Some(port)
         }
         None | Some(b';' | b'?') => None,
         Some(_) => return None,
