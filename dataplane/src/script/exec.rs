@@ -97,7 +97,8 @@ pub fn exec_route(program: &Program, route: RouteId, ctx: &mut Ctx, env: &mut dy
 
 /// Continues a suspended run with the result of its job: the suspending action's resume function
 /// (if it set one with [`Ctx::suspend_with`]) or [`JobResult::ret`] gives `ret`, and the script goes
-/// on after that action.
+/// on after that action. `program` must be the one the run started with (keep its `Arc` with the
+/// parked `Ctx`).
 pub fn resume(program: &Program, ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Outcome {
     if ctx.state != RunState::Suspended {
         log(
@@ -124,6 +125,7 @@ pub fn resume(program: &Program, ctx: &mut Ctx, env: &mut dyn Env, result: JobRe
 
 /// `(module, function)` names of every module function the program calls that has no
 /// implementation in this build (for a start-up warning). Each pair once, in program order.
+/// Functions an [`Env`] binds itself ([`Env::function`]) are listed too: the caller filters them.
 pub fn unimplemented_calls(program: &Program) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     for block in &program.routes {
