@@ -131,3 +131,36 @@ fn saved(
     c.set_flag(30);
     dataplane::script::ActionResult::Ret(1)
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    /// Whatever Request-URI a parsable request carries, the URI actions, `uri` tests and forwards
+    /// of the seed fragments never panic.
+    #[test]
+    fn uri_handling_never_panics(uri in "(sip|sips|tel|SIP|x):[a-zA-Z0-9@:;.?=\\[\\]%+_-]{0,40}") {
+        static PROGRAMS: std::sync::OnceLock<Vec<Program>> = std::sync::OnceLock::new();
+        let programs = PROGRAMS.get_or_init(|| {
+            let mut v: Vec<Program> = [
+                "fragments/ex6-2-uri-action-aliases.cfg",
+                "fragments/ex2-05-uri-myself.cfg",
+                "fragments/ex2-08-rewriting-uris.cfg",
+                "fragments/ex2-07-numbering-plan.cfg",
+                "ser.cfg",
+            ]
+            .iter()
+            .map(|f| compile_file(&seed::seed_dir().join(f)).unwrap().program)
+            .collect();
+            v.push(program("route{ prefix(\"9\"); strip(3); rewritehostport(\"h:1\"); append_branch(); forward(uri:host, uri:port); send(uri:host); if (uri==myself) { drop; }; }"));
+            v
+        });
+        let bytes = request_bytes("INVITE", &uri);
+        let Ok(msg) = Message::parse(Bytes::from(bytes)) else { return Ok(()); };
+        for p in programs {
+            let mut env = MockEnv::new();
+            env.fake_all = Some(ok);
+            let mut c = ctx(msg.clone());
+            let o = exec(p, &mut c, &mut env);
+            finish(p, &mut c, &mut env, o);
+        }
+    }
+}

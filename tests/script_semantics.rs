@@ -68,7 +68,7 @@ fn break_in_a_sub_route_returns_to_the_caller() {
 }
 
 #[test]
-fn nested_routes_return_in_order_and_their_value_is_the_last_one() {
+fn nested_routes_return_in_order() {
     let src = "route{ route(1); if (route(3)) { setflag(9); }; setflag(8); }
         route[1]{ setflag(1); route(2); setflag(3); }
         route[2]{ setflag(2); }
@@ -87,10 +87,11 @@ fn recursion_limit_logs_and_yields_minus_one() {
     let errs: Vec<_> = env
         .logs
         .iter()
-        .filter(|(_, l)| l.contains("too many recursive route() calls (100)"))
+        .filter(|(_, l)| l.contains("too many recursive routing table lookups"))
         .collect();
     assert_eq!(errs.len(), 1, "{:?}", env.logs);
     assert_eq!(errs[0].0, level::ERR);
+    assert!(errs[0].1.contains("deeper than 100"));
 }
 
 #[test]
@@ -208,16 +209,23 @@ fn myself_matches_listen_addresses_and_aliases() {
         ("sip:a@192.0.2.5", false),
         ("tel:+123", false),
     ];
-    for (uri, mine) in cases {
-        let (c, _, _) = run(src, "INVITE", uri);
-        assert_eq!(c.is_flag_set(1), mine, "{uri}");
-        assert!(!c.is_flag_set(3), "{uri}");
-    }
     let p = program(src);
-    let mut env = MockEnv::new();
-    let mut c = ctx_from(request("INVITE", "sip:a@b"), "192.0.2.5:5060");
-    exec(&p, &mut c, &mut env);
-    assert!(c.is_flag_set(3));
+    // Both paths: options read per test, and the set the shard prepares once.
+    let prepared = dataplane::script::Myself::from_options(&p.options);
+    for myself in [None, Some(prepared)] {
+        for (uri, mine) in cases {
+            let mut env = MockEnv::new();
+            env.myself = myself.clone();
+            let (c, _, _) = run_env(src, "INVITE", uri, env);
+            assert_eq!(c.is_flag_set(1), mine, "{uri} {myself:?}");
+            assert!(!c.is_flag_set(3), "{uri}");
+        }
+        let mut env = MockEnv::new();
+        env.myself = myself.clone();
+        let mut c = ctx_from(request("INVITE", "sip:a@b"), "192.0.2.5:5060");
+        exec(&p, &mut c, &mut env);
+        assert!(c.is_flag_set(3));
+    }
 }
 
 #[test]
@@ -265,6 +273,28 @@ fn src_ip_against_a_host_name_suspends_for_dns_unless_cached() {
     let mut c = ctx(request("INVITE", "sip:a@b"));
     assert_eq!(exec(&p, &mut c, &mut env), Outcome::Done(1));
     assert_eq!(flags(&c), [1, 3]);
+}
+
+#[test]
+fn src_ip_against_a_quoted_name_uses_reverse_dns() {
+    let src = "route{ if (src_ip==\"pc33.Atlanta.com\") { setflag(1); }; setflag(2); }";
+    let p = program(src);
+    let mut env = MockEnv::new();
+    let mut c = ctx(request("INVITE", "sip:a@b"));
+    let ip: IpAddr = "192.168.1.20".parse().unwrap();
+    assert_eq!(
+        exec(&p, &mut c, &mut env),
+        Outcome::Suspended(Job::Dns {
+            name: "192.168.1.20".into(),
+            query: DnsQuery::Reverse(ip)
+        })
+    );
+    let names = vec!["host.example".to_string(), "PC33.atlanta.com".to_string()];
+    assert_eq!(
+        resume(&p, &mut c, &mut env, JobResult::Names(names)),
+        Outcome::Done(1)
+    );
+    assert_eq!(flags(&c), [1, 2]);
 }
 
 fn suspending(ctx: &mut Ctx, _: &mut dyn Env, args: &[Arg]) -> ActionResult {
@@ -360,29 +390,42 @@ fn append_branch_and_its_limit() {
         branches(&c),
         ["sip:a@foo.bar", "sip:b@foo.bar", "sip:c@foo.bar"]
     );
-    // 13 appends: the 13th fails with SER's error.
+    // 12 branches with the request URI: the 12th append fails with SER's error.
     let mut src = String::from("route{ ");
-    for i in 0..MAX_BRANCHES {
+    for i in 0..MAX_BRANCHES - 1 {
         src.push_str(&format!("append_branch(\"sip:{i}@x\"); "));
     }
     src.push_str("if (!append_branch(\"sip:last@x\")) { setflag(1); }; }");
     let (c, env, _) = run(&src, "INVITE", "sip:a@foo.bar");
-    assert_eq!(c.dset().len(), 12);
+    assert_eq!(c.dset().len(), 11);
     assert!(c.is_flag_set(1));
     assert!(
         env.log_text()
-            .contains("max nr of branches exceeded (too many branches"),
+            .contains("ERROR: append_branch: max nr of branches exceeded (too many branches)"),
         "{:?}",
         env.logs
     );
-    // A smaller configured limit.
+    // A smaller configured limit: 2 branches = the request URI + 1.
     let p = program_dbg(
         "route{ append_branch(\"sip:1@x\"); if (!append_branch(\"sip:2@x\")) { setflag(1); }; }",
     );
     let mut env = MockEnv::new();
-    let mut c = ctx(request("INVITE", "sip:a@b")).with_max_branches(1);
+    let mut c = ctx(request("INVITE", "sip:a@b")).with_max_branches(2);
     exec(&p, &mut c, &mut env);
     assert!(c.is_flag_set(1));
+}
+
+#[test]
+fn append_branch_rejects_a_too_long_uri() {
+    let long = format!("sip:{}@x", "a".repeat(1100));
+    let (c, env, _) = run(
+        &format!("route{{ if (!append_branch(\"{long}\")) {{ setflag(1); }}; }}"),
+        "INVITE",
+        "sip:a@b",
+    );
+    assert!(c.is_flag_set(1));
+    assert!(c.dset().is_empty());
+    assert!(env.log_text().contains("too long uri"));
 }
 
 #[test]
@@ -390,6 +433,30 @@ fn len_gt() {
     let src = "route{ if (len_gt(100)) { setflag(1); }; if (len_gt(max_len)) { setflag(2); }; if (len_gt(100000)) { setflag(3); }; }";
     let (c, _, _) = run(src, "INVITE", "sip:a@b");
     assert_eq!(flags(&c), [1]);
+    // SER compares with >=: a message of exactly n bytes counts as longer.
+    let n = request_bytes("INVITE", "sip:a@b").len();
+    for (arg, want) in [(n - 1, true), (n, true), (n + 1, false)] {
+        let (c, _, _) = run(
+            &format!("route{{ if (len_gt({arg})) {{ setflag(1); }}; }}"),
+            "INVITE",
+            "sip:a@b",
+        );
+        assert_eq!(c.is_flag_set(1), want, "len_gt({arg}) on {n} bytes");
+    }
+}
+
+#[test]
+fn route_call_value_is_sers() {
+    // break in the callee: the call is true; a negative last value: false; positive: 1.
+    let src = "loadmodule \"modules/tm/tm.so\"\n
+        route{ if (route(1)) { setflag(1); }; if (!route(2)) { setflag(2); }; if (route(3)) { setflag(3); }; }
+        route[1]{ isflagset(30); break; }
+        route[2]{ isflagset(30); }
+        route[3]{ t_newtran(); }";
+    let env = MockEnv::new().fake("t_newtran", |_, _, _| ActionResult::Ret(7));
+    let (c, _, o) = run_env(src, "INVITE", "sip:a@b", env);
+    assert_eq!(flags(&c), [1, 2, 3]);
+    assert_eq!(o, Outcome::Done(1));
 }
 
 #[test]

@@ -98,6 +98,8 @@ pub struct MockEnv {
     /// Used for every module function without a fake of its own, when set.
     pub fake_all: Option<ModuleFn>,
     pub dns: HashMap<String, Vec<IpAddr>>,
+    /// Handed out by `Env::myself` when set.
+    pub myself: Option<dataplane::script::Myself>,
     pub forward_ret: i32,
     start: Instant,
 }
@@ -110,6 +112,7 @@ impl Default for MockEnv {
             fakes: HashMap::new(),
             fake_all: None,
             dns: HashMap::new(),
+            myself: None,
             forward_ret: 1,
             start: Instant::now(),
         }
@@ -178,6 +181,9 @@ impl Env for MockEnv {
             .get(&(module, function))
             .copied()
             .or(self.fake_all)
+    }
+    fn myself(&self) -> Option<&dataplane::script::Myself> {
+        self.myself.as_ref()
     }
     fn host_has_addr(&mut self, name: &str, ip: IpAddr) -> Option<bool> {
         self.dns.get(name).map(|a| a.contains(&ip))

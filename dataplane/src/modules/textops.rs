@@ -2,7 +2,9 @@
 //!
 //! Every function is implemented here, on the wire edit API: matches are searched in the message as
 //! received (never in edits made earlier by the script, as in SER), and changes are recorded as edits
-//! applied when the message is written. Regexes are compiled at load time (POSIX extended,
+//! applied when the message is written. As in SER 0.8.11, `search` looks at the whole message while
+//! `search_append`, `replace` and `replace_all` start at the first header line (the start line is
+//! never rewritten by them). Regexes are compiled at load time (POSIX extended,
 //! case-insensitive, `^`/`$` at line boundaries). The replacement text is inserted literally.
 //!
 //! | function | args | routes | what |
@@ -110,44 +112,48 @@ fn regex_str(args: &[Arg]) -> Option<(&Regex, &str)> {
     }
 }
 
-/// `search_append(re, s)`: inserts `s` after the first match.
+/// `search_append(re, s)`: inserts `s` after the first match after the start line.
 fn search_append(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let Some((re, s)) = regex_str(args) else {
         return bad_args(ctx, env, "search_append");
     };
-    match re.find(ctx.msg.as_bytes()) {
+    let from = ctx.msg.headers_start();
+    match re.find(ctx.msg.as_bytes().get(from..).unwrap_or_default()) {
         Some(m) => {
-            ctx.msg.insert_raw(m.end(), s.as_bytes());
+            ctx.msg.insert_raw(from + m.end(), s.as_bytes());
             ActionResult::Ret(1)
         }
         None => ActionResult::Ret(-1),
     }
 }
 
-/// `replace(re, s)`: replaces the first match with `s`.
+/// `replace(re, s)`: replaces the first match after the start line with `s`.
 fn replace(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let Some((re, s)) = regex_str(args) else {
         return bad_args(ctx, env, "replace");
     };
-    match re.find(ctx.msg.as_bytes()) {
+    let from = ctx.msg.headers_start();
+    match re.find(ctx.msg.as_bytes().get(from..).unwrap_or_default()) {
         Some(m) => {
             ctx.msg
-                .replace_span(Span::new(m.start(), m.end()), s.as_bytes());
+                .replace_span(Span::new(from + m.start(), from + m.end()), s.as_bytes());
             ActionResult::Ret(1)
         }
         None => ActionResult::Ret(-1),
     }
 }
 
-/// `replace_all(re, s)`: replaces every (non-overlapping) match with `s`; -1 when none.
+/// `replace_all(re, s)`: replaces every (non-overlapping, non-empty) match after the start line with
+/// `s`; -1 when none.
 fn replace_all(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let Some((re, s)) = regex_str(args) else {
         return bad_args(ctx, env, "replace_all");
     };
+    let from = ctx.msg.headers_start();
     let spans: SmallVec<[Span; 8]> = re
-        .find_iter(ctx.msg.as_bytes())
+        .find_iter(ctx.msg.as_bytes().get(from..).unwrap_or_default())
         .filter(|m| !m.is_empty())
-        .map(|m| Span::new(m.start(), m.end()))
+        .map(|m| Span::new(from + m.start(), from + m.end()))
         .collect();
     for sp in &spans {
         ctx.msg.replace_span(*sp, s.as_bytes());

@@ -6,8 +6,9 @@
 //! - The received Request-URI is never modified here: [`Ctx::uri`] is the rewritten one when there is
 //!   one, else the received one; [`Ctx::revert_uri`] forgets the rewrite. [`Ctx::commit_uri`] records
 //!   the current URI as an edit of the message (what a forward does just before writing).
-//! - The destination set holds at most `max_branches` URIs (SER's MAX_BRANCHES, 12 by default); the
-//!   current URI is branch 0 and is not counted there.
+//! - A request has at most `max_branches` branches (SER's MAX_BRANCHES, 12 by default): the current
+//!   URI is branch 0, so the destination set holds at most `max_branches - 1` more URIs (SER's
+//!   `nr_branches == MAX_BRANCHES - 1` check), each shorter than [`MAX_URI_SIZE`].
 //! - Buffers are inline (`SmallVec`) for typical sizes: building a `Ctx` and rewriting a URI do not
 //!   allocate.
 
@@ -15,13 +16,16 @@ use std::net::SocketAddr;
 
 use smallvec::SmallVec;
 
-use super::env::{ActionResult, ResumeFn};
+use super::env::{level, ActionResult, Env, ResumeFn};
 use super::ir::{Proto, RouteId, RouteKind};
 use crate::offload::Job;
 use crate::wire::{EditError, Message};
 
-/// SER's MAX_BRANCHES: the default limit of the destination set.
+/// SER's MAX_BRANCHES: the default number of branches of a request, the request URI included.
 pub const MAX_BRANCHES: usize = 12;
+
+/// SER's MAX_URI_SIZE: a URI appended to the destination set must be shorter.
+pub const MAX_URI_SIZE: usize = 1024;
 
 /// An owned URI (inline up to 128 bytes).
 pub type UriBuf = SmallVec<[u8; 128]>;
@@ -34,7 +38,7 @@ pub struct DestinationSet {
 }
 
 impl DestinationSet {
-    /// An empty set holding at most `max` branches.
+    /// An empty set holding at most `max` URIs (besides the request URI).
     pub fn new(max: usize) -> DestinationSet {
         DestinationSet {
             branches: SmallVec::new(),
@@ -138,7 +142,7 @@ impl Ctx {
             reply_headers: SmallVec::new(),
             pending_target: None,
             new_uri: None,
-            dset: DestinationSet::new(MAX_BRANCHES),
+            dset: DestinationSet::new(MAX_BRANCHES - 1),
             flags: 0,
             kind: RouteKind::Request,
             debug: 0,
@@ -149,9 +153,10 @@ impl Ctx {
         }
     }
 
-    /// Same context with another destination-set limit.
+    /// Same context with another branch limit (SER's MAX_BRANCHES: the request URI included, so the
+    /// destination set takes `max - 1` URIs).
     pub fn with_max_branches(mut self, max: usize) -> Ctx {
-        self.dset.max = max;
+        self.dset.max = max.saturating_sub(1);
         self
     }
 
@@ -210,6 +215,41 @@ impl Ctx {
     /// Appends a branch; `false` when the set is full (the caller logs "too many branches").
     pub fn append_branch(&mut self, uri: &[u8]) -> bool {
         self.dset.push(uri)
+    }
+
+    /// [`Ctx::append_branch`] with SER's checks and error lines (`None` = the current URI): -1 and a
+    /// log line when the set is full or the URI too long. What `append_branch()` and modules
+    /// (`lookup`, `exec_dset`) use.
+    pub fn append_branch_checked(&mut self, env: &mut dyn Env, uri: Option<&[u8]>) -> i32 {
+        let cur: UriBuf;
+        let uri = match uri {
+            Some(u) => u,
+            None => {
+                cur = UriBuf::from_slice(self.uri());
+                &cur
+            }
+        };
+        let err: Option<&str> = if self.dset.len() >= self.dset.max {
+            Some("ERROR: append_branch: max nr of branches exceeded (too many branches)")
+        } else if uri.len() > MAX_URI_SIZE - 1 {
+            Some("ERROR: append_branch: too long uri")
+        } else if uri.is_empty() {
+            Some("ERROR: append_branch: no URI to append")
+        } else {
+            None
+        };
+        match err {
+            Some(e) => {
+                if self.log_enabled(level::ERR) {
+                    env.log(level::ERR, e.as_bytes());
+                }
+                -1
+            }
+            None => {
+                self.dset.push(uri);
+                1
+            }
+        }
     }
 
     /// Empties the destination set.

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use super::ctx::Ctx;
 use super::ir::{Arg, Proto};
+use super::myself::Myself;
 use super::{FunctionId, ModuleId};
 use crate::offload::{Job, JobResult};
 
@@ -107,6 +108,13 @@ pub trait Env {
     /// An implementation to use for a module function instead of its declaration's `imp` (the shard
     /// binds functions whose state it owns, e.g. tm's; tests bind fakes). Default: none.
     fn function(&self, _module: ModuleId, _function: FunctionId) -> Option<ModuleFn> {
+        None
+    }
+
+    /// Our names and addresses (`myself`), parsed once from the running program's options; `None`
+    /// makes the interpreter read the options on each `myself` test. Must describe the same program
+    /// as the one being run.
+    fn myself(&self) -> Option<&Myself> {
         None
     }
 

@@ -3,13 +3,29 @@
 //!
 //! - `ret` holds the value of the last action or test: positive = true, negative = false, and **0
 //!   stops the whole run** ([`Outcome::Done`]`(0)`).
-//! - `route(n)` pushes a frame; falling off a block or `break` pops it (in route[0]: the run ends).
-//!   `break` leaves `ret` as it was; a caller sees the callee's last value. Nesting beyond
-//!   [`MAX_ROUTE_DEPTH`] logs an error and the `route()` call yields -1.
+//! - `route(n)` pushes a frame; falling off a block or `break` pops it (in `route[0]`: the run ends).
+//!   The caller sees what SER's `route()` returned: the callee's last value if negative, else 1
+//!   (so after `break` always 1). Nesting beyond [`MAX_ROUTE_DEPTH`] logs an error and the `route()`
+//!   call yields -1.
+//! - Where this follows the IR's model rather than SER 0.8.11's code: in SER a 0 (and `drop`, which
+//!   was the same action as `break`) only ended the current block — `route()` turned it into 1 and
+//!   the caller went on; here 0 and `drop` end the whole run, as the IR documents.
 //! - `drop` (or an action answering [`ActionResult::Drop`]) ends the run: [`Outcome::Dropped`].
 //! - An action answering [`ActionResult::Suspend`] ends this call with [`Outcome::Suspended`]; the
 //!   frames and `pc` stay in the `Ctx` and [`resume`] continues at `pc + 1` once the job's result is
 //!   in `ret`.
+//!
+//! Tests (`if (…)` conditions), as SER's route.c: `method`/`uri` `==` compare case-insensitively,
+//! `=~` uses the pre-compiled case-insensitive regex; `uri` is the current request URI;
+//! `uri==myself` is SER's check_self (host and port — 5060 when absent — equal a `listen` address
+//! or the address the message arrived on, or an `alias`, whose port is optional); `src_ip==myself`
+//! ignores the port. Deliberate differences from SER 0.8.11, each for a reason: `src_ip==name`
+//! (unquoted) resolves the name and looks for the address among its A/AAAA records (SER
+//! reverse-resolved the address; the forward lookup is what the documents' examples mean and is
+//! cacheable); `src_ip=~"re"` matches the address text (SER matched its reverse-DNS names, one
+//! blocking lookup per message); a quoted address (`src_ip=="10.0.0.1"`) is compared as an address.
+//! URI rewrites keep the scheme as written (SER always wrote `sip:`), and `rewriteport("")` removes
+//! the port (SER left a dangling `:`).
 //!
 //! Invariants: nothing here panics on any message or program (bad indices end the block, a runaway
 //! program is cut off after [`MAX_STEPS`] instructions); no name is looked up and no regex compiled
@@ -27,11 +43,12 @@ use super::ir::{
     AddrFamily, CmpOp, CoreAction, HostArg, Insn, ModuleCall, Operand, PortArg, Program, RouteId,
     Test, Value, MAX_ROUTE_DEPTH,
 };
+use super::myself;
 use super::uri_ops::{self, UriPart};
 use super::{FunctionId, ModuleId};
 use crate::modules;
 use crate::offload::{DnsQuery, Job, JobResult};
-use crate::wire::uri::{Host, Uri};
+use crate::wire::uri::Host;
 
 /// Most instructions one run may execute (across suspensions of one call): a guard against runaway
 /// recursion patterns such as `route[1]{ route(1); route(1); }`.
@@ -80,7 +97,8 @@ pub fn exec_route(program: &Program, route: RouteId, ctx: &mut Ctx, env: &mut dy
 
 /// Continues a suspended run with the result of its job: the suspending action's resume function
 /// (if it set one with [`Ctx::suspend_with`]) or [`JobResult::ret`] gives `ret`, and the script goes
-/// on after that action.
+/// on after that action. `program` must be the one the run started with (keep its `Arc` with the
+/// parked `Ctx`).
 pub fn resume(program: &Program, ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Outcome {
     if ctx.state != RunState::Suspended {
         log(
@@ -107,6 +125,7 @@ pub fn resume(program: &Program, ctx: &mut Ctx, env: &mut dyn Env, result: JobRe
 
 /// `(module, function)` names of every module function the program calls that has no
 /// implementation in this build (for a start-up warning). Each pair once, in program order.
+/// Functions an [`Env`] binds itself ([`Env::function`]) are listed too: the caller filters them.
 pub fn unimplemented_calls(program: &Program) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     for block in &program.routes {
@@ -172,78 +191,105 @@ fn finish(ctx: &mut Ctx) {
 
 fn run(program: &Program, ctx: &mut Ctx, env: &mut dyn Env) -> Outcome {
     let mut steps: u32 = 0;
-    loop {
-        let Some(&Frame { route, pc }) = ctx.frames.last() else {
+    // The current frame lives in locals (`code`, `pc`) and is written back to `ctx.frames` only
+    // when another frame is pushed or the run suspends.
+    'frames: loop {
+        let Some(&Frame { route, mut pc }) = ctx.frames.last() else {
             finish(ctx);
             return Outcome::Done(ctx.ret);
         };
-        let Some(insn) = program
+        let code: &[Insn] = program
             .routes
             .get(route.0 as usize)
-            .and_then(|b| b.code.get(pc as usize))
-        else {
-            // Fell off the end of the block (or a bad index): return to the caller.
-            ctx.frames.pop();
-            continue;
-        };
-        steps += 1;
-        if steps > MAX_STEPS {
-            log(
-                ctx,
-                env,
-                level::ERR,
-                format_args!(
-                    "ERROR: script run cut off after {MAX_STEPS} instructions (runaway route() calls?)"
-                ),
-            );
-            finish(ctx);
-            ctx.ret = -1;
-            return Outcome::Done(-1);
-        }
-        let r = match insn {
-            Insn::Jump(to) => {
-                set_pc(ctx, *to);
-                continue;
-            }
-            Insn::JumpIf { when, to } => {
-                if (ctx.ret > 0) == *when {
-                    set_pc(ctx, *to);
-                } else {
-                    advance(ctx);
-                }
-                continue;
-            }
-            Insn::Break => {
+            .map_or(&[], |b| &b.code[..]);
+        loop {
+            let Some(insn) = code.get(pc as usize) else {
+                // Fell off the end of the block (or a bad jump target): back to the caller, which
+                // sees SER's `ret < 0 ? ret : 1`.
                 ctx.frames.pop();
-                continue;
-            }
-            Insn::Drop => {
-                finish(ctx);
-                return Outcome::Dropped;
-            }
-            Insn::Route(id) => {
-                advance(ctx);
-                if ctx.frames.len() >= MAX_ROUTE_DEPTH {
-                    log(
-                        ctx,
-                        env,
-                        level::ERR,
-                        format_args!(
-                            "ERROR: too many recursive route() calls ({MAX_ROUTE_DEPTH}), giving up"
-                        ),
-                    );
-                    ctx.ret = -1;
-                } else {
-                    ctx.frames.push(Frame { route: *id, pc: 0 });
+                if !ctx.frames.is_empty() && ctx.ret > 0 {
+                    ctx.ret = 1;
                 }
-                continue;
+                continue 'frames;
+            };
+            steps += 1;
+            if steps > MAX_STEPS {
+                log(
+                    ctx,
+                    env,
+                    level::ERR,
+                    format_args!(
+                        "ERROR: script run cut off after {MAX_STEPS} instructions (runaway route() calls?)"
+                    ),
+                );
+                finish(ctx);
+                ctx.ret = -1;
+                return Outcome::Done(-1);
             }
-            Insn::Core(a) => core(a, ctx, env),
-            Insn::Call(c) => call(c, ctx, env),
-            Insn::Test(t) => test(program, t, ctx, env),
-        };
-        if let Some(o) = settle(ctx, r) {
-            return o;
+            let r = match insn {
+                Insn::Jump(to) => {
+                    pc = *to;
+                    continue;
+                }
+                Insn::JumpIf { when, to } => {
+                    pc = if (ctx.ret > 0) == *when { *to } else { pc + 1 };
+                    continue;
+                }
+                Insn::Break => {
+                    // SER: break is 0 for the block, and route() turns a 0 into 1 for the caller.
+                    ctx.frames.pop();
+                    if !ctx.frames.is_empty() {
+                        ctx.ret = 1;
+                    }
+                    continue 'frames;
+                }
+                Insn::Drop => {
+                    finish(ctx);
+                    return Outcome::Dropped;
+                }
+                Insn::Route(id) => {
+                    pc += 1;
+                    if ctx.frames.len() >= MAX_ROUTE_DEPTH {
+                        log(
+                            ctx,
+                            env,
+                            level::ERR,
+                            format_args!(
+                                "WARNING: too many recursive routing table lookups (route() nested deeper than {MAX_ROUTE_DEPTH}), giving up"
+                            ),
+                        );
+                        ctx.ret = -1;
+                        continue;
+                    }
+                    set_pc(ctx, pc);
+                    ctx.frames.push(Frame { route: *id, pc: 0 });
+                    continue 'frames;
+                }
+                Insn::Core(a) => core(a, ctx, env),
+                Insn::Call(c) => call(c, ctx, env),
+                Insn::Test(t) => test(program, t, ctx, env),
+            };
+            match r {
+                ActionResult::Ret(0) => {
+                    ctx.ret = 0;
+                    finish(ctx);
+                    return Outcome::Done(0);
+                }
+                ActionResult::Ret(v) => {
+                    ctx.ret = v;
+                    pc += 1;
+                }
+                ActionResult::Suspend(job) => {
+                    // `pc` stays on the suspending instruction; resume() moves past it.
+                    set_pc(ctx, pc);
+                    ctx.state = RunState::Suspended;
+                    return Outcome::Suspended(job);
+                }
+                ActionResult::Drop => {
+                    finish(ctx);
+                    return Outcome::Dropped;
+                }
+            }
         }
     }
 }
@@ -300,7 +346,9 @@ fn call(c: &ModuleCall, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
             let first = match (WARNED.get(c.module.0 as usize), c.function.0) {
                 (Some(w), bit @ 0..=63) => {
                     let mask = 1u64 << bit;
-                    w.fetch_or(mask, Ordering::Relaxed) & mask == 0
+                    // A plain load first: the read-modify-write only happens once per function.
+                    w.load(Ordering::Relaxed) & mask == 0
+                        && w.fetch_or(mask, Ordering::Relaxed) & mask == 0
                 }
                 _ => true,
             };
@@ -331,9 +379,9 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
             let mut host_buf: SmallVec<[u8; 64]> = SmallVec::new();
             let (uri_host, uri_port) = match (host, port) {
                 (HostArg::UriHost, _) | (_, PortArg::UriPort) => {
-                    match Uri::parse(ctx.uri()).ok().filter(Uri::is_sip) {
-                        Some(u) => {
-                            let h = match u.host {
+                    match uri_ops::sip_host_port(ctx.uri()) {
+                        Some((h, port)) => {
+                            let h = match h {
                                 Host::V4(a) => Some(IpAddr::V4(a)),
                                 Host::V6(a) => Some(IpAddr::V6(a)),
                                 Host::Name(n) => {
@@ -341,7 +389,7 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
                                     None
                                 }
                             };
-                            (h, u.port.unwrap_or(5060))
+                            (h, port.unwrap_or(5060))
                         }
                         None => {
                             log(
@@ -430,29 +478,10 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
             Err(e) => uri_error(ctx, env, "strip", e),
         },
         CoreAction::AppendBranch(uri) => {
-            let ok = match uri {
-                Some(u) => ctx.append_branch(u.as_bytes()),
-                None => {
-                    let cur: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.uri());
-                    ctx.append_branch(&cur)
-                }
-            };
-            if ok {
-                Ret(1)
-            } else {
-                let max = ctx.dset().max();
-                log(
-                    ctx,
-                    env,
-                    level::ERR,
-                    format_args!(
-                        "ERROR: append_branch: max nr of branches exceeded (too many branches, limit {max})"
-                    ),
-                );
-                Ret(-1)
-            }
+            Ret(ctx.append_branch_checked(env, uri.as_deref().map(str::as_bytes)))
         }
-        CoreAction::LenGt(n) => ActionResult::from_bool(ctx.msg.len() > *n as usize),
+        // SER's action.c compares `msg->len >= n`: a message of exactly n bytes is "greater".
+        CoreAction::LenGt(n) => ActionResult::from_bool(ctx.msg.len() >= *n as usize),
     }
 }
 
@@ -506,7 +535,16 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
             str_cmp(&t.value, m)
         }
         Operand::Uri => match &t.value {
-            Value::Myself => uri_is_myself(program, ctx),
+            Value::Myself => match uri_ops::sip_host_port(ctx.uri()) {
+                Some((host, port)) => {
+                    let port = port.unwrap_or(5060);
+                    match env.myself() {
+                        Some(m) => m.host_is_mine(&host, port, ctx.dst),
+                        None => myself::host_in_options(&program.options, &host, port, ctx.dst),
+                    }
+                }
+                None => false,
+            },
             v => str_cmp(v, ctx.uri()),
         },
         Operand::SrcIp | Operand::DstIp => {
@@ -517,7 +555,10 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
             };
             match &t.value {
                 Value::Net(n) => n.contains(ip),
-                Value::Myself => ip_is_myself(program, ctx, ip),
+                Value::Myself => match env.myself() {
+                    Some(m) => m.ip_is_mine(ip, ctx.dst),
+                    None => myself::ip_in_options(&program.options, ip, ctx.dst),
+                },
                 Value::Host(name) => match env.host_has_addr(name, ip) {
                     Some(b) => b,
                     None => {
@@ -527,9 +568,19 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
                         })
                     }
                 },
+                // A quoted address is compared as an address; any other text is a name, which
+                // SER compared with the reverse-DNS names of the address.
                 Value::Str(s) => match s.parse::<IpAddr>() {
                     Ok(a) => a == ip,
-                    Err(_) => s.as_bytes().eq_ignore_ascii_case(&ip_text(ip)),
+                    Err(_) => match env.host_has_addr(s, ip) {
+                        Some(b) => b,
+                        None => {
+                            return ActionResult::Suspend(Job::Dns {
+                                name: ip.to_string(),
+                                query: DnsQuery::Reverse(ip),
+                            })
+                        }
+                    },
                 },
                 Value::Regex(r) => {
                     let text = ip_text(ip);
@@ -556,15 +607,18 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
     ActionResult::from_bool(if negate && !int_operand { !hit } else { hit })
 }
 
-/// A test that suspended for DNS (`src_ip == host.name`), evaluated with the answer.
+/// A test that suspended for DNS, evaluated with the answer: `src_ip == host.name` (addresses of the
+/// name, a forward lookup) or `src_ip == "host.name"` (names of the address, a reverse lookup, as
+/// SER's comp_ip did).
 fn test_resumed(t: &Test, ctx: &Ctx, result: &JobResult) -> bool {
     let ip = if t.operand == Operand::DstIp {
         ctx.dst.ip()
     } else {
         ctx.src.ip()
     };
-    let hit = match result {
-        JobResult::Addrs(a) => a.contains(&ip),
+    let hit = match (result, &t.value) {
+        (JobResult::Addrs(a), _) => a.contains(&ip),
+        (JobResult::Names(n), Value::Str(s)) => n.iter().any(|n| n.eq_ignore_ascii_case(s)),
         _ => false,
     };
     if t.op == CmpOp::Ne {
@@ -610,75 +664,4 @@ fn ip_text(ip: IpAddr) -> SmallVec<[u8; 48]> {
     let _ = write!(cur, "{ip}");
     let n = cur.position() as usize;
     SmallVec::from_slice(buf.get(..n).unwrap_or_default())
-}
-
-// ---------------------------------------------------------------------------------------- myself
-
-/// Host and port of a listen/alias entry: `host`, `host:port`, `[v6]`, `[v6]:port`.
-fn split_host_port(s: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = s.strip_prefix('[') {
-        if let Some((h, after)) = rest.split_once(']') {
-            return (h, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => match p.parse() {
-            Ok(port) => (h, Some(port)),
-            Err(_) => (s, None),
-        },
-        _ => (s, None),
-    }
-}
-
-fn host_eq(text: &str, host: &Host<'_>) -> bool {
-    match host {
-        Host::Name(n) => text.as_bytes().eq_ignore_ascii_case(n),
-        Host::V4(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V4(*a)),
-        Host::V6(a) => text.parse::<IpAddr>().is_ok_and(|t| t == IpAddr::V6(*a)),
-    }
-}
-
-/// SER's `check_self`: the host (and port, 5060 when the URI has none) is one of our listen
-/// addresses (the socket the message arrived on always counts) or an `alias` (any port unless the
-/// alias names one).
-fn is_myself(program: &Program, ctx: &Ctx, host: &Host<'_>, port: u16) -> bool {
-    let o = &program.options;
-    let local = ctx.dst;
-    let on_local = match host {
-        Host::V4(a) => IpAddr::V4(*a) == local.ip(),
-        Host::V6(a) => IpAddr::V6(*a) == local.ip(),
-        Host::Name(_) => false,
-    };
-    if on_local && port == local.port() {
-        return true;
-    }
-    for l in &o.listen {
-        let (h, p) = split_host_port(&l.host);
-        if l.port.or(p).unwrap_or(o.port) == port && host_eq(h, host) {
-            return true;
-        }
-    }
-    o.alias.iter().any(|a| {
-        let (h, p) = split_host_port(a);
-        p.is_none_or(|p| p == port) && host_eq(h, host)
-    })
-}
-
-fn uri_is_myself(program: &Program, ctx: &Ctx) -> bool {
-    match Uri::parse(ctx.uri()) {
-        Ok(u) if u.is_sip() => is_myself(program, ctx, &u.host, u.port.unwrap_or(5060)),
-        _ => false,
-    }
-}
-
-fn ip_is_myself(program: &Program, ctx: &Ctx, ip: IpAddr) -> bool {
-    if ip == ctx.dst.ip() {
-        return true;
-    }
-    let o = &program.options;
-    o.listen
-        .iter()
-        .map(|l| split_host_port(&l.host).0)
-        .chain(o.alias.iter().map(|a| split_host_port(a).0))
-        .any(|h| h.parse::<IpAddr>().is_ok_and(|a| a == ip))
 }

@@ -12,18 +12,20 @@
 //! implementation is the [`FunctionDecl::imp`] pointer ([`env::ModuleFn`]); `None` means "declared but
 //! not implemented in this build": calling it logs that once and yields -1.
 //!
-//! The interpreter: [`ctx`] (per-message state), [`env`] (the boundary to I/O and what actions
-//! return), [`exec`] (`exec`/`resume` over the IR), [`uri_ops`] (request-URI rewriting).
+//! The interpreter: [`ctx`] (per-message state), [`mod@env`] (the boundary to I/O and what actions
+//! return), [`mod@exec`] (`exec`/`resume` over the IR), [`uri_ops`] (request-URI rewriting), [`myself`] (SER's check_self).
 
 pub mod ctx;
 pub mod env;
 pub mod exec;
 pub mod ir;
+pub mod myself;
 pub mod uri_ops;
 
 pub use ctx::Ctx;
 pub use env::{ActionResult, Env, ModuleFn, ResumeFn, Target, TargetHost};
 pub use exec::{exec, exec_route, resume, unimplemented_calls, Outcome};
+pub use myself::Myself;
 
 /// Index of a module in [`crate::modules::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
