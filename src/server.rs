@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
-use dataplane::proxy::server::{JobRequest, ProxyHandler, ProxySettings, ShardMsg, Shared};
+use dataplane::proxy::server::{JobRequest, Loaded, ProxyHandler, ProxySettings, ShardMsg, Shared};
 use dataplane::proxy::sl::SlTagger;
 use dataplane::script::exec::unimplemented_calls;
 use dataplane::script::ir::{CoreOptions, Program};
@@ -81,9 +81,10 @@ impl Proxy {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id());
+        let local: Vec<_> = local;
         let shared = Arc::new(Shared {
             settings: settings(opts, &program),
-            program: ArcSwap::from_pointee(program),
+            program: ArcSwap::from_pointee(Loaded::new(program, &local)),
             sl: SlTagger::new(seed),
             salt: seed.rotate_left(17),
             local,
@@ -132,7 +133,9 @@ impl Proxy {
                     ser_log!(L_WARN, "{}", w.render().trim_end());
                 }
                 warn_unimplemented(&c.program);
-                self.shared.program.store(Arc::new(c.program));
+                self.shared
+                    .program
+                    .store(Arc::new(Loaded::new(c.program, &self.shared.local)));
                 ser_log!(
                     L_NOTICE,
                     "configuration reloaded from {}",

@@ -26,6 +26,7 @@ use crate::script::ctx::PendingTarget;
 use crate::script::env::{ActionResult, Env, Target, TargetHost};
 use crate::script::exec::{self, Outcome};
 use crate::script::ir::Program;
+use crate::script::myself::Myself;
 use crate::script::Ctx;
 use crate::ser_log;
 use crate::shard::log::{L_DBG, L_ERR, L_WARN};
@@ -84,10 +85,37 @@ impl Default for ProxySettings {
     }
 }
 
+/// A compiled program with what is derived from it for the shards.
+pub struct Loaded {
+    pub program: Program,
+    /// `myself`: the program's listen/alias options plus the addresses actually bound.
+    pub myself: Myself,
+}
+
+impl Loaded {
+    /// `program` with `myself` built from its options and the `local` addresses bound.
+    pub fn new(program: Program, local: &[(SocketAddr, Proto)]) -> Loaded {
+        let mut myself = Myself::from_options(&program.options);
+        for (a, _) in local {
+            if a.ip().is_unspecified() {
+                // Every interface: the loopback addresses and this host's name are ours too.
+                myself.add_addr(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), Some(a.port()));
+                myself.add_addr(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), Some(a.port()));
+                if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                    myself.add_name(h.trim(), Some(a.port()));
+                }
+            } else {
+                myself.add_addr(a.ip(), Some(a.port()));
+            }
+        }
+        Loaded { program, myself }
+    }
+}
+
 /// What every shard's handler shares.
 pub struct Shared {
     /// The current program; swapped on reload.
-    pub program: ArcSwap<Program>,
+    pub program: ArcSwap<Loaded>,
     pub settings: ProxySettings,
     pub sl: SlTagger,
     /// Salt of stateless branches (per server).
@@ -102,7 +130,7 @@ pub struct Shared {
 
 struct Parked {
     ctx: Ctx,
-    program: Arc<Program>,
+    program: Arc<Loaded>,
     local: SocketAddr,
     proto: Proto,
 }
@@ -190,7 +218,8 @@ impl ProxyHandler {
         }
         if self.shared.sl.is_own_ack(&msg) {
             if let Some(st) = self.shared.sl_stats.get(self.shard) {
-                st.acks_absorbed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                st.acks_absorbed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             ser_log!(
                 L_DBG,
@@ -209,11 +238,12 @@ impl ProxyHandler {
                 shard: self.shard,
                 out,
                 shared: &self.shared,
+                myself: &program.myself,
                 local: pkt.local,
                 proto: pkt.proto,
                 pid: self.pid,
             };
-            exec::exec(&program, &mut ctx, &mut env)
+            exec::exec(&program.program, &mut ctx, &mut env)
         };
         self.after_run(outcome, ctx, program, pkt.local, pkt.proto);
     }
@@ -222,7 +252,7 @@ impl ProxyHandler {
         &mut self,
         outcome: Outcome,
         ctx: Ctx,
-        program: Arc<Program>,
+        program: Arc<Loaded>,
         local: SocketAddr,
         proto: Proto,
     ) {
@@ -475,11 +505,12 @@ impl Handler for ProxyHandler {
                         shard: self.shard,
                         out,
                         shared: &self.shared,
+                        myself: &p.program.myself,
                         local: p.local,
                         proto: p.proto,
                         pid: self.pid,
                     };
-                    exec::resume(&p.program, &mut p.ctx, &mut env, result)
+                    exec::resume(&p.program.program, &mut p.ctx, &mut env, result)
                 };
                 self.after_run(outcome, p.ctx, p.program, p.local, p.proto);
             }
@@ -520,6 +551,7 @@ pub struct ShardEnv<'a> {
     shard: usize,
     out: &'a mut Outbox,
     shared: &'a Shared,
+    myself: &'a Myself,
     local: SocketAddr,
     proto: Proto,
     pid: u32,
@@ -716,6 +748,10 @@ impl Env for ShardEnv<'_> {
 
     fn now(&self) -> Instant {
         Instant::now()
+    }
+
+    fn myself(&self) -> Option<&Myself> {
+        Some(self.myself)
     }
 
     fn reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult {

@@ -49,6 +49,19 @@ impl Myself {
         Myself { entries }
     }
 
+    /// Adds an address we listen on (the command line's `-l`, which overrides `listen=`).
+    pub fn add_addr(&mut self, ip: IpAddr, port: Option<u16>) {
+        self.entries.push((Entry::Addr(ip), port));
+    }
+
+    /// Adds a name that is ours (e.g. the host name when listening on every interface).
+    pub fn add_name(&mut self, name: &str, port: Option<u16>) {
+        self.entries.push((
+            Entry::Name(name.bytes().map(|b| b.to_ascii_lowercase()).collect()),
+            port,
+        ));
+    }
+
     /// `uri==myself`: `host:port` is ours (`local` is the address the message arrived on).
     pub fn host_is_mine(&self, host: &Host<'_>, port: u16, local: SocketAddr) -> bool {
         if on_local(host, port, local) {
