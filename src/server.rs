@@ -89,6 +89,7 @@ impl Proxy {
             salt: seed.rotate_left(17),
             local,
             jobs: tx,
+            dns: Arc::new(dataplane::dns::DnsCache::new()),
             sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
         });
         let s2 = Arc::clone(&shared);
@@ -100,13 +101,32 @@ impl Proxy {
                 .filter_map(|i| runtime.inbox(i))
                 .collect(),
         );
-        let jobs = controlplane::jobs::start(4, rx, move |shard, id, result| {
-            if let Some(inbox) = inboxes.get(shard) {
-                if inbox.send(ShardMsg::JobDone { id, result }).is_err() {
-                    ser_log!(L_WARN, "shard {shard} is gone; job {id} answer dropped");
-                }
+        let resolver = match controlplane::dns::SipResolver::system() {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                ser_log!(
+                    L_WARN,
+                    "DNS: no usable resolver configuration ({e}); using the system's A/AAAA lookups without NAPTR/SRV"
+                );
+                None
             }
+        };
+        let dns = resolver.map(|resolver| controlplane::jobs::Dns {
+            resolver,
+            cache: Arc::clone(&shared.dns),
         });
+        let jobs = controlplane::jobs::start(
+            4,
+            rx,
+            move |shard, id, result| {
+                if let Some(inbox) = inboxes.get(shard) {
+                    if inbox.send(ShardMsg::JobDone { id, result }).is_err() {
+                        ser_log!(L_WARN, "shard {shard} is gone; job {id} answer dropped");
+                    }
+                }
+            },
+            dns,
+        );
         Ok(Proxy {
             shared,
             runtime,

@@ -2,8 +2,10 @@
 //! carry on; a small pool of controlplane threads does it and delivers each [`JobResult`] back to the
 //! shard that asked, which resumes the parked script.
 //!
-//! - `Dns`: address lookups (A/AAAA through the system resolver; reverse lookups are answered
-//!   "not found" until the RFC 3263 resolver is wired in).
+//! - `Resolve` (RFC 3263) and `Dns` (A/AAAA): answered by the [`SipResolver`] on one DNS thread
+//!   (a tokio runtime, every lookup a task), which also fills the shared [`DnsCache`] the shards
+//!   read; without a resolver (no usable resolv.conf) the system resolver answers A/AAAA.
+//!   Reverse lookups are answered "not found" for now.
 //! - `Exec`: `/bin/sh -c command` with the given environment and standard input, bounded in time.
 //! - `Db`: answered `Failed` until the storage layer exists (issue 6).
 //!
@@ -15,43 +17,162 @@ use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
+use dataplane::dns::{literal_target, DnsCache, SipTarget};
 use dataplane::offload::{DnsQuery, Job, JobResult};
 use dataplane::proxy::server::JobRequest;
+
+use crate::dns::SipResolver;
 
 /// How long an `exec` command may run before it is killed.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// DNS for the job runner: the RFC 3263 resolver and the cache it fills.
+#[derive(Clone)]
+pub struct Dns {
+    pub resolver: Arc<SipResolver>,
+    pub cache: Arc<DnsCache>,
+}
+
 /// Starts `threads` workers taking jobs from `rx`; `deliver(shard, id, result)` hands each answer
-/// back. The workers stop when every sender of `rx` is gone.
-pub fn start<F>(threads: usize, rx: Receiver<JobRequest>, deliver: F) -> Vec<JoinHandle<()>>
+/// back. With `dns`, DNS jobs go to one extra thread running the resolver. Everything stops when
+/// every sender of `rx` is gone.
+pub fn start<F>(
+    threads: usize,
+    rx: Receiver<JobRequest>,
+    deliver: F,
+    dns: Option<Dns>,
+) -> Vec<JoinHandle<()>>
 where
     F: Fn(usize, u64, JobResult) + Send + Sync + Clone + 'static,
 {
-    (0..threads.max(1))
-        .map(|i| {
-            let rx = rx.clone();
-            let deliver = deliver.clone();
-            std::thread::Builder::new()
-                .name(format!("ser-jobs-{i}"))
-                .spawn(move || {
-                    while let Ok(req) = rx.recv() {
-                        let result = run(&req.job);
-                        deliver(req.shard, req.id, result);
+    let mut handles = Vec::new();
+    let dns_tx = dns.and_then(|d| {
+        let (tx, mut drx) = tokio::sync::mpsc::unbounded_channel::<JobRequest>();
+        let deliver = deliver.clone();
+        let h = std::thread::Builder::new()
+            .name("ser-dns".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        // Without a runtime every DNS job still gets an answer.
+                        while let Some(req) = drx.blocking_recv() {
+                            deliver(req.shard, req.id, JobResult::Failed(format!("dns: {e}")));
+                        }
+                        return;
                     }
-                })
-                // Spawning fails only when the OS is out of threads: run without this worker.
-                .ok()
-        })
-        .flatten()
-        .collect()
+                };
+                rt.block_on(async move {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    while let Some(req) = drx.recv().await {
+                        let d = d.clone();
+                        let deliver = deliver.clone();
+                        tasks.spawn(async move {
+                            let result = resolve(&d, &req.job).await;
+                            deliver(req.shard, req.id, result);
+                        });
+                        // Reap finished lookups so the set does not grow without bound.
+                        while tasks.try_join_next().is_some() {}
+                    }
+                    while tasks.join_next().await.is_some() {}
+                });
+            })
+            .ok()?;
+        handles.push(h);
+        Some(tx)
+    });
+    for i in 0..threads.max(1) {
+        let rx = rx.clone();
+        let deliver = deliver.clone();
+        let dns_tx = dns_tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("ser-jobs-{i}"))
+            .spawn(move || {
+                while let Ok(req) = rx.recv() {
+                    if let (Some(tx), Job::Resolve { .. } | Job::Dns { .. }) = (&dns_tx, &req.job) {
+                        // The DNS thread answers; if it is gone, answer here.
+                        match tx.send(req) {
+                            Ok(()) => continue,
+                            Err(e) => {
+                                let req = e.0;
+                                deliver(req.shard, req.id, run(&req.job));
+                            }
+                        }
+                        continue;
+                    }
+                    let result = run(&req.job);
+                    deliver(req.shard, req.id, result);
+                }
+            });
+        // Spawning fails only when the OS is out of threads: run without this worker.
+        if let Ok(h) = h {
+            handles.push(h);
+        }
+    }
+    handles
+}
+
+/// A DNS job through the RFC 3263 resolver (filling the cache).
+async fn resolve(d: &Dns, job: &Job) -> JobResult {
+    match job {
+        Job::Resolve {
+            name,
+            port,
+            transport,
+            secure,
+        } => match d
+            .resolver
+            .resolve_cached(&d.cache, name, *port, *transport, *secure)
+            .await
+        {
+            Ok(t) => JobResult::Targets(t.to_vec()),
+            Err(e) => JobResult::Failed(format!("{name}: {e}")),
+        },
+        // A/AAAA only: an explicit port skips NAPTR/SRV (port 0 marks "addresses only").
+        Job::Dns {
+            name,
+            query: DnsQuery::Addrs,
+        } => match d
+            .resolver
+            .resolve_cached(&d.cache, name, Some(0), None, false)
+            .await
+        {
+            Ok(t) => {
+                let mut ips: Vec<IpAddr> = t.iter().map(|t| t.addr.ip()).collect();
+                ips.dedup();
+                JobResult::Addrs(ips)
+            }
+            Err(e) => JobResult::Failed(format!("{name}: {e}")),
+        },
+        other => run(other),
+    }
 }
 
 /// Does one job (blocking).
 pub fn run(job: &Job) -> JobResult {
     match job {
         Job::Dns { name, query } => dns(name, query),
+        Job::Resolve {
+            name,
+            port,
+            transport,
+            secure,
+        } => match dns(name, &DnsQuery::Addrs) {
+            // No RFC 3263 resolver: the system's A/AAAA answer on the default or given port.
+            JobResult::Addrs(ips) => JobResult::Targets(
+                ips.into_iter()
+                    .map(|ip| literal_target(ip, *port, *transport, *secure))
+                    .collect::<Vec<SipTarget>>(),
+            ),
+            other => other,
+        },
         Job::Exec {
             command,
             env,
@@ -179,9 +300,14 @@ mod tests {
     fn workers_answer_every_job() {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (dtx, drx) = crossbeam_channel::unbounded();
-        let handles = start(2, rx, move |shard, id, r| {
-            let _ = dtx.send((shard, id, r));
-        });
+        let handles = start(
+            2,
+            rx,
+            move |shard, id, r| {
+                let _ = dtx.send((shard, id, r));
+            },
+            None,
+        );
         for id in 0..4 {
             tx.send(JobRequest {
                 shard: 1,

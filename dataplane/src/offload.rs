@@ -33,6 +33,18 @@ pub enum DnsQuery {
 /// One unit of blocking work, answered by the controlplane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
+    /// RFC 3263 server location for a SIP destination (NAPTR → SRV → A/AAAA, or less when a port
+    /// or transport is given); the answer also fills the shared DNS cache.
+    Resolve {
+        /// Host name.
+        name: String,
+        /// Port given in the URI or action, if any.
+        port: Option<u16>,
+        /// Transport given (`;transport=`), if any.
+        transport: Option<crate::wire::via::Transport>,
+        /// A `sips:` destination.
+        secure: bool,
+    },
     /// A DNS lookup.
     Dns {
         /// Name to resolve (for [`DnsQuery::Reverse`], the address as text, for messages).
@@ -67,7 +79,7 @@ impl Job {
     /// A short name for logs and statistics.
     pub fn kind(&self) -> &'static str {
         match self {
-            Job::Dns { .. } => "dns",
+            Job::Dns { .. } | Job::Resolve { .. } => "dns",
             Job::Exec { .. } => "exec",
             Job::Db { .. } => "db",
         }
@@ -77,6 +89,8 @@ impl Job {
 /// The answer to a [`Job`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {
+    /// Where to send, best first (a [`Job::Resolve`] answer).
+    Targets(Vec<crate::dns::SipTarget>),
     /// Addresses (a [`DnsQuery::Addrs`] answer; targets of SRV/NAPTR resolution flattened).
     Addrs(Vec<IpAddr>),
     /// Names (a [`DnsQuery::Reverse`] answer).
@@ -101,6 +115,7 @@ impl JobResult {
     pub fn ret(&self) -> i32 {
         let ok = match self {
             JobResult::Addrs(a) => !a.is_empty(),
+            JobResult::Targets(t) => !t.is_empty(),
             JobResult::Names(n) => !n.is_empty(),
             JobResult::Exec { status, .. } => *status == 0,
             JobResult::Rows(r) => !r.is_empty(),

@@ -21,7 +21,8 @@ use smallvec::SmallVec;
 use super::forward::{self, HopHost, MaxForwards, ResponseRoute};
 use super::precheck::{self, CheckOptions, Verdict};
 use super::sl::{self, SlReply, SlTagger};
-use crate::offload::{DnsQuery, Job, JobResult};
+use crate::dns::{self, DnsCache, DnsKeyRef, Lookup, SipTarget};
+use crate::offload::{Job, JobResult};
 use crate::script::ctx::PendingTarget;
 use crate::script::env::{ActionResult, Env, Target, TargetHost};
 use crate::script::exec::{self, Outcome};
@@ -32,7 +33,7 @@ use crate::ser_log;
 use crate::shard::log::{L_DBG, L_ERR, L_WARN};
 use crate::shard::{Handler, Outbox};
 use crate::transport::{Packet, Proto};
-use crate::wire::uri::{Host, Scheme, Uri};
+use crate::wire::uri::{Host, Uri};
 use crate::wire::via::Transport;
 use crate::wire::{Limits, Message, Method};
 
@@ -122,6 +123,8 @@ pub struct Shared {
     pub salt: u64,
     /// Our listen addresses with their transport.
     pub local: Vec<(SocketAddr, Proto)>,
+    /// RFC 3263 answers, filled by the controlplane, read here without blocking.
+    pub dns: Arc<DnsCache>,
     /// Where jobs go (the controlplane's job runner).
     pub jobs: crossbeam_channel::Sender<JobRequest>,
     /// Stateless reply counters, one per shard (`sl_stats`).
@@ -524,22 +527,35 @@ fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResul
     let Some(p) = ctx.pending_target.take() else {
         return ActionResult::Ret(-1);
     };
-    match result {
-        JobResult::Addrs(addrs) if !addrs.is_empty() => {
+    let first = match &result {
+        JobResult::Targets(t) => t
+            .first()
+            .map(|t| (t.addr.ip(), Some(t.addr.port()), Some(t.transport))),
+        JobResult::Addrs(a) => a.first().map(|ip| (*ip, p.port, None)),
+        _ => None,
+    };
+    match first {
+        Some((ip, port, transport)) => {
             let target = Target::Host {
-                host: TargetHost::Ip(addrs[0]),
-                port: p.port,
+                host: TargetHost::Ip(ip),
+                port,
             };
+            // The transport RFC 3263 chose, unless the action forced one.
+            let proto = p.proto.or(match transport {
+                Some(Transport::Tcp | Transport::Tls) => Some(crate::script::ir::Proto::Tcp),
+                Some(Transport::Udp) => Some(crate::script::ir::Proto::Udp),
+                _ => None,
+            });
             if p.send {
-                env.send(ctx, &target, p.proto)
+                env.send(ctx, &target, proto)
             } else {
-                env.forward(ctx, &target, p.proto)
+                env.forward(ctx, &target, proto)
             }
         }
-        other => {
+        None => {
             env.log(
                 crate::script::env::level::ERR,
-                format!("forward: destination did not resolve: {other:?}").as_bytes(),
+                format!("forward: destination did not resolve: {result:?}").as_bytes(),
             );
             ActionResult::Ret(-1)
         }
@@ -564,8 +580,9 @@ struct Dest {
 }
 
 impl ShardEnv<'_> {
-    /// Resolves a target to an address without blocking: literal addresses directly; names are
-    /// handed to the controlplane (`Err(job)`).
+    /// Resolves a target without blocking: literal addresses directly, names from the shared DNS
+    /// cache (RFC 3263 answers filled by the controlplane); a cache miss becomes a `Resolve` job
+    /// (`Err`), and the forward is finished by [`after_dns`] when the answer is back.
     fn resolve(
         &self,
         ctx: &Ctx,
@@ -573,66 +590,70 @@ impl ShardEnv<'_> {
         forced_ir: Option<crate::script::ir::Proto>,
     ) -> Result<Result<Dest, &'static str>, (Job, u16)> {
         let forced = forced_ir.map(|p| match p {
-            crate::script::ir::Proto::Tcp | crate::script::ir::Proto::Tls => Proto::Tcp,
-            _ => Proto::Udp,
+            crate::script::ir::Proto::Tcp | crate::script::ir::Proto::Tls => Transport::Tcp,
+            crate::script::ir::Proto::Sctp => Transport::Sctp,
+            crate::script::ir::Proto::Udp => Transport::Udp,
         });
-        let (host, port, proto): (Result<IpAddr, SmallVec<[u8; 64]>>, u16, Proto) = match target {
+        let (host, port, transport, secure): (
+            Result<IpAddr, SmallVec<[u8; 64]>>,
+            Option<u16>,
+            Option<Transport>,
+            bool,
+        ) = match target {
             Target::Uri => {
                 let Ok(uri) = Uri::parse(ctx.uri()) else {
                     return Ok(Err("the request URI does not parse"));
                 };
-                if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips) {
+                let Some(t) = dns::host_port_of_uri(&uri) else {
                     return Ok(Err("the request URI is not a SIP URI"));
-                }
-                let via_maddr = uri.maddr().map(|m| (m, uri.port));
-                let p = forced.unwrap_or(match uri.transport() {
-                    Some(t) if t.eq_ignore_ascii_case(b"tcp") || t.eq_ignore_ascii_case(b"tls") => {
-                        Proto::Tcp
-                    }
-                    _ if uri.scheme == Scheme::Sips => Proto::Tcp,
-                    _ => Proto::Udp,
-                });
-                let default_port = if uri.scheme == Scheme::Sips {
-                    5061
-                } else {
-                    5060
                 };
-                let host = match (via_maddr, uri.host) {
-                    (Some((m, _)), _) => {
-                        match std::str::from_utf8(m).ok().and_then(|s| s.parse().ok()) {
-                            Some(ip) => Ok(ip),
-                            None => Err(SmallVec::from_slice(m)),
-                        }
-                    }
-                    (None, Host::V4(a)) => Ok(IpAddr::V4(a)),
-                    (None, Host::V6(a)) => Ok(IpAddr::V6(a)),
-                    (None, Host::Name(n)) => Err(SmallVec::from_slice(n)),
+                let host = match t.host {
+                    dns::TargetHost::Ip(ip) => Ok(ip),
+                    dns::TargetHost::Name(n) => Err(SmallVec::from_slice(n.as_bytes())),
                 };
-                (host, uri.port.unwrap_or(default_port), p)
+                (host, t.port, forced.or(t.transport), t.secure)
             }
             Target::Host { host, port } => {
                 let h = match host {
                     TargetHost::Ip(ip) => Ok(*ip),
                     TargetHost::Name(n) => Err(SmallVec::from_slice(n)),
                 };
-                (h, port.unwrap_or(5060), forced.unwrap_or(Proto::Udp))
+                // `forward(host, port)` without a port means 5060 (SER), not SRV.
+                (h, Some(port.unwrap_or(5060)), forced, false)
             }
         };
-        match host {
-            Ok(ip) => Ok(Ok(Dest {
-                addr: SocketAddr::new(ip, port),
-                proto,
-            })),
-            Err(name) if name.eq_ignore_ascii_case(b"localhost") => Ok(Ok(Dest {
-                addr: SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), port),
-                proto,
-            })),
-            Err(name) => Err((
-                Job::Dns {
-                    name: String::from_utf8_lossy(&name).into_owned(),
-                    query: DnsQuery::Addrs,
+        let dest = |t: &SipTarget| Dest {
+            addr: t.addr,
+            proto: transport_to_proto(t.transport),
+        };
+        let name = match host {
+            Ok(ip) => return Ok(Ok(dest(&dns::literal_target(ip, port, transport, secure)))),
+            Err(name) => name,
+        };
+        let Ok(name) = std::str::from_utf8(&name) else {
+            return Ok(Err("the destination host is not text"));
+        };
+        if name.eq_ignore_ascii_case("localhost") {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+            return Ok(Ok(dest(&dns::literal_target(ip, port, transport, secure))));
+        }
+        match self.shared.dns.get(
+            &DnsKeyRef::new(name, port, transport, secure),
+            Instant::now(),
+        ) {
+            Lookup::Hit(targets) => match targets.first() {
+                Some(t) => Ok(Ok(dest(t))),
+                None => Ok(Err("the destination does not resolve")),
+            },
+            Lookup::Negative => Ok(Err("the destination does not resolve (cached)")),
+            Lookup::Miss => Err((
+                Job::Resolve {
+                    name: name.to_string(),
+                    port,
+                    transport,
+                    secure,
                 },
-                port,
+                port.unwrap_or(0),
             )),
         }
     }
