@@ -415,6 +415,7 @@ impl<H: Handler> Shard<H> {
 
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
+        let mut ready_buf: Vec<(Token, bool, bool)> = Vec::with_capacity(256);
         let mut next_tick = Instant::now() + self.tick;
         ser_log!(
             L_INFO,
@@ -437,7 +438,9 @@ impl<H: Handler> Shard<H> {
                 }
                 continue;
             }
-            let mut ready: Vec<(Token, bool, bool)> = std::mem::take(&mut self.again);
+            let mut ready = std::mem::take(&mut ready_buf);
+            ready.clear();
+            ready.append(&mut self.again);
             for ev in events.iter() {
                 ready.push((
                     ev.token(),
@@ -447,6 +450,7 @@ impl<H: Handler> Shard<H> {
             }
             let now = Instant::now();
             self.receive(&ready, now);
+            ready_buf = ready;
             self.dispatch();
             self.flush(now);
             self.inbox();
@@ -483,7 +487,8 @@ impl<H: Handler> Shard<H> {
                 let sock = &mut self.udp[k];
                 let local = sock.local;
                 let mut drained = false;
-                while self.pending.len() < self.drain_max {
+                let mut errors = 0;
+                while self.pending.len() < self.drain_max && errors < 8 {
                     let pending = &mut self.pending;
                     match sock.recv_batch(|data, src| {
                         pending.push(Packet {
@@ -504,7 +509,9 @@ impl<H: Handler> Shard<H> {
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
-                            // ICMP errors (ECONNREFUSED) surface here; the socket stays usable.
+                            // ICMP errors (ECONNREFUSED) surface here, once each; the socket stays
+                            // usable. Anything persistent is retried next turn, not spun on.
+                            errors += 1;
                             ser_log!(L_DBG, "udp recv on {local}: {e}");
                         }
                     }
