@@ -188,3 +188,34 @@ fn fork_yes_daemonizes_and_the_daemon_serves() {
     assert!(!pidfile.exists(), "daemon removes its pid file on SIGTERM");
     let _ = std::fs::remove_file(cfg);
 }
+
+#[test]
+fn sighup_is_logged_and_ser_keeps_serving() {
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let mut s = Ser::start(&["-l", "udp:127.0.0.1", "-p", &p]);
+    let _ = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status();
+    assert!(
+        s.wait_log("SIGHUP received", Duration::from_secs(3)),
+        "{}",
+        s.log_text()
+    );
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    let req = request(
+        "OPTIONS",
+        &format!("sip:127.0.0.1:{port}"),
+        &me,
+        "UDP",
+        "hup",
+    );
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let reply = udp_exchange(&c, server, req.as_bytes()).unwrap();
+    assert_eq!(status_line(&reply), "SIP/2.0 200 OK");
+    // udp: only, so the TCP port is free.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+    let st = s.terminate(Duration::from_secs(5)).unwrap();
+    assert!(st.success());
+}
