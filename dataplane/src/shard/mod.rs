@@ -416,6 +416,7 @@ impl<H: Handler> Shard<H> {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
         let mut ready_buf: Vec<(Token, bool, bool)> = Vec::with_capacity(256);
+        let mut inbox_busy = false;
         let mut next_tick = Instant::now() + self.tick;
         ser_log!(
             L_INFO,
@@ -426,7 +427,7 @@ impl<H: Handler> Shard<H> {
         );
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let timeout = if self.again.is_empty() {
+            let timeout = if self.again.is_empty() && !inbox_busy {
                 next_tick.saturating_duration_since(now)
             } else {
                 Duration::ZERO
@@ -453,7 +454,8 @@ impl<H: Handler> Shard<H> {
             ready_buf = ready;
             self.dispatch();
             self.flush(now);
-            self.inbox();
+            inbox_busy = self.inbox();
+            self.flush(now);
             if now >= next_tick {
                 self.handler.on_tick(now, &mut self.out);
                 self.tcp.sweep(self.poll.registry(), now);
@@ -462,7 +464,9 @@ impl<H: Handler> Shard<H> {
             }
         }
         // Stop receiving; hand out what is queued; close connections after a last flush.
-        self.inbox();
+        while self.inbox() {
+            self.flush(Instant::now());
+        }
         self.flush(Instant::now());
         self.tcp.shutdown(self.poll.registry());
         if self.overloaded_turns > 0 {
@@ -602,13 +606,15 @@ impl<H: Handler> Shard<H> {
         self.out.reply_to(pkt, dest, buf.freeze());
     }
 
-    fn inbox(&mut self) {
+    /// Hands inbox messages to the handler (at most 4096 per turn); true if more are waiting.
+    fn inbox(&mut self) -> bool {
         for _ in 0..4096 {
             match self.rx.try_recv() {
                 Ok(m) => self.handler.on_message(m, &mut self.out),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
             }
         }
+        true
     }
 
     fn flush(&mut self, now: Instant) {
