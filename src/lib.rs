@@ -326,8 +326,10 @@ pub fn listen_specs(cfg: &CoreOptions, cli: &Cli) -> Result<Vec<ListenSpec>, Str
     let default_port = cli.port.unwrap_or(cfg.port);
     let mut wanted: Vec<(Option<Proto>, String, u16)> = Vec::new();
     if !cli.listen.is_empty() {
+        // `-p` was already applied by `parse_args` to the -l it covers; an -l before any -p keeps
+        // the config's `port` (SER: "-l foo -l bar -p 5061" listens on foo:5060, bar:5061).
         for l in &cli.listen {
-            wanted.push((l.proto, l.host.clone(), l.port.unwrap_or(default_port)));
+            wanted.push((l.proto, l.host.clone(), l.port.unwrap_or(cfg.port)));
         }
     } else {
         for l in &cfg.listen {
@@ -802,8 +804,21 @@ mod tests {
         )
         .unwrap();
         let got: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
-        // The last -p is also the default port: the first -l gets it too when it has none.
-        assert_eq!(got, ["127.0.0.1:5061", "127.0.0.2:5061", "127.0.0.3:5061"]);
+        assert_eq!(got, ["127.0.0.1:5060", "127.0.0.2:5061", "127.0.0.3:5061"]);
+        // Without -l, -p applies to the default listen (all IPv4 interfaces).
+        let specs = listen_specs(
+            &CoreOptions::default(),
+            &parse_args(&args("-p 5070")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].addr.to_string(), "0.0.0.0:5070");
+        assert!(specs[0].udp && specs[0].tcp);
+        // -l with its own port is not changed by a later -p.
+        let cli = parse_args(&args("-l 127.0.0.1:5080 -p 5090 -l 127.0.0.2")).unwrap();
+        let specs = listen_specs(&CoreOptions::default(), &cli).unwrap();
+        let got: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
+        assert_eq!(got, ["127.0.0.1:5080", "127.0.0.2:5090"]);
     }
 
     #[test]
