@@ -222,28 +222,56 @@ impl<M: Send + 'static> Runtime<M> {
         }
         let mut per_shard = Vec::with_capacity(n);
         let mut local = Vec::new();
+        // SO_REUSEPORT would let a second server of the same user share (and silently split) our
+        // ports: first make sure each address is free, with a plain bind.
+        for l in &cfg.listen {
+            if l.addr.port() == 0 {
+                continue;
+            }
+            let in_use = |e: io::Error, proto: &str| {
+                io::Error::new(e.kind(), format!("cannot bind {proto}:{}: {e}", l.addr))
+            };
+            if l.udp {
+                drop(std::net::UdpSocket::bind(l.addr).map_err(|e| in_use(e, "udp"))?);
+            }
+            if l.tcp {
+                drop(std::net::TcpListener::bind(l.addr).map_err(|e| in_use(e, "tcp"))?);
+            }
+        }
+        // Shard 0 binds first; the others bind the address it got (port 0 resolved once).
+        let mut udp_addrs: Vec<SocketAddr> = Vec::new();
+        let mut tcp_addrs: Vec<SocketAddr> = Vec::new();
         for i in 0..n {
             let mut s = ShardSockets {
                 udp: Vec::new(),
                 tcp: Vec::new(),
             };
+            let (mut ku, mut kt) = (0, 0);
             for l in &cfg.listen {
                 if l.udp {
-                    let sock = transport::bind_udp(l.addr, cfg.rcvbuf).map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot bind udp:{}: {e}", l.addr))
+                    let addr = udp_addrs.get(ku).copied().unwrap_or(l.addr);
+                    let sock = transport::bind_udp(addr, cfg.rcvbuf).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind udp:{addr}: {e}"))
                     })?;
                     if i == 0 {
-                        local.push((sock.local_addr()?, Proto::Udp));
+                        let a = sock.local_addr()?;
+                        udp_addrs.push(a);
+                        local.push((a, Proto::Udp));
                     }
+                    ku += 1;
                     s.udp.push(sock);
                 }
                 if l.tcp {
-                    let sock = transport::bind_tcp(l.addr).map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot bind tcp:{}: {e}", l.addr))
+                    let addr = tcp_addrs.get(kt).copied().unwrap_or(l.addr);
+                    let sock = transport::bind_tcp(addr).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind tcp:{addr}: {e}"))
                     })?;
                     if i == 0 {
-                        local.push((sock.local_addr()?, Proto::Tcp));
+                        let a = sock.local_addr()?;
+                        tcp_addrs.push(a);
+                        local.push((a, Proto::Tcp));
                     }
+                    kt += 1;
                     s.tcp.push(sock);
                 }
             }
@@ -886,6 +914,55 @@ mod tests {
         assert_eq!(&buf, b"three");
         peer.set_nonblocking(true).unwrap();
         assert!(peer.accept().is_err());
+        rt.stop();
+        assert_eq!(rt.join(), 0);
+    }
+
+    #[test]
+    fn shards_share_one_port_and_a_second_server_cannot_join() {
+        let cfg = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                udp: true,
+                tcp: true,
+            }],
+            shards: 3,
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::start(&cfg, |_| Echo).unwrap();
+        assert_eq!(rt.shard_count(), 3);
+        let udp = rt.local_addrs()[0].0;
+        let tcp = rt.local_addrs()[1].0;
+        assert_ne!(udp.port(), 0);
+        // Every datagram is echoed, whichever shard the kernel picks.
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 16];
+        for i in 0..20u8 {
+            c.send_to(&[i], udp).unwrap();
+            let (n, _) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i]);
+        }
+        let again = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: udp,
+                udp: true,
+                tcp: false,
+            }],
+            ..cfg.clone()
+        };
+        let err = Runtime::start(&again, |_| Echo).err().unwrap();
+        assert!(err.to_string().contains("cannot bind udp"), "{err}");
+        let again = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: tcp,
+                udp: false,
+                tcp: true,
+            }],
+            ..cfg
+        };
+        assert!(Runtime::start(&again, |_| Echo).is_err());
         rt.stop();
         assert_eq!(rt.join(), 0);
     }
