@@ -33,7 +33,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::ser_log;
-use crate::transport::tcp::{Tcp, TcpLimits, TcpToken};
+use crate::transport::tcp::{ConnDirectory, SendOutcome, Tcp, TcpLimits, TcpToken};
 use crate::transport::{self, IoBackend, Outgoing, Packet, Proto, UdpSocket};
 use crate::wire::{BufPool, Limits, Message, ReplyBuilder};
 use log::{L_DBG, L_ERR, L_INFO, L_WARN};
@@ -279,10 +279,25 @@ impl<M: Send + 'static> Runtime<M> {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let mut shards = Vec::with_capacity(n);
-        for (i, socks) in per_shard.into_iter().enumerate() {
+        let directory = ConnDirectory::default();
+        // Polls, wakers and the cross-shard send channels first: every shard knows every other.
+        let mut polls = Vec::with_capacity(n);
+        let mut peers = Vec::with_capacity(n);
+        let mut xfer_rxs = Vec::with_capacity(n);
+        for _ in 0..n {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            polls.push(poll);
+            peers.push(Peer { tx, waker });
+            xfer_rxs.push(rx);
+        }
+        let peers = Arc::new(peers);
+        let mut shards = Vec::with_capacity(n);
+        for (i, ((socks, poll), xfer_rx)) in
+            per_shard.into_iter().zip(polls).zip(xfer_rxs).enumerate()
+        {
+            let waker = peers[i].waker.clone();
             let (tx, rx) = crossbeam_channel::unbounded();
             let handler = make(i);
             let stop = stop.clone();
@@ -292,6 +307,12 @@ impl<M: Send + 'static> Runtime<M> {
                 None
             };
             let cfg = cfg.clone();
+            let links = Links {
+                rx,
+                xfer_rx,
+                peers: peers.clone(),
+                directory: directory.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("ser-shard-{i}"))
                 .spawn(move || {
@@ -301,7 +322,7 @@ impl<M: Send + 'static> Runtime<M> {
                             ser_log!(L_INFO, "could not pin to core {}", core.id);
                         }
                     }
-                    match Shard::new(i, &cfg, backend, poll, socks, rx, handler, stop) {
+                    match Shard::new(i, &cfg, backend, poll, socks, links, handler, stop) {
                         Ok(mut shard) => shard.run(),
                         Err(e) => ser_log!(L_ERR, "shard setup failed: {e}"),
                     }
@@ -359,12 +380,28 @@ impl<M: Send + 'static> Runtime<M> {
     }
 }
 
+/// Another shard, as seen from one shard: where to hand a TCP send for a connection it owns.
+struct Peer {
+    tx: Sender<Outgoing>,
+    waker: Arc<Waker>,
+}
+
+/// A shard's channels: its inbox, the TCP sends other shards hand it, and the other shards.
+struct Links<M> {
+    rx: Receiver<M>,
+    xfer_rx: Receiver<Outgoing>,
+    peers: Arc<Vec<Peer>>,
+    directory: ConnDirectory,
+}
+
 struct Shard<H: Handler> {
     id: usize,
     poll: Poll,
     udp: Vec<UdpSocket>,
     tcp: Tcp,
     rx: Receiver<H::Msg>,
+    xfer_rx: Receiver<Outgoing>,
+    peers: Arc<Vec<Peer>>,
     handler: H,
     stop: Arc<AtomicBool>,
     out: Outbox,
@@ -387,7 +424,7 @@ impl<H: Handler> Shard<H> {
         backend: IoBackend,
         poll: Poll,
         socks: ShardSockets,
-        rx: Receiver<H::Msg>,
+        links: Links<H::Msg>,
         handler: H,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Shard<H>> {
@@ -405,7 +442,7 @@ impl<H: Handler> Shard<H> {
             )?;
             udp.push(u);
         }
-        let mut tcp = Tcp::new(cfg.tcp, LISTEN_BASE, CONN_BASE);
+        let mut tcp = Tcp::new(cfg.tcp, LISTEN_BASE, CONN_BASE, id, links.directory);
         for l in socks.tcp {
             tcp.add_listener(poll.registry(), l)?;
         }
@@ -426,7 +463,9 @@ impl<H: Handler> Shard<H> {
             poll,
             udp,
             tcp,
-            rx,
+            rx: links.rx,
+            xfer_rx: links.xfer_rx,
+            peers: links.peers,
             handler,
             stop,
             out: Outbox::new(id),
@@ -634,8 +673,23 @@ impl<H: Handler> Shard<H> {
         self.out.reply_to(pkt, dest, buf.freeze());
     }
 
-    /// Hands inbox messages to the handler (at most 4096 per turn); true if more are waiting.
+    /// Hands inbox messages to the handler (at most 4096 per turn) and sends what other shards
+    /// handed over for this shard's TCP connections; true if more are waiting.
     fn inbox(&mut self) -> bool {
+        let now = Instant::now();
+        for _ in 0..4096 {
+            let Ok(o) = self.xfer_rx.try_recv() else {
+                break;
+            };
+            // Never forwarded twice: if the connection is gone, open a new one here.
+            if self
+                .tcp
+                .send(self.poll.registry(), o.data, o.dest, now, false)
+                == SendOutcome::Failed
+            {
+                ser_log!(L_DBG, "tcp send to {} dropped", o.dest);
+            }
+        }
         for _ in 0..4096 {
             match self.rx.try_recv() {
                 Ok(m) => self.handler.on_message(m, &mut self.out),
@@ -683,11 +737,16 @@ impl<H: Handler> Shard<H> {
                 Proto::Udp => {
                     self.out.pool.reclaim(o.data);
                 }
-                Proto::Tcp => {
-                    if !self.tcp.send(registry, o.data, o.dest, now) {
-                        ser_log!(L_DBG, "tcp send to {} dropped", o.dest);
+                Proto::Tcp => match self.tcp.send(registry, o.data.clone(), o.dest, now, true) {
+                    SendOutcome::Queued => {}
+                    SendOutcome::Failed => ser_log!(L_DBG, "tcp send to {} dropped", o.dest),
+                    SendOutcome::Elsewhere(k) => {
+                        if let Some(p) = self.peers.get(k) {
+                            let _ = p.tx.send(o);
+                            let _ = p.waker.wake();
+                        }
                     }
-                }
+                },
             }
         }
         self.out.queue = queue;
@@ -963,6 +1022,59 @@ mod tests {
             ..cfg
         };
         assert!(Runtime::start(&again, |_| Echo).is_err());
+        rt.stop();
+        assert_eq!(rt.join(), 0);
+    }
+
+    #[test]
+    fn any_shard_reaches_a_peer_over_the_connection_another_shard_accepted() {
+        let cfg = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                udp: false,
+                tcp: true,
+            }],
+            shards: 2,
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = Runtime::start(&cfg, |_| Recorder(tx.clone())).unwrap();
+        let server = rt.local_addrs()[0].0;
+        let mut client = std::net::TcpStream::connect(server).unwrap();
+        let me = client.local_addr().unwrap();
+        // Make sure the owning shard has accepted it: send a message and wait for the handler.
+        use std::io::{Read, Write};
+        client
+            .write_all(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(3)).unwrap(),
+            "OPTIONS sip:x SIP/2.0"
+        );
+        rt.inbox(0)
+            .unwrap()
+            .send((Bytes::from_static(b"from-0;"), me))
+            .unwrap();
+        rt.inbox(1)
+            .unwrap()
+            .send((Bytes::from_static(b"from-1;"), me))
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < 14 {
+            let n = client.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(got).unwrap();
+        assert!(
+            text.contains("from-0;") && text.contains("from-1;"),
+            "{text}"
+        );
         rt.stop();
         assert_eq!(rt.join(), 0);
     }
