@@ -512,6 +512,29 @@ pub mod os {
         }
     }
 
+    /// Raises the soft open-files limit to the hard limit (every TCP connection is a descriptor).
+    /// Returns the new soft limit.
+    pub fn raise_nofile_limit() -> Option<u64> {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `r` is a valid rlimit for getrlimit to fill and setrlimit to read.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                return None;
+            }
+            if r.rlim_cur < r.rlim_max {
+                r.rlim_cur = r.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                    return None;
+                }
+            }
+        }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+        Some(r.rlim_cur as u64)
+    }
+
     /// `setgid` then `setuid` (numeric ids).
     pub fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
         if let Some(g) = gid {
@@ -568,8 +591,15 @@ fn lookup_id(file: &str, name: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("unknown user or group '{name}' (in {file})"))
 }
 
-/// Runs `ser` with `args` (without the program name); returns the exit code.
+/// Runs `ser` with `args` (without the program name); returns the exit code. SIGHUP is logged (the
+/// reload hook of [`run_with`] is not wired to anything yet).
 pub fn run(args: &[String]) -> i32 {
+    run_with(args, &mut on_sighup)
+}
+
+/// As [`run`], calling `sighup` on the main thread for every SIGHUP (configuration reload, to be
+/// integrated with the interpreter).
+pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
     let cli = match parse_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -607,7 +637,7 @@ pub fn run(args: &[String]) -> i32 {
     let opts = &compiled.program.options;
     let debug = effective_debug(opts, &cli);
     setup_logging(debug, cli.stderr || opts.log_stderror);
-    match start(&cli, opts) {
+    match start(&cli, opts, sighup) {
         Ok(()) => 0,
         Err(e) => {
             ser_log!(L_ERR, "{e}");
@@ -619,7 +649,7 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
+fn start(cli: &Cli, opts: &CoreOptions, sighup: &mut dyn FnMut()) -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let listen = listen_specs(opts, cli)?;
     let to_stderr = cli.stderr || opts.log_stderror;
@@ -676,6 +706,9 @@ fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
     };
     if let Some(n) = cli.overload_backlog {
         rc.overload_backlog = n;
+    }
+    if let Some(n) = os::raise_nofile_limit() {
+        ser_log!(L_INFO, "open files limit: {n}");
     }
     // Signals first, so one arriving during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
@@ -745,7 +778,7 @@ fn start(cli: &Cli, opts: &CoreOptions) -> Result<(), String> {
     }
     for sig in signals.forever() {
         match sig {
-            SIGHUP => on_sighup(),
+            SIGHUP => sighup(),
             _ => {
                 ser_log!(L_NOTICE, "signal {sig} received, shutting down");
                 break;

@@ -471,8 +471,13 @@ impl Tcp {
         SendOutcome::Queued
     }
 
-    /// Closes idle connections, stalled incomplete messages and connects that take too long.
+    /// Closes idle connections, stalled incomplete messages and connects that take too long; and
+    /// retries accepting on every listener (an accept that failed for lack of file descriptors left
+    /// connections in the backlog, and an edge-triggered listener would not report them again).
     pub fn sweep(&mut self, registry: &Registry, now: Instant) {
+        for j in 0..self.listeners.len() {
+            self.accept(registry, j, now);
+        }
         let l = self.limits;
         let mut doomed = Vec::new();
         for (i, c) in self.conns.iter().enumerate() {
