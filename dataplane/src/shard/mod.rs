@@ -36,7 +36,7 @@ use crate::ser_log;
 use crate::transport::tcp::{ConnDirectory, SendOutcome, Tcp, TcpLimits, TcpToken};
 use crate::transport::{self, IoBackend, Outgoing, Packet, Proto, UdpSocket};
 use crate::wire::{BufPool, Limits, Message, ReplyBuilder};
-use log::{L_DBG, L_ERR, L_INFO, L_WARN};
+use log::{L_CRIT, L_DBG, L_ERR, L_INFO, L_WARN};
 
 pub use crate::transport::IoMode;
 
@@ -414,6 +414,7 @@ struct Shard<H: Handler> {
     tick: Duration,
     sl_tag: String,
     overloaded_turns: u64,
+    handler_panics: u64,
 }
 
 impl<H: Handler> Shard<H> {
@@ -477,6 +478,7 @@ impl<H: Handler> Shard<H> {
             tick: cfg.tick,
             sl_tag,
             overloaded_turns: 0,
+            handler_panics: 0,
         })
     }
 
@@ -524,7 +526,7 @@ impl<H: Handler> Shard<H> {
             inbox_busy = self.inbox();
             self.flush(now);
             if now >= next_tick {
-                self.handler.on_tick(now, &mut self.out);
+                self.guarded(|h, out| h.on_tick(now, out));
                 self.tcp.sweep(self.poll.registry(), now);
                 self.flush(now);
                 next_tick = now + self.tick;
@@ -545,6 +547,21 @@ impl<H: Handler> Shard<H> {
             );
         }
         ser_log!(L_INFO, "shard {} stopped", self.id);
+    }
+
+    /// Runs handler code; a panic in it is logged and the shard goes on with the next message (a
+    /// dead shard would black-hole the share of traffic SO_REUSEPORT hashes to its sockets).
+    fn guarded(&mut self, f: impl FnOnce(&mut H, &mut Outbox)) {
+        let (h, out) = (&mut self.handler, &mut self.out);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(h, out))).is_err() {
+            self.handler_panics += 1;
+            ser_log!(
+                L_CRIT,
+                "handler panicked (shard {}, {} so far); message dropped",
+                self.id,
+                self.handler_panics
+            );
+        }
     }
 
     fn receive(&mut self, ready: &[(Token, bool, bool)], now: Instant) {
@@ -618,7 +635,7 @@ impl<H: Handler> Shard<H> {
         let mut batch = std::mem::take(&mut self.pending);
         if batch.len() <= self.overload_backlog {
             for pkt in batch.drain(..) {
-                self.handler.on_packet(pkt, &mut self.out);
+                self.guarded(|h, out| h.on_packet(pkt, out));
             }
         } else {
             self.overloaded_turns += 1;
@@ -626,7 +643,7 @@ impl<H: Handler> Shard<H> {
             let mut requests = Vec::with_capacity(batch.len());
             for pkt in batch.drain(..) {
                 if is_priority(&pkt.data) {
-                    self.handler.on_packet(pkt, &mut self.out);
+                    self.guarded(|h, out| h.on_packet(pkt, out));
                 } else {
                     requests.push(pkt);
                 }
@@ -634,7 +651,7 @@ impl<H: Handler> Shard<H> {
             let keep = self.overload_backlog.min(requests.len());
             let rejected = requests.split_off(keep);
             for pkt in requests {
-                self.handler.on_packet(pkt, &mut self.out);
+                self.guarded(|h, out| h.on_packet(pkt, out));
             }
             ser_log!(
                 L_DBG,
@@ -692,7 +709,7 @@ impl<H: Handler> Shard<H> {
         }
         for _ in 0..4096 {
             match self.rx.try_recv() {
-                Ok(m) => self.handler.on_message(m, &mut self.out),
+                Ok(m) => self.guarded(|h, out| h.on_message(m, out)),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
             }
         }
@@ -1075,6 +1092,40 @@ mod tests {
             text.contains("from-0;") && text.contains("from-1;"),
             "{text}"
         );
+        rt.stop();
+        assert_eq!(rt.join(), 0);
+    }
+
+    struct Fragile;
+    impl Handler for Fragile {
+        type Msg = ();
+        fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
+            assert!(&pkt.data[..] != b"boom", "handler bug");
+            let d = pkt.data.clone();
+            out.reply_to(&pkt, pkt.src, d);
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_does_not_kill_the_shard() {
+        let cfg = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                udp: true,
+                tcp: false,
+            }],
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::start(&cfg, |_| Fragile).unwrap();
+        let server = rt.local_addrs()[0].0;
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.send_to(b"boom", server).unwrap();
+        c.send_to(b"still alive", server).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"still alive");
         rt.stop();
         assert_eq!(rt.join(), 0);
     }
