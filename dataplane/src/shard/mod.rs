@@ -574,6 +574,7 @@ impl<H: Handler> Shard<H> {
                 let k = tok.0 - UDP_BASE;
                 let sock = &mut self.udp[k];
                 let local = sock.local;
+                let short_is_drained = sock.backend() == IoBackend::Epoll;
                 let mut drained = false;
                 let mut errors = 0;
                 while self.pending.len() < self.drain_max && errors < 8 {
@@ -587,6 +588,13 @@ impl<H: Handler> Shard<H> {
                         })
                     }) {
                         Ok(0) => {
+                            drained = true;
+                            break;
+                        }
+                        // A short recvmmsg batch: the queue was empty a moment ago. Skip the extra
+                        // call that would only say EAGAIN: with edge-triggered epoll every datagram
+                        // that arrives after it raises a new event.
+                        Ok(n) if short_is_drained && n < transport::sys::BATCH => {
                             drained = true;
                             break;
                         }
