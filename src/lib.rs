@@ -2,7 +2,7 @@
 //! together. See `README.md`.
 //!
 //! This library holds what `ser` does before and around the shards: SER 0.8.11's command line
-//! ([`parse_args`]), logging to stderr or syslog ([`syslog`]), merging the command line with the
+//! ([`parse_args`]), logging to stderr or syslog ([`os`]), merging the command line with the
 //! compiled configuration's [`CoreOptions`] into a [`RuntimeConfig`], start-up, signals and shutdown
 //! ([`run`]); [`server`] starts the proxy itself (shards, job runner, reload).
 
@@ -83,7 +83,7 @@ Options:
     -R           Same as -r but use reverse dns
     -v           Turn on via host checking when forwarding replies
     -d           Debugging mode (multiple -d increase the level)
-    -D           Do not fork into daemon mode (ser always stays in the foreground today)
+    -D           Do not fork into daemon mode (stay in the foreground)
     -E           Log to stderr
     -V           Version number and build
     -h           This help message
@@ -327,8 +327,10 @@ pub fn listen_specs(cfg: &CoreOptions, cli: &Cli) -> Result<Vec<ListenSpec>, Str
     let default_port = cli.port.unwrap_or(cfg.port);
     let mut wanted: Vec<(Option<Proto>, String, u16)> = Vec::new();
     if !cli.listen.is_empty() {
+        // `-p` was already applied by `parse_args` to the -l it covers; an -l before any -p keeps
+        // the config's `port` (SER: "-l foo -l bar -p 5061" listens on foo:5060, bar:5061).
         for l in &cli.listen {
-            wanted.push((l.proto, l.host.clone(), l.port.unwrap_or(default_port)));
+            wanted.push((l.proto, l.host.clone(), l.port.unwrap_or(cfg.port)));
         }
     } else {
         for l in &cfg.listen {
@@ -377,14 +379,15 @@ pub fn shard_count(cfg: &CoreOptions, cli: &Cli) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Logging to syslog (LOG_DAEMON) through libc: the one small unsafe room of this crate.
+/// The one small unsafe room of this crate, thin libc wrappers: syslog (LOG_DAEMON), dropping
+/// privileges, daemonising (double fork).
 #[allow(unsafe_code)]
-pub mod syslog {
+pub mod os {
     use std::ffi::CString;
 
     const IDENT: &std::ffi::CStr = c"ser";
 
-    /// `openlog("ser", LOG_PID | LOG_CONS, LOG_DAEMON)`.
+    /// `openlog("ser", LOG_PID, LOG_DAEMON)` (no LOG_CONS: a daemon in a container has no console worth writing to).
     pub fn open() {
         // SAFETY: IDENT is a 'static NUL-terminated string (openlog keeps the pointer).
         unsafe {
@@ -425,6 +428,114 @@ pub mod syslog {
         };
     }
 
+    /// Daemonises as SER did with `fork=yes`: fork (the parent waits for the daemon's "started" or
+    /// "failed" byte on a pipe and exits with 0 or 1), `setsid`, fork again (so the daemon is no
+    /// session leader), stdin/stdout (and stderr unless logging to it) to `/dev/null`. Must be called
+    /// while the process has one thread. Returns the write end of the pipe, for [`Daemon::ready`].
+    pub fn daemonize(keep_stderr: bool) -> std::io::Result<Daemon> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let (rd, wr) = (fds[0], fds[1]);
+        // SAFETY: the process is single-threaded here (documented precondition), so the child is a
+        // faithful copy; both branches only make async-signal-safe calls before returning or exiting.
+        match unsafe { libc::fork() } {
+            -1 => return Err(std::io::Error::last_os_error()),
+            0 => {}
+            _ => {
+                // Parent: wait for the daemon's verdict.
+                let mut b = [0u8; 1];
+                // SAFETY: closing our copy of the write end; reading one byte into a live buffer.
+                let n = unsafe {
+                    libc::close(wr);
+                    libc::read(rd, b.as_mut_ptr().cast(), 1)
+                };
+                let ok = n == 1 && b[0] == b'1';
+                if !ok {
+                    let msg = b"ser: start-up failed (see the log)\n";
+                    // SAFETY: writing a static buffer to stderr.
+                    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+                }
+                // SAFETY: _exit does not return and runs no destructors (the daemon owns them).
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+        }
+        // SAFETY: plain syscalls on our own fds, in the (single-threaded) first child.
+        unsafe {
+            libc::close(rd);
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            match libc::fork() {
+                -1 => return Err(std::io::Error::last_os_error()),
+                0 => {}
+                _ => libc::_exit(0),
+            }
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            if null >= 0 {
+                libc::dup2(null, 0);
+                libc::dup2(null, 1);
+                if !keep_stderr {
+                    libc::dup2(null, 2);
+                }
+                if null > 2 {
+                    libc::close(null);
+                }
+            }
+        }
+        Ok(Daemon { fd: wr })
+    }
+
+    /// The daemon's end of the start-up pipe.
+    pub struct Daemon {
+        fd: libc::c_int,
+    }
+
+    impl Daemon {
+        /// Tells the waiting parent whether start-up succeeded (it exits 0 or 1).
+        pub fn ready(self, ok: bool) {
+            let b = [if ok { b'1' } else { b'0' }];
+            // SAFETY: writing one byte from a live buffer to our pipe fd, then closing it once.
+            unsafe {
+                libc::write(self.fd, b.as_ptr().cast(), 1);
+                libc::close(self.fd);
+            }
+            std::mem::forget(self);
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            // SAFETY: closing the pipe fd we own (the parent then sees EOF = failure).
+            unsafe { libc::close(self.fd) };
+        }
+    }
+
+    /// Raises the soft open-files limit to the hard limit (every TCP connection is a descriptor).
+    /// Returns the new soft limit.
+    pub fn raise_nofile_limit() -> Option<u64> {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `r` is a valid rlimit for getrlimit to fill and setrlimit to read.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                return None;
+            }
+            if r.rlim_cur < r.rlim_max {
+                r.rlim_cur = r.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                    return None;
+                }
+            }
+        }
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+        Some(r.rlim_cur as u64)
+    }
+
     /// `setgid` then `setuid` (numeric ids).
     pub fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
         if let Some(g) = gid {
@@ -457,13 +568,13 @@ pub fn setup_logging(debug: i32, to_stderr: bool) {
             eprintln!("ser[{pid}] {who}: {}: {args}", log::level_name(level));
         }));
     } else {
-        syslog::open();
+        os::open();
         log::set_sink(Box::new(move |level, shard, args| {
             let line = match shard {
                 Some(i) => format!("shard {i}: {}: {args}", log::level_name(level)),
                 None => format!("main: {}: {args}", log::level_name(level)),
             };
-            syslog::send(level, &line);
+            os::send(level, &line);
         }));
     }
 }
@@ -481,8 +592,15 @@ fn lookup_id(file: &str, name: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("unknown user or group '{name}' (in {file})"))
 }
 
-/// Runs `ser` with `args` (without the program name); returns the exit code.
+/// Runs `ser` with `args` (without the program name); returns the exit code. SIGHUP reloads the
+/// configuration file.
 pub fn run(args: &[String]) -> i32 {
+    run_with(args, &mut || {})
+}
+
+/// As [`run`], also calling `sighup` on the main thread after each SIGHUP's reload (for embedders
+/// and tests).
+pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
     let cli = match parse_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -525,7 +643,7 @@ pub fn run(args: &[String]) -> i32 {
     let opts = program.options.clone();
     let debug = effective_debug(&opts, &cli);
     setup_logging(debug, cli.stderr || opts.log_stderror);
-    match start(&cli, &opts, program, &cfg_path) {
+    match start(&cli, &opts, program, &cfg_path, sighup) {
         Ok(()) => 0,
         Err(e) => {
             ser_log!(L_ERR, "{e}");
@@ -537,14 +655,28 @@ pub fn run(args: &[String]) -> i32 {
     }
 }
 
-fn start(cli: &Cli, opts: &CoreOptions, program: Program, cfg_path: &Path) -> Result<(), String> {
+fn start(
+    cli: &Cli,
+    opts: &CoreOptions,
+    program: Program,
+    cfg_path: &Path,
+    sighup: &mut dyn FnMut(),
+) -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let listen = listen_specs(opts, cli)?;
+    let to_stderr = cli.stderr || opts.log_stderror;
+    let pidfile = match &cli.pidfile {
+        Some(p) if p.is_relative() => std::env::current_dir().ok().map(|d| d.join(p)),
+        p => p.clone(),
+    };
+    // fork=yes (SER's default) without -D: become a daemon now, while single-threaded; the parent
+    // exits 0 once the daemon has bound its sockets, 1 if it failed.
+    let mut daemon = None;
     if opts.fork && !cli.foreground {
-        ser_log!(
-            L_NOTICE,
-            "fork=yes: daemon mode is not implemented yet, staying in the foreground (as with -D)"
-        );
+        daemon = Some(os::daemonize(to_stderr).map_err(|e| format!("cannot daemonize: {e}"))?);
+        if cli.workdir.is_none() && cli.chroot.is_none() {
+            let _ = std::env::set_current_dir("/");
+        }
     }
     if cli.shm_mb.is_some() {
         ser_log!(
@@ -587,6 +719,9 @@ fn start(cli: &Cli, opts: &CoreOptions, program: Program, cfg_path: &Path) -> Re
     if let Some(n) = cli.overload_backlog {
         rc.overload_backlog = n;
     }
+    if let Some(n) = os::raise_nofile_limit() {
+        ser_log!(L_INFO, "open files limit: {n}");
+    }
     // Signals first, so one arriving during start-up is not lost.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -605,12 +740,12 @@ fn start(cli: &Cli, opts: &CoreOptions, program: Program, cfg_path: &Path) -> Re
         .map(|g| lookup_id("/etc/group", g))
         .transpose()?;
     if uid.is_some() || gid.is_some() {
-        if let Err(e) = syslog::drop_privileges(uid, gid) {
+        if let Err(e) = os::drop_privileges(uid, gid) {
             proxy.stop();
             return Err(format!("cannot change uid/gid: {e}"));
         }
     }
-    if let Some(p) = &cli.pidfile {
+    if let Some(p) = &pidfile {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
             proxy.stop();
             return Err(format!("cannot write pid file {}: {e}", p.display()));
@@ -629,6 +764,9 @@ fn start(cli: &Cli, opts: &CoreOptions, program: Program, cfg_path: &Path) -> Re
         runtime.backend().as_str(),
         addrs.join(" ")
     );
+    if let Some(d) = daemon.take() {
+        d.ready(true);
+    }
     for sig in signals.forever() {
         match sig {
             SIGHUP => {
@@ -639,6 +777,7 @@ fn start(cli: &Cli, opts: &CoreOptions, program: Program, cfg_path: &Path) -> Re
                 );
                 // Errors are logged by reload; the running configuration stays.
                 let _ = proxy.reload();
+                sighup();
             }
             _ => {
                 ser_log!(L_NOTICE, "signal {sig} received, shutting down");
@@ -647,7 +786,7 @@ fn start(cli: &Cli, opts: &CoreOptions, program: Program, cfg_path: &Path) -> Re
         }
     }
     let panicked = proxy.stop();
-    if let Some(p) = &cli.pidfile {
+    if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);
     }
     if panicked > 0 {
@@ -689,8 +828,21 @@ mod tests {
         )
         .unwrap();
         let got: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
-        // The last -p is also the default port: the first -l gets it too when it has none.
-        assert_eq!(got, ["127.0.0.1:5061", "127.0.0.2:5061", "127.0.0.3:5061"]);
+        assert_eq!(got, ["127.0.0.1:5060", "127.0.0.2:5061", "127.0.0.3:5061"]);
+        // Without -l, -p applies to the default listen (all IPv4 interfaces).
+        let specs = listen_specs(
+            &CoreOptions::default(),
+            &parse_args(&args("-p 5070")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].addr.to_string(), "0.0.0.0:5070");
+        assert!(specs[0].udp && specs[0].tcp);
+        // -l with its own port is not changed by a later -p.
+        let cli = parse_args(&args("-l 127.0.0.1:5080 -p 5090 -l 127.0.0.2")).unwrap();
+        let specs = listen_specs(&CoreOptions::default(), &cli).unwrap();
+        let got: Vec<String> = specs.iter().map(|s| s.addr.to_string()).collect();
+        assert_eq!(got, ["127.0.0.1:5080", "127.0.0.2:5090"]);
     }
 
     #[test]

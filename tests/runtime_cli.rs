@@ -130,3 +130,92 @@ fn bind_failure_exits_1() {
     assert!(err.contains("cannot bind"), "{err}");
     let _ = std::fs::remove_file(cfg);
 }
+
+#[test]
+fn fork_yes_daemonizes_and_the_daemon_serves() {
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let pidfile = std::env::temp_dir().join(format!("ser-rt-daemon-{}.pid", std::process::id()));
+    let cfg = temp_cfg(MIN_CFG);
+    // No -D: SER's default fork=yes. The command returns once the daemon is up.
+    let t = Instant::now();
+    let (code, _, err) = ser(&[
+        "-f",
+        cfg.to_str().unwrap(),
+        "-l",
+        "127.0.0.1",
+        "-p",
+        &p,
+        "-n",
+        "1",
+        "-P",
+        pidfile.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Make sure the daemon we started goes away whatever happens below.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.to_string()])
+                .status();
+        }
+    }
+    let guard = KillOnDrop(pid);
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    let req = request(
+        "OPTIONS",
+        &format!("sip:127.0.0.1:{port}"),
+        &me,
+        "UDP",
+        "daemon",
+    );
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let reply = udp_exchange(&c, server, req.as_bytes()).unwrap();
+    assert_eq!(status_line(&reply), "SIP/2.0 200 OK");
+    drop(guard);
+    let end = Instant::now() + Duration::from_secs(5);
+    while pidfile.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!pidfile.exists(), "daemon removes its pid file on SIGTERM");
+    let _ = std::fs::remove_file(cfg);
+}
+
+#[test]
+fn sighup_is_logged_and_ser_keeps_serving() {
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let mut s = Ser::start(&["-l", "udp:127.0.0.1", "-p", &p]);
+    let _ = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status();
+    assert!(
+        s.wait_log("SIGHUP received", Duration::from_secs(3)),
+        "{}",
+        s.log_text()
+    );
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    let req = request(
+        "OPTIONS",
+        &format!("sip:127.0.0.1:{port}"),
+        &me,
+        "UDP",
+        "hup",
+    );
+    let server: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let reply = udp_exchange(&c, server, req.as_bytes()).unwrap();
+    assert_eq!(status_line(&reply), "SIP/2.0 200 OK");
+    // udp: only, so the TCP port is free.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+    let st = s.terminate(Duration::from_secs(5)).unwrap();
+    assert!(st.success());
+}

@@ -134,7 +134,8 @@ fn both_families_at_once() {
     }
     let port = free_port("127.0.0.1");
     let p = port.to_string();
-    let _ser = Ser::start(&["-l", "127.0.0.1", "-l", "::1", "-p", &p]);
+    // SER semantics: -p covers the last -l before it and every -l after it without a port.
+    let _ser = Ser::start(&["-l", "127.0.0.1", "-p", &p, "-l", "::1"]);
     let c4 = udp_client("127.0.0.1");
     let r = options_roundtrip(format!("127.0.0.1:{port}").parse().unwrap(), &c4);
     assert_eq!(status_line(&r), "SIP/2.0 200 OK");

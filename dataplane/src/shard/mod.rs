@@ -33,10 +33,10 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::ser_log;
-use crate::transport::tcp::{Tcp, TcpLimits, TcpToken};
+use crate::transport::tcp::{ConnDirectory, SendOutcome, Tcp, TcpLimits, TcpToken};
 use crate::transport::{self, IoBackend, Outgoing, Packet, Proto, UdpSocket};
 use crate::wire::{BufPool, Limits, Message, ReplyBuilder};
-use log::{L_DBG, L_ERR, L_INFO, L_WARN};
+use log::{L_CRIT, L_DBG, L_ERR, L_INFO, L_WARN};
 
 pub use crate::transport::IoMode;
 
@@ -222,28 +222,56 @@ impl<M: Send + 'static> Runtime<M> {
         }
         let mut per_shard = Vec::with_capacity(n);
         let mut local = Vec::new();
+        // SO_REUSEPORT would let a second server of the same user share (and silently split) our
+        // ports: first make sure each address is free, with a plain bind.
+        for l in &cfg.listen {
+            if l.addr.port() == 0 {
+                continue;
+            }
+            let in_use = |e: io::Error, proto: &str| {
+                io::Error::new(e.kind(), format!("cannot bind {proto}:{}: {e}", l.addr))
+            };
+            if l.udp {
+                drop(std::net::UdpSocket::bind(l.addr).map_err(|e| in_use(e, "udp"))?);
+            }
+            if l.tcp {
+                drop(std::net::TcpListener::bind(l.addr).map_err(|e| in_use(e, "tcp"))?);
+            }
+        }
+        // Shard 0 binds first; the others bind the address it got (port 0 resolved once).
+        let mut udp_addrs: Vec<SocketAddr> = Vec::new();
+        let mut tcp_addrs: Vec<SocketAddr> = Vec::new();
         for i in 0..n {
             let mut s = ShardSockets {
                 udp: Vec::new(),
                 tcp: Vec::new(),
             };
+            let (mut ku, mut kt) = (0, 0);
             for l in &cfg.listen {
                 if l.udp {
-                    let sock = transport::bind_udp(l.addr, cfg.rcvbuf).map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot bind udp:{}: {e}", l.addr))
+                    let addr = udp_addrs.get(ku).copied().unwrap_or(l.addr);
+                    let sock = transport::bind_udp(addr, cfg.rcvbuf).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind udp:{addr}: {e}"))
                     })?;
                     if i == 0 {
-                        local.push((sock.local_addr()?, Proto::Udp));
+                        let a = sock.local_addr()?;
+                        udp_addrs.push(a);
+                        local.push((a, Proto::Udp));
                     }
+                    ku += 1;
                     s.udp.push(sock);
                 }
                 if l.tcp {
-                    let sock = transport::bind_tcp(l.addr).map_err(|e| {
-                        io::Error::new(e.kind(), format!("cannot bind tcp:{}: {e}", l.addr))
+                    let addr = tcp_addrs.get(kt).copied().unwrap_or(l.addr);
+                    let sock = transport::bind_tcp(addr).map_err(|e| {
+                        io::Error::new(e.kind(), format!("cannot bind tcp:{addr}: {e}"))
                     })?;
                     if i == 0 {
-                        local.push((sock.local_addr()?, Proto::Tcp));
+                        let a = sock.local_addr()?;
+                        tcp_addrs.push(a);
+                        local.push((a, Proto::Tcp));
                     }
+                    kt += 1;
                     s.tcp.push(sock);
                 }
             }
@@ -251,10 +279,25 @@ impl<M: Send + 'static> Runtime<M> {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let mut shards = Vec::with_capacity(n);
-        for (i, socks) in per_shard.into_iter().enumerate() {
+        let directory = ConnDirectory::default();
+        // Polls, wakers and the cross-shard send channels first: every shard knows every other.
+        let mut polls = Vec::with_capacity(n);
+        let mut peers = Vec::with_capacity(n);
+        let mut xfer_rxs = Vec::with_capacity(n);
+        for _ in 0..n {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            polls.push(poll);
+            peers.push(Peer { tx, waker });
+            xfer_rxs.push(rx);
+        }
+        let peers = Arc::new(peers);
+        let mut shards = Vec::with_capacity(n);
+        for (i, ((socks, poll), xfer_rx)) in
+            per_shard.into_iter().zip(polls).zip(xfer_rxs).enumerate()
+        {
+            let waker = peers[i].waker.clone();
             let (tx, rx) = crossbeam_channel::unbounded();
             let handler = make(i);
             let stop = stop.clone();
@@ -264,6 +307,12 @@ impl<M: Send + 'static> Runtime<M> {
                 None
             };
             let cfg = cfg.clone();
+            let links = Links {
+                rx,
+                xfer_rx,
+                peers: peers.clone(),
+                directory: directory.clone(),
+            };
             let thread = std::thread::Builder::new()
                 .name(format!("ser-shard-{i}"))
                 .spawn(move || {
@@ -273,7 +322,7 @@ impl<M: Send + 'static> Runtime<M> {
                             ser_log!(L_INFO, "could not pin to core {}", core.id);
                         }
                     }
-                    match Shard::new(i, &cfg, backend, poll, socks, rx, handler, stop) {
+                    match Shard::new(i, &cfg, backend, poll, socks, links, handler, stop) {
                         Ok(mut shard) => shard.run(),
                         Err(e) => ser_log!(L_ERR, "shard setup failed: {e}"),
                     }
@@ -331,12 +380,28 @@ impl<M: Send + 'static> Runtime<M> {
     }
 }
 
+/// Another shard, as seen from one shard: where to hand a TCP send for a connection it owns.
+struct Peer {
+    tx: Sender<Outgoing>,
+    waker: Arc<Waker>,
+}
+
+/// A shard's channels: its inbox, the TCP sends other shards hand it, and the other shards.
+struct Links<M> {
+    rx: Receiver<M>,
+    xfer_rx: Receiver<Outgoing>,
+    peers: Arc<Vec<Peer>>,
+    directory: ConnDirectory,
+}
+
 struct Shard<H: Handler> {
     id: usize,
     poll: Poll,
     udp: Vec<UdpSocket>,
     tcp: Tcp,
     rx: Receiver<H::Msg>,
+    xfer_rx: Receiver<Outgoing>,
+    peers: Arc<Vec<Peer>>,
     handler: H,
     stop: Arc<AtomicBool>,
     out: Outbox,
@@ -349,6 +414,7 @@ struct Shard<H: Handler> {
     tick: Duration,
     sl_tag: String,
     overloaded_turns: u64,
+    handler_panics: u64,
 }
 
 impl<H: Handler> Shard<H> {
@@ -359,7 +425,7 @@ impl<H: Handler> Shard<H> {
         backend: IoBackend,
         poll: Poll,
         socks: ShardSockets,
-        rx: Receiver<H::Msg>,
+        links: Links<H::Msg>,
         handler: H,
         stop: Arc<AtomicBool>,
     ) -> io::Result<Shard<H>> {
@@ -377,7 +443,7 @@ impl<H: Handler> Shard<H> {
             )?;
             udp.push(u);
         }
-        let mut tcp = Tcp::new(cfg.tcp, LISTEN_BASE, CONN_BASE);
+        let mut tcp = Tcp::new(cfg.tcp, LISTEN_BASE, CONN_BASE, id, links.directory);
         for l in socks.tcp {
             tcp.add_listener(poll.registry(), l)?;
         }
@@ -398,7 +464,9 @@ impl<H: Handler> Shard<H> {
             poll,
             udp,
             tcp,
-            rx,
+            rx: links.rx,
+            xfer_rx: links.xfer_rx,
+            peers: links.peers,
             handler,
             stop,
             out: Outbox::new(id),
@@ -410,11 +478,14 @@ impl<H: Handler> Shard<H> {
             tick: cfg.tick,
             sl_tag,
             overloaded_turns: 0,
+            handler_panics: 0,
         })
     }
 
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
+        let mut ready_buf: Vec<(Token, bool, bool)> = Vec::with_capacity(256);
+        let mut inbox_busy = false;
         let mut next_tick = Instant::now() + self.tick;
         ser_log!(
             L_INFO,
@@ -425,7 +496,7 @@ impl<H: Handler> Shard<H> {
         );
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let timeout = if self.again.is_empty() {
+            let timeout = if self.again.is_empty() && !inbox_busy {
                 next_tick.saturating_duration_since(now)
             } else {
                 Duration::ZERO
@@ -437,7 +508,9 @@ impl<H: Handler> Shard<H> {
                 }
                 continue;
             }
-            let mut ready: Vec<(Token, bool, bool)> = std::mem::take(&mut self.again);
+            let mut ready = std::mem::take(&mut ready_buf);
+            ready.clear();
+            ready.append(&mut self.again);
             for ev in events.iter() {
                 ready.push((
                     ev.token(),
@@ -447,18 +520,22 @@ impl<H: Handler> Shard<H> {
             }
             let now = Instant::now();
             self.receive(&ready, now);
+            ready_buf = ready;
             self.dispatch();
             self.flush(now);
-            self.inbox();
+            inbox_busy = self.inbox();
+            self.flush(now);
             if now >= next_tick {
-                self.handler.on_tick(now, &mut self.out);
+                self.guarded(|h, out| h.on_tick(now, out));
                 self.tcp.sweep(self.poll.registry(), now);
                 self.flush(now);
                 next_tick = now + self.tick;
             }
         }
         // Stop receiving; hand out what is queued; close connections after a last flush.
-        self.inbox();
+        while self.inbox() {
+            self.flush(Instant::now());
+        }
         self.flush(Instant::now());
         self.tcp.shutdown(self.poll.registry());
         if self.overloaded_turns > 0 {
@@ -472,6 +549,21 @@ impl<H: Handler> Shard<H> {
         ser_log!(L_INFO, "shard {} stopped", self.id);
     }
 
+    /// Runs handler code; a panic in it is logged and the shard goes on with the next message (a
+    /// dead shard would black-hole the share of traffic SO_REUSEPORT hashes to its sockets).
+    fn guarded(&mut self, f: impl FnOnce(&mut H, &mut Outbox)) {
+        let (h, out) = (&mut self.handler, &mut self.out);
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(h, out))).is_err() {
+            self.handler_panics += 1;
+            ser_log!(
+                L_CRIT,
+                "handler panicked (shard {}, {} so far); message dropped",
+                self.id,
+                self.handler_panics
+            );
+        }
+    }
+
     fn receive(&mut self, ready: &[(Token, bool, bool)], now: Instant) {
         let registry = self.poll.registry();
         for &(tok, readable, writable) in ready {
@@ -482,8 +574,10 @@ impl<H: Handler> Shard<H> {
                 let k = tok.0 - UDP_BASE;
                 let sock = &mut self.udp[k];
                 let local = sock.local;
+                let short_is_drained = sock.backend() == IoBackend::Epoll;
                 let mut drained = false;
-                while self.pending.len() < self.drain_max {
+                let mut errors = 0;
+                while self.pending.len() < self.drain_max && errors < 8 {
                     let pending = &mut self.pending;
                     match sock.recv_batch(|data, src| {
                         pending.push(Packet {
@@ -497,6 +591,13 @@ impl<H: Handler> Shard<H> {
                             drained = true;
                             break;
                         }
+                        // A short recvmmsg batch: the queue was empty a moment ago. Skip the extra
+                        // call that would only say EAGAIN: with edge-triggered epoll every datagram
+                        // that arrives after it raises a new event.
+                        Ok(n) if short_is_drained && n < transport::sys::BATCH => {
+                            drained = true;
+                            break;
+                        }
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             drained = true;
@@ -504,7 +605,9 @@ impl<H: Handler> Shard<H> {
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
-                            // ICMP errors (ECONNREFUSED) surface here; the socket stays usable.
+                            // ICMP errors (ECONNREFUSED) surface here, once each; the socket stays
+                            // usable. Anything persistent is retried next turn, not spun on.
+                            errors += 1;
                             ser_log!(L_DBG, "udp recv on {local}: {e}");
                         }
                     }
@@ -540,7 +643,7 @@ impl<H: Handler> Shard<H> {
         let mut batch = std::mem::take(&mut self.pending);
         if batch.len() <= self.overload_backlog {
             for pkt in batch.drain(..) {
-                self.handler.on_packet(pkt, &mut self.out);
+                self.guarded(|h, out| h.on_packet(pkt, out));
             }
         } else {
             self.overloaded_turns += 1;
@@ -548,7 +651,7 @@ impl<H: Handler> Shard<H> {
             let mut requests = Vec::with_capacity(batch.len());
             for pkt in batch.drain(..) {
                 if is_priority(&pkt.data) {
-                    self.handler.on_packet(pkt, &mut self.out);
+                    self.guarded(|h, out| h.on_packet(pkt, out));
                 } else {
                     requests.push(pkt);
                 }
@@ -556,7 +659,7 @@ impl<H: Handler> Shard<H> {
             let keep = self.overload_backlog.min(requests.len());
             let rejected = requests.split_off(keep);
             for pkt in requests {
-                self.handler.on_packet(pkt, &mut self.out);
+                self.guarded(|h, out| h.on_packet(pkt, out));
             }
             ser_log!(
                 L_DBG,
@@ -595,13 +698,30 @@ impl<H: Handler> Shard<H> {
         self.out.reply_to(pkt, dest, buf.freeze());
     }
 
-    fn inbox(&mut self) {
+    /// Hands inbox messages to the handler (at most 4096 per turn) and sends what other shards
+    /// handed over for this shard's TCP connections; true if more are waiting.
+    fn inbox(&mut self) -> bool {
+        let now = Instant::now();
         for _ in 0..4096 {
-            match self.rx.try_recv() {
-                Ok(m) => self.handler.on_message(m, &mut self.out),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            let Ok(o) = self.xfer_rx.try_recv() else {
+                break;
+            };
+            // Never forwarded twice: if the connection is gone, open a new one here.
+            if self
+                .tcp
+                .send(self.poll.registry(), o.data, o.dest, now, false)
+                == SendOutcome::Failed
+            {
+                ser_log!(L_DBG, "tcp send to {} dropped", o.dest);
             }
         }
+        for _ in 0..4096 {
+            match self.rx.try_recv() {
+                Ok(m) => self.guarded(|h, out| h.on_message(m, out)),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
     }
 
     fn flush(&mut self, now: Instant) {
@@ -642,11 +762,16 @@ impl<H: Handler> Shard<H> {
                 Proto::Udp => {
                     self.out.pool.reclaim(o.data);
                 }
-                Proto::Tcp => {
-                    if !self.tcp.send(registry, o.data, o.dest, now) {
-                        ser_log!(L_DBG, "tcp send to {} dropped", o.dest);
+                Proto::Tcp => match self.tcp.send(registry, o.data.clone(), o.dest, now, true) {
+                    SendOutcome::Queued => {}
+                    SendOutcome::Failed => ser_log!(L_DBG, "tcp send to {} dropped", o.dest),
+                    SendOutcome::Elsewhere(k) => {
+                        if let Some(p) = self.peers.get(k) {
+                            let _ = p.tx.send(o);
+                            let _ = p.waker.wake();
+                        }
                     }
-                }
+                },
             }
         }
         self.out.queue = queue;
@@ -873,6 +998,142 @@ mod tests {
         assert_eq!(&buf, b"three");
         peer.set_nonblocking(true).unwrap();
         assert!(peer.accept().is_err());
+        rt.stop();
+        assert_eq!(rt.join(), 0);
+    }
+
+    #[test]
+    fn shards_share_one_port_and_a_second_server_cannot_join() {
+        let cfg = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                udp: true,
+                tcp: true,
+            }],
+            shards: 3,
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::start(&cfg, |_| Echo).unwrap();
+        assert_eq!(rt.shard_count(), 3);
+        let udp = rt.local_addrs()[0].0;
+        let tcp = rt.local_addrs()[1].0;
+        assert_ne!(udp.port(), 0);
+        // Every datagram is echoed, whichever shard the kernel picks.
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 16];
+        for i in 0..20u8 {
+            c.send_to(&[i], udp).unwrap();
+            let (n, _) = c.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &[i]);
+        }
+        let again = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: udp,
+                udp: true,
+                tcp: false,
+            }],
+            ..cfg.clone()
+        };
+        let err = Runtime::start(&again, |_| Echo).err().unwrap();
+        assert!(err.to_string().contains("cannot bind udp"), "{err}");
+        let again = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: tcp,
+                udp: false,
+                tcp: true,
+            }],
+            ..cfg
+        };
+        assert!(Runtime::start(&again, |_| Echo).is_err());
+        rt.stop();
+        assert_eq!(rt.join(), 0);
+    }
+
+    #[test]
+    fn any_shard_reaches_a_peer_over_the_connection_another_shard_accepted() {
+        let cfg = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                udp: false,
+                tcp: true,
+            }],
+            shards: 2,
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rt = Runtime::start(&cfg, |_| Recorder(tx.clone())).unwrap();
+        let server = rt.local_addrs()[0].0;
+        let mut client = std::net::TcpStream::connect(server).unwrap();
+        let me = client.local_addr().unwrap();
+        // Make sure the owning shard has accepted it: send a message and wait for the handler.
+        use std::io::{Read, Write};
+        client
+            .write_all(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(3)).unwrap(),
+            "OPTIONS sip:x SIP/2.0"
+        );
+        rt.inbox(0)
+            .unwrap()
+            .send((Bytes::from_static(b"from-0;"), me))
+            .unwrap();
+        rt.inbox(1)
+            .unwrap()
+            .send((Bytes::from_static(b"from-1;"), me))
+            .unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < 14 {
+            let n = client.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8(got).unwrap();
+        assert!(
+            text.contains("from-0;") && text.contains("from-1;"),
+            "{text}"
+        );
+        rt.stop();
+        assert_eq!(rt.join(), 0);
+    }
+
+    struct Fragile;
+    impl Handler for Fragile {
+        type Msg = ();
+        fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
+            assert!(&pkt.data[..] != b"boom", "handler bug");
+            let d = pkt.data.clone();
+            out.reply_to(&pkt, pkt.src, d);
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_does_not_kill_the_shard() {
+        let cfg = RuntimeConfig {
+            listen: vec![ListenSpec {
+                addr: "127.0.0.1:0".parse().unwrap(),
+                udp: true,
+                tcp: false,
+            }],
+            pin: false,
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::start(&cfg, |_| Fragile).unwrap();
+        let server = rt.local_addrs()[0].0;
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.send_to(b"boom", server).unwrap();
+        c.send_to(b"still alive", server).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"still alive");
         rt.stop();
         assert_eq!(rt.join(), 0);
     }

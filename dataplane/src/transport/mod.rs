@@ -15,6 +15,10 @@
 //! spend ~99% in the kernel, so io_uring buys nothing there and `auto` picks epoll. `--io=uring`
 //! selects io_uring when the probe passes.
 //!
+//! A packet's `local` address is the bound listen address; with a wildcard listen (`0.0.0.0`, SER's
+//! default) it is the wildcard, and replies leave through the kernel's route choice (per-packet
+//! `IP_PKTINFO` is not used yet).
+//!
 //! Invariant: nothing here panics on network input; errors of one peer close that peer's connection
 //! (TCP) or drop that datagram (UDP), never the shard.
 

@@ -3,7 +3,11 @@
 //!
 //! Invariants:
 //! - A connection lives in exactly one shard (the one that accepted or opened it); `by_peer` holds
-//!   every open connection of this shard and nothing else.
+//!   every open connection of this shard and nothing else. The [`ConnDirectory`], shared by all
+//!   shards, says which shard owns the connection to a peer, so a send from another shard is handed
+//!   to the owner (a NATed TCP client is reachable only over the connection it opened). It is
+//!   touched when a connection opens or closes and when a TCP send misses the local table, never
+//!   for UDP.
 //! - Nothing blocks: reads and writes stop at `WouldBlock`, connects are non-blocking, writes that do
 //!   not fit are queued (up to [`TcpLimits::max_queued`], then the connection is closed).
 //! - A peer that sends an incomplete message and stalls is closed after `read_timeout`; a connection
@@ -15,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -58,6 +63,42 @@ impl Default for TcpLimits {
     }
 }
 
+/// Which shard owns the open connection to each peer (shared by all shards of a runtime).
+#[derive(Debug, Clone, Default)]
+pub struct ConnDirectory(Arc<Mutex<HashMap<SocketAddr, usize>>>);
+
+impl ConnDirectory {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<SocketAddr, usize>) -> R) -> R {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+    /// The shard owning the connection to `peer`.
+    pub fn owner(&self, peer: &SocketAddr) -> Option<usize> {
+        self.with(|m| m.get(peer).copied())
+    }
+    fn set(&self, peer: SocketAddr, shard: usize) {
+        self.with(|m| m.insert(peer, shard));
+    }
+    fn clear(&self, peer: &SocketAddr, shard: usize) {
+        self.with(|m| {
+            if m.get(peer) == Some(&shard) {
+                m.remove(peer);
+            }
+        });
+    }
+}
+
+/// What became of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Written or queued on a connection of this shard.
+    Queued,
+    /// Shard `k` owns the connection to the destination: hand the message to it.
+    Elsewhere(usize),
+    /// Could not be sent (cap, connect error…), already logged.
+    Failed,
+}
+
 struct Conn {
     stream: mio::net::TcpStream,
     peer: SocketAddr,
@@ -82,6 +123,8 @@ pub struct Tcp {
     limits: TcpLimits,
     listen_base: usize,
     conn_base: usize,
+    shard: usize,
+    directory: ConnDirectory,
 }
 
 /// What a token means to [`Tcp`].
@@ -91,8 +134,16 @@ pub enum TcpToken {
 }
 
 impl Tcp {
-    pub fn new(limits: TcpLimits, listen_base: usize, conn_base: usize) -> Tcp {
+    pub fn new(
+        limits: TcpLimits,
+        listen_base: usize,
+        conn_base: usize,
+        shard: usize,
+        directory: ConnDirectory,
+    ) -> Tcp {
         Tcp {
+            shard,
+            directory,
             listeners: Vec::new(),
             conns: Vec::new(),
             free: Vec::new(),
@@ -202,6 +253,7 @@ impl Tcp {
             // the table; the older one still works for what it receives.
             let _ = old;
         }
+        self.directory.set(peer, self.shard);
         *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
         self.open += 1;
         self.conns[slot] = Some(Conn {
@@ -226,6 +278,7 @@ impl Tcp {
         let _ = registry.deregister(&mut c.stream);
         if self.by_peer.get(&c.peer) == Some(&slot) {
             self.by_peer.remove(&c.peer);
+            self.directory.clear(&c.peer, self.shard);
         }
         if let Some(n) = self.per_ip.get_mut(&c.peer.ip()) {
             *n = n.saturating_sub(1);
@@ -357,27 +410,33 @@ impl Tcp {
         more
     }
 
-    /// Sends `data` to `dest` over the open connection to it, or a new (non-blocking) one from
-    /// `local` if given. Returns false when it could not even be queued.
+    /// Sends `data` to `dest` over this shard's open connection to it; else, when `may_forward`
+    /// and another shard owns one, says so; else over a new non-blocking connection.
     pub fn send(
         &mut self,
         registry: &Registry,
         data: Bytes,
         dest: SocketAddr,
         now: Instant,
-    ) -> bool {
+        may_forward: bool,
+    ) -> SendOutcome {
         let slot = match self.by_peer.get(&dest) {
             Some(&s) => s,
             None => {
+                if may_forward {
+                    if let Some(k) = self.directory.owner(&dest).filter(|&k| k != self.shard) {
+                        return SendOutcome::Elsewhere(k);
+                    }
+                }
                 if self.open >= self.limits.max_conns {
                     ser_log!(L_INFO, "tcp: no connection to {dest}: connection cap");
-                    return false;
+                    return SendOutcome::Failed;
                 }
                 let stream = match mio::net::TcpStream::connect(dest) {
                     Ok(s) => s,
                     Err(e) => {
                         ser_log!(L_INFO, "tcp: connect to {dest} failed: {e}");
-                        return false;
+                        return SendOutcome::Failed;
                     }
                 };
                 let _ = stream.set_nodelay(true);
@@ -386,34 +445,39 @@ impl Tcp {
                     Ok(s) => s,
                     Err(e) => {
                         ser_log!(L_INFO, "tcp: cannot register connection to {dest}: {e}");
-                        return false;
+                        return SendOutcome::Failed;
                     }
                 }
             }
         };
         let max_q = self.limits.max_queued;
         let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
-            return false;
+            return SendOutcome::Failed;
         };
         c.queued += data.len();
         c.wq.push_back(data);
         c.last = now;
         if c.queued > max_q {
             self.close(registry, slot, "write queue full");
-            return false;
+            return SendOutcome::Failed;
         }
         if c.connecting.is_none() {
             if let Err(e) = flush(c) {
                 let why = format!("write failed: {e}");
                 self.close(registry, slot, &why);
-                return false;
+                return SendOutcome::Failed;
             }
         }
-        true
+        SendOutcome::Queued
     }
 
-    /// Closes idle connections, stalled incomplete messages and connects that take too long.
+    /// Closes idle connections, stalled incomplete messages and connects that take too long; and
+    /// retries accepting on every listener (an accept that failed for lack of file descriptors left
+    /// connections in the backlog, and an edge-triggered listener would not report them again).
     pub fn sweep(&mut self, registry: &Registry, now: Instant) {
+        for j in 0..self.listeners.len() {
+            self.accept(registry, j, now);
+        }
         let l = self.limits;
         let mut doomed = Vec::new();
         for (i, c) in self.conns.iter().enumerate() {
