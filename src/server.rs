@@ -101,7 +101,24 @@ impl Proxy {
                 .filter_map(|i| runtime.inbox(i))
                 .collect(),
         );
-        let resolver = match controlplane::dns::SipResolver::system() {
+        // SER_NAMESERVER=ip:port points ser at one DNS server instead of resolv.conf's (tests, and
+        // operators with a local resolver on a non-standard port).
+        let nameserver = std::env::var("SER_NAMESERVER").ok();
+        let resolver = match nameserver
+            .as_deref()
+            .map(str::parse::<std::net::SocketAddr>)
+        {
+            Some(Ok(addr)) => {
+                ser_log!(
+                    L_NOTICE,
+                    "DNS: using the name server at {addr} (SER_NAMESERVER)"
+                );
+                Ok(controlplane::dns::SipResolver::with_nameserver(addr))
+            }
+            Some(Err(e)) => Err(format!("SER_NAMESERVER: {e}")),
+            None => controlplane::dns::SipResolver::system().map_err(|e| e.to_string()),
+        };
+        let resolver = match resolver {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {
                 ser_log!(

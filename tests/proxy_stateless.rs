@@ -412,3 +412,82 @@ fn reload_on_sighup() {
         .terminate(Duration::from_secs(5))
         .is_some_and(|st| st.success()));
 }
+
+#[path = "support/dns_server.rs"]
+mod dns_server;
+
+#[test]
+fn forward_by_rfc3263_through_the_controlplane_resolver() {
+    use std::net::Ipv4Addr;
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    // NAPTR → SRV → A, as a carrier's domain is set up.
+    let zone = dns_server::Zone::new()
+        .naptr(
+            "biloxi.test",
+            10,
+            10,
+            "s",
+            "SIP+D2U",
+            "_sip._udp.biloxi.test",
+            60,
+        )
+        .srv(
+            "_sip._udp.biloxi.test",
+            10,
+            10,
+            uas_port,
+            "pxy.biloxi.test",
+            60,
+        )
+        .a("pxy.biloxi.test", Ipv4Addr::LOCALHOST, 60);
+    let dns = dns_server::DnsServer::start(zone);
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let ns = dns.addr().to_string();
+    let cfg = "loadmodule \"sl.so\"\nroute { if (!forward(uri:host, uri:port)) { sl_send_reply(\"500\", \"no route\"); }; }\n";
+    let _ser = Ser::start_with_env(
+        cfg,
+        &["-l", "127.0.0.1", "-p", &p],
+        &[("SER_NAMESERVER", &ns)],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = udp_client("127.0.0.1");
+    let me = client.local_addr().unwrap();
+
+    let req = request(
+        "INVITE",
+        "sip:bob@biloxi.test",
+        &me.to_string(),
+        "UDP",
+        "dns1@t",
+    );
+    client.send_to(req.as_bytes(), addr).unwrap();
+    let (fwd, _) = recv(&uas)
+        .unwrap_or_else(|| panic!("not forwarded to the SRV target; log:\n{}", _ser.log_text()));
+    assert_eq!(status_line(&fwd), "INVITE sip:bob@biloxi.test SIP/2.0");
+    let queries = dns.queries();
+    // The second request is served from the cache: no new query.
+    let req = request(
+        "INVITE",
+        "sip:bob@biloxi.test",
+        &me.to_string(),
+        "UDP",
+        "dns2@t",
+    );
+    client.send_to(req.as_bytes(), addr).unwrap();
+    assert!(recv(&uas).is_some());
+    assert_eq!(dns.queries(), queries, "answer taken from the DNS cache");
+
+    // A name that does not exist: the forward fails (false), the script answers, nothing stalls.
+    let req = request(
+        "INVITE",
+        "sip:bob@nowhere.test",
+        &me.to_string(),
+        "UDP",
+        "dns3@t",
+    );
+    let r = udp_exchange(&client, addr, req.as_bytes()).unwrap();
+    assert_eq!(status_line(&r), "SIP/2.0 500 no route");
+}

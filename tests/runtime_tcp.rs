@@ -49,7 +49,7 @@ fn pipelined_and_split_messages() {
 }
 
 #[test]
-fn message_with_body_and_the_placeholder_500() {
+fn message_with_body_gets_the_scripts_500() {
     let (_ser, addr) = start(&[]);
     let mut s = TcpStream::connect(&addr).unwrap();
     let me = s.local_addr().unwrap().to_string();

@@ -32,8 +32,19 @@ pub fn temp_cfg(text: &str) -> PathBuf {
     p
 }
 
-/// The smallest config the compiler accepts.
-pub const MIN_CFG: &str = "route {\n    break;\n}\n";
+/// A small stateless config: OPTIONS to myself → 200, ACK absorbed, anything else → 500.
+pub const MIN_CFG: &str = r#"loadmodule "sl.so"
+route {
+	if (method == "OPTIONS" && uri == myself) {
+		sl_send_reply("200", "OK");
+		break;
+	};
+	if (method == "ACK") {
+		break;
+	};
+	sl_send_reply("500", "Server Internal Error");
+}
+"#;
 
 /// A running `ser`. Killed (and reaped) on drop if still running.
 pub struct Ser {
@@ -53,8 +64,16 @@ impl Ser {
     }
 
     pub fn start_with_cfg(cfg_text: &str, extra: &[&str]) -> Ser {
+        Ser::start_with_env(cfg_text, extra, &[])
+    }
+
+    /// As [`Ser::start_with_cfg`], with extra environment variables.
+    pub fn start_with_env(cfg_text: &str, extra: &[&str], env: &[(&str, &str)]) -> Ser {
         let cfg = temp_cfg(cfg_text);
         let mut cmd = Command::new(ser_bin());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         cmd.arg("-f")
             .arg(&cfg)
             .args(["-D", "-E", "-dd", "-n", "1"])

@@ -267,6 +267,7 @@ impl ProxyHandler {
                 id,
                 job,
             };
+            ser_log!(L_DBG, "script suspended on job {id}: {:?}", req.job);
             if self.shared.jobs.send(req).is_err() {
                 ser_log!(L_ERR, "job runner is gone: dropping a suspended request");
                 return;
@@ -487,10 +488,24 @@ impl Handler for ProxyHandler {
                 );
             }
             Err(e) => match precheck::parse_failure(&pkt.data, &e) {
-                Verdict::Reply { .. } => {
-                    // The header section itself is broken: there is nothing to copy into a reply.
-                    ser_log!(L_DBG, "dropping unparseable request from {}: {e}", pkt.src);
-                }
+                Verdict::Reply { code, reason, .. } => match precheck::salvage(&pkt.data) {
+                    // The headers a reply copies survive: answer with the error's reason.
+                    Some(m) => {
+                        ser_log!(L_DBG, "malformed request from {}: {e}", pkt.src);
+                        self.reply(
+                            pkt.src,
+                            pkt.local,
+                            pkt.proto,
+                            &m,
+                            code,
+                            reason.as_bytes(),
+                            &[],
+                            &[],
+                            out,
+                        );
+                    }
+                    None => ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src),
+                },
                 _ => ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src),
             },
         }
@@ -499,6 +514,7 @@ impl Handler for ProxyHandler {
     fn on_message(&mut self, msg: ShardMsg, out: &mut Outbox) {
         match msg {
             ShardMsg::JobDone { id, result } => {
+                ser_log!(L_DBG, "job {id} answered: {result:?}");
                 let Some(mut p) = self.parked.remove(&id) else {
                     ser_log!(L_WARN, "answer for unknown job {id}");
                     return;
@@ -573,6 +589,9 @@ pub struct ShardEnv<'a> {
     pid: u32,
 }
 
+/// A destination host: an address, or a name to resolve.
+type HostOrName = Result<IpAddr, SmallVec<[u8; 64]>>;
+
 /// Where a forward goes once names are resolved.
 struct Dest {
     addr: SocketAddr,
@@ -594,34 +613,31 @@ impl ShardEnv<'_> {
             crate::script::ir::Proto::Sctp => Transport::Sctp,
             crate::script::ir::Proto::Udp => Transport::Udp,
         });
-        let (host, port, transport, secure): (
-            Result<IpAddr, SmallVec<[u8; 64]>>,
-            Option<u16>,
-            Option<Transport>,
-            bool,
-        ) = match target {
-            Target::Uri => {
-                let Ok(uri) = Uri::parse(ctx.uri()) else {
-                    return Ok(Err("the request URI does not parse"));
-                };
-                let Some(t) = dns::host_port_of_uri(&uri) else {
-                    return Ok(Err("the request URI is not a SIP URI"));
-                };
-                let host = match t.host {
-                    dns::TargetHost::Ip(ip) => Ok(ip),
-                    dns::TargetHost::Name(n) => Err(SmallVec::from_slice(n.as_bytes())),
-                };
-                (host, t.port, forced.or(t.transport), t.secure)
-            }
-            Target::Host { host, port } => {
-                let h = match host {
-                    TargetHost::Ip(ip) => Ok(*ip),
-                    TargetHost::Name(n) => Err(SmallVec::from_slice(n)),
-                };
-                // `forward(host, port)` without a port means 5060 (SER), not SRV.
-                (h, Some(port.unwrap_or(5060)), forced, false)
-            }
-        };
+        let (host, port, transport, secure): (HostOrName, Option<u16>, Option<Transport>, bool) =
+            match target {
+                Target::Uri => {
+                    let Ok(uri) = Uri::parse(ctx.uri()) else {
+                        return Ok(Err("the request URI does not parse"));
+                    };
+                    let Some(t) = dns::host_port_of_uri(&uri) else {
+                        return Ok(Err("the request URI is not a SIP URI"));
+                    };
+                    let host = match t.host {
+                        dns::TargetHost::Ip(ip) => Ok(ip),
+                        dns::TargetHost::Name(n) => Err(SmallVec::from_slice(n.as_bytes())),
+                    };
+                    (host, t.port, forced.or(t.transport), t.secure)
+                }
+                Target::Host { host, port } => {
+                    let h = match host {
+                        TargetHost::Ip(ip) => Ok(*ip),
+                        TargetHost::Name(n) => Err(SmallVec::from_slice(n)),
+                    };
+                    // No port given (`forward(name)`, or `uri:port` of a URI without one): RFC 3263
+                    // decides (NAPTR/SRV, else 5060); an address without a port means 5060.
+                    (h, *port, forced, false)
+                }
+            };
         let dest = |t: &SipTarget| Dest {
             addr: t.addr,
             proto: transport_to_proto(t.transport),

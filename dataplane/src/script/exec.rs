@@ -389,7 +389,8 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
                                     None
                                 }
                             };
-                            (h, port.unwrap_or(5060))
+                            // No port in the URI: none given, so RFC 3263 (SRV) decides.
+                            (h, port)
                         }
                         None => {
                             log(
@@ -405,7 +406,7 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
                         }
                     }
                 }
-                _ => (None, 5060),
+                _ => (None, None),
             };
             let th = match host {
                 HostArg::Ip(ip) => TargetHost::Ip(*ip),
@@ -418,7 +419,7 @@ fn core(a: &CoreAction, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
             let port = match port {
                 PortArg::Default => None,
                 PortArg::Num(n) => Some(*n),
-                PortArg::UriPort => Some(uri_port),
+                PortArg::UriPort => uri_port,
             };
             let target = Target::Host { host: th, port };
             if is_send {

@@ -18,7 +18,6 @@
 //! and its thread ends; [`Runtime::join`] waits for all of them.
 
 pub mod log;
-pub mod placeholder;
 
 use std::io;
 use std::net::SocketAddr;
