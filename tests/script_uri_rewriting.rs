@@ -263,7 +263,8 @@ fn example_2_8_forwards_to_the_rewritten_uri() {
         env.sent,
         [Sent::Forward {
             host: "somewherelse.com".into(),
-            port: Some(5060),
+            // The URI has no port: none is given, and RFC 3263 (SRV) decides.
+            port: None,
             proto: None,
             uri: "sip:bla@somewherelse.com".into()
         }]
@@ -305,7 +306,8 @@ fn example_2_10_with_exec_dset_emulated() {
         env.sent,
         [Sent::Forward {
             host: "foo.bar".into(),
-            port: Some(5060),
+            // The URI has no port: none is given, and RFC 3263 (SRV) decides.
+            port: None,
             proto: None,
             uri: "sip:134@foo.bar".into()
         }]
