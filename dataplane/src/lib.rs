@@ -2,6 +2,8 @@
 //!
 //! - [`wire`]: the SIP message model — zero-copy parse into a header index, lazy typed accessors,
 //!   edits recorded and applied once at write time, builders for replies and requests.
+//! - [`script`]: the compiled routing script (IR), its interpreter and the module declarations.
+//! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
 //!   stateless branches, response routing, sl replies) as pure functions.
@@ -9,7 +11,11 @@
 //! The dataplane does no blocking I/O of its own: protocol logic takes bytes (and `now`) and returns
 //! what to do. Only the shard event loop and the transports touch sockets.
 
+pub mod dns;
 pub mod modules;
+pub mod offload;
 pub mod proxy;
 pub mod script;
+pub mod shard;
+pub mod transport;
 pub mod wire;

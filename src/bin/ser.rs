@@ -1,5 +1,10 @@
-//! `ser`: the SIP server binary.
+//! `ser`: the SIP server binary. Everything lives in the `ser` library (`src/lib.rs`).
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    println!("ser {}", env!("CARGO_PKG_VERSION"));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(ser::run(&args));
 }

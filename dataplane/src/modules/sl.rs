@@ -1,7 +1,8 @@
 //! Script module `sl`: stateless user agent server: replies without a transaction.
 //!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
+//! Both functions reply through [`Env::reply`]: the shard builds the reply (RFC 3261 §8.2.6 copies,
+//! a To-tag stable across retransmissions, the destination set as Contacts for 3xx) and sends it to
+//! the request's source. ACKs of these replies are absorbed by the shard before the script runs.
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
@@ -12,7 +13,25 @@
 //! |---|---|---|
 //! | `enable_stats` | int | `1` |
 
-use crate::script::{ArgKind::*, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
+use crate::script::env::{ActionResult, Env};
+use crate::script::ir::Arg;
+use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
+
+/// `sl_send_reply(code, reason)`.
+fn sl_send_reply(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let (code, reason) = match args {
+        [Arg::StatusCode(c), Arg::Str(r)] => (*c, r.as_bytes()),
+        [Arg::Int(c), Arg::Str(r)] => (u16::try_from(*c).unwrap_or(500), r.as_bytes()),
+        _ => return ActionResult::Ret(-1),
+    };
+    env.reply(ctx, code, reason)
+}
+
+/// `sl_reply_error()`: SER answered with the status of the last internal error; the failures that
+/// reach the script here are internal, so the answer is 500.
+fn sl_reply_error(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
+    env.reply(ctx, 500, b"Server Internal Error")
+}
 
 /// Declaration of module `sl`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -26,6 +45,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             RouteKinds::REQUEST,
             "send a stateless reply: code, reason",
         )
+        .implemented_by(sl_send_reply)
         .restricted("stateless reply; use t_reply"),
         FunctionDecl::new(
             "sl_reply_error",
@@ -33,6 +53,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             RouteKinds::REQUEST,
             "stateless reply describing the last internal error",
         )
+        .implemented_by(sl_reply_error)
         .restricted("stateless reply; use t_reply"),
     ],
     params: &[ParamDecl::int("enable_stats", 1)],

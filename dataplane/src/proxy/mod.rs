@@ -14,4 +14,5 @@
 
 pub mod forward;
 pub mod precheck;
+pub mod server;
 pub mod sl;

@@ -127,6 +127,56 @@ pub fn check<'a>(msg: &'a Message, opts: &CheckOptions<'_>) -> Verdict<'a> {
     Verdict::Pass
 }
 
+/// For a request the full parser refused (bad version, a malformed header line…): a minimal copy
+/// holding the request line (version forced to `SIP/2.0`) and the Via, From, To, Call-ID and CSeq
+/// lines, so the error can still be answered with a reply that matches the request. `None` when
+/// even that does not parse (or it is a response).
+pub fn salvage(data: &[u8]) -> Option<Message> {
+    let start = data.iter().position(|&c| c != b'\r' && c != b'\n')?;
+    let data = &data[start..];
+    if data.starts_with(b"SIP/") {
+        return None;
+    }
+    let mut lines = data
+        .split(|&c| c == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let first = lines.next()?;
+    let sp = first.iter().rposition(|&c| c == b' ')?;
+    let mut out = Vec::with_capacity(data.len().min(8192));
+    out.extend_from_slice(&first[..sp]);
+    out.extend_from_slice(b" SIP/2.0\r\n");
+    for l in lines {
+        if l.is_empty() {
+            break;
+        }
+        let Some(colon) = memchr::memchr(b':', l) else {
+            continue;
+        };
+        let name = l[..colon].trim_ascii();
+        let keep = [
+            &b"via"[..],
+            b"v",
+            b"from",
+            b"f",
+            b"to",
+            b"t",
+            b"call-id",
+            b"i",
+            b"cseq",
+        ]
+        .iter()
+        .any(|k| name.eq_ignore_ascii_case(k));
+        if keep {
+            out.extend_from_slice(l);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    let m = Message::parse(bytes::Bytes::from(out)).ok()?;
+    m.top_via().ok()?;
+    Some(m)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -180,6 +230,20 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(check(&bad, &o), Verdict::reply(501, "Not Implemented"));
+    }
+
+    #[test]
+    fn salvage_keeps_what_a_reply_copies() {
+        let raw = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nMax-Forwards 70\r\nTo: <sip:b@x>\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        assert!(Message::parse(bytes::Bytes::from_static(raw)).is_err());
+        let m = salvage(raw).unwrap();
+        assert_eq!(m.call_id().unwrap(), b"c");
+        assert_eq!(m.cseq().unwrap().num, 1);
+        assert!(salvage(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").is_none());
+        assert!(
+            salvage(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: c\r\n\r\n").is_none(),
+            "no Via: nowhere to answer"
+        );
     }
 
     #[test]

@@ -10,12 +10,59 @@
 
 use std::hash::{DefaultHasher, Hasher};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BufMut;
 use smallvec::SmallVec;
 
 use crate::wire::builder::tag_of;
 use crate::wire::{HeaderId, Message, Method, ReplyBuilder};
+
+/// Counters of stateless replies sent (SER's `sl_stats`), one per shard so no two threads write
+/// the same cache line; [`SlStats::sum`] adds them up when asked.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct SlStats {
+    /// Replies by class: index 0 = 1xx … 5 = 6xx.
+    pub by_class: [AtomicU64; 6],
+    /// 200 replies (SER listed them apart).
+    pub ok_200: AtomicU64,
+    /// ACKs of our replies absorbed.
+    pub acks_absorbed: AtomicU64,
+}
+
+/// A snapshot of [`SlStats`] summed over shards.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SlTotals {
+    pub by_class: [u64; 6],
+    pub ok_200: u64,
+    pub acks_absorbed: u64,
+}
+
+impl SlStats {
+    /// Counts one reply with this status.
+    pub fn count(&self, code: u16) {
+        if let Some(c) = self.by_class.get(usize::from(code / 100).wrapping_sub(1)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        if code == 200 {
+            self.ok_200.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sums the counters of every shard.
+    pub fn sum(all: &[SlStats]) -> SlTotals {
+        let mut t = SlTotals::default();
+        for s in all {
+            for (i, c) in s.by_class.iter().enumerate() {
+                t.by_class[i] += c.load(Ordering::Relaxed);
+            }
+            t.ok_200 += s.ok_200.load(Ordering::Relaxed);
+            t.acks_absorbed += s.acks_absorbed.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
 
 /// Makes and recognises sl To-tags.
 #[derive(Debug, Clone)]
@@ -200,6 +247,19 @@ mod tests {
         );
         assert!(sl.is_own_ack(&Message::parse(Bytes::from(ack.clone())).unwrap()));
         assert!(!SlTagger::new(43).is_own_ack(&Message::parse(Bytes::from(ack)).unwrap()));
+    }
+
+    #[test]
+    fn stats_sum_over_shards() {
+        let shards: Vec<SlStats> = (0..3).map(|_| SlStats::default()).collect();
+        shards[0].count(200);
+        shards[1].count(404);
+        shards[2].count(483);
+        shards[2].count(302);
+        shards[2].count(99); // out of range: ignored
+        let t = SlStats::sum(&shards);
+        assert_eq!(t.by_class, [0, 1, 1, 2, 0, 0]);
+        assert_eq!(t.ok_200, 1);
     }
 
     #[test]

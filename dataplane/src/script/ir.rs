@@ -10,7 +10,7 @@
 //! values per loaded module ([`LoadedModule`]). The program is immutable, `Send + Sync`, and shared
 //! through an `Arc` (one `Arc` taken per message, so a reload never changes a message mid-flight).
 //!
-//! # Intended execution model (the interpreter is a later issue)
+//! # Execution model (implemented by [`mod@super::exec`])
 //! State of one script run: a stack of frames `(RouteId, pc)` and one register `ret: i32`, the value
 //! of the last action or test. SER semantics:
 //! - Every action returns an `i32`: positive = success/true, negative = failure/false, **zero = stop**:
@@ -220,6 +220,8 @@ pub enum Proto {
     Tcp,
     /// TLS.
     Tls,
+    /// SCTP (a transport the shard may receive on; no script keyword names it yet).
+    Sctp,
 }
 
 /// Host argument of `forward`/`send`.

@@ -8,10 +8,24 @@
 //!
 //! Invariants: declaration tables are `'static` and never change at run time; a module is identified
 //! by its index in [`crate::modules::ALL`] ([`ModuleId`]), a function by its index in its module's
-//! `functions` table ([`FunctionId`]). The compiler resolves names to these ids once. A later issue adds
-//! the implementation pointer to [`FunctionDecl`] (one more field); nothing else changes shape.
+//! `functions` table ([`FunctionId`]). The compiler resolves names to these ids once. A function's
+//! implementation is the [`FunctionDecl::imp`] pointer ([`env::ModuleFn`]); `None` means "declared but
+//! not implemented in this build": calling it logs that once and yields -1.
+//!
+//! The interpreter: [`ctx`] (per-message state), [`mod@env`] (the boundary to I/O and what actions
+//! return), [`mod@exec`] (`exec`/`resume` over the IR), [`uri_ops`] (request-URI rewriting), [`myself`] (SER's check_self).
 
+pub mod ctx;
+pub mod env;
+pub mod exec;
 pub mod ir;
+pub mod myself;
+pub mod uri_ops;
+
+pub use ctx::Ctx;
+pub use env::{ActionResult, Env, ModuleFn, ResumeFn, Target, TargetHost};
+pub use exec::{exec, exec_route, resume, unimplemented_calls, Outcome};
+pub use myself::Myself;
 
 /// Index of a module in [`crate::modules::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,6 +115,8 @@ pub struct FunctionDecl {
     pub restriction: Option<Restriction>,
     /// One line for documentation tables and `--help`-style listings.
     pub doc: &'static str,
+    /// The implementation; `None` until the module's issue provides it.
+    pub imp: Option<env::ModuleFn>,
 }
 
 impl FunctionDecl {
@@ -118,6 +134,7 @@ impl FunctionDecl {
             routes,
             restriction: None,
             doc,
+            imp: None,
         }
     }
     /// Maximum number of arguments.
@@ -127,6 +144,11 @@ impl FunctionDecl {
     /// Same declaration, with fewer required arguments.
     pub const fn min(mut self, min_args: u8) -> FunctionDecl {
         self.min_args = min_args;
+        self
+    }
+    /// Same declaration, implemented by `f`.
+    pub const fn implemented_by(mut self, f: env::ModuleFn) -> FunctionDecl {
+        self.imp = Some(f);
         self
     }
     /// Same declaration, with the reason shown when used in a forbidden route kind.

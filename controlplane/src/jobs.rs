@@ -1,0 +1,331 @@
+//! The job runner: the controlplane side of `offload`. Shards hand over blocking work ([`Job`]) and
+//! carry on; a small pool of controlplane threads does it and delivers each [`JobResult`] back to the
+//! shard that asked, which resumes the parked script.
+//!
+//! - `Resolve` (RFC 3263) and `Dns` (A/AAAA): answered by the [`SipResolver`] on one DNS thread
+//!   (a tokio runtime, every lookup a task), which also fills the shared [`DnsCache`] the shards
+//!   read; without a resolver (no usable resolv.conf) the system resolver answers A/AAAA.
+//!   Reverse lookups are answered "not found" for now.
+//! - `Exec`: `/bin/sh -c command` with the given environment and standard input, bounded in time.
+//! - `Db`: answered `Failed` until the storage layer exists (issue 6).
+//!
+//! Every job gets an answer, so no script stays parked forever.
+
+use std::io::Write;
+use std::net::{IpAddr, ToSocketAddrs};
+use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+use dataplane::dns::{literal_target, DnsCache, SipTarget};
+use dataplane::offload::{DnsQuery, Job, JobResult};
+use dataplane::proxy::server::JobRequest;
+
+use crate::dns::SipResolver;
+
+/// How long an `exec` command may run before it is killed.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// DNS for the job runner: the RFC 3263 resolver and the cache it fills.
+#[derive(Clone)]
+pub struct Dns {
+    pub resolver: Arc<SipResolver>,
+    pub cache: Arc<DnsCache>,
+}
+
+/// Starts `threads` workers taking jobs from `rx`; `deliver(shard, id, result)` hands each answer
+/// back. With `dns`, DNS jobs go to one extra thread running the resolver. Everything stops when
+/// every sender of `rx` is gone.
+pub fn start<F>(
+    threads: usize,
+    rx: Receiver<JobRequest>,
+    deliver: F,
+    dns: Option<Dns>,
+) -> Vec<JoinHandle<()>>
+where
+    F: Fn(usize, u64, JobResult) + Send + Sync + Clone + 'static,
+{
+    let mut handles = Vec::new();
+    let dns_tx = dns.and_then(|d| {
+        let (tx, mut drx) = tokio::sync::mpsc::unbounded_channel::<JobRequest>();
+        let deliver = deliver.clone();
+        let h = std::thread::Builder::new()
+            .name("ser-dns".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        // Without a runtime every DNS job still gets an answer.
+                        while let Some(req) = drx.blocking_recv() {
+                            deliver(req.shard, req.id, JobResult::Failed(format!("dns: {e}")));
+                        }
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    while let Some(req) = drx.recv().await {
+                        let d = d.clone();
+                        let deliver = deliver.clone();
+                        tasks.spawn(async move {
+                            let result = resolve(&d, &req.job).await;
+                            deliver(req.shard, req.id, result);
+                        });
+                        // Reap finished lookups so the set does not grow without bound.
+                        while tasks.try_join_next().is_some() {}
+                    }
+                    while tasks.join_next().await.is_some() {}
+                });
+            })
+            .ok()?;
+        handles.push(h);
+        Some(tx)
+    });
+    for i in 0..threads.max(1) {
+        let rx = rx.clone();
+        let deliver = deliver.clone();
+        let dns_tx = dns_tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("ser-jobs-{i}"))
+            .spawn(move || {
+                while let Ok(req) = rx.recv() {
+                    if let (Some(tx), Job::Resolve { .. } | Job::Dns { .. }) = (&dns_tx, &req.job) {
+                        // The DNS thread answers; if it is gone, answer here.
+                        match tx.send(req) {
+                            Ok(()) => continue,
+                            Err(e) => {
+                                let req = e.0;
+                                deliver(req.shard, req.id, run(&req.job));
+                            }
+                        }
+                        continue;
+                    }
+                    let result = run(&req.job);
+                    deliver(req.shard, req.id, result);
+                }
+            });
+        // Spawning fails only when the OS is out of threads: run without this worker.
+        if let Ok(h) = h {
+            handles.push(h);
+        }
+    }
+    handles
+}
+
+/// A DNS job through the RFC 3263 resolver (filling the cache).
+async fn resolve(d: &Dns, job: &Job) -> JobResult {
+    match job {
+        Job::Resolve {
+            name,
+            port,
+            transport,
+            secure,
+        } => match d
+            .resolver
+            .resolve_cached(&d.cache, name, *port, *transport, *secure)
+            .await
+        {
+            Ok(t) => JobResult::Targets(t.to_vec()),
+            Err(e) => JobResult::Failed(format!("{name}: {e}")),
+        },
+        // A/AAAA only: an explicit port skips NAPTR/SRV (port 0 marks "addresses only").
+        Job::Dns {
+            name,
+            query: DnsQuery::Addrs,
+        } => match d
+            .resolver
+            .resolve_cached(&d.cache, name, Some(0), None, false)
+            .await
+        {
+            Ok(t) => {
+                let mut ips: Vec<IpAddr> = t.iter().map(|t| t.addr.ip()).collect();
+                ips.dedup();
+                JobResult::Addrs(ips)
+            }
+            Err(e) => JobResult::Failed(format!("{name}: {e}")),
+        },
+        other => run(other),
+    }
+}
+
+/// Does one job (blocking).
+pub fn run(job: &Job) -> JobResult {
+    match job {
+        Job::Dns { name, query } => dns(name, query),
+        Job::Resolve {
+            name,
+            port,
+            transport,
+            secure,
+        } => match dns(name, &DnsQuery::Addrs) {
+            // No RFC 3263 resolver: the system's A/AAAA answer on the default or given port.
+            JobResult::Addrs(ips) => JobResult::Targets(
+                ips.into_iter()
+                    .map(|ip| literal_target(ip, *port, *transport, *secure))
+                    .collect::<Vec<SipTarget>>(),
+            ),
+            other => other,
+        },
+        Job::Exec {
+            command,
+            env,
+            stdin,
+        } => exec(command, env, stdin.as_ref()),
+        Job::Db { table, .. } => {
+            JobResult::Failed(format!("no database layer yet (table {table})"))
+        }
+    }
+}
+
+fn dns(name: &str, query: &DnsQuery) -> JobResult {
+    match query {
+        DnsQuery::Addrs | DnsQuery::Srv | DnsQuery::Naptr => {
+            // getaddrinfo needs a port; it is ignored.
+            match (name, 0u16).to_socket_addrs() {
+                Ok(it) => {
+                    let mut v: Vec<IpAddr> = it.map(|a| a.ip()).collect();
+                    v.dedup();
+                    if v.is_empty() {
+                        JobResult::Failed(format!("{name}: no addresses"))
+                    } else {
+                        JobResult::Addrs(v)
+                    }
+                }
+                Err(e) => JobResult::Failed(format!("{name}: {e}")),
+            }
+        }
+        DnsQuery::Reverse(_) => JobResult::Failed("reverse DNS is not available yet".into()),
+    }
+}
+
+fn exec(command: &str, env: &[(String, String)], stdin: Option<&Bytes>) -> JobResult {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return JobResult::Failed(format!("exec {command:?}: {e}")),
+    };
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A command that does not read its input closes the pipe: not an error for us.
+        let _ = pipe.write_all(data);
+    }
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if started.elapsed() > EXEC_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return JobResult::Failed(format!("exec {command:?}: timed out"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return JobResult::Failed(format!("exec {command:?}: {e}")),
+        }
+    }
+    match child.wait_with_output() {
+        Ok(out) => JobResult::Exec {
+            status: out.status.code().unwrap_or(-1),
+            stdout: Bytes::from(out.stdout),
+        },
+        Err(e) => JobResult::Failed(format!("exec {command:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_runs_with_env_and_stdin() {
+        let r = run(&Job::Exec {
+            command: "read line; echo \"$X:$line\"".into(),
+            env: vec![("X".into(), "y".into())],
+            stdin: Some(Bytes::from_static(b"hello\n")),
+        });
+        assert_eq!(
+            r,
+            JobResult::Exec {
+                status: 0,
+                stdout: Bytes::from_static(b"y:hello\n")
+            }
+        );
+        assert!(matches!(
+            run(&Job::Exec {
+                command: "exit 3".into(),
+                env: vec![],
+                stdin: None
+            }),
+            JobResult::Exec { status: 3, .. }
+        ));
+    }
+
+    #[test]
+    fn dns_localhost_and_failure() {
+        match run(&Job::Dns {
+            name: "localhost".into(),
+            query: DnsQuery::Addrs,
+        }) {
+            JobResult::Addrs(a) => assert!(a.iter().all(|ip| ip.is_loopback())),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run(&Job::Dns {
+                name: "no-such-name.invalid".into(),
+                query: DnsQuery::Addrs
+            }),
+            JobResult::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn workers_answer_every_job() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (dtx, drx) = crossbeam_channel::unbounded();
+        let handles = start(
+            2,
+            rx,
+            move |shard, id, r| {
+                let _ = dtx.send((shard, id, r));
+            },
+            None,
+        );
+        for id in 0..4 {
+            tx.send(JobRequest {
+                shard: 1,
+                id,
+                job: Job::Exec {
+                    command: "true".into(),
+                    env: vec![],
+                    stdin: None,
+                },
+            })
+            .unwrap();
+        }
+        drop(tx);
+        let mut ids: Vec<u64> = (0..4).map(|_| drx.recv().unwrap().1).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![0, 1, 2, 3]);
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Work a shard must not do itself: [`Job`]s sent to the controlplane, and their [`JobResult`]s.
+//!
+//! A script action that needs DNS, an external process or the database does not block: it returns
+//! `ActionResult::Suspend(job)` (see [`crate::script::env`]). The shard parks the message context,
+//! hands the job to the controlplane, and when the answer comes back calls
+//! [`crate::script::exec::resume`] with the [`JobResult`]; the script continues after the instruction
+//! that suspended.
+//!
+//! Invariants: a job owns everything it needs (no borrow of the message or the program), so it can
+//! cross threads; a job always gets exactly one result (a failure is [`JobResult::Failed`]).
+//!
+//! The variants are deliberately small: DNS (RFC 3263 resolution, `src_ip==name` tests), `exec`
+//! (the exec module), and database access (auth_db, usrloc, acc…). The issues that implement the
+//! controlplane halves of those modules grow the payloads they need.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+
+/// What a DNS job asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsQuery {
+    /// A and AAAA records of a name (`src_ip == host.name`, `forward(host.name)`).
+    Addrs,
+    /// SRV records (`_sip._udp.name`) as RFC 3263 §4.2 uses them.
+    Srv,
+    /// NAPTR records of a domain (RFC 3263 §4.1).
+    Naptr,
+    /// Reverse lookup (PTR) of an address (`src_ip == "name"` with `rev_dns=yes`).
+    Reverse(IpAddr),
+}
+
+/// One unit of blocking work, answered by the controlplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// RFC 3263 server location for a SIP destination (NAPTR → SRV → A/AAAA, or less when a port
+    /// or transport is given); the answer also fills the shared DNS cache.
+    Resolve {
+        /// Host name.
+        name: String,
+        /// Port given in the URI or action, if any.
+        port: Option<u16>,
+        /// Transport given (`;transport=`), if any.
+        transport: Option<crate::wire::via::Transport>,
+        /// A `sips:` destination.
+        secure: bool,
+    },
+    /// A DNS lookup.
+    Dns {
+        /// Name to resolve (for [`DnsQuery::Reverse`], the address as text, for messages).
+        name: String,
+        /// Record kind.
+        query: DnsQuery,
+    },
+    /// Run an external command (module `exec`), with the message's data in its environment and,
+    /// for `exec_msg`, the message on its standard input.
+    Exec {
+        /// Command line, run by `/bin/sh -c`.
+        command: String,
+        /// Extra environment variables (`SIP_HF_*`, `SIP_SRCIP`… for `exec_*` with `setvars`).
+        env: Vec<(String, String)>,
+        /// Standard input (the request for `exec_msg`), if any.
+        stdin: Option<Bytes>,
+    },
+    /// A database query (auth_db credentials, usrloc in db_mode 3, acc records, msilo…): a select of
+    /// `columns` from `table` where every `keys` column equals its value, or an insert when
+    /// `columns` is empty. The owning module's issue refines this into typed operations.
+    Db {
+        /// Table name (SER's schema: `subscriber`, `location`, `acc`…).
+        table: String,
+        /// `column = value` conditions (or the row to insert).
+        keys: Vec<(String, String)>,
+        /// Columns wanted.
+        columns: Vec<String>,
+    },
+}
+
+impl Job {
+    /// A short name for logs and statistics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Dns { .. } | Job::Resolve { .. } => "dns",
+            Job::Exec { .. } => "exec",
+            Job::Db { .. } => "db",
+        }
+    }
+}
+
+/// The answer to a [`Job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// Where to send, best first (a [`Job::Resolve`] answer).
+    Targets(Vec<crate::dns::SipTarget>),
+    /// Addresses (a [`DnsQuery::Addrs`] answer; targets of SRV/NAPTR resolution flattened).
+    Addrs(Vec<IpAddr>),
+    /// Names (a [`DnsQuery::Reverse`] answer).
+    Names(Vec<String>),
+    /// A finished command: its exit status and standard output.
+    Exec {
+        /// Exit status (0 = success).
+        status: i32,
+        /// Standard output.
+        stdout: Bytes,
+    },
+    /// Database rows, one `Vec` per row, in the order of the job's `columns` (`None` = NULL).
+    Rows(Vec<Vec<Option<String>>>),
+    /// The job could not be done (name not found, command not started, DB down…).
+    Failed(String),
+}
+
+impl JobResult {
+    /// The script value of the result when the suspending action has no resume function of its own:
+    /// `1` for a non-empty answer or exit status 0, `-1` otherwise. Never `0` (which would stop the
+    /// script).
+    pub fn ret(&self) -> i32 {
+        let ok = match self {
+            JobResult::Addrs(a) => !a.is_empty(),
+            JobResult::Targets(t) => !t.is_empty(),
+            JobResult::Names(n) => !n.is_empty(),
+            JobResult::Exec { status, .. } => *status == 0,
+            JobResult::Rows(r) => !r.is_empty(),
+            JobResult::Failed(_) => false,
+        };
+        if ok {
+            1
+        } else {
+            -1
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Running the proxy: the compiled program behind an `ArcSwap`, the shards with
+//! [`ProxyHandler`]s, the controlplane's job runner answering their suspended scripts, and config
+//! reload.
+//!
+//! Reload ([`Proxy::reload`], on SIGHUP): the file is compiled again; on errors they are logged and
+//! the running program stays; on success the new program is swapped in — new messages use it,
+//! scripts already parked on a job finish on the program they started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use dataplane::proxy::server::{JobRequest, Loaded, ProxyHandler, ProxySettings, ShardMsg, Shared};
+use dataplane::proxy::sl::SlTagger;
+use dataplane::script::exec::unimplemented_calls;
+use dataplane::script::ir::{CoreOptions, Program};
+use dataplane::ser_log;
+use dataplane::shard::log::{L_ERR, L_NOTICE, L_WARN};
+use dataplane::shard::{Runtime, RuntimeConfig};
+
+/// A running proxy.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    runtime: Runtime<ShardMsg>,
+    jobs: Vec<JoinHandle<()>>,
+    config: PathBuf,
+}
+
+/// Settings the proxy takes from the core options.
+pub fn settings(opts: &CoreOptions, program: &Program) -> ProxySettings {
+    ProxySettings {
+        reply_to_via: opts.reply_to_via,
+        check_via: opts.check_via,
+        sip_warning: opts.sip_warning,
+        server_signature: opts.server_signature,
+        // RFC 3261 §16.6: a proxy must not forward with Max-Forwards 0; SER left that to the script
+        // (mf_process_maxfwd_header). When the script does not load maxfwd, ser enforces it.
+        enforce_max_forwards: !program.modules.iter().any(|m| {
+            dataplane::modules::ALL
+                .get(m.id.0 as usize)
+                .is_some_and(|d| d.name == "maxfwd")
+        }),
+        ..ProxySettings::default()
+    }
+}
+
+/// Logs, once at start, the module functions the script calls that this build does not implement.
+pub fn warn_unimplemented(program: &Program) {
+    let missing = unimplemented_calls(program);
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|(m, f)| format!("{f} ({m})")).collect();
+        ser_log!(
+            L_WARN,
+            "the script calls functions not implemented in this build; they will fail (return false) when reached: {}",
+            list.join(", ")
+        );
+    }
+}
+
+impl Proxy {
+    /// Starts the shards and the job runner.
+    pub fn start(
+        rc: &RuntimeConfig,
+        program: Program,
+        opts: &CoreOptions,
+        config: &Path,
+    ) -> Result<Proxy, String> {
+        warn_unimplemented(&program);
+        let (tx, rx) = crossbeam_channel::unbounded::<JobRequest>();
+        let local = rc
+            .listen
+            .iter()
+            .flat_map(|l| {
+                let udp = l.udp.then_some((l.addr, dataplane::transport::Proto::Udp));
+                let tcp = l.tcp.then_some((l.addr, dataplane::transport::Proto::Tcp));
+                udp.into_iter().chain(tcp)
+            })
+            .collect();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
+        let local: Vec<_> = local;
+        let shared = Arc::new(Shared {
+            settings: settings(opts, &program),
+            program: ArcSwap::from_pointee(Loaded::new(program, &local)),
+            sl: SlTagger::new(seed),
+            salt: seed.rotate_left(17),
+            local,
+            jobs: tx,
+            dns: Arc::new(dataplane::dns::DnsCache::new()),
+            sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
+        });
+        let s2 = Arc::clone(&shared);
+        let runtime: Runtime<ShardMsg> =
+            Runtime::start(rc, move |shard| ProxyHandler::new(Arc::clone(&s2), shard))
+                .map_err(|e| e.to_string())?;
+        let inboxes: Arc<Vec<_>> = Arc::new(
+            (0..runtime.shard_count())
+                .filter_map(|i| runtime.inbox(i))
+                .collect(),
+        );
+        // SER_NAMESERVER=ip:port points ser at one DNS server instead of resolv.conf's (tests, and
+        // operators with a local resolver on a non-standard port).
+        let nameserver = std::env::var("SER_NAMESERVER").ok();
+        let resolver = match nameserver
+            .as_deref()
+            .map(str::parse::<std::net::SocketAddr>)
+        {
+            Some(Ok(addr)) => {
+                ser_log!(
+                    L_NOTICE,
+                    "DNS: using the name server at {addr} (SER_NAMESERVER)"
+                );
+                Ok(controlplane::dns::SipResolver::with_nameserver(addr))
+            }
+            Some(Err(e)) => Err(format!("SER_NAMESERVER: {e}")),
+            None => controlplane::dns::SipResolver::system().map_err(|e| e.to_string()),
+        };
+        let resolver = match resolver {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                ser_log!(
+                    L_WARN,
+                    "DNS: no usable resolver configuration ({e}); using the system's A/AAAA lookups without NAPTR/SRV"
+                );
+                None
+            }
+        };
+        let dns = resolver.map(|resolver| controlplane::jobs::Dns {
+            resolver,
+            cache: Arc::clone(&shared.dns),
+        });
+        let jobs = controlplane::jobs::start(
+            4,
+            rx,
+            move |shard, id, result| {
+                if let Some(inbox) = inboxes.get(shard) {
+                    if inbox.send(ShardMsg::JobDone { id, result }).is_err() {
+                        ser_log!(L_WARN, "shard {shard} is gone; job {id} answer dropped");
+                    }
+                }
+            },
+            dns,
+        );
+        Ok(Proxy {
+            shared,
+            runtime,
+            jobs,
+            config: config.to_path_buf(),
+        })
+    }
+
+    /// Stateless reply counters summed over the shards (`sl_stats`).
+    pub fn sl_stats(&self) -> dataplane::proxy::sl::SlTotals {
+        dataplane::proxy::sl::SlStats::sum(&self.shared.sl_stats)
+    }
+
+    /// The runtime (local addresses, backend, shard count).
+    pub fn runtime(&self) -> &Runtime<ShardMsg> {
+        &self.runtime
+    }
+
+    /// Recompiles the config file and swaps the program in; on errors keeps the running one.
+    pub fn reload(&self) -> Result<(), String> {
+        match controlplane::cfg::compile_file(&self.config) {
+            Ok(c) => {
+                for w in &c.warnings {
+                    ser_log!(L_WARN, "{}", w.render().trim_end());
+                }
+                warn_unimplemented(&c.program);
+                self.shared
+                    .program
+                    .store(Arc::new(Loaded::new(c.program, &self.shared.local)));
+                ser_log!(
+                    L_NOTICE,
+                    "configuration reloaded from {}",
+                    self.config.display()
+                );
+                Ok(())
+            }
+            Err(d) => {
+                let text = d.render();
+                ser_log!(
+                    L_ERR,
+                    "reload of {} failed, the running configuration stays:\n{}",
+                    self.config.display(),
+                    text.trim_end()
+                );
+                Err(text)
+            }
+        }
+    }
+
+    /// Stops the shards, then the job runner; returns how many shards panicked.
+    pub fn stop(self) -> usize {
+        let shared = Arc::clone(&self.shared);
+        self.runtime.stop();
+        let panicked = self.runtime.join();
+        let t = dataplane::proxy::sl::SlStats::sum(&shared.sl_stats);
+        drop(shared);
+        ser_log!(
+            L_NOTICE,
+            "sl_stats: 200={} 1xx={} 2xx={} 3xx={} 4xx={} 5xx={} 6xx={} absorbed_acks={}",
+            t.ok_200,
+            t.by_class[0],
+            t.by_class[1],
+            t.by_class[2],
+            t.by_class[3],
+            t.by_class[4],
+            t.by_class[5],
+            t.acks_absorbed
+        );
+        // The shards held the last job senders: the workers see the channel close and end.
+        drop(self.shared);
+        for j in self.jobs {
+            let _ = j.join();
+        }
+        panicked
+    }
+}

@@ -1,0 +1,117 @@
+//! Interop with real peers over loopback: SIPp's built-in `uac` → ser (stateless forward) → SIPp's
+//! built-in `uas`, with 0 failed calls; and `sipsak -s` answered. `scripts/setup` installs both
+//! (Debian packages `sip-tester` and `sipsak`); without them the tests say so and skip.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/net.rs"]
+mod net;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use net::*;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+const CFG: &str = r#"
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+route {
+	if (!mf_process_maxfwd_header("10")) {
+		sl_send_reply("483", "Too Many Hops");
+		break;
+	};
+	if (method == "OPTIONS" && uri == myself) {
+		sl_send_reply("200", "OK");
+		break;
+	};
+	forward(127.0.0.1, UASPORT);
+}
+"#;
+
+/// A child process killed on drop (only the one this test started).
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sipp_uac_through_ser_to_sipp_uas() {
+    if !have("sipp") {
+        eprintln!("SKIP sipp_uac_through_ser_to_sipp_uas: sipp is not installed (apt-get install sip-tester)");
+        return;
+    }
+    let uas_port = free_port("127.0.0.1");
+    let uac_port = free_port("127.0.0.1");
+    let ser_port = free_port("127.0.0.1");
+    let cfg = CFG.replace("UASPORT", &uas_port.to_string());
+    let sp = ser_port.to_string();
+    let _ser = Ser::start_with_cfg(&cfg, &["-l", "127.0.0.1", "-p", &sp]);
+    let _uas = Child(
+        Command::new("sipp")
+            .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string()])
+            .args(["-nostdin", "-timeout", "60s"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .args(["60", "sipp", "-sn", "uac", &format!("127.0.0.1:{ser_port}")])
+        .args(["-i", "127.0.0.1", "-p", &uac_port.to_string()])
+        .args(["-m", "100", "-r", "50", "-timeout", "40s", "-nostdin"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| l.split('|').nth(2).unwrap_or("").trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(out.status.code(), Some(0), "sipp uac failed:\n{text}");
+    assert_eq!(line("Successful call"), "100", "{text}");
+    assert_eq!(line("Failed call"), "0", "{text}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn sipsak_options_answered() {
+    if !have("sipsak") {
+        eprintln!("SKIP sipsak_options_answered: sipsak is not installed (apt-get install sipsak)");
+        return;
+    }
+    let ser_port = free_port("127.0.0.1");
+    let sp = ser_port.to_string();
+    // sipsak 0.9.8 cuts the last digit of a five-digit port from the Request-URI it sends, so the
+    // script answers every OPTIONS rather than only those for `myself`.
+    let cfg = "loadmodule \"sl.so\"\nroute { if (method == \"OPTIONS\") { sl_send_reply(\"200\", \"OK\"); break; }; }\n";
+    let _ser = Ser::start_with_cfg(cfg, &["-l", "127.0.0.1", "-p", &sp]);
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "sipsak",
+            "-vv",
+            "-s",
+            &format!("sip:x@127.0.0.1:{ser_port}"),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("SIP/2.0 200 OK"), "{text}");
+}

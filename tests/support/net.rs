@@ -1,0 +1,233 @@
+//! Helpers for the runtime tests: free ports, a `ser` child process that is killed when the test
+//! ends (only the child this helper started), SIP request text, bounded UDP/TCP exchanges.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A port free for both UDP and TCP on `ip` right now.
+pub fn free_port(ip: &str) -> u16 {
+    for _ in 0..50 {
+        let u = UdpSocket::bind((ip, 0)).expect("bind udp");
+        let port = u.local_addr().expect("local addr").port();
+        if std::net::TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip}");
+}
+
+static CFG_N: AtomicUsize = AtomicUsize::new(0);
+
+/// Writes `text` to a fresh temporary config file.
+pub fn temp_cfg(text: &str) -> PathBuf {
+    let n = CFG_N.fetch_add(1, Ordering::SeqCst);
+    let p = std::env::temp_dir().join(format!("ser-rt-{}-{n}.cfg", std::process::id()));
+    std::fs::write(&p, text).expect("write cfg");
+    p
+}
+
+/// A small stateless config: OPTIONS to myself → 200, ACK absorbed, anything else → 500.
+pub const MIN_CFG: &str = r#"loadmodule "sl.so"
+route {
+	if (method == "OPTIONS" && uri == myself) {
+		sl_send_reply("200", "OK");
+		break;
+	};
+	if (method == "ACK") {
+		break;
+	};
+	sl_send_reply("500", "Server Internal Error");
+}
+"#;
+
+/// A running `ser`. Killed (and reaped) on drop if still running.
+pub struct Ser {
+    pub child: Child,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub cfg: PathBuf,
+}
+
+pub fn ser_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ser")
+}
+
+impl Ser {
+    /// Starts `ser -f <MIN_CFG> -D -E -dd -n 1 <extra>` and waits (≤ 10 s) for its "started" line.
+    pub fn start(extra: &[&str]) -> Ser {
+        Ser::start_with_cfg(MIN_CFG, extra)
+    }
+
+    pub fn start_with_cfg(cfg_text: &str, extra: &[&str]) -> Ser {
+        Ser::start_with_env(cfg_text, extra, &[])
+    }
+
+    /// As [`Ser::start_with_cfg`], with extra environment variables.
+    pub fn start_with_env(cfg_text: &str, extra: &[&str], env: &[(&str, &str)]) -> Ser {
+        let cfg = temp_cfg(cfg_text);
+        let mut cmd = Command::new(ser_bin());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.arg("-f")
+            .arg(&cfg)
+            .args(["-D", "-E", "-dd", "-n", "1"])
+            .args(extra);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn ser");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l2.lock().expect("log lock").push(line);
+            }
+        });
+        let s = Ser { child, log, cfg };
+        if !s.wait_log("started", Duration::from_secs(10)) {
+            panic!("ser did not start; log:\n{}", s.log_text());
+        }
+        s
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Sends SIGTERM and waits (≤ timeout) for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Ser {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.cfg);
+    }
+}
+
+/// An OPTIONS (or other method) request to `ruri`, sent from `via` (host:port) over `proto`.
+pub fn request(method: &str, ruri: &str, via: &str, proto: &str, call_id: &str) -> String {
+    let branch = call_id.replace('@', ".");
+    format!(
+        "{method} {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/{proto} {via};branch=z9hG4bK-{branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: \"Alice\" <sip:alice@example.com>;tag=a1\r\n\
+         To: <sip:bob@example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 7 {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// A UDP client socket on `ip` with a read timeout.
+pub fn udp_client(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).expect("bind client");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    s
+}
+
+/// Sends `req` and returns the first reply (≤ 3 s), as text.
+pub fn udp_exchange(sock: &UdpSocket, to: SocketAddr, req: &[u8]) -> Option<String> {
+    sock.send_to(req, to).expect("send");
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = sock.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Reads from a TCP stream until `count` complete SIP messages (by Content-Length: 0 / empty line)
+/// arrived, the peer closes, or 3 s pass.
+pub fn tcp_read_replies(s: &mut TcpStream, count: usize) -> Vec<String> {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    while Instant::now() < end {
+        let text = String::from_utf8_lossy(&data).into_owned();
+        if text.matches("\r\n\r\n").count() >= count {
+            break;
+        }
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+            Err(_) => continue,
+        }
+    }
+    let text = String::from_utf8_lossy(&data).into_owned();
+    text.split_inclusive("\r\n\r\n")
+        .map(str::to_string)
+        .collect()
+}
+
+/// True when the server closes `s` within `timeout` (read returns 0 or an error other than a
+/// timeout).
+pub fn closed_within(s: &mut TcpStream, timeout: Duration) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let end = Instant::now() + timeout;
+    let mut buf = [0u8; 1024];
+    while Instant::now() < end {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// Writes all of `data` (test helper; panics on error).
+pub fn tcp_write(s: &mut TcpStream, data: &[u8]) {
+    s.write_all(data).expect("tcp write");
+}
+
+/// The value of header `name` in a reply (first occurrence).
+pub fn header<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
+    reply.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The status line of a reply.
+pub fn status_line(reply: &str) -> &str {
+    reply.lines().next().unwrap_or("")
+}
