@@ -18,6 +18,8 @@
 #   RAMP (2000:2000:2)       loadgen --ramp START:STEP:INTERVAL_S
 #   MAX_FAIL (1)             loadgen --max-failure-pct
 #   DURATION (180)           upper bound of one ramp, seconds
+#   NICE (0)                 nice value for every process started (e.g. -10 on a box shared with
+#                            other work; the same for both servers, so the ratio stays fair)
 #   SKIP_SER=1 / SKIP_KAMAILIO=1   measure one side only
 #   NO_RESULTS=1             do not append to bench/RESULTS.md
 # Exit codes: 0 done, 1 a server failed to start or the ramp found no good rate, 2 usage.
@@ -47,6 +49,7 @@ MAX_FAIL=${MAX_FAIL:-1}
 DURATION=${DURATION:-180}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
+NICE=${NICE:-0}
 WORK=$(mktemp -d /tmp/ser-compare.XXXXXX)
 PIDS=()
 
@@ -162,7 +165,7 @@ case $SCENARIO in forward | call) NEEDS_UAS=1 ;; esac
 
 start_uas() {
     port_busy $UAS_PORT && die "UDP $UAS_PORT is in use; the uas needs it"
-    taskset -c "$CLIENT_CORE" "$LOADGEN" uas --bind "127.0.0.1:$UAS_PORT" -q >"$WORK/uas.log" 2>&1 &
+    nice -n "$NICE" taskset -c "$CLIENT_CORE" "$LOADGEN" uas --bind "127.0.0.1:$UAS_PORT" -q >"$WORK/uas.log" 2>&1 &
     UAS_PID=$!
     PIDS+=("$UAS_PID")
     wait_listening $UAS_PORT "$UAS_PID" "loadgen uas" "$WORK/uas.log"
@@ -171,7 +174,7 @@ start_uas() {
 # ramp NAME → prints the highest good rate (0 if none); the full JSON stays in $WORK/NAME.json.
 ramp() {
     local name=$1
-    taskset -c "$CLIENT_CORE" "$LOADGEN" "${LG_ARGS[@]}" --target "127.0.0.1:$PORT" \
+    nice -n "$NICE" taskset -c "$CLIENT_CORE" "$LOADGEN" "${LG_ARGS[@]}" --target "127.0.0.1:$PORT" \
         --ramp "$RAMP" --max-failure-pct "$MAX_FAIL" --duration "$DURATION" --json -q \
         >"$WORK/$name.json" 2>"$WORK/$name.err" || true
     python3 -c 'import json,sys
@@ -191,7 +194,7 @@ SER_RATE=-
 if [ -z "${SKIP_SER:-}" ]; then
     [ -n "$NEEDS_UAS" ] && start_uas
     echo "compare.sh: ser $SCENARIO on core $SERVER_CORE, loadgen on core $CLIENT_CORE" >&2
-    taskset -c "$SERVER_CORE" "$SER" -f "$ROOT/bench/configs/$SCENARIO.cfg" -l 127.0.0.1 -p "$PORT" \
+    nice -n "$NICE" taskset -c "$SERVER_CORE" "$SER" -f "$ROOT/bench/configs/$SCENARIO.cfg" -l 127.0.0.1 -p "$PORT" \
         -n 1 -D -E >"$WORK/ser.log" 2>&1 &
     SER_PID=$!
     PIDS+=("$SER_PID")
@@ -209,7 +212,7 @@ if [ -z "${SKIP_KAMAILIO:-}" ]; then
         { tail -n 20 "$WORK/kamailio-check.log" >&2; die "kamailio -c rejects $KCFG"; }
     [ -n "$NEEDS_UAS" ] && start_uas
     echo "compare.sh: kamailio $SCENARIO on core $SERVER_CORE, loadgen on core $CLIENT_CORE" >&2
-    taskset -c "$SERVER_CORE" "$KAMAILIO" -f "$KCFG" -L "$KAMAILIO_MODULES" \
+    nice -n "$NICE" taskset -c "$SERVER_CORE" "$KAMAILIO" -f "$KCFG" -L "$KAMAILIO_MODULES" \
         -l "udp:127.0.0.1:$PORT" -n 1 -DD -E -m 256 -M 32 -Y "$WORK" >"$WORK/kamailio.log" 2>&1 &
     KAM_PID=$!
     PIDS+=("$KAM_PID")
