@@ -18,6 +18,7 @@ fn ok_run(uas: &Uas, scenario: &str, extra: &[&str], n: u64) -> serde_json::Valu
     assert_eq!(u(&v, "succeeded"), n, "{v}");
     assert_eq!(u(&v, "failed"), 0, "{v}");
     assert_eq!(u(&v, "latency_ms.count"), n, "{v}");
+    assert_eq!(u(&v, "retransmissions"), 0, "{v}");
     v
 }
 
