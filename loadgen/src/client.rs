@@ -8,16 +8,15 @@
 //! Timers over UDP (RFC 3261 §17.1): a request is retransmitted after T1, doubling — capped at T2
 //! for non-INVITE (and T2 flat once a provisional arrived), uncapped for INVITE until a provisional
 //! arrives — and the transaction fails with `timeout` at 64*T1 after it was first sent. Deviation:
-//! an INVITE that got a provisional still times out at 64*T1 (Timer B is not stopped), so a
-//! callee that rings forever cannot hold a slot forever. Over TCP nothing is retransmitted.
+//! an INVITE that got a provisional times out 64*T1 after that provisional (Timer B restarted, not
+//! stopped), so a callee that rings forever cannot hold a slot forever. Over TCP nothing is retransmitted.
 //! Responses that match no live transaction (late duplicates, retransmitted 200s) are absorbed and
 //! counted as stray; a retransmitted 200 to an INVITE we already acknowledged is acknowledged again.
 //!
-//! Each worker owns its sockets, its call table and its timer heap: no locks on the hot path. The
+//! Each worker owns its sockets, its call table and its timers: no locks on the hot path. The
 //! only shared state is the target rate, the stop flags, the `--max` budget and per-worker counters.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -33,6 +32,7 @@ use crate::cli::{ClientConfig, Scenario, Transport};
 use crate::net::{host_port, Conn};
 use crate::report::{self, bump, Counters, RampStep, Summary};
 use crate::sys;
+use crate::timers::Timers;
 
 /// Fibonacci hashing for the sequential call numbers.
 #[derive(Default)]
@@ -89,6 +89,10 @@ struct Sock {
     refused: u64,
 }
 
+/// Datagrams per `recvmmsg`, and how many of those a loop turn takes per socket at most.
+const RECV_BATCH: usize = 32;
+const RECV_ROUNDS: usize = 8;
+
 /// Datagrams queued per socket before a flush is forced.
 const SEND_BATCH: usize = 32;
 
@@ -139,7 +143,7 @@ struct Worker {
     c: Arc<Counters>,
     socks: Vec<Sock>,
     calls: SeqMap<Call>,
-    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    timers: Timers,
     next_seq: u64,
     concurrency: usize,
     hist: Histogram<u64>,
@@ -182,9 +186,16 @@ fn raw_call_id(b: &[u8]) -> Option<&[u8]> {
 }
 
 impl Worker {
-    fn schedule(&mut self, seq: u64, call: &mut Call, at: Instant) {
+    /// Arms the call's timer `d` after `now` (replacing any armed one).
+    fn schedule_in(&mut self, seq: u64, call: &mut Call, now: Instant, d: Duration) {
         call.gen = call.gen.wrapping_add(1);
-        self.timers.push(Reverse((at, seq, call.gen)));
+        self.timers.after(now, d, seq, call.gen);
+    }
+
+    /// Arms the call's timer at `at` (replacing any armed one).
+    fn schedule_at(&mut self, seq: u64, call: &mut Call, at: Instant) {
+        call.gen = call.gen.wrapping_add(1);
+        self.timers.at(at, seq, call.gen);
     }
 
     fn call_id(&self, seq: u64) -> String {
@@ -372,12 +383,12 @@ impl Worker {
         if sent.is_err() {
             return self.finish(call, Err(Reason::Transport));
         }
-        let at = if self.cfg.transport == Transport::Udp {
-            now + call.interval
+        let d = if self.cfg.transport == Transport::Udp {
+            call.interval
         } else {
-            call.deadline
+            self.cfg.timeout()
         };
-        self.schedule(seq, &mut call, at);
+        self.schedule_in(seq, &mut call, now, d);
         self.calls.insert(seq, call);
     }
 
@@ -456,12 +467,13 @@ impl Worker {
                 (call.interval * 2).min(self.cfg.t2)
             };
         }
-        let at = if invite && call.proceeding {
-            call.deadline
+        if now + call.interval <= call.deadline {
+            let d = call.interval;
+            self.schedule_in(seq, &mut call, now, d);
         } else {
-            (now + call.interval).min(call.deadline)
-        };
-        self.schedule(seq, &mut call, at);
+            let at = call.deadline;
+            self.schedule_at(seq, &mut call, at);
+        }
         self.calls.insert(seq, call);
     }
 
@@ -509,8 +521,10 @@ impl Worker {
             if !call.proceeding {
                 call.proceeding = true;
                 if call.method == Method::Invite {
-                    let at = call.deadline;
-                    self.schedule(seq, &mut call, at);
+                    // Timer B restarts at the provisional (see the module doc).
+                    let d = self.cfg.timeout();
+                    call.deadline = now + d;
+                    self.schedule_in(seq, &mut call, now, d);
                 } else {
                     call.interval = self.cfg.t2;
                 }
@@ -574,8 +588,8 @@ impl Worker {
                     self.begin_txn(seq, call, Method::Bye, now);
                 } else {
                     call.holding = true;
-                    let at = now + self.cfg.hold;
-                    self.schedule(seq, &mut call, at);
+                    let d = self.cfg.hold;
+                    self.schedule_in(seq, &mut call, now, d);
                     self.calls.insert(seq, call);
                 }
             }
@@ -674,7 +688,10 @@ impl Worker {
         let mut credit = 0.0f64;
         let mut scratch = vec![0u8; 65_536];
         let mut rx: Vec<Bytes> = Vec::with_capacity(64);
-        let mut batch = sys::RecvBatch::new(32, 9000);
+        let mut batch = sys::RecvBatch::new(RECV_BATCH, 9000);
+        // Set when a turn could not drain the answers: the next turn starts no new call (the
+        // shortfall shows as "started only …/s" rather than as a retransmission storm).
+        let mut behind = false;
         let threads = self.cfg.threads as f64;
         loop {
             let now = Instant::now();
@@ -683,7 +700,10 @@ impl Worker {
             }
             let starting = !self.sh.stop_starting.load(Relaxed);
             let rate = self.sh.rate_milli.load(Relaxed) as f64 / 1000.0 / threads;
-            if starting {
+            if starting && std::mem::take(&mut behind) {
+                credit += now.duration_since(last).as_secs_f64() * rate;
+                credit = credit.min(rate * 0.02 + 1.0);
+            } else if starting {
                 credit += now.duration_since(last).as_secs_f64() * rate;
                 // Never bunch up more than 20 ms of calls after a stall.
                 credit = credit.min(rate * 0.02 + 1.0);
@@ -704,22 +724,32 @@ impl Worker {
                     continue;
                 }
                 if let Conn::Udp(_) = self.socks[i].conn {
-                    match batch.recv(self.socks[i].conn.fd()) {
-                        Ok(n) => {
-                            for k in 0..n {
-                                busy = true;
-                                let (data, truncated) = batch.get(k);
-                                if truncated {
-                                    bump(&self.c.responses);
-                                    bump(&self.c.stray);
-                                    continue;
+                    // Answers first: draining them completes calls before their timers fire.
+                    for round in 0..RECV_ROUNDS {
+                        match batch.recv(self.socks[i].conn.fd()) {
+                            Ok(n) => {
+                                for k in 0..n {
+                                    busy = true;
+                                    let (data, truncated) = batch.get(k);
+                                    if truncated {
+                                        bump(&self.c.responses);
+                                        bump(&self.c.stray);
+                                        continue;
+                                    }
+                                    self.on_datagram(i, Bytes::copy_from_slice(data));
                                 }
-                                self.on_datagram(i, Bytes::copy_from_slice(data));
+                                if n < RECV_BATCH {
+                                    break;
+                                }
+                                if round == RECV_ROUNDS - 1 {
+                                    behind = true;
+                                }
                             }
-                        }
-                        Err(e) => {
-                            busy = true;
-                            self.on_sock_error(i, &e);
+                            Err(e) => {
+                                busy = true;
+                                self.on_sock_error(i, &e);
+                                break;
+                            }
                         }
                     }
                     continue;
@@ -738,11 +768,7 @@ impl Worker {
                 }
             }
             let now = Instant::now();
-            while let Some(&Reverse((at, seq, gen))) = self.timers.peek() {
-                if at > now {
-                    break;
-                }
-                self.timers.pop();
+            while let Some((seq, gen)) = self.timers.pop_due(now) {
                 self.on_timer(seq, gen, now);
             }
             for i in 0..self.socks.len() {
@@ -762,7 +788,7 @@ impl Worker {
             if starting && rate > 0.0 && self.calls.len() < self.concurrency {
                 wait = wait.min(Duration::from_secs_f64(((1.0 - credit) / rate).max(0.0)));
             }
-            if let Some(&Reverse((at, _, _))) = self.timers.peek() {
+            if let Some(at) = self.timers.next() {
                 wait = wait.min(at.saturating_duration_since(now));
             }
             if wait > Duration::from_micros(50) {
@@ -848,7 +874,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
             c,
             socks,
             calls: SeqMap::default(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             next_seq: 1,
             concurrency: per_conc,
             hist: new_hist(),
