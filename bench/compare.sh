@@ -15,7 +15,8 @@
 #                            from PATH; the two ours are built when missing)
 #   KAMAILIO_MODULES         Kamailio's module directory
 #   PORT (5070)              where the server under test listens; the uas is on 5090 (the configs say so)
-#   RAMP (2000:2000:2)       loadgen --ramp START:STEP:INTERVAL_S
+#   RAMP                     loadgen --ramp START:STEP:INTERVAL_S (default per scenario: 2000:2000:2
+#                            for options, forward, register; 500:500:2 register-auth; 250:250:2 call)
 #   MAX_FAIL (1)             loadgen --max-failure-pct
 #   DURATION (180)           upper bound of one ramp, seconds
 #   NICE (0)                 nice value for every process started (e.g. -10 on a box shared with
@@ -44,7 +45,12 @@ KAMAILIO=${KAMAILIO:-$(command -v kamailio || true)}
 KAMAILIO_MODULES=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
 PORT=${PORT:-5070}
 UAS_PORT=5090
-RAMP=${RAMP:-2000:2000:2}
+case $SCENARIO in
+    register-auth) DEFAULT_RAMP=500:500:2 ;;
+    call) DEFAULT_RAMP=250:250:2 ;;
+    *) DEFAULT_RAMP=2000:2000:2 ;;
+esac
+RAMP=${RAMP:-$DEFAULT_RAMP}
 MAX_FAIL=${MAX_FAIL:-1}
 DURATION=${DURATION:-180}
 SERVER_CORE=${SERVER_CORE:-0}
