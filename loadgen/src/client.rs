@@ -932,9 +932,8 @@ pub fn run(cfg: ClientConfig) -> i32 {
                 drain_deadline = Some(now + drain_for);
             }
         } else if drain_deadline.is_some_and(|d| now >= d) || sys::stop_requested() {
-            if sys::stop_requested() && drain_deadline.is_some_and(|d| now < d) {
-                // A second signal, or the first after sending ended: give up on the drain.
-            }
+            // Drain over, or interrupted (SIGINT/SIGTERM): give up on the calls still in flight;
+            // they are reported as abandoned.
             sh.abandon.store(true, Relaxed);
         }
         if let (Some(r), Some(at)) = (cfg.ramp, ramp_next) {
