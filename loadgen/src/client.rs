@@ -1058,8 +1058,8 @@ pub fn run(cfg: ClientConfig) -> i32 {
         abandoned,
         latency: hist,
         latency_what: match cfg.scenario {
-            Scenario::Call => "INVITE→200",
-            _ => "request→final",
+            Scenario::Call => "INVITE->200",
+            _ => "request->final",
         },
         ramp: cfg.ramp.map(|_| (ramp_steps, ramp_best, ramp_why)),
         note,

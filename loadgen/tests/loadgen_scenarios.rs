@@ -34,7 +34,7 @@ fn each_scenario_over_udp_and_counts_match_the_uas() {
         25,
     );
     let v = ok_run(&uas, "call", &["--hold-ms", "20"], 20);
-    assert_eq!(v["latency_ms"]["what"], "INVITE→200");
+    assert_eq!(v["latency_ms"]["what"], "INVITE->200");
     assert_eq!(
         u(&v, "responses"),
         20 * 4,
