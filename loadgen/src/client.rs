@@ -824,7 +824,10 @@ pub fn run(cfg: ClientConfig) -> i32 {
                 let what = if e.kind() == io::ErrorKind::ConnectionRefused {
                     format!("connection refused by {}", cfg.target_text)
                 } else {
-                    format!("cannot open a socket to {}: {e}", cfg.target_text)
+                    format!(
+                        "cannot open a socket from {} to {}: {e}",
+                        cfg.bind, cfg.target_text
+                    )
                 };
                 eprintln!("loadgen: {what}");
                 return if e.kind() == io::ErrorKind::ConnectionRefused {
