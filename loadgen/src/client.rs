@@ -151,6 +151,7 @@ struct Worker {
     limits: Limits,
     tport: &'static str,
     start: Instant,
+    scratch: String,
 }
 
 fn ok_status(method: Method, code: u16) -> bool {
@@ -198,10 +199,6 @@ impl Worker {
         self.timers.at(at, seq, call.gen);
     }
 
-    fn call_id(&self, seq: u64) -> String {
-        format!("{seq}-{}-{}@loadgen", self.id, self.run)
-    }
-
     fn ruri(&self, call: &Call) -> String {
         match self.cfg.scenario {
             Scenario::Register => format!("sip:{}", self.cfg.users[call.user].domain),
@@ -211,34 +208,82 @@ impl Worker {
 
     /// Writes a request of this call into a new buffer.
     fn build(
-        &self,
+        &mut self,
         seq: u64,
         call: &Call,
         method: Method,
         branch: u32,
         in_dialog: bool,
     ) -> Vec<u8> {
+        use std::fmt::Write as _;
+        // Every per-request string goes into one reused buffer (no allocation but `out`).
+        let mut sc = std::mem::take(&mut self.scratch);
+        sc.clear();
         let cfg = &*self.cfg;
         let user = &cfg.users[call.user];
         let sent_by = &self.socks[call.sock].sent_by;
-        let ruri = if in_dialog && !call.remote_target.is_empty() {
-            call.remote_target.clone()
+        let at = sc.len();
+        if in_dialog && !call.remote_target.is_empty() {
+            sc.push_str(&call.remote_target);
+        } else if cfg.scenario == Scenario::Register {
+            let _ = write!(sc, "sip:{}", user.domain);
         } else {
-            self.ruri(call)
+            let _ = write!(sc, "sip:{}", cfg.to);
+        }
+        let ruri = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "sip:{}@{}", user.user, user.domain);
+        let aor = at..sc.len();
+        let to = if cfg.scenario == Scenario::Register {
+            aor.clone()
+        } else {
+            let at = sc.len();
+            let _ = write!(sc, "sip:{}", cfg.to);
+            at..sc.len()
         };
-        let aor = format!("sip:{}@{}", user.user, user.domain);
-        let to = match cfg.scenario {
-            Scenario::Register => aor.clone(),
-            _ => format!("sip:{}", cfg.to),
-        };
-        let mut out = Vec::with_capacity(640);
+        let at = sc.len();
+        let _ = write!(sc, "z9hG4bK-{seq}.{branch}.{}x{}", self.id, self.run);
+        let branch = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "lg{seq}");
+        let tag = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "{seq}-{}-{}@loadgen", self.id, self.run);
+        let call_id = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "sip:{}@{}", user.user, sent_by);
+        let contact = at..sc.len();
+        let at = sc.len();
+        match method {
+            Method::Message => {
+                let _ = write!(sc, "loadgen {seq}");
+            }
+            Method::Invite => {
+                let host = sent_by
+                    .rsplit_once(':')
+                    .map_or(sent_by.as_str(), |(h, _)| h);
+                let (ip, fam) = if host.starts_with('[') {
+                    (host.trim_matches(|c| c == '[' || c == ']'), "IP6")
+                } else {
+                    (host, "IP4")
+                };
+                let _ = write!(
+                    sc,
+                    "v=0\r\no=loadgen {seq} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+                );
+            }
+            _ => {}
+        }
+        let body = at..sc.len();
+        let s = sc.as_bytes();
+
+        let mut out = Vec::with_capacity(512 + body.len());
         let m = method.as_str().as_bytes();
-        let mut b = RequestBuilder::new(&mut out, m, ruri.as_bytes());
-        let branch = format!("z9hG4bK-{seq}.{branch}.{}x{}", self.id, self.run);
+        let mut b = RequestBuilder::new(&mut out, m, &s[ruri]);
         b.via_params(
             self.tport.as_bytes(),
             sent_by.as_bytes(),
-            branch.as_bytes(),
+            &s[branch],
             b";rport",
         );
         if in_dialog {
@@ -247,9 +292,9 @@ impl Worker {
             }
         }
         b.max_forwards(70)
-            .from(b"", aor.as_bytes(), format!("lg{seq}").as_bytes())
-            .to(b"", to.as_bytes(), call.to_tag.as_bytes())
-            .call_id(self.call_id(seq).as_bytes());
+            .from(b"", &s[aor], &s[tag])
+            .to(b"", &s[to], call.to_tag.as_bytes())
+            .call_id(&s[call_id]);
         let cseq_method = if method == Method::Ack && !in_dialog {
             b"ACK".as_slice()
         } else {
@@ -257,7 +302,7 @@ impl Worker {
         };
         b.cseq(call.cseq, cseq_method);
         if matches!(method, Method::Register | Method::Invite) {
-            b.contact(format!("sip:{}@{}", user.user, sent_by).as_bytes());
+            b.contact(&s[contact]);
         }
         if method == Method::Register {
             b.header_num(b"Expires", cfg.expires as usize);
@@ -269,23 +314,11 @@ impl Worker {
         }
         b.header(b"User-Agent", b"loadgen");
         match method {
-            Method::Message => b.finish(Some(b"text/plain"), format!("loadgen {seq}").as_bytes()),
-            Method::Invite => {
-                let host = sent_by
-                    .rsplit_once(':')
-                    .map_or(sent_by.as_str(), |(h, _)| h);
-                let (ip, fam) = if host.starts_with('[') {
-                    (host.trim_matches(|c| c == '[' || c == ']'), "IP6")
-                } else {
-                    (host, "IP4")
-                };
-                let sdp = format!(
-                    "v=0\r\no=loadgen {seq} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-                );
-                b.finish(Some(b"application/sdp"), sdp.as_bytes());
-            }
+            Method::Message => b.finish(Some(b"text/plain"), &s[body]),
+            Method::Invite => b.finish(Some(b"application/sdp"), &s[body]),
             _ => b.finish(None, b""),
         }
+        self.scratch = sc;
         out
     }
 
@@ -689,6 +722,7 @@ impl Worker {
         let mut scratch = vec![0u8; 65_536];
         let mut rx: Vec<Bytes> = Vec::with_capacity(64);
         let mut batch = sys::RecvBatch::new(RECV_BATCH, 9000);
+        let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(RECV_BATCH);
         // Set when a turn could not drain the answers: the next turn starts no new call (the
         // shortfall shows as "started only …/s" rather than as a retransmission storm).
         let mut behind = false;
@@ -728,6 +762,9 @@ impl Worker {
                     for round in 0..RECV_ROUNDS {
                         match batch.recv(self.socks[i].conn.fd()) {
                             Ok(n) => {
+                                // One copy (one allocation) per batch; each answer is a slice.
+                                let mut cat = Vec::with_capacity(n * 512);
+                                spans.clear();
                                 for k in 0..n {
                                     busy = true;
                                     let (data, truncated) = batch.get(k);
@@ -736,7 +773,12 @@ impl Worker {
                                         bump(&self.c.stray);
                                         continue;
                                     }
-                                    self.on_datagram(i, Bytes::copy_from_slice(data));
+                                    spans.push(cat.len()..cat.len() + data.len());
+                                    cat.extend_from_slice(data);
+                                }
+                                let all = Bytes::from(cat);
+                                for r in spans.drain(..) {
+                                    self.on_datagram(i, all.slice(r));
                                 }
                                 if n < RECV_BATCH {
                                     break;
@@ -888,6 +930,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
             },
             tport: cfg.transport.via_token(),
             start,
+            scratch: String::with_capacity(1024),
         };
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{id}"))
