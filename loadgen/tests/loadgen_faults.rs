@@ -167,3 +167,25 @@ fn silent_target_times_out_after_64_t1_with_retransmissions() {
         "{stderr}"
     );
 }
+
+#[test]
+fn proxy_auth_407_is_answered_with_proxy_authorization() {
+    let uas = Uas::start(&["--auth", "px:pw", "--proxy-auth"]);
+    let (code, v, stderr) = run_json(&[
+        "call",
+        "--t1-ms",
+        "2000",
+        "--target",
+        &uas.addr,
+        "--password",
+        "pw",
+        "--max",
+        "4",
+        "--rate",
+        "200",
+    ]);
+    assert_eq!((code, u(&v, "succeeded")), (0, 4), "{v} {stderr}");
+    let s = uas.wait_stats(|s| u(s, "received.BYE") == 4);
+    assert_eq!(u(&s, "replies.407"), 4, "{s}");
+    assert_eq!(u(&s, "replies.403"), 0, "{s}");
+}
