@@ -146,6 +146,9 @@ pub struct UasArgs {
     /// Challenge REGISTER and INVITE with digest auth: REALM:PASSWORD.
     #[arg(long)]
     pub auth: Option<String>,
+    /// With --auth: challenge like a proxy (407 Proxy-Authenticate) instead of 401.
+    #[arg(long, requires = "auth")]
+    pub proxy_auth: bool,
     /// Write counts as JSON to this file (every 200 ms and on exit).
     #[arg(long)]
     pub stats_file: Option<PathBuf>,
@@ -235,6 +238,7 @@ pub struct UasConfig {
     pub threads: usize,
     pub drop_first: u64,
     pub auth: Option<(String, String)>,
+    pub proxy_auth: bool,
     pub stats_file: Option<PathBuf>,
     pub duration: Option<Duration>,
     pub quiet: bool,
@@ -487,6 +491,7 @@ impl UasArgs {
             threads: self.threads,
             drop_first: self.drop_first,
             auth,
+            proxy_auth: self.proxy_auth,
             stats_file: self.stats_file,
             duration,
             quiet: self.quiet,

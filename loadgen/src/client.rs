@@ -8,16 +8,15 @@
 //! Timers over UDP (RFC 3261 §17.1): a request is retransmitted after T1, doubling — capped at T2
 //! for non-INVITE (and T2 flat once a provisional arrived), uncapped for INVITE until a provisional
 //! arrives — and the transaction fails with `timeout` at 64*T1 after it was first sent. Deviation:
-//! an INVITE that got a provisional still times out at 64*T1 (Timer B is not stopped), so a
-//! callee that rings forever cannot hold a slot forever. Over TCP nothing is retransmitted.
+//! an INVITE that got a provisional times out 64*T1 after that provisional (Timer B restarted, not
+//! stopped), so a callee that rings forever cannot hold a slot forever. Over TCP nothing is retransmitted.
 //! Responses that match no live transaction (late duplicates, retransmitted 200s) are absorbed and
 //! counted as stray; a retransmitted 200 to an INVITE we already acknowledged is acknowledged again.
 //!
-//! Each worker owns its sockets, its call table and its timer heap: no locks on the hot path. The
+//! Each worker owns its sockets, its call table and its timers: no locks on the hot path. The
 //! only shared state is the target rate, the stop flags, the `--max` budget and per-worker counters.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -33,6 +32,7 @@ use crate::cli::{ClientConfig, Scenario, Transport};
 use crate::net::{host_port, Conn};
 use crate::report::{self, bump, Counters, RampStep, Summary};
 use crate::sys;
+use crate::timers::Timers;
 
 /// Fibonacci hashing for the sequential call numbers.
 #[derive(Default)]
@@ -89,6 +89,10 @@ struct Sock {
     refused: u64,
 }
 
+/// Datagrams per `recvmmsg`, and how many of those a loop turn takes per socket at most.
+const RECV_BATCH: usize = 32;
+const RECV_ROUNDS: usize = 8;
+
 /// Datagrams queued per socket before a flush is forced.
 const SEND_BATCH: usize = 32;
 
@@ -139,7 +143,7 @@ struct Worker {
     c: Arc<Counters>,
     socks: Vec<Sock>,
     calls: SeqMap<Call>,
-    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    timers: Timers,
     next_seq: u64,
     concurrency: usize,
     hist: Histogram<u64>,
@@ -147,6 +151,7 @@ struct Worker {
     limits: Limits,
     tport: &'static str,
     start: Instant,
+    scratch: String,
 }
 
 fn ok_status(method: Method, code: u16) -> bool {
@@ -182,13 +187,16 @@ fn raw_call_id(b: &[u8]) -> Option<&[u8]> {
 }
 
 impl Worker {
-    fn schedule(&mut self, seq: u64, call: &mut Call, at: Instant) {
+    /// Arms the call's timer `d` after `now` (replacing any armed one).
+    fn schedule_in(&mut self, seq: u64, call: &mut Call, now: Instant, d: Duration) {
         call.gen = call.gen.wrapping_add(1);
-        self.timers.push(Reverse((at, seq, call.gen)));
+        self.timers.after(now, d, seq, call.gen);
     }
 
-    fn call_id(&self, seq: u64) -> String {
-        format!("{seq}-{}-{}@loadgen", self.id, self.run)
+    /// Arms the call's timer at `at` (replacing any armed one).
+    fn schedule_at(&mut self, seq: u64, call: &mut Call, at: Instant) {
+        call.gen = call.gen.wrapping_add(1);
+        self.timers.at(at, seq, call.gen);
     }
 
     fn ruri(&self, call: &Call) -> String {
@@ -200,34 +208,82 @@ impl Worker {
 
     /// Writes a request of this call into a new buffer.
     fn build(
-        &self,
+        &mut self,
         seq: u64,
         call: &Call,
         method: Method,
         branch: u32,
         in_dialog: bool,
     ) -> Vec<u8> {
+        use std::fmt::Write as _;
+        // Every per-request string goes into one reused buffer (no allocation but `out`).
+        let mut sc = std::mem::take(&mut self.scratch);
+        sc.clear();
         let cfg = &*self.cfg;
         let user = &cfg.users[call.user];
         let sent_by = &self.socks[call.sock].sent_by;
-        let ruri = if in_dialog && !call.remote_target.is_empty() {
-            call.remote_target.clone()
+        let at = sc.len();
+        if in_dialog && !call.remote_target.is_empty() {
+            sc.push_str(&call.remote_target);
+        } else if cfg.scenario == Scenario::Register {
+            let _ = write!(sc, "sip:{}", user.domain);
         } else {
-            self.ruri(call)
+            let _ = write!(sc, "sip:{}", cfg.to);
+        }
+        let ruri = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "sip:{}@{}", user.user, user.domain);
+        let aor = at..sc.len();
+        let to = if cfg.scenario == Scenario::Register {
+            aor.clone()
+        } else {
+            let at = sc.len();
+            let _ = write!(sc, "sip:{}", cfg.to);
+            at..sc.len()
         };
-        let aor = format!("sip:{}@{}", user.user, user.domain);
-        let to = match cfg.scenario {
-            Scenario::Register => aor.clone(),
-            _ => format!("sip:{}", cfg.to),
-        };
-        let mut out = Vec::with_capacity(640);
+        let at = sc.len();
+        let _ = write!(sc, "z9hG4bK-{seq}.{branch}.{}x{}", self.id, self.run);
+        let branch = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "lg{seq}");
+        let tag = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "{seq}-{}-{}@loadgen", self.id, self.run);
+        let call_id = at..sc.len();
+        let at = sc.len();
+        let _ = write!(sc, "sip:{}@{}", user.user, sent_by);
+        let contact = at..sc.len();
+        let at = sc.len();
+        match method {
+            Method::Message => {
+                let _ = write!(sc, "loadgen {seq}");
+            }
+            Method::Invite => {
+                let host = sent_by
+                    .rsplit_once(':')
+                    .map_or(sent_by.as_str(), |(h, _)| h);
+                let (ip, fam) = if host.starts_with('[') {
+                    (host.trim_matches(|c| c == '[' || c == ']'), "IP6")
+                } else {
+                    (host, "IP4")
+                };
+                let _ = write!(
+                    sc,
+                    "v=0\r\no=loadgen {seq} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+                );
+            }
+            _ => {}
+        }
+        let body = at..sc.len();
+        let s = sc.as_bytes();
+
+        let mut out = Vec::with_capacity(512 + body.len());
         let m = method.as_str().as_bytes();
-        let mut b = RequestBuilder::new(&mut out, m, ruri.as_bytes());
-        let branch = format!("z9hG4bK-{seq}.{branch}.{}x{}", self.id, self.run);
+        let mut b = RequestBuilder::new(&mut out, m, &s[ruri]);
         b.via_params(
             self.tport.as_bytes(),
             sent_by.as_bytes(),
-            branch.as_bytes(),
+            &s[branch],
             b";rport",
         );
         if in_dialog {
@@ -236,9 +292,9 @@ impl Worker {
             }
         }
         b.max_forwards(70)
-            .from(b"", aor.as_bytes(), format!("lg{seq}").as_bytes())
-            .to(b"", to.as_bytes(), call.to_tag.as_bytes())
-            .call_id(self.call_id(seq).as_bytes());
+            .from(b"", &s[aor], &s[tag])
+            .to(b"", &s[to], call.to_tag.as_bytes())
+            .call_id(&s[call_id]);
         let cseq_method = if method == Method::Ack && !in_dialog {
             b"ACK".as_slice()
         } else {
@@ -246,7 +302,7 @@ impl Worker {
         };
         b.cseq(call.cseq, cseq_method);
         if matches!(method, Method::Register | Method::Invite) {
-            b.contact(format!("sip:{}@{}", user.user, sent_by).as_bytes());
+            b.contact(&s[contact]);
         }
         if method == Method::Register {
             b.header_num(b"Expires", cfg.expires as usize);
@@ -258,23 +314,11 @@ impl Worker {
         }
         b.header(b"User-Agent", b"loadgen");
         match method {
-            Method::Message => b.finish(Some(b"text/plain"), format!("loadgen {seq}").as_bytes()),
-            Method::Invite => {
-                let host = sent_by
-                    .rsplit_once(':')
-                    .map_or(sent_by.as_str(), |(h, _)| h);
-                let (ip, fam) = if host.starts_with('[') {
-                    (host.trim_matches(|c| c == '[' || c == ']'), "IP6")
-                } else {
-                    (host, "IP4")
-                };
-                let sdp = format!(
-                    "v=0\r\no=loadgen {seq} 1 IN {fam} {ip}\r\ns=-\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-                );
-                b.finish(Some(b"application/sdp"), sdp.as_bytes());
-            }
+            Method::Message => b.finish(Some(b"text/plain"), &s[body]),
+            Method::Invite => b.finish(Some(b"application/sdp"), &s[body]),
             _ => b.finish(None, b""),
         }
+        self.scratch = sc;
         out
     }
 
@@ -372,12 +416,12 @@ impl Worker {
         if sent.is_err() {
             return self.finish(call, Err(Reason::Transport));
         }
-        let at = if self.cfg.transport == Transport::Udp {
-            now + call.interval
+        let d = if self.cfg.transport == Transport::Udp {
+            call.interval
         } else {
-            call.deadline
+            self.cfg.timeout()
         };
-        self.schedule(seq, &mut call, at);
+        self.schedule_in(seq, &mut call, now, d);
         self.calls.insert(seq, call);
     }
 
@@ -456,12 +500,13 @@ impl Worker {
                 (call.interval * 2).min(self.cfg.t2)
             };
         }
-        let at = if invite && call.proceeding {
-            call.deadline
+        if now + call.interval <= call.deadline {
+            let d = call.interval;
+            self.schedule_in(seq, &mut call, now, d);
         } else {
-            (now + call.interval).min(call.deadline)
-        };
-        self.schedule(seq, &mut call, at);
+            let at = call.deadline;
+            self.schedule_at(seq, &mut call, at);
+        }
         self.calls.insert(seq, call);
     }
 
@@ -509,8 +554,10 @@ impl Worker {
             if !call.proceeding {
                 call.proceeding = true;
                 if call.method == Method::Invite {
-                    let at = call.deadline;
-                    self.schedule(seq, &mut call, at);
+                    // Timer B restarts at the provisional (see the module doc).
+                    let d = self.cfg.timeout();
+                    call.deadline = now + d;
+                    self.schedule_in(seq, &mut call, now, d);
                 } else {
                     call.interval = self.cfg.t2;
                 }
@@ -574,8 +621,8 @@ impl Worker {
                     self.begin_txn(seq, call, Method::Bye, now);
                 } else {
                     call.holding = true;
-                    let at = now + self.cfg.hold;
-                    self.schedule(seq, &mut call, at);
+                    let d = self.cfg.hold;
+                    self.schedule_in(seq, &mut call, now, d);
                     self.calls.insert(seq, call);
                 }
             }
@@ -674,7 +721,11 @@ impl Worker {
         let mut credit = 0.0f64;
         let mut scratch = vec![0u8; 65_536];
         let mut rx: Vec<Bytes> = Vec::with_capacity(64);
-        let mut batch = sys::RecvBatch::new(32, 9000);
+        let mut batch = sys::RecvBatch::new(RECV_BATCH, 9000);
+        let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(RECV_BATCH);
+        // Set when a turn could not drain the answers: the next turn starts no new call (the
+        // shortfall shows as "started only …/s" rather than as a retransmission storm).
+        let mut behind = false;
         let threads = self.cfg.threads as f64;
         loop {
             let now = Instant::now();
@@ -683,7 +734,10 @@ impl Worker {
             }
             let starting = !self.sh.stop_starting.load(Relaxed);
             let rate = self.sh.rate_milli.load(Relaxed) as f64 / 1000.0 / threads;
-            if starting {
+            if starting && std::mem::take(&mut behind) {
+                credit += now.duration_since(last).as_secs_f64() * rate;
+                credit = credit.min(rate * 0.02 + 1.0);
+            } else if starting {
                 credit += now.duration_since(last).as_secs_f64() * rate;
                 // Never bunch up more than 20 ms of calls after a stall.
                 credit = credit.min(rate * 0.02 + 1.0);
@@ -704,22 +758,40 @@ impl Worker {
                     continue;
                 }
                 if let Conn::Udp(_) = self.socks[i].conn {
-                    match batch.recv(self.socks[i].conn.fd()) {
-                        Ok(n) => {
-                            for k in 0..n {
-                                busy = true;
-                                let (data, truncated) = batch.get(k);
-                                if truncated {
-                                    bump(&self.c.responses);
-                                    bump(&self.c.stray);
-                                    continue;
+                    // Answers first: draining them completes calls before their timers fire.
+                    for round in 0..RECV_ROUNDS {
+                        match batch.recv(self.socks[i].conn.fd()) {
+                            Ok(n) => {
+                                // One copy (one allocation) per batch; each answer is a slice.
+                                let mut cat = Vec::with_capacity(n * 512);
+                                spans.clear();
+                                for k in 0..n {
+                                    busy = true;
+                                    let (data, truncated) = batch.get(k);
+                                    if truncated {
+                                        bump(&self.c.responses);
+                                        bump(&self.c.stray);
+                                        continue;
+                                    }
+                                    spans.push(cat.len()..cat.len() + data.len());
+                                    cat.extend_from_slice(data);
                                 }
-                                self.on_datagram(i, Bytes::copy_from_slice(data));
+                                let all = Bytes::from(cat);
+                                for r in spans.drain(..) {
+                                    self.on_datagram(i, all.slice(r));
+                                }
+                                if n < RECV_BATCH {
+                                    break;
+                                }
+                                if round == RECV_ROUNDS - 1 {
+                                    behind = true;
+                                }
                             }
-                        }
-                        Err(e) => {
-                            busy = true;
-                            self.on_sock_error(i, &e);
+                            Err(e) => {
+                                busy = true;
+                                self.on_sock_error(i, &e);
+                                break;
+                            }
                         }
                     }
                     continue;
@@ -738,11 +810,7 @@ impl Worker {
                 }
             }
             let now = Instant::now();
-            while let Some(&Reverse((at, seq, gen))) = self.timers.peek() {
-                if at > now {
-                    break;
-                }
-                self.timers.pop();
+            while let Some((seq, gen)) = self.timers.pop_due(now) {
                 self.on_timer(seq, gen, now);
             }
             for i in 0..self.socks.len() {
@@ -762,7 +830,7 @@ impl Worker {
             if starting && rate > 0.0 && self.calls.len() < self.concurrency {
                 wait = wait.min(Duration::from_secs_f64(((1.0 - credit) / rate).max(0.0)));
             }
-            if let Some(&Reverse((at, _, _))) = self.timers.peek() {
+            if let Some(at) = self.timers.next() {
                 wait = wait.min(at.saturating_duration_since(now));
             }
             if wait > Duration::from_micros(50) {
@@ -798,7 +866,10 @@ pub fn run(cfg: ClientConfig) -> i32 {
                 let what = if e.kind() == io::ErrorKind::ConnectionRefused {
                     format!("connection refused by {}", cfg.target_text)
                 } else {
-                    format!("cannot open a socket to {}: {e}", cfg.target_text)
+                    format!(
+                        "cannot open a socket from {} to {}: {e}",
+                        cfg.bind, cfg.target_text
+                    )
                 };
                 eprintln!("loadgen: {what}");
                 return if e.kind() == io::ErrorKind::ConnectionRefused {
@@ -848,7 +919,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
             c,
             socks,
             calls: SeqMap::default(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             next_seq: 1,
             concurrency: per_conc,
             hist: new_hist(),
@@ -859,6 +930,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
             },
             tport: cfg.transport.via_token(),
             start,
+            scratch: String::with_capacity(1024),
         };
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{id}"))
@@ -906,9 +978,8 @@ pub fn run(cfg: ClientConfig) -> i32 {
                 drain_deadline = Some(now + drain_for);
             }
         } else if drain_deadline.is_some_and(|d| now >= d) || sys::stop_requested() {
-            if sys::stop_requested() && drain_deadline.is_some_and(|d| now < d) {
-                // A second signal, or the first after sending ended: give up on the drain.
-            }
+            // Drain over, or interrupted (SIGINT/SIGTERM): give up on the calls still in flight;
+            // they are reported as abandoned.
             sh.abandon.store(true, Relaxed);
         }
         if let (Some(r), Some(at)) = (cfg.ramp, ramp_next) {
@@ -1033,8 +1104,8 @@ pub fn run(cfg: ClientConfig) -> i32 {
         abandoned,
         latency: hist,
         latency_what: match cfg.scenario {
-            Scenario::Call => "INVITE→200",
-            _ => "request→final",
+            Scenario::Call => "INVITE->200",
+            _ => "request->final",
         },
         ramp: cfg.ramp.map(|_| (ramp_steps, ramp_best, ramp_why)),
         note,

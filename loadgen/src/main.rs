@@ -13,6 +13,7 @@ mod client;
 mod net;
 mod report;
 mod sys;
+mod timers;
 mod uas;
 
 use clap::error::ErrorKind;

@@ -86,6 +86,9 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_storage>,
     addr_lens: Vec<libc::socklen_t>,
     count: usize,
+    /// Scratch for the call, rebuilt each time (no allocation after the first).
+    iov: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
 }
 
 impl RecvBatch {
@@ -100,21 +103,22 @@ impl RecvBatch {
             addrs: vec![zero; n],
             addr_lens: vec![0; n],
             count: 0,
+            iov: Vec::with_capacity(n),
+            hdrs: Vec::with_capacity(n),
         }
     }
 
     /// Receives up to the batch size without blocking. `Ok(0)` when nothing is waiting.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let n = self.lens.len();
-        let mut iov: Vec<libc::iovec> = self
-            .bufs
-            .chunks_mut(self.slot)
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(n);
+        let mut iov = std::mem::take(&mut self.iov);
+        let mut hdrs = std::mem::take(&mut self.hdrs);
+        iov.clear();
+        hdrs.clear();
+        iov.extend(self.bufs.chunks_mut(self.slot).map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        }));
         for (addr, v) in self.addrs.iter_mut().zip(iov.iter_mut()) {
             // SAFETY: msghdr is plain old data; zeroed is a valid empty header, filled below.
             let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -142,6 +146,8 @@ impl RecvBatch {
         if got < 0 {
             let e = io::Error::last_os_error();
             self.count = 0;
+            self.iov = iov;
+            self.hdrs = hdrs;
             return match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
                 _ => Err(e),
@@ -154,6 +160,8 @@ impl RecvBatch {
             self.addr_lens[i] = h.msg_hdr.msg_namelen;
         }
         self.count = got;
+        self.iov = iov;
+        self.hdrs = hdrs;
         Ok(got)
     }
 

@@ -11,7 +11,8 @@
 //! | BYE, OPTIONS, MESSAGE, CANCEL, anything else | 200 |
 //!
 //! With `--auth REALM:PASSWORD`, REGISTER and INVITE without credentials get 401 with an MD5
-//! challenge (qop=auth); wrong credentials get 403. `--drop-first N` ignores the first N requests
+//! challenge (qop=auth) — 407 and Proxy-Authenticate/Proxy-Authorization with `--proxy-auth` —
+//! and wrong credentials get 403. `--drop-first N` ignores the first N requests
 //! (any method) to make the client retransmit. The 2xx to INVITE is not retransmitted (no Timer G):
 //! a client whose 200 is lost retransmits its INVITE only until the 100 arrived, then times out.
 //!
@@ -128,9 +129,23 @@ impl Handler {
         let Some((realm, password)) = &self.cfg.auth else {
             return true;
         };
-        let creds = req
-            .header_value(HeaderId::Authorization)
-            .or_else(|| req.header_value(HeaderId::ProxyAuthorization));
+        let (creds_hdr, code, reason, challenge_hdr): (_, _, &[u8], &[u8]) = if self.cfg.proxy_auth
+        {
+            (
+                HeaderId::ProxyAuthorization,
+                407,
+                b"Proxy Authentication Required",
+                b"Proxy-Authenticate",
+            )
+        } else {
+            (
+                HeaderId::Authorization,
+                401,
+                b"Unauthorized",
+                b"WWW-Authenticate",
+            )
+        };
+        let creds = req.header_value(creds_hdr);
         match creds {
             Some(c) if auth::verify(c, realm, password, req.method_bytes()) => true,
             Some(_) => {
@@ -146,9 +161,9 @@ impl Handler {
                 self.finish(
                     out,
                     req,
-                    401,
-                    b"Unauthorized",
-                    &[(b"WWW-Authenticate", ch.into_bytes())],
+                    code,
+                    reason,
+                    &[(challenge_hdr, ch.into_bytes())],
                     None,
                     b"",
                 );

@@ -106,3 +106,25 @@ fn help_and_version_exit_0() {
     let out = support::run(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn unbindable_address_is_fatal_255() {
+    for args in [
+        &[
+            "options",
+            "--target",
+            "127.0.0.1:5",
+            "--bind",
+            "192.0.2.1",
+            "--max",
+            "1",
+        ][..],
+        &["uas", "--bind", "192.0.2.1:5060"][..],
+    ] {
+        let out = support::run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+        assert!(stderr.contains("192.0.2.1"), "{stderr:?}");
+    }
+}

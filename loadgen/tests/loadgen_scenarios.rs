@@ -18,6 +18,7 @@ fn ok_run(uas: &Uas, scenario: &str, extra: &[&str], n: u64) -> serde_json::Valu
     assert_eq!(u(&v, "succeeded"), n, "{v}");
     assert_eq!(u(&v, "failed"), 0, "{v}");
     assert_eq!(u(&v, "latency_ms.count"), n, "{v}");
+    assert_eq!(u(&v, "retransmissions"), 0, "{v}");
     v
 }
 
@@ -33,7 +34,7 @@ fn each_scenario_over_udp_and_counts_match_the_uas() {
         25,
     );
     let v = ok_run(&uas, "call", &["--hold-ms", "20"], 20);
-    assert_eq!(v["latency_ms"]["what"], "INVITE→200");
+    assert_eq!(v["latency_ms"]["what"], "INVITE->200");
     assert_eq!(
         u(&v, "responses"),
         20 * 4,
@@ -94,4 +95,40 @@ fn ramp_reports_a_highest_good_rate() {
         v["ramp"]["steps"].as_array().is_some_and(|s| !s.is_empty()),
         "{v}"
     );
+}
+
+#[test]
+fn ipv6_loopback() {
+    let uas = Uas::start_at("[::1]:0", "udp", &[]);
+    assert!(uas.addr.starts_with("[::1]:"), "{}", uas.addr);
+    ok_run(&uas, "options", &[], 10);
+    ok_run(&uas, "call", &[], 5);
+    let uas = Uas::start_at("[::1]:0", "tcp", &[]);
+    ok_run(&uas, "register", &["--transport", "tcp"], 5);
+}
+
+#[test]
+fn uas_reports_its_counts_on_sigterm() {
+    let mut uas = Uas::start(&[]);
+    ok_run(&uas, "options", &[], 7);
+    uas.wait_stats(|s| support::u(s, "received.OPTIONS") == 7);
+    let pid = uas.child.id().to_string();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let code = loop {
+        if let Some(st) = uas.child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "uas ignored SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(0));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&uas.stats).unwrap()).unwrap();
+    assert_eq!(u(&s, "received.OPTIONS"), 7, "{s}");
+    assert_eq!(u(&s, "replies.200"), 7, "{s}");
 }

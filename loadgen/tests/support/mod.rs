@@ -56,6 +56,10 @@ impl Uas {
     }
 
     pub fn start_on(transport: &str, extra: &[&str]) -> Uas {
+        Uas::start_at("127.0.0.1:0", transport, extra)
+    }
+
+    pub fn start_at(bind: &str, transport: &str, extra: &[&str]) -> Uas {
         let stats = std::env::temp_dir().join(format!(
             "loadgen-uas-{}-{}.json",
             std::process::id(),
@@ -63,14 +67,7 @@ impl Uas {
         ));
         let _ = std::fs::remove_file(&stats);
         let mut child = Command::new(bin())
-            .args([
-                "uas",
-                "--bind",
-                "127.0.0.1:0",
-                "--transport",
-                transport,
-                "-q",
-            ])
+            .args(["uas", "--bind", bind, "--transport", transport, "-q"])
             .arg("--stats-file")
             .arg(&stats)
             .args(["--duration", "60"])
