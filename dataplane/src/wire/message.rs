@@ -225,6 +225,9 @@ impl Message {
         Message::parse_inner(buf, limits, true)
     }
 
+    // Inlined into both callers so the message is built in place (it is large: the inline header
+    // index and edit list), not moved out of a tuple.
+    #[inline(always)]
     fn parse_inner(
         buf: Bytes,
         limits: &Limits,
