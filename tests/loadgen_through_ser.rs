@@ -1,0 +1,173 @@
+//! loadgen against a running ser on loopback: every scenario through ser acting as a stateless
+//! proxy to a `loadgen uas`, with loadgen's counts checked against what the UAS saw; and OPTIONS
+//! answered by ser itself. Short and bounded.
+//!
+//! The `loadgen` binary belongs to another package, so it is found beside `ser` in the target
+//! directory (`cargo test --workspace` builds it); run alone with `-p ser`, the test says so and
+//! skips.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/net.rs"]
+mod net;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use net::*;
+
+fn loadgen() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_ser")).with_file_name("loadgen");
+    p.exists().then_some(p)
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs loadgen with `args` (plus `--json -q`), returns its exit code and JSON summary.
+fn run(bin: &PathBuf, args: &[&str]) -> (i32, serde_json::Value) {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(bin)
+        .args(args)
+        .args(["--json", "-q"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "loadgen output is not JSON ({e}): {text} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn num(v: &serde_json::Value, path: &str) -> u64 {
+    path.split('.')
+        .fold(v, |v, k| &v[k])
+        .as_u64()
+        .unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+const CFG: &str = r#"
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+route {
+	if (!mf_process_maxfwd_header("10")) {
+		sl_send_reply("483", "Too Many Hops");
+		break;
+	};
+	if (method == "OPTIONS" && uri == myself) {
+		sl_send_reply("200", "OK");
+		break;
+	};
+	forward(127.0.0.1, UASPORT);
+}
+"#;
+
+#[test]
+fn every_scenario_through_ser() {
+    let Some(bin) = loadgen() else {
+        eprintln!("SKIP every_scenario_through_ser: no loadgen binary beside ser (run cargo test --workspace)");
+        return;
+    };
+    let uas_port = free_port("127.0.0.1");
+    let stats = std::env::temp_dir().join(format!("ser-lg-uas-{}.json", std::process::id()));
+    let _uas = Child(
+        Command::new(&bin)
+            .args([
+                "uas",
+                "--bind",
+                &format!("127.0.0.1:{uas_port}"),
+                "-q",
+                "--duration",
+                "60",
+            ])
+            .arg("--stats-file")
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let _ser = Ser::start_with_cfg(
+        &CFG.replace("UASPORT", &uas_port.to_string()),
+        &["-l", "127.0.0.1", "-p", &p],
+    );
+    let target = format!("127.0.0.1:{port}");
+
+    // Answered by ser itself (the R-URI is ser's address).
+    let (code, v) = run(
+        &bin,
+        &[
+            "options", "--target", &target, "--rate", "500", "--max", "100",
+        ],
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(num(&v, "succeeded"), 100, "{v}");
+
+    // Through ser to the UAS (a R-URI that is not ser's).
+    let via = ["--to", "bob@example.com"];
+    for (scenario, n, extra) in [
+        ("message", 60u64, vec![]),
+        (
+            "register",
+            50,
+            vec!["--users", "u%d@example.com", "--range", "1-10"],
+        ),
+        ("call", 30, vec!["--hold-ms", "10"]),
+    ] {
+        let max = n.to_string();
+        let mut args = vec![
+            scenario,
+            "--target",
+            target.as_str(),
+            "--rate",
+            "300",
+            "--max",
+            max.as_str(),
+        ];
+        if scenario != "register" {
+            args.extend_from_slice(&via);
+        }
+        args.extend(extra.iter().copied());
+        let (code, v) = run(&bin, &args);
+        assert_eq!(code, 0, "{scenario}: {v}");
+        assert_eq!(num(&v, "succeeded"), n, "{scenario}: {v}");
+        assert_eq!(num(&v, "failed"), 0, "{scenario}: {v}");
+    }
+
+    // What loadgen counted as done, the UAS saw (and nothing else reached it).
+    let end = Instant::now() + Duration::from_secs(5);
+    let s = loop {
+        let s: serde_json::Value = std::fs::read_to_string(&stats)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if s["received"]["BYE"].as_u64() == Some(30) || Instant::now() > end {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = std::fs::remove_file(&stats);
+    assert!(
+        s["received"].get("OPTIONS").is_none(),
+        "ser answered the OPTIONS itself: {s}"
+    );
+    assert_eq!(num(&s, "received.total"), 60 + 50 + 30 * 3, "{s}");
+    assert_eq!(num(&s, "received.MESSAGE"), 60, "{s}");
+    assert_eq!(num(&s, "received.REGISTER"), 50, "{s}");
+    assert_eq!(num(&s, "received.INVITE"), 30, "{s}");
+    assert_eq!(num(&s, "received.ACK"), 30, "{s}");
+    assert_eq!(num(&s, "received.BYE"), 30, "{s}");
+}
