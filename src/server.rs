@@ -33,6 +33,7 @@ pub fn settings(opts: &CoreOptions, program: &Program) -> ProxySettings {
         reply_to_via: opts.reply_to_via,
         check_via: opts.check_via,
         sip_warning: opts.sip_warning,
+        dns: opts.dns,
         server_signature: opts.server_signature,
         // RFC 3261 §16.6: a proxy must not forward with Max-Forwards 0; SER left that to the script
         // (mf_process_maxfwd_header). When the script does not load maxfwd, ser enforces it.

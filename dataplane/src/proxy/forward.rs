@@ -137,6 +137,17 @@ pub fn process_max_forwards(msg: &mut Message, default: u8) -> Result<MaxForward
 /// sent-by host is not that IP, and fill in `rport=<source port>` (with `received`) when the sender
 /// asked for it. Returns whether the Via was changed.
 pub fn mark_received(msg: &mut Message, src: SocketAddr) -> Result<bool, ParseError> {
+    mark_received_with(msg, src, |_| false)
+}
+
+/// As [`mark_received`], with `name_is_src(host)` telling whether a sent-by *name* resolves to the
+/// source address (SER's `dns=yes`: then no `received` is needed). It must not block: answer from a
+/// cache, `false` when unknown (adding `received` is always allowed).
+pub fn mark_received_with(
+    msg: &mut Message,
+    src: SocketAddr,
+    name_is_src: impl Fn(&[u8]) -> bool,
+) -> Result<bool, ParseError> {
     let (via_index, edits) = {
         let top = match msg.vias().next() {
             Some(r) => r?,
@@ -146,7 +157,7 @@ pub fn mark_received(msg: &mut Message, src: SocketAddr) -> Result<bool, ParseEr
         let same_ip = match via.host {
             Host::V4(a) => IpAddr::V4(a) == src.ip(),
             Host::V6(a) => IpAddr::V6(a) == src.ip(),
-            Host::Name(_) => false,
+            Host::Name(n) => name_is_src(n),
         };
         let rport = via.rport();
         if same_ip && rport.is_none() {
@@ -399,6 +410,19 @@ mod tests {
             MaxForwards::Exhausted
         );
 
+        // dns=yes: a sent-by name known to resolve to the source needs no received.
+        let named = INV.replace(
+            "10.0.0.1:5070;branch=z9hG4bKabc;rport",
+            "pc.example.com;branch=z9hG4bKabc",
+        );
+        let mut m = parse(&named);
+        assert!(
+            !mark_received_with(&mut m, "10.0.0.1:5070".parse().unwrap(), |n| n
+                == b"pc.example.com")
+            .unwrap()
+        );
+        let mut m = parse(&named);
+        assert!(mark_received(&mut m, "10.0.0.1:5070".parse().unwrap()).unwrap());
         // Same IP, no rport: nothing to add.
         let mut m = parse(&INV.replace(";rport", ""));
         assert!(!mark_received(&mut m, "10.0.0.1:5070".parse().unwrap()).unwrap());

@@ -65,6 +65,9 @@ pub struct ProxySettings {
     pub supported: Vec<Vec<u8>>,
     /// Answer Max-Forwards 0 with 483 before the script (when the script does not load maxfwd).
     pub enforce_max_forwards: bool,
+    /// SER's `dns`: a Via sent-by name that resolves (in the DNS cache) to the source address gets
+    /// no `received`.
+    pub dns: bool,
 }
 
 impl Default for ProxySettings {
@@ -82,6 +85,7 @@ impl Default for ProxySettings {
             ),
             supported: Vec::new(),
             enforce_max_forwards: true,
+            dns: false,
         }
     }
 }
@@ -231,7 +235,20 @@ impl ProxyHandler {
             );
             return;
         }
-        if let Err(e) = forward::mark_received(&mut msg, pkt.src) {
+        let dns = self.shared.settings.dns.then_some(&self.shared.dns);
+        let src_ip = pkt.src.ip();
+        let name_is_src = |name: &[u8]| {
+            // SER's dns=yes, answered from the cache only (the hot path never waits for DNS); a
+            // name not yet known gets `received`, which RFC 3261 always allows.
+            let (Some(cache), Ok(name)) = (dns, std::str::from_utf8(name)) else {
+                return false;
+            };
+            match cache.get(&DnsKeyRef::new(name, Some(0), None, false), Instant::now()) {
+                Lookup::Hit(t) => t.iter().any(|t| t.addr.ip() == src_ip),
+                _ => false,
+            }
+        };
+        if let Err(e) = forward::mark_received_with(&mut msg, pkt.src, name_is_src) {
             ser_log!(L_DBG, "cannot mark received on Via from {}: {e}", pkt.src);
         }
         let program = self.shared.program.load_full();
