@@ -34,6 +34,7 @@ pub fn settings(opts: &CoreOptions, program: &Program) -> ProxySettings {
         check_via: opts.check_via,
         sip_warning: opts.sip_warning,
         dns: opts.dns,
+        rev_dns: opts.rev_dns,
         server_signature: opts.server_signature,
         // RFC 3261 §16.6: a proxy must not forward with Max-Forwards 0; SER left that to the script
         // (mf_process_maxfwd_header). When the script does not load maxfwd, ser enforces it.
@@ -91,6 +92,7 @@ impl Proxy {
             local,
             jobs: tx,
             dns: Arc::new(dataplane::dns::DnsCache::new()),
+            rev_dns: papaya::HashMap::new(),
             sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
         });
         let s2 = Arc::clone(&shared);

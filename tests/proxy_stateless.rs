@@ -446,7 +446,7 @@ fn forward_by_rfc3263_through_the_controlplane_resolver() {
     let port = free_port("127.0.0.1");
     let p = port.to_string();
     let ns = dns.addr().to_string();
-    let cfg = "loadmodule \"sl.so\"\nroute { if (!forward(uri:host, uri:port)) { sl_send_reply(\"500\", \"no route\"); }; }\n";
+    let cfg = "loadmodule \"sl.so\"\nroute { if (!forward(uri:host, uri:port)) { sl_reply_error(); }; }\n";
     let _ser = Ser::start_with_env(
         cfg,
         &["-l", "127.0.0.1", "-p", &p],
@@ -480,7 +480,8 @@ fn forward_by_rfc3263_through_the_controlplane_resolver() {
     assert!(recv(&uas).is_some());
     assert_eq!(dns.queries(), queries, "answer taken from the DNS cache");
 
-    // A name that does not exist: the forward fails (false), the script answers, nothing stalls.
+    // A name that does not exist: the forward fails (false), sl_reply_error answers with the
+    // error's status, nothing stalls.
     let req = request(
         "INVITE",
         "sip:bob@nowhere.test",
@@ -489,5 +490,63 @@ fn forward_by_rfc3263_through_the_controlplane_resolver() {
         "dns3@t",
     );
     let r = udp_exchange(&client, addr, req.as_bytes()).unwrap();
-    assert_eq!(status_line(&r), "SIP/2.0 500 no route");
+    assert_eq!(status_line(&r), "SIP/2.0 478 Unresolvable destination");
+}
+
+/// `dns=yes` / `rev_dns=yes` (and `-r` / `-R`): a Via whose sent-by name stands for the source
+/// address gets no `received` — once the background lookup has filled the cache.
+#[test]
+fn dns_and_rev_dns_decide_received() {
+    use std::net::Ipv4Addr;
+    for (option, via_name) in [
+        ("dns=yes", "client.biloxi.test"),
+        ("rev_dns=yes", "localhost"),
+    ] {
+        let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+        uas.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let zone = dns_server::Zone::new().a("client.biloxi.test", Ipv4Addr::LOCALHOST, 60);
+        // (The resolver answers 127.0.0.1's PTR itself: "localhost".)
+        let dns = dns_server::DnsServer::start(zone);
+        let port = free_port("127.0.0.1");
+        let p = port.to_string();
+        let ns = dns.addr().to_string();
+        let cfg = format!(
+            "{option}\nloadmodule \"sl.so\"\nroute {{ forward(127.0.0.1, {}); }}\n",
+            uas.local_addr().unwrap().port()
+        );
+        let _ser = Ser::start_with_env(
+            &cfg,
+            &["-l", "127.0.0.1", "-p", &p],
+            &[("SER_NAMESERVER", &ns)],
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let client = udp_client("127.0.0.1");
+        let via = format!("{via_name}:{}", client.local_addr().unwrap().port());
+        let send = |call: &str| {
+            let req =
+                request("OPTIONS", "sip:bob@example.com", &via, "UDP", call).replace(";rport", "");
+            client.send_to(req.as_bytes(), addr).unwrap();
+            recv(&uas).expect("forwarded").0
+        };
+        let first = send("d1@t");
+        assert!(
+            vias(&first)[1].ends_with(";received=127.0.0.1"),
+            "{option}: {first}"
+        );
+        // The background lookup answers within a moment; then the name counts as the source.
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        let mut n = 0;
+        loop {
+            n += 1;
+            let fwd = send(&format!("d2-{n}@t"));
+            if !vias(&fwd)[1].contains("received=") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "{option}: received still added: {fwd}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! - `Resolve` (RFC 3263) and `Dns` (A/AAAA): answered by the [`SipResolver`] on one DNS thread
 //!   (a tokio runtime, every lookup a task), which also fills the shared [`DnsCache`] the shards
 //!   read; without a resolver (no usable resolv.conf) the system resolver answers A/AAAA.
-//!   Reverse lookups are answered "not found" for now.
+//!   Reverse (PTR) lookups go to the resolver too; without one they are answered "not found".
 //! - `Exec`: `/bin/sh -c command` with the given environment and standard input, bounded in time.
 //! - `Db`: answered `Failed` until the storage layer exists (issue 6).
 //!
@@ -149,6 +149,13 @@ async fn resolve(d: &Dns, job: &Job) -> JobResult {
                 ips.dedup();
                 JobResult::Addrs(ips)
             }
+            Err(e) => JobResult::Failed(format!("{name}: {e}")),
+        },
+        Job::Dns {
+            name,
+            query: DnsQuery::Reverse(ip),
+        } => match d.resolver.reverse(*ip).await {
+            Ok(names) => JobResult::Names(names),
             Err(e) => JobResult::Failed(format!("{name}: {e}")),
         },
         other => run(other),

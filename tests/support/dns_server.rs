@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NAPTR, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, NAPTR, PTR, SRV};
 use hickory_proto::rr::{Name, RData, Record};
 
 /// The records a [`DnsServer`] answers from.
@@ -48,6 +48,12 @@ impl Zone {
         self.records
             .push(Record::from_rdata(name(owner), ttl, data));
         self
+    }
+
+    /// Adds a PTR record: `ip`'s reverse name points at `target`.
+    pub fn ptr(self, ip: IpAddr, target: &str, ttl: u32) -> Self {
+        let owner = Name::from(ip).to_ascii();
+        self.push(&owner, ttl, RData::PTR(PTR(name(target))))
     }
 
     /// Never answers queries for `owner` (any type).

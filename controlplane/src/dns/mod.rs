@@ -211,6 +211,34 @@ impl SipResolver {
         r.resolve(name, port, transport, secure).await
     }
 
+    /// The names of `ip` (PTR records; SER's `rev_dns`), bounded by the same deadline as a resolve.
+    pub async fn reverse(&self, ip: std::net::IpAddr) -> Result<Vec<String>, DnsError> {
+        let deadline = tokio::time::Instant::now()
+            + self.opts.timeout * u32::try_from(self.opts.attempts.max(1)).unwrap_or(1);
+        let name = Name::from(ip);
+        match timeout_at(deadline, self.inner.lookup(name, RecordType::PTR))
+            .await
+            .unwrap_or(Err(NetError::Timeout))
+        {
+            Ok(lookup) => {
+                let names: Vec<String> = lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                if names.is_empty() {
+                    Err(DnsError::NotFound)
+                } else {
+                    Ok(names)
+                }
+            }
+            Err(e) => Err(net_error(e)),
+        }
+    }
+
     /// Answers from `cache` if it holds a live entry; otherwise resolves and caches the result —
     /// targets for their TTL, `NotFound` as a negative entry. Timeouts and other errors are not cached
     /// (the next attempt asks again). A cached negative entry reads as `NotFound`.

@@ -27,10 +27,11 @@ fn sl_send_reply(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult
     env.reply(ctx, code, reason)
 }
 
-/// `sl_reply_error()`: SER answered with the status of the last internal error; the failures that
-/// reach the script here are internal, so the answer is 500.
+/// `sl_reply_error()`: answers with the status of the last internal error (an unresolvable
+/// destination 478, a bad Request-URI 400, Max-Forwards exhausted 483…), 500 when none is known.
 fn sl_reply_error(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    env.reply(ctx, 500, b"Server Internal Error")
+    let (code, reason) = ctx.last_error.unwrap_or((500, "Server Internal Error"));
+    env.reply(ctx, code, reason.as_bytes())
 }
 
 /// Declaration of module `sl`.

@@ -146,7 +146,7 @@ pub fn mark_received(msg: &mut Message, src: SocketAddr) -> Result<bool, ParseEr
 pub fn mark_received_with(
     msg: &mut Message,
     src: SocketAddr,
-    name_is_src: impl Fn(&[u8]) -> bool,
+    mut name_is_src: impl FnMut(&[u8]) -> bool,
 ) -> Result<bool, ParseError> {
     let (via_index, edits) = {
         let top = match msg.vias().next() {

@@ -37,6 +37,13 @@ use crate::wire::uri::{Host, Uri};
 use crate::wire::via::Transport;
 use crate::wire::{Limits, Message, Method};
 
+/// How long a reverse-DNS answer is used for `rev_dns`.
+const REV_DNS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// How often expired DNS cache entries are swept.
+const DNS_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most addresses kept in the reverse-DNS cache.
+const REV_DNS_MAX: usize = 65_536;
+
 /// A job handed to the controlplane, with where its answer goes.
 #[derive(Debug)]
 pub struct JobRequest {
@@ -68,6 +75,8 @@ pub struct ProxySettings {
     /// SER's `dns`: a Via sent-by name that resolves (in the DNS cache) to the source address gets
     /// no `received`.
     pub dns: bool,
+    /// SER's `rev_dns`: the same decision by the source address's reverse (PTR) names.
+    pub rev_dns: bool,
 }
 
 impl Default for ProxySettings {
@@ -86,6 +95,7 @@ impl Default for ProxySettings {
             supported: Vec::new(),
             enforce_max_forwards: true,
             dns: false,
+            rev_dns: false,
         }
     }
 }
@@ -127,6 +137,8 @@ pub struct Shared {
     pub salt: u64,
     /// Our listen addresses with their transport.
     pub local: Vec<(SocketAddr, Proto)>,
+    /// Reverse DNS answers for `rev_dns` (names of a source address, until when they are valid).
+    pub rev_dns: papaya::HashMap<IpAddr, (Arc<[String]>, Instant)>,
     /// RFC 3263 answers, filled by the controlplane, read here without blocking.
     pub dns: Arc<DnsCache>,
     /// Where jobs go (the controlplane's job runner).
@@ -147,6 +159,11 @@ pub struct ProxyHandler {
     shared: Arc<Shared>,
     shard: usize,
     parked: HashMap<u64, Parked>,
+    /// Background lookups in flight (no script waits for them): job id → the source address a
+    /// reverse lookup is for.
+    background: HashMap<u64, IpAddr>,
+    /// When shard 0 last swept expired DNS entries.
+    last_purge: Instant,
     next_job: u64,
     pid: u32,
 }
@@ -157,8 +174,32 @@ impl ProxyHandler {
             shared,
             shard,
             parked: HashMap::new(),
+            background: HashMap::new(),
+            last_purge: Instant::now(),
             next_job: 0,
             pid: std::process::id(),
+        }
+    }
+
+    /// Starts a lookup whose answer only fills a cache (`dns`/`rev_dns`); at most one per address
+    /// and a bounded number at once, so a flood of new senders cannot flood the job runner.
+    fn background(&mut self, job: Job, ip: IpAddr) {
+        if self.background.len() >= 256 || self.background.values().any(|&a| a == ip) {
+            return;
+        }
+        self.next_job += 1;
+        let id = self.next_job;
+        if self
+            .shared
+            .jobs
+            .send(JobRequest {
+                shard: self.shard,
+                id,
+                job,
+            })
+            .is_ok()
+        {
+            self.background.insert(id, ip);
         }
     }
 
@@ -235,21 +276,54 @@ impl ProxyHandler {
             );
             return;
         }
-        let dns = self.shared.settings.dns.then_some(&self.shared.dns);
+        // SER's dns / rev_dns: does the Via's sent-by name stand for the source address? Answered
+        // from caches only (the hot path never waits for DNS); a name not known yet gets
+        // `received` (RFC 3261 always allows it) and a background lookup fills the cache for the
+        // next request from that sender.
+        let settings = &self.shared.settings;
         let src_ip = pkt.src.ip();
-        let name_is_src = |name: &[u8]| {
-            // SER's dns=yes, answered from the cache only (the hot path never waits for DNS); a
-            // name not yet known gets `received`, which RFC 3261 always allows.
-            let (Some(cache), Ok(name)) = (dns, std::str::from_utf8(name)) else {
+        let mut fill: Option<Job> = None;
+        let mut name_is_src = |name: &[u8]| {
+            let Ok(name) = std::str::from_utf8(name) else {
                 return false;
             };
-            match cache.get(&DnsKeyRef::new(name, Some(0), None, false), Instant::now()) {
-                Lookup::Hit(t) => t.iter().any(|t| t.addr.ip() == src_ip),
-                _ => false,
+            if settings.dns {
+                match self
+                    .shared
+                    .dns
+                    .get(&DnsKeyRef::new(name, Some(0), None, false), Instant::now())
+                {
+                    Lookup::Hit(t) if t.iter().any(|t| t.addr.ip() == src_ip) => return true,
+                    Lookup::Miss => {
+                        fill = Some(Job::Dns {
+                            name: name.to_string(),
+                            query: crate::offload::DnsQuery::Addrs,
+                        })
+                    }
+                    _ => {}
+                }
             }
+            if settings.rev_dns {
+                match self.shared.rev_dns.pin().get(&src_ip) {
+                    Some((names, until)) if *until > Instant::now() => {
+                        return names.iter().any(|n| n.eq_ignore_ascii_case(name));
+                    }
+                    _ => {
+                        fill.get_or_insert(Job::Dns {
+                            name: src_ip.to_string(),
+                            query: crate::offload::DnsQuery::Reverse(src_ip),
+                        });
+                    }
+                }
+            }
+            false
         };
-        if let Err(e) = forward::mark_received_with(&mut msg, pkt.src, name_is_src) {
+        let marked = forward::mark_received_with(&mut msg, pkt.src, &mut name_is_src);
+        if let Err(e) = marked {
             ser_log!(L_DBG, "cannot mark received on Via from {}: {e}", pkt.src);
+        }
+        if let Some(job) = fill {
+            self.background(job, src_ip);
         }
         let program = self.shared.program.load_full();
         let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
@@ -528,10 +602,43 @@ impl Handler for ProxyHandler {
         }
     }
 
+    fn on_tick(&mut self, now: Instant, _out: &mut Outbox) {
+        // One shard sweeps the shared DNS caches now and then (reads treat expired entries as
+        // misses anyway; this only frees their memory).
+        if self.shard == 0 && now.duration_since(self.last_purge) >= DNS_PURGE_EVERY {
+            self.last_purge = now;
+            let purged = self.shared.dns.purge_expired(now);
+            self.shared
+                .rev_dns
+                .pin()
+                .retain(|_, (_, until)| *until > now);
+            if purged > 0 {
+                ser_log!(L_DBG, "DNS cache: {purged} expired entries removed");
+            }
+        }
+    }
+
     fn on_message(&mut self, msg: ShardMsg, out: &mut Outbox) {
         match msg {
             ShardMsg::JobDone { id, result } => {
                 ser_log!(L_DBG, "job {id} answered: {result:?}");
+                if let Some(ip) = self.background.remove(&id) {
+                    // A forward lookup already filled the DNS cache in the controlplane; a reverse
+                    // one is kept here (negative answers too, so they are not asked again at once).
+                    let names = match result {
+                        JobResult::Names(n) => Some(n),
+                        JobResult::Failed(_) => Some(Vec::new()),
+                        _ => None,
+                    };
+                    if let Some(names) = names {
+                        let until = Instant::now() + REV_DNS_TTL;
+                        let map = self.shared.rev_dns.pin();
+                        if map.len() < REV_DNS_MAX || map.contains_key(&ip) {
+                            map.insert(ip, (Arc::from(names), until));
+                        }
+                    }
+                    return;
+                }
                 let Some(mut p) = self.parked.remove(&id) else {
                     ser_log!(L_WARN, "answer for unknown job {id}");
                     return;
@@ -590,6 +697,7 @@ fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResul
                 crate::script::env::level::ERR,
                 format!("forward: destination did not resolve: {result:?}").as_bytes(),
             );
+            ctx.last_error = Some((478, "Unresolvable destination"));
             ActionResult::Ret(-1)
         }
     }
@@ -604,6 +712,17 @@ pub struct ShardEnv<'a> {
     local: SocketAddr,
     proto: Proto,
     pid: u32,
+}
+
+/// The reply status for a forward/send failure (what `sl_reply_error` sends).
+fn error_status(why: &str) -> (u16, &'static str) {
+    if why.contains("resolve") {
+        (478, "Unresolvable destination")
+    } else if why.contains("URI") {
+        (400, "Bad Request URI")
+    } else {
+        (500, "Server Internal Error")
+    }
 }
 
 /// A destination host: an address, or a name to resolve.
@@ -733,6 +852,7 @@ impl Env for ShardEnv<'_> {
             Ok(Ok(d)) => d,
             Ok(Err(why)) => {
                 ser_log!(L_ERR, "forward: {why}");
+                ctx.last_error = Some(error_status(why));
                 return ActionResult::Ret(-1);
             }
             Err((job, port)) => return Self::suspend_for_dns(ctx, job, port, proto, false),
@@ -743,6 +863,7 @@ impl Env for ShardEnv<'_> {
         match forward::process_max_forwards(&mut ctx.msg, 70) {
             Ok(MaxForwards::Exhausted) => {
                 ser_log!(L_DBG, "forward: Max-Forwards exhausted");
+                ctx.last_error = Some((483, "Too Many Hops"));
                 return ActionResult::Ret(-1);
             }
             Ok(_) => {}
@@ -788,6 +909,7 @@ impl Env for ShardEnv<'_> {
             }
             Ok(Err(why)) => {
                 ser_log!(L_ERR, "send: {why}");
+                ctx.last_error = Some(error_status(why));
                 ActionResult::Ret(-1)
             }
             Err((job, port)) => Self::suspend_for_dns(ctx, job, port, proto, true),

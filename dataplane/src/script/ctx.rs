@@ -119,6 +119,9 @@ pub struct Ctx {
     /// A `forward`/`send` waiting for DNS: what to send to once the name resolves (set by the shard's
     /// environment when it suspends, taken when the answer arrives).
     pub pending_target: Option<PendingTarget>,
+    /// The last internal error of an action, as the status a reply to it carries (SER's
+    /// `ser_error`, which `sl_reply_error` answers with).
+    pub last_error: Option<(u16, &'static str)>,
     new_uri: Option<UriBuf>,
     dset: DestinationSet,
     flags: u32,
@@ -141,6 +144,7 @@ impl Ctx {
             proto,
             reply_headers: SmallVec::new(),
             pending_target: None,
+            last_error: None,
             new_uri: None,
             dset: DestinationSet::new(MAX_BRANCHES - 1),
             flags: 0,
