@@ -8,7 +8,7 @@
 
 use bytes::BufMut;
 
-use super::edit::itoa_buf;
+use super::chars::trim_lws;
 use super::header::HeaderId;
 use super::message::Message;
 
@@ -20,7 +20,7 @@ fn put_header<B: BufMut>(out: &mut B, name: &[u8], value: &[u8]) {
 }
 
 fn put_num<B: BufMut>(out: &mut B, n: usize) {
-    out.put_slice(itoa_buf(n).as_str().as_bytes());
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 fn finish_body<B: BufMut>(out: &mut B, content_type: Option<&[u8]>, body: &[u8]) {
@@ -67,9 +67,9 @@ pub fn tag_of(value: &[u8]) -> Option<&[u8]> {
     }
     let params = value.get(params_at?..)?;
     for p in params.split(|&c| c == b';') {
-        let p = trim(p);
+        let p = trim_lws(p);
         let (name, val) = match memchr::memchr(b'=', p) {
-            Some(eq) => (trim(&p[..eq]), Some(trim(&p[eq + 1..]))),
+            Some(eq) => (trim_lws(&p[..eq]), Some(trim_lws(&p[eq + 1..]))),
             None => (p, None),
         };
         if name.eq_ignore_ascii_case(b"tag") {
@@ -77,13 +77,6 @@ pub fn tag_of(value: &[u8]) -> Option<&[u8]> {
         }
     }
     None
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let is_ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\r' | b'\n');
-    let start = s.iter().position(|c| !is_ws(c)).unwrap_or(s.len());
-    let end = s.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 /// A reply to a received request, built as RFC 3261 §8.2.6 says: the status line, then every Via

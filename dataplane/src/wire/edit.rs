@@ -305,8 +305,8 @@ impl Message {
     pub fn set_body(&mut self, body: &[u8]) {
         let span = self.body;
         self.edits.push(span, &[body]);
-        let num = itoa_buf(body.len());
-        let len_str = num.as_str();
+        let mut num = itoa::Buffer::new();
+        let len_str = num.format(body.len());
         // Every Content-Length field gets the new value: a message may repeat the header with the
         // same value (the parser allows that), and a stale copy would make the output unparseable.
         let lines: SmallVec<[Span; 2]> = self
@@ -326,30 +326,4 @@ impl Message {
             self.edits.push(v, &[len_str.as_bytes()]);
         }
     }
-}
-
-/// A small stack buffer holding a decimal number (no allocation for Content-Length rewriting).
-pub(super) struct NumBuf {
-    buf: [u8; 20],
-    len: usize,
-}
-
-impl NumBuf {
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[20 - self.len..]).unwrap_or("0")
-    }
-}
-
-pub(super) fn itoa_buf(mut n: usize) -> NumBuf {
-    let mut buf = [0u8; 20];
-    let mut i = 20;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
-        }
-    }
-    NumBuf { buf, len: 20 - i }
 }

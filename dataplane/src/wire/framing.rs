@@ -4,7 +4,9 @@
 //!
 //! This only frames; the framed bytes are then parsed by `Message::parse_with` with `stream: true`.
 
+use super::chars::trim_lws;
 use super::error::{ErrorKind, ParseError, Result};
+use super::message::parse_content_length;
 
 /// What the stream buffer holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,10 +53,11 @@ pub fn next_frame(buf: &[u8], max_size: usize) -> Result<Frame> {
         if line.first().is_some_and(|&c| c == b' ' || c == b'\t') {
             continue; // a continuation line
         }
-        let name = trim(&line[..colon]);
+        let name = trim_lws(&line[..colon]);
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            let v = trim(&line[colon + 1..]);
-            let n = parse_len(v).ok_or(ParseError::new(ErrorKind::BadContentLength, skip))?;
+            let v = trim_lws(&line[colon + 1..]);
+            let n = parse_content_length(v)
+                .ok_or(ParseError::new(ErrorKind::BadContentLength, skip))?;
             if content_length.is_some_and(|old| old != n) {
                 return Err(ParseError::new(ErrorKind::MultipleContentLength, skip));
             }
@@ -88,27 +91,6 @@ fn find_header_end(data: &[u8]) -> Option<usize> {
         }
     }
     None
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t'))
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &s[start..end]
-}
-
-fn parse_len(v: &[u8]) -> Option<usize> {
-    if v.is_empty() || v.len() > 10 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter().try_fold(0usize, |a, &d| {
-        a.checked_mul(10)?.checked_add(usize::from(d - b'0'))
-    })
 }
 
 #[cfg(test)]

@@ -777,7 +777,7 @@ fn parse_header_line(b: &[u8], pos: usize) -> Result<HeaderEntry> {
 }
 
 /// Content-Length = 1*DIGIT. Negative, non-numeric or overflowing values are refused (ncl).
-fn parse_content_length(v: &[u8]) -> Option<usize> {
+pub(super) fn parse_content_length(v: &[u8]) -> Option<usize> {
     if v.is_empty() || v.len() > 10 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
