@@ -19,31 +19,6 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-const CFG: &str = r#"
-loadmodule "sl.so"
-loadmodule "maxfwd.so"
-route {
-	if (!mf_process_maxfwd_header("10")) {
-		sl_send_reply("483", "Too Many Hops");
-		break;
-	};
-	if (method == "OPTIONS" && uri == myself) {
-		sl_send_reply("200", "OK");
-		break;
-	};
-	forward(127.0.0.1, UASPORT);
-}
-"#;
-
-/// A child process killed on drop (only the one this test started).
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sipp_uac_through_ser_to_sipp_uas() {
     if !have("sipp") {
@@ -53,10 +28,10 @@ fn sipp_uac_through_ser_to_sipp_uas() {
     let uas_port = free_port("127.0.0.1");
     let uac_port = free_port("127.0.0.1");
     let ser_port = free_port("127.0.0.1");
-    let cfg = CFG.replace("UASPORT", &uas_port.to_string());
+    let cfg = FORWARD_CFG.replace("UASPORT", &uas_port.to_string());
     let sp = ser_port.to_string();
     let _ser = Ser::start_with_cfg(&cfg, &["-l", "127.0.0.1", "-p", &sp]);
-    let _uas = Child(
+    let _uas = KillOnDrop(
         Command::new("sipp")
             .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string()])
             .args(["-nostdin", "-timeout", "60s"])

@@ -21,14 +21,6 @@ fn loadgen() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs loadgen with `args` (plus `--json -q`), returns its exit code and JSON summary.
 fn run(bin: &PathBuf, args: &[&str]) -> (i32, serde_json::Value) {
     let out = Command::new("timeout")
@@ -56,22 +48,6 @@ fn num(v: &serde_json::Value, path: &str) -> u64 {
         .unwrap_or_else(|| panic!("{path} missing in {v}"))
 }
 
-const CFG: &str = r#"
-loadmodule "sl.so"
-loadmodule "maxfwd.so"
-route {
-	if (!mf_process_maxfwd_header("10")) {
-		sl_send_reply("483", "Too Many Hops");
-		break;
-	};
-	if (method == "OPTIONS" && uri == myself) {
-		sl_send_reply("200", "OK");
-		break;
-	};
-	forward(127.0.0.1, UASPORT);
-}
-"#;
-
 #[test]
 fn every_scenario_through_ser() {
     let Some(bin) = loadgen() else {
@@ -80,7 +56,7 @@ fn every_scenario_through_ser() {
     };
     let uas_port = free_port("127.0.0.1");
     let stats = std::env::temp_dir().join(format!("ser-lg-uas-{}.json", std::process::id()));
-    let _uas = Child(
+    let _uas = KillOnDrop(
         Command::new(&bin)
             .args([
                 "uas",
@@ -101,7 +77,7 @@ fn every_scenario_through_ser() {
     let port = free_port("127.0.0.1");
     let p = port.to_string();
     let _ser = Ser::start_with_cfg(
-        &CFG.replace("UASPORT", &uas_port.to_string()),
+        &FORWARD_CFG.replace("UASPORT", &uas_port.to_string()),
         &["-l", "127.0.0.1", "-p", &p],
     );
     let target = format!("127.0.0.1:{port}");

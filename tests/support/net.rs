@@ -231,3 +231,32 @@ pub fn header<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
 pub fn status_line(reply: &str) -> &str {
     reply.lines().next().unwrap_or("")
 }
+
+/// A stateless proxy script: Max-Forwards checked, OPTIONS to myself answered, everything else
+/// forwarded to 127.0.0.1:UASPORT (replace `UASPORT` with the far end's port).
+pub const FORWARD_CFG: &str = r#"
+loadmodule "sl.so"
+loadmodule "maxfwd.so"
+route {
+	if (!mf_process_maxfwd_header("10")) {
+		sl_send_reply("483", "Too Many Hops");
+		break;
+	};
+	if (method == "OPTIONS" && uri == myself) {
+		sl_send_reply("200", "OK");
+		break;
+	};
+	forward(127.0.0.1, UASPORT);
+}
+"#;
+
+/// A child process (a test peer: SIPp, loadgen uas…) killed and reaped on drop — only the one
+/// the test started.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

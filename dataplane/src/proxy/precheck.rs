@@ -16,6 +16,11 @@ use smallvec::SmallVec;
 use crate::wire::uri::Scheme;
 use crate::wire::{ErrorKind, Message, Method, ParseError};
 
+/// The option tags this build supports as a proxy (a Proxy-Require naming any other gets 420).
+/// None yet: the extensions a proxy must understand (e.g. RFC 3327 `path`) come with the modules
+/// that implement them.
+pub const SUPPORTED: &[&[u8]] = &[];
+
 /// The outcome of the pre-routing checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict<'a> {

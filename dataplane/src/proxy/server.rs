@@ -68,8 +68,6 @@ pub struct ProxySettings {
     pub server_signature: bool,
     /// The `Server:` value.
     pub server_header: String,
-    /// Option tags we support (Proxy-Require).
-    pub supported: Vec<Vec<u8>>,
     /// Answer Max-Forwards 0 with 483 before the script (when the script does not load maxfwd).
     pub enforce_max_forwards: bool,
     /// SER's `dns`: a Via sent-by name that resolves (in the DNS cache) to the source address gets
@@ -92,7 +90,6 @@ impl Default for ProxySettings {
                 std::env::consts::ARCH,
                 std::env::consts::OS
             ),
-            supported: Vec::new(),
             enforce_max_forwards: true,
             dns: false,
             rev_dns: false,
@@ -216,16 +213,9 @@ impl ProxyHandler {
     }
 
     fn on_request(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
-        let shared = Arc::clone(&self.shared);
-        let opts_supported: SmallVec<[&[u8]; 4]> = shared
-            .settings
-            .supported
-            .iter()
-            .map(Vec::as_slice)
-            .collect();
         let opts = CheckOptions {
-            supported: &opts_supported,
-            enforce_max_forwards: shared.settings.enforce_max_forwards,
+            supported: precheck::SUPPORTED,
+            enforce_max_forwards: self.shared.settings.enforce_max_forwards,
         };
         match precheck::check(&msg, &opts) {
             Verdict::Pass => {}
