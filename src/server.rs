@@ -94,6 +94,7 @@ impl Proxy {
             dns: Arc::new(dataplane::dns::DnsCache::new()),
             rev_dns: papaya::HashMap::new(),
             sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
+            services: Arc::new(dataplane::services::Services::default()),
         });
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =

@@ -15,12 +15,14 @@ use net::*;
 const PROXY_CFG: &str = r#"
 loadmodule "sl.so"
 loadmodule "maxfwd.so"
+loadmodule "textops.so"
 route {
 	if (!mf_process_maxfwd_header("10")) {
 		sl_send_reply("483", "Too Many Hops");
 		break;
 	};
 	if (method == "OPTIONS" && uri == myself) {
+		append_to_reply("Accept-Language: en\r\n");
 		sl_send_reply("200", "OK");
 		break;
 	};
@@ -103,6 +105,8 @@ fn options_answered_by_the_script() {
     let r = udp_exchange(&s.client, s.addr, req.as_bytes()).unwrap();
     assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
     assert!(header(&r, "To").unwrap().contains(";tag="));
+    // append_to_reply's lines reach the reply.
+    assert_eq!(header(&r, "Accept-Language"), Some("en"), "{r}");
     assert!(header(&r, "Server")
         .unwrap()
         .starts_with("Sip EXpress router"));

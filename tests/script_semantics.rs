@@ -304,6 +304,7 @@ fn suspending(ctx: &mut Ctx, _: &mut dyn Env, args: &[Arg]) -> ActionResult {
     };
     ctx.set_flag(20);
     ActionResult::Suspend(Job::Db {
+        url: String::new(),
         table: name,
         keys: vec![],
         columns: vec![],
@@ -339,6 +340,7 @@ fn suspension_resumes_after_the_instruction_with_the_result_in_ret() {
     assert_eq!(
         o,
         Outcome::Suspended(Job::Db {
+            url: String::new(),
             table: "location".into(),
             keys: vec![],
             columns: vec![]

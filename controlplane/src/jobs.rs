@@ -188,6 +188,7 @@ pub fn run(job: &Job) -> JobResult {
         Job::Db { table, .. } => {
             JobResult::Failed(format!("no database layer yet (table {table})"))
         }
+        Job::DbWrite(_) => JobResult::Failed("no database layer yet".into()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`wire`]: the SIP message model — zero-copy parse into a header index, lazy typed accessors,
 //!   edits recorded and applied once at write time, builders for replies and requests.
 //! - [`script`]: the compiled routing script (IR), its interpreter and the module declarations.
+//! - [`services`]: state shared by all shards (locations, credentials, the DB write queue).
 //! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
@@ -16,6 +17,7 @@ pub mod modules;
 pub mod offload;
 pub mod proxy;
 pub mod script;
+pub mod services;
 pub mod shard;
 pub mod transport;
 pub mod wire;

@@ -62,17 +62,112 @@ pub enum Job {
         /// Standard input (the request for `exec_msg`), if any.
         stdin: Option<Bytes>,
     },
-    /// A database query (auth_db credentials, usrloc in db_mode 3, acc records, msilo…): a select of
-    /// `columns` from `table` where every `keys` column equals its value, or an insert when
-    /// `columns` is empty. The owning module's issue refines this into typed operations.
+    /// A database select (auth_db credentials, usrloc in db_mode 3, group/domain checks…): `columns`
+    /// of the rows of `table` where every `keys` column equals its value (no keys: every row),
+    /// answered with [`JobResult::Rows`].
     Db {
+        /// Database URL (`db_url` of the asking module; empty = the server's default database).
+        url: String,
         /// Table name (SER's schema: `subscriber`, `location`, `acc`…).
         table: String,
-        /// `column = value` conditions (or the row to insert).
+        /// `column = value` conditions.
         keys: Vec<(String, String)>,
         /// Columns wanted.
         columns: Vec<String>,
     },
+    /// A database write whose completion the script waits for (db_mode 3 `save`, `acc` with
+    /// guaranteed delivery); answered `Rows(vec![])` when done, `Failed` when the DB refused it.
+    DbWrite(DbWrite),
+}
+
+/// One database change. Column values are text (`None` = NULL): every backend converts, and SER's
+/// schema has no binary columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbWrite {
+    /// Insert a row.
+    Insert {
+        /// Database URL (empty = default).
+        url: String,
+        /// Table.
+        table: String,
+        /// `column = value` of the new row.
+        row: Vec<(String, Option<String>)>,
+    },
+    /// Update the row(s) matching `keys` with `row`, inserting `keys` + `row` when none matches
+    /// (usrloc's "replace" of a binding).
+    Upsert {
+        /// Database URL (empty = default).
+        url: String,
+        /// Table.
+        table: String,
+        /// `column = value` identifying the row.
+        keys: Vec<(String, String)>,
+        /// Other columns.
+        row: Vec<(String, Option<String>)>,
+    },
+    /// Delete the rows matching `keys` (every `keys` column equal to its value).
+    Delete {
+        /// Database URL (empty = default).
+        url: String,
+        /// Table.
+        table: String,
+        /// `column = value` conditions (never empty: a whole-table delete is not a SIP operation).
+        keys: Vec<(String, String)>,
+    },
+}
+
+/// The queue of database writes that nobody waits for (usrloc db_mode 1/2 persistence, acc): shards
+/// post, the controlplane's writer persists them in order, retrying while the DB is down, and
+/// drains the queue before a clean shutdown. Posting never blocks; when the bound is reached the
+/// write is refused and counted (and the caller logs it).
+pub struct DbSink {
+    tx: Option<crossbeam_channel::Sender<DbWrite>>,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Default for DbSink {
+    /// A sink with no database behind it: every post is refused (memory-only operation).
+    fn default() -> Self {
+        DbSink {
+            tx: None,
+            refused: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl DbSink {
+    /// A sink feeding `tx` (a bounded channel whose receiver is the controlplane's DB writer).
+    pub fn new(tx: crossbeam_channel::Sender<DbWrite>) -> DbSink {
+        DbSink {
+            tx: Some(tx),
+            refused: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `w`; false when there is no database or the queue is full.
+    pub fn post(&self, w: DbWrite) -> bool {
+        let ok = self.tx.as_ref().is_some_and(|tx| tx.try_send(w).is_ok());
+        if !ok {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Whether a database is behind this sink.
+    pub fn is_connected(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Writes waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.as_ref().map_or(0, |t| t.len())
+    }
+
+    /// Writes refused so far (queue full or no database).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Job {
@@ -81,7 +176,7 @@ impl Job {
         match self {
             Job::Dns { .. } | Job::Resolve { .. } => "dns",
             Job::Exec { .. } => "exec",
-            Job::Db { .. } => "db",
+            Job::Db { .. } | Job::DbWrite(_) => "db",
         }
     }
 }

@@ -142,6 +142,8 @@ pub struct Shared {
     pub jobs: crossbeam_channel::Sender<JobRequest>,
     /// Stateless reply counters, one per shard (`sl_stats`).
     pub sl_stats: Vec<sl::SlStats>,
+    /// Locations, credentials, the DB write queue: what module functions share.
+    pub services: Arc<crate::services::Services>,
 }
 
 struct Parked {
@@ -322,6 +324,7 @@ impl ProxyHandler {
                 shard: self.shard,
                 out,
                 shared: &self.shared,
+                program: &program.program,
                 myself: &program.myself,
                 local: pkt.local,
                 proto: pkt.proto,
@@ -428,6 +431,7 @@ impl ProxyHandler {
             reason,
             headers,
             contacts,
+            &[],
             out,
         );
     }
@@ -446,6 +450,7 @@ fn send_reply(
     reason: &[u8],
     headers: &[(&[u8], &[u8])],
     contacts: &[&[u8]],
+    raw: &[u8],
     out: &mut Outbox,
 ) {
     let s = &shared.settings;
@@ -470,6 +475,7 @@ fn send_reply(
             reason,
             contacts,
             headers,
+            raw,
             server: s.server_signature.then_some(s.server_header.as_bytes()),
             warning: warning.as_deref(),
         },
@@ -638,6 +644,7 @@ impl Handler for ProxyHandler {
                         shard: self.shard,
                         out,
                         shared: &self.shared,
+                        program: &p.program.program,
                         myself: &p.program.myself,
                         local: p.local,
                         proto: p.proto,
@@ -698,6 +705,7 @@ pub struct ShardEnv<'a> {
     shard: usize,
     out: &'a mut Outbox,
     shared: &'a Shared,
+    program: &'a Program,
     myself: &'a Myself,
     local: SocketAddr,
     proto: Proto,
@@ -920,6 +928,14 @@ impl Env for ShardEnv<'_> {
         Some(self.myself)
     }
 
+    fn services(&self) -> Option<&crate::services::Services> {
+        Some(&self.shared.services)
+    }
+
+    fn program(&self) -> Option<&Program> {
+        Some(self.program)
+    }
+
     fn reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult {
         if ctx.msg.method() == Method::Ack {
             return ActionResult::Ret(1);
@@ -943,6 +959,7 @@ impl Env for ShardEnv<'_> {
             reason,
             &[],
             &contacts,
+            &ctx.reply_headers,
             self.out,
         );
         ActionResult::Ret(1)

@@ -143,6 +143,8 @@ pub struct SlReply<'a> {
     pub contacts: &'a [&'a [u8]],
     /// Extra header lines (name, value).
     pub headers: &'a [(&'a [u8], &'a [u8])],
+    /// Complete header lines added by the script and modules (`Ctx::reply_headers`).
+    pub raw: &'a [u8],
     /// `Server:` value (`server_signature`), if any.
     pub server: Option<&'a [u8]>,
     /// `Warning:` value (`sip_warning`), if any; see [`warning_value`].
@@ -164,6 +166,7 @@ pub fn write_reply<B: BufMut>(out: &mut B, req: &Message, r: &SlReply<'_>, tag: 
     for (n, v) in r.headers {
         b.header(n, v);
     }
+    b.raw_lines(r.raw);
     if let Some(s) = r.server {
         b.header(b"Server", s);
     }

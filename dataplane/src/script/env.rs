@@ -11,10 +11,11 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use super::ctx::Ctx;
-use super::ir::{Arg, Proto};
+use super::ir::{Arg, Program, Proto};
 use super::myself::Myself;
 use super::{FunctionId, ModuleId};
 use crate::offload::{Job, JobResult};
+use crate::services::Services;
 
 /// SER's log levels (`log(level, "…")` prints when `level <= debug`).
 pub mod level {
@@ -129,5 +130,17 @@ pub trait Env {
     /// possible here (`Ret(-1)`).
     fn reply(&mut self, _ctx: &mut Ctx, _code: u16, _reason: &[u8]) -> ActionResult {
         ActionResult::Ret(-1)
+    }
+
+    /// State shared by all shards (location bindings, credentials, the DB write queue). Default:
+    /// none (module functions that need it fail).
+    fn services(&self) -> Option<&Services> {
+        None
+    }
+
+    /// The program being run (module parameters: see [`super::module_param`]). Default: none
+    /// (modules use their parameters' defaults).
+    fn program(&self) -> Option<&Program> {
+        None
     }
 }

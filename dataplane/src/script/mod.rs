@@ -268,3 +268,68 @@ impl ModuleDecl {
         self.name == name || self.aliases.contains(&name)
     }
 }
+
+/// A module parameter's value for `program`: what `modparam` set, else the declared default
+/// (`Unset` when neither). `module` is the module's static declaration (`&MODULE` in its file);
+/// `None` only when `name` is not one of its parameters.
+pub fn program_param<'p>(
+    program: Option<&'p ir::Program>,
+    module: &'static ModuleDecl,
+    name: &str,
+) -> Option<ParamRef<'p>> {
+    let (idx, decl) = module.param(name)?;
+    let loaded = program.and_then(|p| {
+        let id = crate::modules::ALL
+            .iter()
+            .position(|m| std::ptr::eq(*m, module))?;
+        p.module(ModuleId(id as u16))
+    });
+    match loaded.and_then(|m| m.params.get(idx)) {
+        Some(ir::ParamValue::Int(i)) => Some(ParamRef::Int(*i)),
+        Some(ir::ParamValue::Str(s)) => Some(ParamRef::Str(s)),
+        Some(ir::ParamValue::Unset) => Some(ParamRef::Unset),
+        None => Some(match decl.default {
+            ParamDefault::Int(i) => ParamRef::Int(i),
+            ParamDefault::Str(s) => ParamRef::Str(s),
+            ParamDefault::None => ParamRef::Unset,
+        }),
+    }
+}
+
+/// [`program_param`] for the program an [`Env`] runs.
+pub fn module_param<'e>(
+    env: &'e dyn Env,
+    module: &'static ModuleDecl,
+    name: &str,
+) -> Option<ParamRef<'e>> {
+    program_param(env.program(), module, name)
+}
+
+/// A module parameter value borrowed from the program (or a static default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamRef<'a> {
+    /// Integer.
+    Int(i64),
+    /// String.
+    Str(&'a str),
+    /// Not set and no default.
+    Unset,
+}
+
+impl<'a> ParamRef<'a> {
+    /// The integer value (a string that is a number counts, as SER's `yes`/`no` flags are ints).
+    pub fn int(self) -> Option<i64> {
+        match self {
+            ParamRef::Int(i) => Some(i),
+            ParamRef::Str(s) => s.trim().parse().ok(),
+            ParamRef::Unset => None,
+        }
+    }
+    /// The string value.
+    pub fn str(self) -> Option<&'a str> {
+        match self {
+            ParamRef::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}

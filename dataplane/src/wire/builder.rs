@@ -131,6 +131,13 @@ impl<'o, B: BufMut> ReplyBuilder<'o, B> {
         self
     }
 
+    /// Adds complete header lines (`Name: value\r\n` each), as `append_to_reply` and modules
+    /// (registrar's Contacts, auth's challenges) collect them.
+    pub fn raw_lines(&mut self, lines: &[u8]) -> &mut Self {
+        self.out.put_slice(lines);
+        self
+    }
+
     /// Ends the reply: Content-Type (when given), Content-Length, the empty line and the body.
     pub fn finish(self, content_type: Option<&[u8]>, body: &[u8]) {
         finish_body(self.out, content_type, body);
