@@ -20,7 +20,7 @@
 //! | `report_cancels` | int | `0` |
 //! | `early_media` | int | `0` |
 //! | `failed_transactions` | int | `0` |
-//! | `db_url` | string | `"sql://ser:heslo@localhost/ser"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `db_flag` | int | `0` |
 //! | `db_missed_flag` | int | `0` |
 //! | `radius_config` | string | `"/usr/local/etc/radiusclient/radiusclient.conf"` |
@@ -64,7 +64,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::int("report_cancels", 0),
         ParamDecl::int("early_media", 0),
         ParamDecl::int("failed_transactions", 0),
-        ParamDecl::str("db_url", "sql://ser:heslo@localhost/ser"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::int("db_flag", 0),
         ParamDecl::int("db_missed_flag", 0),
         ParamDecl::str(

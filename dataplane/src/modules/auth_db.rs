@@ -11,7 +11,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://serro:47serro11@localhost/ser"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `user_column` | string | `"username"` |
 //! | `domain_column` | string | `"domain"` |
 //! | `password_column` | string | `"ha1"` |
@@ -41,7 +41,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ),
     ],
     params: &[
-        ParamDecl::str("db_url", "sql://serro:47serro11@localhost/ser"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::str("user_column", "username"),
         ParamDecl::str("domain_column", "domain"),
         ParamDecl::str("password_column", "ha1"),

@@ -10,7 +10,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://serro:47serro11@localhost/ser"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `db_mode` | int | `0` |
 //! | `domain_table` | string | `"domain"` |
 //! | `domain_column` | string | `"domain"` |
@@ -37,7 +37,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ),
     ],
     params: &[
-        ParamDecl::str("db_url", "sql://serro:47serro11@localhost/ser"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::int("db_mode", 0),
         ParamDecl::str("domain_table", "domain"),
         ParamDecl::str("domain_column", "domain"),

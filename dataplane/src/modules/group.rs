@@ -9,7 +9,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://serro:47serro11@localhost/ser"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `table` | string | `"grp"` |
 //! | `user_column` | string | `"username"` |
 //! | `domain_column` | string | `"domain"` |
@@ -30,7 +30,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         "true if the user (Request-URI|To|From|Credentials) is in the group",
     )],
     params: &[
-        ParamDecl::str("db_url", "sql://serro:47serro11@localhost/ser"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::str("table", "grp"),
         ParamDecl::str("user_column", "username"),
         ParamDecl::str("domain_column", "domain"),

@@ -14,7 +14,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://root@127.0.0.1/sip_jab"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `jaddress` | string | `"127.0.0.1"` |
 //! | `jport` | int | `5222` |
 //! | `workers` | int | `2` |
@@ -68,7 +68,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ),
     ],
     params: &[
-        ParamDecl::str("db_url", "sql://root@127.0.0.1/sip_jab"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::str("jaddress", "127.0.0.1"),
         ParamDecl::int("jport", 5222),
         ParamDecl::int("workers", 2),

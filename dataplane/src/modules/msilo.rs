@@ -11,7 +11,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://root@localhost/msilo"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `db_table` | string | `"silo"` |
 //! | `registrar` | string | unset |
 //! | `expire_time` | int | `259200` |
@@ -41,7 +41,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ),
     ],
     params: &[
-        ParamDecl::str("db_url", "sql://root@localhost/msilo"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::str("db_table", "silo"),
         ParamDecl::str_unset("registrar"),
         ParamDecl::int("expire_time", 259200),

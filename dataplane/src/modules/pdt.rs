@@ -9,7 +9,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://root@127.0.0.1/pdt"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `db_table` | string | `"domains"` |
 //! | `prefix` | string | `""` |
 //! | `start_range` | int | `2000` |
@@ -28,7 +28,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         "rewrite the URI host from the number prefix",
     )],
     params: &[
-        ParamDecl::str("db_url", "sql://root@127.0.0.1/pdt"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::str("db_table", "domains"),
         ParamDecl::str("prefix", ""),
         ParamDecl::int("start_range", 2000),

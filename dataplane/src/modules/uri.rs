@@ -12,7 +12,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://serro:47serro11@localhost/ser"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `uri_table` | string | `"uri"` |
 //! | `subscriber_table` | string | `"subscriber"` |
 //! | `use_uri_table` | int | `0` |
@@ -51,7 +51,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ),
     ],
     params: &[
-        ParamDecl::str("db_url", "sql://serro:47serro11@localhost/ser"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::str("uri_table", "uri"),
         ParamDecl::str("subscriber_table", "subscriber"),
         ParamDecl::int("use_uri_table", 0),

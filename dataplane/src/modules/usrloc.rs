@@ -14,7 +14,7 @@
 //! | `callid_col` | string | `"callid"` |
 //! | `cseq_col` | string | `"cseq"` |
 //! | `method_col` | string | `"method"` |
-//! | `db_url` | string | `"sql://ser:heslo@localhost/ser"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `timer_interval` | int | `60` |
 //! | `db_mode` | int | `0` |
 //! | `use_domain` | int | `0` |
@@ -36,7 +36,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::str("callid_col", "callid"),
         ParamDecl::str("cseq_col", "cseq"),
         ParamDecl::str("method_col", "method"),
-        ParamDecl::str("db_url", "sql://ser:heslo@localhost/ser"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::int("timer_interval", 60),
         ParamDecl::int("db_mode", 0),
         ParamDecl::int("use_domain", 0),

@@ -11,7 +11,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `"sql://ser:heslo@localhost/ser"` |
+//! | `db_url` | string | `""` (the server's default database) |
 //! | `email_column` | string | `"email_address"` |
 //! | `subscriber_table` | string | `"subscriber"` |
 //! | `user_column` | string | `"username"` |
@@ -32,7 +32,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         "hand the transaction to the media application: fifo, action",
     )],
     params: &[
-        ParamDecl::str("db_url", "sql://ser:heslo@localhost/ser"),
+        ParamDecl::str("db_url", ""),
         ParamDecl::str("email_column", "email_address"),
         ParamDecl::str("subscriber_table", "subscriber"),
         ParamDecl::str("user_column", "username"),
