@@ -4,6 +4,7 @@
 //!   edits recorded and applied once at write time, builders for replies and requests.
 //! - [`script`]: the compiled routing script (IR), its interpreter and the module declarations.
 //! - [`services`]: state shared by all shards (locations, credentials, the DB write queue).
+//! - [`stats`]: per-shard traffic counters, summed on demand for management.
 //! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
@@ -19,5 +20,6 @@ pub mod proxy;
 pub mod script;
 pub mod services;
 pub mod shard;
+pub mod stats;
 pub mod transport;
 pub mod wire;

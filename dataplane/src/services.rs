@@ -14,4 +14,6 @@ use crate::offload::DbSink;
 pub struct Services {
     /// Database writes, persisted in order by the controlplane (queued, retried, drained at stop).
     pub db: DbSink,
+    /// Traffic counters, one slot per shard (management: `stats`, `/metrics`).
+    pub stats: std::sync::Arc<crate::stats::Stats>,
 }

@@ -559,6 +559,7 @@ impl Handler for ProxyHandler {
                         .is_some_and(|c| c.ends_with(b"ACK"))
                 {
                     ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
+                    self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
                     return;
                 }
                 ser_log!(L_DBG, "bad request line from {}: {e}", pkt.src);
@@ -591,9 +592,15 @@ impl Handler for ProxyHandler {
                             out,
                         );
                     }
-                    None => ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src),
+                    None => {
+                        ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
+                        self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                    }
                 },
-                _ => ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src),
+                _ => {
+                    ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src);
+                    self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                }
             },
         }
     }
