@@ -1,0 +1,210 @@
+//! SER's FIFO server against a live `ser`: the Admin Guide's examples 4-6 (uptime, which), 4-7
+//! (the request serctl sends), 4-8 (unknown command), the core commands, sl_stats, reload, and the
+//! `fifo` core option with `fifo_mode`.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/net.rs"]
+mod net;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use net::{free_port, request, udp_client, udp_exchange, Ser, MIN_CFG};
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "ser_test_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Sends `request` (which must name `reply` as its reply FIFO) as serctl does: create the reply
+/// FIFO in /tmp, write the request in one go, read the reply to end-of-file (≤ 5 s).
+fn fifo_call(server: &Path, reply: &str, request: &str) -> String {
+    let reply_path = PathBuf::from("/tmp").join(reply);
+    let _ = std::fs::remove_file(&reply_path);
+    let st = Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&reply_path)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(server)
+        .expect("open server fifo")
+        .write_all(request.as_bytes())
+        .expect("write request");
+    let (tx, rx) = mpsc::channel();
+    let p = reply_path.clone();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&p) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let _ = tx.send(s);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(5));
+    if out.is_err() {
+        // Unblock the reader thread: open the write end ourselves.
+        let _ = std::fs::OpenOptions::new().write(true).open(&reply_path);
+    }
+    let _ = std::fs::remove_file(&reply_path);
+    out.expect("no FIFO reply within 5 s")
+}
+
+/// `serctl fifo <cmd> [params]`: the request serctl writes.
+fn serctl_fifo(server: &Path, cmd: &str, params: &[&str]) -> String {
+    let reply = unique("reply");
+    let mut req = format!(":{cmd}:{reply}\n");
+    for p in params {
+        req.push_str(p);
+        req.push('\n');
+    }
+    req.push('\n');
+    fifo_call(server, &reply, &req)
+}
+
+fn start_with_fifo() -> (Ser, PathBuf, u16) {
+    let fifo = PathBuf::from("/tmp").join(unique("fifo"));
+    let port = free_port("127.0.0.1");
+    let s = Ser::start(&[
+        "-i",
+        fifo.to_str().expect("utf8 path"),
+        "-l",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    (s, fifo, port)
+}
+
+#[test]
+fn example_4_6_uptime_and_which() {
+    let (_ser, fifo, _) = start_with_fifo();
+    let up = serctl_fifo(&fifo, "uptime", &[]);
+    let lines: Vec<&str> = up.lines().collect();
+    assert_eq!(lines.len(), 4, "{up}");
+    assert_eq!(lines[0], "200 ok");
+    // "Now: Fri Dec  6 17:56:10 2002" — ctime's layout.
+    let ctime = |s: &str| {
+        let p: Vec<&str> = s.split_whitespace().collect();
+        p.len() == 5 && p[3].len() == 8 && p[4].parse::<u32>().is_ok()
+    };
+    assert!(
+        lines[1].starts_with("Now: ") && ctime(&lines[1][5..]),
+        "{up}"
+    );
+    assert!(
+        lines[2].starts_with("Up Since: ") && ctime(&lines[2][10..]),
+        "{up}"
+    );
+    assert!(
+        lines[3].starts_with("Up time: ") && lines[3].ends_with(" [sec]"),
+        "{up}"
+    );
+    let which = serctl_fifo(&fifo, "which", &[]);
+    let names: Vec<&str> = which.lines().collect();
+    assert_eq!(names[0], "200 ok");
+    // The core set ends the list in SER's order (module commands come first).
+    assert_eq!(
+        names[names.len() - 7..],
+        ["ps", "which", "arg", "pwd", "version", "uptime", "print"],
+        "{which}"
+    );
+    for c in ["sl_stats", "reload", "stats"] {
+        assert!(names.contains(&c), "{which}");
+    }
+}
+
+#[test]
+fn example_4_7_request_and_4_8_unknown_command() {
+    let (_ser, fifo, _) = start_with_fifo();
+    // Example 4-7's request, byte for byte, with the reply FIFO the guide names.
+    let reply = format!("ser_receiver_{}", std::process::id());
+    let out = fifo_call(&fifo, &reply, &format!(":uptime:{reply}\n\n"));
+    assert!(out.starts_with("200 ok\nNow: "), "{out}");
+    assert_eq!(
+        serctl_fifo(&fifo, "foobar", &[]),
+        "500 command 'foobar' not available\n"
+    );
+    // Requests after an error still work, and lookups ignore case as SER's strcasecmp did.
+    assert_eq!(
+        serctl_fifo(&fifo, "PRINT", &["hello world"]),
+        "200 ok\nhello world\n"
+    );
+}
+
+#[test]
+fn core_commands_ps_arg_pwd_version() {
+    let (ser, fifo, _) = start_with_fifo();
+    let ps = serctl_fifo(&fifo, "ps", &[]);
+    let pid = ser.child.id().to_string();
+    let rows: Vec<Vec<&str>> = ps
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert!(ps.starts_with("200 ok\n"), "{ps}");
+    assert!(rows
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.len() == 3 && r[0] == i.to_string() && r[1] == pid));
+    assert!(rows.iter().any(|r| r[2] == "fifo server"), "{ps}");
+    assert!(
+        rows.iter().any(|r| r[2].starts_with("receiver child=0")),
+        "{ps}"
+    );
+    let arg = serctl_fifo(&fifo, "arg", &[]);
+    assert!(
+        arg.starts_with("200 ok\n") && arg.contains("\n-i\n"),
+        "{arg}"
+    );
+    let pwd = serctl_fifo(&fifo, "pwd", &[]);
+    assert!(pwd.starts_with("200 ok\n/"), "{pwd}");
+    let v = serctl_fifo(&fifo, "version", &[]);
+    assert!(v.starts_with("200 ok\nServer: ser ("), "{v}");
+}
+
+#[test]
+fn sl_stats_counts_stateless_replies_and_reload_swaps_the_config() {
+    let (_ser, fifo, port) = start_with_fifo();
+    let c = udp_client("127.0.0.1");
+    let to = format!("127.0.0.1:{port}").parse().expect("addr");
+    let via = format!("127.0.0.1:{}", c.local_addr().expect("local").port());
+    let r = udp_exchange(
+        &c,
+        to,
+        request(
+            "OPTIONS",
+            &format!("sip:127.0.0.1:{port}"),
+            &via,
+            "UDP",
+            "sl1",
+        )
+        .as_bytes(),
+    );
+    assert!(r.is_some());
+    let sl = serctl_fifo(&fifo, "sl_stats", &[]);
+    assert!(sl.starts_with("200 ok\n200: 1 2xx: 0\n"), "{sl}");
+    let rl = serctl_fifo(&fifo, "reload", &[]);
+    assert_eq!(rl, "200 configuration reloaded\n");
+}
+
+#[test]
+fn fifo_option_and_fifo_mode_from_the_config() {
+    // SER read fifo_mode with atoi: decimal (384 = 0600).
+    let fifo = PathBuf::from("/tmp").join(unique("cfgfifo"));
+    let cfg = format!("fifo=\"{}\"\nfifo_mode=384\n{MIN_CFG}", fifo.display());
+    let _ser = Ser::start_with_cfg(&cfg, &[]);
+    let meta = std::fs::metadata(&fifo).expect("fifo created");
+    assert!(meta.file_type().is_fifo());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(serctl_fifo(&fifo, "print", &["x"]), "200 ok\nx\n");
+    let _ = std::fs::remove_file(&fifo);
+}
