@@ -291,11 +291,13 @@ pub async fn serve(path: PathBuf, registry: Arc<Registry>) -> io::Result<()> {
         let ev = parser.feed(&buf, too_long, |c| registry.framing(c));
         match ev {
             None => {}
-            Some(Event::Reject { reply_to, reply }) => {
-                if let Some(p) = reply_to {
-                    tokio::spawn(async move { write_reply(&p, reply.to_fifo()).await });
-                }
+            Some(Event::Reject {
+                reply_to: Some(p),
+                reply,
+            }) => {
+                tokio::spawn(async move { write_reply(&p, reply.to_fifo()).await });
             }
+            Some(Event::Reject { reply_to: None, .. }) => {}
             Some(Event::Request(req)) => {
                 let registry = Arc::clone(&registry);
                 tokio::spawn(async move {
@@ -321,12 +323,9 @@ pub async fn write_reply(path: &Path, text: String) {
     let mut tx = loop {
         match tokio::net::unix::pipe::OpenOptions::new().open_sender(path) {
             Ok(tx) => break tx,
-            // ENXIO: no reader yet; the client opens its end after writing the request.
-            Err(e)
-                if e.raw_os_error() == Some(6)
-                    || e.kind() == io::ErrorKind::NotFound
-                        && tokio::time::Instant::now() < deadline =>
-            {
+            // ENXIO (6): the client has not opened its end yet (it does so after writing the
+            // request); NotFound: not created yet.
+            Err(e) if e.raw_os_error() == Some(6) || e.kind() == io::ErrorKind::NotFound => {
                 if tokio::time::Instant::now() >= deadline {
                     ser_log!(L_WARN, "fifo: no client at {}", path.display());
                     return;
