@@ -20,4 +20,5 @@ pub mod script;
 pub mod services;
 pub mod shard;
 pub mod transport;
+pub mod txn;
 pub mod wire;
