@@ -102,7 +102,10 @@ mod tests {
         let c = Message::parse(b.freeze()).unwrap();
         assert_eq!(c.method_bytes(), b"CANCEL");
         assert_eq!(c.request_uri_bytes(), Some(&b"sip:b@10.0.0.2"[..]));
-        assert_eq!(c.top_via().unwrap().branch(), Some(&b"z9hG4bKt00000001deadbeef.00"[..]));
+        assert_eq!(
+            c.top_via().unwrap().branch(),
+            Some(&b"z9hG4bKt00000001deadbeef.00"[..])
+        );
         assert_eq!(c.cseq().unwrap().num, 7);
         assert_eq!(c.header_value(HeaderId::To), Some(&b"<sip:b@h>"[..]));
         assert_eq!(c.vias().count(), 1);

@@ -229,7 +229,10 @@ mod tests {
         assert!(ev.contains(&(32000, OnTimer::Timeout { provisional: false })));
         // After the timeout a late final reply is still ACKed until Timer D ends the transaction.
         assert_eq!(c.state(), State::Completed);
-        assert_eq!(c.on_timer(t0 + Duration::from_secs(64), &cfg()), OnTimer::Terminated);
+        assert_eq!(
+            c.on_timer(t0 + Duration::from_secs(64), &cfg()),
+            OnTimer::Terminated
+        );
     }
 
     #[test]
@@ -297,8 +300,14 @@ mod tests {
         let t0 = Instant::now();
         let mut c = ClientInvite::start(t0, false, &cfg());
         assert!(c.on_response(200, t0, &cfg()).to_tu);
-        assert!(c.on_response(200, t0 + Duration::from_millis(500), &cfg()).to_tu);
-        assert!(!c.on_response(180, t0 + Duration::from_millis(600), &cfg()).to_tu);
+        assert!(
+            c.on_response(200, t0 + Duration::from_millis(500), &cfg())
+                .to_tu
+        );
+        assert!(
+            !c.on_response(180, t0 + Duration::from_millis(600), &cfg())
+                .to_tu
+        );
         assert_eq!(c.state(), State::Accepted);
         assert_eq!(
             c.on_timer(t0 + Duration::from_secs(32), &cfg()),

@@ -101,6 +101,13 @@ impl BranchId {
     }
 }
 
+/// A transaction of the current shard's table, as a script context holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnHandle {
+    pub slot: u32,
+    pub gen: u32,
+}
+
 /// The branch of the top Via of a response, decoded when it is one of ours.
 pub fn response_branch(msg: &Message) -> Option<BranchId> {
     let via = msg.top_via().ok()?;
@@ -289,13 +296,30 @@ mod tests {
     #[test]
     fn rfc3261_matching_by_branch_sent_by_and_method() {
         let inv = msg(INV);
-        let ack = msg(&INV.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK").replace("<sip:b@h>\n", "<sip:b@h>;tag=x\n"));
-        let cancel = msg(&INV.replace("INVITE sip", "CANCEL sip").replace("1 INVITE", "1 CANCEL"));
+        let ack = msg(&INV
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace("<sip:b@h>\n", "<sip:b@h>;tag=x\n"));
+        let cancel = msg(&INV
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("1 INVITE", "1 CANCEL"));
         let other_host = msg(&INV.replace("10.0.0.1", "10.0.0.2"));
         let k = server_key(&inv, None, 7).unwrap();
-        assert_eq!(server_key(&ack, None, 7), Some(k), "ACK of a non-2xx matches its INVITE");
-        assert_ne!(server_key(&cancel, None, 7), Some(k), "CANCEL is its own transaction");
-        assert_eq!(server_key(&cancel, Some(Method::Invite), 7), Some(k), "and finds the INVITE");
+        assert_eq!(
+            server_key(&ack, None, 7),
+            Some(k),
+            "ACK of a non-2xx matches its INVITE"
+        );
+        assert_ne!(
+            server_key(&cancel, None, 7),
+            Some(k),
+            "CANCEL is its own transaction"
+        );
+        assert_eq!(
+            server_key(&cancel, Some(Method::Invite), 7),
+            Some(k),
+            "and finds the INVITE"
+        );
         assert_ne!(server_key(&other_host, None, 7), Some(k));
         assert_ne!(server_key(&inv, None, 8), Some(k), "salted");
     }
@@ -304,7 +328,10 @@ mod tests {
     fn rfc2543_matching_falls_back_to_dialog_fields() {
         let old = INV.replace(";branch=z9hG4bK77", "");
         let inv = msg(&old);
-        let ack = msg(&old.replace("INVITE sip", "ACK sip").replace("1 INVITE", "1 ACK").replace("<sip:b@h>\n", "<sip:b@h>;tag=ours\n"));
+        let ack = msg(&old
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK")
+            .replace("<sip:b@h>\n", "<sip:b@h>;tag=ours\n"));
         let next = msg(&old.replace("CSeq: 1", "CSeq: 2"));
         let k = server_key(&inv, None, 1).unwrap();
         assert_eq!(server_key(&ack, None, 1), Some(k));

@@ -191,7 +191,8 @@ mod tests {
         let mut retr = Vec::new();
         for ms in (0..=8_000u64).step_by(10) {
             let now = t0 + Duration::from_millis(ms);
-            if s.deadline().is_some_and(|d| d <= now) && s.on_timer(now, &cfg) == OnTimer::Retransmit
+            if s.deadline().is_some_and(|d| d <= now)
+                && s.on_timer(now, &cfg) == OnTimer::Retransmit
             {
                 retr.push(ms);
             }
