@@ -112,30 +112,25 @@ impl TmShared {
 
     /// `t_uac`: starts a transaction for `req` on one of the shards (round robin). `Err(req)` when
     /// no shard can take it (not started, or stopped).
-    pub fn uac(&self, req: UacRequest) -> Result<(), UacRequest> {
+    pub fn uac(&self, req: UacRequest) -> Result<(), Box<UacRequest>> {
         let Some(all) = self.inboxes.get().filter(|v| !v.is_empty()) else {
-            return Err(req);
+            return Err(Box::new(req));
         };
         let i = self.next_uac.fetch_add(1, Ordering::Relaxed) % all.len();
         match all[i].send(ShardMsg::Uac(Box::new(req))) {
             Ok(()) => Ok(()),
-            Err(ShardMsg::Uac(r)) => Err(*r),
-            Err(_) => unreachable_uac(),
+            Err(ShardMsg::Uac(r)) => Err(r),
+            Err(_) => Err(Box::new(UacRequest {
+                // `send` hands back the message it was given: always a Uac; never reached.
+                method: String::new(),
+                ruri: String::new(),
+                headers: String::new(),
+                body: Vec::new(),
+                next_hop: None,
+                done: Box::new(|_| {}),
+            })),
         }
     }
-}
-
-#[cold]
-fn unreachable_uac() -> Result<(), UacRequest> {
-    // `send` hands back the message it was given: always a Uac here.
-    Err(UacRequest {
-        method: String::new(),
-        ruri: String::new(),
-        headers: String::new(),
-        body: Vec::new(),
-        next_hop: None,
-        done: Box::new(|_| {}),
-    })
 }
 
 /// The final answer of a `t_uac` transaction.
@@ -292,9 +287,9 @@ impl Cell {
             && !self.in_failure
             && self.branches.iter().all(|b| {
                 b.client.terminated()
-                    && b.cancel.as_ref().map_or(true, |(c, _)| {
-                        c.state() == client_non_invite::State::Terminated
-                    })
+                    && b.cancel
+                        .as_ref()
+                        .is_none_or(|(c, _)| c.state() == client_non_invite::State::Terminated)
             })
     }
 
@@ -625,7 +620,7 @@ impl Table {
         for (i, b) in c.branches.iter().enumerate() {
             if let Some((code, r)) = &b.final_reply {
                 let cand = (*code, r.is_none());
-                if best.map_or(true, |(_, bc, bl)| better_final(cand, (bc, bl))) {
+                if best.is_none_or(|(_, bc, bl)| better_final(cand, (bc, bl))) {
                     best = Some((i, *code, r.is_none()));
                 }
             }
@@ -870,7 +865,7 @@ impl Table {
                     io.out.send(bytes.clone(), b.dest, b.proto, Some(b.local));
                 }
             }
-            if !b.client.deadline().is_some_and(|d| d <= now) {
+            if b.client.deadline().is_none_or(|d| d > now) {
                 continue;
             }
             match &mut b.client {
@@ -897,11 +892,9 @@ impl Table {
                         io.out
                             .send(b.request.clone(), b.dest, b.proto, Some(b.local));
                     }
-                    client_non_invite::OnTimer::Timeout => {
-                        if b.final_reply.is_none() {
-                            b.final_reply = Some((408, None));
-                            timed_out.push(i);
-                        }
+                    client_non_invite::OnTimer::Timeout if b.final_reply.is_none() => {
+                        b.final_reply = Some((408, None));
+                        timed_out.push(i);
                     }
                     _ => {}
                 },
