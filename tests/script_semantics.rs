@@ -534,10 +534,8 @@ fn forward_variants_reach_the_env() {
 
 #[test]
 fn unimplemented_function_fails_clearly_once() {
-    let src = format!(
-        "loadmodule \"jabber.so\"\nroute{{ if (!jab_send_message()) {{ setflag(1); }}; jab_send_message(); }}"
-    );
-    let p = program(&src);
+    let src = "loadmodule \"jabber.so\"\nroute{ if (!jab_send_message()) { setflag(1); }; jab_send_message(); }";
+    let p = program(src);
     let mut env = MockEnv::new();
     for _ in 0..3 {
         let mut c = ctx(request("INVITE", "sip:a@b"));
