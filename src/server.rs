@@ -103,6 +103,7 @@ impl Proxy {
                 stats,
                 ..dataplane::services::Services::default()
             }),
+            tm: dataplane::proxy::stateful::TmShared::new(rc.shards),
         });
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =
@@ -113,6 +114,7 @@ impl Proxy {
                 .filter_map(|i| runtime.inbox(i))
                 .collect(),
         );
+        shared.tm.set_inboxes(inboxes.as_ref().clone());
         // SER_NAMESERVER=ip:port points ser at one DNS server instead of resolv.conf's (tests, and
         // operators with a local resolver on a non-standard port).
         let nameserver = std::env::var("SER_NAMESERVER").ok();
@@ -167,6 +169,11 @@ impl Proxy {
     /// Stateless reply counters summed over the shards (`sl_stats`).
     pub fn sl_stats(&self) -> dataplane::proxy::sl::SlTotals {
         dataplane::proxy::sl::SlStats::sum(&self.shared.sl_stats)
+    }
+
+    /// Module tm: `t_stats` (`.totals()`), `t_hash` (`.table_sizes()`), `t_uac` (`.uac(..)`).
+    pub fn tm(&self) -> &dataplane::proxy::stateful::TmShared {
+        &self.shared.tm
     }
 
     /// The runtime (local addresses, backend, shard count).

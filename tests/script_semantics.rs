@@ -534,10 +534,8 @@ fn forward_variants_reach_the_env() {
 
 #[test]
 fn unimplemented_function_fails_clearly_once() {
-    let src = format!(
-        "{TM} route{{ if (!t_relay_to_tcp(\"10.0.0.2\", \"5060\")) {{ setflag(1); }}; t_relay_to_tcp(\"10.0.0.2\", \"5060\"); }}"
-    );
-    let p = program(&src);
+    let src = "loadmodule \"jabber.so\"\nroute{ if (!jab_send_message()) { setflag(1); }; jab_send_message(); }";
+    let p = program(src);
     let mut env = MockEnv::new();
     for _ in 0..3 {
         let mut c = ctx(request("INVITE", "sip:a@b"));
@@ -547,14 +545,14 @@ fn unimplemented_function_fails_clearly_once() {
     let lines: Vec<_> = env
         .logs
         .iter()
-        .filter(|(_, l)| l.contains("t_relay_to_tcp"))
+        .filter(|(_, l)| l.contains("jab_send_message"))
         .collect();
     assert_eq!(lines.len(), 1, "{:?}", env.logs);
     assert_eq!(
         lines[0],
         &(
             level::ERR,
-            "ERROR: function `t_relay_to_tcp` (module tm) is not implemented in this build"
+            "ERROR: function `jab_send_message` (module jabber) is not implemented in this build"
                 .to_string()
         )
     );
@@ -570,7 +568,6 @@ fn unimplemented_calls_lists_each_pair_once() {
         [
             ("rr", "record_route"),
             ("rr", "loose_route"),
-            ("tm", "t_relay"),
             ("registrar", "save"),
             ("registrar", "lookup"),
         ]

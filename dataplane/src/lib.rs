@@ -22,4 +22,5 @@ pub mod services;
 pub mod shard;
 pub mod stats;
 pub mod transport;
+pub mod txn;
 pub mod wire;

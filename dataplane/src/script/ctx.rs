@@ -102,6 +102,18 @@ pub struct PendingTarget {
     pub send: bool,
 }
 
+/// What module tm remembers about the request being run.
+#[derive(Debug, Clone, Default)]
+pub struct TmCtx {
+    /// The transaction of this request, once `t_newtran`/`t_relay`/`t_lookup_request` found or
+    /// made it (a handle into the shard's table), or the one a failure_route runs for.
+    pub txn: Option<crate::txn::TxnHandle>,
+    /// `t_on_failure(n)`: the failure_route to run if the transaction fails.
+    pub failure_route: Option<RouteId>,
+    /// A stateful forward suspended for DNS: redone with the same arguments when the answer is in.
+    pub pending_relay: Option<crate::modules::tm::Relay>,
+}
+
 /// The per-message context of a script run.
 #[derive(Debug)]
 pub struct Ctx {
@@ -122,6 +134,9 @@ pub struct Ctx {
     /// The last internal error of an action, as the status a reply to it carries (SER's
     /// `ser_error`, which `sl_reply_error` answers with).
     pub last_error: Option<(u16, &'static str)>,
+    /// Transaction state of this request (module tm): its transaction, the failure_route armed by
+    /// `t_on_failure`, a stateful forward waiting for DNS.
+    pub tm: TmCtx,
     new_uri: Option<UriBuf>,
     dset: DestinationSet,
     flags: u32,
@@ -145,6 +160,7 @@ impl Ctx {
             reply_headers: SmallVec::new(),
             pending_target: None,
             last_error: None,
+            tm: TmCtx::default(),
             new_uri: None,
             dset: DestinationSet::new(MAX_BRANCHES - 1),
             flags: 0,
