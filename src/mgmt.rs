@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use controlplane::mgmt::core::{self, ServerInfo};
 use controlplane::mgmt::metrics::Sources;
-use controlplane::mgmt::{fifo, format, http, jsonrpc, Registry, Reply};
+use controlplane::mgmt::{fifo, format, http, jsonrpc, Framing, Registry, Reply};
 use dataplane::script::ir::CoreOptions;
 use dataplane::ser_log;
 use dataplane::shard::log::{L_ERR, L_NOTICE};
@@ -162,10 +162,82 @@ pub fn registry(
             Reply::ok(lines).with_data(data)
         },
     )?;
-    // Integrator: module commands go here, e.g.
-    //   reg.register("t_stats", "transaction statistics", move |_| format::t_stats_reply(&tm_totals()))?;
-    //   reg.register_async("t_uac_dlg", "start a transaction", Framing::UacDlg, move |p| ...)?;
+    register_tm(&mut reg, control)?;
     Ok(reg)
+}
+
+fn t_stats_of(t: &dataplane::txn::TmTotals) -> format::TStats {
+    format::TStats {
+        current: t.current,
+        waiting: t.waiting,
+        total: t.total,
+        total_local: t.total_local,
+        replied_locally: t.replied_locally,
+        completed: t.completed,
+    }
+}
+
+/// tm's commands: `t_stats`, `t_hash` (one line per shard's table), `t_uac_dlg`.
+fn register_tm(reg: &mut Registry, control: &Control) -> Result<(), String> {
+    let c = control.clone();
+    reg.register("t_stats", "transaction statistics", move |_| {
+        format::t_stats_reply(&t_stats_of(&c.shared().tm.totals()))
+    })?;
+    let c = control.clone();
+    reg.register("t_hash", "transaction table sizes", move |_| {
+        let tm = &c.shared().tm;
+        let slots: Vec<format::HashSlot> = tm
+            .table_sizes()
+            .iter()
+            .enumerate()
+            .map(|(i, &current)| format::HashSlot {
+                current,
+                total: tm.shard_totals(i).total,
+            })
+            .collect();
+        format::t_hash_reply(&slots)
+    })?;
+    let c = control.clone();
+    reg.register_async(
+        "t_uac_dlg",
+        "send a request statefully; answers with its final reply's status",
+        Framing::UacDlg,
+        move |p| {
+            let c = c.clone();
+            Box::pin(async move {
+                let u = match format::parse_t_uac_dlg(&p) {
+                    Ok(u) => u,
+                    Err(r) => return r,
+                };
+                let mut headers = String::new();
+                for h in &u.headers {
+                    headers.push_str(h);
+                    headers.push_str("\r\n");
+                }
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let req = dataplane::proxy::stateful::UacRequest {
+                    method: u.method,
+                    ruri: u.ruri,
+                    headers,
+                    body: u.body.into_bytes(),
+                    next_hop: u.next_hop,
+                    done: Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                };
+                if c.shared().tm.uac(req).is_err() {
+                    return Reply::status(500, "no shard to send the request");
+                }
+                // The transaction ends by itself (Timer B/F at 64·T1); the bound only guards
+                // against a lost completion.
+                match tokio::time::timeout(Duration::from_secs(300), rx).await {
+                    Ok(Ok(r)) => format::t_uac_dlg_reply(r.code, &r.reason),
+                    _ => format::t_uac_dlg_reply(500, "transaction lost"),
+                }
+            })
+        },
+    )?;
+    Ok(())
 }
 
 /// Metric sources of this build (see `controlplane::mgmt::metrics`).
@@ -178,7 +250,9 @@ pub fn sources(control: &Control) -> Sources {
         let db = &c.services().db;
         (db.queued() as u64, db.refused())
     }));
-    // Integrator: s.transactions (tm) and s.contacts (usrloc).
+    let c = control.clone();
+    s.transactions = Some(Arc::new(move || t_stats_of(&c.shared().tm.totals())));
+    // Integrator: s.contacts (usrloc).
     s
 }
 

@@ -208,3 +208,71 @@ fn fifo_option_and_fifo_mode_from_the_config() {
     assert_eq!(serctl_fifo(&fifo, "print", &["x"]), "200 ok\nx\n");
     let _ = std::fs::remove_file(&fifo);
 }
+
+/// SIPp answering one NOTIFY with 200 (a scenario of its own: SIPp's built-in uas wants INVITEs).
+const SIPP_NOTIFY_UAS: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="notify uas">
+  <recv request="NOTIFY" />
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#;
+
+/// Example 4-10: the Admin Guide's send-IM shell script writes a `t_uac_dlg` request into the FIFO;
+/// ser sends the NOTIFY statefully to a SIPp UAS, and the FIFO reply is the UAS's final status.
+/// Then t_stats and t_hash count the local transaction.
+#[test]
+fn example_4_10_t_uac_dlg_delivers_to_a_sipp_uas() {
+    if Command::new("sipp").arg("-v").output().is_err() {
+        eprintln!("SKIP example_4_10: sipp is not installed (apt-get install sip-tester)");
+        return;
+    }
+    let (_ser, fifo, _) = start_with_fifo();
+    let dir = std::env::temp_dir().join(unique("sipp"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let xml = dir.join("notify_uas.xml");
+    std::fs::write(&xml, SIPP_NOTIFY_UAS).unwrap();
+    let log = dir.join("messages.log");
+    let uas_port = free_port("127.0.0.1");
+    let uas = Command::new("timeout")
+        .args(["30", "sipp", "-sf"])
+        .arg(&xml)
+        .args(["-i", "127.0.0.1", "-p", &uas_port.to_string(), "-m", "1"])
+        .args(["-trace_msg", "-message_file"])
+        .arg(&log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let uas = net::KillOnDrop(uas);
+    std::thread::sleep(Duration::from_millis(500));
+    let reply = unique("reply");
+    let target = format!("sip:receiver@127.0.0.1:{uas_port}");
+    let req = format!(
+        ":t_uac_dlg:{reply}\nNOTIFY\n{target}\n.\nFrom: sip:originator@foo.bar\nTo: {target}\n\
+         foo: bar_special_header\nx: y\np_header: p_value\nContact: <sip:devnull@192.168.0.100:9>\n\
+         Content-Type: text/plain; charset=UTF-8\n.\nHello world!!!! a b\n.\n\n"
+    );
+    let out = fifo_call(&fifo, &reply, &req);
+    assert!(out.starts_with("200 OK"), "t_uac_dlg answered: {out}");
+    let status = net::wait_child(uas, Duration::from_secs(10));
+    assert_eq!(status, Some(0), "sipp did not see its one NOTIFY");
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(seen.contains("NOTIFY sip:receiver@127.0.0.1"), "{seen}");
+    assert!(seen.contains("foo: bar_special_header"), "{seen}");
+    assert!(seen.contains("Hello world!!!! a b"), "{seen}");
+    let st = serctl_fifo(&fifo, "t_stats", &[]);
+    assert!(st.contains("Total: 1 (1 local)"), "{st}");
+    assert!(st.contains("2xx: 1"), "{st}");
+    let h = serctl_fifo(&fifo, "t_hash", &[]);
+    assert!(h.starts_with("200"), "{h}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

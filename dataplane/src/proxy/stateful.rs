@@ -94,6 +94,13 @@ impl TmShared {
         TmTotals::sum(&self.stats)
     }
 
+    /// The counters of one shard (`t_hash`'s per-table totals).
+    pub fn shard_totals(&self, shard: usize) -> TmTotals {
+        self.stats.get(shard).map_or_else(TmTotals::default, |s| {
+            TmTotals::sum(std::slice::from_ref(s))
+        })
+    }
+
     /// `t_hash`: transactions in each shard's table.
     pub fn table_sizes(&self) -> Vec<u64> {
         self.sizes
@@ -547,11 +554,21 @@ impl Table {
         let cfg = self.cfg;
         let now = Instant::now();
         let Some(c) = self.get(h) else { return };
+        if matches!(c.server, Server::Local(_)) {
+            // A t_uac transaction: its "upstream" is the caller's callback, told once.
+            if code >= 200 {
+                let reason = Message::parse(bytes.clone())
+                    .ok()
+                    .and_then(|m| m.reason().map(|r| String::from_utf8_lossy(r).into_owned()))
+                    .unwrap_or_default();
+                finish_local(c, code, reason, Some(bytes), io);
+            }
+            return;
+        }
         let ok = match &mut c.server {
             Server::Invite(s) => s.on_send(code, now, &cfg),
             Server::NonInvite(s) => s.on_send(code, now, &cfg),
-            Server::Replicate => false,
-            Server::Local(_) => false,
+            Server::Replicate | Server::Local(_) => false,
         };
         if !ok {
             return;
@@ -577,15 +594,9 @@ impl Table {
     /// A reply we generate for the request of cell `h` (408, 487, 500, t_reply from failure_route).
     fn local_reply(&mut self, h: TxnHandle, code: u16, reason: &[u8], raw: &[u8], io: &mut Io<'_>) {
         let Some(c) = self.get(h) else { return };
-        if let Server::Local(done) = &mut c.server {
-            if let Some(done) = done.take() {
-                c.replied = true;
-                done(UacResult {
-                    code,
-                    reason: String::from_utf8_lossy(reason).into_owned(),
-                    reply: None,
-                });
-            }
+        if matches!(c.server, Server::Local(_)) {
+            let reason = String::from_utf8_lossy(reason).into_owned();
+            finish_local(c, code, reason, None, io);
             return;
         }
         let Ok(req) = Message::parse(c.request.clone()) else {
@@ -666,19 +677,12 @@ impl Table {
                 }
             }
         }
-        if let Server::Local(done) = &mut c.server {
-            if let Some(done) = done.take() {
-                c.replied = true;
-                let reason = Message::parse(bytes.clone())
-                    .ok()
-                    .and_then(|m| m.reason().map(|r| String::from_utf8_lossy(r).into_owned()))
-                    .unwrap_or_default();
-                done(UacResult {
-                    code,
-                    reason,
-                    reply: Some(bytes),
-                });
-            }
+        if matches!(c.server, Server::Local(_)) {
+            let reason = Message::parse(bytes.clone())
+                .ok()
+                .and_then(|m| m.reason().map(|r| String::from_utf8_lossy(r).into_owned()))
+                .unwrap_or_default();
+            finish_local(c, code, reason, Some(bytes), io);
             return;
         }
         let Ok(mut m) = Message::parse(bytes) else {
@@ -1052,6 +1056,27 @@ impl Table {
     }
 }
 
+/// Ends a `t_uac` transaction for its caller: the completion callback (once) and the counters.
+fn finish_local(c: &mut Cell, code: u16, reason: String, reply: Option<Bytes>, io: &Io<'_>) {
+    let Server::Local(done) = &mut c.server else {
+        return;
+    };
+    let Some(done) = done.take() else { return };
+    let first = !c.replied;
+    c.replied = true;
+    if let Some(st) = io.shared.tm.stats(io.shard) {
+        if first {
+            TmStats::inc(&st.waiting);
+            st.completed(code);
+        }
+    }
+    done(UacResult {
+        code,
+        reason,
+        reply,
+    });
+}
+
 fn send_cancel(b: &mut Branch, now: Instant, cfg: &TimerConfig, out: &mut Outbox) {
     let Ok(sent) = Message::parse(b.request.clone()) else {
         return;
@@ -1167,6 +1192,11 @@ fn build_uac(
             continue;
         }
         s.push_str(l);
+        // RFC 3261 §8.1.1.3: a request outside a dialog carries a From tag; management scripts
+        // (the Admin Guide's send-IM example) give none.
+        if has_header(l, "From", Some('f')) && !l.to_ascii_lowercase().contains(";tag=") {
+            let _ = write!(s, ";tag={call:016x}");
+        }
         s.push_str("\r\n");
     }
     if !has_header(&req.headers, "From", Some('f')) {
