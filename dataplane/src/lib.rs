@@ -4,6 +4,7 @@
 //!   edits recorded and applied once at write time, builders for replies and requests.
 //! - [`script`]: the compiled routing script (IR), its interpreter and the module declarations.
 //! - [`services`]: state shared by all shards (locations, credentials, the DB write queue).
+//! - [`usrloc`]: the user location store (bindings per table and AOR) behind registrar.
 //! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
@@ -20,4 +21,5 @@ pub mod script;
 pub mod services;
 pub mod shard;
 pub mod transport;
+pub mod usrloc;
 pub mod wire;

@@ -14,4 +14,6 @@ use crate::offload::DbSink;
 pub struct Services {
     /// Database writes, persisted in order by the controlplane (queued, retried, drained at stop).
     pub db: DbSink,
+    /// User locations (usrloc): read by every shard, written by `save` and management commands.
+    pub usrloc: crate::usrloc::Usrloc,
 }
