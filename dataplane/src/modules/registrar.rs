@@ -48,10 +48,11 @@ use smallvec::SmallVec;
 use crate::offload::{DbWrite, Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
-use crate::script::{module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
+use crate::script::{
+    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds,
+};
 use crate::usrloc::{
-    self, aor_key, time, ContactUpdate, Record, RegisterInfo, Reject, UsrlocConfig,
-    MAX_CONTACT_LEN,
+    self, aor_key, time, ContactUpdate, Record, RegisterInfo, Reject, UsrlocConfig, MAX_CONTACT_LEN,
 };
 use crate::wire::HeaderId;
 
@@ -116,7 +117,11 @@ pub struct RegConfig {
 impl RegConfig {
     /// The parameters of the program `env` runs.
     pub fn from_env(env: &dyn Env) -> RegConfig {
-        let int = |n| module_param(env, &MODULE, n).and_then(|p| p.int()).unwrap_or(0);
+        let int = |n| {
+            module_param(env, &MODULE, n)
+                .and_then(|p| p.int())
+                .unwrap_or(0)
+        };
         let u32_of = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
         RegConfig {
             default_expires: u32_of(int("default_expires")),
@@ -369,15 +374,18 @@ fn save(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let reg = match parse_register(&ctx.msg, &cfg) {
         Ok(r) => r,
         Err(e) => {
-            log(ctx, env, level::INFO, &format!("save: REGISTER refused: {} {}", e.code, e.reason));
+            log(
+                ctx,
+                env,
+                level::INFO,
+                &format!("save: REGISTER refused: {} {}", e.code, e.reason),
+            );
             return reply(ctx, env, e.code, e.reason, &e.headers);
         }
     };
     let now = time::now_unix();
     if cfg.ul.db_mode == 3 {
-        let job = cfg
-            .ul
-            .select_job(table, Some((&reg.username, &reg.domain)));
+        let job = cfg.ul.select_job(table, Some((&reg.username, &reg.domain)));
         ctx.module_state.set(PendingSave {
             reg,
             table: table.to_string(),
@@ -387,7 +395,12 @@ fn save(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
         return ctx.suspend_with(job, save_db_selected);
     }
     let Some(services) = env.services() else {
-        log(ctx, env, level::ERR, "save: no location store in this environment");
+        log(
+            ctx,
+            env,
+            level::ERR,
+            "save: no location store in this environment",
+        );
         return reply(ctx, env, 500, "Server Internal Error", "");
     };
     let store = &services.usrloc;
@@ -429,7 +442,15 @@ fn save_db_selected(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Acti
     let rows = match result {
         JobResult::Rows(r) => r,
         other => {
-            log(ctx, env, level::ERR, &format!("save: reading the bindings of {} failed: {other:?}", p.reg.username));
+            log(
+                ctx,
+                env,
+                level::ERR,
+                &format!(
+                    "save: reading the bindings of {} failed: {other:?}",
+                    p.reg.username
+                ),
+            );
             return reply(ctx, env, 500, "Server Internal Error", "");
         }
     };
@@ -468,7 +489,15 @@ fn save_db_written(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Actio
         return ActionResult::Ret(-1);
     };
     if let JobResult::Failed(why) = result {
-        log(ctx, env, level::ERR, &format!("save: writing a binding of {} failed: {why}", p.reg.username));
+        log(
+            ctx,
+            env,
+            level::ERR,
+            &format!(
+                "save: writing a binding of {} failed: {why}",
+                p.reg.username
+            ),
+        );
         return reply(ctx, env, 500, "Server Internal Error", "");
     }
     next_write(ctx, env, p)
@@ -500,11 +529,21 @@ fn lookup(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let cfg = RegConfig::from_env(env);
     let (key, username, domain) = {
         let Ok(uri) = crate::wire::uri::Uri::parse(ctx.uri()) else {
-            log(ctx, env, level::ERR, "lookup: the request URI does not parse");
+            log(
+                ctx,
+                env,
+                level::ERR,
+                "lookup: the request URI does not parse",
+            );
             return ActionResult::Ret(-1);
         };
         let Some(user) = uri.user_unescaped().filter(|u| !u.is_empty()) else {
-            log(ctx, env, level::DBG, "lookup: the request URI has no user part");
+            log(
+                ctx,
+                env,
+                level::DBG,
+                "lookup: the request URI has no user part",
+            );
             return ActionResult::Ret(-1);
         };
         let key = aor_key(
@@ -526,21 +565,28 @@ fn lookup(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
         }
     };
     if cfg.ul.db_mode == 3 {
-        let d = if cfg.ul.use_domain { domain.as_str() } else { "" };
+        let d = if cfg.ul.use_domain {
+            domain.as_str()
+        } else {
+            ""
+        };
         let job = cfg.ul.select_job(table, Some((&username, d)));
         return ctx.suspend_with(job, lookup_db_rows);
     }
     let now = time::now_unix();
     let Some(services) = env.services() else {
-        log(ctx, env, level::ERR, "lookup: no location store in this environment");
+        log(
+            ctx,
+            env,
+            level::ERR,
+            "lookup: no location store in this environment",
+        );
         return ActionResult::Ret(-1);
     };
-    let (found, dropped) = services
-        .usrloc
-        .with_record(table, &key, |r| match r {
-            Some(r) => apply_lookup(ctx, r, now, &cfg),
-            None => (false, 0),
-        });
+    let (found, dropped) = services.usrloc.with_record(table, &key, |r| match r {
+        Some(r) => apply_lookup(ctx, r, now, &cfg),
+        None => (false, 0),
+    });
     after_lookup(ctx, env, found, dropped)
 }
 
@@ -579,7 +625,12 @@ fn lookup_db_rows(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Action
     let rows = match result {
         JobResult::Rows(r) => r,
         other => {
-            log(ctx, env, level::ERR, &format!("lookup: reading the location table failed: {other:?}"));
+            log(
+                ctx,
+                env,
+                level::ERR,
+                &format!("lookup: reading the location table failed: {other:?}"),
+            );
             return ActionResult::Ret(-1);
         }
     };

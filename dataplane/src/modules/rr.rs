@@ -138,7 +138,12 @@ fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult
         // A wildcard listen: name ourselves as the client did, when the Request-URI is ours.
         let named = Uri::parse(ctx.uri()).ok().and_then(|u| {
             is_mine(ctx, env, &u).then(|| {
-                rr_value(u.host_raw, u.port.unwrap_or(ctx.dst.port()), ctx.proto, full_lr)
+                rr_value(
+                    u.host_raw,
+                    u.port.unwrap_or(ctx.dst.port()),
+                    ctx.proto,
+                    full_lr,
+                )
             })
         });
         match named {
@@ -269,8 +274,8 @@ fn loose_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult 
     let mut remove: SmallVec<[bool; 4]> = SmallVec::from_elem(false, routes.len());
     let mut routed = false;
     // 1. Previous hop was a strict router: the Request-URI is our Record-Route URI.
-    let from_strict = Uri::parse(ctx.uri())
-        .is_ok_and(|u| u.user.is_none() && u.lr() && is_mine(ctx, env, &u));
+    let from_strict =
+        Uri::parse(ctx.uri()).is_ok_and(|u| u.user.is_none() && u.lr() && is_mine(ctx, env, &u));
     let mut last = routes.len();
     if from_strict {
         last -= 1;
@@ -344,9 +349,15 @@ fn remove_values(msg: &mut Message, routes: &[RouteVal], remove: &[bool]) {
                 let end = k - 1;
                 match prev_kept {
                     // "kept, r1, r2[, next]": from the end of the kept value to the end of r2.
-                    Some(p) => spans.push(Span::new(line[p].span.end as usize, line[end].span.end as usize)),
+                    Some(p) => spans.push(Span::new(
+                        line[p].span.end as usize,
+                        line[end].span.end as usize,
+                    )),
                     // "r1, r2, kept": from r1 to the start of the kept value.
-                    None => spans.push(Span::new(line[start].span.start as usize, line[k].span.start as usize)),
+                    None => spans.push(Span::new(
+                        line[start].span.start as usize,
+                        line[k].span.start as usize,
+                    )),
                 }
             }
             for s in spans {

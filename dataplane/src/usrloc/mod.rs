@@ -350,7 +350,11 @@ impl Default for UsrlocConfig {
 impl UsrlocConfig {
     /// The parameters of `program` (defaults when `None` or when usrloc is not loaded).
     pub fn from_program(program: Option<&Program>) -> UsrlocConfig {
-        let int = |m, n| program_param(program, m, n).and_then(|p| p.int()).unwrap_or(0);
+        let int = |m, n| {
+            program_param(program, m, n)
+                .and_then(|p| p.int())
+                .unwrap_or(0)
+        };
         let s = |n: &str| {
             program_param(program, &usrloc_mod::MODULE, n)
                 .and_then(|p| p.str())
@@ -466,12 +470,18 @@ impl UsrlocConfig {
                         (self.q_col.clone(), Some(q)),
                         (self.callid_col.clone(), Some(b.callid.to_string())),
                         (self.cseq_col.clone(), Some(b.cseq.to_string())),
-                        ("last_modified".into(), Some(time::datetime(b.last_modified))),
+                        (
+                            "last_modified".into(),
+                            Some(time::datetime(b.last_modified)),
+                        ),
                         ("replicate".into(), Some("0".into())),
                         ("state".into(), Some("0".into())),
                         ("flags".into(), Some(b.flags.to_string())),
                         ("user_agent".into(), Some(b.user_agent.to_string())),
-                        ("received".into(), b.received.as_ref().map(|r| r.to_string())),
+                        (
+                            "received".into(),
+                            b.received.as_ref().map(|r| r.to_string()),
+                        ),
                     ],
                 }
             }
@@ -495,7 +505,11 @@ pub fn aor_key(user: &[u8], domain: Option<&[u8]>, case_sensitive: bool) -> Smal
 
 /// Splits an AOR as management commands give it (`user` or `user@domain`) into (key, username,
 /// domain) under the given settings.
-pub fn aor_of_text(aor: &str, use_domain: bool, case_sensitive: bool) -> (SmallVec<[u8; 64]>, String, String) {
+pub fn aor_of_text(
+    aor: &str,
+    use_domain: bool,
+    case_sensitive: bool,
+) -> (SmallVec<[u8; 64]>, String, String) {
     let (user, domain) = match aor.rsplit_once('@') {
         Some((u, d)) if use_domain => (u, d),
         Some((u, _)) => (u, ""),
@@ -564,7 +578,12 @@ impl Usrloc {
     }
 
     /// Runs `f` with the bindings of `key` in `table` (`None` when there are none).
-    pub fn with_record<R>(&self, table: &str, key: &[u8], f: impl FnOnce(Option<&Record>) -> R) -> R {
+    pub fn with_record<R>(
+        &self,
+        table: &str,
+        key: &[u8],
+        f: impl FnOnce(Option<&Record>) -> R,
+    ) -> R {
         let tables = self.tables.pin();
         match tables.get(table) {
             Some(t) => f(t.records.pin().get(key)),
@@ -592,19 +611,17 @@ impl Usrloc {
             .max_bindings
             .saturating_sub(self.bindings.load(Ordering::Relaxed));
         let mut out: Option<(Record, Vec<Change>)> = None;
-        let res = records.compute(Box::from(key), |cur| {
-            match f(cur.map(|(_, r)| r), room) {
-                Err(e) => papaya::Operation::Abort(Some(e)),
-                Ok(None) => papaya::Operation::Abort(None),
-                Ok(Some((rec, changes))) => {
-                    let op = if rec.bindings.is_empty() {
-                        papaya::Operation::Remove
-                    } else {
-                        papaya::Operation::Insert(rec.clone())
-                    };
-                    out = Some((rec, changes));
-                    op
-                }
+        let res = records.compute(Box::from(key), |cur| match f(cur.map(|(_, r)| r), room) {
+            Err(e) => papaya::Operation::Abort(Some(e)),
+            Ok(None) => papaya::Operation::Abort(None),
+            Ok(Some((rec, changes))) => {
+                let op = if rec.bindings.is_empty() {
+                    papaya::Operation::Remove
+                } else {
+                    papaya::Operation::Insert(rec.clone())
+                };
+                out = Some((rec, changes));
+                op
             }
         });
         let (old_len, new_len) = match res {
@@ -615,9 +632,11 @@ impl Usrloc {
             papaya::Compute::Removed(_, old) => (old.bindings.len(), 0),
         };
         if new_len >= old_len {
-            self.bindings.fetch_add(new_len - old_len, Ordering::Relaxed);
+            self.bindings
+                .fetch_add(new_len - old_len, Ordering::Relaxed);
         } else {
-            self.bindings.fetch_sub(old_len - new_len, Ordering::Relaxed);
+            self.bindings
+                .fetch_sub(old_len - new_len, Ordering::Relaxed);
         }
         if let Some((rec, changes)) = &out {
             self.persist(t, table, key, rec, changes, cfg, db);
@@ -689,9 +708,7 @@ impl Usrloc {
                 case_sensitive,
             );
             let loaded = self.update(table, &key, &none, &DbSink::default(), |cur, room| {
-                let mut rec = cur
-                    .cloned()
-                    .unwrap_or_else(|| Record::new(&user, &domain));
+                let mut rec = cur.cloned().unwrap_or_else(|| Record::new(&user, &domain));
                 if rec.position(&b.contact).is_some()
                     || rec.bindings.len() >= MAX_CONTACTS_PER_AOR
                     || room == 0
@@ -871,7 +888,11 @@ impl Usrloc {
     ) -> Result<(), Reject> {
         let b = Binding {
             contact: contact.into(),
-            expires: if expires == 0 { 0 } else { now + u64::from(expires) },
+            expires: if expires == 0 {
+                0
+            } else {
+                now + u64::from(expires)
+            },
             q: q.min(1000),
             callid: "ul_add".into(),
             cseq: 1,

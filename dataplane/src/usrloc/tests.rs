@@ -84,9 +84,18 @@ fn apply_adds_refreshes_removes_and_orders_by_q() {
     assert_eq!(ch, vec![Change::Delete("sip:a@1.1.1.1".into())]);
     // Another Call-ID always wins; the refresh updates expires.
     let (r4, _) = r
-        .apply(&req("other", 1), &[cu("sip:b@2.2.2.2;newparam=1", 120, 100)], NOW + 10, 10)
+        .apply(
+            &req("other", 1),
+            &[cu("sip:b@2.2.2.2;newparam=1", 120, 100)],
+            NOW + 10,
+            10,
+        )
         .unwrap();
-    let b = r4.bindings.iter().find(|b| b.callid.as_ref() == "other").unwrap();
+    let b = r4
+        .bindings
+        .iter()
+        .find(|b| b.callid.as_ref() == "other")
+        .unwrap();
     assert_eq!(b.expires, NOW + 130);
     assert_eq!(b.q, 100);
     assert_eq!(r4.bindings.len(), 2);
@@ -111,7 +120,9 @@ fn star_removes_all_but_newer_same_callid() {
 #[test]
 fn limits_refuse_without_partial_change() {
     let mut r = Record::new("alice", "");
-    let many: Vec<String> = (0..MAX_CONTACTS_PER_AOR).map(|i| format!("sip:u@10.0.0.{i}")).collect();
+    let many: Vec<String> = (0..MAX_CONTACTS_PER_AOR)
+        .map(|i| format!("sip:u@10.0.0.{i}"))
+        .collect();
     let ups: Vec<ContactUpdate<'_>> = many.iter().map(|c| cu(c, 60, 0)).collect();
     r = r.apply(&req("c", 1), &ups, NOW, usize::MAX).unwrap().0;
     assert_eq!(r.bindings.len(), MAX_CONTACTS_PER_AOR);
@@ -120,14 +131,36 @@ fn limits_refuse_without_partial_change() {
         Err(Reject::TooManyContacts)
     );
     assert_eq!(
-        Record::new("b", "").apply(&req("c", 1), &[cu("sip:x@y", 60, 0), cu("sip:z@y", 60, 0)], NOW, 1),
+        Record::new("b", "").apply(
+            &req("c", 1),
+            &[cu("sip:x@y", 60, 0), cu("sip:z@y", 60, 0)],
+            NOW,
+            1
+        ),
         Err(Reject::StoreFull)
     );
     let ul = Usrloc::with_limit(1);
     let db = DbSink::default();
-    assert!(save(&ul, &mode(0), &db, "a", req("c", 1), &[cu("sip:a@h", 60, 0)], NOW).is_ok());
+    assert!(save(
+        &ul,
+        &mode(0),
+        &db,
+        "a",
+        req("c", 1),
+        &[cu("sip:a@h", 60, 0)],
+        NOW
+    )
+    .is_ok());
     assert_eq!(
-        save(&ul, &mode(0), &db, "b", req("c", 1), &[cu("sip:b@h", 60, 0)], NOW),
+        save(
+            &ul,
+            &mode(0),
+            &db,
+            "b",
+            req("c", 1),
+            &[cu("sip:b@h", 60, 0)],
+            NOW
+        ),
         Err(Reject::StoreFull)
     );
     assert_eq!(ul.binding_count(), 1);
@@ -138,7 +171,16 @@ fn store_reads_hide_expired_and_timer_removes_them() {
     let ul = Usrloc::default();
     let db = DbSink::default();
     let cfg = mode(0);
-    save(&ul, &cfg, &db, "alice", req("c", 1), &[cu("sip:a@h", 10, 0), cu("sip:b@h", 100, 0)], NOW).unwrap();
+    save(
+        &ul,
+        &cfg,
+        &db,
+        "alice",
+        req("c", 1),
+        &[cu("sip:a@h", 10, 0), cu("sip:b@h", 100, 0)],
+        NOW,
+    )
+    .unwrap();
     assert_eq!(ul.show("location", b"alice", NOW + 5).unwrap().len(), 2);
     assert_eq!(ul.show("location", b"alice", NOW + 50).unwrap().len(), 1);
     assert_eq!(ul.stats(NOW + 50)[0].expired, 1);
@@ -155,9 +197,21 @@ fn db_mode_1_posts_every_change() {
     let ul = Usrloc::default();
     let (db, rx) = sink();
     let cfg = mode(1);
-    save(&ul, &cfg, &db, "alice", req("c", 1), &[cu("sip:a@h", 60, 500)], NOW).unwrap();
+    save(
+        &ul,
+        &cfg,
+        &db,
+        "alice",
+        req("c", 1),
+        &[cu("sip:a@h", 60, 500)],
+        NOW,
+    )
+    .unwrap();
     let w = rx.try_recv().unwrap();
-    let DbWrite::Upsert { table, keys, row, .. } = w else {
+    let DbWrite::Upsert {
+        table, keys, row, ..
+    } = w
+    else {
         panic!("{w:?}")
     };
     assert_eq!(table, "location");
@@ -168,16 +222,38 @@ fn db_mode_1_posts_every_change() {
             ("contact".to_string(), "sip:a@h".to_string())
         ]
     );
-    let col = |n: &str| row.iter().find(|(c, _)| c == n).and_then(|(_, v)| v.clone());
+    let col = |n: &str| {
+        row.iter()
+            .find(|(c, _)| c == n)
+            .and_then(|(_, v)| v.clone())
+    };
     assert_eq!(col("expires").as_deref(), Some("2023-11-14 22:14:20"));
     assert_eq!(col("q").as_deref(), Some("0.50"));
     assert_eq!(col("callid").as_deref(), Some("c"));
     assert_eq!(col("cseq").as_deref(), Some("1"));
     assert_eq!(col("user_agent").as_deref(), Some("ua"));
-    save(&ul, &cfg, &db, "alice", req("c", 2), &[cu("sip:a@h", 0, 0)], NOW).unwrap();
+    save(
+        &ul,
+        &cfg,
+        &db,
+        "alice",
+        req("c", 2),
+        &[cu("sip:a@h", 0, 0)],
+        NOW,
+    )
+    .unwrap();
     assert!(matches!(rx.try_recv().unwrap(), DbWrite::Delete { keys, .. } if keys.len() == 2));
     // Expiry by the timer is written through too.
-    save(&ul, &cfg, &db, "bob", req("d", 1), &[cu("sip:b@h", 60, 0)], NOW).unwrap();
+    save(
+        &ul,
+        &cfg,
+        &db,
+        "bob",
+        req("d", 1),
+        &[cu("sip:b@h", 60, 0)],
+        NOW,
+    )
+    .unwrap();
     let _ = rx.try_recv().unwrap();
     assert_eq!(ul.timer(NOW + 61, &cfg, &db), 1);
     assert!(matches!(rx.try_recv().unwrap(), DbWrite::Delete { .. }));
@@ -189,13 +265,33 @@ fn db_mode_2_writes_back_on_the_timer_only() {
     let ul = Usrloc::default();
     let (db, rx) = sink();
     let cfg = mode(2);
-    save(&ul, &cfg, &db, "alice", req("c", 1), &[cu("sip:a@h", 60, 0), cu("sip:b@h", 60, 0)], NOW).unwrap();
-    save(&ul, &cfg, &db, "alice", req("c", 2), &[cu("sip:a@h", 0, 0)], NOW).unwrap();
+    save(
+        &ul,
+        &cfg,
+        &db,
+        "alice",
+        req("c", 1),
+        &[cu("sip:a@h", 60, 0), cu("sip:b@h", 60, 0)],
+        NOW,
+    )
+    .unwrap();
+    save(
+        &ul,
+        &cfg,
+        &db,
+        "alice",
+        req("c", 2),
+        &[cu("sip:a@h", 0, 0)],
+        NOW,
+    )
+    .unwrap();
     assert!(rx.try_recv().is_err(), "nothing posted per message");
     ul.timer(NOW + 1, &cfg, &db);
     let writes: Vec<DbWrite> = rx.try_iter().collect();
     assert_eq!(writes.len(), 2, "{writes:?}");
-    assert!(matches!(&writes[0], DbWrite::Delete { keys, .. } if keys == &vec![("username".to_string(), "alice".to_string())]));
+    assert!(
+        matches!(&writes[0], DbWrite::Delete { keys, .. } if keys == &vec![("username".to_string(), "alice".to_string())])
+    );
     assert!(matches!(&writes[1], DbWrite::Upsert { keys, .. } if keys[1].1 == "sip:b@h"));
     // Nothing changed since: nothing written.
     ul.timer(NOW + 2, &cfg, &db);
@@ -212,7 +308,16 @@ fn db_mode_2_keeps_dirty_when_the_queue_refuses() {
     let ul = Usrloc::default();
     let db = DbSink::default(); // no database: every post refused
     let cfg = mode(2);
-    save(&ul, &cfg, &db, "alice", req("c", 1), &[cu("sip:a@h", 60, 0)], NOW).unwrap();
+    save(
+        &ul,
+        &cfg,
+        &db,
+        "alice",
+        req("c", 1),
+        &[cu("sip:a@h", 60, 0)],
+        NOW,
+    )
+    .unwrap();
     ul.flush(&cfg, &db);
     let (db2, rx) = sink();
     assert_eq!(ul.flush(&cfg, &db2), 1);
@@ -226,21 +331,22 @@ fn load_rows_rebuilds_a_table() {
         use_domain: true,
         ..mode(1)
     };
-    let row = |user: &str, contact: &str, expires: &str, q: &str, flags: &str| -> Vec<Option<String>> {
-        vec![
-            Some(user.into()),
-            Some("Example.COM".into()),
-            Some(contact.into()),
-            Some(expires.into()),
-            Some(q.into()),
-            Some("cid".into()),
-            Some("7".into()),
-            Some(flags.into()),
-            Some("phone".into()),
-            None,
-            Some("2023-11-14 22:00:00".into()),
-        ]
-    };
+    let row =
+        |user: &str, contact: &str, expires: &str, q: &str, flags: &str| -> Vec<Option<String>> {
+            vec![
+                Some(user.into()),
+                Some("Example.COM".into()),
+                Some(contact.into()),
+                Some(expires.into()),
+                Some(q.into()),
+                Some("cid".into()),
+                Some("7".into()),
+                Some(flags.into()),
+                Some("phone".into()),
+                None,
+                Some("2023-11-14 22:00:00".into()),
+            ]
+        };
     let rows = vec![
         row("alice", "sip:a@h", "2023-11-14 23:00:00", "0.7", "0"),
         row("alice", "sip:b@h", "2023-11-14 22:00:00", "1", "0"), // expired
@@ -267,7 +373,13 @@ fn select_job_for_db_mode_3() {
         db_url: "postgres://x/y".into(),
         ..mode(3)
     };
-    let Job::Db { url, table, keys, columns } = cfg.select_job("location", Some(("alice", "example.com"))) else {
+    let Job::Db {
+        url,
+        table,
+        keys,
+        columns,
+    } = cfg.select_job("location", Some(("alice", "example.com")))
+    else {
         panic!()
     };
     assert_eq!(url, "postgres://x/y");
@@ -283,8 +395,32 @@ fn management_api() {
     let cfg = mode(1);
     let (key, user, domain) = aor_of_text("Bob@Example.com", false, false);
     assert_eq!(&key[..], b"bob");
-    ul.add("location", &key, &user, &domain, "sip:bob@10.0.0.9", 0, 1000, NOW, &cfg, &db).unwrap();
-    ul.add("location", &key, &user, &domain, "sip:bob@10.0.0.8", 30, 500, NOW, &cfg, &db).unwrap();
+    ul.add(
+        "location",
+        &key,
+        &user,
+        &domain,
+        "sip:bob@10.0.0.9",
+        0,
+        1000,
+        NOW,
+        &cfg,
+        &db,
+    )
+    .unwrap();
+    ul.add(
+        "location",
+        &key,
+        &user,
+        &domain,
+        "sip:bob@10.0.0.8",
+        30,
+        500,
+        NOW,
+        &cfg,
+        &db,
+    )
+    .unwrap();
     assert_eq!(rx.try_iter().count(), 2);
     let shown = ul.show("location", &key, NOW + 1_000_000).unwrap();
     assert_eq!(shown.len(), 1, "the permanent one survives any time");
@@ -315,7 +451,16 @@ fn concurrent_saves_of_one_aor_lose_nothing() {
                 for i in 0..10 {
                     let c = format!("sip:u@10.0.{t}.{i}");
                     let cid = format!("call-{t}");
-                    save(&ul, &mode(0), &db, "shared", req(&cid, i + 1), &[cu(&c, 60, 0)], NOW).unwrap();
+                    save(
+                        &ul,
+                        &mode(0),
+                        &db,
+                        "shared",
+                        req(&cid, i + 1),
+                        &[cu(&c, 60, 0)],
+                        NOW,
+                    )
+                    .unwrap();
                 }
             })
         })

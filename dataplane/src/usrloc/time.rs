@@ -111,7 +111,10 @@ mod tests {
         assert_eq!(datetime(0), "1970-01-01 00:00:00");
         assert_eq!(datetime(1_700_000_000), "2023-11-14 22:13:20");
         assert_eq!(parse_datetime("2023-11-14 22:13:20"), Some(1_700_000_000));
-        assert_eq!(parse_datetime("2023-11-14T22:13:20+00"), Some(1_700_000_000));
+        assert_eq!(
+            parse_datetime("2023-11-14T22:13:20+00"),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_datetime("1700000000"), Some(1_700_000_000));
         assert_eq!(parse_datetime("2023-13-14 22:13:20"), None);
         assert_eq!(parse_datetime("garbage"), None);
