@@ -19,11 +19,12 @@
 //!    [`Ctx::dst_uri`] with the Request-URI untouched; a strict router becomes the Request-URI and
 //!    the old Request-URI is appended as the last Route (§16.6 step 6).
 //!
-//! It returns true when the request is routed by its Route headers (a next hop from step 3, or a
-//! Request-URI taken from a Route in step 1), false otherwise — no Route header, or only our own
-//! Route values in front of a Request-URI that decides (a pre-loaded route to us on an initial
-//! request: the script goes on to `lookup`). A Route header that does not parse: false, with 400 as
-//! the last error (for `sl_reply_error`).
+//! It returns true when the request is routed by its Route headers: a next hop from step 3, a
+//! Request-URI taken from a Route in step 1, or — only our own values removed — a request within a
+//! dialog (To tag), which goes to its Request-URI, the remote target. It returns false without
+//! Route headers, and for an initial request whose pre-loaded Route named only us (the script goes
+//! on to `lookup`). A Route header that does not parse: false, with 400 as the last error (for
+//! `sl_reply_error`).
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
@@ -292,6 +293,12 @@ fn loose_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult 
     }
     // 3. The next hop.
     let mut append_route: Option<UriBuf> = None;
+    if next == last && next > 0 {
+        // Only our own values: within a dialog (To tag) the route set brought the request here and
+        // the Request-URI (the remote target) is where it goes; an initial request with a
+        // pre-loaded route to us is routed by the script (SER 0.9's `preloaded` rule).
+        routed |= ctx.msg.to().is_ok_and(|t| t.tag().is_some());
+    }
     if next < last {
         let hop = &routes[next];
         if hop.lr {
