@@ -437,7 +437,7 @@ fn several_tables_are_separate() {
         "Contact: <sip:henry@example.com>\r\n",
     );
     alias.set_request_uri(b"sip:aliases.example.com").unwrap();
-    let alias = Message::parse(Bytes::from(alias.to_bytes())).unwrap();
+    let alias = Message::parse(alias.to_bytes()).unwrap();
     run(&mut env, alias);
     run(
         &mut env,
@@ -611,4 +611,129 @@ fn db_mode_3_save_selects_writes_then_replies_and_lookup_reads_the_db() {
     let (mut ctx, _) = run(&mut env, invite("sip:kim@example.com"));
     resume_with(&mut env, &mut ctx, JobResult::Rows(vec![]));
     assert_eq!(env.last().code, 404);
+}
+
+#[test]
+fn start_jobs_load_the_tables_the_script_uses() {
+    let env = RegEnv::new(&format!(
+        "{MODULES}modparam(\"usrloc\", \"db_mode\", 2)\nroute {{ save(\"location\"); lookup(\"aliases\"); lookup(\"location\"); }}"
+    ));
+    assert_eq!(
+        dataplane::usrloc::script_tables(&env.program),
+        ["aliases", "location"]
+    );
+    let jobs = dataplane::usrloc::start_jobs(&env.program);
+    assert_eq!(jobs.len(), 2);
+    assert!(
+        matches!(&jobs[1], (t, Job::Db { table, keys, .. }) if t == "location" && table == "location" && keys.is_empty())
+    );
+    let env = RegEnv::new(&script(""));
+    assert!(
+        dataplane::usrloc::start_jobs(&env.program).is_empty(),
+        "db_mode 0 loads nothing"
+    );
+}
+
+/// A table standing in for the database: the writes applied in order, read back as rows.
+#[derive(Default)]
+struct FakeTable {
+    rows: Vec<Vec<(String, Option<String>)>>,
+}
+
+impl FakeTable {
+    fn apply(&mut self, w: DbWrite) {
+        let matches = |row: &Vec<(String, Option<String>)>, keys: &[(String, String)]| {
+            keys.iter().all(|(k, v)| {
+                row.iter()
+                    .any(|(c, x)| c == k && x.as_deref() == Some(v.as_str()))
+            })
+        };
+        match w {
+            DbWrite::Upsert { keys, row, .. } => {
+                self.rows.retain(|r| !matches(r, &keys));
+                let mut r: Vec<(String, Option<String>)> =
+                    keys.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                r.extend(row);
+                self.rows.push(r);
+            }
+            DbWrite::Delete { keys, .. } => self.rows.retain(|r| !matches(r, &keys)),
+            DbWrite::Insert { row, .. } => self.rows.push(row),
+        }
+    }
+    fn select(&self, columns: &[String]) -> Vec<Vec<Option<String>>> {
+        self.rows
+            .iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| r.iter().find(|(n, _)| n == c).and_then(|(_, v)| v.clone()))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn bindings_survive_a_restart_through_the_written_rows() {
+    for mode in [1, 2] {
+        let (services, rx) = db_services();
+        let cfg_text = script(&format!("modparam(\"usrloc\", \"db_mode\", {mode})\n"));
+        let mut env = RegEnv::with_services(&cfg_text, services);
+        run(
+            &mut env,
+            register(
+                "sip:lee@example.com",
+                "c",
+                1,
+                "Contact: <sip:lee@10.0.0.1>;q=0.3, <sip:lee@10.0.0.2>;q=0.6\r\n",
+            ),
+        );
+        run(
+            &mut env,
+            register(
+                "sip:lee@example.com",
+                "c",
+                2,
+                "Contact: <sip:lee@10.0.0.1>;expires=0\r\n",
+            ),
+        );
+        run(
+            &mut env,
+            register(
+                "sip:max@example.com",
+                "m",
+                1,
+                "Contact: <sip:max@10.0.0.3>\r\n",
+            ),
+        );
+        let ul = dataplane::usrloc::UsrlocConfig::from_program(Some(&env.program));
+        if mode == 2 {
+            env.services
+                .usrloc
+                .timer(dataplane::usrloc::time::now_unix(), &ul, &env.services.db);
+        }
+        let mut db = FakeTable::default();
+        for w in rx.try_iter() {
+            db.apply(w);
+        }
+        // "Restart": a new server loads the table and finds the bindings.
+        let mut env2 = RegEnv::new(&cfg_text);
+        let (table, job) = dataplane::usrloc::start_jobs(&env2.program).remove(0);
+        let Job::Db { columns, .. } = job else {
+            panic!()
+        };
+        let rows = db.select(&columns);
+        assert_eq!(
+            env2.services
+                .usrloc
+                .load_rows(&table, &ul, &rows, dataplane::usrloc::time::now_unix()),
+            2,
+            "mode {mode}"
+        );
+        let (ctx, _) = run(&mut env2, invite("sip:lee@example.com"));
+        assert_eq!(ctx.uri(), b"sip:lee@10.0.0.2", "mode {mode}");
+        assert!(ctx.dset().is_empty());
+        let (ctx, _) = run(&mut env2, invite("sip:max@example.com"));
+        assert_eq!(ctx.uri(), b"sip:max@10.0.0.3");
+    }
 }

@@ -128,7 +128,7 @@ impl RegConfig {
             default_q: u16::try_from((int("default_q").clamp(0, 100)) * 10).unwrap_or(0),
             append_branches: int("append_branches") != 0,
             desc_time_order: int("desc_time_order") != 0,
-            case_sensitive: int("case_sensitive") != 0,
+            case_sensitive: int("case_sensitive") != 0, // also in `ul`
             min_expires: u32_of(int("min_expires")),
             max_expires: u32_of(int("max_expires")),
             ul: UsrlocConfig::from_program(env.program()),

@@ -325,6 +325,8 @@ pub struct UsrlocConfig {
     pub timer_interval: u64,
     /// AORs are user@domain (usrloc's or registrar's `use_domain`).
     pub use_domain: bool,
+    /// The AOR's user part compared case-sensitively (registrar's `case_sensitive`).
+    pub case_sensitive: bool,
     /// Column names: username, domain, contact, expires, q, callid, cseq.
     pub user_col: String,
     /// Domain column.
@@ -369,6 +371,7 @@ impl UsrlocConfig {
                 .max(1),
             use_domain: int(&usrloc_mod::MODULE, "use_domain") != 0
                 || int(&registrar::MODULE, "use_domain") != 0,
+            case_sensitive: int(&registrar::MODULE, "case_sensitive") != 0,
             user_col: s("user_col"),
             domain_col: s("domain_col"),
             contact_col: s("contact_col"),
@@ -489,6 +492,48 @@ impl UsrlocConfig {
     }
 }
 
+/// The location tables the script names in `save`/`lookup` calls (what to load at start), sorted.
+pub fn script_tables(program: &Program) -> Vec<String> {
+    let Some(reg) = crate::modules::ALL
+        .iter()
+        .position(|m| std::ptr::eq(*m, &registrar::MODULE))
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for block in &program.routes {
+        for insn in &block.code {
+            if let crate::script::ir::Insn::Call(c) = insn {
+                if usize::from(c.module.0) == reg {
+                    if let Some(crate::script::ir::Arg::Str(t)) = c.args.first() {
+                        if !out.contains(t) {
+                            out.push(t.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What to load at start: for db_mode 1 and 2, one select per table the script uses (answer each
+/// with [`Usrloc::load_rows`]); nothing otherwise.
+pub fn start_jobs(program: &Program) -> Vec<(String, Job)> {
+    let cfg = UsrlocConfig::from_program(Some(program));
+    if !matches!(cfg.db_mode, 1 | 2) {
+        return Vec::new();
+    }
+    script_tables(program)
+        .into_iter()
+        .map(|t| {
+            let job = cfg.select_job(&t, None);
+            (t, job)
+        })
+        .collect()
+}
+
 /// The key of an AOR in a table: `user` or `user@domain` (with `use_domain`), the domain always and
 /// the user unless `case_sensitive` lower-cased.
 pub fn aor_key(user: &[u8], domain: Option<&[u8]>, case_sensitive: bool) -> SmallVec<[u8; 64]> {
@@ -528,12 +573,24 @@ pub fn aor_of_text(
     (key, username, domain.to_ascii_lowercase())
 }
 
+/// (username, domain) of an AOR.
+type AorName = (Box<str>, Box<str>);
+
 /// One table's AORs and, for db_mode 2, the AORs changed since the last flush.
 #[derive(Default)]
 pub struct Table {
     records: papaya::HashMap<Box<[u8]>, Record>,
     /// AOR key → (username, domain) of records changed since the last write-back.
-    dirty: papaya::HashMap<Box<[u8]>, (Box<str>, Box<str>)>,
+    dirty: papaya::HashMap<Box<[u8]>, AorName>,
+}
+
+/// One table as `ul_dump` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDump {
+    /// Table name.
+    pub table: String,
+    /// (AOR key, its bindings in force), sorted by AOR.
+    pub aors: Vec<(String, Vec<Binding>)>,
 }
 
 /// Statistics of one table (`ul_stats`).
@@ -686,7 +743,6 @@ impl Usrloc {
         &self,
         table: &str,
         cfg: &UsrlocConfig,
-        case_sensitive: bool,
         rows: &[Vec<Option<String>>],
         now: u64,
     ) -> usize {
@@ -705,7 +761,7 @@ impl Usrloc {
             let key = aor_key(
                 user.as_bytes(),
                 cfg.use_domain.then_some(domain.as_bytes()),
-                case_sensitive,
+                cfg.case_sensitive,
             );
             let loaded = self.update(table, &key, &none, &DbSink::default(), |cur, room| {
                 let mut rec = cur.cloned().unwrap_or_else(|| Record::new(&user, &domain));
@@ -773,7 +829,7 @@ impl Usrloc {
         let tables = self.tables.pin();
         for (name, t) in tables.iter() {
             let dirty = t.dirty.pin();
-            let keys: Vec<(Box<[u8]>, (Box<str>, Box<str>))> =
+            let keys: Vec<(Box<[u8]>, AorName)> =
                 dirty.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             for (key, (user, domain)) in keys {
                 dirty.remove(&key);
@@ -934,9 +990,9 @@ impl Usrloc {
 
     /// Every table with its AORs and their bindings in force at `now` (`ul_dump`), sorted by table
     /// and AOR.
-    pub fn dump(&self, now: u64) -> Vec<(String, Vec<(String, Vec<Binding>)>)> {
+    pub fn dump(&self, now: u64) -> Vec<TableDump> {
         let tables = self.tables.pin();
-        let mut out: Vec<(String, Vec<(String, Vec<Binding>)>)> = tables
+        let mut out: Vec<TableDump> = tables
             .iter()
             .map(|(name, t)| {
                 let mut aors: Vec<(String, Vec<Binding>)> = t
@@ -954,10 +1010,13 @@ impl Usrloc {
                     })
                     .collect();
                 aors.sort_by(|a, b| a.0.cmp(&b.0));
-                (name.to_string(), aors)
+                TableDump {
+                    table: name.to_string(),
+                    aors,
+                }
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.table.cmp(&b.table));
         out
     }
 }

@@ -353,7 +353,7 @@ fn load_rows_rebuilds_a_table() {
         row("alice", "sip:p@h", "1970-01-01 00:00:00", "0", "128"), // permanent
         vec![None, None, None],
     ];
-    assert_eq!(ul.load_rows("location", &cfg, false, &rows, NOW), 2);
+    assert_eq!(ul.load_rows("location", &cfg, &rows, NOW), 2);
     let b = ul.show("location", b"alice@example.com", NOW).unwrap();
     assert_eq!(b.len(), 2);
     assert_eq!(b[0].contact.as_ref(), "sip:a@h");
@@ -425,9 +425,9 @@ fn management_api() {
     let shown = ul.show("location", &key, NOW + 1_000_000).unwrap();
     assert_eq!(shown.len(), 1, "the permanent one survives any time");
     let d = ul.dump(NOW);
-    assert_eq!(d[0].0, "location");
-    assert_eq!(d[0].1[0].0, "bob");
-    assert_eq!(d[0].1[0].1.len(), 2);
+    assert_eq!(d[0].table, "location");
+    assert_eq!(d[0].aors[0].0, "bob");
+    assert_eq!(d[0].aors[0].1.len(), 2);
     assert!(ul.remove_contact("location", &key, "sip:bob@10.0.0.8", &cfg, &db));
     assert!(!ul.remove_contact("location", &key, "sip:nobody@x", &cfg, &db));
     assert!(ul.remove_aor("location", &key, &cfg, &db));
