@@ -131,7 +131,7 @@ impl RegConfig {
             case_sensitive: int("case_sensitive") != 0, // also in `ul`
             min_expires: u32_of(int("min_expires")),
             max_expires: u32_of(int("max_expires")),
-            ul: UsrlocConfig::from_program(env.program()),
+            ul: UsrlocConfig::for_message(env.program()),
         }
     }
 }

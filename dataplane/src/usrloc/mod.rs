@@ -352,19 +352,36 @@ impl Default for UsrlocConfig {
 impl UsrlocConfig {
     /// The parameters of `program` (defaults when `None` or when usrloc is not loaded).
     pub fn from_program(program: Option<&Program>) -> UsrlocConfig {
+        Self::read(program, true)
+    }
+
+    /// [`UsrlocConfig::from_program`] for one message: in db_mode 0 the column names and URL, which
+    /// nothing will use, are left empty (no allocation per REGISTER or lookup).
+    pub fn for_message(program: Option<&Program>) -> UsrlocConfig {
+        Self::read(program, false)
+    }
+
+    fn read(program: Option<&Program>, always_names: bool) -> UsrlocConfig {
+        let db_mode = program_param(program, &usrloc_mod::MODULE, "db_mode")
+            .and_then(|p| p.int())
+            .unwrap_or(0);
+        let names = always_names || db_mode != 0;
         let int = |m, n| {
             program_param(program, m, n)
                 .and_then(|p| p.int())
                 .unwrap_or(0)
         };
         let s = |n: &str| {
+            if !names {
+                return String::new();
+            }
             program_param(program, &usrloc_mod::MODULE, n)
                 .and_then(|p| p.str())
                 .unwrap_or("")
                 .to_string()
         };
         UsrlocConfig {
-            db_mode: int(&usrloc_mod::MODULE, "db_mode"),
+            db_mode,
             db_url: s("db_url"),
             timer_interval: u64::try_from(int(&usrloc_mod::MODULE, "timer_interval"))
                 .unwrap_or(60)
