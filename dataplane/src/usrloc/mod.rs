@@ -88,6 +88,17 @@ impl Binding {
             self.expires.saturating_sub(now)
         }
     }
+    /// `<sip:…>;q=0.50;expires=1012`: a line of SER's `ul_show_contact` / `ul_dump` output.
+    pub fn fifo_line(&self, now: u64) -> String {
+        format!(
+            "<{}>;q={}.{:02};expires={}",
+            self.contact,
+            self.q / 1000,
+            (self.q % 1000) / 10,
+            self.expires_in(now)
+        )
+    }
+
     /// `<uri>;q=0.5;expires=N`: a Contact value of a REGISTER's 200 (RFC 3261 §10.3 step 8).
     pub fn contact_value(&self, now: u64) -> String {
         format!(

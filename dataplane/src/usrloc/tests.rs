@@ -362,6 +362,7 @@ fn load_rows_rebuilds_a_table() {
     assert_eq!(b[0].expires_in(NOW), 2800);
     assert!(b[1].is_permanent());
     assert_eq!(b[1].contact_value(NOW), "<sip:p@h>;q=0;expires=0");
+    assert_eq!(b[0].fifo_line(NOW), "<sip:a@h>;q=0.70;expires=2800");
     // Loading wrote nothing back.
     assert_eq!(cfg.columns().len(), 11);
 }
