@@ -563,15 +563,7 @@ fn unimplemented_calls_lists_each_pair_once() {
     let p =
         program(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ser.cfg")).unwrap());
     let u = dataplane::script::unimplemented_calls(&p);
-    assert_eq!(
-        u,
-        [
-            ("rr", "record_route"),
-            ("rr", "loose_route"),
-            ("registrar", "save"),
-            ("registrar", "lookup"),
-        ]
-    );
+    assert!(u.is_empty(), "{u:?}");
     let p =
         program("loadmodule \"textops.so\"\nroute{ search(\"x\"); append_hf(\"X: y\\r\\n\"); }");
     assert!(dataplane::script::unimplemented_calls(&p).is_empty());

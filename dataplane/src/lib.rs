@@ -5,6 +5,7 @@
 //! - [`script`]: the compiled routing script (IR), its interpreter and the module declarations.
 //! - [`services`]: state shared by all shards (locations, credentials, the DB write queue).
 //! - [`stats`]: per-shard traffic counters, summed on demand for management.
+//! - [`usrloc`]: the user location store (bindings per table and AOR) behind registrar.
 //! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
@@ -23,4 +24,5 @@ pub mod shard;
 pub mod stats;
 pub mod transport;
 pub mod txn;
+pub mod usrloc;
 pub mod wire;

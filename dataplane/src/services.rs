@@ -16,4 +16,6 @@ pub struct Services {
     pub db: DbSink,
     /// Traffic counters, one slot per shard (management: `stats`, `/metrics`).
     pub stats: std::sync::Arc<crate::stats::Stats>,
+    /// User locations (usrloc): read by every shard, written by `save` and management commands.
+    pub usrloc: crate::usrloc::Usrloc,
 }

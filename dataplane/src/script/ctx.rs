@@ -114,6 +114,38 @@ pub struct TmCtx {
     pub pending_relay: Option<crate::modules::tm::Relay>,
 }
 
+/// Opaque state of a module function between a suspension and its resume function (which gets
+/// no arguments of its own). Taken by the resume function; dropped with the context otherwise.
+#[derive(Default)]
+pub struct ModuleState(pub Option<Box<dyn std::any::Any + Send>>);
+
+impl std::fmt::Debug for ModuleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ModuleState(set)"
+        } else {
+            "ModuleState(none)"
+        })
+    }
+}
+
+impl ModuleState {
+    /// Stores `v`, replacing what was there.
+    pub fn set<T: std::any::Any + Send>(&mut self, v: T) {
+        self.0 = Some(Box::new(v));
+    }
+    /// Takes the state if it is a `T`.
+    pub fn take<T: std::any::Any + Send>(&mut self) -> Option<T> {
+        match self.0.take()?.downcast::<T>() {
+            Ok(b) => Some(*b),
+            Err(other) => {
+                self.0 = Some(other);
+                None
+            }
+        }
+    }
+}
+
 /// The per-message context of a script run.
 #[derive(Debug)]
 pub struct Ctx {
@@ -137,6 +169,16 @@ pub struct Ctx {
     /// Transaction state of this request (module tm): its transaction, the failure_route armed by
     /// `t_on_failure`, a stateful forward waiting for DNS.
     pub tm: TmCtx,
+    /// The next hop when it is not the request URI (SER 0.9's `dst_uri`): `loose_route` sets it to
+    /// the top Route when that is a loose router. Forwarding to the request URI (`t_relay`,
+    /// a URI-driven forward) must send there instead, leaving the Request-URI as it is.
+    pub dst_uri: Option<UriBuf>,
+    /// Set by `record_route()`: what the forward path needs to add the outbound Record-Route when
+    /// the request leaves over another transport or address family (see
+    /// [`crate::modules::rr::outbound_record_route`]).
+    pub record_route: Option<crate::modules::rr::RecordRouted>,
+    /// State a module function keeps across its own suspensions (registrar's db_mode 3 `save`).
+    pub module_state: ModuleState,
     new_uri: Option<UriBuf>,
     dset: DestinationSet,
     flags: u32,
@@ -161,6 +203,9 @@ impl Ctx {
             pending_target: None,
             last_error: None,
             tm: TmCtx::default(),
+            dst_uri: None,
+            record_route: None,
+            module_state: ModuleState::default(),
             new_uri: None,
             dset: DestinationSet::new(MAX_BRANCHES - 1),
             flags: 0,
