@@ -562,8 +562,16 @@ fn unimplemented_function_fails_clearly_once() {
 fn unimplemented_calls_lists_each_pair_once() {
     let p =
         program(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ser.cfg")).unwrap());
+    // The shipped ser.cfg needs nothing this build lacks.
     let u = dataplane::script::unimplemented_calls(&p);
     assert!(u.is_empty(), "{u:?}");
+    let p = program(
+        "loadmodule \"jabber.so\"\nroute{ jab_send_message(); route(1); }\nroute[1]{ jab_send_message(); jab_join_jconf(); }",
+    );
+    assert_eq!(
+        dataplane::script::unimplemented_calls(&p),
+        [("jabber", "jab_send_message"), ("jabber", "jab_join_jconf")]
+    );
     let p =
         program("loadmodule \"textops.so\"\nroute{ search(\"x\"); append_hf(\"X: y\\r\\n\"); }");
     assert!(dataplane::script::unimplemented_calls(&p).is_empty());

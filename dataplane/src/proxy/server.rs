@@ -628,7 +628,7 @@ fn write(msg: &Message, out: &mut Outbox) -> bytes::Bytes {
     buf.freeze()
 }
 
-fn to_ir_proto(p: Proto) -> crate::script::ir::Proto {
+pub(crate) fn to_ir_proto(p: Proto) -> crate::script::ir::Proto {
     match p {
         Proto::Udp => crate::script::ir::Proto::Udp,
         Proto::Tcp => crate::script::ir::Proto::Tcp,
@@ -991,7 +991,9 @@ impl Env for ShardEnv<'_> {
         target: &Target<'_>,
         proto: Option<crate::script::ir::Proto>,
     ) -> ActionResult {
-        let dest = match self.resolve(ctx.uri(), target, proto) {
+        // After loose_route, the next hop is the top Route (dst_uri), not the Request-URI.
+        let next_hop = ctx.dst_uri.as_deref().unwrap_or(ctx.uri());
+        let dest = match self.resolve(next_hop, target, proto) {
             Ok(Ok(d)) => d,
             Ok(Err(why)) => {
                 ser_log!(L_ERR, "forward: {why}");
@@ -1026,6 +1028,9 @@ impl Env for ShardEnv<'_> {
             };
         }
         let mut msg = ctx.msg.clone();
+        if let Some(rr) = &ctx.record_route {
+            crate::modules::rr::outbound_record_route(&mut msg, rr, local, to_ir_proto(dest.proto));
+        }
         forward::add_via(
             &mut msg,
             proto_name(dest.proto),

@@ -1381,7 +1381,13 @@ impl ShardEnv<'_> {
         }
         uris.truncate(MAX_TXN_BRANCHES);
         let mut out = SmallVec::new();
-        for uri in uris {
+        // The request URI's branch goes to dst_uri when loose_route set one (the next Route).
+        let first_is_ruri = !failure || ctx.uri_rewritten() || how.to.is_some();
+        for (i, uri) in uris.into_iter().enumerate() {
+            let next_hop = match &ctx.dst_uri {
+                Some(d) if i == 0 && first_is_ruri && how.to.is_none() => d.clone(),
+                _ => uri.clone(),
+            };
             let r = match &how.to {
                 Some((host, port)) => {
                     let h = host_target(host);
@@ -1391,7 +1397,7 @@ impl ShardEnv<'_> {
                     };
                     self.resolve(&uri, &target, how.proto)
                 }
-                None => self.resolve(&uri, &Target::Uri, how.proto),
+                None => self.resolve(&next_hop, &Target::Uri, how.proto),
             };
             match r {
                 Ok(Ok(d)) => out.push((
@@ -1556,6 +1562,14 @@ impl Transactions for ShardEnv<'_> {
             let mut m = ctx.msg.clone();
             if uri[..] != original_uri[..] && m.set_request_uri(&uri).is_err() {
                 continue;
+            }
+            if let Some(rr) = &ctx.record_route {
+                crate::modules::rr::outbound_record_route(
+                    &mut m,
+                    rr,
+                    local,
+                    super::server::to_ir_proto(d.proto),
+                );
             }
             let mut sent_by: SmallVec<[u8; 64]> = SmallVec::new();
             {
