@@ -163,7 +163,187 @@ pub fn registry(
         },
     )?;
     register_tm(&mut reg, control)?;
+    register_usrloc(&mut reg, control)?;
     Ok(reg)
+}
+
+fn contact_of(b: &dataplane::usrloc::Binding, now: u64) -> format::Contact {
+    format::Contact {
+        uri: b.contact.to_string(),
+        q: f32::from(b.q) / 1000.0,
+        expires_in: (!b.is_permanent()).then(|| b.expires as i64 - now as i64),
+        call_id: b.callid.to_string(),
+        cseq: b.cseq,
+        user_agent: b.user_agent.to_string(),
+        received: b.received.as_deref().unwrap_or("").to_string(),
+        flags: b.flags,
+    }
+}
+
+/// usrloc's commands over the shared location store: `ul_stats`, `ul_rm`, `ul_rm_contact`,
+/// `ul_dump`, `ul_flush`, `ul_add`, `ul_show_contact`. Tables are the ones the running script
+/// names (SER answered "table not found" for others); changes are persisted per db_mode like a
+/// REGISTER's.
+fn register_usrloc(reg: &mut Registry, control: &Control) -> Result<(), String> {
+    use dataplane::usrloc::time::now_unix as now_unix_secs;
+    use dataplane::usrloc::{aor_of_text, script_tables, UsrlocConfig};
+    // (config, whether the script knows the table)
+    fn setup(c: &Control, table: &str) -> (UsrlocConfig, bool) {
+        let loaded = c.shared().program.load();
+        let cfg = UsrlocConfig::from_program(Some(&loaded.program));
+        let known = script_tables(&loaded.program).iter().any(|t| t == table);
+        (cfg, known)
+    }
+    let c = control.clone();
+    reg.register("ul_stats", "registered contacts per table", move |_| {
+        let loaded = c.shared().program.load();
+        let mut stats = c.services().usrloc.stats(now_unix_secs());
+        for t in script_tables(&loaded.program) {
+            if !stats.iter().any(|s| s.table == t) {
+                stats.push(dataplane::usrloc::TableStats {
+                    table: t,
+                    records: 0,
+                    contacts: 0,
+                    expired: 0,
+                });
+            }
+        }
+        let rows: Vec<format::TableStats> = stats
+            .iter()
+            .map(|s| format::TableStats {
+                table: s.table.clone(),
+                registered: s.contacts as u64,
+                expired: s.expired as u64,
+            })
+            .collect();
+        format::ul_stats_reply(&rows)
+    })?;
+    let c = control.clone();
+    reg.register("ul_rm", "remove an AOR's bindings", move |p| {
+        let (table, user) = match format::parse_table_user(p) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let (cfg, known) = setup(&c, &table);
+        if !known {
+            return format::ul_rm_reply(&table, &user, format::Removal::NoTable);
+        }
+        let (key, _, _) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        let s = c.services();
+        let r = if s.usrloc.remove_aor(&table, &key, &cfg, &s.db) {
+            format::Removal::Removed
+        } else {
+            format::Removal::NoUser
+        };
+        format::ul_rm_reply(&table, &user, r)
+    })?;
+    let c = control.clone();
+    reg.register("ul_rm_contact", "remove one binding", move |p| {
+        let (table, user, contact) = match format::parse_table_user_contact(p) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let (cfg, known) = setup(&c, &table);
+        if !known {
+            return format::ul_rm_contact_reply(&table, &user, &contact, format::Removal::NoTable);
+        }
+        let (key, _, _) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        let s = c.services();
+        let r = if s.usrloc.show(&table, &key, now_unix_secs()).is_none() {
+            format::Removal::NoUser
+        } else if s.usrloc.remove_contact(&table, &key, &contact, &cfg, &s.db) {
+            format::Removal::Removed
+        } else {
+            format::Removal::NoContact
+        };
+        format::ul_rm_contact_reply(&table, &user, &contact, r)
+    })?;
+    let c = control.clone();
+    reg.register("ul_dump", "every binding", move |_| {
+        let now = now_unix_secs();
+        let tables: Vec<(String, Vec<format::Record>)> = c
+            .services()
+            .usrloc
+            .dump(now)
+            .into_iter()
+            .map(|t| {
+                let recs = t
+                    .aors
+                    .iter()
+                    .map(|(aor, bs)| format::Record {
+                        aor: aor.clone(),
+                        contacts: bs.iter().map(|b| contact_of(b, now)).collect(),
+                    })
+                    .collect();
+                (t.table, recs)
+            })
+            .collect();
+        format::ul_dump_reply(&tables)
+    })?;
+    let c = control.clone();
+    reg.register(
+        "ul_flush",
+        "write changed bindings to the DB now",
+        move |_| {
+            let loaded = c.shared().program.load();
+            let cfg = UsrlocConfig::from_program(Some(&loaded.program));
+            let s = c.services();
+            let n = s.usrloc.flush(&cfg, &s.db);
+            Reply::status(200, "ul_flush completed").with_data(json!({ "written": n }))
+        },
+    )?;
+    let c = control.clone();
+    reg.register("ul_add", "add a binding", move |p| {
+        let a = match format::parse_ul_add(p) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let (cfg, known) = setup(&c, &a.table);
+        if !known {
+            return Reply::status(400, format!("table ({}) not found", a.table));
+        }
+        let (key, user, domain) = aor_of_text(&a.user, cfg.use_domain, cfg.case_sensitive);
+        let s = c.services();
+        let q = (a.q * 1000.0).round() as u16;
+        match s.usrloc.add(
+            &a.table,
+            &key,
+            &user,
+            &domain,
+            &a.contact,
+            a.expires,
+            q,
+            now_unix_secs(),
+            &cfg,
+            &s.db,
+        ) {
+            Ok(()) => format::ul_add_reply(&a),
+            Err(e) => {
+                let (code, reason) = e.status();
+                Reply::status(code, reason)
+            }
+        }
+    })?;
+    let c = control.clone();
+    reg.register("ul_show_contact", "an AOR's bindings", move |p| {
+        let (table, user) = match format::parse_table_user(p) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let (cfg, known) = setup(&c, &table);
+        if !known {
+            return Reply::status(400, format!("table ({table}) not found"));
+        }
+        let (key, _, _) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        let now = now_unix_secs();
+        let contacts: Option<Vec<format::Contact>> = c
+            .services()
+            .usrloc
+            .show(&table, &key, now)
+            .map(|bs| bs.iter().map(|b| contact_of(b, now)).collect());
+        format::ul_show_contact_reply(contacts.as_deref())
+    })?;
+    Ok(())
 }
 
 fn t_stats_of(t: &dataplane::txn::TmTotals) -> format::TStats {
@@ -252,7 +432,15 @@ pub fn sources(control: &Control) -> Sources {
     }));
     let c = control.clone();
     s.transactions = Some(Arc::new(move || t_stats_of(&c.shared().tm.totals())));
-    // Integrator: s.contacts (usrloc).
+    let c = control.clone();
+    s.contacts = Some(Arc::new(move || {
+        c.services()
+            .usrloc
+            .stats(dataplane::usrloc::time::now_unix())
+            .iter()
+            .map(|t| t.contacts as u64)
+            .sum()
+    }));
     s
 }
 

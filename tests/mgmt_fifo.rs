@@ -276,3 +276,90 @@ fn example_4_10_t_uac_dlg_delivers_to_a_sipp_uas() {
     assert!(h.starts_with("200"), "{h}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const REGISTRAR_CFG: &str = r#"
+loadmodule "sl.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+route {
+	if (method == "REGISTER") { save("location"); break; };
+	if (lookup("location")) { forward(uri:host, uri:port); break; };
+	sl_send_reply("404", "Not Found");
+}
+"#;
+
+/// Examples 4-9 and 4-11 against usrloc: serweb's `ul_add` (with the extra newline write2fifo
+/// appends), `ul_show_contact` in the guide's shape, a REGISTER seen by `ul_stats`/`ul_dump`, an
+/// INVITE routed to the binding `ul_add` made, then `ul_rm_contact` and `ul_rm`.
+#[test]
+fn examples_4_9_and_4_11_usrloc_commands() {
+    let fifo = PathBuf::from("/tmp").join(unique("fifo"));
+    let port = free_port("127.0.0.1");
+    let phone = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let pport = phone.local_addr().unwrap().port();
+    let _ser = Ser::start_with_cfg(
+        REGISTRAR_CFG,
+        &[
+            "-i",
+            fifo.to_str().unwrap(),
+            "-l",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    let reply = unique("serweb");
+    let contact = format!("sip:jiri@127.0.0.1:{pport}");
+    let out = fifo_call(
+        &fifo,
+        &reply,
+        &format!(":ul_add:{reply}\nlocation\njiri\n{contact}\n3600\n0.5\n\n\n"),
+    );
+    assert!(out.starts_with("200 Added to table"), "{out}");
+    let show = serctl_fifo(&fifo, "ul_show_contact", &["location", "jiri"]);
+    let line = show.lines().nth(1).unwrap_or("");
+    assert!(
+        line.starts_with(&format!("<{contact}>;q=0.50;expires=")),
+        "{show}"
+    );
+    // A call to jiri reaches the binding ul_add made.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    let inv = request("INVITE", "sip:jiri@127.0.0.1", &me, "UDP", "ul1@t");
+    c.send_to(inv.as_bytes(), addr).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = phone
+        .recv_from(&mut buf)
+        .expect("the INVITE reaches the contact");
+    let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        got.starts_with(&format!("INVITE {contact} SIP/2.0")),
+        "{got}"
+    );
+    // A REGISTER of another user shows in ul_stats and ul_dump.
+    let reg = request("REGISTER", "sip:127.0.0.1", &me, "UDP", "ul2@t")
+        .replace("sip:bob@example.com", "sip:alice@127.0.0.1")
+        .replacen(
+            "Content-Length: 0",
+            "Contact: <sip:alice@127.0.0.1:5999>\r\nExpires: 600\r\nContent-Length: 0",
+            1,
+        );
+    let r = udp_exchange(&c, addr, reg.as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let st = serctl_fifo(&fifo, "ul_stats", &[]);
+    assert!(st.contains("'location' 2 0"), "{st}");
+    let dump = serctl_fifo(&fifo, "ul_dump", &[]);
+    assert!(dump.contains("aor   : 'alice'"), "{dump}");
+    assert!(dump.contains("aor   : 'jiri'"), "{dump}");
+    // Removal.
+    let rm = serctl_fifo(&fifo, "ul_rm_contact", &["location", "jiri", &contact]);
+    assert!(rm.starts_with("200"), "{rm}");
+    let rm = serctl_fifo(&fifo, "ul_rm", &["location", "alice"]);
+    assert!(rm.starts_with("200 user (location, alice) deleted"), "{rm}");
+    let show = serctl_fifo(&fifo, "ul_show_contact", &["location", "alice"]);
+    assert!(show.starts_with("404"), "{show}");
+    let bad = serctl_fifo(&fifo, "ul_rm", &["nosuchtable", "alice"]);
+    assert!(bad.starts_with("400"), "{bad}");
+}

@@ -154,17 +154,26 @@ route {
     let _ser = Ser::start_with_cfg(cfg, &["-l", "127.0.0.1", "-p", &port.to_string()]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let c = udp_client("127.0.0.1");
-    let bye = request("BYE", "sip:bob@192.0.2.99:5060", "127.0.0.1:5999", "UDP", "rr3@x")
-        .replacen(
-            "Max-Forwards: 70\r\n",
-            &format!(
-                "Max-Forwards: 70\r\nRoute: <sip:127.0.0.1:{port};lr>, <sip:127.0.0.1:{hport};lr>\r\n"
-            ),
-            1,
-        );
+    let bye = request(
+        "BYE",
+        "sip:bob@192.0.2.99:5060",
+        "127.0.0.1:5999",
+        "UDP",
+        "rr3@x",
+    )
+    .replacen(
+        "Max-Forwards: 70\r\n",
+        &format!(
+            "Max-Forwards: 70\r\nRoute: <sip:127.0.0.1:{port};lr>, <sip:127.0.0.1:{hport};lr>\r\n"
+        ),
+        1,
+    );
     c.send_to(bye.as_bytes(), addr).unwrap();
     let got = recv(&hop);
-    assert!(got.starts_with("BYE sip:bob@192.0.2.99:5060 SIP/2.0"), "{got}");
+    assert!(
+        got.starts_with("BYE sip:bob@192.0.2.99:5060 SIP/2.0"),
+        "{got}"
+    );
     assert_eq!(
         header(&got, "Route"),
         Some(format!("<sip:127.0.0.1:{hport};lr>").as_str()),
