@@ -14,4 +14,7 @@ use crate::offload::DbSink;
 pub struct Services {
     /// Database writes, persisted in order by the controlplane (queued, retried, drained at stop).
     pub db: DbSink,
+    /// Digest authentication state: credential, group and domain caches, nonce key, replay and
+    /// failure tracking (see [`crate::auth`]).
+    pub auth: crate::auth::AuthState,
 }

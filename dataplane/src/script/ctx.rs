@@ -122,6 +122,10 @@ pub struct Ctx {
     /// The last internal error of an action, as the status a reply to it carries (SER's
     /// `ser_error`, which `sl_reply_error` answers with).
     pub last_error: Option<(u16, &'static str)>,
+    /// Index of the header field (Authorization or Proxy-Authorization) whose credentials passed
+    /// `www_authorize`/`proxy_authorize` (SER's "authorized credentials"): what `check_to`,
+    /// `is_user`, `is_user_in("Credentials", …)` and `consume_credentials` look at.
+    pub authorized: Option<usize>,
     new_uri: Option<UriBuf>,
     dset: DestinationSet,
     flags: u32,
@@ -145,6 +149,7 @@ impl Ctx {
             reply_headers: SmallVec::new(),
             pending_target: None,
             last_error: None,
+            authorized: None,
             new_uri: None,
             dset: DestinationSet::new(MAX_BRANCHES - 1),
             flags: 0,
