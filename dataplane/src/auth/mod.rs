@@ -252,6 +252,60 @@ pub fn str_arg(args: &[Arg], i: usize) -> &str {
     }
 }
 
+/// The user and host of a URI (`None` when it does not parse).
+pub fn uri_user_host(uri: &[u8]) -> Option<(Realm, Realm)> {
+    let u = crate::wire::uri::Uri::parse(uri).ok()?;
+    Some((
+        Realm::from_slice(u.user.unwrap_or_default()),
+        Realm::from_slice(u.host_raw),
+    ))
+}
+
+/// A yes/no database answer (group membership, subscriber existence) from `cache`, or a
+/// suspension on `job()` whose resume function (`then`) stores the answer with
+/// [`store_answer`] and returns it.
+pub fn cached_answer(
+    ctx: &mut Ctx,
+    env: &dyn Env,
+    cache: fn(&AuthState) -> &TtlCache<bool>,
+    key: &[u8],
+    job: impl FnOnce() -> crate::offload::Job,
+    then: crate::script::env::ResumeFn,
+) -> crate::script::env::ActionResult {
+    let now = unix_now(env.now());
+    let hit = env
+        .services()
+        .and_then(|s| cache(&s.auth).get_with(key, now, |b| *b));
+    match hit {
+        Some(b) => crate::script::env::ActionResult::from_bool(b),
+        None => ctx.suspend_with(job(), then),
+    }
+}
+
+/// Turns a select's answer into yes (rows) / no (none), caches it under `key` for `ttl` seconds
+/// (a no for at most [`cache::NEGATIVE_TTL`]); `None` when the database failed.
+pub fn store_answer(
+    env: &dyn Env,
+    cache: fn(&AuthState) -> &TtlCache<bool>,
+    key: &[u8],
+    result: &crate::offload::JobResult,
+    ttl: u64,
+) -> Option<bool> {
+    let yes = match result {
+        crate::offload::JobResult::Rows(r) => !r.is_empty(),
+        _ => return None,
+    };
+    if let Some(s) = env.services() {
+        let ttl = if yes {
+            ttl
+        } else {
+            ttl.min(cache::NEGATIVE_TTL)
+        };
+        cache(&s.auth).insert(key, yes, unix_now(env.now()), ttl);
+    }
+    Some(yes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
