@@ -37,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
     let nonce = c.nonce().unwrap_or_default();
     let _ = NonceKey::new(b"fuzz").check(nonce, realm, 1_000_000);
     let alg = c.algorithm().and_then(Algorithm::parse).unwrap_or(Algorithm::Md5);
-    let qop = c.qop().map_or(Ok(Qop::None), Qop::parse).unwrap_or(Qop::Auth);
+    let qop = c.qop().map_or(Some(Qop::None), Qop::parse).unwrap_or(Qop::Auth);
     let ha1 = digest::ha1(alg, c.username().unwrap_or_default(), realm, b"pw");
     let want = digest::response(&ResponseInput {
         alg,

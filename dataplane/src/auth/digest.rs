@@ -137,15 +137,15 @@ pub enum Qop {
 }
 
 impl Qop {
-    /// The qop a client used (`None` for an absent value is the caller's choice); `Err` for a
+    /// The qop a client used (an absent one is [`Qop::None`], the caller's choice); `None` for a
     /// value that is neither `auth` nor `auth-int`.
-    pub fn parse(b: &[u8]) -> Result<Qop, ()> {
+    pub fn parse(b: &[u8]) -> Option<Qop> {
         if b.eq_ignore_ascii_case(b"auth") {
-            Ok(Qop::Auth)
+            Some(Qop::Auth)
         } else if b.eq_ignore_ascii_case(b"auth-int") {
-            Ok(Qop::AuthInt)
+            Some(Qop::AuthInt)
         } else {
-            Err(())
+            None
         }
     }
 

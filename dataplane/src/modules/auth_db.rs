@@ -212,8 +212,8 @@ fn check(ctx: &Ctx, env: &dyn Env, args: &[Arg], kind: AuthKind, lookup: Lookup)
     let qop = match c.qop() {
         None => Qop::None,
         Some(q) => match Qop::parse(q) {
-            Ok(q) => q,
-            Err(()) => return Verdict::Malformed("Bad Request - unknown qop"),
+            Some(q) => q,
+            None => return Verdict::Malformed("Bad Request - unknown qop"),
         },
     };
     let (nc_raw, cnonce) = (c.nc().unwrap_or_default(), c.cnonce().unwrap_or_default());
