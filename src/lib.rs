@@ -6,6 +6,7 @@
 //! compiled configuration's [`CoreOptions`] into a [`RuntimeConfig`], start-up, signals and shutdown
 //! ([`run`]); [`server`] starts the proxy itself (shards, job runner, reload).
 
+pub mod mgmt;
 pub mod server;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -62,6 +63,14 @@ pub struct Cli {
     pub tcp_max_conns: Option<usize>,
     pub tcp_max_conns_per_ip: Option<usize>,
     pub no_pin: bool,
+    /// `--rpc-socket=PATH`: JSON-RPC over a unix socket.
+    pub rpc_socket: Option<PathBuf>,
+    /// `--rpc-socket-mode=OCTAL` (default 0660).
+    pub rpc_socket_mode: Option<u32>,
+    /// `--http=ADDR:PORT`: JSON-RPC, /metrics, /health, /ready over HTTP.
+    pub http: Option<SocketAddr>,
+    /// `--http-token=TOKEN` (or env SER_HTTP_TOKEN): bearer token, required off loopback.
+    pub http_token: Option<String>,
 }
 
 /// Usage text (`-h`).
@@ -94,7 +103,7 @@ Options:
     -u uid       Change uid (name or number)
     -g gid       Change gid (name or number)
     -P file      Create a pid file
-    -i fifo_path Create a fifo (useful for monitoring; the FIFO server is a later issue)
+    -i fifo_path Create a fifo (useful for monitoring) and serve SER's FIFO commands on it
 ser extensions:
     --io=auto|epoll|uring   UDP receive backend (auto = epoll+recvmmsg; uring only if the
                             start-up probe passes, otherwise epoll with one log line)
@@ -104,6 +113,11 @@ ser extensions:
     --tcp-max-conns=N       TCP connections per shard (default 2048)
     --tcp-max-conns-per-ip=N  TCP connections per peer IP per shard (default 64)
     --no-pin                do not pin shards to cores
+    --rpc-socket=PATH       JSON-RPC 2.0 on a unix socket (access: its file mode)
+    --rpc-socket-mode=OCTAL file mode of the RPC socket (default 0660)
+    --http=ADDR:PORT        HTTP management: POST /rpc (JSON-RPC), /metrics, /health, /ready
+                            (a non-loopback address needs a token)
+    --http-token=TOKEN      bearer token for /rpc and /metrics (or env SER_HTTP_TOKEN)
 ",
         ver = env!("CARGO_PKG_VERSION")
     )
@@ -210,6 +224,22 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                 "tcp-max-conns" => cli.tcp_max_conns = Some(num(&flag, &value()?)?),
                 "tcp-max-conns-per-ip" => cli.tcp_max_conns_per_ip = Some(num(&flag, &value()?)?),
                 "no-pin" if inline.is_none() => cli.no_pin = true,
+                "rpc-socket" => cli.rpc_socket = Some(PathBuf::from(value()?)),
+                "rpc-socket-mode" => {
+                    let v = value()?;
+                    cli.rpc_socket_mode = Some(
+                        u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                            .map_err(|_| format!("bad value '{v}' for option {flag}"))?,
+                    );
+                }
+                "http" => {
+                    let v = value()?;
+                    cli.http =
+                        Some(v.parse().map_err(|_| {
+                            format!("bad value '{v}' for option {flag} (ADDR:PORT)")
+                        })?);
+                }
+                "http-token" => cli.http_token = Some(value()?),
                 "help" if inline.is_none() => cli.help = true,
                 "version" if inline.is_none() => cli.version = true,
                 _ => return Err(format!("unknown option '{a}'")),
@@ -684,9 +714,6 @@ fn start(
             "-m: shared memory size ignored (ser has no shared memory pool)"
         );
     }
-    if cli.fifo.is_some() || opts.fifo.is_some() {
-        ser_log!(L_INFO, "fifo: the FIFO server is not implemented yet");
-    }
     if let Some(dir) = &cli.chroot {
         std::os::unix::fs::chroot(dir).map_err(|e| format!("chroot {}: {e}", dir.display()))?;
         std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
@@ -751,6 +778,19 @@ fn start(
             return Err(format!("cannot write pid file {}: {e}", p.display()));
         }
     }
+    // Management (FIFO, JSON-RPC, HTTP) after the privileges are dropped: the FIFO and the socket
+    // belong to the user ser runs as.
+    let mgmt = match mgmt::Mgmt::start(
+        &mgmt::MgmtConfig::from_cli(cli, opts),
+        proxy.control(),
+        std::env::args().collect(),
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            proxy.stop();
+            return Err(e);
+        }
+    };
     let addrs: Vec<String> = runtime
         .local_addrs()
         .iter()
@@ -785,6 +825,8 @@ fn start(
             }
         }
     }
+    // Management first: it holds the proxy's shared state.
+    mgmt.stop();
     let panicked = proxy.stop();
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);

@@ -84,6 +84,11 @@ impl Proxy {
             .map_or(0, |d| d.as_nanos() as u64)
             ^ u64::from(std::process::id());
         let local: Vec<_> = local;
+        // Traffic counters: one slot per shard, shared by the shards and management.
+        let stats = Arc::new(dataplane::stats::Stats::new(rc.shards.max(1)));
+        let mut rc = rc.clone();
+        rc.stats = Some(Arc::clone(&stats));
+        let rc = &rc;
         let shared = Arc::new(Shared {
             settings: settings(opts, &program),
             program: ArcSwap::from_pointee(Loaded::new(program, &local)),
@@ -94,7 +99,11 @@ impl Proxy {
             dns: Arc::new(dataplane::dns::DnsCache::new()),
             rev_dns: papaya::HashMap::new(),
             sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
-            services: Arc::new(dataplane::services::Services::default()),
+            services: Arc::new(dataplane::services::Services {
+                stats,
+                ..dataplane::services::Services::default()
+            }),
+            tm: dataplane::proxy::stateful::TmShared::new(rc.shards),
         });
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =
@@ -105,6 +114,7 @@ impl Proxy {
                 .filter_map(|i| runtime.inbox(i))
                 .collect(),
         );
+        shared.tm.set_inboxes(inboxes.as_ref().clone());
         // SER_NAMESERVER=ip:port points ser at one DNS server instead of resolv.conf's (tests, and
         // operators with a local resolver on a non-standard port).
         let nameserver = std::env::var("SER_NAMESERVER").ok();
@@ -161,40 +171,34 @@ impl Proxy {
         dataplane::proxy::sl::SlStats::sum(&self.shared.sl_stats)
     }
 
+    /// Module tm: `t_stats` (`.totals()`), `t_hash` (`.table_sizes()`), `t_uac` (`.uac(..)`).
+    pub fn tm(&self) -> &dataplane::proxy::stateful::TmShared {
+        &self.shared.tm
+    }
+
     /// The runtime (local addresses, backend, shard count).
     pub fn runtime(&self) -> &Runtime<ShardMsg> {
         &self.runtime
     }
 
+    /// What management needs of the running proxy (see [`Control`]).
+    pub fn control(&self) -> Control {
+        Control {
+            shared: Arc::clone(&self.shared),
+            config: self.config.clone(),
+            shards: self.runtime.shard_count(),
+            local: self
+                .runtime
+                .local_addrs()
+                .iter()
+                .map(|(a, p)| format!("{}:{a}", p.as_str().to_ascii_lowercase()))
+                .collect(),
+        }
+    }
+
     /// Recompiles the config file and swaps the program in; on errors keeps the running one.
     pub fn reload(&self) -> Result<(), String> {
-        match controlplane::cfg::compile_file(&self.config) {
-            Ok(c) => {
-                for w in &c.warnings {
-                    ser_log!(L_WARN, "{}", w.render().trim_end());
-                }
-                warn_unimplemented(&c.program);
-                self.shared
-                    .program
-                    .store(Arc::new(Loaded::new(c.program, &self.shared.local)));
-                ser_log!(
-                    L_NOTICE,
-                    "configuration reloaded from {}",
-                    self.config.display()
-                );
-                Ok(())
-            }
-            Err(d) => {
-                let text = d.render();
-                ser_log!(
-                    L_ERR,
-                    "reload of {} failed, the running configuration stays:\n{}",
-                    self.config.display(),
-                    text.trim_end()
-                );
-                Err(text)
-            }
-        }
+        reload(&self.shared, &self.config)
     }
 
     /// Stops the shards, then the job runner; returns how many shards panicked.
@@ -222,5 +226,72 @@ impl Proxy {
             let _ = j.join();
         }
         panicked
+    }
+}
+
+/// Recompiles `config` and swaps the program into `shared`; on errors keeps the running one.
+fn reload(shared: &Shared, config: &Path) -> Result<(), String> {
+    match controlplane::cfg::compile_file(config) {
+        Ok(c) => {
+            for w in &c.warnings {
+                ser_log!(L_WARN, "{}", w.render().trim_end());
+            }
+            warn_unimplemented(&c.program);
+            shared
+                .program
+                .store(Arc::new(Loaded::new(c.program, &shared.local)));
+            ser_log!(L_NOTICE, "configuration reloaded from {}", config.display());
+            Ok(())
+        }
+        Err(d) => {
+            let text = d.render();
+            ser_log!(
+                L_ERR,
+                "reload of {} failed, the running configuration stays:\n{}",
+                config.display(),
+                text.trim_end()
+            );
+            Err(text)
+        }
+    }
+}
+
+/// A handle on the running proxy for management commands: reload, counters, shared services.
+/// Holds the proxy's shared state: drop every `Control` before [`Proxy::stop`] (the job runner
+/// ends when the last holder of the shared state is gone).
+#[derive(Clone)]
+pub struct Control {
+    shared: Arc<Shared>,
+    config: PathBuf,
+    /// Shards running.
+    pub shards: usize,
+    /// `proto:addr` of every socket.
+    pub local: Vec<String>,
+}
+
+impl Control {
+    /// As [`Proxy::reload`].
+    pub fn reload(&self) -> Result<(), String> {
+        reload(&self.shared, &self.config)
+    }
+
+    /// Stateless reply counters summed over the shards (`sl_stats`).
+    pub fn sl_stats(&self) -> dataplane::proxy::sl::SlTotals {
+        dataplane::proxy::sl::SlStats::sum(&self.shared.sl_stats)
+    }
+
+    /// What module functions share (usrloc, DB queue, traffic counters).
+    pub fn services(&self) -> &Arc<dataplane::services::Services> {
+        &self.shared.services
+    }
+
+    /// The proxy's shared state (transaction tables and the like, for the integrator's commands).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The config file reloads read.
+    pub fn config(&self) -> &Path {
+        &self.config
     }
 }

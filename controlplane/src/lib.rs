@@ -3,3 +3,4 @@
 pub mod cfg;
 pub mod dns;
 pub mod jobs;
+pub mod mgmt;

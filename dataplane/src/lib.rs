@@ -6,6 +6,8 @@
 //! - [`services`]: state shared by all shards (locations, credentials, the DB write queue).
 //! - [`auth`]: digest authentication (RFC 2617 / RFC 7616), stateless nonces, the credential,
 //!   group and domain caches, replay and failure tracking.
+//! - [`stats`]: per-shard traffic counters, summed on demand for management.
+//! - [`usrloc`]: the user location store (bindings per table and AOR) behind registrar.
 //! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
@@ -22,5 +24,8 @@ pub mod proxy;
 pub mod script;
 pub mod services;
 pub mod shard;
+pub mod stats;
 pub mod transport;
+pub mod txn;
+pub mod usrloc;
 pub mod wire;

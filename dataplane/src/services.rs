@@ -17,4 +17,8 @@ pub struct Services {
     /// Digest authentication state: credential, group and domain caches, nonce key, replay and
     /// failure tracking (see [`crate::auth`]).
     pub auth: crate::auth::AuthState,
+    /// Traffic counters, one slot per shard (management: `stats`, `/metrics`).
+    pub stats: std::sync::Arc<crate::stats::Stats>,
+    /// User locations (usrloc): read by every shard, written by `save` and management commands.
+    pub usrloc: crate::usrloc::Usrloc,
 }

@@ -260,3 +260,17 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Waits up to `limit` for a child to exit by itself; its exit code, or `None` (killed on drop).
+#[allow(dead_code)]
+pub fn wait_child(mut c: KillOnDrop, limit: Duration) -> Option<i32> {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        match c.0.try_wait() {
+            Ok(Some(st)) => return st.code(),
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => return None,
+        }
+    }
+    None
+}

@@ -1,7 +1,16 @@
 //! Script module `tm`: transaction manager: stateful processing.
 //!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
+//! The functions are thin: each turns its arguments into a call on the shard's transaction layer
+//! ([`Transactions`], reached through [`Env::tm`]; the shard owns the transaction table, see
+//! [`crate::proxy::stateful`]). Where there is none (tests, tools) they fail (-1).
+//!
+//! Timer parameters are seconds, as in SER. `retr_timer1p1` and `retr_timer2` set RFC 3261's T1
+//! and T2 when given (unset: 500 ms and 4 s, RFC 3261 Table 4 — SER's 1 s granularity made its T1
+//! 1 s); `retr_timer1p2`/`retr_timer1p3` are accepted but the intervals double from T1 as RFC 3261
+//! says; `wt_timer` is T4 (the time a completed transaction stays to absorb retransmissions);
+//! `delete_timer` is accepted and unused (nothing references a transaction after it ends);
+//! `noisy_ctimer` is accepted: an INVITE branch that had a provisional reply and times out is always
+//! CANCELed and answered 408 (RFC 3261 §16.8), SER dropped it silently by default.
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
@@ -27,14 +36,176 @@
 //! | `fr_inv_timer` | int | `120` |
 //! | `wt_timer` | int | `5` |
 //! | `delete_timer` | int | `2` |
-//! | `retr_timer1p1` | int | `1` |
+//! | `retr_timer1p1` | int | unset (T1 = 500 ms) |
 //! | `retr_timer1p2` | int | `2` |
 //! | `retr_timer1p3` | int | `4` |
-//! | `retr_timer2` | int | `4` |
+//! | `retr_timer2` | int | unset (T2 = 4 s) |
 //! | `noisy_ctimer` | int | `0` |
 //! | `uac_from` | string | `"sip:foo@foo.bar"` |
 
-use crate::script::{ArgKind::*, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds};
+use smallvec::SmallVec;
+
+use crate::script::env::{ActionResult, Env};
+use crate::script::ir::{Arg, Proto};
+use crate::script::{
+    ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, ParamDefault, ParamType, Renamed,
+    RouteKinds,
+};
+
+/// What a stateful forward does (`t_relay`, `t_relay_to_*`, `t_forward_nonack*`, `t_replicate*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relay {
+    /// An explicit next hop (host, port) instead of the destination set.
+    pub to: Option<(SmallVec<[u8; 64]>, u16)>,
+    /// Transport forced by the function name.
+    pub proto: Option<Proto>,
+    /// `t_replicate*`: replies stay here (the script answered the request itself).
+    pub replicate: bool,
+    /// `t_forward_nonack*`: an ACK is an error.
+    pub non_ack: bool,
+    /// Set when the call is redone after a DNS answer (a second miss is a failure, not a loop).
+    pub after_dns: bool,
+}
+
+/// What tm's functions need from the shard that owns the transaction table. Each returns what the
+/// script sees (`Ret(0)` ends the script: a retransmission was absorbed).
+pub trait Transactions {
+    /// `t_newtran`.
+    fn t_newtran(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_relay` and friends.
+    fn t_relay(&mut self, ctx: &mut Ctx, how: &Relay) -> ActionResult;
+    /// `t_reply(code, reason)`.
+    fn t_reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult;
+    /// `t_lookup_request`.
+    fn t_lookup_request(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_retransmit_reply`.
+    fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_release`.
+    fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult;
+}
+
+fn with_tm(
+    env: &mut dyn Env,
+    f: impl FnOnce(&mut dyn Transactions) -> ActionResult,
+) -> ActionResult {
+    match env.tm() {
+        Some(t) => f(t),
+        None => ActionResult::Ret(-1),
+    }
+}
+
+fn relay_with(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], how: Relay) -> ActionResult {
+    let mut how = how;
+    if let (Some(Arg::Str(h)), Some(Arg::Port(p))) = (args.first(), args.get(1)) {
+        how.to = Some((SmallVec::from_slice(h.as_bytes()), *p));
+    }
+    with_tm(env, |t| t.t_relay(ctx, &how))
+}
+
+fn t_relay(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    relay_with(ctx, env, args, Relay::default())
+}
+fn t_relay_to_udp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        proto: Some(Proto::Udp),
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_relay_to_tcp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        proto: Some(Proto::Tcp),
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_forward_nonack(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        non_ack: true,
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_forward_nonack_udp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        non_ack: true,
+        proto: Some(Proto::Udp),
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_forward_nonack_tcp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        non_ack: true,
+        proto: Some(Proto::Tcp),
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_replicate(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        replicate: true,
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_replicate_udp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        replicate: true,
+        proto: Some(Proto::Udp),
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_replicate_tcp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let how = Relay {
+        replicate: true,
+        proto: Some(Proto::Tcp),
+        ..Relay::default()
+    };
+    relay_with(ctx, env, args, how)
+}
+fn t_newtran(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
+    with_tm(env, |t| t.t_newtran(ctx))
+}
+fn t_reply(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let code = match args.first() {
+        Some(Arg::StatusCode(c)) => *c,
+        _ => return ActionResult::Ret(-1),
+    };
+    let reason: SmallVec<[u8; 64]> = match args.get(1) {
+        Some(Arg::Str(r)) => SmallVec::from_slice(r.as_bytes()),
+        _ => SmallVec::new(),
+    };
+    with_tm(env, |t| t.t_reply(ctx, code, &reason))
+}
+fn t_lookup_request(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
+    with_tm(env, |t| t.t_lookup_request(ctx))
+}
+fn t_retransmit_reply(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
+    with_tm(env, |t| t.t_retransmit_reply(ctx))
+}
+fn t_release(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
+    with_tm(env, |t| t.t_release(ctx))
+}
+fn t_on_failure(ctx: &mut Ctx, _env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    match args.first() {
+        Some(Arg::Route(r)) => {
+            ctx.tm.failure_route = Some(*r);
+            ActionResult::Ret(1)
+        }
+        _ => ActionResult::Ret(-1),
+    }
+}
+
+/// An int parameter with no default: unset means "RFC 3261's value".
+const fn rfc_default(name: &'static str) -> ParamDecl {
+    ParamDecl {
+        name,
+        ty: ParamType::Int,
+        default: ParamDefault::None,
+    }
+}
 
 /// Declaration of module `tm`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -48,101 +219,116 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             RouteKinds::REQUEST,
             "create the transaction; retransmissions are absorbed",
         )
+        .implemented_by(t_newtran)
         .restricted("the transaction already exists there"),
         FunctionDecl::new(
             "t_lookup_request",
             &[],
             RouteKinds::REQUEST,
             "true if the request belongs to a known transaction",
-        ),
+        )
+        .implemented_by(t_lookup_request),
         FunctionDecl::new(
             "t_reply",
             &[StatusCode, Str],
             RouteKinds::REQUEST_FAILURE,
             "stateful reply: code, reason",
-        ),
+        )
+        .implemented_by(t_reply),
         FunctionDecl::new(
             "t_retransmit_reply",
             &[],
             RouteKinds::REQUEST,
             "retransmit the last reply of the transaction",
-        ),
+        )
+        .implemented_by(t_retransmit_reply),
         FunctionDecl::new(
             "t_release",
             &[],
             RouteKinds::REQUEST,
             "remove the transaction from memory",
-        ),
+        )
+        .implemented_by(t_release),
         FunctionDecl::new(
             "t_relay",
             &[],
             RouteKinds::REQUEST_FAILURE,
             "stateful forward to the whole destination set",
-        ),
+        )
+        .implemented_by(t_relay),
         FunctionDecl::new(
             "t_relay_to_udp",
             &[Host, Port],
             RouteKinds::REQUEST_FAILURE,
             "stateful forward to host, port over UDP",
-        ),
+        )
+        .implemented_by(t_relay_to_udp),
         FunctionDecl::new(
             "t_relay_to_tcp",
             &[Host, Port],
             RouteKinds::REQUEST_FAILURE,
             "stateful forward to host, port over TCP",
-        ),
+        )
+        .implemented_by(t_relay_to_tcp),
         FunctionDecl::new(
             "t_replicate",
             &[Host, Port],
             RouteKinds::REQUEST,
             "replicate the request to host, port",
-        ),
+        )
+        .implemented_by(t_replicate),
         FunctionDecl::new(
             "t_replicate_udp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "replicate over UDP",
-        ),
+        )
+        .implemented_by(t_replicate_udp),
         FunctionDecl::new(
             "t_replicate_tcp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "replicate over TCP",
-        ),
+        )
+        .implemented_by(t_replicate_tcp),
         FunctionDecl::new(
             "t_forward_nonack",
             &[Host, Port],
             RouteKinds::REQUEST,
             "stateful forward of a non-ACK request to host, port",
-        ),
+        )
+        .implemented_by(t_forward_nonack),
         FunctionDecl::new(
             "t_forward_nonack_udp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "as t_forward_nonack over UDP",
-        ),
+        )
+        .implemented_by(t_forward_nonack_udp),
         FunctionDecl::new(
             "t_forward_nonack_tcp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "as t_forward_nonack over TCP",
-        ),
+        )
+        .implemented_by(t_forward_nonack_tcp),
         FunctionDecl::new(
             "t_on_failure",
             &[FailureRoute],
             RouteKinds::REQUEST_FAILURE,
             "enter failure_route[n] if the transaction fails",
-        ),
+        )
+        .implemented_by(t_on_failure),
     ],
     params: &[
         ParamDecl::int("fr_timer", 30),
         ParamDecl::int("fr_inv_timer", 120),
         ParamDecl::int("wt_timer", 5),
         ParamDecl::int("delete_timer", 2),
-        ParamDecl::int("retr_timer1p1", 1),
+        rfc_default("retr_timer1p1"),
         ParamDecl::int("retr_timer1p2", 2),
         ParamDecl::int("retr_timer1p3", 4),
-        ParamDecl::int("retr_timer2", 4),
+        rfc_default("retr_timer2"),
         ParamDecl::int("noisy_ctimer", 0),
         ParamDecl::str("uac_from", "sip:foo@foo.bar"),
     ],

@@ -1,9 +1,12 @@
 //! Script module `usrloc`: in-memory user location table with optional database persistence.
 //!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
-//!
-//! Exports no script functions.
+//! Exports no script functions: the store is [`crate::usrloc`] (shared by all shards through
+//! `Services::usrloc`), used by registrar's `save`/`lookup`. The parameters below are read from
+//! the running program by [`crate::usrloc::UsrlocConfig`]: `db_mode` 0 memory only, 1 every change
+//! written at once, 2 changed AORs written back every `timer_interval` seconds, 3 the database only
+//! (several servers sharing one DB); `db_url` empty = the server's default database; the `*_col`
+//! names are the `location` table's columns (`method_col` is accepted and unused, as in SER 0.8.11).
+//! Expired bindings are removed every `timer_interval` seconds (and never returned before that).
 //!
 //! | parameter | type | default |
 //! |---|---|---|

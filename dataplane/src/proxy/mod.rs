@@ -16,3 +16,4 @@ pub mod forward;
 pub mod precheck;
 pub mod server;
 pub mod sl;
+pub mod stateful;

@@ -5,7 +5,10 @@
 //! sender's Via → run `route[0]` of the current [`Program`] over a [`Ctx`] with a [`ShardEnv`] that
 //! forwards, sends and replies through the shard's [`Outbox`]. A script that suspends (DNS, exec, DB)
 //! is parked under a job id; the job goes to the controlplane and the script resumes when
-//! [`ShardMsg::JobDone`] comes back to this shard. Per response: [`super::forward::route_response`].
+//! [`ShardMsg::JobDone`] comes back to this shard. Per response: a reply whose branch is one of our
+//! stateful ones goes to the transaction table of the shard that owns it ([`super::stateful`]);
+//! any other is routed statelessly ([`super::forward::route_response`]). The shard's tick drives
+//! the transaction timers; a transaction that fails runs its failure_route here.
 //!
 //! The [`Program`] is read from an `ArcSwap` once per message: a reload (SIGHUP) makes new messages
 //! use the new program, while a parked script finishes on the program it started with.
@@ -21,6 +24,7 @@ use smallvec::SmallVec;
 use super::forward::{self, HopHost, MaxForwards, ResponseRoute};
 use super::precheck::{self, CheckOptions, Verdict};
 use super::sl::{self, SlReply, SlTagger};
+use super::stateful::{Io, Next, ReplyMatch, Table, TmShared, UacRequest};
 use crate::dns::{self, DnsCache, DnsKeyRef, Lookup, SipTarget};
 use crate::offload::{Job, JobResult};
 use crate::script::ctx::PendingTarget;
@@ -33,6 +37,7 @@ use crate::ser_log;
 use crate::shard::log::{L_DBG, L_ERR, L_WARN};
 use crate::shard::{Handler, Outbox};
 use crate::transport::{Packet, Proto};
+use crate::txn::TxnHandle;
 use crate::wire::uri::{Host, Uri};
 use crate::wire::via::Transport;
 use crate::wire::{Limits, Message, Method};
@@ -57,6 +62,10 @@ pub struct JobRequest {
 pub enum ShardMsg {
     /// The answer to job `id`.
     JobDone { id: u64, result: JobResult },
+    /// A reply that arrived on another shard for a transaction of this one.
+    Reply(Packet),
+    /// `t_uac`: send this request statefully.
+    Uac(Box<UacRequest>),
 }
 
 /// Settings of the proxy taken from the core options.
@@ -144,6 +153,8 @@ pub struct Shared {
     pub sl_stats: Vec<sl::SlStats>,
     /// Locations, credentials, the DB write queue: what module functions share.
     pub services: Arc<crate::services::Services>,
+    /// Transaction statistics, table sizes, the shards' inboxes (module tm).
+    pub tm: TmShared,
 }
 
 struct Parked {
@@ -151,6 +162,8 @@ struct Parked {
     program: Arc<Loaded>,
     local: SocketAddr,
     proto: Proto,
+    /// A failure_route of this transaction is what waits.
+    failure: Option<TxnHandle>,
 }
 
 /// The per-shard handler.
@@ -165,11 +178,15 @@ pub struct ProxyHandler {
     last_purge: Instant,
     next_job: u64,
     pid: u32,
+    /// This shard's transactions.
+    table: Table,
 }
 
 impl ProxyHandler {
     pub fn new(shared: Arc<Shared>, shard: usize) -> ProxyHandler {
+        let table = Table::new(shard, shared.salt);
         ProxyHandler {
+            table,
             shared,
             shard,
             parked: HashMap::new(),
@@ -317,6 +334,14 @@ impl ProxyHandler {
         if let Some(job) = fill {
             self.background(job, src_ip);
         }
+        if msg.method() == Method::Ack && self.table.absorb_ack(&msg) {
+            ser_log!(
+                L_DBG,
+                "absorbed ACK for our negative reply from {}",
+                pkt.src
+            );
+            return;
+        }
         let program = self.shared.program.load_full();
         let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
         let outcome = {
@@ -329,12 +354,14 @@ impl ProxyHandler {
                 local: pkt.local,
                 proto: pkt.proto,
                 pid: self.pid,
+                table: Some(&mut self.table),
             };
             exec::exec(&program.program, &mut ctx, &mut env)
         };
-        self.after_run(outcome, ctx, program, pkt.local, pkt.proto);
+        self.after_run(outcome, ctx, program, pkt.local, pkt.proto, None, out);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn after_run(
         &mut self,
         outcome: Outcome,
@@ -342,7 +369,21 @@ impl ProxyHandler {
         program: Arc<Loaded>,
         local: SocketAddr,
         proto: Proto,
+        failure: Option<TxnHandle>,
+        out: &mut Outbox,
     ) {
+        if !matches!(outcome, Outcome::Suspended(_)) {
+            if let Some(h) = failure {
+                let mut io = Io {
+                    out,
+                    shared: &self.shared,
+                    shard: self.shard,
+                };
+                let next = self.table.failure_done(h, &mut io);
+                self.next(next, out);
+            }
+            return;
+        }
         if let Outcome::Suspended(job) = outcome {
             self.next_job += 1;
             let id = self.next_job;
@@ -363,15 +404,87 @@ impl ProxyHandler {
                     program,
                     local,
                     proto,
+                    failure,
                 },
             );
         }
+    }
+
+    /// Runs what the transaction table asked for.
+    fn next(&mut self, next: Next, out: &mut Outbox) {
+        if let Next::Failure(h, route) = next {
+            self.run_failure(h, route, out);
+        }
+    }
+
+    /// failure_route `route` for transaction `h`: over the request as it was routed, with its
+    /// flags; `t_relay` there adds branches to the same transaction, `t_reply` answers it.
+    fn run_failure(&mut self, h: TxnHandle, route: crate::script::ir::RouteId, out: &mut Outbox) {
+        let Some((request, src, local, proto, flags)) = self.table.failure_request(h) else {
+            return;
+        };
+        let parsed = Message::parse_with(request, &Self::limits(proto));
+        let program = self.shared.program.load_full();
+        let Ok(msg) = parsed else {
+            let mut io = Io {
+                out,
+                shared: &self.shared,
+                shard: self.shard,
+            };
+            let next = self.table.failure_done(h, &mut io);
+            self.next(next, out);
+            return;
+        };
+        let mut ctx = Ctx::new(msg, src, local, to_ir_proto(proto));
+        for f in 0..32 {
+            if flags & (1 << f) != 0 {
+                ctx.set_flag(f);
+            }
+        }
+        ctx.tm.txn = Some(h);
+        let outcome = {
+            let mut env = ShardEnv {
+                shard: self.shard,
+                out,
+                shared: &self.shared,
+                program: &program.program,
+                myself: &program.myself,
+                local,
+                proto,
+                pid: self.pid,
+                table: Some(&mut self.table),
+            };
+            exec::exec_route(&program.program, route, &mut ctx, &mut env)
+        };
+        self.after_run(outcome, ctx, program, local, proto, Some(h), out);
     }
 
     fn on_response(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
         if let Err(e) = msg.check() {
             ser_log!(L_DBG, "dropping malformed response from {}: {e}", pkt.src);
             return;
+        }
+        if let Some(id) = crate::txn::response_branch(&msg) {
+            if usize::from(id.shard) != self.shard {
+                // SO_REUSEPORT handed us a reply for another shard's transaction: pass it on.
+                if let Some(inbox) = self.shared.tm.inbox(usize::from(id.shard)) {
+                    if inbox.send(ShardMsg::Reply(pkt.clone())).is_ok() {
+                        return;
+                    }
+                }
+            } else if self.table.owns(id) {
+                let program = self.shared.program.load();
+                self.table.configure(&program.program);
+                let mut io = Io {
+                    out,
+                    shared: &self.shared,
+                    shard: self.shard,
+                };
+                if let ReplyMatch::Done(next) = self.table.on_reply(id, msg, &mut io) {
+                    self.next(next, out);
+                }
+                return;
+            }
         }
         let local = &self.shared.local;
         let route = forward::route_response(&msg, self.shared.settings.check_via, |via| {
@@ -490,7 +603,7 @@ fn send_reply(
 
 /// RFC 3261 §18.2.2 / RFC 3581: where a reply to this request goes. SER's default is the source
 /// address; with `reply_to_via`, the top Via (received/rport aware). Streams always use the source.
-fn reply_destination(
+pub(super) fn reply_destination(
     msg: &Message,
     src: SocketAddr,
     proto: Proto,
@@ -515,7 +628,7 @@ fn write(msg: &Message, out: &mut Outbox) -> bytes::Bytes {
     buf.freeze()
 }
 
-fn to_ir_proto(p: Proto) -> crate::script::ir::Proto {
+pub(crate) fn to_ir_proto(p: Proto) -> crate::script::ir::Proto {
     match p {
         Proto::Udp => crate::script::ir::Proto::Udp,
         Proto::Tcp => crate::script::ir::Proto::Tcp,
@@ -531,7 +644,7 @@ fn transport_to_proto(t: Transport) -> Proto {
     }
 }
 
-fn proto_name(p: Proto) -> &'static [u8] {
+pub(super) fn proto_name(p: Proto) -> &'static [u8] {
     match p {
         Proto::Udp => b"UDP",
         Proto::Tcp => b"TCP",
@@ -559,6 +672,7 @@ impl Handler for ProxyHandler {
                         .is_some_and(|c| c.ends_with(b"ACK"))
                 {
                     ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
+                    self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
                     return;
                 }
                 ser_log!(L_DBG, "bad request line from {}: {e}", pkt.src);
@@ -591,14 +705,31 @@ impl Handler for ProxyHandler {
                             out,
                         );
                     }
-                    None => ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src),
+                    None => {
+                        ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
+                        self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                    }
                 },
-                _ => ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src),
+                _ => {
+                    ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src);
+                    self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                }
             },
         }
     }
 
-    fn on_tick(&mut self, now: Instant, _out: &mut Outbox) {
+    fn on_tick(&mut self, now: Instant, out: &mut Outbox) {
+        let todo = {
+            let mut io = Io {
+                out,
+                shared: &self.shared,
+                shard: self.shard,
+            };
+            self.table.on_tick(now, &mut io)
+        };
+        for next in todo {
+            self.next(next, out);
+        }
         // One shard sweeps the shared DNS caches now and then (reads treat expired entries as
         // misses anyway; this only frees their memory).
         if self.shard == 0 && now.duration_since(self.last_purge) >= DNS_PURGE_EVERY {
@@ -649,10 +780,22 @@ impl Handler for ProxyHandler {
                         local: p.local,
                         proto: p.proto,
                         pid: self.pid,
+                        table: Some(&mut self.table),
                     };
                     exec::resume(&p.program.program, &mut p.ctx, &mut env, result)
                 };
-                self.after_run(outcome, p.ctx, p.program, p.local, p.proto);
+                self.after_run(outcome, p.ctx, p.program, p.local, p.proto, p.failure, out);
+            }
+            ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
+            ShardMsg::Uac(req) => {
+                let program = self.shared.program.load();
+                self.table.configure(&program.program);
+                let mut io = Io {
+                    out,
+                    shared: &self.shared,
+                    shard: self.shard,
+                };
+                self.table.uac(*req, &mut io);
             }
         }
     }
@@ -702,18 +845,20 @@ fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResul
 
 /// The interpreter's view of the shard.
 pub struct ShardEnv<'a> {
-    shard: usize,
-    out: &'a mut Outbox,
-    shared: &'a Shared,
-    program: &'a Program,
+    pub(super) shard: usize,
+    pub(super) out: &'a mut Outbox,
+    pub(super) shared: &'a Shared,
+    pub(super) program: &'a Program,
     myself: &'a Myself,
-    local: SocketAddr,
-    proto: Proto,
+    pub(super) local: SocketAddr,
+    pub(super) proto: Proto,
     pid: u32,
+    /// The shard's transactions (module tm); `None` makes tm's functions fail.
+    pub(super) table: Option<&'a mut Table>,
 }
 
 /// The reply status for a forward/send failure (what `sl_reply_error` sends).
-fn error_status(why: &str) -> (u16, &'static str) {
+pub(super) fn error_status(why: &str) -> (u16, &'static str) {
     if why.contains("resolve") {
         (478, "Unresolvable destination")
     } else if why.contains("URI") {
@@ -727,18 +872,18 @@ fn error_status(why: &str) -> (u16, &'static str) {
 type HostOrName = Result<IpAddr, SmallVec<[u8; 64]>>;
 
 /// Where a forward goes once names are resolved.
-struct Dest {
-    addr: SocketAddr,
-    proto: Proto,
+pub(super) struct Dest {
+    pub(super) addr: SocketAddr,
+    pub(super) proto: Proto,
 }
 
 impl ShardEnv<'_> {
     /// Resolves a target without blocking: literal addresses directly, names from the shared DNS
     /// cache (RFC 3263 answers filled by the controlplane); a cache miss becomes a `Resolve` job
     /// (`Err`), and the forward is finished by [`after_dns`] when the answer is back.
-    fn resolve(
+    pub(super) fn resolve(
         &self,
-        ctx: &Ctx,
+        uri: &[u8],
         target: &Target<'_>,
         forced_ir: Option<crate::script::ir::Proto>,
     ) -> Result<Result<Dest, &'static str>, (Job, u16)> {
@@ -750,7 +895,7 @@ impl ShardEnv<'_> {
         let (host, port, transport, secure): (HostOrName, Option<u16>, Option<Transport>, bool) =
             match target {
                 Target::Uri => {
-                    let Ok(uri) = Uri::parse(ctx.uri()) else {
+                    let Ok(uri) = Uri::parse(uri) else {
                         return Ok(Err("the request URI does not parse"));
                     };
                     let Some(t) = dns::host_port_of_uri(&uri) else {
@@ -846,7 +991,9 @@ impl Env for ShardEnv<'_> {
         target: &Target<'_>,
         proto: Option<crate::script::ir::Proto>,
     ) -> ActionResult {
-        let dest = match self.resolve(ctx, target, proto) {
+        // After loose_route, the next hop is the top Route (dst_uri), not the Request-URI.
+        let next_hop = ctx.dst_uri.as_deref().unwrap_or(ctx.uri());
+        let dest = match self.resolve(next_hop, target, proto) {
             Ok(Ok(d)) => d,
             Ok(Err(why)) => {
                 ser_log!(L_ERR, "forward: {why}");
@@ -881,6 +1028,9 @@ impl Env for ShardEnv<'_> {
             };
         }
         let mut msg = ctx.msg.clone();
+        if let Some(rr) = &ctx.record_route {
+            crate::modules::rr::outbound_record_route(&mut msg, rr, local, to_ir_proto(dest.proto));
+        }
         forward::add_via(
             &mut msg,
             proto_name(dest.proto),
@@ -898,7 +1048,7 @@ impl Env for ShardEnv<'_> {
         target: &Target<'_>,
         proto: Option<crate::script::ir::Proto>,
     ) -> ActionResult {
-        match self.resolve(ctx, target, proto) {
+        match self.resolve(ctx.uri(), target, proto) {
             Ok(Ok(dest)) => {
                 let data = ctx.msg.buffer().slice(..ctx.msg.len());
                 let local = self.via_local(&dest);
@@ -934,6 +1084,14 @@ impl Env for ShardEnv<'_> {
 
     fn program(&self) -> Option<&Program> {
         Some(self.program)
+    }
+
+    fn tm(&mut self) -> Option<&mut dyn crate::modules::tm::Transactions> {
+        if self.table.is_some() {
+            Some(self)
+        } else {
+            None
+        }
     }
 
     fn reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult {

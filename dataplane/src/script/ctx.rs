@@ -102,6 +102,50 @@ pub struct PendingTarget {
     pub send: bool,
 }
 
+/// What module tm remembers about the request being run.
+#[derive(Debug, Clone, Default)]
+pub struct TmCtx {
+    /// The transaction of this request, once `t_newtran`/`t_relay`/`t_lookup_request` found or
+    /// made it (a handle into the shard's table), or the one a failure_route runs for.
+    pub txn: Option<crate::txn::TxnHandle>,
+    /// `t_on_failure(n)`: the failure_route to run if the transaction fails.
+    pub failure_route: Option<RouteId>,
+    /// A stateful forward suspended for DNS: redone with the same arguments when the answer is in.
+    pub pending_relay: Option<crate::modules::tm::Relay>,
+}
+
+/// Opaque state of a module function between a suspension and its resume function (which gets
+/// no arguments of its own). Taken by the resume function; dropped with the context otherwise.
+#[derive(Default)]
+pub struct ModuleState(pub Option<Box<dyn std::any::Any + Send>>);
+
+impl std::fmt::Debug for ModuleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ModuleState(set)"
+        } else {
+            "ModuleState(none)"
+        })
+    }
+}
+
+impl ModuleState {
+    /// Stores `v`, replacing what was there.
+    pub fn set<T: std::any::Any + Send>(&mut self, v: T) {
+        self.0 = Some(Box::new(v));
+    }
+    /// Takes the state if it is a `T`.
+    pub fn take<T: std::any::Any + Send>(&mut self) -> Option<T> {
+        match self.0.take()?.downcast::<T>() {
+            Ok(b) => Some(*b),
+            Err(other) => {
+                self.0 = Some(other);
+                None
+            }
+        }
+    }
+}
+
 /// The per-message context of a script run.
 #[derive(Debug)]
 pub struct Ctx {
@@ -126,6 +170,19 @@ pub struct Ctx {
     /// `www_authorize`/`proxy_authorize` (SER's "authorized credentials"): what `check_to`,
     /// `is_user`, `is_user_in("Credentials", …)` and `consume_credentials` look at.
     pub authorized: Option<usize>,
+    /// Transaction state of this request (module tm): its transaction, the failure_route armed by
+    /// `t_on_failure`, a stateful forward waiting for DNS.
+    pub tm: TmCtx,
+    /// The next hop when it is not the request URI (SER 0.9's `dst_uri`): `loose_route` sets it to
+    /// the top Route when that is a loose router. Forwarding to the request URI (`t_relay`,
+    /// a URI-driven forward) must send there instead, leaving the Request-URI as it is.
+    pub dst_uri: Option<UriBuf>,
+    /// Set by `record_route()`: what the forward path needs to add the outbound Record-Route when
+    /// the request leaves over another transport or address family (see
+    /// [`crate::modules::rr::outbound_record_route`]).
+    pub record_route: Option<crate::modules::rr::RecordRouted>,
+    /// State a module function keeps across its own suspensions (registrar's db_mode 3 `save`).
+    pub module_state: ModuleState,
     new_uri: Option<UriBuf>,
     dset: DestinationSet,
     flags: u32,
@@ -150,6 +207,10 @@ impl Ctx {
             pending_target: None,
             last_error: None,
             authorized: None,
+            tm: TmCtx::default(),
+            dst_uri: None,
+            record_route: None,
+            module_state: ModuleState::default(),
             new_uri: None,
             dset: DestinationSet::new(MAX_BRANCHES - 1),
             flags: 0,

@@ -138,6 +138,12 @@ pub trait Env {
         None
     }
 
+    /// The transaction layer of the shard running the script (module tm's functions go through
+    /// it). Default: none (tm's functions fail).
+    fn tm(&mut self) -> Option<&mut dyn crate::modules::tm::Transactions> {
+        None
+    }
+
     /// The program being run (module parameters: see [`super::module_param`]). Default: none
     /// (modules use their parameters' defaults).
     fn program(&self) -> Option<&Program> {

@@ -139,6 +139,8 @@ pub struct RuntimeConfig {
     /// Timer period.
     pub tick: Duration,
     pub tcp: TcpLimits,
+    /// Traffic counters the shards update (None: each runtime keeps its own, unread).
+    pub stats: Option<Arc<crate::stats::Stats>>,
 }
 
 impl Default for RuntimeConfig {
@@ -154,6 +156,7 @@ impl Default for RuntimeConfig {
             retry_after: 5,
             tick: Duration::from_millis(100),
             tcp: TcpLimits::default(),
+            stats: None,
         }
     }
 }
@@ -414,6 +417,7 @@ struct Shard<H: Handler> {
     sl_tag: String,
     overloaded_turns: u64,
     handler_panics: u64,
+    stats: Arc<crate::stats::Stats>,
 }
 
 impl<H: Handler> Shard<H> {
@@ -478,6 +482,10 @@ impl<H: Handler> Shard<H> {
             sl_tag,
             overloaded_turns: 0,
             handler_panics: 0,
+            stats: cfg
+                .stats
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::stats::Stats::new(1))),
         })
     }
 
@@ -554,6 +562,7 @@ impl<H: Handler> Shard<H> {
         let (h, out) = (&mut self.handler, &mut self.out);
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(h, out))).is_err() {
             self.handler_panics += 1;
+            self.stats.dropped(self.id);
             ser_log!(
                 L_CRIT,
                 "handler panicked (shard {}, {} so far); message dropped",
@@ -642,6 +651,7 @@ impl<H: Handler> Shard<H> {
         let mut batch = std::mem::take(&mut self.pending);
         if batch.len() <= self.overload_backlog {
             for pkt in batch.drain(..) {
+                self.stats.received(self.id, &pkt.data);
                 self.guarded(|h, out| h.on_packet(pkt, out));
             }
         } else {
@@ -650,6 +660,7 @@ impl<H: Handler> Shard<H> {
             let mut requests = Vec::with_capacity(batch.len());
             for pkt in batch.drain(..) {
                 if is_priority(&pkt.data) {
+                    self.stats.received(self.id, &pkt.data);
                     self.guarded(|h, out| h.on_packet(pkt, out));
                 } else {
                     requests.push(pkt);
@@ -658,6 +669,7 @@ impl<H: Handler> Shard<H> {
             let keep = self.overload_backlog.min(requests.len());
             let rejected = requests.split_off(keep);
             for pkt in requests {
+                self.stats.received(self.id, &pkt.data);
                 self.guarded(|h, out| h.on_packet(pkt, out));
             }
             ser_log!(
@@ -666,6 +678,7 @@ impl<H: Handler> Shard<H> {
                 rejected.len()
             );
             for pkt in rejected {
+                self.stats.overloaded(self.id);
                 self.reject_overload(&pkt);
             }
         }
@@ -728,6 +741,9 @@ impl<H: Handler> Shard<H> {
             return;
         }
         let mut queue = std::mem::take(&mut self.out.queue);
+        for o in &queue {
+            self.stats.sent(self.id, &o.data);
+        }
         // UDP: one sendmmsg run per socket, in queue order.
         for k in 0..self.udp.len() {
             let first_of_family = |d: &SocketAddr, udp: &[UdpSocket]| {
