@@ -569,3 +569,53 @@ route {{
         "others stay: {written}"
     );
 }
+
+#[test]
+fn column_names_table_and_db_url_come_from_the_parameters() {
+    let cfg = format!(
+        r#"{MODS}
+modparam("auth_db", "db_url", "sql://ser:heslo@localhost/ser")
+modparam("auth_db", "user_column", "user_id")
+modparam("auth_db", "domain_column", "realm_id")
+modparam("auth_db", "password_column", "pw_hash")
+modparam("auth_db", "password_column_2", "pw_hash_b")
+modparam("auth_db", "cache_ttl", 0)
+route {{
+    if (!www_authorize("mydomain.com", "users")) {{
+        www_challenge("mydomain.com", "0");
+        break;
+    }};
+    sl_send_reply("200", "OK");
+}}
+"#
+    );
+    let mut env = AuthEnv::new(program(&cfg));
+    let ha1 = dataplane::auth::digest::ha1(Algorithm::Md5, b"alice", b"mydomain.com", b"pw");
+    let ha1 = String::from_utf8(ha1.as_bytes().to_vec()).unwrap();
+    env.row(
+        "users",
+        &[
+            ("user_id", "alice"),
+            ("realm_id", "mydomain.com"),
+            ("pw_hash", &ha1),
+        ],
+    );
+    let nonce = challenge_param(&challenge(&mut env)[0], "nonce").unwrap();
+    for _ in 0..2 {
+        register(&mut env, Some(client(&nonce, "pw").header_value()), SRC);
+        assert_eq!(env.last_reply().code, 200);
+    }
+    assert_eq!(env.db_jobs(), 2, "cache_ttl 0: the DB is asked every time");
+    assert_eq!(
+        env.jobs[0],
+        Job::Db {
+            url: "sql://ser:heslo@localhost/ser".into(),
+            table: "users".into(),
+            keys: vec![
+                ("user_id".into(), "alice".into()),
+                ("realm_id".into(), "mydomain.com".into())
+            ],
+            columns: vec!["pw_hash".into(), "pw_hash_b".into()],
+        }
+    );
+}

@@ -59,7 +59,12 @@ fn db(test: &str, users: &[(&str, &str)]) -> Option<PathBuf> {
              INSERT INTO grp (username, grp) VALUES ('{u}', '{g}');\n"
         ));
     }
-    assert!(Command::new("sqlite3").arg(&p).arg(&sql).status().unwrap().success());
+    assert!(Command::new("sqlite3")
+        .arg(&p)
+        .arg(&sql)
+        .status()
+        .unwrap()
+        .success());
     Some(p)
 }
 
@@ -116,7 +121,11 @@ fn nonce(challenge: &str) -> String {
 /// Calls `number` as `user` (challenge, then credentials); the final reply's status line.
 fn call(p: &Pstn, user: &str, number: &str, n: u32) -> String {
     let r = udp_exchange(&p.sock, p.addr, invite(number, None, n).as_bytes()).unwrap();
-    assert_eq!(status_line(&r), "SIP/2.0 407 Proxy Authentication Required", "{r}");
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 407 Proxy Authentication Required",
+        "{r}"
+    );
     let ch = header(&r, "Proxy-Authenticate").unwrap();
     let nonce = nonce(ch);
     let uri = format!("sip:{number}@gw.example.com");
@@ -136,7 +145,12 @@ fn call(p: &Pstn, user: &str, number: &str, n: u32) -> String {
         "Digest username=\"{user}\", realm=\"gateway\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{}\"",
         String::from_utf8_lossy(resp.as_bytes())
     );
-    let r = udp_exchange(&p.sock, p.addr, invite(number, Some(&a), n + 1000).as_bytes()).unwrap();
+    let r = udp_exchange(
+        &p.sock,
+        p.addr,
+        invite(number, Some(&a), n + 1000).as_bytes(),
+    )
+    .unwrap();
     status_line(&r).to_owned()
 }
 
@@ -144,9 +158,17 @@ fn call(p: &Pstn, user: &str, number: &str, n: u32) -> String {
 fn pstn_cfg_refuses_non_numbers_and_challenges_pstn_calls() {
     let p = start(None);
     let r = udp_exchange(&p.sock, p.addr, invite("alice", None, 1).as_bytes()).unwrap();
-    assert_eq!(status_line(&r), "SIP/2.0 403 Call cannot be served here", "{r}");
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 403 Call cannot be served here",
+        "{r}"
+    );
     let r = udp_exchange(&p.sock, p.addr, invite("0123456", None, 2).as_bytes()).unwrap();
-    assert_eq!(status_line(&r), "SIP/2.0 407 Proxy Authentication Required", "{r}");
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 407 Proxy Authentication Required",
+        "{r}"
+    );
     let ch = header(&r, "Proxy-Authenticate").unwrap();
     assert!(ch.starts_with("Digest realm=\"gateway\", nonce=\""), "{ch}");
     assert!(!ch.contains("qop"), "qop \"0\": {ch}");
@@ -155,13 +177,25 @@ fn pstn_cfg_refuses_non_numbers_and_challenges_pstn_calls() {
 #[test]
 #[ignore = "needs the storage layer (db branch) to answer the subscriber and grp selects"]
 fn pstn_cfg_refuses_calls_outside_the_callers_groups() {
-    let Some(db) = db("groups", &[("loc", "local"), ("dist", "ld"), ("intl", "int")]) else {
+    let Some(db) = db(
+        "groups",
+        &[("loc", "local"), ("dist", "ld"), ("intl", "int")],
+    ) else {
         return;
     };
     let p = start(Some(&db));
-    assert_eq!(call(&p, "loc", "00123456", 1), "SIP/2.0 403  no permission for LD ");
-    assert_eq!(call(&p, "dist", "000123456", 2), "SIP/2.0 403 International permissions needed");
-    assert_eq!(call(&p, "intl", "0123456", 3), "SIP/2.0 403 No permission for local calls");
+    assert_eq!(
+        call(&p, "loc", "00123456", 1),
+        "SIP/2.0 403  no permission for LD "
+    );
+    assert_eq!(
+        call(&p, "dist", "000123456", 2),
+        "SIP/2.0 403 International permissions needed"
+    );
+    assert_eq!(
+        call(&p, "intl", "0123456", 3),
+        "SIP/2.0 403 No permission for local calls"
+    );
     assert_eq!(call(&p, "dist", "123", 4), "SIP/2.0 403 Forbidden");
     let _ = std::fs::remove_file(db);
 }
@@ -169,21 +203,33 @@ fn pstn_cfg_refuses_calls_outside_the_callers_groups() {
 #[test]
 #[ignore = "needs the storage layer (db branch) to answer the subscriber and grp selects"]
 fn pstn_cfg_relays_permitted_calls_to_the_gateway() {
-    let Some(db) = db("relay", &[("loc", "local"), ("dist", "ld"), ("intl", "int")]) else {
+    let Some(db) = db(
+        "relay",
+        &[("loc", "local"), ("dist", "ld"), ("intl", "int")],
+    ) else {
         return;
     };
     let p = start(Some(&db));
     let mut buf = [0u8; 4096];
-    for (i, (user, number)) in [("loc", "0123456"), ("dist", "00123456"), ("intl", "000123456")]
-        .into_iter()
-        .enumerate()
+    for (i, (user, number)) in [
+        ("loc", "0123456"),
+        ("dist", "00123456"),
+        ("intl", "000123456"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let n = 10 + i as u32;
         let _ = call(&p, user, number, n);
-        let (len, _) = p.gw.recv_from(&mut buf).expect("the INVITE reaches the gateway");
+        let (len, _) =
+            p.gw.recv_from(&mut buf)
+                .expect("the INVITE reaches the gateway");
         let got = String::from_utf8_lossy(&buf[..len]).into_owned();
         let gw = p.gw.local_addr().unwrap();
-        assert!(got.starts_with(&format!("INVITE sip:{number}@{gw} ")), "{got}");
+        assert!(
+            got.starts_with(&format!("INVITE sip:{number}@{gw} ")),
+            "{got}"
+        );
     }
     let _ = std::fs::remove_file(db);
 }
