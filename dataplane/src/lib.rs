@@ -4,6 +4,8 @@
 //!   edits recorded and applied once at write time, builders for replies and requests.
 //! - [`script`]: the compiled routing script (IR), its interpreter and the module declarations.
 //! - [`services`]: state shared by all shards (locations, credentials, the DB write queue).
+//! - [`auth`]: digest authentication (RFC 2617 / RFC 7616), stateless nonces, the credential,
+//!   group and domain caches, replay and failure tracking.
 //! - [`stats`]: per-shard traffic counters, summed on demand for management.
 //! - [`usrloc`]: the user location store (bindings per table and AOR) behind registrar.
 //! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
@@ -14,6 +16,7 @@
 //! The dataplane does no blocking I/O of its own: protocol logic takes bytes (and `now`) and returns
 //! what to do. Only the shard event loop and the transports touch sockets.
 
+pub mod auth;
 pub mod dns;
 pub mod modules;
 pub mod offload;

@@ -14,6 +14,9 @@ use crate::offload::DbSink;
 pub struct Services {
     /// Database writes, persisted in order by the controlplane (queued, retried, drained at stop).
     pub db: DbSink,
+    /// Digest authentication state: credential, group and domain caches, nonce key, replay and
+    /// failure tracking (see [`crate::auth`]).
+    pub auth: crate::auth::AuthState,
     /// Traffic counters, one slot per shard (management: `stats`, `/metrics`).
     pub stats: std::sync::Arc<crate::stats::Stats>,
     /// User locations (usrloc): read by every shard, written by `save` and management commands.

@@ -1,25 +1,428 @@
-//! Script module `auth_db`: database digest authentication.
+//! Script module `auth_db`: digest authentication against the subscriber table.
 //!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
-//! Needs `auth` loaded as well.
+//! `www_authorize(realm, table)` checks the `Authorization` credentials of the request,
+//! `proxy_authorize(realm, table)` the `Proxy-Authorization` ones, as RFC 2617 / RFC 7616 say:
+//! 1. A source address that failed `fail_limit` times within `fail_window` (module `auth`) is
+//!    answered `fail_reply` (503 with Retry-After, or 403) and the script stops (0).
+//! 2. The credentials are the first Digest ones whose realm is `realm` (empty: the Request-URI
+//!    host for a REGISTER checked with www_authorize, else the From host). None: false (-1), the
+//!    script then challenges. Malformed ones (or missing username, nonce, uri, response, or nc /
+//!    cnonce with qop): 400 Bad Request and the script stops (0), as SER did.
+//! 3. The nonce must be ours (HMAC of `secret`), for this realm, not expired; the algorithm one
+//!    the module `auth` offers. Otherwise false; an expired nonce makes the next challenge say
+//!    `stale=true`.
+//! 4. The password comes from the credential cache (see [`crate::auth::cache`]); on a miss the
+//!    run suspends on a `Job::Db` select of `table` (`user_column` = username, `domain_column` =
+//!    realm) and resumes when the controlplane answers: no shard waits for the database.
+//!    With `calculate_ha1` the `password_column` holds the plain password; else it holds HA1
+//!    (`password_column_2` HA1b, used for usernames written `user@domain`).
+//! 5. The response must match (constant-time). An unknown user and a wrong password are the same
+//!    failure (false, counted against the source address, same work done): the replies the
+//!    script sends cannot tell them apart.
+//! 6. With qop, the nonce-count must be above every nc already accepted for that nonce (replay).
+//!
+//! On success (1) the credentials become the request's authorized credentials (`check_to`,
+//! `is_user`, `is_user_in("Credentials", …)`, `consume_credentials`).
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
 //! | `www_authorize` | Str, Str | request | verify Authorization credentials: realm, subscriber table |
 //! | `proxy_authorize` | Str, Str | request | verify Proxy-Authorization credentials: realm, subscriber table |
 //!
-//! | parameter | type | default |
-//! |---|---|---|
-//! | `db_url` | string | `""` (the server's default database) |
-//! | `user_column` | string | `"username"` |
-//! | `domain_column` | string | `"domain"` |
-//! | `password_column` | string | `"ha1"` |
-//! | `password_column_2` | string | `"ha1b"` |
-//! | `calculate_ha1` | int | `0` |
-//! | `use_rpid` | int | `0` |
+//! | parameter | type | default | what |
+//! |---|---|---|---|
+//! | `db_url` | string | `""` (the server's default database) | where the subscriber table is |
+//! | `user_column` | string | `"username"` | |
+//! | `domain_column` | string | `"domain"` | matched against the realm |
+//! | `password_column` | string | `"ha1"` | HA1, or the plain password with `calculate_ha1` |
+//! | `password_column_2` | string | `"ha1b"` | HA1 of `user@domain` usernames |
+//! | `calculate_ha1` | int | `0` | yes: compute HA1 from the plain password |
+//! | `use_rpid` | int | `0` | accepted, no effect (Remote-Party-ID is not read) |
+//! | `cache_ttl` | int | `60` | (addition) seconds a subscriber row is cached (0: ask the DB every time) |
+//!
+//! SHA-256 needs the plain password (`calculate_ha1`) or a 64-character SHA-256 HA1 stored in
+//! the HA1 columns; a stored MD5 HA1 (32 characters) only answers MD5.
+//!
+//! Differences from SER 0.8.11: the checks of steps 1, 3 (realm binding) and 6, and SHA-256.
 
-use crate::script::{ArgKind::*, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
+use crate::auth::cache::{self, Secret, NEGATIVE_TTL};
+use crate::auth::digest::{self, Algorithm, Qop, ResponseInput};
+use crate::auth::nonce::NonceState;
+use crate::auth::{
+    default_realm, split_username, str_arg, suspended_call_args, unix_now, AuthKind, Realm,
+};
+use crate::offload::{Job, JobResult};
+use crate::script::env::{level, ActionResult, Env};
+use crate::script::ir::Arg;
+use crate::script::{
+    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds,
+};
+
+use super::auth::{config, reply_with};
+
+/// What the credential lookup gave (or is about to give).
+enum Lookup {
+    /// Not looked up yet: use the cache, suspend on a miss.
+    Cache,
+    /// The database just answered (`None`: no such subscriber).
+    Fetched(Option<Secret>),
+}
+
+/// The outcome of a check, computed while the shared state is borrowed.
+enum Verdict {
+    Ok(usize),
+    Fail,
+    /// Failed, with a line for the log.
+    FailLog(String),
+    /// 400 for malformed credentials, then stop.
+    Malformed(&'static str),
+    /// Source refused: reply code, Retry-After seconds.
+    Throttled(u16, u64),
+    /// Cache miss: ask the database.
+    Fetch(Job),
+}
+
+struct DbCols {
+    calculate_ha1: bool,
+    ttl: u64,
+}
+
+fn str_param(env: &dyn Env, name: &str, default: &str) -> String {
+    module_param(env, &MODULE, name)
+        .and_then(|p| p.str())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+fn db_cols(env: &dyn Env) -> DbCols {
+    let int = |name: &str, d: i64| {
+        module_param(env, &MODULE, name)
+            .and_then(|p| p.int())
+            .unwrap_or(d)
+    };
+    DbCols {
+        calculate_ha1: int("calculate_ha1", 0) != 0,
+        ttl: u64::try_from(int("cache_ttl", cache::DEFAULT_TTL as i64)).unwrap_or(0),
+    }
+}
+
+/// The select that fetches `user`'s secret.
+fn fetch_job(env: &dyn Env, table: &str, user: &[u8], realm: &[u8], calc: bool) -> Job {
+    let pw = str_param(env, "password_column", "ha1");
+    let columns = if calc {
+        vec![pw]
+    } else {
+        vec![pw, str_param(env, "password_column_2", "ha1b")]
+    };
+    Job::Db {
+        url: str_param(env, "db_url", ""),
+        table: table.to_owned(),
+        keys: vec![
+            (
+                str_param(env, "user_column", "username"),
+                String::from_utf8_lossy(user).into_owned(),
+            ),
+            (
+                str_param(env, "domain_column", "domain"),
+                String::from_utf8_lossy(realm).into_owned(),
+            ),
+        ],
+        columns,
+    }
+}
+
+/// The secret in the first row of a subscriber select.
+fn secret_of(rows: &[Vec<Option<String>>], calc: bool) -> Option<Secret> {
+    let row = rows.first()?;
+    let col = |i: usize| {
+        row.get(i)
+            .cloned()
+            .flatten()
+            .map(|s| s.into_bytes().into_boxed_slice())
+    };
+    Some(if calc {
+        Secret::Plain(col(0)?)
+    } else {
+        Secret::Ha1 {
+            ha1: col(0),
+            ha1b: col(1),
+        }
+    })
+}
+
+/// HA1 for `alg` from what the subscriber row holds (`None`: cannot answer this algorithm).
+fn ha1_for(
+    secret: &Secret,
+    alg: Algorithm,
+    username: &[u8],
+    realm: &[u8],
+    has_domain: bool,
+) -> Option<digest::Hex> {
+    match secret {
+        Secret::Plain(pw) => Some(digest::ha1(alg, username, realm, pw)),
+        Secret::Ha1 { ha1, ha1b } => {
+            let v = if has_domain { ha1b } else { ha1 };
+            let v = v.as_deref()?;
+            // A stored HA1 is taken as is; its length says which hash it is.
+            (v.len() == alg.hex_len())
+                .then(|| digest::Hex::from_hex(v))
+                .flatten()
+        }
+    }
+}
+
+fn check(ctx: &Ctx, env: &dyn Env, args: &[Arg], kind: AuthKind, lookup: Lookup) -> Verdict {
+    let Some(state) = env.services().map(|s| &s.auth) else {
+        return Verdict::FailLog("ERROR: authorize: no shared services (auth state)".into());
+    };
+    let cfg = config(env, state);
+    let now = unix_now(env.now());
+    let ip = ctx.src.ip();
+    if let Some(retry) = state
+        .throttle
+        .blocked(ip, now, cfg.fail_limit, cfg.fail_window)
+    {
+        return Verdict::Throttled(cfg.fail_reply, retry);
+    }
+    let realm: Realm = match str_arg(args, 0) {
+        "" => default_realm(ctx, kind),
+        r => Realm::from_slice(r.as_bytes()),
+    };
+    let table = str_arg(args, 1);
+    // 2. the credentials for this realm
+    let mut found = None;
+    for h in ctx.msg.headers_by_id(kind.header()) {
+        match crate::wire::digest::Credentials::parse(h.value) {
+            Ok(c) if c.is_digest() && c.realm() == Some(&realm[..]) => {
+                found = Some((h.index, c));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => return Verdict::Malformed("Bad Request - malformed credentials"),
+        }
+    }
+    let Some((index, c)) = found else {
+        return Verdict::Fail;
+    };
+    let (Some(username), Some(nonce), Some(uri), Some(resp)) =
+        (c.username(), c.nonce(), c.uri(), c.response())
+    else {
+        return Verdict::Malformed("Bad Request - credentials incomplete");
+    };
+    let qop = match c.qop() {
+        None => Qop::None,
+        Some(q) => match Qop::parse(q) {
+            Some(q) => q,
+            None => return Verdict::Malformed("Bad Request - unknown qop"),
+        },
+    };
+    let (nc_raw, cnonce) = (c.nc().unwrap_or_default(), c.cnonce().unwrap_or_default());
+    let nc = if qop == Qop::None {
+        0
+    } else {
+        match std::str::from_utf8(nc_raw)
+            .ok()
+            .filter(|s| s.len() == 8)
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+        {
+            Some(n) if n > 0 && !cnonce.is_empty() => n,
+            _ => return Verdict::Malformed("Bad Request - bad nc or cnonce"),
+        }
+    };
+    // 3. algorithm and nonce
+    let alg = match c.algorithm() {
+        None => Algorithm::Md5,
+        Some(a) => match Algorithm::parse(a) {
+            Some(a) => a,
+            None => return Verdict::Fail,
+        },
+    };
+    if !cfg.algorithms.contains(alg) {
+        return Verdict::Fail;
+    }
+    let (nonce_id, nonce_expires) = match cfg.key.check(nonce, &realm, now) {
+        NonceState::Fresh { expires, id } => (id, expires),
+        NonceState::Stale | NonceState::Invalid => return Verdict::Fail,
+    };
+    // 4. the subscriber's secret, 5. the response
+    let (user, user_domain) = split_username(username);
+    let db = db_cols(env);
+    let verify = |secret: Option<&Secret>| {
+        // An unknown user costs the same work as a wrong password.
+        let ha1 = secret
+            .and_then(|s| ha1_for(s, alg, username, &realm, user_domain.is_some()))
+            .unwrap_or_else(|| digest::h(alg, &[username, &realm]));
+        let expected = digest::response(&ResponseInput {
+            alg,
+            ha1: ha1.as_bytes(),
+            nonce,
+            nc: nc_raw,
+            cnonce,
+            qop,
+            method: ctx.msg.method_bytes(),
+            uri,
+            body: if qop == Qop::AuthInt {
+                ctx.msg.body()
+            } else {
+                b""
+            },
+        });
+        digest::response_matches(&expected, resp) && secret.is_some()
+    };
+    let ok = match lookup {
+        Lookup::Fetched(s) => verify(s.as_ref()),
+        Lookup::Cache => {
+            let key = cache::key(&[table.as_bytes(), user, &realm]);
+            let hit = state.credentials.get_with(&key, now, |s| match s {
+                // An entry of the other kind (calculate_ha1 changed by a reload) is a miss.
+                Some(Secret::Plain(_)) if !db.calculate_ha1 => None,
+                Some(Secret::Ha1 { .. }) if db.calculate_ha1 => None,
+                s => Some(verify(s.as_ref())),
+            });
+            match hit.flatten() {
+                Some(ok) => ok,
+                None => {
+                    return Verdict::Fetch(fetch_job(env, table, user, &realm, db.calculate_ha1))
+                }
+            }
+        }
+    };
+    if !ok {
+        state.throttle.failed(ip, now, cfg.fail_window);
+        return Verdict::FailLog(format!(
+            "NOTICE: authorize: digest check failed for \"{}\" realm \"{}\" from {}",
+            String::from_utf8_lossy(username),
+            String::from_utf8_lossy(&realm),
+            ip
+        ));
+    }
+    // 6. replay
+    if qop != Qop::None && !state.nc.accept(nonce_id, nonce_expires, nc, now) {
+        return Verdict::FailLog(format!(
+            "NOTICE: authorize: nonce-count {nc:08x} replayed by {ip}"
+        ));
+    }
+    Verdict::Ok(index)
+}
+
+fn authorize(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    args: &[Arg],
+    kind: AuthKind,
+    lookup: Lookup,
+) -> ActionResult {
+    match check(ctx, &*env, args, kind, lookup) {
+        Verdict::Ok(index) => {
+            ctx.authorized = Some(index);
+            ActionResult::Ret(1)
+        }
+        Verdict::Fail => ActionResult::Ret(-1),
+        Verdict::FailLog(line) => {
+            if ctx.log_enabled(level::NOTICE) {
+                env.log(level::NOTICE, line.as_bytes());
+            }
+            ActionResult::Ret(-1)
+        }
+        Verdict::Malformed(reason) => {
+            if ctx.log_enabled(level::ERR) {
+                env.log(
+                    level::ERR,
+                    format!("ERROR: authorize: {reason} from {}", ctx.src).as_bytes(),
+                );
+            }
+            env.reply(ctx, 400, reason.as_bytes());
+            ActionResult::Ret(0)
+        }
+        Verdict::Throttled(code, retry) => {
+            let line = format!("Retry-After: {retry}\r\n");
+            let (lines, reason): (&[u8], &[u8]) = if code == 503 {
+                (line.as_bytes(), b"Service Unavailable")
+            } else {
+                (b"", b"Forbidden")
+            };
+            reply_with(ctx, env, code, reason, lines);
+            ActionResult::Ret(0)
+        }
+        Verdict::Fetch(job) => ctx.suspend_with(
+            job,
+            match kind {
+                AuthKind::Www => www_resume,
+                AuthKind::Proxy => proxy_resume,
+            },
+        ),
+    }
+}
+
+/// Finishes a check suspended on the subscriber select: caches the answer, then checks.
+fn resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult, kind: AuthKind) -> ActionResult {
+    let Some(args) = suspended_call_args(ctx, &*env) else {
+        env.log(level::ERR, b"BUG: authorize: resumed outside its call");
+        return ActionResult::Ret(-1);
+    };
+    let rows = match result {
+        JobResult::Rows(r) => r,
+        JobResult::Failed(e) => {
+            env.log(
+                level::ERR,
+                format!("ERROR: authorize: subscriber lookup failed: {e}").as_bytes(),
+            );
+            return ActionResult::Ret(-1);
+        }
+        other => {
+            env.log(
+                level::ERR,
+                format!("BUG: authorize: unexpected answer {other:?}").as_bytes(),
+            );
+            return ActionResult::Ret(-1);
+        }
+    };
+    let db = db_cols(&*env);
+    let secret = secret_of(&rows, db.calculate_ha1);
+    // The cache key is the one check() would build: parse the credentials again.
+    if let Some(state) = env.services().map(|s| &s.auth) {
+        let realm: Realm = match str_arg(&args, 0) {
+            "" => default_realm(ctx, kind),
+            r => Realm::from_slice(r.as_bytes()),
+        };
+        let user = ctx.msg.headers_by_id(kind.header()).find_map(|h| {
+            let c = crate::wire::digest::Credentials::parse(h.value).ok()?;
+            (c.is_digest() && c.realm() == Some(&realm[..]))
+                .then(|| c.username())
+                .flatten()
+        });
+        if let Some(u) = user {
+            let key = cache::key(&[str_arg(&args, 1).as_bytes(), split_username(u).0, &realm]);
+            let ttl = if secret.is_some() {
+                db.ttl
+            } else {
+                db.ttl.min(NEGATIVE_TTL)
+            };
+            state
+                .credentials
+                .insert(&key, secret.clone(), unix_now(env.now()), ttl);
+        }
+    }
+    authorize(ctx, env, &args, kind, Lookup::Fetched(secret))
+}
+
+fn www_resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+    resume(ctx, env, result, AuthKind::Www)
+}
+
+fn proxy_resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+    resume(ctx, env, result, AuthKind::Proxy)
+}
+
+/// `www_authorize(realm, table)`.
+fn www_authorize(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    authorize(ctx, env, args, AuthKind::Www, Lookup::Cache)
+}
+
+/// `proxy_authorize(realm, table)`.
+fn proxy_authorize(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    authorize(ctx, env, args, AuthKind::Proxy, Lookup::Cache)
+}
 
 /// Declaration of module `auth_db`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -32,13 +435,15 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             &[Str, Str],
             RouteKinds::REQUEST,
             "verify Authorization credentials: realm, subscriber table",
-        ),
+        )
+        .implemented_by(www_authorize),
         FunctionDecl::new(
             "proxy_authorize",
             &[Str, Str],
             RouteKinds::REQUEST,
             "verify Proxy-Authorization credentials: realm, subscriber table",
-        ),
+        )
+        .implemented_by(proxy_authorize),
     ],
     params: &[
         ParamDecl::str("db_url", ""),
@@ -48,6 +453,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::str("password_column_2", "ha1b"),
         ParamDecl::int("calculate_ha1", 0),
         ParamDecl::int("use_rpid", 0),
+        ParamDecl::int("cache_ttl", cache::DEFAULT_TTL as i64),
     ],
     renamed_functions: &[],
     renamed_params: &[],

@@ -1,7 +1,11 @@
-//! Script module `domain`: served-domain checks.
+//! Script module `domain`: is a host one of the domains this server serves (multi-domain hosting)?
 //!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
+//! `is_from_local()` checks the From URI host, `is_uri_host_local()` the current Request-URI host,
+//! against the `domain_column` of `domain_table`, case-insensitively. The whole table is read at
+//! once through an offloaded select (the first call suspends; the shard goes on) and kept in a
+//! shared cache: with `db_mode` 1 (SER: "cache the table") until the management side reloads it
+//! ([`crate::auth::AuthState::domains_changed`], SER's `domain_reload`), with `db_mode` 0 for
+//! `cache_ttl` seconds (SER asked the database on every call; no shard may wait for it here).
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
@@ -14,8 +18,153 @@
 //! | `db_mode` | int | `0` |
 //! | `domain_table` | string | `"domain"` |
 //! | `domain_column` | string | `"domain"` |
+//! | `cache_ttl` | int | `60` (addition: seconds the table is cached with db_mode 0) |
 
-use crate::script::{FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
+use crate::auth::cache::{self, DEFAULT_TTL};
+use crate::auth::{unix_now, uri_user_host, Realm};
+use crate::offload::{Job, JobResult};
+use crate::script::env::{level, ActionResult, Env};
+use crate::script::ir::Arg;
+use crate::script::{module_param, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
+use crate::wire::HeaderId;
+
+/// Lifetime of the cached table with db_mode 1: until reloaded (a century).
+const FOREVER: u64 = 100 * 365 * 86_400;
+
+fn param_str(env: &dyn Env, name: &str, default: &str) -> String {
+    module_param(env, &MODULE, name)
+        .and_then(|p| p.str())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+fn table_key(env: &dyn Env) -> cache::Key {
+    let p = |n: &str, d: &'static str| {
+        module_param(env, &MODULE, n)
+            .and_then(|p| p.str())
+            .unwrap_or(d)
+    };
+    cache::key(&[
+        p("domain_table", "domain").as_bytes(),
+        p("domain_column", "domain").as_bytes(),
+    ])
+}
+
+/// Whether `host` is local: `Some(answer)` from the cache, `None` on a miss.
+fn lookup(env: &dyn Env, host: &[u8]) -> Option<bool> {
+    let mut lower = Realm::from_slice(host);
+    lower.make_ascii_lowercase();
+    let now = unix_now(env.now());
+    env.services()?
+        .auth
+        .domains
+        .get_with(&table_key(env), now, |set| {
+            set.binary_search_by(|d| (**d).cmp(&lower[..])).is_ok()
+        })
+}
+
+fn host_of(ctx: &Ctx, from: bool) -> Option<Realm> {
+    if from {
+        let v = ctx.msg.header_value(HeaderId::From)?;
+        let na = crate::wire::name_addr::NameAddr::parse(v).ok()?;
+        Some(Realm::from_slice(na.uri.host_raw))
+    } else {
+        uri_user_host(ctx.uri()).map(|(_, h)| h)
+    }
+}
+
+fn check(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    from: bool,
+    then: crate::script::ResumeFn,
+) -> ActionResult {
+    let Some(host) = host_of(ctx, from) else {
+        if ctx.log_enabled(level::ERR) {
+            env.log(
+                level::ERR,
+                b"ERROR: domain: no host to check (bad From or Request-URI)",
+            );
+        }
+        return ActionResult::Ret(-1);
+    };
+    match lookup(&*env, &host) {
+        Some(b) => ActionResult::from_bool(b),
+        None => {
+            let job = Job::Db {
+                url: param_str(&*env, "db_url", ""),
+                table: param_str(&*env, "domain_table", "domain"),
+                keys: Vec::new(),
+                columns: vec![param_str(&*env, "domain_column", "domain")],
+            };
+            ctx.suspend_with(job, then)
+        }
+    }
+}
+
+fn resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult, from: bool) -> ActionResult {
+    let rows = match result {
+        JobResult::Rows(r) => r,
+        other => {
+            env.log(
+                level::ERR,
+                format!("ERROR: domain: reading the domain table failed: {other:?}").as_bytes(),
+            );
+            return ActionResult::Ret(-1);
+        }
+    };
+    let mut set: Vec<Box<[u8]>> = rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .map(|d| {
+            d.trim()
+                .to_ascii_lowercase()
+                .into_bytes()
+                .into_boxed_slice()
+        })
+        .collect();
+    set.sort();
+    set.dedup();
+    let mode = module_param(&*env, &MODULE, "db_mode")
+        .and_then(|p| p.int())
+        .unwrap_or(0);
+    let ttl = if mode == 1 {
+        FOREVER
+    } else {
+        module_param(&*env, &MODULE, "cache_ttl")
+            .and_then(|p| p.int())
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or(DEFAULT_TTL)
+    };
+    let host = host_of(ctx, from).unwrap_or_default();
+    let mut lower = host.clone();
+    lower.make_ascii_lowercase();
+    let local = set.binary_search_by(|d| (**d).cmp(&lower[..])).is_ok();
+    if let Some(s) = env.services() {
+        s.auth
+            .domains
+            .insert(&table_key(&*env), set, unix_now(env.now()), ttl);
+    }
+    ActionResult::from_bool(local)
+}
+
+fn is_from_local_resume(ctx: &mut Ctx, env: &mut dyn Env, r: JobResult) -> ActionResult {
+    resume(ctx, env, r, true)
+}
+
+fn is_uri_host_local_resume(ctx: &mut Ctx, env: &mut dyn Env, r: JobResult) -> ActionResult {
+    resume(ctx, env, r, false)
+}
+
+/// `is_from_local()`.
+fn is_from_local(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
+    check(ctx, env, true, is_from_local_resume)
+}
+
+/// `is_uri_host_local()`.
+fn is_uri_host_local(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
+    check(ctx, env, false, is_uri_host_local_resume)
+}
 
 /// Declaration of module `domain`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -28,19 +177,22 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             &[],
             RouteKinds::REQUEST,
             "true if the From host is a local domain",
-        ),
+        )
+        .implemented_by(is_from_local),
         FunctionDecl::new(
             "is_uri_host_local",
             &[],
             RouteKinds::REQUEST,
             "true if the request URI host is a local domain",
-        ),
+        )
+        .implemented_by(is_uri_host_local),
     ],
     params: &[
         ParamDecl::str("db_url", ""),
         ParamDecl::int("db_mode", 0),
         ParamDecl::str("domain_table", "domain"),
         ParamDecl::str("domain_column", "domain"),
+        ParamDecl::int("cache_ttl", DEFAULT_TTL as i64),
     ],
     renamed_functions: &[],
     renamed_params: &[],

@@ -1,7 +1,15 @@
-//! Script module `group`: group membership checks in the database.
+//! Script module `group`: group membership checks against the `grp` table.
 //!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
+//! `is_user_in(source, group)` is true when the user named by `source` has a row in `table` with
+//! `group_column` = `group`. `source` (case-insensitive, as pstn.cfg writes "credentials"):
+//! - `Request-URI`: user and host of the current (possibly rewritten) Request-URI;
+//! - `To`, `From`: user and host of that header's URI;
+//! - `Credentials`: the username of the credentials that passed `www_authorize`/`proxy_authorize`
+//!   (its domain part when written `user@domain`, else the realm). False, with a log line, when
+//!   none did.
+//!
+//! The host takes part in the select only with `use_domain`. Answers are cached (see
+//! [`crate::auth::cache`]); a miss suspends on an offloaded select, and the shard goes on.
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
@@ -15,8 +23,135 @@
 //! | `domain_column` | string | `"domain"` |
 //! | `group_column` | string | `"grp"` |
 //! | `use_domain` | int | `0` |
+//! | `cache_ttl` | int | `60` (addition: seconds an answer is cached) |
 
-use crate::script::{ArgKind::*, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds};
+use crate::auth::cache::{self, DEFAULT_TTL};
+use crate::auth::{
+    authorized, cached_answer, split_username, store_answer, str_arg, uri_user_host, AuthState,
+    Realm,
+};
+use crate::offload::{Job, JobResult};
+use crate::script::env::{level, ActionResult, Env};
+use crate::script::ir::Arg;
+use crate::script::{
+    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds,
+};
+use crate::wire::HeaderId;
+
+/// The (user, domain) `source` names, or why not.
+fn identity(ctx: &Ctx, source: &str) -> Result<(Realm, Realm), &'static str> {
+    let header = |id: HeaderId| {
+        let v = ctx.msg.header_value(id).ok_or("header missing")?;
+        let na = crate::wire::name_addr::NameAddr::parse(v).map_err(|_| "bad header URI")?;
+        Ok((
+            Realm::from_slice(na.uri.user.unwrap_or_default()),
+            Realm::from_slice(na.uri.host_raw),
+        ))
+    };
+    if source.eq_ignore_ascii_case("Request-URI") {
+        uri_user_host(ctx.uri()).ok_or("bad Request-URI")
+    } else if source.eq_ignore_ascii_case("To") {
+        header(HeaderId::To)
+    } else if source.eq_ignore_ascii_case("From") {
+        header(HeaderId::From)
+    } else if source.eq_ignore_ascii_case("Credentials") {
+        let c = authorized(ctx).ok_or("no authorized credentials found (error in scripts)")?;
+        let (user, domain) = split_username(c.username().unwrap_or_default());
+        Ok((
+            Realm::from_slice(user),
+            Realm::from_slice(domain.or(c.realm()).unwrap_or_default()),
+        ))
+    } else {
+        Err("unknown source: use \"Request-URI\", \"To\", \"From\" or \"Credentials\"")
+    }
+}
+
+fn param_str(env: &dyn Env, name: &str, default: &str) -> String {
+    module_param(env, &MODULE, name)
+        .and_then(|p| p.str())
+        .unwrap_or(default)
+        .to_owned()
+}
+
+fn param_int(env: &dyn Env, name: &str, default: i64) -> i64 {
+    module_param(env, &MODULE, name)
+        .and_then(|p| p.int())
+        .unwrap_or(default)
+}
+
+fn groups(s: &AuthState) -> &cache::TtlCache<bool> {
+    &s.groups
+}
+
+/// The cache key of a question (the domain is part of it only with `use_domain`).
+fn question(
+    ctx: &Ctx,
+    env: &dyn Env,
+    args: &[Arg],
+) -> Result<(cache::Key, Realm, Realm, bool), &'static str> {
+    let (user, domain) = identity(ctx, str_arg(args, 0))?;
+    let use_domain = param_int(env, "use_domain", 0) != 0;
+    let table = module_param(env, &MODULE, "table")
+        .and_then(|p| p.str())
+        .unwrap_or("grp");
+    let d: &[u8] = if use_domain { &domain } else { b"" };
+    let key = cache::key(&[table.as_bytes(), &user, d, str_arg(args, 1).as_bytes()]);
+    Ok((key, user, domain, use_domain))
+}
+
+/// `is_user_in(source, group)`.
+fn is_user_in(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let (key, user, domain, use_domain) = match question(ctx, &*env, args) {
+        Ok(q) => q,
+        Err(e) => {
+            if ctx.log_enabled(level::ERR) {
+                env.log(level::ERR, format!("ERROR: is_user_in: {e}").as_bytes());
+            }
+            return ActionResult::Ret(-1);
+        }
+    };
+    let env_ro: &dyn Env = &*env;
+    cached_answer(
+        ctx,
+        env_ro,
+        groups,
+        &key,
+        || {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            let mut keys = vec![(param_str(env_ro, "user_column", "username"), text(&user))];
+            if use_domain {
+                keys.push((param_str(env_ro, "domain_column", "domain"), text(&domain)));
+            }
+            let group_column = param_str(env_ro, "group_column", "grp");
+            keys.push((group_column.clone(), str_arg(args, 1).to_owned()));
+            Job::Db {
+                url: param_str(env_ro, "db_url", ""),
+                table: param_str(env_ro, "table", "grp"),
+                keys,
+                columns: vec![group_column],
+            }
+        },
+        is_user_in_resume,
+    )
+}
+
+fn is_user_in_resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+    let key = crate::auth::suspended_call_args(ctx, &*env)
+        .and_then(|args| question(ctx, &*env, &args).ok())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let ttl = u64::try_from(param_int(&*env, "cache_ttl", DEFAULT_TTL as i64)).unwrap_or(0);
+    match store_answer(&*env, groups, &key, &result, ttl) {
+        Some(b) => ActionResult::from_bool(b),
+        None => {
+            env.log(
+                level::ERR,
+                format!("ERROR: is_user_in: database lookup failed: {result:?}").as_bytes(),
+            );
+            ActionResult::Ret(-1)
+        }
+    }
+}
 
 /// Declaration of module `group`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -28,7 +163,8 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         &[Str, Str],
         RouteKinds::REQUEST,
         "true if the user (Request-URI|To|From|Credentials) is in the group",
-    )],
+    )
+    .implemented_by(is_user_in)],
     params: &[
         ParamDecl::str("db_url", ""),
         ParamDecl::str("table", "grp"),
@@ -36,6 +172,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::str("domain_column", "domain"),
         ParamDecl::str("group_column", "grp"),
         ParamDecl::int("use_domain", 0),
+        ParamDecl::int("cache_ttl", DEFAULT_TTL as i64),
     ],
     renamed_functions: &[Renamed {
         old: "is_in_group",

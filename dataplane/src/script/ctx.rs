@@ -166,6 +166,10 @@ pub struct Ctx {
     /// The last internal error of an action, as the status a reply to it carries (SER's
     /// `ser_error`, which `sl_reply_error` answers with).
     pub last_error: Option<(u16, &'static str)>,
+    /// Index of the header field (Authorization or Proxy-Authorization) whose credentials passed
+    /// `www_authorize`/`proxy_authorize` (SER's "authorized credentials"): what `check_to`,
+    /// `is_user`, `is_user_in("Credentials", …)` and `consume_credentials` look at.
+    pub authorized: Option<usize>,
     /// Transaction state of this request (module tm): its transaction, the failure_route armed by
     /// `t_on_failure`, a stateful forward waiting for DNS.
     pub tm: TmCtx,
@@ -202,6 +206,7 @@ impl Ctx {
             reply_headers: SmallVec::new(),
             pending_target: None,
             last_error: None,
+            authorized: None,
             tm: TmCtx::default(),
             dst_uri: None,
             record_route: None,
