@@ -19,12 +19,20 @@ use dataplane::ser_log;
 use dataplane::shard::log::{L_ERR, L_NOTICE, L_WARN};
 use dataplane::shard::{Runtime, RuntimeConfig};
 
+/// Writes that may wait in the queue for the database (usrloc, acc) before posts are refused.
+pub const DB_QUEUE_BOUND: usize = 65_536;
+
+/// How long a clean shutdown waits for queued database writes.
+pub const DB_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running proxy.
 pub struct Proxy {
     shared: Arc<Shared>,
     runtime: Runtime<ShardMsg>,
     jobs: Vec<JoinHandle<()>>,
     config: PathBuf,
+    db: controlplane::db::DbService,
+    db_writer: Option<controlplane::db::writer::Writer>,
 }
 
 /// Settings the proxy takes from the core options.
@@ -69,6 +77,19 @@ impl Proxy {
         config: &Path,
     ) -> Result<Proxy, String> {
         warn_unimplemented(&program);
+        // The database is opened lazily (first job or write) so a DB that is down or slow never
+        // delays start-up; its schema and version are checked then and errors logged.
+        let dbs = controlplane::db::Databases::from_env();
+        let db = controlplane::db::DbService::start(dbs.clone())
+            .map_err(|e| format!("database runtime: {e}"))?;
+        let (db_tx, db_rx) = crossbeam_channel::bounded(DB_QUEUE_BOUND);
+        let db_writer = match db.handle() {
+            Some(h) => Some(
+                controlplane::db::writer::start(db_rx, dbs.clone(), h)
+                    .map_err(|e| format!("database writer: {e}"))?,
+            ),
+            None => None,
+        };
         let (tx, rx) = crossbeam_channel::unbounded::<JobRequest>();
         let local = rc
             .listen
@@ -94,7 +115,12 @@ impl Proxy {
             dns: Arc::new(dataplane::dns::DnsCache::new()),
             rev_dns: papaya::HashMap::new(),
             sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
-            services: Arc::new(dataplane::services::Services::default()),
+            // Other modules add fields to Services; `..Default::default()` keeps this line stable.
+            #[allow(clippy::needless_update)]
+            services: Arc::new(dataplane::services::Services {
+                db: dataplane::offload::DbSink::new(db_tx),
+                ..Default::default()
+            }),
         });
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =
@@ -147,18 +173,34 @@ impl Proxy {
                 }
             },
             dns,
+            db.handle().map(|rt| controlplane::jobs::DbJobs { rt, dbs }),
         );
         Ok(Proxy {
             shared,
             runtime,
             jobs,
             config: config.to_path_buf(),
+            db,
+            db_writer,
         })
     }
 
     /// Stateless reply counters summed over the shards (`sl_stats`).
     pub fn sl_stats(&self) -> dataplane::proxy::sl::SlTotals {
         dataplane::proxy::sl::SlStats::sum(&self.shared.sl_stats)
+    }
+
+    /// The databases (one pool per URL) and the runtime they run on; start-up loads (usrloc's
+    /// bindings) use `db_service().block_on(..)`.
+    pub fn db_service(&self) -> &controlplane::db::DbService {
+        &self.db
+    }
+
+    /// Database writes queued and not yet written (for metrics).
+    pub fn db_queue_depth(&self) -> usize {
+        self.db_writer
+            .as_ref()
+            .map_or(self.shared.services.db.queued(), |w| w.depth())
     }
 
     /// The runtime (local addresses, backend, shard count).
@@ -197,11 +239,23 @@ impl Proxy {
         }
     }
 
-    /// Stops the shards, then the job runner; returns how many shards panicked.
-    pub fn stop(self) -> usize {
+    /// Stops the shards, writes the queued database writes, then stops the job runner; returns how
+    /// many shards panicked.
+    pub fn stop(mut self) -> usize {
         let shared = Arc::clone(&self.shared);
         self.runtime.stop();
         let panicked = self.runtime.join();
+        // Nothing posts any more: what was accepted is written before we go (bounded in time).
+        if let Some(w) = self.db_writer.take() {
+            let queued = w.depth();
+            if queued > 0 {
+                ser_log!(
+                    L_NOTICE,
+                    "writing {queued} queued database writes before exit"
+                );
+            }
+            w.drain(DB_DRAIN_TIMEOUT);
+        }
         let t = dataplane::proxy::sl::SlStats::sum(&shared.sl_stats);
         drop(shared);
         ser_log!(
@@ -221,6 +275,7 @@ impl Proxy {
         for j in self.jobs {
             let _ = j.join();
         }
+        drop(self.db);
         panicked
     }
 }
