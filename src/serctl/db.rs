@@ -40,11 +40,7 @@ pub fn url(access: Access) -> Result<String, String> {
             std::env::var("RO_PW").unwrap_or_else(|_| "47serro11".into()),
         ),
     };
-    Ok(format!(
-        "mysql://{}:{}@{host}/{db}",
-        pct(&user),
-        pct(&pw)
-    ))
+    Ok(format!("mysql://{}:{}@{host}/{db}", pct(&user), pct(&pw)))
 }
 
 fn pct(s: &str) -> String {
@@ -114,10 +110,17 @@ impl Conn {
         }
     }
 
-    pub fn select(&self, table: &str, keys: &[(&str, &str)], columns: &[&str]) -> Result<Rows, String> {
+    pub fn select(
+        &self,
+        table: &str,
+        keys: &[(&str, &str)],
+        columns: &[&str],
+    ) -> Result<Rows, String> {
         let dbs = self.svc.databases().clone();
-        let keys: Vec<(String, String)> =
-            keys.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let keys: Vec<(String, String)> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
         self.run(async move { dbs.select("", table, &keys, &columns).await })
     }
@@ -131,10 +134,17 @@ impl Conn {
         self.run(async move { dbs.get("").await?.insert(table, &row).await })
     }
 
-    pub fn upsert(&self, table: &str, keys: &[(&str, &str)], row: &[(&str, &str)]) -> Result<(), String> {
+    pub fn upsert(
+        &self,
+        table: &str,
+        keys: &[(&str, &str)],
+        row: &[(&str, &str)],
+    ) -> Result<(), String> {
         let dbs = self.svc.databases().clone();
-        let keys: Vec<(String, String)> =
-            keys.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let keys: Vec<(String, String)> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let row: Vec<(String, Option<String>)> = row
             .iter()
             .map(|(k, v)| (k.to_string(), Some(v.to_string())))
@@ -144,8 +154,10 @@ impl Conn {
 
     pub fn delete(&self, table: &str, keys: &[(&str, &str)]) -> Result<u64, String> {
         let dbs = self.svc.databases().clone();
-        let keys: Vec<(String, String)> =
-            keys.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let keys: Vec<(String, String)> = keys
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.run(async move { dbs.get("").await?.delete(table, &keys).await })
     }
 }
@@ -242,6 +254,9 @@ mod tests {
     #[test]
     fn table_shape() {
         let t = table(&["a", "bb"], &vec![vec![Some("x".into()), None]]);
-        assert_eq!(t, "+---+------+\n| a | bb   |\n+---+------+\n| x | NULL |\n+---+------+\n");
+        assert_eq!(
+            t,
+            "+---+------+\n| a | bb   |\n+---+------+\n| x | NULL |\n+---+------+\n"
+        );
     }
 }

@@ -62,7 +62,12 @@ impl Drop for Unlink {
 }
 
 /// Sends `command` with `params` to the server FIFO `fifo` and returns its reply.
-pub fn call(fifo: &Path, command: &str, params: &[&str], timeout: Duration) -> Result<Reply, String> {
+pub fn call(
+    fifo: &Path,
+    command: &str,
+    params: &[&str],
+    timeout: Duration,
+) -> Result<Reply, String> {
     if command.is_empty() || command.contains([':', '\n']) {
         return Err(format!("invalid FIFO command name {command:?}"));
     }
@@ -97,7 +102,10 @@ pub fn call(fifo: &Path, command: &str, params: &[&str], timeout: Duration) -> R
         .status()
         .map_err(|e| format!("cannot run mkfifo: {e}"))?;
     if !status.success() {
-        return Err(format!("cannot create the reply FIFO {}", reply_path.display()));
+        return Err(format!(
+            "cannot create the reply FIFO {}",
+            reply_path.display()
+        ));
     }
     let _unlink = Unlink(reply_path.clone());
 
@@ -144,11 +152,22 @@ pub fn call(fifo: &Path, command: &str, params: &[&str], timeout: Duration) -> R
         },
     };
     if outcome.is_err() {
-        // Unblock the reader if it still waits for a writer: open (and close) the write end.
-        let _ = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&reply_path);
+        // Unblock the reader if it waits for a writer: open (and close) the write end. It may not
+        // have reached its open yet, so try for a while; a reader still stuck then is left behind
+        // (the process is about to exit).
+        for _ in 0..100 {
+            if reader.is_finished() {
+                break;
+            }
+            let _ = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&reply_path);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if !reader.is_finished() {
+            return outcome;
+        }
     }
     let _ = reader.join();
     outcome

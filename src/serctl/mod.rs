@@ -101,6 +101,8 @@ type Out = Result<(), Fail>;
 
 /// Runs serctl with `args` (without the program name); returns the exit status.
 pub fn run(args: &[String]) -> i32 {
+    // The storage layer logs for the server; serctl reports its own errors, one line each.
+    dataplane::shard::log::set_level(dataplane::shard::log::L_ALERT - 1);
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = match a.as_slice() {
         [] | ["help" | "-h" | "--help"] => {
@@ -244,7 +246,12 @@ fn rm(a: &[&str]) -> Out {
     db.delete("subscriber", &[("username", user), ("domain", &domain)])?;
     // As SER's sc: the user's ACL entries and registered contacts go too.
     db.delete("grp", &[("username", user), ("domain", &domain)])?;
-    let _ = fifo::call(&fifo::server_fifo(), "ul_rm", &["location", user], FIFO_TIMEOUT);
+    let _ = fifo::call(
+        &fifo::server_fifo(),
+        "ul_rm",
+        &["location", user],
+        FIFO_TIMEOUT,
+    );
     println!("user removed");
     Ok(())
 }
@@ -279,8 +286,12 @@ fn mail(a: &[&str]) -> Out {
             println!("message sent");
             Ok(())
         }
-        Ok(s) => Err(Fail::Msg(format!("sending message failed (mail exited with {s})"))),
-        Err(e) => Err(Fail::Msg(format!("sending message failed: cannot run mail: {e}"))),
+        Ok(s) => Err(Fail::Msg(format!(
+            "sending message failed (mail exited with {s})"
+        ))),
+        Err(e) => Err(Fail::Msg(format!(
+            "sending message failed: cannot run mail: {e}"
+        ))),
     }
 }
 
@@ -305,7 +316,10 @@ fn usrloc(table: &str, a: &[&str]) -> Out {
 
 /// SER's `check_uri`: `sip:` with an optional simple user part and a dotted host.
 fn uri_ok(uri: &str) -> bool {
-    let Some(rest) = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:")) else {
+    let Some(rest) = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))
+    else {
         return false;
     };
     let host = match rest.split_once('@') {
@@ -450,9 +464,11 @@ fn online() -> Out {
     let mut users: Vec<&str> = r
         .body
         .lines()
-        .filter(|l| l.contains("aor"))
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .map(|u| u.trim_matches('\''))
+        // SER's usrloc printed "aor   : 'jiri'" (sc took the third word); take what follows
+        // the colon so spacing does not matter.
+        .filter(|l| l.trim_start().to_ascii_lowercase().starts_with("aor"))
+        .filter_map(|l| l.split_once(':').map(|(_, v)| v.trim().trim_matches('\'')))
+        .filter(|u| !u.is_empty())
         .collect();
     users.sort_unstable();
     users.dedup();
