@@ -497,6 +497,7 @@ fn ser_answers(cmd: &str, params: &[String]) -> String {
             format!("200 Added to table ('{user}','{uri}') to '{table}'\n")
         }
         ("ul_rm", [table, user]) => format!("200 user ({table}, {user}) deleted\n"),
+        ("t_uac_dlg", [method, ..]) => format!("200 {method} sent\n"),
         ("ul_dump", _) => "200 ok\nDomain: 'location'\n...Record(0x1)...\ndomain: 'location'\naor   : 'jiri'\n...Record(0x2)...\naor   : 'alice'\naor   : 'jiri'\n".into(),
         (other, _) => format!("500 command '{other}' not available\n"),
     }
@@ -556,6 +557,13 @@ fn fifo_commands_speak_sers_protocol() {
     let o = serctl(&["online"], &env, "");
     assert_eq!(out(&o), "alice\njiri\n");
 
+    let mut env_d = env.clone();
+    env_d.push(("SIP_DOMAIN", "foo.bar"));
+    let o = serctl(&["cisco_restart", "sip:phone@10.0.0.7"], &env_d, "");
+    assert!(o.status.success(), "{}", err(&o));
+    let o = serctl(&["ping", "sip:phone@10.0.0.7"], &env_d, "");
+    assert_eq!(out(&o), "200 OPTIONS sent\n");
+
     let seen = fifo.seen.lock().unwrap().clone();
     assert!(seen.contains(&(
         "ul_add".to_string(),
@@ -566,6 +574,23 @@ fn fifo_commands_speak_sers_protocol() {
             "1073741823".into(),
             "1.00".into()
         ]
+    )));
+    assert!(seen.contains(&(
+        "t_uac_dlg".to_string(),
+        [
+            "NOTIFY",
+            "sip:phone@10.0.0.7",
+            ".",
+            "From: <sip:daemon@foo.bar>",
+            "To: <sip:phone@10.0.0.7>",
+            "Contact: <sip:daemon@foo.bar>",
+            "Event: check-sync",
+            ".",
+            "."
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     )));
     assert!(seen.contains(&(
         "ul_show_contact".to_string(),
@@ -620,4 +645,62 @@ fn fifo_without_a_server_is_one_clear_error() {
     assert!(err(&o).contains("is ser running"), "{}", err(&o));
     assert!(started.elapsed() < Duration::from_secs(5));
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn start_and_stop_a_daemon_through_its_pid_file() {
+    let dir = std::env::temp_dir().join(unique("ser-sc-start"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("ser.cfg");
+    std::fs::write(&cfg, "route { drop; }\n").unwrap();
+    let pid_file = dir.join("ser.pid");
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let opts = format!("-f {} -l 127.0.0.1:{port} -n 1", cfg.display());
+    let pf = pid_file.display().to_string();
+    let ser = env!("CARGO_BIN_EXE_ser");
+    let env = [
+        ("PID_FILE", pf.as_str()),
+        ("STARTOPTIONS", opts.as_str()),
+        ("SER", ser),
+    ];
+    let o = serctl(&["start"], &env, "");
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Kill-on-drop for the daemon this test started (by its pid), should an assertion fail.
+    struct Guard(u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+    let _guard = Guard(pid);
+    assert_eq!(out(&o), format!("Starting SER : started pid({pid})\n"));
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let o = serctl(&["start"], &env, "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("already running"), "{}", err(&o));
+
+    let o = serctl(&["stop"], &env, "");
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "Stopping SER : stopped\n");
+    let mut gone = false;
+    for _ in 0..100 {
+        if !pid_file.exists() && !Path::new(&format!("/proc/{pid}")).exists() {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gone, "ser (pid {pid}) did not stop");
+    let o = serctl(&["stop"], &env, "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("No PID file found!"), "{}", err(&o));
+    let _ = std::fs::remove_dir_all(&dir);
 }

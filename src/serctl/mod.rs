@@ -13,6 +13,7 @@
 //! | `showdb [<user>]` (also `userdb`) | DB `location`, `subscriber` | the rows |
 //! | `monitor` (also `moni`, `console`, `con`) | FIFO | Example 5-2's screen every `WATCH_PERIOD` s |
 //! | `ps`, `fifo <command> [<param>…]`, `online` | FIFO | the server's reply |
+//! | `start`, `stop`, `restart` | `ser -P $PID_FILE $STARTOPTIONS`, `kill` | `started pid(N)`, `stopped` |
 //! | `version` | — | serctl's version |
 //!
 //! (*) SER prompted for the MySQL password unless `PW` was set; ser does the same when the DB is
@@ -24,8 +25,14 @@
 //! commands, `acl show`…) run without it.
 //!
 //! Errors are one line on standard error (`serctl: …`) and exit status 1; a FIFO reply that is not
-//! 2xx also exits 1. Not here: `start`/`stop`/`restart` (use the service manager), `ping` and
-//! `cisco_restart` (they need `t_uac_dlg`).
+//! 2xx also exits 1. `ping <uri>` (OPTIONS) and `cisco_restart <uri>` (NOTIFY with
+//! `Event: check-sync`) ask the server to send the request with FIFO `t_uac_dlg` (method, request
+//! URI, `.` for no outbound proxy, header lines, `.`, an empty body ended by `.`); From is
+//! `sip:daemon@$SIP_DOMAIN` (or this host's name).
+//!
+//! `start` runs the `ser` next to serctl (else the one on PATH; `SER` env overrides) with
+//! `-P $PID_FILE` (default `/var/run/ser.pid`) and `$STARTOPTIONS`; its output goes to syslog
+//! unless `SYSLOG=0` (then `-E`, on the terminal), as in SER's `sc`.
 
 pub mod db;
 pub mod fifo;
@@ -71,6 +78,13 @@ pub fn usage() -> String {
  {cmd} monitor ............................ show internal status
  {cmd} ps ................................. show running processes
  {cmd} fifo ............................... send raw commands to FIFO
+ {cmd} ping <uri> ......................... ping a URI (OPTIONS)
+ {cmd} cisco_restart <uri> ................ restart a Cisco phone (NOTIFY)
+
+           * server control *
+ {cmd} start .............................. start ser
+ {cmd} stop ............................... stop ser
+ {cmd} restart ............................ restart ser
 
    Commands labeled with (*) will prompt for a MySQL password when the database
    is MySQL given by SQL_HOST/SQL_USER/SQL_DB; if the variable PW is set, the
@@ -123,6 +137,15 @@ pub fn run(args: &[String]) -> i32 {
         ["showdb" | "userdb", rest @ ..] => showdb(rest),
         ["monitor" | "moni" | "console" | "con"] => monitor(),
         ["ps"] => fifo_print("ps", &[]),
+        ["ping", uri] => uac("OPTIONS", uri, &[]),
+        ["cisco_restart", uri] => uac("NOTIFY", uri, &["Event: check-sync"]),
+        ["ping" | "cisco_restart", ..] => Err(Fail::Usage("ping <uri> | cisco_restart <uri>")),
+        ["start"] => start(),
+        ["stop"] => stop(),
+        ["restart"] => stop().and_then(|()| {
+            std::thread::sleep(Duration::from_secs(2));
+            start()
+        }),
         ["online"] => online(),
         ["fifo", cmd, params @ ..] => fifo_print(cmd, params),
         ["fifo"] => Err(Fail::Usage("fifo <command> [<param> ...]")),
@@ -453,6 +476,109 @@ fn fifo_print(cmd: &str, params: &[&str]) -> Out {
     } else {
         Err(Fail::Quiet)
     }
+}
+
+/// A request sent by the server (`t_uac_dlg`) to `uri`.
+fn uac(method: &str, uri: &str, extra: &[&str]) -> Out {
+    if !uri_ok(uri) {
+        return Err(Fail::Msg(format!("{uri} is not a valid URI")));
+    }
+    let host = std::env::var("SIP_DOMAIN")
+        .ok()
+        .filter(|d| !d.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let from = format!("From: <sip:daemon@{host}>");
+    let to = format!("To: <{uri}>");
+    let contact = format!("Contact: <sip:daemon@{host}>");
+    let mut params: Vec<&str> = vec![method, uri, ".", &from, &to, &contact];
+    params.extend_from_slice(extra);
+    params.extend_from_slice(&[".", "."]);
+    fifo_print("t_uac_dlg", &params)
+}
+
+fn pid_file() -> std::path::PathBuf {
+    std::env::var_os("PID_FILE")
+        .filter(|p| !p.is_empty())
+        .map_or_else(|| "/var/run/ser.pid".into(), Into::into)
+}
+
+fn ser_binary() -> std::path::PathBuf {
+    if let Some(s) = std::env::var_os("SER").filter(|s| !s.is_empty()) {
+        return s.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("ser")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "ser".into())
+}
+
+fn start() -> Out {
+    use std::io::Write;
+    print!("Starting SER : ");
+    let _ = std::io::stdout().flush();
+    let pid_file = pid_file();
+    if pid_file.exists() {
+        println!();
+        return Err(Fail::Msg(format!(
+            "PID file exists! ({}) already running?",
+            pid_file.display()
+        )));
+    }
+    let mut cmd = std::process::Command::new(ser_binary());
+    cmd.arg("-P").arg(&pid_file);
+    if std::env::var("SYSLOG").is_ok_and(|v| v == "0") {
+        cmd.arg("-E");
+    } else {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    }
+    if let Ok(opts) = std::env::var("STARTOPTIONS") {
+        cmd.args(opts.split_whitespace());
+    }
+    // ser daemonises (fork=yes): the command returns once the daemon runs, or failed.
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", ser_binary().display()))?;
+    if !status.success() {
+        println!();
+        return Err(Fail::Msg(format!("ser did not start ({status})")));
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    println!("started pid({})", pid.trim());
+    Ok(())
+}
+
+fn stop() -> Out {
+    print!("Stopping SER : ");
+    let pid_file = pid_file();
+    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        println!();
+        return Err(Fail::Msg(format!(
+            "No PID file found! ({})",
+            pid_file.display()
+        )));
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        println!();
+        return Err(Fail::Msg(format!("{} holds no pid", pid_file.display())));
+    };
+    let ok = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!();
+        return Err(Fail::Msg(format!("cannot signal ser (pid {pid})")));
+    }
+    println!("stopped");
+    Ok(())
 }
 
 /// Users with contacts in memory (`ul_dump`'s `aor` lines), sorted, once each.
