@@ -523,6 +523,22 @@ impl Databases {
         self.get(url).await?.select(table, keys, columns).await
     }
 
+    /// Start-up load (usrloc's bindings, cached credentials): every row's `columns` of `table`, or
+    /// — when the database cannot be read — no rows, with the error logged. A DB that is down never
+    /// stops the server from starting.
+    pub async fn load_or_empty(&self, url: &str, table: &str, columns: &[String]) -> Rows {
+        match self.select(url, table, &[], columns).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                ser_log!(
+                    L_ERR,
+                    "{table}: cannot load from the database ({e}); starting with no rows"
+                );
+                Vec::new()
+            }
+        }
+    }
+
     /// [`Db::write`] on the write's database.
     pub async fn write(&self, w: &DbWrite) -> Result<(), DbError> {
         self.get(write_url(w)).await?.write(w).await
