@@ -90,6 +90,16 @@ impl Proxy {
             ),
             None => None,
         };
+        // A database named explicitly is checked now, in the background (schema created, versions
+        // compared; a mismatch or an outage is logged clearly) — never holding up start-up.
+        if std::env::var(controlplane::db::DB_URL_ENV).is_ok_and(|u| !u.trim().is_empty()) {
+            if let Some(h) = db.handle() {
+                let dbs = dbs.clone();
+                h.spawn(async move {
+                    let _ = dbs.get("").await;
+                });
+            }
+        }
         let (tx, rx) = crossbeam_channel::unbounded::<JobRequest>();
         let local = rc
             .listen

@@ -437,6 +437,12 @@ fn sqlite_default_file_created_with_schema() {
         .unwrap()
         .unwrap();
     assert!(path.exists(), "{} not created", path.display());
+    // WAL: serctl can read while ser writes.
+    let mode: String = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
     assert_eq!(rows.len(), schema::TABLES.len());
     assert!(rows.contains(&vec![Some(s("subscriber")), Some(s("5"))]));
     let _ = std::fs::remove_dir_all(path.parent().unwrap());

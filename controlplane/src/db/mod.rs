@@ -498,6 +498,12 @@ impl Databases {
                 *slot.failed.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 if slot.reported.swap(false, Ordering::Relaxed) {
                     ser_log!(L_NOTICE, "database {} is usable again", db.url());
+                } else {
+                    ser_log!(
+                        L_NOTICE,
+                        "database {}: schema and versions checked",
+                        db.url()
+                    );
                 }
                 Ok(db)
             }

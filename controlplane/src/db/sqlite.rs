@@ -115,7 +115,7 @@ fn open(path: &PathBuf) -> Result<Connection, DbError> {
         .map_err(|e| DbError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     c.busy_timeout(Duration::from_secs(5)).map_err(err)?;
     // WAL lets serctl read while ser writes; a file system without it keeps the default journal.
-    let _ = c.pragma_update(None, "journal_mode", "WAL");
+    let _ = c.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()));
     Ok(c)
 }
 
