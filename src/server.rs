@@ -1,6 +1,7 @@
 //! Running the proxy: the compiled program behind an `ArcSwap`, the shards with
-//! [`ProxyHandler`]s, the controlplane's job runner answering their suspended scripts, and config
-//! reload.
+//! [`ProxyHandler`]s, the controlplane's job runner answering their suspended scripts, the
+//! database service (one pool per `db_url`, the ordered writer behind `Services.db`, drained on
+//! [`Proxy::stop`] after the shards stop), and config reload.
 //!
 //! Reload ([`Proxy::reload`], on SIGHUP): the file is compiled again; on errors they are logged and
 //! the running program stays; on success the new program is swapped in — new messages use it,
