@@ -1,6 +1,7 @@
 //! Running the proxy: the compiled program behind an `ArcSwap`, the shards with
-//! [`ProxyHandler`]s, the controlplane's job runner answering their suspended scripts, and config
-//! reload.
+//! [`ProxyHandler`]s, the controlplane's job runner answering their suspended scripts, the
+//! database service (one pool per `db_url`, the ordered writer behind `Services.db`, drained on
+//! [`Proxy::stop`] after the shards stop), and config reload.
 //!
 //! Reload ([`Proxy::reload`], on SIGHUP): the file is compiled again; on errors they are logged and
 //! the running program stays; on success the new program is swapped in — new messages use it,
@@ -19,12 +20,20 @@ use dataplane::ser_log;
 use dataplane::shard::log::{L_ERR, L_NOTICE, L_WARN};
 use dataplane::shard::{Runtime, RuntimeConfig};
 
+/// Writes that may wait in the queue for the database (usrloc, acc) before posts are refused.
+pub const DB_QUEUE_BOUND: usize = 65_536;
+
+/// How long a clean shutdown waits for queued database writes.
+pub const DB_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A running proxy.
 pub struct Proxy {
     shared: Arc<Shared>,
     runtime: Runtime<ShardMsg>,
     jobs: Vec<JoinHandle<()>>,
     config: PathBuf,
+    db: controlplane::db::DbService,
+    db_writer: Option<controlplane::db::writer::Writer>,
 }
 
 /// Settings the proxy takes from the core options.
@@ -69,6 +78,29 @@ impl Proxy {
         config: &Path,
     ) -> Result<Proxy, String> {
         warn_unimplemented(&program);
+        // The database is opened lazily (first job or write) so a DB that is down or slow never
+        // delays start-up; its schema and version are checked then and errors logged.
+        let dbs = controlplane::db::Databases::from_env();
+        let db = controlplane::db::DbService::start(dbs.clone())
+            .map_err(|e| format!("database runtime: {e}"))?;
+        let (db_tx, db_rx) = crossbeam_channel::bounded(DB_QUEUE_BOUND);
+        let db_writer = match db.handle() {
+            Some(h) => Some(
+                controlplane::db::writer::start(db_rx, dbs.clone(), h)
+                    .map_err(|e| format!("database writer: {e}"))?,
+            ),
+            None => None,
+        };
+        // A database named explicitly is checked now, in the background (schema created, versions
+        // compared; a mismatch or an outage is logged clearly) — never holding up start-up.
+        if std::env::var(controlplane::db::DB_URL_ENV).is_ok_and(|u| !u.trim().is_empty()) {
+            if let Some(h) = db.handle() {
+                let dbs = dbs.clone();
+                h.spawn(async move {
+                    let _ = dbs.get("").await;
+                });
+            }
+        }
         let (tx, rx) = crossbeam_channel::unbounded::<JobRequest>();
         let local = rc
             .listen
@@ -101,6 +133,7 @@ impl Proxy {
             sl_stats: (0..rc.shards.max(1)).map(|_| Default::default()).collect(),
             services: Arc::new(dataplane::services::Services {
                 stats,
+                db: dataplane::offload::DbSink::new(db_tx),
                 ..dataplane::services::Services::default()
             }),
             tm: dataplane::proxy::stateful::TmShared::new(rc.shards),
@@ -157,12 +190,15 @@ impl Proxy {
                 }
             },
             dns,
+            db.handle().map(|rt| controlplane::jobs::DbJobs { rt, dbs }),
         );
         Ok(Proxy {
             shared,
             runtime,
             jobs,
             config: config.to_path_buf(),
+            db,
+            db_writer,
         })
     }
 
@@ -174,6 +210,19 @@ impl Proxy {
     /// Module tm: `t_stats` (`.totals()`), `t_hash` (`.table_sizes()`), `t_uac` (`.uac(..)`).
     pub fn tm(&self) -> &dataplane::proxy::stateful::TmShared {
         &self.shared.tm
+    }
+
+    /// The databases (one pool per URL) and the runtime they run on; start-up loads (usrloc's
+    /// bindings) use `db_service().block_on(..)`.
+    pub fn db_service(&self) -> &controlplane::db::DbService {
+        &self.db
+    }
+
+    /// Database writes queued and not yet written (for metrics).
+    pub fn db_queue_depth(&self) -> usize {
+        self.db_writer
+            .as_ref()
+            .map_or(self.shared.services.db.queued(), |w| w.depth())
     }
 
     /// The runtime (local addresses, backend, shard count).
@@ -201,11 +250,23 @@ impl Proxy {
         reload(&self.shared, &self.config)
     }
 
-    /// Stops the shards, then the job runner; returns how many shards panicked.
-    pub fn stop(self) -> usize {
+    /// Stops the shards, writes the queued database writes, then stops the job runner; returns how
+    /// many shards panicked.
+    pub fn stop(mut self) -> usize {
         let shared = Arc::clone(&self.shared);
         self.runtime.stop();
         let panicked = self.runtime.join();
+        // Nothing posts any more: what was accepted is written before we go (bounded in time).
+        if let Some(w) = self.db_writer.take() {
+            let queued = w.depth();
+            if queued > 0 {
+                ser_log!(
+                    L_NOTICE,
+                    "writing {queued} queued database writes before exit"
+                );
+            }
+            w.drain(DB_DRAIN_TIMEOUT);
+        }
         let t = dataplane::proxy::sl::SlStats::sum(&shared.sl_stats);
         drop(shared);
         ser_log!(
@@ -225,6 +286,7 @@ impl Proxy {
         for j in self.jobs {
             let _ = j.join();
         }
+        drop(self.db);
         panicked
     }
 }

@@ -193,7 +193,6 @@ fn malformed_credentials_get_400_over_udp() {
 }
 
 #[test]
-#[ignore = "needs the storage layer (db branch) to answer the subscriber select"]
 fn register_with_password_and_check_to_over_udp() {
     let Some(db) = subscriber_db(
         "checkto",
@@ -326,7 +325,6 @@ fn run_sipp(
 }
 
 #[test]
-#[ignore = "needs the storage layer (db branch) to answer the subscriber select"]
 fn sipp_register_with_authentication_and_with_a_wrong_password() {
     if !have("sipp") {
         eprintln!("skipped: sipp is not installed (apt-get install sip-tester)");
@@ -350,7 +348,6 @@ fn sipp_register_with_authentication_and_with_a_wrong_password() {
 }
 
 #[test]
-#[ignore = "needs the storage layer (db branch) to answer the subscriber select"]
 fn sipsak_usrloc_register_with_password() {
     if !have("sipsak") {
         eprintln!("skipped: sipsak is not installed (apt-get install sipsak)");

@@ -175,7 +175,6 @@ fn pstn_cfg_refuses_non_numbers_and_challenges_pstn_calls() {
 }
 
 #[test]
-#[ignore = "needs the storage layer (db branch) to answer the subscriber and grp selects"]
 fn pstn_cfg_refuses_calls_outside_the_callers_groups() {
     let Some(db) = db(
         "groups",
@@ -201,7 +200,6 @@ fn pstn_cfg_refuses_calls_outside_the_callers_groups() {
 }
 
 #[test]
-#[ignore = "needs the storage layer (db branch) to answer the subscriber and grp selects"]
 fn pstn_cfg_relays_permitted_calls_to_the_gateway() {
     let Some(db) = db(
         "relay",

@@ -7,7 +7,9 @@
 //!   read; without a resolver (no usable resolv.conf) the system resolver answers A/AAAA.
 //!   Reverse (PTR) lookups go to the resolver too; without one they are answered "not found".
 //! - `Exec`: `/bin/sh -c command` with the given environment and standard input, bounded in time.
-//! - `Db`: answered `Failed` until the storage layer exists (issue 6).
+//! - `Db`/`DbWrite`: run as tasks on the database runtime ([`crate::db::DbService`]) through
+//!   [`crate::db::Databases`] (one pool per URL; `""` = the server's default database). Without a
+//!   database service they are answered `Failed`.
 //!
 //! Every job gets an answer, so no script stays parked forever.
 
@@ -25,6 +27,7 @@ use dataplane::dns::{literal_target, DnsCache, SipTarget};
 use dataplane::offload::{DnsQuery, Job, JobResult};
 use dataplane::proxy::server::JobRequest;
 
+use crate::db::Databases;
 use crate::dns::SipResolver;
 
 /// How long an `exec` command may run before it is killed.
@@ -37,14 +40,22 @@ pub struct Dns {
     pub cache: Arc<DnsCache>,
 }
 
+/// Databases for the job runner: the runtime database tasks run on and the pools.
+#[derive(Clone)]
+pub struct DbJobs {
+    pub rt: tokio::runtime::Handle,
+    pub dbs: Databases,
+}
+
 /// Starts `threads` workers taking jobs from `rx`; `deliver(shard, id, result)` hands each answer
-/// back. With `dns`, DNS jobs go to one extra thread running the resolver. Everything stops when
-/// every sender of `rx` is gone.
+/// back. With `dns`, DNS jobs go to one extra thread running the resolver; with `db`, database
+/// jobs become tasks on its runtime. Everything stops when every sender of `rx` is gone.
 pub fn start<F>(
     threads: usize,
     rx: Receiver<JobRequest>,
     deliver: F,
     dns: Option<Dns>,
+    db: Option<DbJobs>,
 ) -> Vec<JoinHandle<()>>
 where
     F: Fn(usize, u64, JobResult) + Send + Sync + Clone + 'static,
@@ -92,10 +103,21 @@ where
         let rx = rx.clone();
         let deliver = deliver.clone();
         let dns_tx = dns_tx.clone();
+        let db = db.clone();
         let h = std::thread::Builder::new()
             .name(format!("ser-jobs-{i}"))
             .spawn(move || {
                 while let Ok(req) = rx.recv() {
+                    if let (Some(db), Job::Db { .. } | Job::DbWrite(_)) = (&db, &req.job) {
+                        // Each DB job is a task: a slow database delays only its own scripts.
+                        let dbs = db.dbs.clone();
+                        let deliver = deliver.clone();
+                        db.rt.spawn(async move {
+                            let result = dbs.run(&req.job).await;
+                            deliver(req.shard, req.id, result);
+                        });
+                        continue;
+                    }
                     if let (Some(tx), Job::Resolve { .. } | Job::Dns { .. }) = (&dns_tx, &req.job) {
                         // The DNS thread answers; if it is gone, answer here.
                         match tx.send(req) {
@@ -186,9 +208,9 @@ pub fn run(job: &Job) -> JobResult {
             stdin,
         } => exec(command, env, stdin.as_ref()),
         Job::Db { table, .. } => {
-            JobResult::Failed(format!("no database layer yet (table {table})"))
+            JobResult::Failed(format!("no database service running (table {table})"))
         }
-        Job::DbWrite(_) => JobResult::Failed("no database layer yet".into()),
+        Job::DbWrite(_) => JobResult::Failed("no database service running".into()),
     }
 }
 
@@ -314,6 +336,7 @@ mod tests {
             move |shard, id, r| {
                 let _ = dtx.send((shard, id, r));
             },
+            None,
             None,
         );
         for id in 0..4 {

@@ -1,6 +1,9 @@
-//! `serctl`: manage subscribers, aliases, ACLs and locations (issue 9).
+//! `serctl`: manage subscribers, aliases, ACLs and locations (SER's `sc`); see `src/serctl/`.
+
+#[path = "../serctl/mod.rs"]
+mod serctl;
 
 fn main() {
-    eprintln!("serctl: no command is implemented yet (tracked by issue 9)");
-    std::process::exit(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(serctl::run(&args));
 }
