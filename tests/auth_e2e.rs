@@ -1,10 +1,6 @@
 //! Digest authentication end to end: the real `ser` over loopback, with real peers (SIPp's
 //! `[authentication]`, `sipsak -U -a`) and a subscriber table in an SQLite file (created with the
 //! `sqlite3` command-line tool, handed to ser through `SER_DB_URL`).
-//!
-//! The tests that need a successful credential lookup are `#[ignore]`d until the storage layer
-//! (the `db` branch: `Job::Db` answered from SQLite) is merged; challenges, malformed credentials
-//! and the refusal of unknown nonces work without it.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/net.rs"]

@@ -2,10 +2,6 @@
 //! loopback, with a subscriber and a grp table in an SQLite file. The gateway address
 //! 192.168.0.10:5060 is replaced by a socket of the test on 127.0.0.2, and auth_db's MySQL
 //! `db_url` by the test's SQLite file (the only changes to the file).
-//!
-//! What needs no database runs now (non-numbers refused, PSTN calls challenged with realm
-//! "gateway" and no qop); the group decisions and the relay need the storage layer (db branch):
-//! those tests are `#[ignore]`d until it is merged.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/net.rs"]
