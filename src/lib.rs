@@ -6,6 +6,7 @@
 //! compiled configuration's [`CoreOptions`] into a [`RuntimeConfig`], start-up, signals and shutdown
 //! ([`run`]); [`server`] starts the proxy itself (shards, job runner, reload).
 
+pub mod locations;
 pub mod mgmt;
 pub mod server;
 

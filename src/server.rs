@@ -34,6 +34,7 @@ pub struct Proxy {
     config: PathBuf,
     db: controlplane::db::DbService,
     db_writer: Option<controlplane::db::writer::Writer>,
+    usrloc_timer: Option<crate::locations::Timer>,
 }
 
 /// Settings the proxy takes from the core options.
@@ -138,6 +139,9 @@ impl Proxy {
             }),
             tm: dataplane::proxy::stateful::TmShared::new(rc.shards),
         });
+        // Stored bindings first, so that the first lookups after a restart find them.
+        crate::locations::load(&shared, &db, &dbs);
+        let usrloc_timer = Some(crate::locations::Timer::start(Arc::clone(&shared))?);
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =
             Runtime::start(rc, move |shard| ProxyHandler::new(Arc::clone(&s2), shard))
@@ -199,6 +203,7 @@ impl Proxy {
             config: config.to_path_buf(),
             db,
             db_writer,
+            usrloc_timer,
         })
     }
 
@@ -256,6 +261,9 @@ impl Proxy {
         let shared = Arc::clone(&self.shared);
         self.runtime.stop();
         let panicked = self.runtime.join();
+        if let Some(t) = self.usrloc_timer.take() {
+            t.stop(&shared);
+        }
         // Nothing posts any more: what was accepted is written before we go (bounded in time).
         if let Some(w) = self.db_writer.take() {
             let queued = w.depth();

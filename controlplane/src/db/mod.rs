@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::offload::{DbWrite, Job, JobResult};
 use dataplane::ser_log;
-use dataplane::shard::log::{L_ERR, L_NOTICE, L_WARN};
+use dataplane::shard::log::{L_DBG, L_ERR, L_NOTICE, L_WARN};
 
 use self::sql::Dialect;
 
@@ -337,6 +337,27 @@ impl Db {
     /// Creates every table of [`schema::TABLES`] that is missing (and `version`), records their
     /// versions, then checks the versions of the tables that were already there.
     pub async fn ensure_schema(&self) -> Result<(), DbError> {
+        // Several ser nodes starting on one empty database race to create the same tables
+        // (PostgreSQL then refuses the loser's CREATE with a duplicate type name): the loser
+        // looks again and finds what the winner made.
+        let mut attempt = 0u64;
+        loop {
+            match self.ensure_schema_once().await {
+                Err(DbError::Rejected(e)) if attempt < 3 => {
+                    attempt += 1;
+                    ser_log!(
+                        L_DBG,
+                        "database {}: schema creation raced ({e}); looking again",
+                        self.url
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn ensure_schema_once(&self) -> Result<(), DbError> {
         let existing = self.tables().await?;
         for t in schema::TABLES.iter().chain([&schema::VERSION]) {
             if !existing.contains(t.name) {

@@ -1,0 +1,256 @@
+//! Registrations that survive: usrloc db_mode 1 (write-through) and 2 (write-back, flushed at a
+//! clean stop) over the embedded SQLite database, checked as rows in the file and as calls that
+//! still reach the phone after a restart; db_mode 3 with two ser processes sharing one PostgreSQL
+//! database (a phone registered through one is reached through the other). PostgreSQL's URL comes
+//! from `SER_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`); that test prints
+//! "skipped: …" when the server is unreachable.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/net.rs"]
+mod net;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::Duration;
+
+use net::*;
+
+const CFG: &str = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+modparam("usrloc", "db_mode", DBMODE)
+modparam("usrloc", "timer_interval", 600)
+route {
+	if (method == "REGISTER") { save("location"); break; };
+	if (!lookup("location")) { sl_send_reply("404", "Not Found"); break; };
+	t_relay();
+}
+"#;
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn start(db_mode: u8, db_url: &str) -> (Ser, SocketAddr) {
+    let port = free_port("127.0.0.1");
+    let ser = Ser::start_with_env(
+        &CFG.replace("DBMODE", &db_mode.to_string()),
+        &["-l", "127.0.0.1", "-p", &port.to_string()],
+        &[("SER_DB_URL", db_url)],
+    );
+    (ser, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+fn register(ser: SocketAddr, user: &str, contact: &str) -> String {
+    register_for(ser, user, contact, 3600)
+}
+
+fn register_for(ser: SocketAddr, user: &str, contact: &str, expires: u32) -> String {
+    let c = udp_client("127.0.0.1");
+    let req = format!(
+        "REGISTER sip:127.0.0.1:{} SIP/2.0\r\n\
+Via: SIP/2.0/UDP {};branch=z9hG4bK-{};rport\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:{user}@127.0.0.1>\r\n\
+From: <sip:{user}@127.0.0.1>;tag=r1\r\n\
+Call-ID: {}\r\n\
+CSeq: 1 REGISTER\r\n\
+Contact: <{contact}>;expires={expires}\r\n\
+Content-Length: 0\r\n\r\n",
+        ser.port(),
+        c.local_addr().unwrap(),
+        unique("b"),
+        unique("reg")
+    );
+    let r = udp_exchange(&c, ser, req.as_bytes()).expect("a reply to REGISTER");
+    status_line(&r).to_string()
+}
+
+/// An INVITE to `user` through ser reaches `phone` (the request URI is the registered contact).
+fn call_reaches(ser: SocketAddr, user: &str, phone: &UdpSocket) -> bool {
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    let inv = request(
+        "INVITE",
+        &format!("sip:{user}@127.0.0.1:{}", ser.port()),
+        &me,
+        "UDP",
+        &unique("call"),
+    );
+    c.send_to(inv.as_bytes(), ser).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end {
+        if let Ok((n, _)) = phone.recv_from(&mut buf) {
+            let got = String::from_utf8_lossy(&buf[..n]);
+            if got.starts_with("INVITE ") {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn sqlite_rows(path: &std::path::Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(path).arg(sql).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn restart_keeps_bindings(db_mode: u8) {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        eprintln!("SKIP: the sqlite3 tool is not installed (apt-get install sqlite3)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(unique("ser-persist"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ser.db");
+    let url = format!("sqlite://{}", path.display());
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let contact = format!("sip:alice@{}", phone.local_addr().unwrap());
+    let (mut ser, addr) = start(db_mode, &url);
+    assert_eq!(register(addr, "alice", &contact), "SIP/2.0 200 OK");
+    assert!(call_reaches(addr, "alice", &phone));
+    if db_mode == 1 {
+        // Write-through: the row is there while ser runs (the queue is written within moments).
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while !sqlite_rows(&path, "SELECT contact FROM location").contains(&contact)
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        // Write-back with a 600 s timer: nothing is written yet.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !sqlite_rows(&path, "SELECT contact FROM location").contains(&contact),
+            "db_mode 2 wrote before its timer"
+        );
+    }
+    let st = ser.terminate(Duration::from_secs(15)).expect("ser stops");
+    assert!(st.success(), "{}", ser.log_text());
+    let rows = sqlite_rows(&path, "SELECT username, contact, q FROM location");
+    assert!(rows.contains(&format!("alice|{contact}|")), "rows: {rows}");
+    // A new ser on the same file still reaches the phone.
+    let (ser2, addr2) = start(db_mode, &url);
+    assert!(
+        ser2.wait_log(
+            "binding(s) of table 'location' loaded",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        ser2.log_text()
+    );
+    assert!(call_reaches(addr2, "alice", &phone), "{}", ser2.log_text());
+    drop(ser2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn db_mode_1_write_through_survives_a_restart() {
+    restart_keeps_bindings(1);
+}
+
+#[test]
+fn db_mode_2_write_back_is_flushed_at_a_clean_stop_and_survives_a_restart() {
+    restart_keeps_bindings(2);
+}
+
+/// A scratch PostgreSQL schema (dropped at the end) and the URL that selects it, or None.
+fn pg_scratch() -> Option<(String, String, String)> {
+    let base = std::env::var("SER_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = unique("ser_dm3");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ok = rt.block_on(async {
+        let c = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio_postgres::connect(&base, tokio_postgres::NoTls),
+        )
+        .await;
+        let Ok(Ok((client, conn))) = c else {
+            return false;
+        };
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .is_ok()
+    });
+    if !ok {
+        println!("skipped: PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL");
+        return None;
+    }
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    Some((base, schema, url))
+}
+
+fn pg_drop(base: &str, schema: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if let Ok((client, conn)) = tokio_postgres::connect(base, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await;
+        }
+    });
+}
+
+#[test]
+fn db_mode_3_two_servers_share_one_postgresql() {
+    let Some((base, schema, url)) = pg_scratch() else {
+        return;
+    };
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let contact = format!("sip:carol@{}", phone.local_addr().unwrap());
+    let (a, addr_a) = start(3, &url);
+    let (b, addr_b) = start(3, &url);
+    assert_eq!(
+        register(addr_a, "carol", &contact),
+        "SIP/2.0 200 OK",
+        "{}",
+        a.log_text()
+    );
+    assert!(
+        call_reaches(addr_b, "carol", &phone),
+        "the second server did not find carol: {}",
+        b.log_text()
+    );
+    // Unregistering through B is seen by A: a call through A gets 404.
+    assert_eq!(register_for(addr_b, "carol", &contact, 0), "SIP/2.0 200 OK");
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    let inv = request(
+        "INVITE",
+        &format!("sip:carol@127.0.0.1:{}", addr_a.port()),
+        &me,
+        "UDP",
+        &unique("call"),
+    );
+    let r = udp_exchange(&c, addr_a, inv.as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 404"), "{r}");
+    drop(a);
+    drop(b);
+    pg_drop(&base, &schema);
+}
