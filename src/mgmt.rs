@@ -164,6 +164,28 @@ pub fn registry(
     )?;
     register_tm(&mut reg, control)?;
     register_usrloc(&mut reg, control)?;
+    let c = control.clone();
+    reg.register(
+        "auth_flush",
+        "forget cached credentials: of one user (user, domain) or all",
+        move |p| {
+            let auth = &c.services().auth;
+            match p {
+                [] => {
+                    auth.invalidate_all();
+                    Reply::status(200, "credential, group and domain caches flushed")
+                }
+                [user, domain] => {
+                    auth.credentials_changed(user, domain);
+                    Reply::status(
+                        200,
+                        format!("cached credentials of {user}@{domain} flushed"),
+                    )
+                }
+                _ => Reply::status(400, "auth_flush: give no parameter or user and domain"),
+            }
+        },
+    )?;
     Ok(reg)
 }
 

@@ -228,7 +228,19 @@ fn add(a: &[&str]) -> Out {
     )
     .map_err(|e| format!("introducing a new user to the database failed: {e}"))?;
     println!("new user added");
+    tell_server(user, &domain);
     Ok(())
+}
+
+/// Tells a running server that a subscriber changed, so its credential cache does not answer with
+/// the old password for up to `cache_ttl` (ser's `auth_flush`; best effort: no server, no error).
+fn tell_server(user: &str, domain: &str) {
+    let _ = fifo::call(
+        &fifo::server_fifo(),
+        "auth_flush",
+        &[user, domain],
+        Duration::from_secs(2),
+    );
 }
 
 fn passwd(a: &[&str]) -> Out {
@@ -254,6 +266,7 @@ fn passwd(a: &[&str]) -> Out {
     )
     .map_err(|e| format!("password change failed: {e}"))?;
     println!("password change succeeded");
+    tell_server(user, &domain);
     Ok(())
 }
 
@@ -276,6 +289,7 @@ fn rm(a: &[&str]) -> Out {
         FIFO_TIMEOUT,
     );
     println!("user removed");
+    tell_server(user, &domain);
     Ok(())
 }
 
@@ -381,6 +395,7 @@ fn acl(a: &[&str]) -> Out {
                 )
                 .map_err(|e| format!("SQL Error: {e}"))?;
             }
+            tell_server(user, &domain);
             acl_print(&db, Some(user))
         }
         ["revoke", user] | ["revoke", user, _] => {
@@ -391,6 +406,7 @@ fn acl(a: &[&str]) -> Out {
                 keys.push(("grp", g));
             }
             db.delete("grp", &keys)?;
+            tell_server(user, &domain);
             acl_print(&db, Some(user))
         }
         _ => Err(Fail::Usage(
