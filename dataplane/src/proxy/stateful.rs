@@ -275,7 +275,10 @@ impl Cell {
                 d = earliest(d, c.deadline());
             }
         }
-        if !self.replied {
+        // The safety net is for a transaction nobody relayed (t_newtran alone): once branches
+        // exist, their timers end it. (Counting it for every cell made a ringing branch that
+        // outlived fr + fr_inv, e.g. one started in failure_route, an always-due deadline.)
+        if !self.replied && self.branches.is_empty() && !self.in_failure {
             d = earliest(d, Some(self.expires));
         }
         d
@@ -808,10 +811,14 @@ impl Table {
     /// Runs the timers due at `now`; returns the failure_routes to run.
     pub fn on_tick(&mut self, now: Instant, io: &mut Io<'_>) -> SmallVec<[Next; 4]> {
         let mut todo: SmallVec<[Next; 4]> = SmallVec::new();
+        // At most the entries present now: a cell that reschedules itself at a time already due
+        // waits for the next tick instead of spinning this one.
+        let mut budget = self.heap.len();
         while let Some(Reverse((d, slot, gen))) = self.heap.peek().copied() {
-            if d > now {
+            if d > now || budget == 0 {
                 break;
             }
+            budget -= 1;
             self.heap.pop();
             let h = TxnHandle { slot, gen };
             match self.get(h) {
