@@ -742,7 +742,7 @@ fn replies_arriving_on_the_other_shard_are_matched() {
 
 /// The seed file onr.cfg, with its iptel.org destinations pointed at loopback sockets and its
 /// timers shortened (fr_inv_timer 15 → 2, fr_timer 10 → 1). `parallel` keeps its sink port 9.
-fn onr_cfg(nobody: u16, parallel: Option<u16>, nonsense: u16, foo: u16) -> String {
+fn onr_cfg(nobody: u16, parallel: Option<u16>, nonsense: u16, foo_port: u16) -> String {
     let text = std::fs::read_to_string("/work/shared/seed-configs/onr.cfg")
         .or_else(|_| std::fs::read_to_string("../shared/seed-configs/onr.cfg"))
         .unwrap();
@@ -768,7 +768,10 @@ fn onr_cfg(nobody: u16, parallel: Option<u16>, nonsense: u16, foo: u16) -> Strin
             "sip:nonsense@iptel.org",
             &format!("sip:nonsense@127.0.0.1:{nonsense}"),
         )
-        .replace("sip:foo@iptel.org", &format!("sip:foo@127.0.0.1:{foo}"));
+        .replace(
+            "sip:foo@iptel.org",
+            &format!("sip:foo@127.0.0.1:{foo_port}"),
+        );
     assert!(!out.contains("iptel.org"), "{out}");
     assert!(out.contains("fr_timer\", 1 )") && out.contains("fr_inv_timer\", 2 )"));
     out
@@ -782,8 +785,13 @@ fn port_of(s: &UdpSocket) -> u16 {
 fn onr_cfg_busy_then_timeout_then_the_last_resort_answers() {
     let nobody = sock();
     let nonsense = sock();
-    let foo = sock();
-    let cfg = onr_cfg(port_of(&nobody), None, port_of(&nonsense), port_of(&foo));
+    let foo_uas = sock();
+    let cfg = onr_cfg(
+        port_of(&nobody),
+        None,
+        port_of(&nonsense),
+        port_of(&foo_uas),
+    );
     let (ser, addr) = ser_with(&cfg, "1", &[]);
     let client = sock();
     let inv = invite("sip:someone@example.com", &client, "onrseed1");
@@ -816,7 +824,7 @@ fn onr_cfg_busy_then_timeout_then_the_last_resort_answers() {
     nonsense
         .send_to(reply_to(&c2, 200, "OK", "s1").as_bytes(), a2)
         .unwrap();
-    let (f3, a3) = recv_until(&foo, "INVITE", Duration::from_secs(3)).expect("foo");
+    let (f3, a3) = recv_until(&foo_uas, "INVITE", Duration::from_secs(3)).expect("foo");
     assert!(f3.starts_with("INVITE sip:foo@127.0.0.1:"), "{f3}");
     assert!(ser.wait_log("second redirection", Duration::from_secs(1)));
     // A late 487 from nonsense is ACKed and stays here.
@@ -826,7 +834,8 @@ fn onr_cfg_busy_then_timeout_then_the_last_resort_answers() {
             a2,
         )
         .unwrap();
-    foo.send_to(reply_to(&f3, 200, "OK", "f1").as_bytes(), a3)
+    foo_uas
+        .send_to(reply_to(&f3, 200, "OK", "f1").as_bytes(), a3)
         .unwrap();
     let got = recv_all(&client, Duration::from_millis(800));
     let finals: Vec<u16> = codes(&got).into_iter().filter(|c| *c >= 200).collect();
@@ -838,12 +847,12 @@ fn onr_cfg_all_busy_walks_every_destination_and_the_caller_gets_486() {
     let nobody = sock();
     let parallel = sock();
     let nonsense = sock();
-    let foo = sock();
+    let foo_uas = sock();
     let cfg = onr_cfg(
         port_of(&nobody),
         Some(port_of(&parallel)),
         port_of(&nonsense),
-        port_of(&foo),
+        port_of(&foo_uas),
     );
     let (ser, addr) = ser_with(&cfg, "1", &[]);
     let client = sock();
@@ -866,8 +875,9 @@ fn onr_cfg_all_busy_walks_every_destination_and_the_caller_gets_486() {
     nonsense
         .send_to(reply_to(&f, 486, "Busy Here", "s").as_bytes(), a)
         .unwrap();
-    let (f, a) = recv_until(&foo, "INVITE", Duration::from_secs(2)).expect("foo");
-    foo.send_to(reply_to(&f, 486, "Busy Here", "f").as_bytes(), a)
+    let (f, a) = recv_until(&foo_uas, "INVITE", Duration::from_secs(2)).expect("foo");
+    foo_uas
+        .send_to(reply_to(&f, 486, "Busy Here", "f").as_bytes(), a)
         .unwrap();
     let finals = finals_acked(&client, addr, &inv, Duration::from_millis(1200));
     let got: Vec<u16> = finals.iter().map(|m| status(m)).collect();
@@ -1006,4 +1016,88 @@ fn non_invite_to_a_silent_uas_timer_e_then_408() {
     // After Timer F nothing more goes downstream.
     let later = recv_all(&uas, Duration::from_millis(1200));
     assert!(later.is_empty(), "{later:?}");
+}
+
+// ------------------------------------------------------------------------------------ memory
+
+/// VmRSS of process `pid`, bytes.
+fn rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Memory per live INVITE transaction, measured on the real server: `TM_MEM_N` (10,000) INVITEs
+/// relayed to a UAS that never answers (each transaction: the request as routed, one branch, the
+/// 100 Trying), ser's resident set before and after, over the transactions `t_stats` counts.
+/// Not a pass/fail test; run with
+/// `cargo test --test tm_paths memory_per_transaction -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn memory_per_transaction() {
+    let n: usize = std::env::var("TM_MEM_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let fifo = PathBuf::from("/tmp").join(unique("fifo"));
+    let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (ser, addr) = ser_with(
+        &format!("{TM}modparam(\"tm\", \"fr_timer\", 120)\nroute {{\n t_relay();\n}}\n"),
+        "1",
+        &["-i", fifo.to_str().unwrap()],
+    );
+    let pid = ser.child.id();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_nonblocking(true).unwrap();
+    let ruri = format!("sip:bob@{}", uas.local_addr().unwrap());
+    let drain = |c: &UdpSocket| {
+        let mut b = [0u8; 4096];
+        let mut k = 0;
+        while c.recv_from(&mut b).is_ok() {
+            k += 1;
+        }
+        k
+    };
+    // Warm up (pools, tables) and settle, then the baseline.
+    for i in 0..200 {
+        client
+            .send_to(invite(&ruri, &client, &format!("warm{i}")).as_bytes(), addr)
+            .unwrap();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(20));
+            drain(&client);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drain(&client);
+    let stats = |label: &str| {
+        let reply = unique("reply");
+        let s = fifo_call(&fifo, &reply, &format!(":t_stats:{reply}\n\n"));
+        number_after(&s, label).unwrap_or(0)
+    };
+    let cur0 = stats("Current:");
+    let rss0 = rss(pid);
+    let mut trying = 0;
+    for i in 0..n {
+        client
+            .send_to(invite(&ruri, &client, &format!("mem{i}")).as_bytes(), addr)
+            .unwrap();
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(10));
+            trying += drain(&client);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    trying += drain(&client);
+    let cur1 = stats("Current:");
+    let rss1 = rss(pid);
+    let live = cur1.saturating_sub(cur0);
+    let per = (rss1.saturating_sub(rss0)) as f64 / live.max(1) as f64;
+    eprintln!(
+        "transactions: {live} new ({cur1} live, {trying} replies seen); RSS {rss0} -> {rss1} B; {per:.0} B per transaction"
+    );
+    let _ = std::fs::remove_file(&fifo);
+    assert!(live > 0);
 }
