@@ -671,8 +671,10 @@ pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
     program.options.dns |= cli.dns;
     program.options.rev_dns |= cli.rev_dns;
     program.options.check_via |= cli.check_via;
+    // The script's log() compares with the same level the logger uses (`-d` raises it).
+    program.options.debug = effective_debug(&program.options, &cli);
     let opts = program.options.clone();
-    let debug = effective_debug(&opts, &cli);
+    let debug = opts.debug;
     setup_logging(debug, cli.stderr || opts.log_stderror);
     match start(&cli, &opts, program, &cfg_path, sighup) {
         Ok(()) => 0,

@@ -246,7 +246,8 @@ pub struct Cell {
     server: Server,
     /// The last reply sent upstream (resent on request retransmissions and Timer G).
     last_reply: Option<Bytes>,
-    branches: SmallVec<[Branch; 2]>,
+    /// One branch inline (most requests are not forked); forks spill to the heap.
+    branches: SmallVec<[Branch; 1]>,
     failure_route: Option<RouteId>,
     /// Script flags when relayed (restored in failure_route).
     flags: u32,
@@ -275,7 +276,10 @@ impl Cell {
                 d = earliest(d, c.deadline());
             }
         }
-        if !self.replied {
+        // The safety net is for a transaction nobody relayed (t_newtran alone): once branches
+        // exist, their timers end it. (Counting it for every cell made a ringing branch that
+        // outlived fr + fr_inv, e.g. one started in failure_route, an always-due deadline.)
+        if !self.replied && self.branches.is_empty() && !self.in_failure {
             d = earliest(d, Some(self.expires));
         }
         d
@@ -357,7 +361,8 @@ impl Io<'_> {
 
 /// The transactions of one shard.
 pub struct Table {
-    cells: Vec<Option<Cell>>,
+    /// Boxed: a slot costs 8 bytes, and growing the slab never doubles the room of ~600-byte cells.
+    cells: Vec<Option<Box<Cell>>>,
     gens: Vec<u32>,
     free: Vec<u32>,
     by_key: HashMap<u64, u32>,
@@ -441,7 +446,7 @@ impl Table {
     fn get(&mut self, h: TxnHandle) -> Option<&mut Cell> {
         self.cells
             .get_mut(h.slot as usize)
-            .and_then(Option::as_mut)
+            .and_then(Option::as_deref_mut)
             .filter(|c| c.gen == h.gen)
     }
 
@@ -473,7 +478,7 @@ impl Table {
                 TmStats::inc(&st.total_local);
             }
         }
-        self.cells[slot as usize] = Some(cell);
+        self.cells[slot as usize] = Some(Box::new(cell));
         self.publish_size(io);
         TxnHandle { slot, gen }
     }
@@ -697,7 +702,7 @@ impl Table {
         if !extra.is_empty() {
             m.insert_raw(m.headers_end(), &extra);
         }
-        if let Some(b) = strip_top_via(&mut m, io.out) {
+        if let Some(b) = strip_top_via(&mut m) {
             self.send_upstream(h, up, b, false, io);
         }
     }
@@ -777,21 +782,24 @@ impl Table {
                         send_cancel(b, now, &cfg, io.out);
                     }
                     let mut m = msg;
-                    if let Some(bytes) = strip_top_via(&mut m, io.out) {
+                    if let Some(bytes) = strip_top_via(&mut m) {
                         self.send_upstream(h, code, bytes, false, io);
                     }
                 }
                 200..=299 => {
                     b.final_reply = Some((code, None));
                     let mut m = msg;
-                    if let Some(bytes) = strip_top_via(&mut m, io.out) {
+                    if let Some(bytes) = strip_top_via(&mut m) {
                         // Every 2xx goes up (§16.7 step 9); the server transaction lets them pass.
                         self.send_upstream(h, code, bytes, false, io);
                     }
                     self.cancel_branches(h, Some(bi), io);
                 }
                 _ => {
-                    b.final_reply = Some((code, Some(msg.buffer().slice(..msg.len()))));
+                    // A copy: a slice would pin the whole receive chunk (128 KB) until the
+                    // transaction ends.
+                    let kept = Bytes::copy_from_slice(&msg.buffer()[..msg.len()]);
+                    b.final_reply = Some((code, Some(kept)));
                     if code >= 600 {
                         self.cancel_branches(h, Some(bi), io);
                     }
@@ -808,10 +816,14 @@ impl Table {
     /// Runs the timers due at `now`; returns the failure_routes to run.
     pub fn on_tick(&mut self, now: Instant, io: &mut Io<'_>) -> SmallVec<[Next; 4]> {
         let mut todo: SmallVec<[Next; 4]> = SmallVec::new();
+        // At most the entries present now: a cell that reschedules itself at a time already due
+        // waits for the next tick instead of spinning this one.
+        let mut budget = self.heap.len();
         while let Some(Reverse((d, slot, gen))) = self.heap.peek().copied() {
-            if d > now {
+            if d > now || budget == 0 {
                 break;
             }
+            budget -= 1;
             self.heap.pop();
             let h = TxnHandle { slot, gen };
             match self.get(h) {
@@ -1028,7 +1040,7 @@ impl Table {
             branch: 0,
         }
         .encode();
-        let bytes = build_uac(&req, local, dest.1, &branch, call, io.out);
+        let bytes = build_uac(&req, local, dest.1, &branch, call);
         let cfg = self.cfg;
         let reliable = dest.1 != Proto::Udp;
         let client = if method == Method::Invite {
@@ -1085,7 +1097,7 @@ fn send_cancel(b: &mut Branch, now: Instant, cfg: &TimerConfig, out: &mut Outbox
     if !build::cancel(&mut buf, &sent) {
         return;
     }
-    let bytes = buf.freeze();
+    let bytes = compact(buf);
     out.send(bytes.clone(), b.dest, b.proto, Some(b.local));
     b.cancel = Some((
         ClientNonInvite::start(now, b.proto != Proto::Udp, cfg),
@@ -1095,13 +1107,30 @@ fn send_cancel(b: &mut Branch, now: Instant, cfg: &TimerConfig, out: &mut Outbox
 }
 
 /// The reply with our Via removed, written (`None` when the top Via cannot be removed).
-fn strip_top_via(m: &mut Message, out: &mut Outbox) -> Option<Bytes> {
+fn strip_top_via(m: &mut Message) -> Option<Bytes> {
     let top = m.vias().next()?.ok()?;
     let (index, span) = (top.index, top.span);
     m.delete_header_value(index, span).ok()?;
-    let mut buf = out.buffer(m.written_len());
+    Some(exact(m))
+}
+
+/// `m` written into a buffer of its size: bytes a cell keeps for the transaction's life (request,
+/// branches, last reply) are not written into the shard's pooled send buffers (2 KB and more
+/// each; they would never go back to the pool anyway).
+fn exact(m: &Message) -> Bytes {
+    let mut buf = bytes::BytesMut::with_capacity(m.written_len());
     m.write_to(&mut buf);
-    Some(buf.freeze())
+    buf.freeze()
+}
+
+/// Bytes a cell keeps, built in a pooled buffer of a guessed size: an exact copy when the buffer is
+/// much larger than what was written.
+fn compact(buf: bytes::BytesMut) -> Bytes {
+    if buf.capacity() > buf.len() + buf.len() / 4 + 64 {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
+    }
 }
 
 /// A reply ser writes itself for `req`, as sl does (same To-tag for all of one request).
@@ -1130,7 +1159,7 @@ fn build_local_reply(
         },
         &tag,
     );
-    buf.freeze()
+    compact(buf)
 }
 
 /// A `sip:` URI with a literal address: where it goes (no DNS on the shard).
@@ -1162,14 +1191,7 @@ fn has_header(lines: &str, name: &str, compact: Option<char>) -> bool {
 
 /// The request of a `t_uac`: our Via, the caller's headers, and what is missing (From tag, To,
 /// Call-ID, CSeq, Max-Forwards, Content-Length).
-fn build_uac(
-    req: &UacRequest,
-    local: SocketAddr,
-    proto: Proto,
-    branch: &[u8],
-    call: u64,
-    out: &mut Outbox,
-) -> Bytes {
+fn build_uac(req: &UacRequest, local: SocketAddr, proto: Proto, branch: &[u8], call: u64) -> Bytes {
     use bytes::BufMut;
     use std::fmt::Write as _;
     let mut s = String::with_capacity(512 + req.headers.len());
@@ -1212,7 +1234,7 @@ fn build_uac(
         let _ = write!(s, "CSeq: 1 {}\r\n", req.method);
     }
     let _ = write!(s, "Content-Length: {}\r\n\r\n", req.body.len());
-    let mut buf = out.buffer(s.len() + req.body.len());
+    let mut buf = bytes::BytesMut::with_capacity(s.len() + req.body.len());
     buf.put_slice(s.as_bytes());
     buf.put_slice(&req.body);
     buf.freeze()
@@ -1310,11 +1332,7 @@ impl ShardEnv<'_> {
             self.proto,
             self.shared.settings.reply_to_via,
         );
-        let request = {
-            let mut buf = self.out.buffer(ctx.msg.written_len());
-            ctx.msg.write_to(&mut buf);
-            buf.freeze()
-        };
+        let request = exact(&ctx.msg);
         let proto = self.proto;
         let local = self.local;
         let method = ctx.msg.method();
@@ -1585,11 +1603,7 @@ impl Transactions for ShardEnv<'_> {
                 &sent_by,
                 &branch,
             );
-            let bytes = {
-                let mut buf = self.out.buffer(m.written_len());
-                m.write_to(&mut buf);
-                buf.freeze()
-            };
+            let bytes = exact(&m);
             self.out.send(bytes.clone(), d.addr, d.proto, Some(local));
             let reliable = d.proto != Proto::Udp;
             let client = if method == Method::Invite {
@@ -1780,7 +1794,7 @@ mod tests {
     fn transaction_fixed_size_stays_small() {
         let cell = std::mem::size_of::<Cell>();
         let branch = std::mem::size_of::<Branch>();
-        eprintln!("size_of Cell = {cell} B (two Branch inline), Branch = {branch} B");
+        eprintln!("size_of Cell = {cell} B (one Branch inline), Branch = {branch} B");
         assert!(cell <= 1024, "{cell}");
     }
 }
