@@ -590,6 +590,36 @@ fn a_6xx_goes_up_even_if_the_canceled_branch_never_answers() {
     assert!(r.starts_with("SIP/2.0 600 Busy Everywhere"), "{r}");
 }
 
+/// RFC 3261 §16.7 step 5: after a 6xx no new branch starts — an armed failure_route (which would
+/// relay to a third destination) is not run, and the caller gets the 6xx.
+#[test]
+fn a_6xx_does_not_run_the_failure_route() {
+    let uas1 = sock();
+    let fallback = sock();
+    let cfg = format!(
+        "{TM}route {{\n t_on_failure(\"1\");\n t_relay();\n}}\nfailure_route[1] {{\n rewritehostport(\"{}\");\n t_relay();\n}}\n",
+        fallback.local_addr().unwrap()
+    );
+    let (_ser, addr) = ser_with(&cfg, "1", &[]);
+    let client = sock();
+    let inv = invite(
+        &format!("sip:b1@{}", uas1.local_addr().unwrap()),
+        &client,
+        "r603f",
+    );
+    client.send_to(inv.as_bytes(), addr).unwrap();
+    let (f1, a1) = recv_until(&uas1, "INVITE", Duration::from_secs(2)).unwrap();
+    uas1.send_to(reply_to(&f1, 603, "Decline", "u1").as_bytes(), a1)
+        .unwrap();
+    let finals = finals_acked(&client, addr, &inv, Duration::from_millis(1200));
+    let got: Vec<u16> = finals.iter().map(|m| status(m)).collect();
+    assert_eq!(got, vec![603], "{finals:?}");
+    assert!(
+        recv_until(&fallback, "INVITE", Duration::from_millis(300)).is_none(),
+        "no new branch after a 6xx"
+    );
+}
+
 // ------------------------------------------------------------------------------------ 5. cross-shard
 
 fn unique(tag: &str) -> String {

@@ -620,8 +620,13 @@ impl Table {
         if c.replied || c.in_failure || !c.all_branches_final() {
             return Next::Nothing;
         }
+        // §16.7 step 5: after a 6xx no new branch may start, so no failure_route runs (SER ran it).
+        let global_failure = c
+            .branches
+            .iter()
+            .any(|b| matches!(b.final_reply, Some((code, _)) if code >= 600));
         if let Some(route) = c.failure_route.take() {
-            if !matches!(c.server, Server::Replicate | Server::Local(_)) {
+            if !global_failure && !matches!(c.server, Server::Replicate | Server::Local(_)) {
                 c.in_failure = true;
                 return Next::Failure(h, route);
             }
