@@ -130,7 +130,7 @@ stop() {
 # The subscriber table both servers authenticate against (SER's and Kamailio's column names).
 make_db() {
     mkdir -p /tmp/ser-bench
-    rm -f /tmp/ser-bench/subscriber.db
+    rm -f /tmp/ser-bench/subscriber.db /tmp/ser-bench/ser-subscriber.db
     python3 - <<'EOF'
 import hashlib, sqlite3
 db = sqlite3.connect("/tmp/ser-bench/subscriber.db")
@@ -155,6 +155,10 @@ for i in range(1, 10001):
 db.executemany("INSERT INTO subscriber (username, domain, password, ha1, ha1b) VALUES (?,?,?,?,?)", rows)
 db.commit()
 EOF
+    # The same users for ser, with SER 0.8.11's subscriber version (5; Kamailio's is 7): each
+    # server checks the version table against its own schema.
+    cp /tmp/ser-bench/subscriber.db /tmp/ser-bench/ser-subscriber.db
+    python3 -c "import sqlite3; d=sqlite3.connect('/tmp/ser-bench/ser-subscriber.db'); d.execute(\"UPDATE version SET table_version=5 WHERE table_name='subscriber'\"); d.commit()"
 }
 
 case $SCENARIO in
