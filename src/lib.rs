@@ -673,6 +673,7 @@ pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
     program.options.check_via |= cli.check_via;
     // The script's log() compares with the same level the logger uses (`-d` raises it).
     program.options.debug = effective_debug(&program.options, &cli);
+    server::CLI_DEBUG.store(cli.debug as i32, std::sync::atomic::Ordering::Relaxed);
     let opts = program.options.clone();
     let debug = opts.debug;
     setup_logging(debug, cli.stderr || opts.log_stderror);

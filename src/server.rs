@@ -37,6 +37,9 @@ pub struct Proxy {
     usrloc_timer: Option<crate::locations::Timer>,
 }
 
+/// How much the command line's `-d` flags raise the config's `debug` (kept for reloads).
+pub static CLI_DEBUG: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Settings the proxy takes from the core options.
 pub fn settings(opts: &CoreOptions, program: &Program) -> ProxySettings {
     ProxySettings {
@@ -302,11 +305,15 @@ impl Proxy {
 /// Recompiles `config` and swaps the program into `shared`; on errors keeps the running one.
 fn reload(shared: &Shared, config: &Path) -> Result<(), String> {
     match controlplane::cfg::compile_file(config) {
-        Ok(c) => {
+        Ok(mut c) => {
             for w in &c.warnings {
                 ser_log!(L_WARN, "{}", w.render().trim_end());
             }
             warn_unimplemented(&c.program);
+            // `-d` on the command line raises the config's `debug` after a reload too.
+            let boost = CLI_DEBUG.load(std::sync::atomic::Ordering::Relaxed);
+            c.program.options.debug = c.program.options.debug.saturating_add(boost);
+            dataplane::shard::log::set_level(c.program.options.debug);
             shared
                 .program
                 .store(Arc::new(Loaded::new(c.program, &shared.local)));

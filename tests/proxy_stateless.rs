@@ -394,10 +394,11 @@ fn reload_on_sighup() {
     );
     assert_eq!(ask("r2@t"), "SIP/2.0 200 first");
 
-    // A good one: new messages use it.
+    // A good one: new messages use it. Its `debug=1` is raised by the command line's `-dd` (the
+    // test harness's) after the reload too, so log(3, …) still prints.
     std::fs::write(
         &s.ser.cfg,
-        "loadmodule \"sl.so\"\nroute { sl_send_reply(\"200\", \"second\"); }\n",
+        "debug=1\nloadmodule \"sl.so\"\nroute { log(3, \"reloaded-script-logs\\n\"); sl_send_reply(\"200\", \"second\"); }\n",
     )
     .unwrap();
     std::process::Command::new("kill")
@@ -411,6 +412,12 @@ fn reload_on_sighup() {
         s.ser.log_text()
     );
     assert_eq!(ask("r3@t"), "SIP/2.0 200 second");
+    assert!(
+        s.ser
+            .wait_log("reloaded-script-logs", Duration::from_secs(2)),
+        "{}",
+        s.ser.log_text()
+    );
     assert!(s
         .ser
         .terminate(Duration::from_secs(5))
