@@ -198,15 +198,18 @@ fn sl_stats_counts_stateless_replies_and_reload_swaps_the_config() {
 
 #[test]
 fn fifo_option_and_fifo_mode_from_the_config() {
-    // SER read fifo_mode with atoi: decimal (384 = 0600).
-    let fifo = PathBuf::from("/tmp").join(unique("cfgfifo"));
-    let cfg = format!("fifo=\"{}\"\nfifo_mode=384\n{MIN_CFG}", fifo.display());
-    let _ser = Ser::start_with_cfg(&cfg, &[]);
-    let meta = std::fs::metadata(&fifo).expect("fifo created");
-    assert!(meta.file_type().is_fifo());
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    assert_eq!(serctl_fifo(&fifo, "print", &["x"]), "200 ok\nx\n");
-    let _ = std::fs::remove_file(&fifo);
+    // Permission bits as operators write them: octal with a leading 0 (SER's atoi read 0600 as
+    // decimal); a plain decimal number still works (384 = 0600).
+    for mode in ["0600", "384"] {
+        let fifo = PathBuf::from("/tmp").join(unique("cfgfifo"));
+        let cfg = format!("fifo=\"{}\"\nfifo_mode={mode}\n{MIN_CFG}", fifo.display());
+        let _ser = Ser::start_with_cfg(&cfg, &[]);
+        let meta = std::fs::metadata(&fifo).expect("fifo created");
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "fifo_mode={mode}");
+        assert_eq!(serctl_fifo(&fifo, "print", &["x"]), "200 ok\nx\n");
+        let _ = std::fs::remove_file(&fifo);
+    }
 }
 
 /// SIPp answering one NOTIFY with 200 (a scenario of its own: SIPp's built-in uas wants INVITEs).

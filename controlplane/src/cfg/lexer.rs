@@ -359,6 +359,13 @@ pub(crate) fn lex(src: &str, sink: &mut Sink<'_>) -> Lexed {
 
 fn classify_word(w: String, pos: Pos, sink: &mut Sink<'_>) -> Tok {
     if w.bytes().all(|b| b.is_ascii_digit()) {
+        // A leading 0 means octal, as operators write permission bits (`fifo_mode=0600`) and C
+        // and Kamailio read them; SER's atoi() read 0600 as six hundred.
+        if w.len() > 1 && w.starts_with('0') && w.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            if let Ok(n) = i64::from_str_radix(&w[1..], 8) {
+                return Tok::Int(n);
+            }
+        }
         return match w.parse::<i64>() {
             Ok(n) => Tok::Int(n),
             Err(_) => {
@@ -391,6 +398,22 @@ mod tests {
             l.tokens.into_iter().map(|t| t.tok).collect(),
             sink.errors.len(),
         )
+    }
+
+    #[test]
+    fn leading_zero_numbers_are_octal() {
+        let (t, e) = toks("0600 600 0 09 0666");
+        assert_eq!(e, 0);
+        assert_eq!(
+            t[..5],
+            [
+                Tok::Int(0o600),
+                Tok::Int(600),
+                Tok::Int(0),
+                Tok::Int(9),
+                Tok::Int(0o666)
+            ]
+        );
     }
 
     #[test]
