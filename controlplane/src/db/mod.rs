@@ -21,7 +21,9 @@
 //! turns into [`DbError::Unavailable`], never into a stuck script or a stuck shard. Errors say
 //! whether retrying can help ([`DbError::is_transient`]).
 
+#[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod schema;
 pub mod sql;
@@ -116,7 +118,9 @@ pub fn redact(url: &str) -> String {
 
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    #[cfg(feature = "mysql")]
     Mysql(mysql::Mysql),
+    #[cfg(feature = "postgres")]
     Postgres(postgres::Postgres),
 }
 
@@ -160,12 +164,28 @@ impl Db {
                 Backend::Sqlite(sqlite::Sqlite::new(PathBuf::from(path))),
             )
         } else if url.starts_with("mysql://") || url.starts_with("sql://") {
-            (Dialect::Mysql, Backend::Mysql(mysql::Mysql::new(url)?))
+            #[cfg(feature = "mysql")]
+            {
+                (Dialect::Mysql, Backend::Mysql(mysql::Mysql::new(url)?))
+            }
+            #[cfg(not(feature = "mysql"))]
+            return Err(DbError::Rejected(format!(
+                "{}: this ser was built without MySQL/MariaDB support (cargo feature \"mysql\")",
+                redact(url)
+            )));
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (
-                Dialect::Postgres,
-                Backend::Postgres(postgres::Postgres::new(url)?),
-            )
+            #[cfg(feature = "postgres")]
+            {
+                (
+                    Dialect::Postgres,
+                    Backend::Postgres(postgres::Postgres::new(url)?),
+                )
+            }
+            #[cfg(not(feature = "postgres"))]
+            return Err(DbError::Rejected(format!(
+                "{}: this ser was built without PostgreSQL support (cargo feature \"postgres\")",
+                redact(url)
+            )));
         } else {
             return Err(DbError::Rejected(format!(
                 "{}: unknown database URL (use sqlite:///path, mysql://, sql:// or postgres://)",
@@ -192,7 +212,9 @@ impl Db {
     async fn query(&self, sql: String, params: Vec<Option<String>>) -> Result<Rows, DbError> {
         match &self.backend {
             Backend::Sqlite(b) => b.query(sql, params).await,
+            #[cfg(feature = "mysql")]
             Backend::Mysql(b) => b.query(sql, params).await,
+            #[cfg(feature = "postgres")]
             Backend::Postgres(b) => b.query(sql, params).await,
         }
     }
@@ -200,7 +222,9 @@ impl Db {
     async fn execute(&self, sql: String, params: Vec<Option<String>>) -> Result<u64, DbError> {
         match &self.backend {
             Backend::Sqlite(b) => b.execute(sql, params).await,
+            #[cfg(feature = "mysql")]
             Backend::Mysql(b) => b.execute(sql, params).await,
+            #[cfg(feature = "postgres")]
             Backend::Postgres(b) => b.execute(sql, params).await,
         }
     }
