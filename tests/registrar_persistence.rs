@@ -254,3 +254,132 @@ fn db_mode_3_two_servers_share_one_postgresql() {
     drop(b);
     pg_drop(&base, &schema);
 }
+
+/// A TCP relay from `listen` to `to`, started when the test says the database "comes back".
+fn tcp_relay(listen: std::net::TcpListener, to: SocketAddr) {
+    std::thread::spawn(move || {
+        for conn in listen.incoming() {
+            let Ok(a) = conn else { continue };
+            let Ok(b) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let (mut r, mut w) = (a, b);
+                let _ = std::io::copy(&mut r, &mut w);
+                let _ = w.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                let (mut r, mut w) = (b2, a2);
+                let _ = std::io::copy(&mut r, &mut w);
+                let _ = w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+}
+
+fn pg_location_contacts(base: &str, schema: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok((client, conn)) = tokio_postgres::connect(base, tokio_postgres::NoTls).await else {
+            return Vec::new();
+        };
+        tokio::spawn(conn);
+        client
+            .query(&format!("SELECT contact FROM {schema}.location"), &[])
+            .await
+            .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+            .unwrap_or_default()
+    })
+}
+
+/// The database is down when ser starts and while a phone registers: SIP is not held up (the
+/// REGISTER is answered, the call reaches the phone), the write waits in the queue, and when the
+/// database comes back the row is written; a restart then loads it.
+#[test]
+fn db_mode_1_with_the_database_down_then_back() {
+    let Some((base, schema, _)) = pg_scratch() else {
+        return;
+    };
+    // The URL points at a port where nothing listens yet; later a relay to PostgreSQL opens there.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_port = hole.local_addr().unwrap().port();
+    drop(hole);
+    let pg: url_parts::PgAddr = url_parts::pg_addr(&base);
+    let url = format!(
+        "postgres://{}@127.0.0.1:{hole_port}/{}?options=-c%20search_path%3D{schema}",
+        pg.user, pg.db
+    );
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let contact = format!("sip:dave@{}", phone.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let (mut ser, addr) = start(1, &url);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "start-up waited"
+    );
+    assert_eq!(register(addr, "dave", &contact), "SIP/2.0 200 OK");
+    assert!(call_reaches(addr, "dave", &phone));
+    // The database comes back.
+    let listen = std::net::TcpListener::bind(("127.0.0.1", hole_port)).unwrap();
+    tcp_relay(listen, pg.addr);
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !pg_location_contacts(&base, &schema).contains(&contact)
+        && std::time::Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        pg_location_contacts(&base, &schema).contains(&contact),
+        "the queued write reached the database: {}",
+        ser.log_text()
+    );
+    assert!(ser.terminate(Duration::from_secs(15)).is_some());
+    let (ser2, addr2) = start(1, &url);
+    assert!(
+        ser2.wait_log(
+            "binding(s) of table 'location' loaded",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        ser2.log_text()
+    );
+    assert!(call_reaches(addr2, "dave", &phone), "{}", ser2.log_text());
+    drop(ser2);
+    pg_drop(&base, &schema);
+}
+
+/// Host, port, user and database of a `postgres://user@host:port/db` URL (tests only).
+mod url_parts {
+    use std::net::{SocketAddr, ToSocketAddrs};
+
+    pub struct PgAddr {
+        pub addr: SocketAddr,
+        pub user: String,
+        pub db: String,
+    }
+
+    pub fn pg_addr(url: &str) -> PgAddr {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let rest = rest.split('?').next().unwrap_or(rest);
+        let (auth, hostpart) = rest.split_once('@').unwrap_or(("postgres", rest));
+        let user = auth.split(':').next().unwrap_or("postgres").to_string();
+        let (hostport, db) = hostpart.split_once('/').unwrap_or((hostpart, "test"));
+        let hostport = if hostport.contains(':') {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:5432")
+        };
+        PgAddr {
+            addr: hostport.to_socket_addrs().unwrap().next().unwrap(),
+            user,
+            db: db.to_string(),
+        }
+    }
+}
