@@ -256,3 +256,83 @@ fn token_rules() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs a token"));
 }
+
+/// `/metrics` carries tm's and usrloc's figures, and JSON-RPC's `t_stats`/`ul_stats` agree with
+/// them: one REGISTER saved, one INVITE relayed statefully to a silent UAS (a live transaction).
+#[test]
+fn metrics_count_transactions_and_registered_contacts() {
+    let sip = free_port("127.0.0.1");
+    let hp = free_port("127.0.0.1");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         route {{\n if (method == \"REGISTER\") {{ save(\"location\"); break; }};\n \
+         rewritehostport(\"{}\");\n t_relay();\n}}\n",
+        silent.local_addr().unwrap()
+    );
+    let _ser = Ser::start_with_cfg(
+        &cfg,
+        &[
+            "-l",
+            &format!("127.0.0.1:{sip}"),
+            &format!("--http=127.0.0.1:{hp}"),
+        ],
+    );
+    let c = udp_client("127.0.0.1");
+    let to = format!("127.0.0.1:{sip}").parse().unwrap();
+    let via = format!("127.0.0.1:{}", c.local_addr().unwrap().port());
+    let reg = request(
+        "REGISTER",
+        &format!("sip:127.0.0.1:{sip}"),
+        &via,
+        "UDP",
+        "m-reg",
+    )
+    .replacen(
+        "Content-Length: 0",
+        "Contact: <sip:bob@127.0.0.1:5999>;expires=600\r\nContent-Length: 0",
+        1,
+    );
+    let r = udp_exchange(&c, to, reg.as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let inv = request("INVITE", "sip:bob@example.com", &via, "UDP", "m-inv");
+    let r = udp_exchange(&c, to, inv.as_bytes()).unwrap();
+    assert!(r.starts_with("SIP/2.0 100"), "{r}");
+    let (st, text) = http(hp, "GET", "/metrics", "", None);
+    assert_eq!(st, 200);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("prometheus text");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => -1.0,
+            })
+    };
+    assert_eq!(value("ser_tm_transactions_current"), Some(1.0), "{text}");
+    assert_eq!(value("ser_tm_transactions_total"), Some(1.0), "{text}");
+    assert_eq!(value("ser_usrloc_registered_contacts"), Some(1.0), "{text}");
+    let (_, body) = http(
+        hp,
+        "POST",
+        "/rpc",
+        r#"{"jsonrpc":"2.0","method":"t_stats","id":1}"#,
+        None,
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["result"]["current"], json!(1), "{body}");
+    let (_, body) = http(
+        hp,
+        "POST",
+        "/rpc",
+        r#"{"jsonrpc":"2.0","method":"ul_stats","id":2}"#,
+        None,
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["result"][0]["registered"], json!(1), "{body}");
+}
