@@ -321,16 +321,16 @@ impl Register {
 
 /// Contact lines of a 200 to REGISTER (every binding in force, best first) and a Date line.
 pub fn ok_headers(rec: Option<&Record>, now: u64) -> String {
-    let mut s = String::new();
+    let mut s = String::with_capacity(64 + rec.map_or(0, |r| r.bindings.len() * 96));
     if let Some(r) = rec {
         for i in r.ordered(now, false) {
             s.push_str("Contact: ");
-            s.push_str(&r.bindings[i].contact_value(now));
+            r.bindings[i].write_contact_value(now, &mut s);
             s.push_str("\r\n");
         }
     }
     s.push_str("Date: ");
-    s.push_str(&time::http_date(now));
+    time::write_http_date(now, &mut s);
     s.push_str("\r\n");
     s
 }

@@ -101,27 +101,49 @@ impl Binding {
 
     /// `<uri>;q=0.5;expires=N`: a Contact value of a REGISTER's 200 (RFC 3261 §10.3 step 8).
     pub fn contact_value(&self, now: u64) -> String {
-        format!(
-            "<{}>;q={};expires={}",
-            self.contact,
-            q_text(self.q),
-            self.expires_in(now)
-        )
+        let mut s = String::with_capacity(self.contact.len() + 32);
+        self.write_contact_value(now, &mut s);
+        s
+    }
+
+    /// [`Binding::contact_value`] appended to `out` (no formatting machinery: a 200 OK to a
+    /// REGISTER lists every binding).
+    pub fn write_contact_value(&self, now: u64, out: &mut String) {
+        out.push('<');
+        out.push_str(&self.contact);
+        out.push_str(">;q=");
+        write_q(self.q, out);
+        out.push_str(";expires=");
+        out.push_str(itoa::Buffer::new().format(self.expires_in(now)));
+    }
+}
+
+/// [`q_text`] appended to `out`.
+pub fn write_q(q: u16, out: &mut String) {
+    if q >= 1000 {
+        out.push('1');
+        return;
+    }
+    if q == 0 {
+        out.push('0');
+        return;
+    }
+    let digits = [
+        b'0' + (q / 100) as u8,
+        b'0' + (q / 10 % 10) as u8,
+        b'0' + (q % 10) as u8,
+    ];
+    let len = 3 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+    out.push_str("0.");
+    for &d in &digits[..len] {
+        out.push(char::from(d));
     }
 }
 
 /// A q value in thousandths as RFC 3261's `qvalue` text (`500` → `0.5`, `1000` → `1`).
 pub fn q_text(q: u16) -> String {
-    if q >= 1000 {
-        return "1".into();
-    }
-    let mut s = format!("0.{q:03}");
-    while s.ends_with('0') && s.len() > 3 {
-        s.pop();
-    }
-    if s == "0.0" {
-        s = "0".into();
-    }
+    let mut s = String::with_capacity(5);
+    write_q(q, &mut s);
     s
 }
 

@@ -439,6 +439,11 @@ fn management_api() {
     assert_eq!(q_text(1000), "1");
     assert_eq!(q_text(0), "0");
     assert_eq!(q_text(125), "0.125");
+    assert_eq!(q_text(100), "0.1");
+    assert_eq!(q_text(120), "0.12");
+    assert_eq!(q_text(50), "0.05");
+    assert_eq!(q_text(5), "0.005");
+    assert_eq!(q_text(1200), "1");
 }
 
 #[test]

@@ -84,6 +84,28 @@ pub fn parse_datetime(s: &str) -> Option<u64> {
 
 /// RFC 3261 §20.17 / RFC 1123 date: `Sat, 13 Nov 2010 23:29:00 GMT`.
 pub fn http_date(unix: u64) -> String {
+    let mut s = String::with_capacity(29);
+    write_http_date(unix, &mut s);
+    s
+}
+
+/// [`http_date`] appended to `out`, formatted once per second per thread (every 200 OK to a
+/// REGISTER carries one).
+pub fn write_http_date(unix: u64, out: &mut String) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.0 != unix {
+            l.1 = format_http_date(unix);
+            l.0 = unix;
+        }
+        out.push_str(&l.1);
+    });
+}
+
+fn format_http_date(unix: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
