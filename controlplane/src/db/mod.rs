@@ -367,7 +367,7 @@ impl Db {
         let mut attempt = 0u64;
         loop {
             match self.ensure_schema_once().await {
-                Err(DbError::Rejected(e)) if attempt < 3 => {
+                Err(DbError::Rejected(e)) if attempt < 5 => {
                     attempt += 1;
                     ser_log!(
                         L_DBG,
@@ -385,7 +385,13 @@ impl Db {
         let existing = self.tables().await?;
         for t in schema::TABLES.iter().chain([&schema::VERSION]) {
             if !existing.contains(t.name) {
-                self.execute(self.dialect.create_table(t), vec![]).await?;
+                if let Err(e) = self.execute(self.dialect.create_table(t), vec![]).await {
+                    // Another node created it meanwhile (PostgreSQL reports that race as a
+                    // duplicate type name, MySQL and SQLite as "already exists"): fine.
+                    if !self.tables().await?.contains(t.name) {
+                        return Err(e);
+                    }
+                }
             }
         }
         let (column, versions) = self.read_versions().await?;
