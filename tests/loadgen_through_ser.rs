@@ -147,3 +147,68 @@ fn every_scenario_through_ser() {
     assert_eq!(num(&s, "received.ACK"), 30, "{s}");
     assert_eq!(num(&s, "received.BYE"), 30, "{s}");
 }
+
+/// Authenticated registrations against ser's registrar with digest auth over SQLite: every
+/// REGISTER challenged once (4 messages per registration), and with `--reuse-nonce` later
+/// REGISTERs of a user answered at once with the next nonce-count, which ser accepts (2 messages).
+#[test]
+fn register_auth_with_and_without_nonce_reuse() {
+    let Some(bin) = loadgen() else {
+        eprintln!("SKIP register_auth_with_and_without_nonce_reuse: no loadgen binary beside ser (run cargo test --workspace)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ser-lg-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("ser.db");
+    let cfg = "loadmodule \"sl.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n\
+         loadmodule \"auth.so\"\nloadmodule \"auth_db.so\"\n\
+         modparam(\"auth_db\", \"calculate_ha1\", 1)\nmodparam(\"auth_db\", \"password_column\", \"password\")\n\
+         route {\n if (!www_authorize(\"lg.test\", \"subscriber\")) { www_challenge(\"lg.test\", \"1\"); break; };\n save(\"location\");\n}\n";
+    let port = free_port("127.0.0.1");
+    let url = format!("sqlite://{}", db.display());
+    let _ser = Ser::start_with_env(
+        cfg,
+        &["-l", "127.0.0.1", "-p", &port.to_string()],
+        &[("SER_DB_URL", &url)],
+    );
+    // Ten subscribers, through serctl's table layout (ser creates the schema on first use).
+    let serctl = PathBuf::from(env!("CARGO_BIN_EXE_serctl"));
+    for i in 1..=10 {
+        let out = Command::new(&serctl)
+            .args(["add", &format!("u{i}"), "secret", "u@lg.test"])
+            .env("SER_DB_URL", &url)
+            .env("SIP_DOMAIN", "lg.test")
+            .env("SER_FIFO", dir.join("no-fifo"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let target = format!("127.0.0.1:{port}");
+    let base = [
+        "register",
+        "--target",
+        target.as_str(),
+        "--users",
+        "u%d@lg.test",
+        "--range",
+        "1-10",
+        "--password",
+        "secret",
+        "--rate",
+        "200",
+        "--max",
+        "100",
+    ];
+    let (code, v) = run(&bin, &base);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(num(&v, "succeeded"), 100, "{v}");
+    assert_eq!(num(&v, "responses"), 200, "a challenge and a 200 each: {v}");
+    let mut reuse = base.to_vec();
+    reuse.push("--reuse-nonce");
+    let (code, v) = run(&bin, &reuse);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(num(&v, "succeeded"), 100, "{v}");
+    // One challenge per user, then straight 200s.
+    assert_eq!(num(&v, "responses"), 110, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

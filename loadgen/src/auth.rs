@@ -53,6 +53,19 @@ pub fn answer(
     uri: &str,
     cnonce: &str,
 ) -> Option<String> {
+    answer_nc(challenge, user, password, method, uri, cnonce, 1)
+}
+
+/// [`answer`] with nonce-count `nc` (a later request reusing the same challenge, RFC 2617 §3.2.2).
+pub fn answer_nc(
+    challenge: &[u8],
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+    nc: u32,
+) -> Option<String> {
     let c = Credentials::parse(challenge).ok()?;
     if !c.is_digest() {
         return None;
@@ -68,7 +81,8 @@ pub fn answer(
         q.split(|&b| b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"auth"))
     });
-    let nc = b"00000001";
+    let nc = format!("{nc:08x}");
+    let nc = nc.as_bytes();
     let resp = response(
         user.as_bytes(),
         realm,
@@ -76,7 +90,7 @@ pub fn answer(
         method.as_bytes(),
         uri.as_bytes(),
         nonce,
-        use_qop.then_some((&nc[..], cnonce.as_bytes(), &b"auth"[..])),
+        use_qop.then_some((nc, cnonce.as_bytes(), &b"auth"[..])),
     );
     let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut out = format!(
@@ -88,7 +102,10 @@ pub fn answer(
         out.push_str(&format!(", opaque=\"{}\"", s(o)));
     }
     if use_qop {
-        out.push_str(&format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\""));
+        out.push_str(&format!(
+            ", qop=auth, nc={}, cnonce=\"{cnonce}\"",
+            String::from_utf8_lossy(nc)
+        ));
     }
     Some(out)
 }
@@ -145,5 +162,13 @@ mod tests {
         let a = answer(ch, "alice", "pw", "INVITE", "sip:b@lg", "cn1").unwrap();
         assert!(!a.contains("qop"));
         assert!(verify(a.as_bytes(), "lg", "pw", b"INVITE"));
+    }
+
+    #[test]
+    fn a_reused_challenge_carries_the_next_nonce_count() {
+        let ch = b"Digest realm=\"lg\", nonce=\"abc\", qop=\"auth\"";
+        let a = answer_nc(ch, "alice", "pw", "REGISTER", "sip:lg", "cn2", 26).unwrap();
+        assert!(a.contains("nc=0000001a"), "{a}");
+        assert!(verify(a.as_bytes(), "lg", "pw", b"REGISTER"));
     }
 }

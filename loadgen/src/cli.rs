@@ -104,6 +104,11 @@ pub struct ClientArgs {
     /// Password for digest authentication (CSV passwords take precedence).
     #[arg(long)]
     pub password: Option<String>,
+    /// Answer a user's later REGISTERs at once with its last challenge and the next nonce-count
+    /// (RFC 2617 §3.2.2), as phones re-registering do; a refused or stale answer is challenged
+    /// and answered again.
+    #[arg(long)]
+    pub reuse_nonce: bool,
     /// Expires of REGISTER, seconds.
     #[arg(long, default_value_t = 3600)]
     pub expires: u32,
@@ -213,6 +218,8 @@ pub struct ClientConfig {
     pub threads: usize,
     pub users: Vec<User>,
     pub password: Option<String>,
+    /// See the `--reuse-nonce` option.
+    pub reuse_nonce: bool,
     pub expires: u32,
     /// Request-URI / To as user@host.
     pub to: String,
@@ -449,6 +456,7 @@ impl ClientArgs {
             threads: self.threads,
             users,
             password: self.password,
+            reuse_nonce: self.reuse_nonce,
             expires: self.expires,
             to,
             hold: Duration::from_millis(self.hold_ms),

@@ -152,6 +152,9 @@ struct Worker {
     tport: &'static str,
     start: Instant,
     scratch: String,
+    /// `--reuse-nonce`: per user, the last challenge (status 401/407, its value) and the
+    /// nonce-count used with it.
+    nonces: HashMap<usize, (u16, Vec<u8>, u32)>,
 }
 
 fn ok_status(method: Method, code: u16) -> bool {
@@ -461,7 +464,41 @@ impl Worker {
             Scenario::Register => Method::Register,
             Scenario::Call => Method::Invite,
         };
+        let mut call = call;
+        if method == Method::Register && self.cfg.reuse_nonce {
+            call.auth_hdr = self.cached_answer(seq, &call, method);
+        }
         self.begin_txn(seq, call, method, now);
+    }
+
+    /// `--reuse-nonce`: credentials for a new request of `call`'s user from its last challenge,
+    /// with the next nonce-count.
+    fn cached_answer(
+        &mut self,
+        seq: u64,
+        call: &Call,
+        method: Method,
+    ) -> Option<(&'static [u8], String)> {
+        let uri = self.ruri(call);
+        let user = &self.cfg.users[call.user];
+        let password = user.password.as_deref().or(self.cfg.password.as_deref())?;
+        let (code, ch, nc) = self.nonces.get_mut(&call.user)?;
+        *nc += 1;
+        let answer = auth::answer_nc(
+            ch,
+            &user.user,
+            password,
+            method.as_str(),
+            &uri,
+            &format!("{seq:x}{}", self.run),
+            *nc,
+        )?;
+        let name: &'static [u8] = if *code == 401 {
+            b"Authorization"
+        } else {
+            b"Proxy-Authorization"
+        };
+        Some((name, answer))
     }
 
     fn on_timer(&mut self, seq: u64, gen: u32, now: Instant) {
@@ -587,6 +624,11 @@ impl Worker {
                 _ => None,
             };
             if let Some(answer) = answer {
+                if self.cfg.reuse_nonce {
+                    if let Some(ch) = msg.header_value(hdr) {
+                        self.nonces.insert(call.user, (code, ch.to_vec(), 1));
+                    }
+                }
                 if method == Method::Invite {
                     self.ack_non_2xx(seq, &mut call, &msg);
                 }
@@ -931,6 +973,7 @@ pub fn run(cfg: ClientConfig) -> i32 {
             tport: cfg.transport.via_token(),
             start,
             scratch: String::with_capacity(1024),
+            nonces: HashMap::new(),
         };
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{id}"))
