@@ -3,6 +3,8 @@
 #
 # Scenarios: options (stateless OPTIONS reply), forward (stateless forward to a loadgen uas),
 #            register (registrar, memory only), register-auth (registrar + digest auth from SQLite),
+#            register-reauth (the same, loadgen --reuse-nonce: a user's later REGISTERs answer its last
+#            challenge with the next nonce-count, as phones re-registering do: 2 messages, not 4),
 #            call (stateful proxy, INVITE/ACK/BYE through to a loadgen uas).
 #
 # Each server runs alone on core $SERVER_CORE (taskset); loadgen (and the uas far end, when the
@@ -28,13 +30,13 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: bench/compare.sh options|forward|register|register-auth|call" >&2
+    echo "usage: bench/compare.sh options|forward|register|register-auth|register-reauth|call" >&2
     exit 2
 }
 [ $# -eq 1 ] || usage
 SCENARIO=$1
 case $SCENARIO in
-    options | forward | register | register-auth | call) ;;
+    options | forward | register | register-auth | register-reauth | call) ;;
     *) usage ;;
 esac
 
@@ -48,6 +50,7 @@ PORT=${PORT:-5070}
 UAS_PORT=5090
 case $SCENARIO in
     register-auth) DEFAULT_RAMP=500:500:2 ;;
+    register-reauth) DEFAULT_RAMP=2000:2000:2 ;;
     call) DEFAULT_RAMP=250:250:2 ;;
     *) DEFAULT_RAMP=2000:2000:2 ;;
 esac
@@ -169,8 +172,15 @@ case $SCENARIO in
         LG_ARGS=(register --users 'bench%d@bench.test' --range 1-10000 --password bench)
         make_db
         ;;
+    register-reauth)
+        LG_ARGS=(register --users 'bench%d@bench.test' --range 1-10000 --password bench --reuse-nonce)
+        make_db
+        ;;
     call) LG_ARGS=(call --to "uas@127.0.0.1:$UAS_PORT") ;;
 esac
+# register-reauth runs the register-auth configs.
+CFG_NAME=$SCENARIO
+[ "$SCENARIO" = register-reauth ] && CFG_NAME=register-auth
 NEEDS_UAS=
 case $SCENARIO in forward | call) NEEDS_UAS=1 ;; esac
 
@@ -209,7 +219,7 @@ SER_RATE=-
 if [ -z "${SKIP_SER:-}" ]; then
     [ -n "$NEEDS_UAS" ] && start_uas
     echo "compare.sh: ser $SCENARIO on core $SERVER_CORE, loadgen on core $CLIENT_CORE" >&2
-    nice -n "$NICE" taskset -c "$SERVER_CORE" "$SER" -f "$ROOT/bench/configs/$SCENARIO.cfg" -l 127.0.0.1 -p "$PORT" \
+    nice -n "$NICE" taskset -c "$SERVER_CORE" "$SER" -f "$ROOT/bench/configs/$CFG_NAME.cfg" -l 127.0.0.1 -p "$PORT" \
         -n 1 -D -E >"$WORK/ser.log" 2>&1 &
     SER_PID=$!
     PIDS+=("$SER_PID")
@@ -222,7 +232,7 @@ fi
 
 KAM_RATE=-
 if [ -z "${SKIP_KAMAILIO:-}" ]; then
-    KCFG="$ROOT/bench/configs/kamailio-$SCENARIO.cfg"
+    KCFG="$ROOT/bench/configs/kamailio-$CFG_NAME.cfg"
     "$KAMAILIO" -c -f "$KCFG" -L "$KAMAILIO_MODULES" >"$WORK/kamailio-check.log" 2>&1 ||
         { tail -n 20 "$WORK/kamailio-check.log" >&2; die "kamailio -c rejects $KCFG"; }
     [ -n "$NEEDS_UAS" ] && start_uas
