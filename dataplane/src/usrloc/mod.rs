@@ -229,14 +229,23 @@ impl Record {
                         let gone = new.bindings.remove(i);
                         changes.push(Change::Delete(gone.contact));
                     } else {
+                        // A refresh usually repeats the same strings: keep the stored ones.
                         let b = &mut new.bindings[i];
-                        b.contact = c.contact.into();
+                        if *b.contact != *c.contact {
+                            b.contact = c.contact.into();
+                        }
                         b.expires = now + u64::from(c.expires);
                         b.q = c.q;
-                        b.callid = req.callid.into();
+                        if *b.callid != *req.callid {
+                            b.callid = req.callid.into();
+                        }
                         b.cseq = req.cseq;
-                        b.user_agent = req.user_agent.into();
-                        b.received = req.received.map(Into::into);
+                        if *b.user_agent != *req.user_agent {
+                            b.user_agent = req.user_agent.into();
+                        }
+                        if b.received.as_deref() != req.received {
+                            b.received = req.received.map(Into::into);
+                        }
                         b.flags &= !FL_PERMANENT;
                         b.last_modified = now;
                         changes.push(Change::Upsert(b.clone()));
@@ -712,7 +721,11 @@ impl Usrloc {
         mut f: impl FnMut(Option<&Record>, usize) -> Result<Option<(Record, Vec<Change>)>, E>,
     ) -> Result<Option<(Record, Vec<Change>)>, E> {
         let tables = self.tables.pin();
-        let t = tables.get_or_insert_with(table.into(), Table::default);
+        // The table exists after its first binding: look it up without allocating its name.
+        let t = match tables.get(table) {
+            Some(t) => t,
+            None => tables.get_or_insert_with(table.into(), Table::default),
+        };
         let records = t.records.pin();
         let room = self
             .max_bindings
