@@ -202,6 +202,47 @@ fn contact_of(b: &dataplane::usrloc::Binding, now: u64) -> format::Contact {
     }
 }
 
+/// Where a management request to `uri` goes when its host is a name: `sip:IP:PORT;transport=…` of
+/// the first RFC 3263 target (the resolver of `SER_NAMESERVER`, else the system's); `None` when the
+/// URI already names an address (or is not a SIP URI: the transaction layer answers that).
+async fn resolve_hop(uri: &str) -> Result<Option<String>, String> {
+    use dataplane::dns::{host_port_of_uri, TargetHost};
+    use dataplane::wire::via::Transport;
+    let Ok(u) = dataplane::wire::uri::Uri::parse(uri.as_bytes()) else {
+        return Ok(None);
+    };
+    let Some(t) = host_port_of_uri(&u) else {
+        return Ok(None);
+    };
+    let name = match t.host {
+        TargetHost::Name(n) if !n.eq_ignore_ascii_case("localhost") => n.to_string(),
+        _ => return Ok(None),
+    };
+    let resolver = match std::env::var("SER_NAMESERVER")
+        .ok()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    {
+        Some(ns) => controlplane::dns::SipResolver::with_nameserver(ns),
+        None => controlplane::dns::SipResolver::system().map_err(|e| e.to_string())?,
+    };
+    let (targets, _) = resolver
+        .resolve(&name, t.port, t.transport, t.secure)
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+    let Some(first) = targets.first() else {
+        return Err(format!("{name}: no address"));
+    };
+    let transport = match first.transport {
+        Transport::Tcp | Transport::Tls => "tcp",
+        _ => "udp",
+    };
+    let host = match first.addr {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    Ok(Some(format!("sip:{host};transport={transport}")))
+}
+
 /// usrloc's commands over the shared location store: `ul_stats`, `ul_rm`, `ul_rm_contact`,
 /// `ul_dump`, `ul_flush`, `ul_add`, `ul_show_contact`. Tables are the ones the running script
 /// names (SER answered "table not found" for others); changes are persisted per db_mode like a
@@ -416,13 +457,26 @@ fn register_tm(reg: &mut Registry, control: &Control) -> Result<(), String> {
                     headers.push_str(h);
                     headers.push_str("\r\n");
                 }
+                // The shards send only to addresses: a host name is located here first (RFC
+                // 3263, off the hot path) and the request goes to what it resolved to.
+                let hop = u.next_hop.clone().unwrap_or_else(|| u.ruri.clone());
+                let next_hop = match resolve_hop(&hop).await {
+                    Ok(Some(h)) => Some(h),
+                    Ok(None) => u.next_hop.clone(),
+                    Err(e) => {
+                        return format::t_uac_dlg_reply(
+                            478,
+                            &format!("Unresolvable destination ({e})"),
+                        )
+                    }
+                };
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let req = dataplane::proxy::stateful::UacRequest {
                     method: u.method,
                     ruri: u.ruri,
                     headers,
                     body: u.body.into_bytes(),
-                    next_hop: u.next_hop,
+                    next_hop,
                     done: Box::new(move |r| {
                         let _ = tx.send(r);
                     }),

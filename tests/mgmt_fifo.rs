@@ -366,3 +366,68 @@ fn examples_4_9_and_4_11_usrloc_commands() {
     let bad = serctl_fifo(&fifo, "ul_rm", &["nosuchtable", "alice"]);
     assert!(bad.starts_with("400"), "{bad}");
 }
+
+#[path = "support/dns_server.rs"]
+mod dns_server;
+
+/// t_uac_dlg to a host name: located by the controlplane's resolver (SER_NAMESERVER here), then
+/// sent statefully; the FIFO reply is the far end's status. A name that does not resolve is
+/// answered 478 at once.
+#[test]
+fn t_uac_dlg_to_a_host_name() {
+    let uas = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    uas.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let uas_port = uas.local_addr().unwrap().port();
+    let zone = dns_server::Zone::new().a("uas.test", std::net::Ipv4Addr::LOCALHOST, 60);
+    let dns = dns_server::DnsServer::start(zone);
+    let fifo = PathBuf::from("/tmp").join(unique("fifo"));
+    let port = free_port("127.0.0.1");
+    let ns = dns.addr().to_string();
+    let _ser = net::Ser::start_with_env(
+        MIN_CFG,
+        &[
+            "-i",
+            fifo.to_str().unwrap(),
+            "-l",
+            &format!("127.0.0.1:{port}"),
+        ],
+        &[("SER_NAMESERVER", &ns)],
+    );
+    // The far end answers the MESSAGE with 200 (its Vias copied).
+    let t = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = uas.recv_from(&mut buf).expect("the MESSAGE arrives");
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut r = String::from("SIP/2.0 200 OK\r\n");
+        for l in req.lines() {
+            let name = l.split(':').next().unwrap_or("");
+            if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&name) {
+                r.push_str(l);
+                r.push_str("\r\n");
+            }
+        }
+        r.push_str("Content-Length: 0\r\n\r\n");
+        uas.send_to(r.as_bytes(), from).unwrap();
+        req
+    });
+    let reply = unique("reply");
+    let target = format!("sip:bob@uas.test:{uas_port}");
+    let req = format!(
+        ":t_uac_dlg:{reply}\nMESSAGE\n{target}\n.\nFrom: <sip:admin@ser.test>\nTo: <{target}>\n\
+         Content-Type: text/plain\n.\nhello\n.\n\n"
+    );
+    let out = fifo_call(&fifo, &reply, &req);
+    assert!(out.starts_with("200 OK"), "{out}");
+    let seen = t.join().unwrap();
+    assert!(
+        seen.starts_with(&format!("MESSAGE {target} SIP/2.0")),
+        "{seen}"
+    );
+    let reply = unique("reply");
+    let req = format!(
+        ":t_uac_dlg:{reply}\nMESSAGE\nsip:bob@nowhere.test\n.\nFrom: <sip:admin@ser.test>\n\
+         To: <sip:bob@nowhere.test>\n.\n.\n\n"
+    );
+    let out = fifo_call(&fifo, &reply, &req);
+    assert!(out.starts_with("478 "), "{out}");
+}
