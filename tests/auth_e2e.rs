@@ -14,14 +14,6 @@ use std::time::Duration;
 use dataplane::auth::digest::{self, Algorithm, Qop, ResponseInput};
 use net::*;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A fresh SQLite file with SER's subscriber and grp tables and `users` (user, password) in
 /// domain `realm`; `None` (and a "skipped" line) without the sqlite3 tool.
 fn subscriber_db(test: &str, realm: &str, users: &[(&str, &str)]) -> Option<PathBuf> {

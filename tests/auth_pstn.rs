@@ -11,19 +11,11 @@ mod seed;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use dataplane::auth::digest::{self, Algorithm, Qop, ResponseInput};
 use net::*;
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// pstn.cfg with the gateway moved to `gw` and auth_db's MySQL account replaced by `db_url`.
 fn pstn_cfg(gw: SocketAddr, db_url: Option<&str>) -> String {

@@ -7,17 +7,8 @@
 mod net;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use net::*;
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 #[test]
 fn sipp_uac_through_ser_to_sipp_uas() {
@@ -31,36 +22,8 @@ fn sipp_uac_through_ser_to_sipp_uas() {
     let cfg = FORWARD_CFG.replace("UASPORT", &uas_port.to_string());
     let sp = ser_port.to_string();
     let _ser = Ser::start_with_cfg(&cfg, &["-l", "127.0.0.1", "-p", &sp]);
-    let _uas = KillOnDrop(
-        Command::new("sipp")
-            .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &uas_port.to_string()])
-            .args(["-nostdin", "-timeout", "60s"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let started = Instant::now();
-    let out = Command::new("timeout")
-        .args(["60", "sipp", "-sn", "uac", &format!("127.0.0.1:{ser_port}")])
-        .args(["-i", "127.0.0.1", "-p", &uac_port.to_string()])
-        .args(["-m", "100", "-r", "50", "-timeout", "40s", "-nostdin"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = |name: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(name))
-            .map(|l| l.split('|').nth(2).unwrap_or("").trim().to_string())
-            .unwrap_or_default()
-    };
-    assert_eq!(out.status.code(), Some(0), "sipp uac failed:\n{text}");
-    assert_eq!(line("Successful call"), "100", "{text}");
-    assert_eq!(line("Failed call"), "0", "{text}");
-    assert!(started.elapsed() < Duration::from_secs(60));
+    let _uas = sipp_uas(uas_port);
+    sipp_uac_all_succeed(&format!("127.0.0.1:{ser_port}"), uac_port, 100, 50);
 }
 
 #[test]

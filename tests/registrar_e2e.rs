@@ -15,14 +15,6 @@ use std::time::Duration;
 
 use net::*;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// A free port below 10000 (sipsak 0.9.8 mangles five-digit ports in its Request-URI).
 fn free_port_4() -> u16 {
     let start = 6000 + (std::process::id() % 3000) as u16;

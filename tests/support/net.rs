@@ -274,3 +274,52 @@ pub fn wait_child(mut c: KillOnDrop, limit: Duration) -> Option<i32> {
     }
     None
 }
+
+/// Whether `tool` is on the PATH (interop tests skip with a visible line when it is not).
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// SIPp's built-in `uas` scenario on 127.0.0.1:`port` (ends by itself after 60 s).
+pub fn sipp_uas(port: u16) -> KillOnDrop {
+    let child = Command::new("sipp")
+        .args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-nostdin", "-timeout", "60s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sipp uas");
+    std::thread::sleep(Duration::from_millis(300));
+    KillOnDrop(child)
+}
+
+/// SIPp's built-in `uac` scenario: `calls` calls at `rate`/s to `target` from 127.0.0.1:`port`,
+/// bounded to 60 s. Asserts exit code 0, every call successful and none failed.
+pub fn sipp_uac_all_succeed(target: &str, port: u16, calls: u32, rate: u32) {
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .args(["60", "sipp", "-sn", "uac", target])
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", &calls.to_string(), "-r", &rate.to_string()])
+        .args(["-timeout", "40s", "-nostdin"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sipp uac");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // SIPp's final statistics: "Successful call | <periodic> | <cumulative>".
+    let stat = |name: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .map(|l| l.split('|').nth(2).unwrap_or("").trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(out.status.code(), Some(0), "sipp uac failed:\n{text}");
+    assert_eq!(stat("Successful call"), calls.to_string(), "{text}");
+    assert_eq!(stat("Failed call"), "0", "{text}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
