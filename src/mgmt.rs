@@ -243,6 +243,44 @@ async fn resolve_hop(uri: &str) -> Result<Option<String>, String> {
     Ok(Some(format!("sip:{host};transport={transport}")))
 }
 
+/// db_mode 3 (the database is the store): the bindings of `table` as (username, domain, binding)
+/// rows, of one AOR or all.
+fn db_bindings(
+    c: &Control,
+    cfg: &dataplane::usrloc::UsrlocConfig,
+    table: &str,
+    aor: Option<(&str, &str)>,
+) -> Result<Vec<(String, String, dataplane::usrloc::Binding)>, Reply> {
+    match c.db_job(cfg.select_job(table, aor)) {
+        dataplane::offload::JobResult::Rows(rows) => {
+            Ok(rows.iter().filter_map(|r| cfg.binding_of_row(r)).collect())
+        }
+        other => Err(Reply::status(
+            500,
+            format!("reading table {table} failed: {other:?}"),
+        )),
+    }
+}
+
+/// db_mode 3: one change written to the database (waited for).
+fn db_change(
+    c: &Control,
+    cfg: &dataplane::usrloc::UsrlocConfig,
+    table: &str,
+    user: &str,
+    domain: &str,
+    change: &dataplane::usrloc::Change,
+) -> Result<(), Reply> {
+    let w = cfg.write_of(table, user, domain, change);
+    match c.db_job(dataplane::offload::Job::DbWrite(w)) {
+        dataplane::offload::JobResult::Failed(e) => Err(Reply::status(
+            500,
+            format!("writing table {table} failed: {e}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// usrloc's commands over the shared location store: `ul_stats`, `ul_rm`, `ul_rm_contact`,
 /// `ul_dump`, `ul_flush`, `ul_add`, `ul_show_contact`. Tables are the ones the running script
 /// names (SER answered "table not found" for others); changes are persisted per db_mode like a
@@ -260,7 +298,33 @@ fn register_usrloc(reg: &mut Registry, control: &Control) -> Result<(), String> 
     let c = control.clone();
     reg.register("ul_stats", "registered contacts per table", move |_| {
         let loaded = c.shared().program.load();
-        let mut stats = c.services().usrloc.stats(now_unix_secs());
+        let cfg = UsrlocConfig::from_program(Some(&loaded.program));
+        let mut stats = if cfg.db_mode == 3 {
+            let now = now_unix_secs();
+            let mut v = Vec::new();
+            for t in script_tables(&loaded.program) {
+                let rows = match db_bindings(&c, &cfg, &t, None) {
+                    Ok(r) => r,
+                    Err(r) => return r,
+                };
+                let valid = rows.iter().filter(|(_, _, b)| b.is_valid(now)).count();
+                let mut aors: Vec<(&str, &str)> = rows
+                    .iter()
+                    .map(|(u, d, _)| (u.as_str(), d.as_str()))
+                    .collect();
+                aors.sort_unstable();
+                aors.dedup();
+                v.push(dataplane::usrloc::TableStats {
+                    table: t,
+                    records: aors.len(),
+                    contacts: valid,
+                    expired: rows.len() - valid,
+                });
+            }
+            v
+        } else {
+            c.services().usrloc.stats(now_unix_secs())
+        };
         for t in script_tables(&loaded.program) {
             if !stats.iter().any(|s| s.table == t) {
                 stats.push(dataplane::usrloc::TableStats {
@@ -291,7 +355,23 @@ fn register_usrloc(reg: &mut Registry, control: &Control) -> Result<(), String> 
         if !known {
             return format::ul_rm_reply(&table, &user, format::Removal::NoTable);
         }
-        let (key, _, _) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        let (key, username, domain) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        if cfg.db_mode == 3 {
+            let rows = match db_bindings(&c, &cfg, &table, Some((&username, &domain))) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            if rows.is_empty() {
+                return format::ul_rm_reply(&table, &user, format::Removal::NoUser);
+            }
+            for (u, d, b) in &rows {
+                let gone = dataplane::usrloc::Change::Delete(b.contact.clone());
+                if let Err(r) = db_change(&c, &cfg, &table, u, d, &gone) {
+                    return r;
+                }
+            }
+            return format::ul_rm_reply(&table, &user, format::Removal::Removed);
+        }
         let s = c.services();
         let r = if s.usrloc.remove_aor(&table, &key, &cfg, &s.db) {
             format::Removal::Removed
@@ -310,7 +390,28 @@ fn register_usrloc(reg: &mut Registry, control: &Control) -> Result<(), String> 
         if !known {
             return format::ul_rm_contact_reply(&table, &user, &contact, format::Removal::NoTable);
         }
-        let (key, _, _) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        let (key, username, domain) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        if cfg.db_mode == 3 {
+            let rows = match db_bindings(&c, &cfg, &table, Some((&username, &domain))) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let r = match rows
+                .iter()
+                .find(|(_, _, b)| dataplane::usrloc::same_contact(&b.contact, &contact))
+            {
+                _ if rows.is_empty() => format::Removal::NoUser,
+                None => format::Removal::NoContact,
+                Some((u, d, b)) => {
+                    let gone = dataplane::usrloc::Change::Delete(b.contact.clone());
+                    if let Err(r) = db_change(&c, &cfg, &table, u, d, &gone) {
+                        return r;
+                    }
+                    format::Removal::Removed
+                }
+            };
+            return format::ul_rm_contact_reply(&table, &user, &contact, r);
+        }
         let s = c.services();
         let r = if s.usrloc.show(&table, &key, now_unix_secs()).is_none() {
             format::Removal::NoUser
@@ -324,6 +425,33 @@ fn register_usrloc(reg: &mut Registry, control: &Control) -> Result<(), String> 
     let c = control.clone();
     reg.register("ul_dump", "every binding", move |_| {
         let now = now_unix_secs();
+        let loaded = c.shared().program.load();
+        let cfg = UsrlocConfig::from_program(Some(&loaded.program));
+        if cfg.db_mode == 3 {
+            let mut tables = Vec::new();
+            for t in script_tables(&loaded.program) {
+                let rows = match db_bindings(&c, &cfg, &t, None) {
+                    Ok(r) => r,
+                    Err(r) => return r,
+                };
+                let mut by_aor: std::collections::BTreeMap<String, Vec<format::Contact>> =
+                    std::collections::BTreeMap::new();
+                for (u, d, b) in rows.iter().filter(|(_, _, b)| b.is_valid(now)) {
+                    let aor = if cfg.use_domain && !d.is_empty() {
+                        format!("{u}@{d}")
+                    } else {
+                        u.clone()
+                    };
+                    by_aor.entry(aor).or_default().push(contact_of(b, now));
+                }
+                let recs = by_aor
+                    .into_iter()
+                    .map(|(aor, contacts)| format::Record { aor, contacts })
+                    .collect();
+                tables.push((t, recs));
+            }
+            return format::ul_dump_reply(&tables);
+        }
         let tables: Vec<(String, Vec<format::Record>)> = c
             .services()
             .usrloc
@@ -366,8 +494,35 @@ fn register_usrloc(reg: &mut Registry, control: &Control) -> Result<(), String> 
             return Reply::status(400, format!("table ({}) not found", a.table));
         }
         let (key, user, domain) = aor_of_text(&a.user, cfg.use_domain, cfg.case_sensitive);
-        let s = c.services();
         let q = (a.q * 1000.0).round() as u16;
+        if cfg.db_mode == 3 {
+            let now = now_unix_secs();
+            let b = dataplane::usrloc::Binding {
+                contact: a.contact.as_str().into(),
+                expires: if a.expires == 0 {
+                    0
+                } else {
+                    now + u64::from(a.expires)
+                },
+                q: q.min(1000),
+                callid: "ul_add".into(),
+                cseq: 1,
+                received: None,
+                user_agent: "".into(),
+                flags: if a.expires == 0 {
+                    dataplane::usrloc::FL_PERMANENT
+                } else {
+                    0
+                },
+                last_modified: now,
+            };
+            let change = dataplane::usrloc::Change::Upsert(b);
+            return match db_change(&c, &cfg, &a.table, &user, &domain, &change) {
+                Ok(()) => format::ul_add_reply(&a),
+                Err(r) => r,
+            };
+        }
+        let s = c.services();
         match s.usrloc.add(
             &a.table,
             &key,
@@ -397,8 +552,22 @@ fn register_usrloc(reg: &mut Registry, control: &Control) -> Result<(), String> 
         if !known {
             return Reply::status(400, format!("table ({table}) not found"));
         }
-        let (key, _, _) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
+        let (key, username, domain) = aor_of_text(&user, cfg.use_domain, cfg.case_sensitive);
         let now = now_unix_secs();
+        if cfg.db_mode == 3 {
+            let rows = match db_bindings(&c, &cfg, &table, Some((&username, &domain))) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let mut bs: Vec<_> = rows
+                .into_iter()
+                .map(|(_, _, b)| b)
+                .filter(|b| b.is_valid(now))
+                .collect();
+            bs.sort_by(|x, y| y.q.cmp(&x.q).then(y.last_modified.cmp(&x.last_modified)));
+            let contacts: Vec<format::Contact> = bs.iter().map(|b| contact_of(b, now)).collect();
+            return format::ul_show_contact_reply(Some(&contacts));
+        }
         let contacts: Option<Vec<format::Contact>> = c
             .services()
             .usrloc

@@ -244,6 +244,7 @@ impl Proxy {
             shared: Arc::clone(&self.shared),
             config: self.config.clone(),
             shards: self.runtime.shard_count(),
+            db: self.db.handle().map(|h| (h, self.db.databases().clone())),
             local: self
                 .runtime
                 .local_addrs()
@@ -340,6 +341,8 @@ fn reload(shared: &Shared, config: &Path) -> Result<(), String> {
 pub struct Control {
     shared: Arc<Shared>,
     config: PathBuf,
+    /// The database runtime and databases (usrloc's db_mode 3 commands read and write there).
+    db: Option<(tokio::runtime::Handle, controlplane::db::Databases)>,
     /// Shards running.
     pub shards: usize,
     /// `proto:addr` of every socket.
@@ -347,6 +350,21 @@ pub struct Control {
 }
 
 impl Control {
+    /// Runs a database job on the database runtime and waits for its answer (≤ 15 s). For
+    /// management threads only, never a shard.
+    pub fn db_job(&self, job: dataplane::offload::Job) -> dataplane::offload::JobResult {
+        use dataplane::offload::JobResult;
+        let Some((h, dbs)) = self.db.clone() else {
+            return JobResult::Failed("no database runtime".into());
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        h.spawn(async move {
+            let _ = tx.send(dbs.run(&job).await);
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(15))
+            .unwrap_or_else(|_| JobResult::Failed("the database did not answer in 15 s".into()))
+    }
+
     /// As [`Proxy::reload`].
     pub fn reload(&self) -> Result<(), String> {
         reload(&self.shared, &self.config)

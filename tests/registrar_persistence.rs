@@ -40,10 +40,17 @@ fn unique(tag: &str) -> String {
 }
 
 fn start(db_mode: u8, db_url: &str) -> (Ser, SocketAddr) {
+    start_with(db_mode, db_url, &[])
+}
+
+fn start_with(db_mode: u8, db_url: &str, extra: &[&str]) -> (Ser, SocketAddr) {
     let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let mut args = vec!["-l", "127.0.0.1", "-p", &p];
+    args.extend_from_slice(extra);
     let ser = Ser::start_with_env(
         &CFG.replace("DBMODE", &db_mode.to_string()),
-        &["-l", "127.0.0.1", "-p", &port.to_string()],
+        &args,
         &[("SER_DB_URL", db_url)],
     );
     (ser, SocketAddr::from(([127, 0, 0, 1], port)))
@@ -224,7 +231,8 @@ fn db_mode_3_two_servers_share_one_postgresql() {
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let contact = format!("sip:carol@{}", phone.local_addr().unwrap());
-    let (a, addr_a) = start(3, &url);
+    let fifo = std::path::PathBuf::from("/tmp").join(unique("dm3fifo"));
+    let (a, addr_a) = start_with(3, &url, &["-i", fifo.to_str().unwrap()]);
     let (b, addr_b) = start(3, &url);
     assert_eq!(
         register(addr_a, "carol", &contact),
@@ -237,6 +245,33 @@ fn db_mode_3_two_servers_share_one_postgresql() {
         "the second server did not find carol: {}",
         b.log_text()
     );
+    // Management on A works on the shared database too.
+    let shown = fifo_command(&fifo, "ul_show_contact", &["location", "carol"]);
+    assert!(shown.starts_with("200"), "{shown}");
+    assert!(shown.contains(&format!("<{contact}>;q=")), "{shown}");
+    let stats = fifo_command(&fifo, "ul_stats", &[]);
+    assert!(stats.contains("'location' 1 0"), "{stats}");
+    let phone2 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone2
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let contact2 = format!("sip:erin@{}", phone2.local_addr().unwrap());
+    let added = fifo_command(
+        &fifo,
+        "ul_add",
+        &["location", "erin", &contact2, "600", "0.5"],
+    );
+    assert!(added.starts_with("200"), "{added}");
+    assert!(
+        call_reaches(addr_b, "erin", &phone2),
+        "B finds what A's ul_add wrote"
+    );
+    let dump = fifo_command(&fifo, "ul_dump", &[]);
+    assert!(dump.contains("aor   : 'erin'"), "{dump}");
+    let rm = fifo_command(&fifo, "ul_rm", &["location", "erin"]);
+    assert!(rm.starts_with("200"), "{rm}");
+    let gone = fifo_command(&fifo, "ul_show_contact", &["location", "erin"]);
+    assert!(gone.starts_with("404"), "{gone}");
     // Unregistering through B is seen by A: a call through A gets 404.
     assert_eq!(register_for(addr_b, "carol", &contact, 0), "SIP/2.0 200 OK");
     let c = udp_client("127.0.0.1");

@@ -323,3 +323,50 @@ pub fn sipp_uac_all_succeed(target: &str, port: u16, calls: u32, rate: u32) {
     assert_eq!(stat("Failed call"), "0", "{text}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// Sends `:cmd:reply\n` + `params` (one per line) + an empty line to the server FIFO `server`, as
+/// serctl does, and returns the whole reply (≤ 5 s).
+pub fn fifo_command(server: &std::path::Path, cmd: &str, params: &[&str]) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let reply = format!(
+        "ser_test_reply_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let reply_path = PathBuf::from("/tmp").join(&reply);
+    let _ = std::fs::remove_file(&reply_path);
+    let made = Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&reply_path)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let mut req = format!(":{cmd}:{reply}\n");
+    for p in params {
+        req.push_str(p);
+        req.push('\n');
+    }
+    req.push('\n');
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(server)
+        .expect("open the server FIFO")
+        .write_all(req.as_bytes())
+        .expect("write the request");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = reply_path.clone();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&p) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let _ = tx.send(s);
+    });
+    let out = rx.recv_timeout(Duration::from_secs(5));
+    if out.is_err() {
+        // Unblock the reader: open the write end ourselves.
+        let _ = std::fs::OpenOptions::new().write(true).open(&reply_path);
+    }
+    let _ = std::fs::remove_file(&reply_path);
+    out.expect("no FIFO reply within 5 s")
+}
