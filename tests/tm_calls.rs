@@ -400,3 +400,47 @@ fn t_relay_twice_is_transaction_already_in_process() {
     );
     assert!(ser.wait_log("second failed", Duration::from_secs(1)));
 }
+
+/// An RFC 2543 caller (no magic cookie in its branch): its ACK for ser's 486 is matched by the
+/// dialog fields and the To tag of the 486 (§17.2.3) and absorbed; an ACK with another To tag is
+/// not ours, so the script routes it (t_relay forwards it statelessly).
+#[test]
+fn rfc2543_ack_is_matched_by_the_to_tag_of_our_reply() {
+    let (_ser, addr) = ser_with(RELAY, "1");
+    let uas = sock();
+    let client = sock();
+    let ruri = format!("sip:bob@{}", uas.local_addr().unwrap());
+    let inv = invite(&ruri, &client, "old2543").replace("branch=z9hG4bK-old2543", "branch=1");
+    client.send_to(inv.as_bytes(), addr).unwrap();
+    let (fwd, from) = recv_until(&uas, "INVITE", Duration::from_secs(2)).unwrap();
+    uas.send_to(reply_to(&fwd, 486, "Busy Here", "u1").as_bytes(), from)
+        .unwrap();
+    assert!(recv_until(&uas, "ACK", Duration::from_secs(2)).is_some());
+    let (r, _) = recv_until(&client, "SIP/2.0 486", Duration::from_secs(2)).unwrap();
+    let to = r
+        .lines()
+        .find(|l| l.starts_with("To:"))
+        .unwrap()
+        .to_string();
+    let ack = |to_line: &str| {
+        inv.replace("INVITE sip", "ACK sip")
+            .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+            .replace("To: <sip:bob@example.com>", to_line)
+    };
+    // Another tag first: not an ACK of our 486, so it reaches the script and goes downstream.
+    client
+        .send_to(ack("To: <sip:bob@example.com>;tag=other").as_bytes(), addr)
+        .unwrap();
+    let (fwd_ack, _) =
+        recv_until(&uas, "ACK", Duration::from_secs(2)).expect("the foreign ACK is relayed");
+    assert!(fwd_ack.contains("tag=other"), "{fwd_ack}");
+    // Ours: absorbed, nothing more downstream, and the 486 is no longer retransmitted.
+    client.send_to(ack(&to).as_bytes(), addr).unwrap();
+    let later = recv_all(&uas, Duration::from_millis(800));
+    assert!(later.is_empty(), "nothing more downstream: {later:?}");
+    let again = recv_all(&client, Duration::from_millis(1200));
+    assert!(
+        again.iter().all(|m| !m.0.starts_with("SIP/2.0 486")),
+        "no 486 retransmission after our ACK: {again:?}"
+    );
+}

@@ -960,8 +960,29 @@ impl Table {
         let Some(h) = self.lookup(key) else {
             return false;
         };
-        match self.get(h).map(|c| &mut c.server) {
-            Some(Server::Invite(s)) => s.on_ack(Instant::now(), &cfg),
+        let Some(c) = self.get(h) else {
+            return false;
+        };
+        // §17.2.3: an RFC 2543 ACK (no magic cookie) matches only if its To tag is the one of the
+        // reply we sent (the key leaves the tag out so that the ACK finds its INVITE at all).
+        let rfc2543 = msg
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch())
+            .is_none_or(|b| !b.starts_with(crate::txn::MAGIC_COOKIE));
+        if rfc2543 {
+            let ours = c
+                .last_reply
+                .as_ref()
+                .and_then(|r| Message::parse(r.clone()).ok())
+                .and_then(|r| r.to().ok().and_then(|t| t.tag().map(<[u8]>::to_vec)));
+            let theirs = msg.to().ok().and_then(|t| t.tag().map(<[u8]>::to_vec));
+            if ours.is_none() || ours != theirs {
+                return false;
+            }
+        }
+        match &mut c.server {
+            Server::Invite(s) => s.on_ack(Instant::now(), &cfg),
             _ => false,
         }
     }
