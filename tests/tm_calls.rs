@@ -7,100 +7,19 @@
 
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/peer.rs"]
+mod peer;
 
-use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use net::*;
-
-fn sock() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    s
-}
-
-/// Messages received within `wait`, as text.
-fn recv_all(s: &UdpSocket, wait: Duration) -> Vec<(String, SocketAddr)> {
-    let until = Instant::now() + wait;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < until {
-        if let Ok((n, from)) = s.recv_from(&mut buf) {
-            out.push((String::from_utf8_lossy(&buf[..n]).into_owned(), from));
-        }
-    }
-    out
-}
-
-/// The first message whose start line starts with `start`, waiting at most `wait`.
-fn recv_until(s: &UdpSocket, start: &str, wait: Duration) -> Option<(String, SocketAddr)> {
-    let until = Instant::now() + wait;
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < until {
-        if let Ok((n, from)) = s.recv_from(&mut buf) {
-            let t = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if t.starts_with(start) {
-                return Some((t, from));
-            }
-        }
-    }
-    None
-}
-
-fn invite(ruri: &str, client: &UdpSocket, call: &str) -> String {
-    let via = client.local_addr().unwrap().to_string();
-    format!(
-        "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{call}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{via}>\r\nContent-Length: 0\r\n\r\n"
-    )
-}
-
-/// A reply from a UAS to `req` (copies Via, From, To (+tag), Call-ID, CSeq).
-fn reply_to(req: &str, code: u16, reason: &str, tag: &str) -> String {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for l in req.split("\r\n") {
-        let lower = l.to_ascii_lowercase();
-        if lower.starts_with("via:")
-            || lower.starts_with("from:")
-            || lower.starts_with("call-id:")
-            || lower.starts_with("cseq:")
-        {
-            out.push_str(l);
-            out.push_str("\r\n");
-        } else if lower.starts_with("to:") {
-            out.push_str(l);
-            if !lower.contains("tag=") && code > 100 {
-                out.push_str(";tag=");
-                out.push_str(tag);
-            }
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
-
-fn status(m: &str) -> u16 {
-    m.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn ser_with(cfg: &str, shards: &str) -> (Ser, SocketAddr) {
-    let port = free_port("127.0.0.1");
-    let ser = Ser::start_with_cfg(
-        cfg,
-        &["-l", "127.0.0.1", "-p", &port.to_string(), "-n", shards],
-    );
-    (ser, format!("127.0.0.1:{port}").parse().unwrap())
-}
+use peer::*;
 
 const RELAY: &str = "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nmodparam(\"tm\", \"fr_timer\", 2)\nroute {\n if (!t_relay()) { sl_reply_error(); };\n}\n";
 
 #[test]
 fn invite_gets_100_and_final_and_retransmission_is_absorbed() {
-    let (_ser, addr) = ser_with(RELAY, "2");
+    let (_ser, addr) = ser_with(RELAY, "2", &[]);
     let uas = sock();
     let client = sock();
     let ruri = format!("sip:bob@{}", uas.local_addr().unwrap());
@@ -138,7 +57,7 @@ fn invite_gets_100_and_final_and_retransmission_is_absorbed() {
 
 #[test]
 fn negative_reply_is_acked_hop_by_hop_and_the_callers_ack_absorbed() {
-    let (_ser, addr) = ser_with(RELAY, "1");
+    let (_ser, addr) = ser_with(RELAY, "1", &[]);
     let uas = sock();
     let client = sock();
     let ruri = format!("sip:bob@{}", uas.local_addr().unwrap());
@@ -181,7 +100,7 @@ fn forking_two_branches_one_answers_the_other_is_canceled() {
         "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nroute {{\n append_branch(\"sip:b2@{}\");\n t_relay();\n}}\n",
         uas2.local_addr().unwrap()
     );
-    let (_ser, addr) = ser_with(&cfg, "1");
+    let (_ser, addr) = ser_with(&cfg, "1", &[]);
     let client = sock();
     let inv = invite(
         &format!("sip:b1@{}", uas1.local_addr().unwrap()),
@@ -225,7 +144,7 @@ fn failure_route_serial_forking_after_486() {
     let uas1 = sock();
     let uas2 = sock();
     let cfg = ONR.replace("UAS2", &uas2.local_addr().unwrap().to_string());
-    let (ser, addr) = ser_with(&cfg, "1");
+    let (ser, addr) = ser_with(&cfg, "1", &[]);
     let client = sock();
     let inv = invite(
         &format!("sip:first@{}", uas1.local_addr().unwrap()),
@@ -251,7 +170,7 @@ fn failure_route_serial_forking_after_timeout_then_408() {
     let uas1 = sock();
     let uas2 = sock();
     let cfg = ONR.replace("UAS2", &uas2.local_addr().unwrap().to_string());
-    let (_ser, addr) = ser_with(&cfg, "1");
+    let (_ser, addr) = ser_with(&cfg, "1", &[]);
     let client = sock();
     let inv = invite(
         &format!("sip:first@{}", uas1.local_addr().unwrap()),
@@ -281,7 +200,7 @@ fn failure_route_serial_forking_after_timeout_then_408() {
 
 #[test]
 fn cancel_from_the_caller() {
-    let (_ser, addr) = ser_with(RELAY, "1");
+    let (_ser, addr) = ser_with(RELAY, "1", &[]);
     let uas = sock();
     let client = sock();
     let inv = invite(
@@ -312,7 +231,7 @@ fn cancel_from_the_caller() {
 
 #[test]
 fn cancel_for_unknown_transaction_is_forwarded_statelessly() {
-    let (_ser, addr) = ser_with(RELAY, "1");
+    let (_ser, addr) = ser_with(RELAY, "1", &[]);
     let uas = sock();
     let client = sock();
     let inv = invite(
@@ -331,7 +250,7 @@ fn cancel_for_unknown_transaction_is_forwarded_statelessly() {
 #[test]
 fn unresponsive_destination_gets_408_after_fr_timer() {
     let cfg = RELAY.replace("\"fr_timer\", 2", "\"fr_timer\", 1");
-    let (_ser, addr) = ser_with(&cfg, "1");
+    let (_ser, addr) = ser_with(&cfg, "1", &[]);
     let uas = sock();
     let client = sock();
     let msg = request(
@@ -362,7 +281,7 @@ fn unresponsive_destination_gets_408_after_fr_timer() {
 #[test]
 fn t_reply_is_stateful_and_retransmitted() {
     let cfg = "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nroute {\n if (!t_newtran()) { sl_reply_error(); break; };\n t_reply(\"404\", \"Not Here\");\n}\n";
-    let (_ser, addr) = ser_with(cfg, "1");
+    let (_ser, addr) = ser_with(cfg, "1", &[]);
     let client = sock();
     let msg = request(
         "MESSAGE",
@@ -383,7 +302,7 @@ fn t_reply_is_stateful_and_retransmitted() {
 fn t_relay_twice_is_transaction_already_in_process() {
     let uas = sock();
     let cfg = "debug=3\nloadmodule \"sl.so\"\nloadmodule \"tm.so\"\nroute {\n t_newtran();\n if (!t_relay()) { log(1, \"second failed\\n\"); };\n}\n";
-    let (ser, addr) = ser_with(cfg, "1");
+    let (ser, addr) = ser_with(cfg, "1", &[]);
     let client = sock();
     let msg = request(
         "OPTIONS",
@@ -406,7 +325,7 @@ fn t_relay_twice_is_transaction_already_in_process() {
 /// not ours, so the script routes it (t_relay forwards it statelessly).
 #[test]
 fn rfc2543_ack_is_matched_by_the_to_tag_of_our_reply() {
-    let (_ser, addr) = ser_with(RELAY, "1");
+    let (_ser, addr) = ser_with(RELAY, "1", &[]);
     let uas = sock();
     let client = sock();
     let ruri = format!("sip:bob@{}", uas.local_addr().unwrap());

@@ -8,170 +8,16 @@
 
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/peer.rs"]
+mod peer;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use net::*;
-
-fn sock() -> UdpSocket {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    s
-}
-
-/// Messages received within `wait`, as text, with when they came.
-fn recv_timed(s: &UdpSocket, wait: Duration) -> Vec<(String, SocketAddr, Instant)> {
-    let until = Instant::now() + wait;
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < until {
-        if let Ok((n, from)) = s.recv_from(&mut buf) {
-            out.push((
-                String::from_utf8_lossy(&buf[..n]).into_owned(),
-                from,
-                Instant::now(),
-            ));
-        }
-    }
-    out
-}
-
-/// Messages received within `wait`, as text.
-fn recv_all(s: &UdpSocket, wait: Duration) -> Vec<(String, SocketAddr)> {
-    recv_timed(s, wait)
-        .into_iter()
-        .map(|(m, a, _)| (m, a))
-        .collect()
-}
-
-/// The first message whose start line starts with `start`, waiting at most `wait`.
-fn recv_until(s: &UdpSocket, start: &str, wait: Duration) -> Option<(String, SocketAddr)> {
-    let until = Instant::now() + wait;
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < until {
-        if let Ok((n, from)) = s.recv_from(&mut buf) {
-            let t = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if t.starts_with(start) {
-                return Some((t, from));
-            }
-        }
-    }
-    None
-}
-
-fn invite(ruri: &str, client: &UdpSocket, call: &str) -> String {
-    let via = client.local_addr().unwrap().to_string();
-    invite_via(ruri, "UDP", &via, call)
-}
-
-fn invite_via(ruri: &str, proto: &str, via: &str, call: &str) -> String {
-    format!(
-        "INVITE {ruri} SIP/2.0\r\nVia: SIP/2.0/{proto} {via};branch=z9hG4bK-{call}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{via}>\r\nContent-Length: 0\r\n\r\n"
-    )
-}
-
-/// A reply from a UAS to `req` (copies Via, From, To (+tag), Call-ID, CSeq), with `extra` header
-/// lines (each ended by CRLF).
-fn reply_with(req: &str, code: u16, reason: &str, tag: &str, extra: &str) -> String {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for l in req.split("\r\n") {
-        let lower = l.to_ascii_lowercase();
-        if lower.starts_with("via:")
-            || lower.starts_with("from:")
-            || lower.starts_with("call-id:")
-            || lower.starts_with("cseq:")
-        {
-            out.push_str(l);
-            out.push_str("\r\n");
-        } else if lower.starts_with("to:") {
-            out.push_str(l);
-            if !lower.contains("tag=") && code > 100 {
-                out.push_str(";tag=");
-                out.push_str(tag);
-            }
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str(extra);
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
-
-fn reply_to(req: &str, code: u16, reason: &str, tag: &str) -> String {
-    reply_with(req, code, reason, tag, "")
-}
-
-/// The caller's ACK for the non-2xx final reply `r` to `inv` (same branch as the INVITE, To from
-/// the reply, §17.1.1.3): stops Timer G at ser.
-fn ack_for(inv: &str, r: &str) -> String {
-    let to = r
-        .lines()
-        .find(|l| l.starts_with("To:"))
-        .unwrap_or("To: <sip:bob@example.com>");
-    let ruri = inv.split(' ').nth(1).unwrap_or("sip:x");
-    let mut out = format!("ACK {ruri} SIP/2.0\r\n");
-    for l in inv.split("\r\n").skip(1) {
-        let lower = l.to_ascii_lowercase();
-        if lower.starts_with("via:")
-            || lower.starts_with("from:")
-            || lower.starts_with("call-id:")
-            || lower.starts_with("max-forwards:")
-        {
-            out.push_str(l);
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str(to);
-    out.push_str("\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
-    out
-}
-
-/// Final replies within `wait`, each ACKed (non-2xx) as it comes, as a real caller does.
-fn finals_acked(client: &UdpSocket, to: SocketAddr, inv: &str, wait: Duration) -> Vec<String> {
-    let mut out = Vec::new();
-    let until = Instant::now() + wait;
-    let mut buf = vec![0u8; 65536];
-    while Instant::now() < until {
-        let Ok((n, _)) = client.recv_from(&mut buf) else {
-            continue;
-        };
-        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if status(&m) >= 200 {
-            if status(&m) >= 300 {
-                client.send_to(ack_for(inv, &m).as_bytes(), to).unwrap();
-            }
-            out.push(m);
-        }
-    }
-    out
-}
-
-fn status(m: &str) -> u16 {
-    m.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-fn codes(got: &[(String, SocketAddr)]) -> Vec<u16> {
-    got.iter()
-        .filter(|(m, _)| m.starts_with("SIP/2.0"))
-        .map(|(m, _)| status(m))
-        .collect()
-}
-
-fn ser_with(cfg: &str, shards: &str, extra: &[&str]) -> (Ser, SocketAddr) {
-    let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let mut args = vec!["-l", "127.0.0.1", "-p", &p, "-n", shards];
-    args.extend_from_slice(extra);
-    let ser = Ser::start_with_cfg(cfg, &args);
-    (ser, format!("127.0.0.1:{port}").parse().unwrap())
-}
+use peer::*;
 
 const TM: &str = "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n";
 
@@ -622,49 +468,6 @@ fn a_6xx_does_not_run_the_failure_route() {
 
 // ------------------------------------------------------------------------------------ 5. cross-shard
 
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "ser_test_{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Sends a FIFO request (naming `reply` as its reply FIFO) as serctl does; the reply (≤ 5 s).
-fn fifo_call(server: &Path, reply: &str, request: &str) -> String {
-    let reply_path = PathBuf::from("/tmp").join(reply);
-    let _ = std::fs::remove_file(&reply_path);
-    let st = std::process::Command::new("mkfifo")
-        .args(["-m", "600"])
-        .arg(&reply_path)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(server)
-        .unwrap()
-        .write_all(request.as_bytes())
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = reply_path.clone();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(&p) {
-            let _ = f.read_to_string(&mut s);
-        }
-        let _ = tx.send(s);
-    });
-    let out = rx.recv_timeout(Duration::from_secs(5));
-    if out.is_err() {
-        let _ = std::fs::OpenOptions::new().write(true).open(&reply_path);
-    }
-    let _ = std::fs::remove_file(&reply_path);
-    out.expect("no FIFO reply within 5 s")
-}
-
 /// A number after `label` in `text` (e.g. "Total: 40").
 fn number_after(text: &str, label: &str) -> Option<u64> {
     let at = text.find(label)? + label.len();
@@ -679,7 +482,11 @@ fn number_after(text: &str, label: &str) -> Option<u64> {
 #[test]
 fn replies_arriving_on_the_other_shard_are_matched() {
     const CALLS: usize = 40;
-    let fifo = PathBuf::from("/tmp").join(unique("fifo"));
+    let fifo = PathBuf::from("/tmp").join(format!(
+        "ser_test_tmfifo_{}_{}",
+        std::process::id(),
+        line!()
+    ));
     let uas = sock();
     // The UAS answers from other sockets than the one that received the INVITE: other 4-tuples,
     // so SO_REUSEPORT spreads the replies over both shards independently of the requests.
@@ -754,8 +561,7 @@ fn replies_arriving_on_the_other_shard_are_matched() {
         !more.iter().any(|(m, _)| m.starts_with("INVITE")),
         "no retransmission: {more:?}"
     );
-    let reply = unique("reply");
-    let stats = fifo_call(&fifo, &reply, &format!(":t_stats:{reply}\n\n"));
+    let stats = fifo_command(&fifo, "t_stats", &[]);
     assert_eq!(
         number_after(&stats, "Total:"),
         Some(CALLS as u64),
@@ -1071,7 +877,11 @@ fn memory_per_transaction() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let fifo = PathBuf::from("/tmp").join(unique("fifo"));
+    let fifo = PathBuf::from("/tmp").join(format!(
+        "ser_test_tmfifo_{}_{}",
+        std::process::id(),
+        line!()
+    ));
     let uas = UdpSocket::bind("127.0.0.1:0").unwrap();
     let (ser, addr) = ser_with(
         &format!("{TM}modparam(\"tm\", \"fr_timer\", 120)\nroute {{\n t_relay();\n}}\n"),
@@ -1103,8 +913,7 @@ fn memory_per_transaction() {
     std::thread::sleep(Duration::from_millis(500));
     drain(&client);
     let stats = |label: &str| {
-        let reply = unique("reply");
-        let s = fifo_call(&fifo, &reply, &format!(":t_stats:{reply}\n\n"));
+        let s = fifo_command(&fifo, "t_stats", &[]);
         number_after(&s, label).unwrap_or(0)
     };
     let cur0 = stats("Current:");
