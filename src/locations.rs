@@ -95,11 +95,18 @@ impl Timer {
                 while !s2.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
                     let program = shared.program.load();
-                    let cfg = UsrlocConfig::from_program(Some(&program.program));
-                    if last.elapsed() < Duration::from_secs(cfg.timer_interval.max(1)) {
+                    let interval = dataplane::script::program_param(
+                        Some(&program.program),
+                        &dataplane::modules::usrloc::MODULE,
+                        "timer_interval",
+                    )
+                    .and_then(|p| p.int())
+                    .unwrap_or(60);
+                    if last.elapsed() < Duration::from_secs(interval.max(1) as u64) {
                         continue;
                     }
                     last = Instant::now();
+                    let cfg = UsrlocConfig::from_program(Some(&program.program));
                     let s = &shared.services;
                     let n = s.usrloc.timer(now_unix(), &cfg, &s.db);
                     if n > 0 {

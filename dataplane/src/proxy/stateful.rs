@@ -1415,7 +1415,8 @@ impl ShardEnv<'_> {
         failure: bool,
     ) -> Result<SmallVec<[(crate::script::ctx::UriBuf, BranchDest); 2]>, ActionResult> {
         let mut uris: SmallVec<[crate::script::ctx::UriBuf; 2]> = SmallVec::new();
-        if !failure || ctx.uri_rewritten() || how.to.is_some() {
+        let ruri_first = !failure || ctx.uri_rewritten() || how.to.is_some();
+        if ruri_first {
             uris.push(SmallVec::from_slice(ctx.uri()));
         }
         if how.to.is_none() {
@@ -1425,12 +1426,11 @@ impl ShardEnv<'_> {
         }
         uris.truncate(MAX_TXN_BRANCHES);
         let mut out = SmallVec::new();
-        // The request URI's branch goes to dst_uri when loose_route set one (the next Route).
-        let first_is_ruri = !failure || ctx.uri_rewritten() || how.to.is_some();
         for (i, uri) in uris.into_iter().enumerate() {
-            let next_hop = match &ctx.dst_uri {
-                Some(d) if i == 0 && first_is_ruri && how.to.is_none() => d.clone(),
-                _ => uri.clone(),
+            // The request URI's branch goes to dst_uri when loose_route set one (the next Route).
+            let next_hop: &[u8] = match &ctx.dst_uri {
+                Some(d) if i == 0 && ruri_first && how.to.is_none() => d,
+                _ => &uri,
             };
             let r = match &how.to {
                 Some((host, port)) => {
@@ -1441,7 +1441,7 @@ impl ShardEnv<'_> {
                     };
                     self.resolve(&uri, &target, how.proto)
                 }
-                None => self.resolve(&next_hop, &Target::Uri, how.proto),
+                None => self.resolve(next_hop, &Target::Uri, how.proto),
             };
             match r {
                 Ok(Ok(d)) => out.push((
