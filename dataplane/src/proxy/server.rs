@@ -111,6 +111,8 @@ pub struct Loaded {
     pub program: Program,
     /// `myself`: the program's listen/alias options plus the addresses actually bound.
     pub myself: Myself,
+    /// tm's timers from the program's parameters (read once per load).
+    pub timers: crate::txn::TimerConfig,
 }
 
 impl Loaded {
@@ -129,7 +131,11 @@ impl Loaded {
                 myself.add_addr(a.ip(), Some(a.port()));
             }
         }
-        Loaded { program, myself }
+        Loaded {
+            timers: super::stateful::timer_config(&program),
+            program,
+            myself,
+        }
     }
 }
 
@@ -350,6 +356,7 @@ impl ProxyHandler {
                 out,
                 shared: &self.shared,
                 program: &program.program,
+                timers: program.timers,
                 myself: &program.myself,
                 local: pkt.local,
                 proto: pkt.proto,
@@ -448,6 +455,7 @@ impl ProxyHandler {
                 out,
                 shared: &self.shared,
                 program: &program.program,
+                timers: program.timers,
                 myself: &program.myself,
                 local,
                 proto,
@@ -474,7 +482,7 @@ impl ProxyHandler {
                 }
             } else if self.table.owns(id) {
                 let program = self.shared.program.load();
-                self.table.configure(&program.program);
+                self.table.configure(program.timers);
                 let mut io = Io {
                     out,
                     shared: &self.shared,
@@ -776,6 +784,7 @@ impl Handler for ProxyHandler {
                         out,
                         shared: &self.shared,
                         program: &p.program.program,
+                        timers: p.program.timers,
                         myself: &p.program.myself,
                         local: p.local,
                         proto: p.proto,
@@ -789,7 +798,7 @@ impl Handler for ProxyHandler {
             ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
             ShardMsg::Uac(req) => {
                 let program = self.shared.program.load();
-                self.table.configure(&program.program);
+                self.table.configure(program.timers);
                 let mut io = Io {
                     out,
                     shared: &self.shared,
@@ -849,6 +858,8 @@ pub struct ShardEnv<'a> {
     pub(super) out: &'a mut Outbox,
     pub(super) shared: &'a Shared,
     pub(super) program: &'a Program,
+    /// tm's timers of `program`.
+    pub(super) timers: crate::txn::TimerConfig,
     myself: &'a Myself,
     pub(super) local: SocketAddr,
     pub(super) proto: Proto,

@@ -368,8 +368,6 @@ pub struct Table {
     by_key: HashMap<u64, u32>,
     heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     cfg: TimerConfig,
-    /// The program the timers were read from (re-read after a reload).
-    cfg_from: usize,
     shard: u8,
     salt: u64,
     next_call: u64,
@@ -384,21 +382,15 @@ impl Table {
             by_key: HashMap::new(),
             heap: BinaryHeap::new(),
             cfg: TimerConfig::default(),
-            cfg_from: 0,
             shard: shard.min(255) as u8,
             salt: salt ^ (shard as u64).rotate_left(32),
             next_call: salt.rotate_left(shard as u32 + 7),
         }
     }
 
-    /// Timer values from tm's parameters of `program` (read again when the program changes).
-    pub fn configure(&mut self, program: &Program) {
-        let id = program as *const Program as usize;
-        if id == self.cfg_from {
-            return;
-        }
-        self.cfg_from = id;
-        self.cfg = timer_config(program);
+    /// The timer values of the running program (see [`super::server::Loaded::timers`]).
+    pub fn configure(&mut self, timers: TimerConfig) {
+        self.cfg = timers;
     }
 
     /// The timer values in use.
@@ -1309,7 +1301,7 @@ struct BranchDest {
 impl ShardEnv<'_> {
     fn table(&mut self) -> Option<(&mut Table, Io<'_>)> {
         let table = self.table.as_deref_mut()?;
-        table.configure(self.program);
+        table.configure(self.timers);
         Some((
             table,
             Io {
