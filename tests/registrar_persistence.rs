@@ -136,6 +136,10 @@ fn restart_keeps_bindings(db_mode: u8) {
         {
             std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(
+            sqlite_rows(&path, "SELECT contact FROM location").contains(&contact),
+            "db_mode 1 wrote the binding while ser runs"
+        );
     } else {
         // Write-back with a 600 s timer: nothing is written yet.
         std::thread::sleep(Duration::from_millis(300));
