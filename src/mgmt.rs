@@ -640,7 +640,7 @@ fn register_tm(reg: &mut Registry, control: &Control) -> Result<(), String> {
                     }
                 };
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                let req = dataplane::proxy::stateful::UacRequest {
+                let req = dataplane::txn::table::UacRequest {
                     method: u.method,
                     ruri: u.ruri,
                     headers,

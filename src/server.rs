@@ -140,7 +140,7 @@ impl Proxy {
                 db: dataplane::offload::DbSink::new(db_tx),
                 ..dataplane::services::Services::default()
             }),
-            tm: dataplane::proxy::stateful::TmShared::new(rc.shards),
+            tm: dataplane::proxy::shared::TmShared::new(rc.shards),
         });
         // Stored bindings first, so that the first lookups after a restart find them.
         crate::locations::load(&shared, &db, &dbs);
@@ -216,7 +216,7 @@ impl Proxy {
     }
 
     /// Module tm: `t_stats` (`.totals()`), `t_hash` (`.table_sizes()`), `t_uac` (`.uac(..)`).
-    pub fn tm(&self) -> &dataplane::proxy::stateful::TmShared {
+    pub fn tm(&self) -> &dataplane::proxy::shared::TmShared {
         &self.shared.tm
     }
 

@@ -2,7 +2,7 @@
 //!
 //! The functions are thin: each turns its arguments into a call on the shard's transaction layer
 //! ([`Transactions`], reached through [`Env::tm`]; the shard owns the transaction table, see
-//! [`crate::proxy::stateful`]). Where there is none (tests, tools) they fail (-1).
+//! [`crate::proxy::tm`]). Where there is none (tests, tools) they fail (-1).
 //!
 //! Timer parameters are seconds, as in SER. `retr_timer1p1` and `retr_timer2` set RFC 3261's T1
 //! and T2 when given (unset: 500 ms and 4 s, RFC 3261 Table 4 — SER's 1 s granularity made its T1
@@ -352,3 +352,23 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "transaction manager: stateful processing",
 };
+
+/// Timer values from tm's parameters (seconds, SER's units; see [`crate::txn::timer`]), resolved
+/// once per loaded program.
+pub fn timer_config(program: &crate::script::ir::Program) -> crate::txn::TimerConfig {
+    use crate::script::program_param;
+    let secs = |name: &str| {
+        program_param(Some(program), &MODULE, name)
+            .and_then(|p| p.int())
+            .filter(|v| *v > 0)
+            .map(|v| std::time::Duration::from_secs(v as u64))
+    };
+    let d = crate::txn::TimerConfig::default();
+    crate::txn::TimerConfig {
+        t1: secs("retr_timer1p1").unwrap_or(d.t1),
+        t2: secs("retr_timer2").unwrap_or(d.t2),
+        t4: secs("wt_timer").unwrap_or(d.t4),
+        fr: secs("fr_timer").unwrap_or(d.fr),
+        fr_inv: secs("fr_inv_timer").unwrap_or(d.fr_inv),
+    }
+}

@@ -9,11 +9,22 @@
 //! - [`sl`]: stateless replies (SER's `sl` module): To-tags that are stable across retransmissions,
 //!   3xx Contacts from the destination set, Warning / Server headers, absorbing ACKs to our replies.
 //!
+//! The running proxy on a shard:
+//!
+//! - [`server`]: the per-packet handler ([`server::ProxyHandler`]): requests through the script,
+//!   responses to their transaction or by Via, timers, job answers; it carries out what the
+//!   transaction table ([`crate::txn::table`]) asks for.
+//! - [`env`]: the interpreter's view of the shard ([`env::ShardEnv`]): forward, send, replies, DNS.
+//! - [`tm`]: module tm's script side on the shard (`t_relay` and friends).
+//! - [`shared`]: what all shards share (program, settings, caches, counters, inboxes).
+//!
 //! Nothing here allocates on the success path except where a new header value must be built, and then
 //! into a small inline buffer.
 
+pub mod env;
 pub mod forward;
 pub mod precheck;
 pub mod server;
+pub mod shared;
 pub mod sl;
-pub mod stateful;
+pub mod tm;

@@ -6,9 +6,11 @@
 //! forwards, sends and replies through the shard's [`Outbox`]. A script that suspends (DNS, exec, DB)
 //! is parked under a job id; the job goes to the controlplane and the script resumes when
 //! [`ShardMsg::JobDone`] comes back to this shard. Per response: a reply whose branch is one of our
-//! stateful ones goes to the transaction table of the shard that owns it ([`super::stateful`]);
+//! stateful ones goes to the transaction table of the shard that owns it ([`crate::txn::table`]);
 //! any other is routed statelessly ([`super::forward::route_response`]). The shard's tick drives
-//! the transaction timers; a transaction that fails runs its failure_route here.
+//! the transaction timers. The table sends nothing itself: after every event the handler carries
+//! out its [`Action`]s ([`ProxyHandler::run_actions`]) — sends into the outbox, failure_routes
+//! run here, `t_uac` completions called.
 //!
 //! The [`Program`] is read from an `ArcSwap` once per message: a reload (SIGHUP) makes new messages
 //! use the new program, while a parked script finishes on the program it started with.
@@ -18,28 +20,23 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use smallvec::SmallVec;
 
-use super::forward::{self, HopHost, MaxForwards, ResponseRoute};
+use super::env::{send_reply, to_ir_proto, transport_to_proto, write, ShardEnv};
+use super::forward::{self, HopHost, ResponseRoute};
 use super::precheck::{self, CheckOptions, Verdict};
-use super::sl::{self, SlReply, SlTagger};
-use super::stateful::{Io, Next, ReplyMatch, Table, TmShared, UacRequest};
-use crate::dns::{self, DnsCache, DnsKeyRef, Lookup, SipTarget};
+pub use super::shared::{JobRequest, Loaded, ProxySettings, ShardMsg, Shared, TmShared};
+use crate::dns::{DnsKeyRef, Lookup};
 use crate::offload::{Job, JobResult};
-use crate::script::ctx::PendingTarget;
-use crate::script::env::{ActionResult, Env, Target, TargetHost};
 use crate::script::exec::{self, Outcome};
-use crate::script::ir::Program;
-use crate::script::myself::Myself;
 use crate::script::Ctx;
 use crate::ser_log;
 use crate::shard::log::{L_DBG, L_ERR, L_WARN};
 use crate::shard::{Handler, Outbox};
 use crate::transport::{Packet, Proto};
+use crate::txn::table::{Action, Table};
 use crate::txn::TxnHandle;
-use crate::wire::uri::{Host, Uri};
-use crate::wire::via::Transport;
+use crate::wire::uri::Host;
 use crate::wire::{Limits, Message, Method};
 
 /// How long a reverse-DNS answer is used for `rev_dns`.
@@ -48,120 +45,6 @@ const REV_DNS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 const DNS_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most addresses kept in the reverse-DNS cache.
 const REV_DNS_MAX: usize = 65_536;
-
-/// A job handed to the controlplane, with where its answer goes.
-#[derive(Debug)]
-pub struct JobRequest {
-    pub shard: usize,
-    pub id: u64,
-    pub job: Job,
-}
-
-/// Messages a proxy shard receives in its inbox.
-#[derive(Debug)]
-pub enum ShardMsg {
-    /// The answer to job `id`.
-    JobDone { id: u64, result: JobResult },
-    /// A reply that arrived on another shard for a transaction of this one.
-    Reply(Packet),
-    /// `t_uac`: send this request statefully.
-    Uac(Box<UacRequest>),
-}
-
-/// Settings of the proxy taken from the core options.
-#[derive(Debug, Clone)]
-pub struct ProxySettings {
-    pub reply_to_via: bool,
-    pub check_via: bool,
-    pub sip_warning: bool,
-    pub server_signature: bool,
-    /// The `Server:` value.
-    pub server_header: String,
-    /// Answer Max-Forwards 0 with 483 before the script (when the script does not load maxfwd).
-    pub enforce_max_forwards: bool,
-    /// SER's `dns`: a Via sent-by name that resolves (in the DNS cache) to the source address gets
-    /// no `received`.
-    pub dns: bool,
-    /// SER's `rev_dns`: the same decision by the source address's reverse (PTR) names.
-    pub rev_dns: bool,
-}
-
-impl Default for ProxySettings {
-    fn default() -> Self {
-        ProxySettings {
-            reply_to_via: false,
-            check_via: false,
-            sip_warning: false,
-            server_signature: true,
-            server_header: format!(
-                "Sip EXpress router ({} ({}/{}))",
-                env!("CARGO_PKG_VERSION"),
-                std::env::consts::ARCH,
-                std::env::consts::OS
-            ),
-            enforce_max_forwards: true,
-            dns: false,
-            rev_dns: false,
-        }
-    }
-}
-
-/// A compiled program with what is derived from it for the shards.
-pub struct Loaded {
-    pub program: Program,
-    /// `myself`: the program's listen/alias options plus the addresses actually bound.
-    pub myself: Myself,
-    /// tm's timers from the program's parameters (read once per load).
-    pub timers: crate::txn::TimerConfig,
-}
-
-impl Loaded {
-    /// `program` with `myself` built from its options and the `local` addresses bound.
-    pub fn new(program: Program, local: &[(SocketAddr, Proto)]) -> Loaded {
-        let mut myself = Myself::from_options(&program.options);
-        for (a, _) in local {
-            if a.ip().is_unspecified() {
-                // Every interface: the loopback addresses and this host's name are ours too.
-                myself.add_addr(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), Some(a.port()));
-                myself.add_addr(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), Some(a.port()));
-                if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-                    myself.add_name(h.trim(), Some(a.port()));
-                }
-            } else {
-                myself.add_addr(a.ip(), Some(a.port()));
-            }
-        }
-        Loaded {
-            timers: super::stateful::timer_config(&program),
-            program,
-            myself,
-        }
-    }
-}
-
-/// What every shard's handler shares.
-pub struct Shared {
-    /// The current program; swapped on reload.
-    pub program: ArcSwap<Loaded>,
-    pub settings: ProxySettings,
-    pub sl: SlTagger,
-    /// Salt of stateless branches (per server).
-    pub salt: u64,
-    /// Our listen addresses with their transport.
-    pub local: Vec<(SocketAddr, Proto)>,
-    /// Reverse DNS answers for `rev_dns` (names of a source address, until when they are valid).
-    pub rev_dns: papaya::HashMap<IpAddr, (Arc<[String]>, Instant)>,
-    /// RFC 3263 answers, filled by the controlplane, read here without blocking.
-    pub dns: Arc<DnsCache>,
-    /// Where jobs go (the controlplane's job runner).
-    pub jobs: crossbeam_channel::Sender<JobRequest>,
-    /// Stateless reply counters, one per shard (`sl_stats`).
-    pub sl_stats: Vec<sl::SlStats>,
-    /// Locations, credentials, the DB write queue: what module functions share.
-    pub services: Arc<crate::services::Services>,
-    /// Transaction statistics, table sizes, the shards' inboxes (module tm).
-    pub tm: TmShared,
-}
 
 struct Parked {
     ctx: Ctx,
@@ -180,8 +63,8 @@ pub struct ProxyHandler {
     /// Background lookups in flight (no script waits for them): job id → the source address a
     /// reverse lookup is for.
     background: HashMap<u64, IpAddr>,
-    /// When shard 0 last swept expired DNS entries.
-    last_purge: Instant,
+    /// When shard 0 last swept expired DNS entries (`None` before the first tick).
+    last_purge: Option<Instant>,
     next_job: u64,
     pid: u32,
     /// This shard's transactions.
@@ -190,14 +73,19 @@ pub struct ProxyHandler {
 
 impl ProxyHandler {
     pub fn new(shared: Arc<Shared>, shard: usize) -> ProxyHandler {
-        let table = Table::new(shard, shared.salt);
+        let table = Table::new(
+            shard,
+            shared.salt,
+            shared.local_replies(),
+            shared.tm.counters().clone(),
+        );
         ProxyHandler {
             table,
             shared,
             shard,
             parked: HashMap::new(),
             background: HashMap::new(),
-            last_purge: Instant::now(),
+            last_purge: None,
             next_job: 0,
             pid: std::process::id(),
         }
@@ -296,6 +184,7 @@ impl ProxyHandler {
         // `received` (RFC 3261 always allows it) and a background lookup fills the cache for the
         // next request from that sender.
         let settings = &self.shared.settings;
+        let now = out.now();
         let src_ip = pkt.src.ip();
         let mut fill: Option<Job> = None;
         let mut name_is_src = |name: &[u8]| {
@@ -306,7 +195,7 @@ impl ProxyHandler {
                 match self
                     .shared
                     .dns
-                    .get(&DnsKeyRef::new(name, Some(0), None, false), Instant::now())
+                    .get(&DnsKeyRef::new(name, Some(0), None, false), now)
                 {
                     Lookup::Hit(t) if t.iter().any(|t| t.addr.ip() == src_ip) => return true,
                     Lookup::Miss => {
@@ -320,7 +209,7 @@ impl ProxyHandler {
             }
             if settings.rev_dns {
                 match self.shared.rev_dns.pin().get(&src_ip) {
-                    Some((names, until)) if *until > Instant::now() => {
+                    Some((names, until)) if *until > now => {
                         return names.iter().any(|n| n.eq_ignore_ascii_case(name));
                     }
                     _ => {
@@ -340,7 +229,7 @@ impl ProxyHandler {
         if let Some(job) = fill {
             self.background(job, src_ip);
         }
-        if msg.method() == Method::Ack && self.table.absorb_ack(&msg) {
+        if msg.method() == Method::Ack && self.table.absorb_ack(&msg, now) {
             ser_log!(
                 L_DBG,
                 "absorbed ACK for our negative reply from {}",
@@ -353,6 +242,7 @@ impl ProxyHandler {
         let outcome = {
             let mut env = ShardEnv {
                 shard: self.shard,
+                now: out.now(),
                 out,
                 shared: &self.shared,
                 program: &program.program,
@@ -366,6 +256,7 @@ impl ProxyHandler {
             exec::exec(&program.program, &mut ctx, &mut env)
         };
         self.after_run(outcome, ctx, program, pkt.local, pkt.proto, None, out);
+        self.run_actions(out);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -381,13 +272,8 @@ impl ProxyHandler {
     ) {
         if !matches!(outcome, Outcome::Suspended(_)) {
             if let Some(h) = failure {
-                let mut io = Io {
-                    out,
-                    shared: &self.shared,
-                    shard: self.shard,
-                };
-                let next = self.table.failure_done(h, &mut io);
-                self.next(next, out);
+                // What this queues is carried out by the caller's `run_actions`.
+                self.table.failure_done(h, out.now());
             }
             return;
         }
@@ -417,10 +303,15 @@ impl ProxyHandler {
         }
     }
 
-    /// Runs what the transaction table asked for.
-    fn next(&mut self, next: Next, out: &mut Outbox) {
-        if let Next::Failure(h, route) = next {
-            self.run_failure(h, route, out);
+    /// Carries out what the transaction table asked for, until it asks for nothing more (a
+    /// failure_route run here may queue more: its branches, its reply).
+    fn run_actions(&mut self, out: &mut Outbox) {
+        while let Some(a) = self.table.poll_action() {
+            match a {
+                Action::Send(t) => out.send(t.data, t.dest, t.proto, Some(t.local)),
+                Action::Failure { txn, route } => self.run_failure(txn, route, out),
+                Action::UacDone { done, result } => done(result),
+            }
         }
     }
 
@@ -433,13 +324,7 @@ impl ProxyHandler {
         let parsed = Message::parse_with(request, &Self::limits(proto));
         let program = self.shared.program.load_full();
         let Ok(msg) = parsed else {
-            let mut io = Io {
-                out,
-                shared: &self.shared,
-                shard: self.shard,
-            };
-            let next = self.table.failure_done(h, &mut io);
-            self.next(next, out);
+            self.table.failure_done(h, out.now());
             return;
         };
         let mut ctx = Ctx::new(msg, src, local, to_ir_proto(proto));
@@ -452,6 +337,7 @@ impl ProxyHandler {
         let outcome = {
             let mut env = ShardEnv {
                 shard: self.shard,
+                now: out.now(),
                 out,
                 shared: &self.shared,
                 program: &program.program,
@@ -483,13 +369,8 @@ impl ProxyHandler {
             } else if self.table.owns(id) {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);
-                let mut io = Io {
-                    out,
-                    shared: &self.shared,
-                    shard: self.shard,
-                };
-                if let ReplyMatch::Done(next) = self.table.on_reply(id, msg, &mut io) {
-                    self.next(next, out);
+                if self.table.on_reply(id, msg, out.now()) {
+                    self.run_actions(out);
                 }
                 return;
             }
@@ -555,107 +436,6 @@ impl ProxyHandler {
             &[],
             out,
         );
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn send_reply(
-    shared: &Shared,
-    shard: usize,
-    pid: u32,
-    src: SocketAddr,
-    local: SocketAddr,
-    proto: Proto,
-    msg: &Message,
-    code: u16,
-    reason: &[u8],
-    headers: &[(&[u8], &[u8])],
-    contacts: &[&[u8]],
-    raw: &[u8],
-    out: &mut Outbox,
-) {
-    let s = &shared.settings;
-    let warning = s.sip_warning.then(|| {
-        let uri = msg.request_uri_bytes().unwrap_or_default();
-        sl::warning_value(
-            local,
-            pid,
-            src,
-            uri,
-            msg.current_request_uri().unwrap_or(uri),
-            msg.vias().count(),
-        )
-    });
-    let tag = shared.sl.tag_for(msg);
-    let mut buf = out.buffer(512 + msg.len().min(4096));
-    sl::write_reply(
-        &mut buf,
-        msg,
-        &SlReply {
-            code,
-            reason,
-            contacts,
-            headers,
-            raw,
-            server: s.server_signature.then_some(s.server_header.as_bytes()),
-            warning: warning.as_deref(),
-        },
-        &tag,
-    );
-    let dest = reply_destination(msg, src, proto, s.reply_to_via);
-    out.send(buf.freeze(), dest, proto, Some(local));
-    if let Some(st) = shared.sl_stats.get(shard) {
-        st.count(code);
-    }
-}
-
-/// RFC 3261 §18.2.2 / RFC 3581: where a reply to this request goes. SER's default is the source
-/// address; with `reply_to_via`, the top Via (received/rport aware). Streams always use the source.
-pub(super) fn reply_destination(
-    msg: &Message,
-    src: SocketAddr,
-    proto: Proto,
-    reply_to_via: bool,
-) -> SocketAddr {
-    if proto != Proto::Udp || !reply_to_via {
-        return src;
-    }
-    let Ok(via) = msg.top_via() else { return src };
-    if via.rport().is_some() {
-        return src;
-    }
-    match forward::via_destination(&via).host {
-        HopHost::Ip(ip) => SocketAddr::new(ip, via.port.unwrap_or(5060)),
-        HopHost::Name(_) => src,
-    }
-}
-
-fn write(msg: &Message, out: &mut Outbox) -> bytes::Bytes {
-    let mut buf = out.buffer(msg.written_len());
-    msg.write_to(&mut buf);
-    buf.freeze()
-}
-
-pub(crate) fn to_ir_proto(p: Proto) -> crate::script::ir::Proto {
-    match p {
-        Proto::Udp => crate::script::ir::Proto::Udp,
-        Proto::Tcp => crate::script::ir::Proto::Tcp,
-    }
-}
-
-fn transport_to_proto(t: Transport) -> Proto {
-    match t {
-        Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss | Transport::Sctp => {
-            Proto::Tcp
-        }
-        _ => Proto::Udp,
-    }
-}
-
-pub(super) fn proto_name(p: Proto) -> &'static [u8] {
-    match p {
-        Proto::Udp => b"UDP",
-        Proto::Tcp => b"TCP",
     }
 }
 
@@ -727,21 +507,13 @@ impl Handler for ProxyHandler {
     }
 
     fn on_tick(&mut self, now: Instant, out: &mut Outbox) {
-        let todo = {
-            let mut io = Io {
-                out,
-                shared: &self.shared,
-                shard: self.shard,
-            };
-            self.table.on_tick(now, &mut io)
-        };
-        for next in todo {
-            self.next(next, out);
-        }
+        self.table.on_tick(now);
+        self.run_actions(out);
         // One shard sweeps the shared DNS caches now and then (reads treat expired entries as
         // misses anyway; this only frees their memory).
-        if self.shard == 0 && now.duration_since(self.last_purge) >= DNS_PURGE_EVERY {
-            self.last_purge = now;
+        let last = *self.last_purge.get_or_insert(now);
+        if self.shard == 0 && now.duration_since(last) >= DNS_PURGE_EVERY {
+            self.last_purge = Some(now);
             let purged = self.shared.dns.purge_expired(now);
             self.shared
                 .rev_dns
@@ -766,7 +538,7 @@ impl Handler for ProxyHandler {
                         _ => None,
                     };
                     if let Some(names) = names {
-                        let until = Instant::now() + REV_DNS_TTL;
+                        let until = out.now() + REV_DNS_TTL;
                         let map = self.shared.rev_dns.pin();
                         if map.len() < REV_DNS_MAX || map.contains_key(&ip) {
                             map.insert(ip, (Arc::from(names), until));
@@ -781,6 +553,7 @@ impl Handler for ProxyHandler {
                 let outcome = {
                     let mut env = ShardEnv {
                         shard: self.shard,
+                        now: out.now(),
                         out,
                         shared: &self.shared,
                         program: &p.program.program,
@@ -794,343 +567,15 @@ impl Handler for ProxyHandler {
                     exec::resume(&p.program.program, &mut p.ctx, &mut env, result)
                 };
                 self.after_run(outcome, p.ctx, p.program, p.local, p.proto, p.failure, out);
+                self.run_actions(out);
             }
             ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
             ShardMsg::Uac(req) => {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);
-                let mut io = Io {
-                    out,
-                    shared: &self.shared,
-                    shard: self.shard,
-                };
-                self.table.uac(*req, &mut io);
+                self.table.uac(*req, &self.shared.local, out.now());
+                self.run_actions(out);
             }
         }
-    }
-}
-
-/// Finishes a forward/send that waited for DNS: sends to the first address of the answer, or fails
-/// (false) with a log line when the name did not resolve.
-fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
-    let Some(p) = ctx.pending_target.take() else {
-        return ActionResult::Ret(-1);
-    };
-    let first = match &result {
-        JobResult::Targets(t) => t
-            .first()
-            .map(|t| (t.addr.ip(), Some(t.addr.port()), Some(t.transport))),
-        JobResult::Addrs(a) => a.first().map(|ip| (*ip, p.port, None)),
-        _ => None,
-    };
-    match first {
-        Some((ip, port, transport)) => {
-            let target = Target::Host {
-                host: TargetHost::Ip(ip),
-                port,
-            };
-            // The transport RFC 3263 chose, unless the action forced one.
-            let proto = p.proto.or(match transport {
-                Some(Transport::Tcp | Transport::Tls) => Some(crate::script::ir::Proto::Tcp),
-                Some(Transport::Udp) => Some(crate::script::ir::Proto::Udp),
-                _ => None,
-            });
-            if p.send {
-                env.send(ctx, &target, proto)
-            } else {
-                env.forward(ctx, &target, proto)
-            }
-        }
-        None => {
-            env.log(
-                crate::script::env::level::ERR,
-                format!("forward: destination did not resolve: {result:?}").as_bytes(),
-            );
-            ctx.last_error = Some((478, "Unresolvable destination"));
-            ActionResult::Ret(-1)
-        }
-    }
-}
-
-/// The interpreter's view of the shard.
-pub struct ShardEnv<'a> {
-    pub(super) shard: usize,
-    pub(super) out: &'a mut Outbox,
-    pub(super) shared: &'a Shared,
-    pub(super) program: &'a Program,
-    /// tm's timers of `program`.
-    pub(super) timers: crate::txn::TimerConfig,
-    myself: &'a Myself,
-    pub(super) local: SocketAddr,
-    pub(super) proto: Proto,
-    pid: u32,
-    /// The shard's transactions (module tm); `None` makes tm's functions fail.
-    pub(super) table: Option<&'a mut Table>,
-}
-
-/// The reply status for a forward/send failure (what `sl_reply_error` sends).
-pub(super) fn error_status(why: &str) -> (u16, &'static str) {
-    if why.contains("resolve") {
-        (478, "Unresolvable destination")
-    } else if why.contains("URI") {
-        (400, "Bad Request URI")
-    } else {
-        (500, "Server Internal Error")
-    }
-}
-
-/// A destination host: an address, or a name to resolve.
-type HostOrName = Result<IpAddr, SmallVec<[u8; 64]>>;
-
-/// Where a forward goes once names are resolved.
-pub(super) struct Dest {
-    pub(super) addr: SocketAddr,
-    pub(super) proto: Proto,
-}
-
-impl ShardEnv<'_> {
-    /// Resolves a target without blocking: literal addresses directly, names from the shared DNS
-    /// cache (RFC 3263 answers filled by the controlplane); a cache miss becomes a `Resolve` job
-    /// (`Err`), and the forward is finished by [`after_dns`] when the answer is back.
-    pub(super) fn resolve(
-        &self,
-        uri: &[u8],
-        target: &Target<'_>,
-        forced_ir: Option<crate::script::ir::Proto>,
-    ) -> Result<Result<Dest, &'static str>, (Job, u16)> {
-        let forced = forced_ir.map(|p| match p {
-            crate::script::ir::Proto::Tcp | crate::script::ir::Proto::Tls => Transport::Tcp,
-            crate::script::ir::Proto::Sctp => Transport::Sctp,
-            crate::script::ir::Proto::Udp => Transport::Udp,
-        });
-        let (host, port, transport, secure): (HostOrName, Option<u16>, Option<Transport>, bool) =
-            match target {
-                Target::Uri => {
-                    let Ok(uri) = Uri::parse(uri) else {
-                        return Ok(Err("the request URI does not parse"));
-                    };
-                    let Some(t) = dns::host_port_of_uri(&uri) else {
-                        return Ok(Err("the request URI is not a SIP URI"));
-                    };
-                    let host = match t.host {
-                        dns::TargetHost::Ip(ip) => Ok(ip),
-                        dns::TargetHost::Name(n) => Err(SmallVec::from_slice(n.as_bytes())),
-                    };
-                    (host, t.port, forced.or(t.transport), t.secure)
-                }
-                Target::Host { host, port } => {
-                    let h = match host {
-                        TargetHost::Ip(ip) => Ok(*ip),
-                        TargetHost::Name(n) => Err(SmallVec::from_slice(n)),
-                    };
-                    // No port given (`forward(name)`, or `uri:port` of a URI without one): RFC 3263
-                    // decides (NAPTR/SRV, else 5060); an address without a port means 5060.
-                    (h, *port, forced, false)
-                }
-            };
-        let dest = |t: &SipTarget| Dest {
-            addr: t.addr,
-            proto: transport_to_proto(t.transport),
-        };
-        let name = match host {
-            Ok(ip) => return Ok(Ok(dest(&dns::literal_target(ip, port, transport, secure)))),
-            Err(name) => name,
-        };
-        let Ok(name) = std::str::from_utf8(&name) else {
-            return Ok(Err("the destination host is not text"));
-        };
-        if name.eq_ignore_ascii_case("localhost") {
-            let ip = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-            return Ok(Ok(dest(&dns::literal_target(ip, port, transport, secure))));
-        }
-        match self.shared.dns.get(
-            &DnsKeyRef::new(name, port, transport, secure),
-            Instant::now(),
-        ) {
-            Lookup::Hit(targets) => match targets.first() {
-                Some(t) => Ok(Ok(dest(t))),
-                None => Ok(Err("the destination does not resolve")),
-            },
-            Lookup::Negative => Ok(Err("the destination does not resolve (cached)")),
-            Lookup::Miss => Err((
-                Job::Resolve {
-                    name: name.to_string(),
-                    port,
-                    transport,
-                    secure,
-                },
-                port.unwrap_or(0),
-            )),
-        }
-    }
-
-    /// Parks a forward/send on a DNS job; [`after_dns`] finishes it.
-    fn suspend_for_dns(
-        ctx: &mut Ctx,
-        job: Job,
-        port: u16,
-        proto: Option<crate::script::ir::Proto>,
-        send: bool,
-    ) -> ActionResult {
-        ctx.pending_target = Some(PendingTarget {
-            port: Some(port),
-            proto,
-            send,
-        });
-        ctx.suspend_with(job, after_dns)
-    }
-
-    /// Our address for a Via toward `dest` over `proto`: the listen address of that family and
-    /// transport (the one the request came in on when it fits).
-    fn via_local(&self, dest: &Dest) -> SocketAddr {
-        let fits = |a: &SocketAddr| a.is_ipv4() == dest.addr.is_ipv4();
-        if fits(&self.local) && self.proto == dest.proto {
-            return self.local;
-        }
-        self.shared
-            .local
-            .iter()
-            .find(|(a, p)| fits(a) && *p == dest.proto)
-            .map_or(self.local, |(a, _)| *a)
-    }
-}
-
-impl Env for ShardEnv<'_> {
-    fn forward(
-        &mut self,
-        ctx: &mut Ctx,
-        target: &Target<'_>,
-        proto: Option<crate::script::ir::Proto>,
-    ) -> ActionResult {
-        // After loose_route, the next hop is the top Route (dst_uri), not the Request-URI.
-        let next_hop = ctx.dst_uri.as_deref().unwrap_or(ctx.uri());
-        let dest = match self.resolve(next_hop, target, proto) {
-            Ok(Ok(d)) => d,
-            Ok(Err(why)) => {
-                ser_log!(L_ERR, "forward: {why}");
-                ctx.last_error = Some(error_status(why));
-                return ActionResult::Ret(-1);
-            }
-            Err((job, port)) => return Self::suspend_for_dns(ctx, job, port, proto, false),
-        };
-        if ctx.uri_rewritten() && ctx.commit_uri().is_err() {
-            return ActionResult::Ret(-1);
-        }
-        match forward::process_max_forwards(&mut ctx.msg, 70) {
-            Ok(MaxForwards::Exhausted) => {
-                ser_log!(L_DBG, "forward: Max-Forwards exhausted");
-                ctx.last_error = Some((483, "Too Many Hops"));
-                return ActionResult::Ret(-1);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                ser_log!(L_DBG, "forward: bad Max-Forwards: {e}");
-                return ActionResult::Ret(-1);
-            }
-        }
-        let local = self.via_local(&dest);
-        let branch = forward::stateless_branch(&ctx.msg, self.shared.salt);
-        let mut sent_by: SmallVec<[u8; 64]> = SmallVec::new();
-        {
-            use std::io::Write;
-            let _ = match local.ip() {
-                IpAddr::V4(a) => write!(sent_by, "{a}:{}", local.port()),
-                IpAddr::V6(a) => write!(sent_by, "[{a}]:{}", local.port()),
-            };
-        }
-        let mut msg = ctx.msg.clone();
-        if let Some(rr) = &ctx.record_route {
-            crate::modules::rr::outbound_record_route(&mut msg, rr, local, to_ir_proto(dest.proto));
-        }
-        forward::add_via(
-            &mut msg,
-            proto_name(dest.proto),
-            &sent_by,
-            branch.as_bytes(),
-        );
-        let data = write(&msg, self.out);
-        self.out.send(data, dest.addr, dest.proto, Some(local));
-        ActionResult::Ret(1)
-    }
-
-    fn send(
-        &mut self,
-        ctx: &mut Ctx,
-        target: &Target<'_>,
-        proto: Option<crate::script::ir::Proto>,
-    ) -> ActionResult {
-        match self.resolve(ctx.uri(), target, proto) {
-            Ok(Ok(dest)) => {
-                let data = ctx.msg.buffer().slice(..ctx.msg.len());
-                let local = self.via_local(&dest);
-                self.out.send(data, dest.addr, dest.proto, Some(local));
-                ActionResult::Ret(1)
-            }
-            Ok(Err(why)) => {
-                ser_log!(L_ERR, "send: {why}");
-                ctx.last_error = Some(error_status(why));
-                ActionResult::Ret(-1)
-            }
-            Err((job, port)) => Self::suspend_for_dns(ctx, job, port, proto, true),
-        }
-    }
-
-    fn log(&mut self, level: i32, msg: &[u8]) {
-        if crate::shard::log::enabled(level) {
-            crate::shard::log::write(level, format_args!("{}", String::from_utf8_lossy(msg)));
-        }
-    }
-
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    fn myself(&self) -> Option<&Myself> {
-        Some(self.myself)
-    }
-
-    fn services(&self) -> Option<&crate::services::Services> {
-        Some(&self.shared.services)
-    }
-
-    fn program(&self) -> Option<&Program> {
-        Some(self.program)
-    }
-
-    fn tm(&mut self) -> Option<&mut dyn crate::modules::tm::Transactions> {
-        if self.table.is_some() {
-            Some(self)
-        } else {
-            None
-        }
-    }
-
-    fn reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult {
-        if ctx.msg.method() == Method::Ack {
-            return ActionResult::Ret(1);
-        }
-        let contacts: SmallVec<[&[u8]; 8]> = if (300..400).contains(&code) {
-            std::iter::once(ctx.uri())
-                .chain(ctx.dset().iter())
-                .collect()
-        } else {
-            SmallVec::new()
-        };
-        send_reply(
-            self.shared,
-            self.shard,
-            self.pid,
-            ctx.src,
-            self.local,
-            self.proto,
-            &ctx.msg,
-            code,
-            reason,
-            &[],
-            &contacts,
-            &ctx.reply_headers,
-            self.out,
-        );
-        ActionResult::Ret(1)
     }
 }

@@ -59,6 +59,8 @@ pub struct Outbox {
     queue: Vec<Outgoing>,
     pool: BufPool,
     shard: usize,
+    /// The time of the current turn: the shard's one clock read, what handlers use as `now`.
+    now: Instant,
 }
 
 impl Outbox {
@@ -67,7 +69,13 @@ impl Outbox {
             queue: Vec::with_capacity(64),
             pool: BufPool::new(2048, 256),
             shard,
+            now: Instant::now(),
         }
+    }
+
+    /// The time of the shard's current turn (handlers read no clock of their own).
+    pub fn now(&self) -> Instant {
+        self.now
     }
 
     /// This shard's id.
@@ -526,6 +534,7 @@ impl<H: Handler> Shard<H> {
                 ));
             }
             let now = Instant::now();
+            self.out.now = now;
             self.receive(&ready, now);
             ready_buf = ready;
             self.dispatch();
@@ -541,7 +550,8 @@ impl<H: Handler> Shard<H> {
         }
         // Stop receiving; hand out what is queued; close connections after a last flush.
         while self.inbox() {
-            self.flush(Instant::now());
+            self.out.now = Instant::now();
+            self.flush(self.out.now);
         }
         self.flush(Instant::now());
         self.tcp.shutdown(self.poll.registry());
@@ -714,6 +724,7 @@ impl<H: Handler> Shard<H> {
     /// handed over for this shard's TCP connections; true if more are waiting.
     fn inbox(&mut self) -> bool {
         let now = Instant::now();
+        self.out.now = now;
         for _ in 0..4096 {
             let Ok(o) = self.xfer_rx.try_recv() else {
                 break;

@@ -2,8 +2,9 @@
 //! (§17.1.3, §17.2.3), the branch format that names the owning shard, the §16.7 choice of the best
 //! final response, and the statistics `t_stats`/`t_hash` report.
 //!
-//! Everything here is sans-IO: state machines take events and `now` and say what to send; the proxy
-//! core that owns the transactions of one shard ([`crate::proxy::stateful`]) does the sending.
+//! Everything here is sans-IO: state machines take events and `now` and say what to send. The
+//! [`table::Table`] of one shard holds its transactions (SER's cells) and turns requests, replies,
+//! CANCELs and timer ticks into [`table::Action`]s; the shard's handler carries them out.
 //!
 //! | file | RFC 3261 |
 //! |---|---|
@@ -13,6 +14,7 @@
 //! | [`server_non_invite`] | Figure 8 |
 //! | [`timer`] | Table 4, and SER's tm parameters |
 //! | [`build`] | §17.1.1.3 ACK for a non-2xx, §9.1 CANCEL |
+//! | [`table`] | §16 stateful proxy: the cells, §16.7 response context, §16.10 CANCEL, t_uac |
 //!
 //! Invariants: a transaction belongs to one shard and is never shared or locked; the branch of
 //! every request we forward statefully starts with [`BRANCH_PREFIX`] and carries the owner's shard
@@ -23,6 +25,7 @@ pub mod client_invite;
 pub mod client_non_invite;
 pub mod server_invite;
 pub mod server_non_invite;
+pub mod table;
 pub mod timer;
 
 use std::hash::{DefaultHasher, Hasher};
@@ -213,6 +216,56 @@ impl TmStats {
     pub(crate) fn completed(&self, code: u16) {
         if let Some(c) = self.completed.get(usize::from(code / 100).wrapping_sub(2)) {
             Self::inc(c);
+        }
+    }
+}
+
+/// The counters of every shard and the size of each shard's table: what the shards write and
+/// management reads (`t_stats`, `t_hash`). Each shard writes only its own entries.
+#[derive(Debug)]
+pub struct TmCounters {
+    stats: Box<[TmStats]>,
+    sizes: Box<[AtomicU64]>,
+}
+
+impl TmCounters {
+    /// Counters for `shards` shards (at least one).
+    pub fn new(shards: usize) -> TmCounters {
+        let n = shards.max(1);
+        TmCounters {
+            stats: (0..n).map(|_| TmStats::default()).collect(),
+            sizes: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// The counters of shard `shard`.
+    pub fn stats(&self, shard: usize) -> Option<&TmStats> {
+        self.stats.get(shard)
+    }
+
+    /// `t_stats`: the counters summed over the shards.
+    pub fn totals(&self) -> TmTotals {
+        TmTotals::sum(&self.stats)
+    }
+
+    /// The counters of one shard (`t_hash`'s per-table totals).
+    pub fn shard_totals(&self, shard: usize) -> TmTotals {
+        self.stats.get(shard).map_or_else(TmTotals::default, |s| {
+            TmTotals::sum(std::slice::from_ref(s))
+        })
+    }
+
+    /// `t_hash`: transactions in each shard's table.
+    pub fn table_sizes(&self) -> Vec<u64> {
+        self.sizes
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    pub(crate) fn set_size(&self, shard: usize, n: usize) {
+        if let Some(s) = self.sizes.get(shard) {
+            s.store(n as u64, Ordering::Relaxed);
         }
     }
 }

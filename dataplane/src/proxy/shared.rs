@@ -1,0 +1,222 @@
+//! What every proxy shard shares, and what it is told: the current program with what is derived
+//! from it once per load ([`Loaded`]), the proxy's settings, the caches and services all shards
+//! read, the jobs they hand to the controlplane ([`JobRequest`]) and the messages their inboxes
+//! take ([`ShardMsg`]: job answers, replies for another shard's transaction, `t_uac` requests).
+//!
+//! Invariants: written at start-up (or swapped whole on reload, `program`); on the hot path only
+//! read, except the per-shard counters each shard writes for itself.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use super::sl::{self, SlTagger};
+use crate::dns::DnsCache;
+use crate::offload::{Job, JobResult};
+use crate::script::ir::Program;
+use crate::script::myself::Myself;
+use crate::shard::Inbox;
+use crate::transport::{Packet, Proto};
+use crate::txn::table::{LocalReplies, UacRequest};
+use crate::txn::{TmCounters, TmTotals};
+
+/// A job handed to the controlplane, with where its answer goes.
+#[derive(Debug)]
+pub struct JobRequest {
+    pub shard: usize,
+    pub id: u64,
+    pub job: Job,
+}
+
+/// Messages a proxy shard receives in its inbox.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// The answer to job `id`.
+    JobDone { id: u64, result: JobResult },
+    /// A reply that arrived on another shard for a transaction of this one.
+    Reply(Packet),
+    /// `t_uac`: send this request statefully.
+    Uac(Box<UacRequest>),
+}
+
+/// Settings of the proxy taken from the core options.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub reply_to_via: bool,
+    pub check_via: bool,
+    pub sip_warning: bool,
+    pub server_signature: bool,
+    /// The `Server:` value.
+    pub server_header: String,
+    /// Answer Max-Forwards 0 with 483 before the script (when the script does not load maxfwd).
+    pub enforce_max_forwards: bool,
+    /// SER's `dns`: a Via sent-by name that resolves (in the DNS cache) to the source address gets
+    /// no `received`.
+    pub dns: bool,
+    /// SER's `rev_dns`: the same decision by the source address's reverse (PTR) names.
+    pub rev_dns: bool,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            reply_to_via: false,
+            check_via: false,
+            sip_warning: false,
+            server_signature: true,
+            server_header: format!(
+                "Sip EXpress router ({} ({}/{}))",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            ),
+            enforce_max_forwards: true,
+            dns: false,
+            rev_dns: false,
+        }
+    }
+}
+
+/// A compiled program with what is derived from it for the shards.
+pub struct Loaded {
+    pub program: Program,
+    /// `myself`: the program's listen/alias options plus the addresses actually bound.
+    pub myself: Myself,
+    /// tm's timers from the program's parameters (read once per load).
+    pub timers: crate::txn::TimerConfig,
+}
+
+impl Loaded {
+    /// `program` with `myself` built from its options and the `local` addresses bound.
+    pub fn new(program: Program, local: &[(SocketAddr, Proto)]) -> Loaded {
+        let mut myself = Myself::from_options(&program.options);
+        for (a, _) in local {
+            if a.ip().is_unspecified() {
+                // Every interface: the loopback addresses and this host's name are ours too.
+                myself.add_addr(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), Some(a.port()));
+                myself.add_addr(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), Some(a.port()));
+                if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                    myself.add_name(h.trim(), Some(a.port()));
+                }
+            } else {
+                myself.add_addr(a.ip(), Some(a.port()));
+            }
+        }
+        Loaded {
+            timers: crate::modules::tm::timer_config(&program),
+            program,
+            myself,
+        }
+    }
+}
+
+/// What every shard's handler shares.
+pub struct Shared {
+    /// The current program; swapped on reload.
+    pub program: ArcSwap<Loaded>,
+    pub settings: ProxySettings,
+    pub sl: SlTagger,
+    /// Salt of stateless branches (per server).
+    pub salt: u64,
+    /// Our listen addresses with their transport.
+    pub local: Vec<(SocketAddr, Proto)>,
+    /// Reverse DNS answers for `rev_dns` (names of a source address, until when they are valid).
+    pub rev_dns: papaya::HashMap<IpAddr, (Arc<[String]>, Instant)>,
+    /// RFC 3263 answers, filled by the controlplane, read here without blocking.
+    pub dns: Arc<DnsCache>,
+    /// Where jobs go (the controlplane's job runner).
+    pub jobs: crossbeam_channel::Sender<JobRequest>,
+    /// Stateless reply counters, one per shard (`sl_stats`).
+    pub sl_stats: Vec<sl::SlStats>,
+    /// Locations, credentials, the DB write queue: what module functions share.
+    pub services: Arc<crate::services::Services>,
+    /// Transaction statistics, table sizes, the shards' inboxes (module tm).
+    pub tm: TmShared,
+}
+
+impl Shared {
+    /// How the transaction table writes its own replies: sl's To-tags and our `Server:` header.
+    pub fn local_replies(&self) -> LocalReplies {
+        let s = &self.settings;
+        LocalReplies {
+            tagger: self.sl.clone(),
+            server: s
+                .server_signature
+                .then(|| bytes::Bytes::copy_from_slice(s.server_header.as_bytes())),
+        }
+    }
+}
+
+/// What the shards share about transactions: counters for `t_stats`, table sizes for `t_hash`, and
+/// the shards' inboxes (replies handed to their owner, `t_uac` requests).
+pub struct TmShared {
+    counters: Arc<TmCounters>,
+    inboxes: OnceLock<Vec<Inbox<ShardMsg>>>,
+    next_uac: AtomicUsize,
+}
+
+impl TmShared {
+    /// Counters for `shards` shards.
+    pub fn new(shards: usize) -> TmShared {
+        TmShared {
+            counters: Arc::new(TmCounters::new(shards)),
+            inboxes: OnceLock::new(),
+            next_uac: AtomicUsize::new(0),
+        }
+    }
+
+    /// Gives the shards' inboxes (once, after the runtime started). Without them, replies that
+    /// arrive on the wrong shard are forwarded statelessly and `t_uac` fails.
+    pub fn set_inboxes(&self, inboxes: Vec<Inbox<ShardMsg>>) {
+        let _ = self.inboxes.set(inboxes);
+    }
+
+    /// The counters the shards' tables write.
+    pub fn counters(&self) -> &Arc<TmCounters> {
+        &self.counters
+    }
+
+    /// `t_stats`: the counters summed over the shards.
+    pub fn totals(&self) -> TmTotals {
+        self.counters.totals()
+    }
+
+    /// The counters of one shard (`t_hash`'s per-table totals).
+    pub fn shard_totals(&self, shard: usize) -> TmTotals {
+        self.counters.shard_totals(shard)
+    }
+
+    /// `t_hash`: transactions in each shard's table.
+    pub fn table_sizes(&self) -> Vec<u64> {
+        self.counters.table_sizes()
+    }
+
+    pub(super) fn inbox(&self, shard: usize) -> Option<&Inbox<ShardMsg>> {
+        self.inboxes.get().and_then(|v| v.get(shard))
+    }
+
+    /// `t_uac`: starts a transaction for `req` on one of the shards (round robin). `Err(req)` when
+    /// no shard can take it (not started, or stopped).
+    pub fn uac(&self, req: UacRequest) -> Result<(), Box<UacRequest>> {
+        let Some(all) = self.inboxes.get().filter(|v| !v.is_empty()) else {
+            return Err(Box::new(req));
+        };
+        let i = self.next_uac.fetch_add(1, Ordering::Relaxed) % all.len();
+        match all[i].send(ShardMsg::Uac(Box::new(req))) {
+            Ok(()) => Ok(()),
+            Err(ShardMsg::Uac(r)) => Err(r),
+            Err(_) => Err(Box::new(UacRequest {
+                // `send` hands back the message it was given: always a Uac; never reached.
+                method: String::new(),
+                ruri: String::new(),
+                headers: String::new(),
+                body: Vec::new(),
+                next_hop: None,
+                done: Box::new(|_| {}),
+            })),
+        }
+    }
+}
