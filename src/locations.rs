@@ -95,7 +95,7 @@ impl Timer {
                 while !s2.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
                     let program = shared.program.load();
-                    let interval = dataplane::script::program_param(
+                    let interval = dataplane::modules::param(
                         Some(&program.program),
                         &dataplane::modules::usrloc::MODULE,
                         "timer_interval",

@@ -317,7 +317,7 @@ fn suspending_then(ctx: &mut Ctx, _: &mut dyn Env, _: &[Arg]) -> ActionResult {
             name: "x".into(),
             query: DnsQuery::Srv,
         },
-        |ctx, _, r| {
+        |ctx, _, _, r| {
             ctx.set_flag(21);
             match r {
                 JobResult::Addrs(a) if a.len() == 2 => ActionResult::Ret(7),

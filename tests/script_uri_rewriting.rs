@@ -52,7 +52,7 @@ fn fake_exec_dset(ctx: &mut Ctx, _: &mut dyn Env, args: &[Arg]) -> ActionResult 
     )
 }
 
-fn exec_dset_done(ctx: &mut Ctx, _: &mut dyn Env, r: JobResult) -> ActionResult {
+fn exec_dset_done(ctx: &mut Ctx, _: &mut dyn Env, _args: &[Arg], r: JobResult) -> ActionResult {
     let JobResult::Exec { status: 0, stdout } = r else {
         return ActionResult::Ret(-1);
     };

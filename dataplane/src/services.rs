@@ -3,7 +3,7 @@
 //! writes the controlplane persists.
 //!
 //! Invariants: shards only read these maps and post to queues; nothing here blocks. Module
-//! parameters are not here: they belong to the running program (see [`crate::script::module_param`]).
+//! parameters are not here: they belong to the running program (see [`crate::script::config`]).
 //!
 //! [`Env::services`]: crate::script::env::Env::services
 

@@ -748,6 +748,7 @@ impl Lower<'_, '_> {
         }
         ok.then_some(Insn::Call(ModuleCall {
             module: mid,
+            decl: dataplane::modules::get(mid),
             function: fid,
             args,
         }))

@@ -31,7 +31,7 @@ use smallvec::SmallVec;
 
 use crate::script::ctx::Ctx;
 use crate::script::env::Env;
-use crate::script::ir::{Arg, Insn};
+use crate::script::ir::Arg;
 use crate::wire::digest::Credentials;
 use crate::wire::HeaderId;
 
@@ -215,9 +215,16 @@ pub fn credentials_at(ctx: &Ctx, index: usize) -> Option<Credentials<'_>> {
     Credentials::parse(ctx.msg.slice(e.value)).ok()
 }
 
+/// auth's slot of [`Ctx::module_state`]: the index of the header field (Authorization or
+/// Proxy-Authorization) whose credentials passed `www_authorize`/`proxy_authorize` (SER's
+/// "authorized credentials"): what `check_to`, `is_user`, `is_user_in("Credentials", …)` and
+/// `consume_credentials` look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorized(pub usize);
+
 /// The credentials that passed `www_authorize`/`proxy_authorize` in this run, if any.
 pub fn authorized(ctx: &Ctx) -> Option<Credentials<'_>> {
-    credentials_at(ctx, ctx.authorized?)
+    credentials_at(ctx, ctx.module_state.get::<Authorized>()?.0)
 }
 
 /// A digest username split SER's way: `user@domain` → (`user`, `Some(domain)`).
@@ -225,22 +232,6 @@ pub fn split_username(u: &[u8]) -> (&[u8], Option<&[u8]>) {
     match u.iter().position(|&b| b == b'@') {
         Some(i) => (u.get(..i).unwrap_or_default(), u.get(i + 1..)),
         None => (u, None),
-    }
-}
-
-/// The arguments of the module call a suspended run is waiting in (what a resume function
-/// needs to finish that call).
-pub fn suspended_call_args(ctx: &Ctx, env: &dyn Env) -> Option<Vec<Arg>> {
-    let f = ctx.frames.last()?;
-    let insn = env
-        .program()?
-        .routes
-        .get(f.route.0 as usize)?
-        .code
-        .get(f.pc as usize)?;
-    match insn {
-        Insn::Call(c) => Some(c.args.clone()),
-        _ => None,
     }
 }
 

@@ -39,9 +39,7 @@ use crate::auth::nonce::{NonceKey, NonceState};
 use crate::auth::{default_realm, unix_now, AuthKind, AuthState, Realm};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
-use crate::script::{
-    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds,
-};
+use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds};
 
 /// The module settings a check or challenge needs, read once per call.
 pub(crate) struct AuthConfig {
@@ -53,29 +51,56 @@ pub(crate) struct AuthConfig {
     pub key: NonceKey,
 }
 
-fn int_param(env: &dyn Env, name: &str, default: i64) -> i64 {
-    module_param(env, &MODULE, name)
-        .and_then(|p| p.int())
-        .unwrap_or(default)
+/// auth's parameters, resolved once per loaded program.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `secret` (`None`: the random per-process one).
+    pub secret: Option<Box<[u8]>>,
+    pub expire: u32,
+    pub algorithms: AlgorithmSet,
+    pub fail_limit: u32,
+    pub fail_window: u64,
+    pub fail_reply: u16,
 }
 
-/// Reads the module's parameters for the running program.
+impl AuthSettings {
+    /// The settings of `program` (defaults without one).
+    pub fn resolve(program: Option<&crate::script::ir::Program>) -> AuthSettings {
+        let param = |name| crate::modules::param(program, &MODULE, name);
+        let int = |name, default: i64| param(name).and_then(|p| p.int()).unwrap_or(default);
+        AuthSettings {
+            secret: param("secret")
+                .and_then(|p| p.str())
+                .map(|s| Box::from(s.as_bytes())),
+            expire: u32::try_from(int("nonce_expire", 300).max(1)).unwrap_or(300),
+            algorithms: param("algorithms")
+                .and_then(|p| p.str())
+                .and_then(AlgorithmSet::parse)
+                .unwrap_or(AlgorithmSet::MD5),
+            fail_limit: u32::try_from(int("fail_limit", 10).max(0)).unwrap_or(10),
+            fail_window: u64::try_from(int("fail_window", 60).max(1)).unwrap_or(60),
+            fail_reply: match int("fail_reply", 503) {
+                403 => 403,
+                _ => 503,
+            },
+        }
+    }
+}
+
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(AuthSettings::resolve(Some(program)))
+}
+
+/// The module's settings for the running program, with the nonce key of its secret.
 pub(crate) fn config(env: &dyn Env, state: &AuthState) -> AuthConfig {
-    let secret = module_param(env, &MODULE, "secret").and_then(|p| p.str());
-    let algorithms = module_param(env, &MODULE, "algorithms")
-        .and_then(|p| p.str())
-        .and_then(AlgorithmSet::parse)
-        .unwrap_or(AlgorithmSet::MD5);
+    let s = crate::script::config(env, AuthSettings::resolve);
     AuthConfig {
-        expire: u32::try_from(int_param(env, "nonce_expire", 300).max(1)).unwrap_or(300),
-        algorithms,
-        fail_limit: u32::try_from(int_param(env, "fail_limit", 10).max(0)).unwrap_or(10),
-        fail_window: u64::try_from(int_param(env, "fail_window", 60).max(1)).unwrap_or(60),
-        fail_reply: match int_param(env, "fail_reply", 503) {
-            403 => 403,
-            _ => 503,
-        },
-        key: state.nonce_key(secret.map(str::as_bytes)),
+        expire: s.expire,
+        algorithms: s.algorithms,
+        fail_limit: s.fail_limit,
+        fail_window: s.fail_window,
+        fail_reply: s.fail_reply,
+        key: state.nonce_key(s.secret.as_deref()),
     }
 }
 
@@ -186,7 +211,11 @@ fn proxy_challenge(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResu
 
 /// `consume_credentials()`: deletes the authorized credentials' header field.
 fn consume_credentials(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    let Some(i) = ctx.authorized else {
+    let Some(i) = ctx
+        .module_state
+        .get::<crate::auth::Authorized>()
+        .map(|a| a.0)
+    else {
         if ctx.log_enabled(level::ERR) {
             env.log(
                 level::ERR,
@@ -197,7 +226,7 @@ fn consume_credentials(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> Actio
     };
     match ctx.msg.delete_header(i) {
         Ok(()) => {
-            ctx.authorized = None;
+            ctx.module_state.take::<crate::auth::Authorized>();
             ActionResult::Ret(1)
         }
         Err(_) => ActionResult::Ret(-1),
@@ -233,4 +262,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         Renamed { old: "db_url", new: None, note: "parameters of the former auth module moved to module auth_db in 0.8.11: use modparam(\"auth_db\", \"db_url\", ...)" },
     ],
     doc: "digest authentication core: challenges and nonces",
+    config: Some(resolve_config),
 };

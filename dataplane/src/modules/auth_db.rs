@@ -48,15 +48,11 @@
 use crate::auth::cache::{self, Secret, NEGATIVE_TTL};
 use crate::auth::digest::{self, Algorithm, Qop, ResponseInput};
 use crate::auth::nonce::NonceState;
-use crate::auth::{
-    default_realm, split_username, str_arg, suspended_call_args, unix_now, AuthKind, Realm,
-};
+use crate::auth::{default_realm, split_username, str_arg, unix_now, AuthKind, Realm};
 use crate::offload::{Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
-use crate::script::{
-    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds,
-};
+use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
 
 use super::auth::{config, reply_with};
 
@@ -82,48 +78,62 @@ enum Verdict {
     Fetch(Job),
 }
 
-struct DbCols {
+/// auth_db's parameters, resolved once per loaded program.
+#[derive(Debug, Clone)]
+pub struct AuthDbConfig {
     calculate_ha1: bool,
     ttl: u64,
+    db_url: String,
+    user_column: String,
+    domain_column: String,
+    password_column: String,
+    password_column_2: String,
 }
 
-fn str_param(env: &dyn Env, name: &str, default: &str) -> String {
-    module_param(env, &MODULE, name)
-        .and_then(|p| p.str())
-        .unwrap_or(default)
-        .to_owned()
-}
-
-fn db_cols(env: &dyn Env) -> DbCols {
-    let int = |name: &str, d: i64| {
-        module_param(env, &MODULE, name)
-            .and_then(|p| p.int())
-            .unwrap_or(d)
-    };
-    DbCols {
-        calculate_ha1: int("calculate_ha1", 0) != 0,
-        ttl: u64::try_from(int("cache_ttl", cache::DEFAULT_TTL as i64)).unwrap_or(0),
+impl AuthDbConfig {
+    /// The settings of `program` (defaults without one).
+    pub fn resolve(program: Option<&crate::script::ir::Program>) -> AuthDbConfig {
+        let param = |name| crate::modules::param(program, &MODULE, name);
+        let int = |name, d: i64| param(name).and_then(|p| p.int()).unwrap_or(d);
+        let text = |name, d: &str| param(name).and_then(|p| p.str()).unwrap_or(d).to_owned();
+        AuthDbConfig {
+            calculate_ha1: int("calculate_ha1", 0) != 0,
+            ttl: u64::try_from(int("cache_ttl", cache::DEFAULT_TTL as i64)).unwrap_or(0),
+            db_url: text("db_url", ""),
+            user_column: text("user_column", "username"),
+            domain_column: text("domain_column", "domain"),
+            password_column: text("password_column", "ha1"),
+            password_column_2: text("password_column_2", "ha1b"),
+        }
     }
 }
 
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(AuthDbConfig::resolve(Some(program)))
+}
+
+fn db_cols(env: &dyn Env) -> std::borrow::Cow<'_, AuthDbConfig> {
+    crate::script::config(env, AuthDbConfig::resolve)
+}
+
 /// The select that fetches `user`'s secret.
-fn fetch_job(env: &dyn Env, table: &str, user: &[u8], realm: &[u8], calc: bool) -> Job {
-    let pw = str_param(env, "password_column", "ha1");
+fn fetch_job(cfg: &AuthDbConfig, table: &str, user: &[u8], realm: &[u8], calc: bool) -> Job {
+    let pw = cfg.password_column.clone();
     let columns = if calc {
         vec![pw]
     } else {
-        vec![pw, str_param(env, "password_column_2", "ha1b")]
+        vec![pw, cfg.password_column_2.clone()]
     };
     Job::Db {
-        url: str_param(env, "db_url", ""),
+        url: cfg.db_url.clone(),
         table: table.to_owned(),
         keys: vec![
             (
-                str_param(env, "user_column", "username"),
+                cfg.user_column.clone(),
                 String::from_utf8_lossy(user).into_owned(),
             ),
             (
-                str_param(env, "domain_column", "domain"),
+                cfg.domain_column.clone(),
                 String::from_utf8_lossy(realm).into_owned(),
             ),
         ],
@@ -282,7 +292,7 @@ fn check(ctx: &Ctx, env: &dyn Env, args: &[Arg], kind: AuthKind, lookup: Lookup)
             match hit.flatten() {
                 Some(ok) => ok,
                 None => {
-                    return Verdict::Fetch(fetch_job(env, table, user, &realm, db.calculate_ha1))
+                    return Verdict::Fetch(fetch_job(&db, table, user, &realm, db.calculate_ha1))
                 }
             }
         }
@@ -314,7 +324,7 @@ fn authorize(
 ) -> ActionResult {
     match check(ctx, &*env, args, kind, lookup) {
         Verdict::Ok(index) => {
-            ctx.authorized = Some(index);
+            ctx.module_state.set(crate::auth::Authorized(index));
             ActionResult::Ret(1)
         }
         Verdict::Fail => ActionResult::Ret(-1),
@@ -355,11 +365,13 @@ fn authorize(
 }
 
 /// Finishes a check suspended on the subscriber select: caches the answer, then checks.
-fn resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult, kind: AuthKind) -> ActionResult {
-    let Some(args) = suspended_call_args(ctx, &*env) else {
-        env.log(level::ERR, b"BUG: authorize: resumed outside its call");
-        return ActionResult::Ret(-1);
-    };
+fn resume(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    args: &[Arg],
+    result: JobResult,
+    kind: AuthKind,
+) -> ActionResult {
     let rows = match result {
         JobResult::Rows(r) => r,
         JobResult::Failed(e) => {
@@ -403,15 +415,15 @@ fn resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult, kind: AuthKind) -
                 .insert(&key, secret.clone(), unix_now(env.now()), ttl);
         }
     }
-    authorize(ctx, env, &args, kind, Lookup::Fetched(secret))
+    authorize(ctx, env, args, kind, Lookup::Fetched(secret))
 }
 
-fn www_resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
-    resume(ctx, env, result, AuthKind::Www)
+fn www_resume(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], result: JobResult) -> ActionResult {
+    resume(ctx, env, args, result, AuthKind::Www)
 }
 
-fn proxy_resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
-    resume(ctx, env, result, AuthKind::Proxy)
+fn proxy_resume(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], result: JobResult) -> ActionResult {
+    resume(ctx, env, args, result, AuthKind::Proxy)
 }
 
 /// `www_authorize(realm, table)`.
@@ -458,4 +470,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "database digest authentication",
+    config: Some(resolve_config),
 };

@@ -45,4 +45,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "RADIUS digest authentication",
+    config: None,
 };

@@ -17,4 +17,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "flat-text-file database back-end",
+    config: None,
 };

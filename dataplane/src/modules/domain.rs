@@ -25,29 +25,55 @@ use crate::auth::{unix_now, uri_user_host, Realm};
 use crate::offload::{Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
-use crate::script::{module_param, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
+use crate::script::{Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
 use crate::wire::HeaderId;
 
 /// Lifetime of the cached table with db_mode 1: until reloaded (a century).
 const FOREVER: u64 = 100 * 365 * 86_400;
 
-fn param_str(env: &dyn Env, name: &str, default: &str) -> String {
-    module_param(env, &MODULE, name)
-        .and_then(|p| p.str())
-        .unwrap_or(default)
-        .to_owned()
+/// domain's parameters, resolved once per loaded program.
+#[derive(Debug, Clone)]
+pub struct DomainConfig {
+    db_url: String,
+    table: String,
+    column: String,
+    /// The cache key of the table (`domain_table NUL domain_column`).
+    key: cache::Key,
+    /// How long an answer is kept (db_mode 1: until reloaded).
+    ttl: u64,
 }
 
-fn table_key(env: &dyn Env) -> cache::Key {
-    let p = |n: &str, d: &'static str| {
-        module_param(env, &MODULE, n)
-            .and_then(|p| p.str())
-            .unwrap_or(d)
-    };
-    cache::key(&[
-        p("domain_table", "domain").as_bytes(),
-        p("domain_column", "domain").as_bytes(),
-    ])
+impl DomainConfig {
+    /// The settings of `program` (defaults without one).
+    pub fn resolve(program: Option<&crate::script::ir::Program>) -> DomainConfig {
+        let param = |name| crate::modules::param(program, &MODULE, name);
+        let text = |name, d: &str| param(name).and_then(|p| p.str()).unwrap_or(d).to_owned();
+        let table = text("domain_table", "domain");
+        let column = text("domain_column", "domain");
+        let mode = param("db_mode").and_then(|p| p.int()).unwrap_or(0);
+        DomainConfig {
+            db_url: text("db_url", ""),
+            key: cache::key(&[table.as_bytes(), column.as_bytes()]),
+            table,
+            column,
+            ttl: if mode == 1 {
+                FOREVER
+            } else {
+                param("cache_ttl")
+                    .and_then(|p| p.int())
+                    .and_then(|t| u64::try_from(t).ok())
+                    .unwrap_or(DEFAULT_TTL)
+            },
+        }
+    }
+}
+
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(DomainConfig::resolve(Some(program)))
+}
+
+fn settings(env: &dyn Env) -> std::borrow::Cow<'_, DomainConfig> {
+    crate::script::config(env, DomainConfig::resolve)
 }
 
 /// Whether `host` is local: `Some(answer)` from the cache, `None` on a miss.
@@ -58,7 +84,7 @@ fn lookup(env: &dyn Env, host: &[u8]) -> Option<bool> {
     env.services()?
         .auth
         .domains
-        .get_with(&table_key(env), now, |set| {
+        .get_with(&settings(env).key, now, |set| {
             set.binary_search_by(|d| (**d).cmp(&lower[..])).is_ok()
         })
 }
@@ -91,11 +117,12 @@ fn check(
     match lookup(&*env, &host) {
         Some(b) => ActionResult::from_bool(b),
         None => {
+            let cfg = settings(&*env);
             let job = Job::Db {
-                url: param_str(&*env, "db_url", ""),
-                table: param_str(&*env, "domain_table", "domain"),
+                url: cfg.db_url.clone(),
+                table: cfg.table.clone(),
                 keys: Vec::new(),
-                columns: vec![param_str(&*env, "domain_column", "domain")],
+                columns: vec![cfg.column.clone()],
             };
             ctx.suspend_with(job, then)
         }
@@ -125,17 +152,7 @@ fn resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult, from: bool) -> Ac
         .collect();
     set.sort();
     set.dedup();
-    let mode = module_param(&*env, &MODULE, "db_mode")
-        .and_then(|p| p.int())
-        .unwrap_or(0);
-    let ttl = if mode == 1 {
-        FOREVER
-    } else {
-        module_param(&*env, &MODULE, "cache_ttl")
-            .and_then(|p| p.int())
-            .and_then(|t| u64::try_from(t).ok())
-            .unwrap_or(DEFAULT_TTL)
-    };
+    let ttl = settings(&*env).ttl;
     let host = host_of(ctx, from).unwrap_or_default();
     let mut lower = host.clone();
     lower.make_ascii_lowercase();
@@ -143,16 +160,26 @@ fn resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult, from: bool) -> Ac
     if let Some(s) = env.services() {
         s.auth
             .domains
-            .insert(&table_key(&*env), set, unix_now(env.now()), ttl);
+            .insert(&settings(&*env).key, set, unix_now(env.now()), ttl);
     }
     ActionResult::from_bool(local)
 }
 
-fn is_from_local_resume(ctx: &mut Ctx, env: &mut dyn Env, r: JobResult) -> ActionResult {
+fn is_from_local_resume(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    _args: &[Arg],
+    r: JobResult,
+) -> ActionResult {
     resume(ctx, env, r, true)
 }
 
-fn is_uri_host_local_resume(ctx: &mut Ctx, env: &mut dyn Env, r: JobResult) -> ActionResult {
+fn is_uri_host_local_resume(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    _args: &[Arg],
+    r: JobResult,
+) -> ActionResult {
     resume(ctx, env, r, false)
 }
 
@@ -197,4 +224,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "served-domain checks",
+    config: Some(resolve_config),
 };

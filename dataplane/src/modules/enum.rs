@@ -38,4 +38,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "ENUM: E.164 number resolution",
+    config: None,
 };

@@ -52,4 +52,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
     renamed_params: &[],
     doc: "execute external programs",
+    config: None,
 };

@@ -33,9 +33,7 @@ use crate::auth::{
 use crate::offload::{Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
-use crate::script::{
-    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds,
-};
+use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds};
 use crate::wire::HeaderId;
 
 /// The (user, domain) `source` names, or why not.
@@ -66,17 +64,42 @@ fn identity(ctx: &Ctx, source: &str) -> Result<(Realm, Realm), &'static str> {
     }
 }
 
-fn param_str(env: &dyn Env, name: &str, default: &str) -> String {
-    module_param(env, &MODULE, name)
-        .and_then(|p| p.str())
-        .unwrap_or(default)
-        .to_owned()
+/// group's parameters, resolved once per loaded program.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    table: String,
+    user_column: String,
+    domain_column: String,
+    group_column: String,
+    db_url: String,
+    use_domain: bool,
+    ttl: u64,
 }
 
-fn param_int(env: &dyn Env, name: &str, default: i64) -> i64 {
-    module_param(env, &MODULE, name)
-        .and_then(|p| p.int())
-        .unwrap_or(default)
+impl GroupConfig {
+    /// The settings of `program` (defaults without one).
+    pub fn resolve(program: Option<&crate::script::ir::Program>) -> GroupConfig {
+        let param = |name| crate::modules::param(program, &MODULE, name);
+        let text = |name, d: &str| param(name).and_then(|p| p.str()).unwrap_or(d).to_owned();
+        let int = |name, d: i64| param(name).and_then(|p| p.int()).unwrap_or(d);
+        GroupConfig {
+            table: text("table", "grp"),
+            user_column: text("user_column", "username"),
+            domain_column: text("domain_column", "domain"),
+            group_column: text("group_column", "grp"),
+            db_url: text("db_url", ""),
+            use_domain: int("use_domain", 0) != 0,
+            ttl: u64::try_from(int("cache_ttl", DEFAULT_TTL as i64)).unwrap_or(0),
+        }
+    }
+}
+
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(GroupConfig::resolve(Some(program)))
+}
+
+fn settings(env: &dyn Env) -> std::borrow::Cow<'_, GroupConfig> {
+    crate::script::config(env, GroupConfig::resolve)
 }
 
 fn groups(s: &AuthState) -> &cache::TtlCache<bool> {
@@ -90,10 +113,9 @@ fn question(
     args: &[Arg],
 ) -> Result<(cache::Key, Realm, Realm, bool), &'static str> {
     let (user, domain) = identity(ctx, str_arg(args, 0))?;
-    let use_domain = param_int(env, "use_domain", 0) != 0;
-    let table = module_param(env, &MODULE, "table")
-        .and_then(|p| p.str())
-        .unwrap_or("grp");
+    let cfg = settings(env);
+    let use_domain = cfg.use_domain;
+    let table = cfg.table.as_str();
     let d: &[u8] = if use_domain { &domain } else { b"" };
     let key = cache::key(&[table.as_bytes(), &user, d, str_arg(args, 1).as_bytes()]);
     Ok((key, user, domain, use_domain))
@@ -118,15 +140,16 @@ fn is_user_in(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
         &key,
         || {
             let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            let mut keys = vec![(param_str(env_ro, "user_column", "username"), text(&user))];
+            let cfg = settings(env_ro);
+            let mut keys = vec![(cfg.user_column.clone(), text(&user))];
             if use_domain {
-                keys.push((param_str(env_ro, "domain_column", "domain"), text(&domain)));
+                keys.push((cfg.domain_column.clone(), text(&domain)));
             }
-            let group_column = param_str(env_ro, "group_column", "grp");
+            let group_column = cfg.group_column.clone();
             keys.push((group_column.clone(), str_arg(args, 1).to_owned()));
             Job::Db {
-                url: param_str(env_ro, "db_url", ""),
-                table: param_str(env_ro, "table", "grp"),
+                url: cfg.db_url.clone(),
+                table: cfg.table.clone(),
                 keys,
                 columns: vec![group_column],
             }
@@ -135,12 +158,14 @@ fn is_user_in(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     )
 }
 
-fn is_user_in_resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
-    let key = crate::auth::suspended_call_args(ctx, &*env)
-        .and_then(|args| question(ctx, &*env, &args).ok())
-        .map(|q| q.0)
-        .unwrap_or_default();
-    let ttl = u64::try_from(param_int(&*env, "cache_ttl", DEFAULT_TTL as i64)).unwrap_or(0);
+fn is_user_in_resume(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    args: &[Arg],
+    result: JobResult,
+) -> ActionResult {
+    let key = question(ctx, &*env, args).map(|q| q.0).unwrap_or_default();
+    let ttl = settings(&*env).ttl;
     match store_answer(&*env, groups, &key, &result, ttl) {
         Some(b) => ActionResult::from_bool(b),
         None => {
@@ -181,4 +206,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     }],
     renamed_params: &[],
     doc: "group membership checks in the database",
+    config: Some(resolve_config),
 };

@@ -35,4 +35,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "group membership checks via RADIUS",
+    config: None,
 };

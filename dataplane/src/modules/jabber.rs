@@ -85,4 +85,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "SIMPLE-Jabber gateway",
+    config: None,
 };

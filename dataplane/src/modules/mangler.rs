@@ -51,4 +51,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "NAT traversal utility: SDP and Contact mangling (experimental)",
+    config: None,
 };

@@ -3,7 +3,8 @@
 //! [`ALL`] is the registry: a module's [`crate::script::ModuleId`] is its index there. Adding module
 //! `x`: write `x.rs` with `pub static MODULE`, add `pub mod x;` and `&x::MODULE` below.
 
-use crate::script::{ModuleDecl, ModuleId};
+use crate::script::ir::{ParamValue, Program};
+use crate::script::{ModuleDecl, ModuleId, ParamDefault, ParamRef};
 
 pub mod acc;
 pub mod auth;
@@ -84,6 +85,43 @@ pub fn by_name(name: &str) -> Option<(ModuleId, &'static ModuleDecl)> {
     ALL.iter()
         .position(|m| m.answers_to(name))
         .map(|i| (ModuleId(i as u16), ALL[i]))
+}
+
+/// A module parameter's value for `program`: what `modparam` set, else the declared default
+/// (`Unset` when neither) — for resolving a module's settings once per program ([`ModuleDecl::config`]), never per message. `module` is the module's static declaration (`&MODULE` in its file);
+/// `None` only when `name` is not one of its parameters.
+pub fn param<'p>(
+    program: Option<&'p Program>,
+    module: &'static ModuleDecl,
+    name: &str,
+) -> Option<ParamRef<'p>> {
+    let (idx, decl) = module.param(name)?;
+    let loaded = program.and_then(|p| {
+        let id = ALL.iter().position(|m| std::ptr::eq(*m, module))?;
+        p.module(ModuleId(id as u16))
+    });
+    match loaded.and_then(|m| m.params.get(idx)) {
+        Some(ParamValue::Int(i)) => Some(ParamRef::Int(*i)),
+        Some(ParamValue::Str(s)) => Some(ParamRef::Str(s)),
+        Some(ParamValue::Unset) => Some(ParamRef::Unset),
+        None => Some(match decl.default {
+            ParamDefault::Int(i) => ParamRef::Int(i),
+            ParamDefault::Str(s) => ParamRef::Str(s),
+            ParamDefault::None => ParamRef::Unset,
+        }),
+    }
+}
+
+/// The settings of every loaded module of `program` that declares a [`ModuleDecl::config`],
+/// resolved once (at load, for [`crate::script::Env::configs`]).
+pub fn resolve_configs(program: &crate::script::ir::Program) -> crate::script::ModuleConfigs {
+    let entries = program
+        .modules
+        .iter()
+        .filter_map(|m| ALL.get(m.id.0 as usize).and_then(|d| d.config))
+        .map(|f| f(program))
+        .collect();
+    crate::script::ModuleConfigs::new(entries)
 }
 
 /// Module by id.

@@ -52,4 +52,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "message silo: stores undelivered instant messages",
+    config: None,
 };

@@ -21,4 +21,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "MySQL database back-end",
+    config: None,
 };

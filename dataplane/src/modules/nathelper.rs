@@ -67,4 +67,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "NAT traversal helper for symmetric phones (experimental)",
+    config: None,
 };

@@ -37,4 +37,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     }],
     renamed_params: &[],
     doc: "presence agent",
+    config: None,
 };

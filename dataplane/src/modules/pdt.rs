@@ -36,4 +36,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "prefix-to-domain translation (experimental)",
+    config: None,
 };

@@ -48,9 +48,7 @@ use smallvec::SmallVec;
 use crate::offload::{DbWrite, Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
-use crate::script::{
-    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds,
-};
+use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
 use crate::usrloc::{
     self, aor_key, time, ContactUpdate, Record, RegisterInfo, Reject, UsrlocConfig, MAX_CONTACT_LEN,
 };
@@ -91,6 +89,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "registrar (save, lookup) on top of usrloc",
+    config: Some(resolve_config),
 };
 
 /// The registrar's parameters for one call.
@@ -115,10 +114,10 @@ pub struct RegConfig {
 }
 
 impl RegConfig {
-    /// The parameters of the program `env` runs.
-    pub fn from_env(env: &dyn Env) -> RegConfig {
+    /// The parameters of `program` (defaults without one), with usrloc's.
+    pub fn resolve(program: Option<&crate::script::ir::Program>) -> RegConfig {
         let int = |n| {
-            module_param(env, &MODULE, n)
+            crate::modules::param(program, &MODULE, n)
                 .and_then(|p| p.int())
                 .unwrap_or(0)
         };
@@ -131,9 +130,45 @@ impl RegConfig {
             case_sensitive: int("case_sensitive") != 0, // also in `ul`
             min_expires: u32_of(int("min_expires")),
             max_expires: u32_of(int("max_expires")),
-            ul: UsrlocConfig::for_message(env.program()),
+            ul: UsrlocConfig::from_program(program),
         }
     }
+
+    /// The parameters of the program `env` runs: resolved at load, borrowed.
+    pub fn of(env: &dyn Env) -> std::borrow::Cow<'_, RegConfig> {
+        crate::script::config(env, RegConfig::resolve)
+    }
+}
+
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(RegConfig::resolve(Some(program)))
+}
+
+/// The location tables the script names in `save`/`lookup` calls (what usrloc loads at start and
+/// management lists), sorted. Read from the program's calls of this module's functions, once.
+pub fn script_tables(program: &crate::script::ir::Program) -> Vec<String> {
+    let Some(reg) = crate::modules::ALL
+        .iter()
+        .position(|m| std::ptr::eq(*m, &MODULE))
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for block in &program.routes {
+        for insn in &block.code {
+            if let crate::script::ir::Insn::Call(c) = insn {
+                if usize::from(c.module.0) == reg {
+                    if let Some(crate::script::ir::Arg::Str(t)) = c.args.first() {
+                        if !out.contains(t) {
+                            out.push(t.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// What a REGISTER asks for.
@@ -370,7 +405,7 @@ fn save(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let Some(table) = table_arg(ctx, env, args, "save") else {
         return ActionResult::Ret(-1);
     };
-    let cfg = RegConfig::from_env(env);
+    let cfg = RegConfig::of(env);
     let reg = match parse_register(&ctx.msg, &cfg) {
         Ok(r) => r,
         Err(e) => {
@@ -435,7 +470,12 @@ struct PendingSave {
 }
 
 /// db_mode 3 `save`, the AOR's rows are in: apply the REGISTER, then write the changes one by one.
-fn save_db_selected(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+fn save_db_selected(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    _args: &[Arg],
+    result: JobResult,
+) -> ActionResult {
     let Some(mut p) = ctx.module_state.take::<PendingSave>() else {
         return ActionResult::Ret(-1);
     };
@@ -454,7 +494,7 @@ fn save_db_selected(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Acti
             return reply(ctx, env, 500, "Server Internal Error", "");
         }
     };
-    let cfg = RegConfig::from_env(env);
+    let cfg = RegConfig::of(env);
     let now = time::now_unix();
     let cur = record_of_rows(&cfg.ul, &p.reg.username, &p.reg.domain, &rows);
     let (rec, changes) = match p.reg.apply(Some(&cur), now, usize::MAX) {
@@ -484,7 +524,12 @@ fn next_write(ctx: &mut Ctx, env: &mut dyn Env, mut p: PendingSave) -> ActionRes
 }
 
 /// db_mode 3 `save`: one write done; the next, or the reply.
-fn save_db_written(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+fn save_db_written(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    _args: &[Arg],
+    result: JobResult,
+) -> ActionResult {
     let Some(p) = ctx.module_state.take::<PendingSave>() else {
         return ActionResult::Ret(-1);
     };
@@ -526,7 +571,7 @@ fn lookup(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let Some(table) = table_arg(ctx, env, args, "lookup") else {
         return ActionResult::Ret(-1);
     };
-    let cfg = RegConfig::from_env(env);
+    let cfg = RegConfig::of(env);
     let (key, username, domain) = {
         let Ok(uri) = crate::wire::uri::Uri::parse(ctx.uri()) else {
             log(
@@ -621,7 +666,12 @@ fn after_lookup(ctx: &mut Ctx, env: &mut dyn Env, found: bool, dropped: usize) -
 }
 
 /// db_mode 3 `lookup`: the AOR's rows are in.
-fn lookup_db_rows(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+fn lookup_db_rows(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    _args: &[Arg],
+    result: JobResult,
+) -> ActionResult {
     let rows = match result {
         JobResult::Rows(r) => r,
         other => {
@@ -634,7 +684,7 @@ fn lookup_db_rows(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> Action
             return ActionResult::Ret(-1);
         }
     };
-    let cfg = RegConfig::from_env(env);
+    let cfg = RegConfig::of(env);
     let rec = record_of_rows(&cfg.ul, "", "", &rows);
     let (found, dropped) = apply_lookup(ctx, &rec, time::now_unix(), &cfg);
     after_lookup(ctx, env, found, dropped)

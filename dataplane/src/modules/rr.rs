@@ -43,9 +43,7 @@ use smallvec::SmallVec;
 use crate::script::ctx::UriBuf;
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::{Arg, CoreOptions, Proto};
-use crate::script::{
-    module_param, myself, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds,
-};
+use crate::script::{myself, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds};
 use crate::wire::uri::{Scheme, Uri};
 use crate::wire::{HeaderId, Message, Span};
 
@@ -87,18 +85,10 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
     renamed_params: &[],
     doc: "record routing (strict and loose)",
+    config: Some(resolve_config),
 };
 
-/// What `record_route()` recorded: the inbound side, for the forward path's second header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordRouted {
-    /// The address the request arrived on (named in the inbound Record-Route).
-    pub inbound: SocketAddr,
-    /// Its transport.
-    pub proto: Proto,
-    /// `;lr=on` instead of `;lr`.
-    pub full_lr: bool,
-}
+pub use crate::script::ctx::RecordRouted;
 
 /// A Record-Route value naming `addr` over `proto`: `<sip:1.2.3.4:5060;transport=tcp;lr>`.
 pub fn rr_value(host: &[u8], port: u16, proto: Proto, full_lr: bool) -> SmallVec<[u8; 96]> {
@@ -125,16 +115,34 @@ fn host_text(ip: IpAddr) -> SmallVec<[u8; 48]> {
     h
 }
 
+/// rr's settings, resolved once per loaded program.
+#[derive(Debug, Clone, Default)]
+pub struct RrConfig {
+    /// `enable_full_lr`: write `;lr=on` instead of `;lr` (for broken peers).
+    pub full_lr: bool,
+}
+
+impl RrConfig {
+    /// The settings of `program` (defaults without one).
+    pub fn resolve(program: Option<&crate::script::ir::Program>) -> RrConfig {
+        let p = crate::modules::param(program, &MODULE, "enable_full_lr");
+        RrConfig {
+            full_lr: p.and_then(|v| v.int()).unwrap_or(0) != 0,
+        }
+    }
+}
+
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(RrConfig::resolve(Some(program)))
+}
+
 /// `record_route()`.
 fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
     if ctx.record_route.is_some() {
         // Once per request: a second call would name the same hop twice.
         return ActionResult::Ret(1);
     }
-    let full_lr = module_param(env, &MODULE, "enable_full_lr")
-        .and_then(|p| p.int())
-        .unwrap_or(0)
-        != 0;
+    let full_lr = crate::script::config(env, RrConfig::resolve).full_lr;
     let value = if ctx.dst.ip().is_unspecified() {
         // A wildcard listen: name ourselves as the client did, when the Request-URI is ours.
         let named = Uri::parse(ctx.uri()).ok().and_then(|u| {

@@ -61,4 +61,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "stateless user agent server: replies without a transaction",
+    config: None,
 };

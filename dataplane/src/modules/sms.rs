@@ -54,4 +54,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "SIMPLE/SMS gateway (needs GSM modems)",
+    config: None,
 };

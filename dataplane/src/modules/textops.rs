@@ -85,6 +85,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "text operations on the message",
+    config: None,
 };
 
 fn bad_args(ctx: &Ctx, env: &mut dyn Env, name: &str) -> ActionResult {

@@ -52,36 +52,30 @@ use crate::script::{
     RouteKinds,
 };
 
-/// What a stateful forward does (`t_relay`, `t_relay_to_*`, `t_forward_nonack*`, `t_replicate*`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Relay {
-    /// An explicit next hop (host, port) instead of the destination set.
-    pub to: Option<(SmallVec<[u8; 64]>, u16)>,
-    /// Transport forced by the function name.
-    pub proto: Option<Proto>,
-    /// `t_replicate*`: replies stay here (the script answered the request itself).
-    pub replicate: bool,
-    /// `t_forward_nonack*`: an ACK is an error.
-    pub non_ack: bool,
-    /// Set when the call is redone after a DNS answer (a second miss is a failure, not a loop).
-    pub after_dns: bool,
+pub use crate::script::env::{Relay, Transactions};
+
+/// What tm keeps about the request being run (its slot of [`Ctx::module_state`]).
+#[derive(Debug, Clone, Default)]
+pub struct TmState {
+    /// The transaction of this request, once `t_newtran`/`t_relay`/`t_lookup_request` found or
+    /// made it (a handle into the shard's table), or the one a failure_route runs for.
+    pub txn: Option<crate::txn::TxnHandle>,
+    /// `t_on_failure(n)`: the failure_route to run if the transaction fails.
+    pub failure_route: Option<crate::script::ir::RouteId>,
+    /// A stateful forward suspended for DNS: redone with the same arguments when the answer is in.
+    pub pending_relay: Option<Relay>,
 }
 
-/// What tm's functions need from the shard that owns the transaction table. Each returns what the
-/// script sees (`Ret(0)` ends the script: a retransmission was absorbed).
-pub trait Transactions {
-    /// `t_newtran`.
-    fn t_newtran(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// `t_relay` and friends.
-    fn t_relay(&mut self, ctx: &mut Ctx, how: &Relay) -> ActionResult;
-    /// `t_reply(code, reason)`.
-    fn t_reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult;
-    /// `t_lookup_request`.
-    fn t_lookup_request(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// `t_retransmit_reply`.
-    fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// `t_release`.
-    fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult;
+impl TmState {
+    /// The transaction of the request in `ctx`, if it has one.
+    pub fn txn(ctx: &Ctx) -> Option<crate::txn::TxnHandle> {
+        ctx.module_state.get::<TmState>().and_then(|s| s.txn)
+    }
+
+    /// tm's slot of `ctx`, made when missing.
+    pub fn of(ctx: &mut Ctx) -> &mut TmState {
+        ctx.module_state.get_or_default::<TmState>()
+    }
 }
 
 fn with_tm(
@@ -191,7 +185,7 @@ fn t_release(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
 fn t_on_failure(ctx: &mut Ctx, _env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     match args.first() {
         Some(Arg::Route(r)) => {
-            ctx.tm.failure_route = Some(*r);
+            TmState::of(ctx).failure_route = Some(*r);
             ActionResult::Ret(1)
         }
         _ => ActionResult::Ret(-1),
@@ -351,14 +345,15 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
     renamed_params: &[],
     doc: "transaction manager: stateful processing",
+    config: None,
 };
 
 /// Timer values from tm's parameters (seconds, SER's units; see [`crate::txn::timer`]), resolved
 /// once per loaded program.
 pub fn timer_config(program: &crate::script::ir::Program) -> crate::txn::TimerConfig {
-    use crate::script::program_param;
+    use crate::modules::param;
     let secs = |name: &str| {
-        program_param(Some(program), &MODULE, name)
+        param(Some(program), &MODULE, name)
             .and_then(|p| p.int())
             .filter(|v| *v > 0)
             .map(|v| std::time::Duration::from_secs(v as u64))

@@ -31,9 +31,7 @@ use crate::auth::{authorized, cached_answer, split_username, store_answer, uri_u
 use crate::offload::{Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
-use crate::script::{
-    module_param, ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds,
-};
+use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
 use crate::wire::HeaderId;
 
 /// Compares the authorized username with `other` (`None`: no such user part).
@@ -77,23 +75,42 @@ fn is_user(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     same_user(ctx, env, "is_user", Some(name.as_bytes()))
 }
 
-fn param_str(env: &dyn Env, name: &str, default: &str) -> String {
-    module_param(env, &MODULE, name)
-        .and_then(|p| p.str())
-        .unwrap_or(default)
-        .to_owned()
+/// uri's parameters, resolved once per loaded program.
+#[derive(Debug, Clone)]
+pub struct UriConfig {
+    /// The table `does_uri_exist` asks (`uri_table` with `use_uri_table`, else `subscriber_table`).
+    table: String,
+    db_url: String,
+    ttl: u64,
 }
 
-fn uri_table(env: &dyn Env) -> String {
-    let use_uri = module_param(env, &MODULE, "use_uri_table")
-        .and_then(|p| p.int())
-        .unwrap_or(0)
-        != 0;
-    if use_uri {
-        param_str(env, "uri_table", "uri")
-    } else {
-        param_str(env, "subscriber_table", "subscriber")
+impl UriConfig {
+    /// The settings of `program` (defaults without one).
+    pub fn resolve(program: Option<&crate::script::ir::Program>) -> UriConfig {
+        let param = |name| crate::modules::param(program, &MODULE, name);
+        let text = |name, d: &str| param(name).and_then(|p| p.str()).unwrap_or(d).to_owned();
+        let use_uri = param("use_uri_table").and_then(|p| p.int()).unwrap_or(0) != 0;
+        UriConfig {
+            table: if use_uri {
+                text("uri_table", "uri")
+            } else {
+                text("subscriber_table", "subscriber")
+            },
+            db_url: text("db_url", ""),
+            ttl: param("cache_ttl")
+                .and_then(|p| p.int())
+                .and_then(|t| u64::try_from(t).ok())
+                .unwrap_or(DEFAULT_TTL),
+        }
     }
+}
+
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(UriConfig::resolve(Some(program)))
+}
+
+fn settings(env: &dyn Env) -> std::borrow::Cow<'_, UriConfig> {
+    crate::script::config(env, UriConfig::resolve)
 }
 
 fn uris(s: &crate::auth::AuthState) -> &cache::TtlCache<bool> {
@@ -112,7 +129,9 @@ fn ruri_key(ctx: &Ctx, table: &str) -> Option<(cache::Key, String, String)> {
 
 /// `does_uri_exist()`.
 fn does_uri_exist(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    let table = uri_table(&*env);
+    let cfg = settings(&*env);
+    let table = cfg.table.clone();
+    let url = cfg.db_url.clone();
     let Some((key, user, host)) = ruri_key(ctx, &table) else {
         env.log(level::ERR, b"ERROR: does_uri_exist: bad Request-URI");
         return ActionResult::Ret(-1);
@@ -124,7 +143,7 @@ fn does_uri_exist(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResu
         uris,
         &key,
         || Job::Db {
-            url: param_str(env_ro, "db_url", ""),
+            url,
             table,
             keys: vec![("username".into(), user), ("domain".into(), host)],
             columns: vec!["username".into()],
@@ -133,13 +152,15 @@ fn does_uri_exist(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResu
     )
 }
 
-fn does_uri_exist_resume(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
-    let table = uri_table(&*env);
-    let ttl = module_param(&*env, &MODULE, "cache_ttl")
-        .and_then(|p| p.int())
-        .and_then(|t| u64::try_from(t).ok())
-        .unwrap_or(DEFAULT_TTL);
-    let key = ruri_key(ctx, &table).map(|k| k.0).unwrap_or_default();
+fn does_uri_exist_resume(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    _args: &[Arg],
+    result: JobResult,
+) -> ActionResult {
+    let cfg = settings(&*env);
+    let ttl = cfg.ttl;
+    let key = ruri_key(ctx, &cfg.table).map(|k| k.0).unwrap_or_default();
     match store_answer(&*env, uris, &key, &result, ttl) {
         Some(b) => ActionResult::from_bool(b),
         None => {
@@ -197,4 +218,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "checks of digest identity against header URIs",
+    config: Some(resolve_config),
 };

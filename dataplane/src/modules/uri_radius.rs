@@ -31,4 +31,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "RADIUS variant of uri",
+    config: None,
 };

@@ -24,6 +24,9 @@
 //! | `domain_col` | string | `"domain"` |
 
 use crate::script::{ModuleDecl, ParamDecl};
+pub use crate::usrloc::UsrlocConfig;
+
+pub use super::registrar::script_tables;
 
 /// Declaration of module `usrloc`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -48,4 +51,72 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "in-memory user location table with optional database persistence",
+    config: Some(resolve_config),
 };
+
+fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
+    std::sync::Arc::new(UsrlocConfig::from_program(Some(program)))
+}
+
+impl Default for UsrlocConfig {
+    fn default() -> Self {
+        UsrlocConfig::from_program(None)
+    }
+}
+
+impl UsrlocConfig {
+    /// The parameters of `program` (defaults when `None` or when usrloc is not loaded).
+    pub fn from_program(program: Option<&crate::script::ir::Program>) -> UsrlocConfig {
+        Self::read(program)
+    }
+
+    fn read(program: Option<&crate::script::ir::Program>) -> UsrlocConfig {
+        let db_mode = super::param(program, &MODULE, "db_mode")
+            .and_then(|p| p.int())
+            .unwrap_or(0);
+        let int = |m, n| {
+            super::param(program, m, n)
+                .and_then(|p| p.int())
+                .unwrap_or(0)
+        };
+        let s = |n: &str| {
+            super::param(program, &MODULE, n)
+                .and_then(|p| p.str())
+                .unwrap_or("")
+                .to_string()
+        };
+        UsrlocConfig {
+            db_mode,
+            db_url: s("db_url"),
+            timer_interval: u64::try_from(int(&MODULE, "timer_interval"))
+                .unwrap_or(60)
+                .max(1),
+            use_domain: int(&MODULE, "use_domain") != 0
+                || int(&super::registrar::MODULE, "use_domain") != 0,
+            case_sensitive: int(&super::registrar::MODULE, "case_sensitive") != 0,
+            user_col: s("user_col"),
+            domain_col: s("domain_col"),
+            contact_col: s("contact_col"),
+            expires_col: s("expires_col"),
+            q_col: s("q_col"),
+            callid_col: s("callid_col"),
+            cseq_col: s("cseq_col"),
+        }
+    }
+}
+
+/// What to load at start: for db_mode 1 and 2, one select per table the script uses (answer each
+/// with [`crate::usrloc::Usrloc::load_rows`]); nothing otherwise.
+pub fn start_jobs(program: &crate::script::ir::Program) -> Vec<(String, crate::offload::Job)> {
+    let cfg = UsrlocConfig::from_program(Some(program));
+    if !matches!(cfg.db_mode, 1 | 2) {
+        return Vec::new();
+    }
+    script_tables(program)
+        .into_iter()
+        .map(|t| {
+            let job = cfg.select_job(&t, None);
+            (t, job)
+        })
+        .collect()
+}

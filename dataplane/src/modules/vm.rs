@@ -42,4 +42,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_functions: &[],
     renamed_params: &[],
     doc: "voicemail interface: hands transactions to a media server through its FIFO",
+    config: None,
 };

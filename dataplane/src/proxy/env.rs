@@ -18,7 +18,7 @@ use crate::dns::{self, DnsKeyRef, Lookup, SipTarget};
 use crate::offload::{Job, JobResult};
 use crate::script::ctx::PendingTarget;
 use crate::script::env::{ActionResult, Env, Target, TargetHost};
-use crate::script::ir::Program;
+use crate::script::ir::{Arg, Program};
 use crate::script::myself::Myself;
 use crate::script::Ctx;
 use crate::ser_log;
@@ -133,7 +133,7 @@ pub(super) fn proto_name(p: Proto) -> &'static [u8] {
 
 /// Finishes a forward/send that waited for DNS: sends to the first address of the answer, or fails
 /// (false) with a log line when the name did not resolve.
-fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, result: JobResult) -> ActionResult {
+fn after_dns(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg], result: JobResult) -> ActionResult {
     let Some(p) = ctx.pending_target.take() else {
         return ActionResult::Ret(-1);
     };
@@ -181,6 +181,8 @@ pub struct ShardEnv<'a> {
     pub(super) program: &'a Program,
     /// tm's timers of `program`.
     pub(super) timers: crate::txn::TimerConfig,
+    /// The loaded modules' settings of `program`.
+    pub(super) configs: &'a crate::script::ModuleConfigs,
     pub(super) myself: &'a Myself,
     /// The local address and transport the message came in on.
     pub(super) local: SocketAddr,
@@ -420,6 +422,10 @@ impl Env for ShardEnv<'_> {
 
     fn program(&self) -> Option<&Program> {
         Some(self.program)
+    }
+
+    fn configs(&self) -> Option<&crate::script::ModuleConfigs> {
+        Some(self.configs)
     }
 
     fn tm(&mut self) -> Option<&mut dyn crate::modules::tm::Transactions> {

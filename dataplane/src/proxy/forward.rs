@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 
 use crate::wire::uri::Host;
 use crate::wire::via::{Transport, Via};
-use crate::wire::{ErrorKind, HeaderId, Message, ParseError, Span};
+use crate::wire::{ErrorKind, Message, ParseError, Span};
 
 /// The RFC 3261 magic cookie that starts every RFC 3261 branch.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -93,45 +93,8 @@ pub fn add_via(msg: &mut Message, transport: &[u8], sent_by: &[u8], branch: &[u8
     msg.insert_header_top(b"Via", &v);
 }
 
-/// What [`process_max_forwards`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxForwards {
-    /// The header was there; it now says this.
-    Decremented(u8),
-    /// The header was missing and was added with this value.
-    Added(u8),
-    /// It was 0: the request must not be forwarded (483).
-    Exhausted,
-}
-
-/// RFC 3261 §16.6 item 3 (and SER's `mf_process_maxfwd_header(n)`): decrement Max-Forwards, or add
-/// it with `default` when absent; report `Exhausted` when it is already 0.
-pub fn process_max_forwards(msg: &mut Message, default: u8) -> Result<MaxForwards, ParseError> {
-    let Some(h) = msg.header(HeaderId::MaxForwards) else {
-        if msg.inserted_header(b"Max-Forwards") {
-            // Added earlier for this message (mf_process_maxfwd_header, then forward): once only.
-            return Ok(MaxForwards::Added(default));
-        }
-        let mut buf = itoa::Buffer::new();
-        let s = buf.format(default);
-        let v: SmallVec<[u8; 4]> = SmallVec::from_slice(s.as_bytes());
-        msg.insert_header_top(b"Max-Forwards", &v);
-        return Ok(MaxForwards::Added(default));
-    };
-    let index = h.index;
-    let n = match msg.max_forwards() {
-        Some(r) => r?,
-        None => return Err(ParseError::new(ErrorKind::BadMaxForwards, 0)),
-    };
-    if n == 0 {
-        return Ok(MaxForwards::Exhausted);
-    }
-    let mut buf = itoa::Buffer::new();
-    let s: SmallVec<[u8; 4]> = SmallVec::from_slice(buf.format(n - 1).as_bytes());
-    // The index is valid: it was just read from the same message.
-    let _ = msg.replace_header_value(index, &s);
-    Ok(MaxForwards::Decremented(n - 1))
-}
+// Max-Forwards (§16.6 item 3) is module maxfwd's; the forward paths use it too.
+pub use crate::modules::maxfwd::{process_max_forwards, MaxForwards};
 
 /// RFC 3261 §18.2.1 and RFC 3581 §4: on the sender's (top) Via, add `received=<source IP>` when the
 /// sent-by host is not that IP, and fill in `rport=<source port>` (with `received`) when the sender

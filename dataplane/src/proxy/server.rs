@@ -247,6 +247,7 @@ impl ProxyHandler {
                 shared: &self.shared,
                 program: &program.program,
                 timers: program.timers,
+                configs: &program.configs,
                 myself: &program.myself,
                 local: pkt.local,
                 proto: pkt.proto,
@@ -333,7 +334,10 @@ impl ProxyHandler {
                 ctx.set_flag(f);
             }
         }
-        ctx.tm.txn = Some(h);
+        ctx.module_state.set(crate::modules::tm::TmState {
+            txn: Some(h),
+            ..Default::default()
+        });
         let outcome = {
             let mut env = ShardEnv {
                 shard: self.shard,
@@ -342,6 +346,7 @@ impl ProxyHandler {
                 shared: &self.shared,
                 program: &program.program,
                 timers: program.timers,
+                configs: &program.configs,
                 myself: &program.myself,
                 local,
                 proto,
@@ -558,6 +563,7 @@ impl Handler for ProxyHandler {
                         shared: &self.shared,
                         program: &p.program.program,
                         timers: p.program.timers,
+                        configs: &p.program.configs,
                         myself: &p.program.myself,
                         local: p.local,
                         proto: p.proto,

@@ -87,6 +87,8 @@ pub struct Loaded {
     pub myself: Myself,
     /// tm's timers from the program's parameters (read once per load).
     pub timers: crate::txn::TimerConfig,
+    /// Every loaded module's settings, resolved once per load.
+    pub configs: crate::script::ModuleConfigs,
 }
 
 impl Loaded {
@@ -107,6 +109,7 @@ impl Loaded {
         }
         Loaded {
             timers: crate::modules::tm::timer_config(&program),
+            configs: crate::modules::resolve_configs(&program),
             program,
             myself,
         }

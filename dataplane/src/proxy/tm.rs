@@ -21,7 +21,7 @@ use crate::modules::tm::{Relay, Transactions};
 use crate::offload::JobResult;
 use crate::script::ctx::UriBuf;
 use crate::script::env::{ActionResult, Env, Target, TargetHost};
-use crate::script::ir::RouteKind;
+use crate::script::ir::{Arg, RouteKind};
 use crate::script::Ctx;
 use crate::ser_log;
 use crate::shard::log::{L_DBG, L_ERR, L_WARN};
@@ -54,8 +54,13 @@ fn host_target(host: &[u8]) -> HostKind {
 }
 
 /// Resumes a stateful forward that waited for DNS: the same call again (the cache is filled now).
-fn relay_after_dns(ctx: &mut Ctx, env: &mut dyn Env, _result: JobResult) -> ActionResult {
-    let Some(mut how) = ctx.tm.pending_relay.take() else {
+fn relay_after_dns(
+    ctx: &mut Ctx,
+    env: &mut dyn Env,
+    _args: &[Arg],
+    _result: JobResult,
+) -> ActionResult {
+    let Some(mut how) = crate::modules::tm::TmState::of(ctx).pending_relay.take() else {
         return ActionResult::Ret(-1);
     };
     how.after_dns = true;
@@ -100,7 +105,7 @@ impl ShardEnv<'_> {
     /// Creates the transaction of the request in `ctx` (or finds it: a retransmission, answered as
     /// its server transaction says, ends the script with `Err(Ret(0))`).
     fn newtran(&mut self, ctx: &mut Ctx, replicate: bool) -> Result<TxnHandle, ActionResult> {
-        if ctx.tm.txn.is_some() {
+        if crate::modules::tm::TmState::txn(ctx).is_some() {
             ser_log!(L_ERR, "ERROR: t_newtran: transaction already in process");
             return Err(ActionResult::Ret(-1));
         }
@@ -138,7 +143,7 @@ impl ShardEnv<'_> {
             },
             now,
         );
-        ctx.tm.txn = Some(h);
+        crate::modules::tm::TmState::of(ctx).txn = Some(h);
         Ok(h)
     }
 
@@ -185,7 +190,7 @@ impl ShardEnv<'_> {
                     ctx.last_error = Some(error_status(why));
                 }
                 Err((job, _)) if !how.after_dns => {
-                    ctx.tm.pending_relay = Some(how.clone());
+                    crate::modules::tm::TmState::of(ctx).pending_relay = Some(how.clone());
                     return Err(ctx.suspend_with(job, relay_after_dns));
                 }
                 Err(_) => {
@@ -204,7 +209,7 @@ impl ShardEnv<'_> {
             if let Some(t) = self.table() {
                 t.remove(h);
             }
-            ctx.tm.txn = None;
+            crate::modules::tm::TmState::of(ctx).txn = None;
         }
     }
 
@@ -256,7 +261,7 @@ impl ShardEnv<'_> {
             Err(r) => return r,
         };
         let h = if failure {
-            match ctx.tm.txn {
+            match crate::modules::tm::TmState::txn(ctx) {
                 Some(h) => h,
                 None => return ActionResult::Ret(-1),
             }
@@ -286,7 +291,7 @@ impl ShardEnv<'_> {
         }
         let now = self.now;
         let original_uri: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.original_uri());
-        let failure_route = ctx.tm.failure_route.take();
+        let failure_route = crate::modules::tm::TmState::of(ctx).failure_route.take();
         // Our Via per destination family/transport; the message clone per branch shares the bytes.
         let mut sent = 0usize;
         for (uri, d) in dests {
@@ -384,7 +389,7 @@ impl Transactions for ShardEnv<'_> {
         if ctx.msg.method() == Method::Ack {
             return ActionResult::Ret(1);
         }
-        let Some(h) = ctx.tm.txn else {
+        let Some(h) = crate::modules::tm::TmState::txn(ctx) else {
             ser_log!(
                 L_ERR,
                 "ERROR: t_reply: cannot send a t_reply to a message for which no T-state has been established"
@@ -422,13 +427,13 @@ impl Transactions for ShardEnv<'_> {
         };
         let found = table.key(&ctx.msg, None).and_then(|k| table.find(k));
         if let Some(h) = found {
-            ctx.tm.txn = Some(h);
+            crate::modules::tm::TmState::of(ctx).txn = Some(h);
         }
         ActionResult::from_bool(found.is_some())
     }
 
     fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult {
-        let Some(h) = ctx.tm.txn else {
+        let Some(h) = crate::modules::tm::TmState::txn(ctx) else {
             return ActionResult::Ret(-1);
         };
         let Some(table) = self.table() else {
@@ -440,7 +445,7 @@ impl Transactions for ShardEnv<'_> {
     }
 
     fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult {
-        let Some(h) = ctx.tm.txn.take() else {
+        let Some(h) = crate::modules::tm::TmState::of(ctx).txn.take() else {
             return ActionResult::Ret(-1);
         };
         let Some(table) = self.table() else {

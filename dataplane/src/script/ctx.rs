@@ -102,48 +102,68 @@ pub struct PendingTarget {
     pub send: bool,
 }
 
-/// What module tm remembers about the request being run.
-#[derive(Debug, Clone, Default)]
-pub struct TmCtx {
-    /// The transaction of this request, once `t_newtran`/`t_relay`/`t_lookup_request` found or
-    /// made it (a handle into the shard's table), or the one a failure_route runs for.
-    pub txn: Option<crate::txn::TxnHandle>,
-    /// `t_on_failure(n)`: the failure_route to run if the transaction fails.
-    pub failure_route: Option<RouteId>,
-    /// A stateful forward suspended for DNS: redone with the same arguments when the answer is in.
-    pub pending_relay: Option<crate::modules::tm::Relay>,
-}
-
-/// Opaque state of a module function between a suspension and its resume function (which gets
-/// no arguments of its own). Taken by the resume function; dropped with the context otherwise.
+/// Per-message state of modules, one slot per type: the interpreter never looks inside. A module
+/// keeps what it knows about the message being run here (tm its transaction and the armed
+/// failure_route, auth the credentials that passed, registrar a `save` waiting for the database),
+/// across suspensions too; the slots are dropped with the context. Nothing is allocated for a
+/// message whose modules keep nothing.
 #[derive(Default)]
-pub struct ModuleState(pub Option<Box<dyn std::any::Any + Send>>);
+pub struct ModuleState(SmallVec<[Box<dyn std::any::Any + Send>; 2]>);
 
 impl std::fmt::Debug for ModuleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "ModuleState(set)"
-        } else {
-            "ModuleState(none)"
-        })
+        write!(f, "ModuleState({} slots)", self.0.len())
     }
 }
 
 impl ModuleState {
-    /// Stores `v`, replacing what was there.
-    pub fn set<T: std::any::Any + Send>(&mut self, v: T) {
-        self.0 = Some(Box::new(v));
+    /// The slot of type `T`.
+    pub fn get<T: std::any::Any + Send>(&self) -> Option<&T> {
+        self.0.iter().find_map(|b| b.downcast_ref::<T>())
     }
-    /// Takes the state if it is a `T`.
-    pub fn take<T: std::any::Any + Send>(&mut self) -> Option<T> {
-        match self.0.take()?.downcast::<T>() {
-            Ok(b) => Some(*b),
-            Err(other) => {
-                self.0 = Some(other);
-                None
+    /// The slot of type `T`, to change.
+    pub fn get_mut<T: std::any::Any + Send>(&mut self) -> Option<&mut T> {
+        self.0.iter_mut().find_map(|b| b.downcast_mut::<T>())
+    }
+    /// The slot of type `T`, made (default) when missing.
+    pub fn get_or_default<T: std::any::Any + Send + Default>(&mut self) -> &mut T {
+        let i = match self.0.iter().position(|b| b.is::<T>()) {
+            Some(i) => i,
+            None => {
+                self.0.push(Box::new(T::default()));
+                self.0.len() - 1
             }
+        };
+        // Invariant: slot `i` holds a `T` (found by type, or just pushed).
+        self.0[i]
+            .downcast_mut::<T>()
+            .expect("slot found or made for this type")
+    }
+    /// Stores `v` in the slot of its type, replacing what was there.
+    pub fn set<T: std::any::Any + Send>(&mut self, v: T) {
+        match self.get_mut::<T>() {
+            Some(slot) => *slot = v,
+            None => self.0.push(Box::new(v)),
         }
     }
+    /// Takes the slot of type `T` out.
+    pub fn take<T: std::any::Any + Send>(&mut self) -> Option<T> {
+        let i = self.0.iter().position(|b| b.is::<T>())?;
+        self.0.swap_remove(i).downcast::<T>().ok().map(|b| *b)
+    }
+}
+
+/// What `record_route()` recorded: the inbound side, for the forward path's second header. Kept
+/// in the context (not in a module slot) because the core forward paths (`forward`, `t_relay`)
+/// consume it when they write the outbound Record-Route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRouted {
+    /// The address the request arrived on (named in the inbound Record-Route).
+    pub inbound: SocketAddr,
+    /// Its transport.
+    pub proto: Proto,
+    /// `;lr=on` instead of `;lr`.
+    pub full_lr: bool,
 }
 
 /// The per-message context of a script run.
@@ -166,13 +186,6 @@ pub struct Ctx {
     /// The last internal error of an action, as the status a reply to it carries (SER's
     /// `ser_error`, which `sl_reply_error` answers with).
     pub last_error: Option<(u16, &'static str)>,
-    /// Index of the header field (Authorization or Proxy-Authorization) whose credentials passed
-    /// `www_authorize`/`proxy_authorize` (SER's "authorized credentials"): what `check_to`,
-    /// `is_user`, `is_user_in("Credentials", …)` and `consume_credentials` look at.
-    pub authorized: Option<usize>,
-    /// Transaction state of this request (module tm): its transaction, the failure_route armed by
-    /// `t_on_failure`, a stateful forward waiting for DNS.
-    pub tm: TmCtx,
     /// The next hop when it is not the request URI (SER 0.9's `dst_uri`): `loose_route` sets it to
     /// the top Route when that is a loose router. Forwarding to the request URI (`t_relay`,
     /// a URI-driven forward) must send there instead, leaving the Request-URI as it is.
@@ -180,8 +193,8 @@ pub struct Ctx {
     /// Set by `record_route()`: what the forward path needs to add the outbound Record-Route when
     /// the request leaves over another transport or address family (see
     /// [`crate::modules::rr::outbound_record_route`]).
-    pub record_route: Option<crate::modules::rr::RecordRouted>,
-    /// State a module function keeps across its own suspensions (registrar's db_mode 3 `save`).
+    pub record_route: Option<RecordRouted>,
+    /// What the modules keep about this message ([`ModuleState`]).
     pub module_state: ModuleState,
     new_uri: Option<UriBuf>,
     dset: DestinationSet,
@@ -206,8 +219,6 @@ impl Ctx {
             reply_headers: SmallVec::new(),
             pending_target: None,
             last_error: None,
-            authorized: None,
-            tm: TmCtx::default(),
             dst_uri: None,
             record_route: None,
             module_state: ModuleState::default(),

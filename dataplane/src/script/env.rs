@@ -59,8 +59,43 @@ impl ActionResult {
 pub type ModuleFn = fn(&mut Ctx, &mut dyn Env, &[Arg]) -> ActionResult;
 
 /// What an action that suspended runs when its job's answer arrives (set with
-/// [`Ctx::suspend_with`]); its result becomes `ret` (it may suspend again).
-pub type ResumeFn = fn(&mut Ctx, &mut dyn Env, JobResult) -> ActionResult;
+/// [`Ctx::suspend_with`]): the context, the environment, the arguments of the call that suspended
+/// (as fixed up at compile time) and the job's result. Its result becomes `ret` (it may suspend
+/// again).
+pub type ResumeFn = fn(&mut Ctx, &mut dyn Env, &[Arg], JobResult) -> ActionResult;
+
+/// What a stateful forward does (`t_relay`, `t_relay_to_*`, `t_forward_nonack*`, `t_replicate*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relay {
+    /// An explicit next hop (host, port) instead of the destination set.
+    pub to: Option<(smallvec::SmallVec<[u8; 64]>, u16)>,
+    /// Transport forced by the function name.
+    pub proto: Option<Proto>,
+    /// `t_replicate*`: replies stay here (the script answered the request itself).
+    pub replicate: bool,
+    /// `t_forward_nonack*`: an ACK is an error.
+    pub non_ack: bool,
+    /// Set when the call is redone after a DNS answer (a second miss is a failure, not a loop).
+    pub after_dns: bool,
+}
+
+/// The stateful half of the environment (what module tm's functions call; the shard implements it
+/// over its transaction table). Each returns what the script sees (`Ret(0)` ends the script: a
+/// retransmission was absorbed).
+pub trait Transactions {
+    /// `t_newtran`.
+    fn t_newtran(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_relay` and friends.
+    fn t_relay(&mut self, ctx: &mut Ctx, how: &Relay) -> ActionResult;
+    /// `t_reply(code, reason)`.
+    fn t_reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult;
+    /// `t_lookup_request`.
+    fn t_lookup_request(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_retransmit_reply`.
+    fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_release`.
+    fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult;
+}
 
 /// The host of a [`Target`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,11 +175,17 @@ pub trait Env {
 
     /// The transaction layer of the shard running the script (module tm's functions go through
     /// it). Default: none (tm's functions fail).
-    fn tm(&mut self) -> Option<&mut dyn crate::modules::tm::Transactions> {
+    fn tm(&mut self) -> Option<&mut dyn Transactions> {
         None
     }
 
-    /// The program being run (module parameters: see [`super::module_param`]). Default: none
+    /// The loaded modules' settings, resolved once for the program being run (see
+    /// [`super::config`]). Default: none (modules resolve them from [`Env::program`] per call).
+    fn configs(&self) -> Option<&super::ModuleConfigs> {
+        None
+    }
+
+    /// The program being run (module parameters: see [`super::config`]). Default: none
     /// (modules use their parameters' defaults).
     fn program(&self) -> Option<&Program> {
         None

@@ -45,8 +45,7 @@ use super::ir::{
 };
 use super::myself;
 use super::uri_ops::{self, UriPart};
-use super::{FunctionId, ModuleId};
-use crate::modules;
+
 use crate::offload::{DnsQuery, Job, JobResult};
 use crate::wire::uri::Host;
 
@@ -111,7 +110,14 @@ pub fn resume(program: &Program, ctx: &mut Ctx, env: &mut dyn Env, result: JobRe
     }
     ctx.state = RunState::Idle;
     let r = match ctx.on_resume.take() {
-        Some(f) => f(ctx, env, result),
+        Some(f) => {
+            // The suspended call's own arguments (borrowed from the program, not cloned).
+            let args: &[super::ir::Arg] = match current_insn(program, ctx) {
+                Some(Insn::Call(c)) => &c.args,
+                _ => &[],
+            };
+            f(ctx, env, args, result)
+        }
         None => match current_insn(program, ctx) {
             Some(Insn::Test(t)) => ActionResult::from_bool(test_resumed(t, ctx, &result)),
             _ => ActionResult::Ret(result.ret()),
@@ -131,7 +137,7 @@ pub fn unimplemented_calls(program: &Program) -> Vec<(&'static str, &'static str
     for block in &program.routes {
         for insn in &block.code {
             if let Insn::Call(c) = insn {
-                if let Some((m, f)) = decl(c.module, c.function) {
+                if let Some((m, f)) = decl(c) {
                     if f.imp.is_none() && !out.contains(&(m.name, f.name)) {
                         out.push((m.name, f.name));
                     }
@@ -316,19 +322,15 @@ fn log(ctx: &Ctx, env: &mut dyn Env, lvl: i32, args: std::fmt::Arguments<'_>) {
 
 // ---------------------------------------------------------------------------------------- modules
 
-fn decl(
-    m: ModuleId,
-    f: FunctionId,
-) -> Option<(&'static super::ModuleDecl, &'static super::FunctionDecl)> {
-    let md = *modules::ALL.get(m.0 as usize)?;
-    Some((md, md.functions.get(f.0 as usize)?))
+fn decl(c: &ModuleCall) -> Option<(&'static super::ModuleDecl, &'static super::FunctionDecl)> {
+    Some((c.decl, c.decl.functions.get(c.function.0 as usize)?))
 }
 
 /// One bit per (module, function): "not implemented" already logged.
 static WARNED: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 
 fn call(c: &ModuleCall, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
-    let Some((m, f)) = decl(c.module, c.function) else {
+    let Some((m, f)) = decl(c) else {
         log(
             ctx,
             env,

@@ -188,6 +188,8 @@ pub enum Insn {
 pub struct ModuleCall {
     /// Module.
     pub module: ModuleId,
+    /// Its declaration (what the interpreter calls, without a registry lookup).
+    pub decl: &'static super::ModuleDecl,
     /// Function in that module.
     pub function: FunctionId,
     /// Fixed-up arguments.

@@ -10,7 +10,10 @@
 //! by its index in [`crate::modules::ALL`] ([`ModuleId`]), a function by its index in its module's
 //! `functions` table ([`FunctionId`]). The compiler resolves names to these ids once. A function's
 //! implementation is the [`FunctionDecl::imp`] pointer ([`env::ModuleFn`]); `None` means "declared but
-//! not implemented in this build": calling it logs that once and yields -1.
+//! not implemented in this build": calling it logs that once and yields -1. A module's parameters
+//! are resolved into its own typed settings once per loaded program ([`ModuleDecl::config`],
+//! [`ModuleConfigs`], read with [`config`]); [`crate::modules::param`] is for that resolution, never for a
+//! message.
 //!
 //! The interpreter: [`ctx`] (per-message state), [`mod@env`] (the boundary to I/O and what actions
 //! return), [`mod@exec`] (`exec`/`resume` over the IR), [`uri_ops`] (request-URI rewriting), [`myself`] (SER's check_self).
@@ -246,6 +249,9 @@ pub struct ModuleDecl {
     pub renamed_params: &'static [Renamed],
     /// One line describing the module.
     pub doc: &'static str,
+    /// The module's settings from its parameters, resolved once per loaded program (see
+    /// [`ModuleConfigs`]); `None` for a module without settings worth resolving.
+    pub config: Option<ConfigFn>,
 }
 
 impl ModuleDecl {
@@ -269,40 +275,50 @@ impl ModuleDecl {
     }
 }
 
-/// A module parameter's value for `program`: what `modparam` set, else the declared default
-/// (`Unset` when neither). `module` is the module's static declaration (`&MODULE` in its file);
-/// `None` only when `name` is not one of its parameters.
-pub fn program_param<'p>(
-    program: Option<&'p ir::Program>,
-    module: &'static ModuleDecl,
-    name: &str,
-) -> Option<ParamRef<'p>> {
-    let (idx, decl) = module.param(name)?;
-    let loaded = program.and_then(|p| {
-        let id = crate::modules::ALL
-            .iter()
-            .position(|m| std::ptr::eq(*m, module))?;
-        p.module(ModuleId(id as u16))
-    });
-    match loaded.and_then(|m| m.params.get(idx)) {
-        Some(ir::ParamValue::Int(i)) => Some(ParamRef::Int(*i)),
-        Some(ir::ParamValue::Str(s)) => Some(ParamRef::Str(s)),
-        Some(ir::ParamValue::Unset) => Some(ParamRef::Unset),
-        None => Some(match decl.default {
-            ParamDefault::Int(i) => ParamRef::Int(i),
-            ParamDefault::Str(s) => ParamRef::Str(s),
-            ParamDefault::None => ParamRef::Unset,
-        }),
+/// A module's settings, typed by the module, resolved from a program's parameters.
+pub type ModuleConfig = std::sync::Arc<dyn std::any::Any + Send + Sync>;
+
+/// How a module resolves its settings from a program (called once per load, never per message).
+pub type ConfigFn = fn(&ir::Program) -> ModuleConfig;
+
+/// The resolved settings of the loaded modules of one program: what a module function reads
+/// instead of looking its parameters up by name while a message runs. Found by type (each module
+/// has its own config type); a handful of entries, compared by `TypeId`.
+#[derive(Clone, Default)]
+pub struct ModuleConfigs {
+    entries: Box<[ModuleConfig]>,
+}
+
+impl std::fmt::Debug for ModuleConfigs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModuleConfigs({} entries)", self.entries.len())
     }
 }
 
-/// [`program_param`] for the program an [`Env`] runs.
-pub fn module_param<'e>(
+impl ModuleConfigs {
+    /// Settings resolved by the modules' [`ConfigFn`]s.
+    pub fn new(entries: Vec<ModuleConfig>) -> ModuleConfigs {
+        ModuleConfigs {
+            entries: entries.into(),
+        }
+    }
+
+    /// The settings of type `T`, when a loaded module resolved them.
+    pub fn get<T: std::any::Any>(&self) -> Option<&T> {
+        self.entries.iter().find_map(|e| e.downcast_ref::<T>())
+    }
+}
+
+/// A module's settings for the program `env` runs: the ones resolved at load (borrowed), or —
+/// where the environment has none, as in tests and tools — resolved now from `env.program()`.
+pub fn config<'e, T: std::any::Any + Clone>(
     env: &'e dyn Env,
-    module: &'static ModuleDecl,
-    name: &str,
-) -> Option<ParamRef<'e>> {
-    program_param(env.program(), module, name)
+    resolve: impl FnOnce(Option<&ir::Program>) -> T,
+) -> std::borrow::Cow<'e, T> {
+    match env.configs().and_then(ModuleConfigs::get::<T>) {
+        Some(c) => std::borrow::Cow::Borrowed(c),
+        None => std::borrow::Cow::Owned(resolve(env.program())),
+    }
 }
 
 /// A module parameter value borrowed from the program (or a static default).

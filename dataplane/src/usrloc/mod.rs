@@ -30,10 +30,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use smallvec::SmallVec;
 
-use crate::modules::{registrar, usrloc as usrloc_mod};
 use crate::offload::{DbSink, DbWrite, Job};
-use crate::script::ir::Program;
-use crate::script::program_param;
 use crate::wire::uri::{uri_eq, Uri};
 
 /// SER's `FL_PERMANENT`: a binding that never expires (`ul_add` with expires 0).
@@ -385,62 +382,7 @@ pub struct UsrlocConfig {
     pub cseq_col: String,
 }
 
-impl Default for UsrlocConfig {
-    fn default() -> Self {
-        UsrlocConfig::from_program(None)
-    }
-}
-
 impl UsrlocConfig {
-    /// The parameters of `program` (defaults when `None` or when usrloc is not loaded).
-    pub fn from_program(program: Option<&Program>) -> UsrlocConfig {
-        Self::read(program, true)
-    }
-
-    /// [`UsrlocConfig::from_program`] for one message: in db_mode 0 the column names and URL, which
-    /// nothing will use, are left empty (no allocation per REGISTER or lookup).
-    pub fn for_message(program: Option<&Program>) -> UsrlocConfig {
-        Self::read(program, false)
-    }
-
-    fn read(program: Option<&Program>, always_names: bool) -> UsrlocConfig {
-        let db_mode = program_param(program, &usrloc_mod::MODULE, "db_mode")
-            .and_then(|p| p.int())
-            .unwrap_or(0);
-        let names = always_names || db_mode != 0;
-        let int = |m, n| {
-            program_param(program, m, n)
-                .and_then(|p| p.int())
-                .unwrap_or(0)
-        };
-        let s = |n: &str| {
-            if !names {
-                return String::new();
-            }
-            program_param(program, &usrloc_mod::MODULE, n)
-                .and_then(|p| p.str())
-                .unwrap_or("")
-                .to_string()
-        };
-        UsrlocConfig {
-            db_mode,
-            db_url: s("db_url"),
-            timer_interval: u64::try_from(int(&usrloc_mod::MODULE, "timer_interval"))
-                .unwrap_or(60)
-                .max(1),
-            use_domain: int(&usrloc_mod::MODULE, "use_domain") != 0
-                || int(&registrar::MODULE, "use_domain") != 0,
-            case_sensitive: int(&registrar::MODULE, "case_sensitive") != 0,
-            user_col: s("user_col"),
-            domain_col: s("domain_col"),
-            contact_col: s("contact_col"),
-            expires_col: s("expires_col"),
-            q_col: s("q_col"),
-            callid_col: s("callid_col"),
-            cseq_col: s("cseq_col"),
-        }
-    }
-
     /// The columns [`UsrlocConfig::select_job`] asks for, in the order [`UsrlocConfig::binding_of_row`]
     /// and [`Usrloc::load_rows`] read them.
     pub fn columns(&self) -> Vec<String> {
@@ -551,47 +493,10 @@ impl UsrlocConfig {
     }
 }
 
-/// The location tables the script names in `save`/`lookup` calls (what to load at start), sorted.
-pub fn script_tables(program: &Program) -> Vec<String> {
-    let Some(reg) = crate::modules::ALL
-        .iter()
-        .position(|m| std::ptr::eq(*m, &registrar::MODULE))
-    else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = Vec::new();
-    for block in &program.routes {
-        for insn in &block.code {
-            if let crate::script::ir::Insn::Call(c) = insn {
-                if usize::from(c.module.0) == reg {
-                    if let Some(crate::script::ir::Arg::Str(t)) = c.args.first() {
-                        if !out.contains(t) {
-                            out.push(t.clone());
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// What to load at start: for db_mode 1 and 2, one select per table the script uses (answer each
-/// with [`Usrloc::load_rows`]); nothing otherwise.
-pub fn start_jobs(program: &Program) -> Vec<(String, Job)> {
-    let cfg = UsrlocConfig::from_program(Some(program));
-    if !matches!(cfg.db_mode, 1 | 2) {
-        return Vec::new();
-    }
-    script_tables(program)
-        .into_iter()
-        .map(|t| {
-            let job = cfg.select_job(&t, None);
-            (t, job)
-        })
-        .collect()
-}
+// What the script's `save`/`lookup` calls name, and what to load at start, are resolved by the
+// modules from the program (registrar knows its own calls): re-exported here for the callers of
+// the store.
+pub use crate::modules::usrloc::{script_tables, start_jobs};
 
 /// The key of an AOR in a table: `user` or `user@domain` (with `use_domain`), the domain always and
 /// the user unless `case_sensitive` lower-cased.
