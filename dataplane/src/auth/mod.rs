@@ -209,7 +209,7 @@ pub fn default_realm(ctx: &Ctx, kind: AuthKind) -> Realm {
         .unwrap_or_default()
 }
 
-/// The credentials of header field `index` (the authorized ones, see [`Ctx::authorized`]).
+/// The credentials of header field `index` (the authorized ones, see [`Authorized`]).
 pub fn credentials_at(ctx: &Ctx, index: usize) -> Option<Credentials<'_>> {
     let e = ctx.msg.header_entry(index)?;
     Credentials::parse(ctx.msg.slice(e.value)).ok()

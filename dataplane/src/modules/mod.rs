@@ -1,7 +1,38 @@
 //! Script modules: one file per module, each holding its `static MODULE` declaration table.
 //!
-//! [`ALL`] is the registry: a module's [`crate::script::ModuleId`] is its index there. Adding module
-//! `x`: write `x.rs` with `pub static MODULE`, add `pub mod x;` and `&x::MODULE` below.
+//! [`ALL`] is the registry: a module's [`crate::script::ModuleId`] is its index there.
+//!
+//! # Adding script module `x`
+//!
+//! 1. `dataplane/src/modules/x.rs`: a `//!` doc with the table of its functions and parameters,
+//!    and `pub static MODULE: ModuleDecl` — its functions ([`crate::script::FunctionDecl`]: script
+//!    name, argument fix-ups checked at compile time, route kinds, implementation), its
+//!    parameters ([`crate::script::ParamDecl`], checked against `modparam`), and `config`.
+//! 2. One line here: `pub mod x;` and `&x::MODULE` in [`ALL`] (`loadmodule "…/x.so"` finds it by
+//!    its base name).
+//! 3. Optionally `controlplane/src/modules/x.rs` for blocking work (database, files, processes,
+//!    DNS); the shard never blocks — a function returns `Suspend(job)` with a
+//!    [`crate::offload::Job`] and finishes in its resume function.
+//! 4. `tests/module_x.rs`: the real `ser` with a script using `x`, real SIP over loopback, the
+//!    replies and bytes a user sees.
+//!
+//! What a module has, and where it lives:
+//!
+//! - **Settings**: a type of its own (`XConfig`) resolved from its parameters once per loaded
+//!   program — `config: Some(resolve)` with `fn resolve(&Program) -> ModuleConfig` using
+//!   [`param`]; a function reads it with [`crate::script::config`]. Never look a parameter up
+//!   by name while a message runs. Files a module reads (permissions' allow/deny lists) are read
+//!   there too: at start and on every reload, off the shards.
+//! - **Per-message state**: a type of its own in a slot of [`crate::script::Ctx::module_state`]
+//!   (`ctx.module_state.set(..)`, `get`, `get_or_default`, `take`); the interpreter never looks
+//!   inside, and the state survives suspensions.
+//! - **Suspension**: `ctx.suspend_with(job, resume)`; `resume` gets the call's own arguments
+//!   and the job's result.
+//! - **Shared state** (caches, stores): in [`crate::services::Services`], lock-free, read by every
+//!   shard.
+//!
+//! `permissions.rs` is a complete example written this way (settings with the files read at load,
+//! three call forms, no other file touched); CONTRIBUTING.md says the same for newcomers.
 
 use crate::script::ir::{ParamValue, Program};
 use crate::script::{ModuleDecl, ModuleId, ParamDefault, ParamRef};

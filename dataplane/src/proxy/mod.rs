@@ -14,7 +14,7 @@
 //! - [`server`]: the per-packet handler ([`server::ProxyHandler`]): requests through the script,
 //!   responses to their transaction or by Via, timers, job answers; it carries out what the
 //!   transaction table ([`crate::txn::table`]) asks for.
-//! - [`env`]: the interpreter's view of the shard ([`env::ShardEnv`]): forward, send, replies, DNS.
+//! - [`mod@env`]: the interpreter's view of the shard ([`env::ShardEnv`]): forward, send, replies, DNS.
 //! - [`tm`]: module tm's script side on the shard (`t_relay` and friends).
 //! - [`shared`]: what all shards share (program, settings, caches, counters, inboxes).
 //!

@@ -2,17 +2,17 @@
 //!
 //! Per request: parse (leniently, so a bad request line can still be answered) → the §16.3 checks
 //! ([`super::precheck`]) → absorb ACKs of our own stateless replies → `received`/`rport` on the
-//! sender's Via → run `route[0]` of the current [`Program`] over a [`Ctx`] with a [`ShardEnv`] that
+//! sender's Via → run `route[0]` of the current [`crate::script::ir::Program`] over a [`Ctx`] with a [`ShardEnv`] that
 //! forwards, sends and replies through the shard's [`Outbox`]. A script that suspends (DNS, exec, DB)
 //! is parked under a job id; the job goes to the controlplane and the script resumes when
 //! [`ShardMsg::JobDone`] comes back to this shard. Per response: a reply whose branch is one of our
 //! stateful ones goes to the transaction table of the shard that owns it ([`crate::txn::table`]);
 //! any other is routed statelessly ([`super::forward::route_response`]). The shard's tick drives
 //! the transaction timers. The table sends nothing itself: after every event the handler carries
-//! out its [`Action`]s ([`ProxyHandler::run_actions`]) — sends into the outbox, failure_routes
+//! out its [`Action`]s (`run_actions`) — sends into the outbox, failure_routes
 //! run here, `t_uac` completions called.
 //!
-//! The [`Program`] is read from an `ArcSwap` once per message: a reload (SIGHUP) makes new messages
+//! The program is read from an `ArcSwap` once per message: a reload (SIGHUP) makes new messages
 //! use the new program, while a parked script finishes on the program it started with.
 
 use std::collections::HashMap;

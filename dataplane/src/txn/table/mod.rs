@@ -6,10 +6,10 @@
 //! | file | what |
 //! |---|---|
 //! | this file | the slab of cells, matching (§17.2.3 keys, our branch ids), creating cells and branches, timers |
-//! | [`cell`] | one transaction: server transaction, branches, what it keeps |
-//! | [`response`] | replies from downstream and the §16.7 response context (best final, 6xx, merged 401/407, 503→500, failure_route) |
-//! | [`cancel`] | §16.10 CANCEL and the CANCELs of §16.7 step 10 |
-//! | [`uac`] | `t_uac`: transactions ser starts itself |
+//! | `cell.rs` | one transaction: server transaction, branches, what it keeps |
+//! | `response.rs` | replies from downstream and the §16.7 response context (best final, 6xx, merged 401/407, 503→500, failure_route) |
+//! | `cancel.rs` | §16.10 CANCEL and the CANCELs of §16.7 step 10 |
+//! | `uac.rs` | `t_uac`: transactions ser starts itself |
 //!
 //! Cells live in a slab; the slot and a generation go into our branch parameter with the shard
 //! number ([`crate::txn::BranchId`]), so a reply is found without hashing and one that arrived on
