@@ -161,10 +161,33 @@ impl Default for RuntimeConfig {
     }
 }
 
+/// Wakes one shard, but only when it waits in epoll: a busy shard sees new inbox work on its next
+/// turn anyway, and an eventfd write per cross-shard message would cost a syscall on both sides.
+struct Doorbell {
+    waker: Waker,
+    /// Set by the shard before it may sleep in epoll (and cleared after); whoever clears it rings.
+    parked: AtomicBool,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        // SeqCst pairs with the shard's store-then-recheck in `Shard::run`: either the shard sees
+        // the message queued before this swap, or this swap sees `parked` and wakes it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.swap(false, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    fn force(&self) {
+        let _ = self.waker.wake();
+    }
+}
+
 /// Hands work to one shard from any thread: a crossbeam channel plus a mio waker.
 pub struct Inbox<M> {
     tx: Sender<M>,
-    waker: Arc<Waker>,
+    waker: Arc<Doorbell>,
 }
 
 impl<M> Clone for Inbox<M> {
@@ -180,7 +203,7 @@ impl<M> Inbox<M> {
     /// Queues `msg` and wakes the shard. `Err(msg)` if the shard has stopped.
     pub fn send(&self, msg: M) -> Result<(), M> {
         self.tx.send(msg).map_err(|e| e.0)?;
-        let _ = self.waker.wake();
+        self.waker.ring();
         Ok(())
     }
 }
@@ -288,7 +311,10 @@ impl<M: Send + 'static> Runtime<M> {
         let mut xfer_rxs = Vec::with_capacity(n);
         for _ in 0..n {
             let poll = Poll::new()?;
-            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let waker = Arc::new(Doorbell {
+                waker: Waker::new(poll.registry(), WAKER)?,
+                parked: AtomicBool::new(false),
+            });
             let (tx, rx) = crossbeam_channel::unbounded();
             polls.push(poll);
             peers.push(Peer { tx, waker });
@@ -366,7 +392,7 @@ impl<M: Send + 'static> Runtime<M> {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         for s in &self.shards {
-            let _ = s.inbox.waker.wake();
+            s.inbox.waker.force();
         }
     }
 
@@ -385,7 +411,7 @@ impl<M: Send + 'static> Runtime<M> {
 /// Another shard, as seen from one shard: where to hand a TCP send for a connection it owns.
 struct Peer {
     tx: Sender<Outgoing>,
-    waker: Arc<Waker>,
+    waker: Arc<Doorbell>,
 }
 
 /// A shard's channels: its inbox, the TCP sends other shards hand it, and the other shards.
@@ -519,12 +545,24 @@ impl<H: Handler> Shard<H> {
                 events.clear();
             } else {
                 unpolled = 0;
-                let timeout = if self.again.is_empty() && !inbox_busy {
+                let mut timeout = if self.again.is_empty() && !inbox_busy {
                     next_tick.saturating_duration_since(now)
                 } else {
                     Duration::ZERO
                 };
-                if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                let parked = self.peers.get(self.id).map(|p| &p.waker.parked);
+                if let Some(parked) = parked.filter(|_| !timeout.is_zero()) {
+                    parked.store(true, Ordering::SeqCst);
+                    std::sync::atomic::fence(Ordering::SeqCst);
+                    if !self.rx.is_empty() || !self.xfer_rx.is_empty() {
+                        timeout = Duration::ZERO;
+                    }
+                }
+                let polled = self.poll.poll(&mut events, Some(timeout));
+                if let Some(parked) = parked {
+                    parked.store(false, Ordering::Relaxed);
+                }
+                if let Err(e) = polled {
                     if e.kind() != io::ErrorKind::Interrupted {
                         ser_log!(L_ERR, "poll failed: {e}");
                         std::thread::sleep(Duration::from_millis(10));
@@ -802,7 +840,7 @@ impl<H: Handler> Shard<H> {
                     SendOutcome::Elsewhere(k) => {
                         if let Some(p) = self.peers.get(k) {
                             let _ = p.tx.send(o);
-                            let _ = p.waker.wake();
+                            p.waker.ring();
                         }
                     }
                 },
