@@ -39,7 +39,7 @@ pub struct Located<T> {
     pub value: T,
 }
 
-use super::cache::{self, NameAddrAt, UriAt, ViaAt};
+use super::cache::{self, ContactAt, NameAddrAt, UriAt, ViaAt};
 
 impl Message {
     fn value_offset(&self, h: &HeaderField<'_>) -> usize {
@@ -207,7 +207,15 @@ impl Message {
     /// Every contact of every Contact header field, in order (a `*` yields `BadContact`; ask
     /// [`Message::contact_is_star`] first).
     pub fn contacts(&self) -> impl Iterator<Item = Result<Located<Contact<'_>>>> + '_ {
-        self.headers_by_id(HeaderId::Contact).flat_map(move |h| {
+        if let Some(c) = self.cache.only_contact.get() {
+            // The gate parsed the one Contact already.
+            return cache::Either::Left(std::iter::once(Ok(Located {
+                index: c.index,
+                span: c.span,
+                value: c.thaw(&self.buf),
+            })));
+        }
+        cache::Either::Right(self.headers_by_id(HeaderId::Contact).flat_map(move |h| {
             let off = self.value_offset(&h);
             let index = h.index;
             contacts(h.value).map(move |r| match r {
@@ -218,7 +226,7 @@ impl Message {
                 }),
                 Err(e) => Err(e.offset(off)),
             })
-        })
+        }))
     }
 
     /// Every name-addr of every header field with this id (Route, Record-Route, Path…), in order.
@@ -377,8 +385,19 @@ impl Message {
         if self.contact_is_star()? {
             // `*` is only meaningful in REGISTER with Expires: 0 — the registrar judges that.
         } else {
+            let mut only = None;
+            let mut n = 0usize;
             for c in self.contacts() {
-                c?;
+                let c = c?;
+                n += 1;
+                if n == 1 {
+                    only = Some(c);
+                }
+            }
+            if let (1, Some(c)) = (n, only) {
+                if let Some(t) = ContactAt::freeze(&self.buf, c.index, c.span, &c.value) {
+                    self.cache.only_contact.set(Some(t));
+                }
             }
         }
         for r in self.routes() {

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::chars::offset_in;
+use super::contact::Contact;
 use super::error::Result;
 use super::message::Span;
 use super::name_addr::NameAddr;
@@ -24,6 +25,10 @@ use super::via::{Transport, Via};
 struct At(u32, u32);
 
 fn at(buf: &[u8], s: &[u8]) -> Option<At> {
+    if s.is_empty() {
+        // Parsers hand out empty slices from anywhere (e.g. a static empty parameter list).
+        return Some(At(0, 0));
+    }
     let o = offset_in(buf, s)?;
     Some(At(o as u32, (o + s.len()) as u32))
 }
@@ -195,6 +200,58 @@ impl NameAddrAt {
     }
 }
 
+/// The message's only Contact value (set when the §16.3 gate found exactly one).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ContactAt {
+    pub(super) index: usize,
+    pub(super) span: Span,
+    addr: NameAddrAt,
+    start: usize,
+    end: usize,
+}
+
+impl ContactAt {
+    pub(super) fn freeze(
+        buf: &[u8],
+        index: usize,
+        span: Span,
+        c: &Contact<'_>,
+    ) -> Option<ContactAt> {
+        Some(ContactAt {
+            index,
+            span,
+            addr: NameAddrAt::freeze(buf, &c.addr)?,
+            start: c.start,
+            end: c.end,
+        })
+    }
+
+    pub(super) fn thaw<'a>(&self, buf: &'a [u8]) -> Contact<'a> {
+        Contact {
+            addr: self.addr.thaw(buf),
+            start: self.start,
+            end: self.end,
+        }
+    }
+}
+
+/// One of two iterators (a cached single value, or the parsing one).
+pub(super) enum Either<L, R> {
+    Left(L),
+    Right(R),
+}
+
+impl<T, L: Iterator<Item = T>, R: Iterator<Item = T>> Iterator for Either<L, R> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::Left(l) => l.next(),
+            Either::Right(r) => r.next(),
+        }
+    }
+}
+
 /// One cached parse: not tried yet, or its outcome.
 type Slot<T> = Cell<Option<Result<T>>>;
 
@@ -205,6 +262,8 @@ pub(super) struct ParseCache {
     pub(super) top_via: Slot<ViaAt>,
     pub(super) from: Slot<NameAddrAt>,
     pub(super) to: Slot<NameAddrAt>,
+    /// Only ever set to the single contact of a message that has exactly one.
+    pub(super) only_contact: Cell<Option<ContactAt>>,
 }
 
 impl Clone for ParseCache {
@@ -214,6 +273,7 @@ impl Clone for ParseCache {
             top_via: Cell::new(self.top_via.get()),
             from: Cell::new(self.from.get()),
             to: Cell::new(self.to.get()),
+            only_contact: Cell::new(self.only_contact.get()),
         }
     }
 }
@@ -290,5 +350,41 @@ To: <sip:b@c>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
         let first = m.from().unwrap_err();
         assert_eq!(m.from().unwrap_err(), first);
         assert!(m.to().is_ok());
+    }
+
+    #[test]
+    fn a_single_contact_is_kept_and_several_are_parsed_each_time() {
+        for (contacts, n) in [
+            ("Contact: <sip:a@192.0.2.1:5060>;expires=60\r\n", 1),
+            (
+                "Contact: <sip:bench2@127.0.0.1:46716>\r\nExpires: 3600\r\n",
+                1,
+            ),
+            (
+                "Contact: <sip:a@192.0.2.1>, sip:b@h;q=0.5\r\nm: <sip:c@h>\r\n",
+                3,
+            ),
+        ] {
+            let text = format!(
+                "REGISTER sip:h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\n\
+From: <sip:a@h>;tag=1\r\nTo: <sip:a@h>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n{contacts}\
+Content-Length: 0\r\n\r\n"
+            );
+            let m = Message::parse(Bytes::from(text)).unwrap();
+            let before: Vec<_> = m.contacts().map(|c| c.unwrap()).collect();
+            m.check().unwrap();
+            let after: Vec<_> = m.contacts().map(|c| c.unwrap()).collect();
+            assert_eq!(before.len(), n);
+            assert_eq!(after.len(), n);
+            for (b, a) in before.iter().zip(&after) {
+                assert_eq!((b.index, b.span), (a.index, a.span));
+                assert_eq!(b.value.addr, a.value.addr);
+                assert_eq!((b.value.start, b.value.end), (a.value.start, a.value.end));
+            }
+            assert_eq!(m.cache.only_contact.get().is_some(), n == 1, "{contacts}");
+            assert!(matches!(m.cache.from.get(), Some(Ok(_))));
+            assert!(matches!(m.cache.to.get(), Some(Ok(_))));
+            assert!(matches!(m.cache.request_uri.get(), Some(Ok(_))));
+        }
     }
 }
