@@ -449,7 +449,7 @@ pub struct CoreOptions {
     pub rev_dns: bool,
     /// `port` (5060).
     pub port: u16,
-    /// `maxbuffer` (256 KiB).
+    /// `maxbuffer` (4 MiB, as Kamailio operators set it; the kernel caps it at net.core.rmem_max).
     pub maxbuffer: u32,
     /// `children` (8).
     pub children: u32,
@@ -488,7 +488,7 @@ impl Default for CoreOptions {
             dns: false,
             rev_dns: false,
             port: 5060,
-            maxbuffer: 256 * 1024,
+            maxbuffer: 4 * 1024 * 1024,
             children: 8,
             check_via: false,
             syn_branch: true,

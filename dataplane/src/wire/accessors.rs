@@ -39,6 +39,8 @@ pub struct Located<T> {
     pub value: T,
 }
 
+use super::cache::{self, ContactAt, NameAddrAt, UriAt, ViaAt};
+
 impl Message {
     fn value_offset(&self, h: &HeaderField<'_>) -> usize {
         self.headers
@@ -60,7 +62,14 @@ impl Message {
     /// The Request-URI, parsed (`None` for a response).
     pub fn request_uri(&self) -> Option<Result<Uri<'_>>> {
         let span = self.request_uri_span()?;
-        Some(Uri::parse(self.slice(span)).map_err(|e| e.offset(span.start as usize)))
+        let buf = &self.buf[..];
+        Some(cache::cached(
+            &self.cache.request_uri,
+            buf,
+            || Uri::parse(self.slice(span)).map_err(|e| e.offset(span.start as usize)),
+            |u| UriAt::freeze(buf, u),
+            |t, b| t.thaw(b),
+        ))
     }
 
     /// Every Via value of every Via header field, top first.
@@ -81,25 +90,59 @@ impl Message {
 
     /// The topmost Via (`MissingHeader` when there is none).
     pub fn top_via(&self) -> Result<Via<'_>> {
-        match self.vias().next() {
-            Some(r) => r.map(|v| v.via),
-            None => Err(ParseError::new(
-                ErrorKind::MissingHeader,
-                self.headers_end(),
-            )),
-        }
+        self.top_via_value().map(|v| v.via)
+    }
+
+    /// The topmost Via value with where it is (parsed once per message).
+    pub fn top_via_value(&self) -> Result<ViaValue<'_>> {
+        let buf = &self.buf[..];
+        cache::cached(
+            &self.cache.top_via,
+            buf,
+            || match self.vias().next() {
+                Some(r) => r,
+                None => Err(ParseError::new(
+                    ErrorKind::MissingHeader,
+                    self.headers_end(),
+                )),
+            },
+            |v| ViaAt::freeze(buf, v.index, v.span, &v.via),
+            |t, b| ViaValue {
+                index: t.index,
+                span: t.span,
+                via: t.thaw(b),
+            },
+        )
     }
 
     /// The From header as a name-addr.
     pub fn from(&self) -> Result<NameAddr<'_>> {
-        let (h, off) = self.single(HeaderId::From)?;
-        NameAddr::parse(h.value).map_err(|e| e.offset(off))
+        let buf = &self.buf[..];
+        cache::cached(
+            &self.cache.from,
+            buf,
+            || {
+                let (h, off) = self.single(HeaderId::From)?;
+                NameAddr::parse(h.value).map_err(|e| e.offset(off))
+            },
+            |n| NameAddrAt::freeze(buf, n),
+            |t, b| t.thaw(b),
+        )
     }
 
     /// The To header as a name-addr.
     pub fn to(&self) -> Result<NameAddr<'_>> {
-        let (h, off) = self.single(HeaderId::To)?;
-        NameAddr::parse(h.value).map_err(|e| e.offset(off))
+        let buf = &self.buf[..];
+        cache::cached(
+            &self.cache.to,
+            buf,
+            || {
+                let (h, off) = self.single(HeaderId::To)?;
+                NameAddr::parse(h.value).map_err(|e| e.offset(off))
+            },
+            |n| NameAddrAt::freeze(buf, n),
+            |t, b| t.thaw(b),
+        )
     }
 
     /// The Call-ID, validated.
@@ -164,7 +207,15 @@ impl Message {
     /// Every contact of every Contact header field, in order (a `*` yields `BadContact`; ask
     /// [`Message::contact_is_star`] first).
     pub fn contacts(&self) -> impl Iterator<Item = Result<Located<Contact<'_>>>> + '_ {
-        self.headers_by_id(HeaderId::Contact).flat_map(move |h| {
+        if let Some(c) = self.cache.only_contact.get() {
+            // The gate parsed the one Contact already.
+            return cache::Either::Left(std::iter::once(Ok(Located {
+                index: c.index,
+                span: c.span,
+                value: c.thaw(&self.buf),
+            })));
+        }
+        cache::Either::Right(self.headers_by_id(HeaderId::Contact).flat_map(move |h| {
             let off = self.value_offset(&h);
             let index = h.index;
             contacts(h.value).map(move |r| match r {
@@ -175,7 +226,7 @@ impl Message {
                 }),
                 Err(e) => Err(e.offset(off)),
             })
-        })
+        }))
     }
 
     /// Every name-addr of every header field with this id (Route, Record-Route, Path…), in order.
@@ -281,7 +332,13 @@ impl Message {
         }
         let mut n_via = 0usize;
         for v in self.vias() {
-            v?;
+            let v = v?;
+            if n_via == 0 && self.cache.top_via.get().is_none() {
+                // The top Via is asked for again by nearly every later step: keep this parse.
+                if let Some(t) = ViaAt::freeze(&self.buf, v.index, v.span, &v.via) {
+                    self.cache.top_via.set(Some(Ok(t)));
+                }
+            }
             n_via += 1;
             if n_via > usize::from(self.max_vias) {
                 return Err(ParseError::new(
@@ -328,8 +385,19 @@ impl Message {
         if self.contact_is_star()? {
             // `*` is only meaningful in REGISTER with Expires: 0 — the registrar judges that.
         } else {
+            let mut only = None;
+            let mut n = 0usize;
             for c in self.contacts() {
-                c?;
+                let c = c?;
+                n += 1;
+                if n == 1 {
+                    only = Some(c);
+                }
+            }
+            if let (1, Some(c)) = (n, only) {
+                if let Some(t) = ContactAt::freeze(&self.buf, c.index, c.span, &c.value) {
+                    self.cache.only_contact.set(Some(t));
+                }
             }
         }
         for r in self.routes() {

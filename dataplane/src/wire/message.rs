@@ -197,6 +197,8 @@ pub struct Message {
     /// `Limits::max_vias`, kept for the Via accessors and `check`.
     pub(super) max_vias: u16,
     pub(super) edits: Edits,
+    /// Values parsed once and kept (Request-URI, top Via, From, To).
+    pub(super) cache: super::cache::ParseCache,
 }
 
 impl Message {
@@ -359,6 +361,7 @@ impl Message {
             end: end as u32,
             max_vias: limits.max_vias.min(usize::from(u16::MAX)) as u16,
             edits: Edits::default(),
+            cache: Default::default(),
             buf,
         };
         Ok((msg, start_error.or(soft_error)))

@@ -12,6 +12,7 @@
 
 pub mod accessors;
 pub mod builder;
+mod cache;
 pub mod chars;
 pub mod contact;
 pub mod cseq;

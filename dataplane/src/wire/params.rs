@@ -176,6 +176,11 @@ impl<'a> Params<'a> {
     }
 
     /// The raw text, from the first `;` (empty if there are no parameters).
+    /// A list known to be valid already (it was parsed before; see `wire::cache`).
+    pub(crate) fn validated(raw: &'a [u8]) -> Params<'a> {
+        Params { raw }
+    }
+
     pub fn raw(&self) -> &'a [u8] {
         self.raw
     }

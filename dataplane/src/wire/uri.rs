@@ -157,7 +157,28 @@ pub(crate) fn parse_host(s: &[u8]) -> Result<(Host<'_>, &[u8], usize)> {
 
 /// Parses dotted-quad IPv4 text.
 pub(crate) fn parse_v4(s: &[u8]) -> Option<Ipv4Addr> {
-    std::str::from_utf8(s).ok()?.parse().ok()
+    // By hand: std's parser wants a &str (a UTF-8 check first) and showed in profiles. Same rules
+    // as std: four decimal octets ≤ 255, no leading zeros.
+    let mut octets = [0u8; 4];
+    let mut parts = s.split(|&b| b == b'.');
+    for o in octets.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 3 || (p.len() > 1 && p[0] == b'0') {
+            return None;
+        }
+        let mut v: u16 = 0;
+        for &d in p {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(d - b'0');
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Parses IPv6 text (no brackets), tolerating one extra colon in a `:::` run (RFC 5118 §4.10).
@@ -574,6 +595,34 @@ mod tests {
     }
     fn e(s: &[u8]) -> ParseError {
         Uri::parse(s).unwrap_err()
+    }
+
+    #[test]
+    fn ipv4_parser_agrees_with_std() {
+        for t in [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            "",
+            "1.2.3.4.",
+            "999.1.1.1",
+            "1.2.3.a",
+            "0.1.10.100",
+        ] {
+            assert_eq!(parse_v4(t.as_bytes()), t.parse().ok(), "{t}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ipv4_parser_agrees_with_std_on_any_digits_and_dots(t in "[0-9.]{0,20}") {
+            prop_assert_eq!(parse_v4(t.as_bytes()), t.parse().ok());
+        }
     }
 
     #[test]
