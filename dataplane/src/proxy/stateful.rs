@@ -1023,6 +1023,7 @@ impl Table {
         let Some(local) = local else {
             return fail(req, 500, "No socket for the destination's transport");
         };
+        let local = io.out.local_for(local, dest.1, dest.0);
         let now = Instant::now();
         let method = Method::from_bytes(req.method.as_bytes());
         self.next_call = self
@@ -1788,16 +1789,19 @@ impl ShardEnv<'_> {
         ActionResult::Ret(1)
     }
 
-    fn via_local_for(&self, addr: SocketAddr, proto: Proto) -> SocketAddr {
+    fn via_local_for(&mut self, addr: SocketAddr, proto: Proto) -> SocketAddr {
         let fits = |a: &SocketAddr| a.is_ipv4() == addr.is_ipv4();
-        if fits(&self.local) && self.proto == proto {
-            return self.local;
-        }
-        self.shared
-            .local
-            .iter()
-            .find(|(a, p)| fits(a) && *p == proto)
-            .map_or(self.local, |(a, _)| *a)
+        let l = if fits(&self.local) && self.proto == proto {
+            self.local
+        } else {
+            self.shared
+                .local
+                .iter()
+                .find(|(a, p)| fits(a) && *p == proto)
+                .map_or(self.local, |(a, _)| *a)
+        };
+        // A wildcard listen: the address the route toward `addr` leaves from.
+        self.out.local_for(l, proto, addr)
     }
 }
 

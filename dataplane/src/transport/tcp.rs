@@ -211,6 +211,13 @@ impl Tcp {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    // A wildcard listener: the connection's own address is the one the peer used
+                    // (one getsockname per connection, none with an explicit listen address).
+                    let local = if local.ip().is_unspecified() {
+                        stream.local_addr().unwrap_or(local)
+                    } else {
+                        local
+                    };
                     let _ = self.insert(registry, stream, peer, local, now, None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
