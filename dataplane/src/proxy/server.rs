@@ -242,8 +242,8 @@ impl ProxyHandler {
             supported: precheck::SUPPORTED,
             enforce_max_forwards: self.shared.settings.enforce_max_forwards,
         };
-        match precheck::check(&msg, &opts) {
-            Verdict::Pass => {}
+        let refused = match precheck::check(&msg, &opts) {
+            Verdict::Pass => None,
             Verdict::Drop(why) => {
                 ser_log!(L_DBG, "dropping request from {}: {why}", pkt.src);
                 return;
@@ -260,24 +260,29 @@ impl ProxyHandler {
                     }
                     list.extend_from_slice(t);
                 }
-                let headers: SmallVec<[(&[u8], &[u8]); 1]> = if list.is_empty() {
-                    SmallVec::new()
-                } else {
-                    SmallVec::from_slice(&[(&b"Unsupported"[..], &list[..])])
-                };
-                self.reply(
-                    pkt.src,
-                    pkt.local,
-                    pkt.proto,
-                    &msg,
-                    code,
-                    reason.as_bytes(),
-                    &headers,
-                    &[],
-                    out,
-                );
-                return;
+                Some((code, reason, list))
             }
+        };
+        if let Some((code, reason, list)) = refused {
+            // The refusal tells a client behind NAT its address too (RFC 3261 §18.2.1).
+            let _ = forward::mark_received(&mut msg, pkt.src);
+            let headers: SmallVec<[(&[u8], &[u8]); 1]> = if list.is_empty() {
+                SmallVec::new()
+            } else {
+                SmallVec::from_slice(&[(&b"Unsupported"[..], &list[..])])
+            };
+            self.reply(
+                pkt.src,
+                pkt.local,
+                pkt.proto,
+                &msg,
+                code,
+                reason.as_bytes(),
+                &headers,
+                &[],
+                out,
+            );
+            return;
         }
         if self.shared.sl.is_own_ack(&msg) {
             if let Some(st) = self.shared.sl_stats.get(self.shard) {
@@ -672,7 +677,7 @@ impl Handler for ProxyHandler {
                     self.on_response(&pkt, msg, out);
                 }
             }
-            Ok((msg, Some(e))) => {
+            Ok((mut msg, Some(e))) => {
                 // A bad request line: answer (505 / 400) if we can copy the headers, never an ACK.
                 if msg.top_via().is_err()
                     || msg
@@ -684,6 +689,7 @@ impl Handler for ProxyHandler {
                     return;
                 }
                 ser_log!(L_DBG, "bad request line from {}: {e}", pkt.src);
+                let _ = forward::mark_received(&mut msg, pkt.src);
                 self.reply(
                     pkt.src,
                     pkt.local,
@@ -699,8 +705,9 @@ impl Handler for ProxyHandler {
             Err(e) => match precheck::parse_failure(&pkt.data, &e) {
                 Verdict::Reply { code, reason, .. } => match precheck::salvage(&pkt.data) {
                     // The headers a reply copies survive: answer with the error's reason.
-                    Some(m) => {
+                    Some(mut m) => {
                         ser_log!(L_DBG, "malformed request from {}: {e}", pkt.src);
+                        let _ = forward::mark_received(&mut m, pkt.src);
                         self.reply(
                             pkt.src,
                             pkt.local,

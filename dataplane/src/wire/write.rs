@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::edit::Op;
-use super::message::Message;
+use super::message::{Message, Span};
 
 impl Message {
     /// Calls `f` with each piece of the output in order. The one place that walks the edit list,
@@ -38,6 +38,28 @@ impl Message {
         if cursor < src.len() {
             f(&src[cursor..]);
         }
+    }
+
+    /// Appends the bytes of `span` (a stretch of the received message) with the edits that lie
+    /// wholly inside it applied: how a reply copies the top Via with the `received`/`rport` the
+    /// proxy recorded on the request (RFC 3261 §18.2.1, RFC 3581 §4), without parsing it again.
+    pub fn write_span_edited<B: BufMut>(&self, span: Span, out: &mut B) {
+        let src = &self.buf[..self.end as usize];
+        let (from, to) = (span.start as usize, (span.end as usize).min(src.len()));
+        if from > to {
+            return;
+        }
+        let mut cursor = from;
+        for op in self.edits.ordered() {
+            let (start, end) = (op.start as usize, op.end as usize);
+            if start < cursor || end > to {
+                continue;
+            }
+            out.put_slice(&src[cursor..start]);
+            out.put_slice(self.edits.data(&op));
+            cursor = end;
+        }
+        out.put_slice(&src[cursor..to]);
     }
 
     /// Length of the message as it will be written.
