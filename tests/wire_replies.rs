@@ -84,6 +84,8 @@ fn register_200_tells_a_natted_client_its_address_and_port() {
         .unwrap();
     let r = recv(&c).expect("200 to the REGISTER");
     assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    // The shipped ser.cfg says sip_warning=no: no diagnostics in the reply.
+    assert!(header(&r, "Warning").is_none(), "{r}");
     assert_eq!(
         header(&r, "Via"),
         Some(
