@@ -264,6 +264,16 @@ impl ProxyHandler {
             }
         };
         if let Some((code, reason, list)) = refused {
+            if !precheck::answerable(&msg) {
+                // No Via or CSeq to copy: a reply would match no client transaction.
+                ser_log!(
+                    L_DBG,
+                    "dropping unanswerable request from {}: {reason}",
+                    pkt.src
+                );
+                self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                return;
+            }
             // The refusal tells a client behind NAT its address too (RFC 3261 §18.2.1).
             let _ = forward::mark_received(&mut msg, pkt.src);
             let headers: SmallVec<[(&[u8], &[u8]); 1]> = if list.is_empty() {
@@ -679,7 +689,7 @@ impl Handler for ProxyHandler {
             }
             Ok((mut msg, Some(e))) => {
                 // A bad request line: answer (505 / 400) if we can copy the headers, never an ACK.
-                if msg.top_via().is_err()
+                if !precheck::answerable(&msg)
                     || msg
                         .header_value(crate::wire::HeaderId::CSeq)
                         .is_some_and(|c| c.ends_with(b"ACK"))
