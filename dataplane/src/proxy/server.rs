@@ -680,7 +680,11 @@ impl Handler for ProxyHandler {
     fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
         let limits = Self::limits(pkt.proto);
         match Message::parse_lenient(pkt.data.clone(), &limits) {
-            Ok((msg, None)) => {
+            Ok((mut msg, None)) => {
+                if msg.has_bare_lf() {
+                    // What ser writes from it (forwards, branches) uses CRLF throughout.
+                    msg.crlf_line_ends();
+                }
                 if msg.is_request() {
                     self.on_request(&pkt, msg, out);
                 } else {
