@@ -44,13 +44,22 @@ static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0
 
 /// ser with `cfg(fifo path)` and `-p PORT`, no `-l`: it binds 0.0.0.0:PORT.
 fn start(cfg: impl Fn(&str) -> String) -> Server {
+    start_with(cfg, &[])
+}
+
+fn start_with(cfg: impl Fn(&str) -> String, extra: &[&str]) -> Server {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("ser-wild-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port("0.0.0.0");
     let db = format!("sqlite://{}/ser.db", dir.display());
     let text = cfg(&dir.join("fifo").display().to_string());
-    let ser = Ser::start_with_env(&text, &["-p", &port.to_string()], &[("SER_DB_URL", &db)]);
+    let port_s = port.to_string();
+    let args: Vec<&str> = ["-p", port_s.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let ser = Ser::start_with_env(&text, &args, &[("SER_DB_URL", &db)]);
     Server {
         ser,
         port,
@@ -256,6 +265,35 @@ fn warning_names_the_address_the_request_was_sent_to() {
 }
 
 #[test]
+fn the_io_uring_backend_learns_the_destination_address_too() {
+    let s = start_with(
+        |fifo| shipped_cfg(fifo).replace("sip_warning=no", "sip_warning=yes"),
+        &["--io=uring"],
+    );
+    if !s.ser.log_text().contains("io_uring-multishot") {
+        eprintln!(
+            "skipped: io_uring is not available here ({})",
+            s.ser.log_text()
+        );
+        return;
+    }
+    let port = s.port;
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    let req = invite(
+        &format!("sip:dave@127.0.0.2:{port}"),
+        client.local_addr().unwrap(),
+        "wild-uring-1",
+    );
+    client.send_to(req.as_bytes(), server).unwrap();
+    let (r, from) = recv(&client, Duration::from_secs(3)).expect("404");
+    assert!(r.starts_with("SIP/2.0 404 "), "{r}");
+    assert_eq!(from, server);
+    let w = header(&r, "Warning").unwrap();
+    assert!(w.starts_with(&format!("392 127.0.0.2:{port} ")), "{w}");
+}
+
+#[test]
 fn a_stateless_forward_names_the_route_source_in_its_via() {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let sink_port = sink.local_addr().unwrap().port();
@@ -297,6 +335,49 @@ fn a_stateless_forward_names_the_route_source_in_its_via() {
         [
             format!("Record-Route: <sip:127.0.0.1:{port};lr>"),
             format!("Record-Route: <sip:127.0.0.2:{port};lr>"),
+        ],
+        "{fwd}"
+    );
+}
+
+#[test]
+fn a_tcp_connection_to_a_wildcard_listen_is_named_by_its_own_address() {
+    let s = start(shipped_cfg);
+    let port = s.port;
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let mut c = std::net::TcpStream::connect(("127.0.0.2", port)).unwrap();
+    let me = c.local_addr().unwrap();
+    let reg = register("frank", "127.0.0.2", port, sink_addr, "wild-tcp-r").replace(
+        &format!("SIP/2.0/UDP {sink_addr}"),
+        &format!("SIP/2.0/TCP {me}"),
+    );
+    tcp_write(&mut c, reg.as_bytes());
+    let r = tcp_read_replies(&mut c, 1);
+    assert!(
+        r.first().is_some_and(|r| r.starts_with("SIP/2.0 200 ")),
+        "{r:?}"
+    );
+    let inv = invite(&format!("sip:frank@127.0.0.2:{port}"), me, "wild-tcp-i")
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    tcp_write(&mut c, inv.as_bytes());
+    let (fwd, _) = loop {
+        let m = recv(&sink, Duration::from_secs(3)).expect("INVITE relayed to the sink");
+        if m.0.starts_with("INVITE ") {
+            break m;
+        }
+    };
+    assert!(!fwd.contains("0.0.0.0"), "{fwd}");
+    let rrs: Vec<&str> = fwd
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("record-route:"))
+        .collect();
+    // In over TCP to 127.0.0.2, out over UDP from 127.0.0.1: both sides are named.
+    assert_eq!(
+        rrs,
+        [
+            format!("Record-Route: <sip:127.0.0.1:{port};lr=on>"),
+            format!("Record-Route: <sip:127.0.0.2:{port};transport=tcp;lr=on>"),
         ],
         "{fwd}"
     );

@@ -60,7 +60,8 @@ pub struct Packet {
     pub data: Bytes,
     /// Who sent it.
     pub src: SocketAddr,
-    /// The local address it arrived on (the bound listen address).
+    /// The local address it arrived on: the bound listen address, or on a wildcard listen the
+    /// concrete address the sender used.
     pub local: SocketAddr,
     pub proto: Proto,
 }
@@ -71,7 +72,8 @@ pub struct Outgoing {
     pub data: Bytes,
     pub dest: SocketAddr,
     pub proto: Proto,
-    /// Send from this local (listen) address; `None`: the first of the destination's family.
+    /// Send from this local address (a listen address, or a concrete address of a wildcard
+    /// listen, which the datagram then leaves from); `None`: the first of the destination's family.
     pub local: Option<SocketAddr>,
 }
 
