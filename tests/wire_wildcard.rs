@@ -104,7 +104,7 @@ fn invite(ruri: &str, from: SocketAddr, call: &str) -> String {
 }
 
 /// What ser wrote itself in `msg` (its Via and Record-Route lines), for the assertions' messages.
-fn ours<'a>(msg: &'a str, port: u16) -> Vec<&'a str> {
+fn ours(msg: &str, port: u16) -> Vec<&str> {
     let p = format!(":{port}");
     msg.lines()
         .filter(|l| {

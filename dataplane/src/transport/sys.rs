@@ -296,6 +296,8 @@ impl RecvBatch {
                 continue;
             }
             let dst = self.ctrl.get(i).and_then(|c| {
+                // size_t on glibc, socklen_t on musl.
+                #[allow(clippy::unnecessary_cast)]
                 let n = (h.msg_hdr.msg_controllen as usize).min(CTRL);
                 // SAFETY: the buffer is CTRL bytes of plain integers; `n` is capped to it.
                 let bytes = unsafe { std::slice::from_raw_parts(c.as_ptr().cast::<u8>(), n) };

@@ -35,8 +35,8 @@ impl<'a> CSeq<'a> {
             }
             num = num
                 .checked_mul(10)
+                // Overflowing u32 is the MAX_CSEQ bound.
                 .and_then(|n| n.checked_add(u32::from(b - b'0')))
-                .filter(|&n| n <= MAX_CSEQ)
                 .ok_or(bad(start))?;
             pos += 1;
         }
