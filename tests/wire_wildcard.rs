@@ -382,3 +382,37 @@ fn a_tcp_connection_to_a_wildcard_listen_is_named_by_its_own_address() {
         "{fwd}"
     );
 }
+
+#[test]
+fn an_ipv6_wildcard_listen_learns_and_answers_from_the_destination_too() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let port = free_port("::");
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("ser-wild6-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = TempDir(dir.clone());
+    let cfg = shipped_cfg(&dir.join("fifo").display().to_string())
+        .replace("sip_warning=no", "sip_warning=yes");
+    let db = format!("sqlite://{}/ser.db", dir.display());
+    let _ser = Ser::start_with_env(
+        &cfg,
+        &["-l", "udp:[::]", "-p", &port.to_string()],
+        &[("SER_DB_URL", &db)],
+    );
+    let client = UdpSocket::bind("[::1]:0").unwrap();
+    let server: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let req = invite(
+        &format!("sip:dave@[::1]:{port}"),
+        client.local_addr().unwrap(),
+        "wild6-1",
+    );
+    client.send_to(req.as_bytes(), server).unwrap();
+    let (r, from) = recv(&client, Duration::from_secs(3)).expect("404");
+    assert!(r.starts_with("SIP/2.0 404 "), "{r}");
+    assert_eq!(from, server);
+    let w = header(&r, "Warning").unwrap();
+    assert!(w.starts_with(&format!("392 [::1]:{port} ")), "{w}");
+}
