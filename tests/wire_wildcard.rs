@@ -103,72 +103,70 @@ fn invite(ruri: &str, from: SocketAddr, call: &str) -> String {
     )
 }
 
-/// What ser wrote itself in `msg` (its Via and Record-Route lines), for the assertions' messages.
-fn ours(msg: &str, port: u16) -> Vec<&str> {
-    let p = format!(":{port}");
+/// The Record-Route lines of `msg`, in order.
+fn record_routes(msg: &str) -> Vec<&str> {
     msg.lines()
-        .filter(|l| {
-            let lower = l.to_ascii_lowercase();
-            (lower.starts_with("via:") || lower.starts_with("record-route:")) && l.contains(&p)
-        })
+        .filter(|l| l.to_ascii_lowercase().starts_with("record-route:"))
         .collect()
+}
+
+/// `user` registers a UDP sink with ser at `ip`, then a caller INVITEs `user` there: checks both
+/// answers come from `ip` and name no wildcard; returns the caller's socket and the INVITE as the
+/// sink got it, with where it came from.
+fn call_through(s: &Server, ip: &str, user: &str) -> (UdpSocket, String, SocketAddr) {
+    let port = s.port;
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+    let reg = register(
+        user,
+        ip,
+        port,
+        sink.local_addr().unwrap(),
+        &format!("{user}-r"),
+    );
+    client.send_to(reg.as_bytes(), server).unwrap();
+    let (ok, from) = recv(&client, Duration::from_secs(3)).expect("REGISTER answered");
+    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
+    assert_eq!(
+        from, server,
+        "the reply leaves from the address the request went to"
+    );
+    assert!(!ok.contains("0.0.0.0"), "{ok}");
+    let ruri = format!("sip:{user}@{ip}:{port}");
+    let inv = invite(&ruri, client.local_addr().unwrap(), &format!("{user}-i"));
+    client.send_to(inv.as_bytes(), server).unwrap();
+    let (fwd, fwd_from) = loop {
+        let m = recv(&sink, Duration::from_secs(3)).expect("INVITE relayed to the sink");
+        if m.0.starts_with("INVITE ") {
+            break m;
+        }
+    };
+    assert!(!fwd.contains("0.0.0.0"), "{fwd}");
+    // The 100 Trying to the caller names no wildcard either, and comes from `ip`.
+    let (trying, from) = recv(&client, Duration::from_secs(3)).expect("100 Trying");
+    assert!(trying.starts_with("SIP/2.0 100 "), "{trying}");
+    assert!(!trying.contains("0.0.0.0"), "{trying}");
+    assert_eq!(from, server);
+    (client, fwd, fwd_from)
 }
 
 #[test]
 fn relayed_requests_name_a_concrete_address_in_via_and_record_route() {
     let s = start(shipped_cfg);
     let port = s.port;
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink_addr = sink.local_addr().unwrap();
-    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-
-    // The callee registers its sink as contact; the 200 comes from the address it was sent to.
-    client
-        .send_to(
-            register("bob", "127.0.0.1", port, sink_addr, "wild-reg-1").as_bytes(),
-            server,
-        )
-        .unwrap();
-    let (ok, from) = recv(&client, Duration::from_secs(3)).expect("REGISTER answered");
-    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
-    assert_eq!(from, server);
-    assert!(!ok.contains("0.0.0.0"), "{ok}");
-
-    // An INVITE for bob goes through tm to the sink: ser's Via and Record-Route name 127.0.0.1.
-    client
-        .send_to(
-            invite(
-                &format!("sip:bob@127.0.0.1:{port}"),
-                client.local_addr().unwrap(),
-                "wild-inv-1",
-            )
-            .as_bytes(),
-            server,
-        )
-        .unwrap();
-    let (inv, _) = loop {
-        let m = recv(&sink, Duration::from_secs(3)).expect("INVITE relayed to the sink");
-        if m.0.starts_with("INVITE ") {
-            break m;
-        }
-    };
-    assert!(!inv.contains("0.0.0.0"), "{inv}");
+    let (_, inv, from) = call_through(&s, "127.0.0.1", "bob");
+    assert_eq!(from, format!("127.0.0.1:{port}").parse().unwrap());
     let top_via = header(&inv, "Via").unwrap();
     assert!(
         top_via.starts_with(&format!("SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK")),
         "{top_via}"
     );
     assert_eq!(
-        header(&inv, "Record-Route"),
-        Some(format!("<sip:127.0.0.1:{port};lr=on>").as_str()),
-        "{:?}",
-        ours(&inv, port)
+        record_routes(&inv),
+        [format!("Record-Route: <sip:127.0.0.1:{port};lr=on>")],
+        "{inv}"
     );
-    // The 100 Trying to the caller names no wildcard either.
-    let (trying, _) = recv(&client, Duration::from_secs(3)).expect("100 Trying");
-    assert!(trying.starts_with("SIP/2.0 100 "), "{trying}");
-    assert!(!trying.contains("0.0.0.0"), "{trying}");
     assert!(
         !s.ser.log_text().contains("listening on a wildcard address"),
         "{}",
@@ -180,42 +178,8 @@ fn relayed_requests_name_a_concrete_address_in_via_and_record_route() {
 fn a_request_to_a_second_local_address_is_answered_from_it_and_record_routed_on_both() {
     let s = start(shipped_cfg);
     let port = s.port;
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sink_addr = sink.local_addr().unwrap();
     // 127.0.0.2: a local address the kernel would not choose as the source toward 127.0.0.1.
-    let server: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
-    client
-        .send_to(
-            register("carol", "127.0.0.2", port, sink_addr, "wild-reg-2").as_bytes(),
-            server,
-        )
-        .unwrap();
-    let (ok, from) = recv(&client, Duration::from_secs(3)).expect("REGISTER answered");
-    assert!(ok.starts_with("SIP/2.0 200 "), "{ok}");
-    assert_eq!(
-        from, server,
-        "the reply leaves from the address the request went to"
-    );
-
-    client
-        .send_to(
-            invite(
-                &format!("sip:carol@127.0.0.2:{port}"),
-                client.local_addr().unwrap(),
-                "wild-inv-2",
-            )
-            .as_bytes(),
-            server,
-        )
-        .unwrap();
-    let (inv, from) = loop {
-        let m = recv(&sink, Duration::from_secs(3)).expect("INVITE relayed to the sink");
-        if m.0.starts_with("INVITE ") {
-            break m;
-        }
-    };
-    assert!(!inv.contains("0.0.0.0"), "{inv}");
+    let (_, inv, from) = call_through(&s, "127.0.0.2", "carol");
     // Toward the sink ser leaves from the route's source address, 127.0.0.1, and says so.
     assert_eq!(from, format!("127.0.0.1:{port}").parse().unwrap());
     assert!(
@@ -225,21 +189,14 @@ fn a_request_to_a_second_local_address_is_answered_from_it_and_record_routed_on_
         "{inv}"
     );
     // Two interfaces: the outbound Record-Route (toward the callee) above the inbound one.
-    let rrs: Vec<&str> = inv
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with("record-route:"))
-        .collect();
     assert_eq!(
-        rrs,
+        record_routes(&inv),
         [
             format!("Record-Route: <sip:127.0.0.1:{port};lr=on>"),
             format!("Record-Route: <sip:127.0.0.2:{port};lr=on>"),
         ],
         "{inv}"
     );
-    let (trying, from) = recv(&client, Duration::from_secs(3)).expect("100 Trying");
-    assert!(trying.starts_with("SIP/2.0 100 "), "{trying}");
-    assert_eq!(from, server);
 }
 
 #[test]
@@ -326,12 +283,8 @@ fn a_stateless_forward_names_the_route_source_in_its_via() {
             .starts_with(&format!("SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK")),
         "{fwd}"
     );
-    let rrs: Vec<&str> = fwd
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with("record-route:"))
-        .collect();
     assert_eq!(
-        rrs,
+        record_routes(&fwd),
         [
             format!("Record-Route: <sip:127.0.0.1:{port};lr>"),
             format!("Record-Route: <sip:127.0.0.2:{port};lr>"),
@@ -368,13 +321,8 @@ fn a_tcp_connection_to_a_wildcard_listen_is_named_by_its_own_address() {
         }
     };
     assert!(!fwd.contains("0.0.0.0"), "{fwd}");
-    let rrs: Vec<&str> = fwd
-        .lines()
-        .filter(|l| l.to_ascii_lowercase().starts_with("record-route:"))
-        .collect();
-    // In over TCP to 127.0.0.2, out over UDP from 127.0.0.1: both sides are named.
     assert_eq!(
-        rrs,
+        record_routes(&fwd),
         [
             format!("Record-Route: <sip:127.0.0.1:{port};lr=on>"),
             format!("Record-Route: <sip:127.0.0.2:{port};transport=tcp;lr=on>"),
