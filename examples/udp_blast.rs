@@ -76,7 +76,7 @@ fn main() {
                 Err(_) => break,
             }
         }
-        match rb.recv(fd, |d, _| {
+        match rb.recv(fd, |d, _, _| {
             if d.starts_with(b"SIP/2.0 200") {
                 ok += 1;
             } else {

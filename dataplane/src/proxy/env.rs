@@ -308,17 +308,20 @@ impl ShardEnv<'_> {
     }
 
     /// Our address for a Via toward `dest` over `proto`: the listen address of that family and
-    /// transport (the one the request came in on when it fits).
-    pub(super) fn via_local(&self, dest: &Dest) -> SocketAddr {
+    /// transport (the one the request came in on when it fits); on a wildcard listen, the address
+    /// the route toward `dest` leaves from ([`Outbox::local_for`]).
+    pub(super) fn via_local(&mut self, dest: &Dest) -> SocketAddr {
         let fits = |a: &SocketAddr| a.is_ipv4() == dest.addr.is_ipv4();
-        if fits(&self.local) && self.proto == dest.proto {
-            return self.local;
-        }
-        self.shared
-            .local
-            .iter()
-            .find(|(a, p)| fits(a) && *p == dest.proto)
-            .map_or(self.local, |(a, _)| *a)
+        let l = if fits(&self.local) && self.proto == dest.proto {
+            self.local
+        } else {
+            self.shared
+                .local
+                .iter()
+                .find(|(a, p)| fits(a) && *p == dest.proto)
+                .map_or(self.local, |(a, _)| *a)
+        };
+        self.out.local_for(l, dest.proto, dest.addr)
     }
 }
 

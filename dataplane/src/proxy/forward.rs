@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 
 use crate::wire::uri::Host;
 use crate::wire::via::{Transport, Via};
-use crate::wire::{ErrorKind, Message, ParseError, Span};
+use crate::wire::{Message, ParseError, Span};
 
 /// The RFC 3261 magic cookie that starts every RFC 3261 branch.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";

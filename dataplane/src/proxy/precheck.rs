@@ -14,7 +14,7 @@
 use smallvec::SmallVec;
 
 use crate::wire::uri::Scheme;
-use crate::wire::{ErrorKind, Message, Method, ParseError};
+use crate::wire::{ErrorKind, HeaderId, Message, Method, ParseError};
 
 /// The option tags this build supports as a proxy (a Proxy-Require naming any other gets 420).
 /// None yet: the extensions a proxy must understand (e.g. RFC 3327 `path`) come with the modules
@@ -132,17 +132,29 @@ pub fn check<'a>(msg: &'a Message, opts: &CheckOptions<'_>) -> Verdict<'a> {
     Verdict::Pass
 }
 
-/// For a request the full parser refused (bad version, a malformed header line…): a minimal copy
-/// holding the request line (version forced to `SIP/2.0`) and the Via, From, To, Call-ID and CSeq
-/// lines, so the error can still be answered with a reply that matches the request. `None` when
-/// even that does not parse (or it is a response).
+/// Whether a reply to `msg` can be matched by its client (RFC 3261 §17.1.3: the top Via's branch
+/// and sent-by, the CSeq method): it has a Via and a CSeq. Both are copied verbatim, so even
+/// malformed ones are the client's own (RFC 4475 badinv01 is answered). A refusal that would carry
+/// neither is dropped (and counted) instead of being sent to no one's transaction.
+pub fn answerable(msg: &Message) -> bool {
+    msg.has_header(HeaderId::Via) && msg.has_header(HeaderId::CSeq)
+}
+
+/// For a request the full parser refused (bad version, a malformed header line, a datagram cut
+/// in the middle of its header section…): a minimal copy holding the request line (version forced
+/// to `SIP/2.0`) and the *complete* Via, From, To, Call-ID and CSeq lines, so the error can still
+/// be answered with a reply that matches the request. A line the datagram cut short is never
+/// copied (a truncated CSeq or Call-ID would match nothing). `None` when the copy is not
+/// [`answerable`] (or it is a response).
 pub fn salvage(data: &[u8]) -> Option<Message> {
     let start = data.iter().position(|&c| c != b'\r' && c != b'\n')?;
     let data = &data[start..];
     if data.starts_with(b"SIP/") {
         return None;
     }
-    let mut lines = data
+    // Only lines ended by LF: whatever follows the last one was cut off.
+    let complete = &data[..memchr::memrchr(b'\n', data).map_or(0, |i| i + 1)];
+    let mut lines = complete
         .split(|&c| c == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let first = lines.next()?;
@@ -178,8 +190,7 @@ pub fn salvage(data: &[u8]) -> Option<Message> {
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
     let m = Message::parse(bytes::Bytes::from(out)).ok()?;
-    m.top_via().ok()?;
-    Some(m)
+    answerable(&m).then_some(m)
 }
 
 #[cfg(test)]
@@ -249,6 +260,12 @@ mod tests {
             salvage(b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: c\r\n\r\n").is_none(),
             "no Via: nowhere to answer"
         );
+        // A datagram cut inside its CSeq: the partial line is not copied, so nothing matches.
+        let cut = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: c\r\nCSeq: 1 OPT";
+        assert!(salvage(cut).is_none());
+        // Cut after the headers a reply needs: answerable, with those headers intact.
+        let cut = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nX-Lo";
+        assert_eq!(salvage(cut).unwrap().cseq().unwrap().method, b"OPTIONS");
     }
 
     #[test]

@@ -130,8 +130,8 @@ impl ProxyHandler {
             supported: precheck::SUPPORTED,
             enforce_max_forwards: self.shared.settings.enforce_max_forwards,
         };
-        match precheck::check(&msg, &opts) {
-            Verdict::Pass => {}
+        let refused = match precheck::check(&msg, &opts) {
+            Verdict::Pass => None,
             Verdict::Drop(why) => {
                 ser_log!(L_DBG, "dropping request from {}: {why}", pkt.src);
                 return;
@@ -148,24 +148,39 @@ impl ProxyHandler {
                     }
                     list.extend_from_slice(t);
                 }
-                let headers: SmallVec<[(&[u8], &[u8]); 1]> = if list.is_empty() {
-                    SmallVec::new()
-                } else {
-                    SmallVec::from_slice(&[(&b"Unsupported"[..], &list[..])])
-                };
-                self.reply(
-                    pkt.src,
-                    pkt.local,
-                    pkt.proto,
-                    &msg,
-                    code,
-                    reason.as_bytes(),
-                    &headers,
-                    &[],
-                    out,
+                Some((code, reason, list))
+            }
+        };
+        if let Some((code, reason, list)) = refused {
+            if !precheck::answerable(&msg) {
+                // No Via or CSeq to copy: a reply would match no client transaction.
+                ser_log!(
+                    L_DBG,
+                    "dropping unanswerable request from {}: {reason}",
+                    pkt.src
                 );
+                self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
                 return;
             }
+            // The refusal tells a client behind NAT its address too (RFC 3261 §18.2.1).
+            let _ = forward::mark_received(&mut msg, pkt.src);
+            let headers: SmallVec<[(&[u8], &[u8]); 1]> = if list.is_empty() {
+                SmallVec::new()
+            } else {
+                SmallVec::from_slice(&[(&b"Unsupported"[..], &list[..])])
+            };
+            self.reply(
+                pkt.src,
+                pkt.local,
+                pkt.proto,
+                &msg,
+                code,
+                reason.as_bytes(),
+                &headers,
+                &[],
+                out,
+            );
+            return;
         }
         if self.shared.sl.is_own_ack(&msg) {
             if let Some(st) = self.shared.sl_stats.get(self.shard) {
@@ -450,16 +465,20 @@ impl Handler for ProxyHandler {
     fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
         let limits = Self::limits(pkt.proto);
         match Message::parse_lenient(pkt.data.clone(), &limits) {
-            Ok((msg, None)) => {
+            Ok((mut msg, None)) => {
+                if msg.has_bare_lf() {
+                    // What ser writes from it (forwards, branches) uses CRLF throughout.
+                    msg.crlf_line_ends();
+                }
                 if msg.is_request() {
                     self.on_request(&pkt, msg, out);
                 } else {
                     self.on_response(&pkt, msg, out);
                 }
             }
-            Ok((msg, Some(e))) => {
+            Ok((mut msg, Some(e))) => {
                 // A bad request line: answer (505 / 400) if we can copy the headers, never an ACK.
-                if msg.top_via().is_err()
+                if !precheck::answerable(&msg)
                     || msg
                         .header_value(crate::wire::HeaderId::CSeq)
                         .is_some_and(|c| c.ends_with(b"ACK"))
@@ -469,6 +488,7 @@ impl Handler for ProxyHandler {
                     return;
                 }
                 ser_log!(L_DBG, "bad request line from {}: {e}", pkt.src);
+                let _ = forward::mark_received(&mut msg, pkt.src);
                 self.reply(
                     pkt.src,
                     pkt.local,
@@ -484,8 +504,9 @@ impl Handler for ProxyHandler {
             Err(e) => match precheck::parse_failure(&pkt.data, &e) {
                 Verdict::Reply { code, reason, .. } => match precheck::salvage(&pkt.data) {
                     // The headers a reply copies survive: answer with the error's reason.
-                    Some(m) => {
+                    Some(mut m) => {
                         ser_log!(L_DBG, "malformed request from {}: {e}", pkt.src);
+                        let _ = forward::mark_received(&mut m, pkt.src);
                         self.reply(
                             pkt.src,
                             pkt.local,
@@ -579,7 +600,20 @@ impl Handler for ProxyHandler {
             ShardMsg::Uac(req) => {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);
-                self.table.uac(*req, &self.shared.local, out.now());
+                // On a wildcard listen, t_uac names the address the route toward the
+                // destination leaves from (the table itself does no I/O).
+                let hop = req.next_hop.as_deref().unwrap_or(&req.ruri);
+                let dest = crate::txn::table::uac::literal_dest(hop.as_bytes());
+                let locals: SmallVec<[(SocketAddr, Proto); 4]> = self
+                    .shared
+                    .local
+                    .iter()
+                    .map(|&(a, p)| match dest {
+                        Some((d, dp)) if dp == p => (out.local_for(a, p, d), p),
+                        _ => (a, p),
+                    })
+                    .collect();
+                self.table.uac(*req, &locals, out.now());
                 self.run_actions(out);
             }
         }

@@ -61,7 +61,17 @@ pub struct Outbox {
     shard: usize,
     /// The time of the current turn: the shard's one clock read, what handlers use as `now`.
     now: Instant,
+    /// This shard's wildcard listens (`0.0.0.0`/`::`), empty with explicit `listen=` addresses.
+    wildcards: Vec<(SocketAddr, Proto)>,
+    /// The source address the routing table picks toward a destination, learned once per
+    /// destination (a `connect()` probe) and kept [`ROUTE_TTL`]; only used with wildcard listens.
+    routes: std::collections::HashMap<std::net::IpAddr, (std::net::IpAddr, Instant)>,
 }
+
+/// How long a learned route source is used before it is probed again (interfaces change).
+const ROUTE_TTL: Duration = Duration::from_secs(60);
+/// Most destinations whose route source is kept.
+const ROUTES_MAX: usize = 4096;
 
 impl Outbox {
     fn new(shard: usize) -> Outbox {
@@ -70,6 +80,49 @@ impl Outbox {
             pool: BufPool::new(2048, 256),
             shard,
             now: Instant::now(),
+            wildcards: Vec::new(),
+            routes: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The address to name ourselves by (Via sent-by, Record-Route) in a request that leaves from
+    /// listen address `local` over `proto` toward `dest`: `local` itself, unless it belongs to a
+    /// wildcard listen — then the source address the kernel's route toward `dest` uses, with
+    /// `local`'s port. Costs nothing without wildcard listens; with them, one probe per
+    /// destination per [`ROUTE_TTL`], never one per message.
+    pub fn local_for(&mut self, local: SocketAddr, proto: Proto, dest: SocketAddr) -> SocketAddr {
+        if self.wildcards.is_empty() {
+            return local;
+        }
+        let wild = local.ip().is_unspecified()
+            || self.wildcards.iter().any(|(w, p)| {
+                *p == proto && w.port() == local.port() && w.is_ipv4() == local.is_ipv4()
+            });
+        if !wild || local.is_ipv4() != dest.is_ipv4() {
+            return local;
+        }
+        let now = self.now;
+        if let Some((ip, at)) = self.routes.get(&dest.ip()) {
+            if now.duration_since(*at) < ROUTE_TTL {
+                return SocketAddr::new(*ip, local.port());
+            }
+        }
+        match route_source(dest) {
+            Some(ip) => {
+                if self.routes.len() >= ROUTES_MAX {
+                    self.routes
+                        .retain(|_, (_, at)| now.duration_since(*at) < ROUTE_TTL);
+                    if self.routes.len() >= ROUTES_MAX {
+                        self.routes.clear();
+                    }
+                }
+                self.routes.insert(dest.ip(), (ip, now));
+                SocketAddr::new(ip, local.port())
+            }
+            None => {
+                ser_log!(L_DBG, "no route toward {dest}: naming ourselves {local}");
+                local
+            }
         }
     }
 
@@ -117,6 +170,20 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
+}
+
+/// The source address the kernel would use toward `dest`: a UDP socket `connect`ed there (which
+/// sends nothing) and asked for its own address.
+fn route_source(dest: SocketAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if dest.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any).ok()?;
+    probe.connect(dest).ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// One listen address and the transports to open on it.
@@ -483,8 +550,17 @@ impl<H: Handler> Shard<H> {
             udp.push(u);
         }
         let mut tcp = Tcp::new(cfg.tcp, LISTEN_BASE, CONN_BASE, id, links.directory);
+        let mut out = Outbox::new(id);
+        for u in &udp {
+            if u.wildcard {
+                out.wildcards.push((u.local, Proto::Udp));
+            }
+        }
         for l in socks.tcp {
-            tcp.add_listener(poll.registry(), l)?;
+            let a = tcp.add_listener(poll.registry(), l)?;
+            if a.ip().is_unspecified() {
+                out.wildcards.push((a, Proto::Tcp));
+            }
         }
         let sl_tag = format!(
             "{:x}{:x}.{id}",
@@ -508,7 +584,7 @@ impl<H: Handler> Shard<H> {
             peers: links.peers,
             handler,
             stop,
-            out: Outbox::new(id),
+            out,
             pending: Vec::with_capacity(256),
             again,
             overload_backlog: cfg.overload_backlog,
@@ -652,11 +728,12 @@ impl<H: Handler> Shard<H> {
                 let poll_every = self.poll_every;
                 while self.pending.len() < self.drain_max && errors < 8 {
                     let pending = &mut self.pending;
-                    match sock.recv_batch(|data, src| {
+                    match sock.recv_batch(|data, src, dst| {
                         pending.push(Packet {
                             data,
                             src,
-                            local,
+                            // A wildcard socket: the address the sender used.
+                            local: dst.map_or(local, |ip| SocketAddr::new(ip, local.port())),
                             proto: Proto::Udp,
                         })
                     }) {
@@ -818,23 +895,40 @@ impl<H: Handler> Shard<H> {
                     .position(|u| u.local.is_ipv4() == d.is_ipv4())
                     .unwrap_or(0)
             };
+            let on_k = |o: &&Outgoing| {
+                let idx = match o.local {
+                    // A concrete address of a wildcard socket is sent from that socket.
+                    Some(l) => self
+                        .udp
+                        .iter()
+                        .position(|u| {
+                            u.local == l
+                                || (u.wildcard
+                                    && u.local.port() == l.port()
+                                    && u.local.is_ipv4() == l.is_ipv4())
+                        })
+                        .unwrap_or_else(|| first_of_family(&o.dest, &self.udp)),
+                    None => first_of_family(&o.dest, &self.udp),
+                };
+                idx == k
+            };
+            let udp = queue.iter().filter(|o| o.proto == Proto::Udp);
+            if self.udp[k].wildcard {
+                let msgs: smallvec::SmallVec<[(&[u8], SocketAddr, Option<std::net::IpAddr>); 64]> =
+                    udp.filter(on_k)
+                        .map(|o| {
+                            let src = o.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
+                            (&o.data[..], o.dest, src)
+                        })
+                        .collect();
+                if !msgs.is_empty() {
+                    self.udp[k].send_all_from(&msgs);
+                }
+                continue;
+            }
             // On the stack for the usual turn (no allocation per socket per turn).
-            let msgs: smallvec::SmallVec<[(&[u8], SocketAddr); 64]> = queue
-                .iter()
-                .filter(|o| o.proto == Proto::Udp)
-                .filter(|o| {
-                    let idx = match o.local {
-                        Some(l) => self
-                            .udp
-                            .iter()
-                            .position(|u| u.local == l)
-                            .unwrap_or_else(|| first_of_family(&o.dest, &self.udp)),
-                        None => first_of_family(&o.dest, &self.udp),
-                    };
-                    idx == k
-                })
-                .map(|o| (&o.data[..], o.dest))
-                .collect();
+            let msgs: smallvec::SmallVec<[(&[u8], SocketAddr); 64]> =
+                udp.filter(on_k).map(|o| (&o.data[..], o.dest)).collect();
             if !msgs.is_empty() {
                 self.udp[k].send_all(&msgs);
             }

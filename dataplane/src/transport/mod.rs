@@ -15,9 +15,11 @@
 //! spend ~99% in the kernel, so io_uring buys nothing there and `auto` picks epoll. `--io=uring`
 //! selects io_uring when the probe passes.
 //!
-//! A packet's `local` address is the bound listen address; with a wildcard listen (`0.0.0.0`, SER's
-//! default) it is the wildcard, and replies leave through the kernel's route choice (per-packet
-//! `IP_PKTINFO` is not used yet).
+//! A packet's `local` address is the address it was sent to: the bound listen address, or, on a
+//! wildcard listen (`0.0.0.0`/`::`, SER's default), the concrete address the kernel reports with
+//! `IP_PKTINFO`/`IPV6_PKTINFO` (TCP: the accepted connection's own address). A send from such an
+//! address on a wildcard socket leaves from it (the same control message). Sockets bound to one
+//! address use no control messages at all.
 //!
 //! Invariant: nothing here panics on network input; errors of one peer close that peer's connection
 //! (TCP) or drop that datagram (UDP), never the shard.
@@ -28,7 +30,7 @@ pub mod sys_uring;
 pub mod tcp;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 
 use bytes::Bytes;
@@ -58,7 +60,8 @@ pub struct Packet {
     pub data: Bytes,
     /// Who sent it.
     pub src: SocketAddr,
-    /// The local address it arrived on (the bound listen address).
+    /// The local address it arrived on: the bound listen address, or on a wildcard listen the
+    /// concrete address the sender used.
     pub local: SocketAddr,
     pub proto: Proto,
 }
@@ -69,7 +72,8 @@ pub struct Outgoing {
     pub data: Bytes,
     pub dest: SocketAddr,
     pub proto: Proto,
-    /// Send from this local (listen) address; `None`: the first of the destination's family.
+    /// Send from this local address (a listen address, or a concrete address of a wildcard
+    /// listen, which the datagram then leaves from); `None`: the first of the destination's family.
     pub local: Option<SocketAddr>,
 }
 
@@ -178,6 +182,8 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub struct UdpSocket {
     pub sock: mio::net::UdpSocket,
     pub local: SocketAddr,
+    /// Bound to `0.0.0.0`/`::`: packets carry their destination address, sends their source.
+    pub wildcard: bool,
     recv: UdpRecv,
     send: sys::SendBatch,
 }
@@ -196,27 +202,38 @@ impl UdpSocket {
         backend: IoBackend,
     ) -> io::Result<(UdpSocket, Option<String>)> {
         let local = std.local_addr()?;
+        let wildcard = local.ip().is_unspecified();
+        if wildcard {
+            sys::enable_pktinfo(std.as_raw_fd(), local.is_ipv6())?;
+        }
+        let batch = || {
+            if wildcard {
+                sys::RecvBatch::with_pktinfo()
+            } else {
+                sys::RecvBatch::new()
+            }
+        };
         let sock = mio::net::UdpSocket::from_std(std);
         let mut note = None;
         let recv = match backend {
-            IoBackend::Epoll => UdpRecv::Mmsg(sys::RecvBatch::new()),
+            IoBackend::Epoll => UdpRecv::Mmsg(batch()),
             IoBackend::Uring => {
                 #[cfg(feature = "io-uring")]
                 {
-                    match sys_uring::UringRecv::new(sock.as_raw_fd()) {
+                    match sys_uring::UringRecv::new(sock.as_raw_fd(), wildcard) {
                         Ok(u) => UdpRecv::Uring(Box::new(u)),
                         Err(e) => {
                             note = Some(format!(
                                 "io_uring setup failed on {local} ({e}); using recvmmsg"
                             ));
-                            UdpRecv::Mmsg(sys::RecvBatch::new())
+                            UdpRecv::Mmsg(batch())
                         }
                     }
                 }
                 #[cfg(not(feature = "io-uring"))]
                 {
                     note = Some("built without io-uring; using recvmmsg".to_string());
-                    UdpRecv::Mmsg(sys::RecvBatch::new())
+                    UdpRecv::Mmsg(batch())
                 }
             }
         };
@@ -224,6 +241,7 @@ impl UdpSocket {
             UdpSocket {
                 sock,
                 local,
+                wildcard,
                 recv,
                 send: sys::SendBatch::new(),
             },
@@ -249,13 +267,47 @@ impl UdpSocket {
         }
     }
 
-    /// Receives one batch, calling `f` per datagram. `Ok(0)` or `WouldBlock`: nothing is waiting.
-    pub fn recv_batch(&mut self, f: impl FnMut(Bytes, SocketAddr)) -> io::Result<usize> {
+    /// Receives one batch, calling `f(data, source, destination)` per datagram (the destination
+    /// address only on a wildcard socket). `Ok(0)` or `WouldBlock`: nothing is waiting.
+    pub fn recv_batch(
+        &mut self,
+        f: impl FnMut(Bytes, SocketAddr, Option<IpAddr>),
+    ) -> io::Result<usize> {
         match &mut self.recv {
             UdpRecv::Mmsg(b) => b.recv(self.sock.as_raw_fd(), f),
             #[cfg(feature = "io-uring")]
             UdpRecv::Uring(u) => u.recv(f),
         }
+    }
+
+    /// As [`UdpSocket::send_all`] on a wildcard socket: each datagram leaves from its source
+    /// address when it has one (the concrete address a request came to, or the route's source).
+    pub fn send_all_from(&mut self, msgs: &[(&[u8], SocketAddr, Option<IpAddr>)]) -> usize {
+        let fd = self.sock.as_raw_fd();
+        let mut i = 0;
+        let mut sent = 0;
+        let mut guard = 0;
+        while i < msgs.len() && guard < msgs.len() * 2 + 4 {
+            guard += 1;
+            match self.send.send_from(fd, &msgs[i..]) {
+                Ok(0) => i += 1,
+                Ok(n) => {
+                    i += n;
+                    sent += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    crate::ser_log!(
+                        crate::shard::log::L_DBG,
+                        "udp send to {} from {:?} failed: {e}",
+                        msgs[i].1,
+                        msgs[i].2
+                    );
+                    i += 1;
+                }
+            }
+        }
+        sent
     }
 
     /// Sends `msgs` in `sendmmsg` batches. Returns how many were sent; the rest were dropped (a full

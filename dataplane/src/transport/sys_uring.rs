@@ -14,7 +14,7 @@
 
 use std::io;
 use std::mem::{size_of, ManuallyDrop, MaybeUninit};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -80,8 +80,9 @@ pub struct UringRecv {
 }
 
 impl UringRecv {
-    /// Sets up the ring and arms the multishot receive on `fd` (a non-blocking UDP socket).
-    pub fn new(fd: RawFd) -> io::Result<UringRecv> {
+    /// Sets up the ring and arms the multishot receive on `fd` (a non-blocking UDP socket);
+    /// `pktinfo`: the socket is a wildcard one with `IP_PKTINFO` on, keep room for it.
+    pub fn new(fd: RawFd, pktinfo: bool) -> io::Result<UringRecv> {
         let ring = IoUring::new(256)?;
         let ring_mem = Mmap::new((usize::from(ENTRIES) * size_of::<BufRingEntry>()).max(4096))?;
         let bufs = Mmap::new(usize::from(ENTRIES) * BUF_SIZE)?;
@@ -95,6 +96,9 @@ impl UringRecv {
         let mut msghdr: Box<libc::msghdr> =
             Box::new(unsafe { MaybeUninit::<libc::msghdr>::zeroed().assume_init() });
         msghdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if pktinfo {
+            msghdr.msg_controllen = 64;
+        }
         let mut u = UringRecv {
             ring: ManuallyDrop::new(ring),
             fd,
@@ -162,7 +166,10 @@ impl UringRecv {
     }
 
     /// Handles waiting completions: calls `f` per datagram; `Ok(0)` when none was waiting.
-    pub fn recv(&mut self, mut f: impl FnMut(Bytes, SocketAddr)) -> io::Result<usize> {
+    pub fn recv(
+        &mut self,
+        mut f: impl FnMut(Bytes, SocketAddr, Option<IpAddr>),
+    ) -> io::Result<usize> {
         if self.ring.completion().is_empty() {
             // Entering the kernel runs pending task work, which posts completions.
             self.ring.submit()?;
@@ -223,8 +230,14 @@ impl UringRecv {
                         }
                         self.chunk.extend_from_slice(payload);
                         let data = self.chunk.split().freeze();
+                        let dst =
+                            if self.msghdr.msg_controllen > 0 && !out.is_control_data_truncated() {
+                                super::sys::pktinfo_dst(out.control_data())
+                            } else {
+                                None
+                            };
                         if let Some(src) = src {
-                            f(data, src);
+                            f(data, src, dst);
                         }
                     }
                 }
@@ -258,12 +271,13 @@ pub fn probe() -> Result<(), String> {
         std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("probe socket: {e}"))?;
     sock.set_nonblocking(true).map_err(|e| e.to_string())?;
     let addr = sock.local_addr().map_err(|e| e.to_string())?;
-    let mut u = UringRecv::new(sock.as_raw_fd()).map_err(|e| format!("io_uring setup: {e}"))?;
+    let mut u =
+        UringRecv::new(sock.as_raw_fd(), false).map_err(|e| format!("io_uring setup: {e}"))?;
     sock.send_to(b"probe", addr).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_millis(500);
     let mut got = false;
     while !got && Instant::now() < deadline {
-        u.recv(|d, _| got |= &d[..] == b"probe")
+        u.recv(|d, _, _| got |= &d[..] == b"probe")
             .map_err(|e| format!("io_uring recvmsg: {e}"))?;
         if !got {
             std::thread::sleep(Duration::from_millis(2));

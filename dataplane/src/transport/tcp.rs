@@ -12,7 +12,11 @@
 //!   not fit are queued (up to [`TcpLimits::max_queued`], then the connection is closed).
 //! - A peer that sends an incomplete message and stalls is closed after `read_timeout`; a connection
 //!   without traffic after `idle`; a framing error (bad Content-Length, oversized header) closes the
-//!   connection (RFC 4475 ncl/mcl01). None of it stalls the shard: timeouts are checked by `sweep`.
+//!   connection (RFC 4475 ncl/mcl01). A message over the size limit is first answered
+//!   `513 Message Too Large` (RFC 3261 §21.5.14) when its Via and CSeq arrived: the reply is
+//!   written, our side shut down, and what the peer still sends is discarded until it closes (or
+//!   `read_timeout`), so the close cannot reset the connection before the peer has read the 513.
+//!   None of it stalls the shard: timeouts are checked by `sweep`.
 //! - Caps: `max_conns` connections per shard, `max_per_ip` per peer IP per shard; extra accepted
 //!   connections are closed at once.
 
@@ -109,6 +113,18 @@ struct Conn {
     last: Instant,
     partial_since: Option<Instant>,
     connecting: Option<Instant>,
+    /// Answered 513 and shut down for writing: reads are discarded until the peer closes.
+    draining: bool,
+}
+
+/// The `513 Message Too Large` for an oversized message whose start is `head`: `None` when the
+/// headers a reply copies (a complete Via and CSeq) are not among what arrived.
+fn too_large_reply(head: &[u8]) -> Option<Bytes> {
+    let req = crate::proxy::precheck::salvage(head)?;
+    let mut out = BytesMut::with_capacity(512);
+    crate::wire::ReplyBuilder::new(&mut out, &req, 513, b"Message Too Large", b"ser-513")
+        .finish(None, b"");
+    Some(out.freeze())
 }
 
 /// A shard's TCP side. Tokens: listener `j` is `listen_base + j`, connection slot `i` is
@@ -211,6 +227,13 @@ impl Tcp {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
+                    // A wildcard listener: the connection's own address is the one the peer used
+                    // (one getsockname per connection, none with an explicit listen address).
+                    let local = if local.ip().is_unspecified() {
+                        stream.local_addr().unwrap_or(local)
+                    } else {
+                        local
+                    };
                     let _ = self.insert(registry, stream, peer, local, now, None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -266,6 +289,7 @@ impl Tcp {
             last: now,
             partial_since: None,
             connecting,
+            draining: false,
         });
         Ok(slot)
     }
@@ -331,6 +355,9 @@ impl Tcp {
                 self.close(registry, slot, &why);
                 return false;
             }
+            if c.draining && c.wq.is_empty() {
+                let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            }
         }
         if !readable {
             return false;
@@ -362,6 +389,11 @@ impl Tcp {
                     break;
                 }
             }
+            if c.draining {
+                c.rbuf.clear();
+                more |= round == 15;
+                continue;
+            }
             // Frame what we have.
             loop {
                 match next_frame(&c.rbuf, max_msg) {
@@ -377,6 +409,25 @@ impl Tcp {
                             proto: Proto::Tcp,
                         });
                     }
+                    Err(e) if e.kind == crate::wire::ErrorKind::TooLarge => {
+                        // Answer 513 first (from the headers that arrived), then drain and close.
+                        let head = &c.rbuf[..c.rbuf.len().min(max_msg)];
+                        match too_large_reply(head) {
+                            Some(reply) => {
+                                ser_log!(L_DBG, "tcp: message from {} too large: 513", c.peer);
+                                c.queued += reply.len();
+                                c.wq.push_back(reply);
+                                c.rbuf.clear();
+                                c.draining = true;
+                                c.partial_since = Some(now);
+                                if flush(c).is_ok() && c.wq.is_empty() {
+                                    let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                                }
+                            }
+                            None => err = Some(format!("framing error: {e}")),
+                        }
+                        break;
+                    }
                     Err(e) => {
                         err = Some(format!("framing error: {e}"));
                         break;
@@ -391,7 +442,9 @@ impl Tcp {
             }
         }
         let has_partial = c.rbuf.iter().any(|&b| b != b'\r' && b != b'\n');
-        if has_partial {
+        if c.draining {
+            // partial_since stays: sweep closes a peer that never closes after read_timeout.
+        } else if has_partial {
             c.partial_since.get_or_insert(now);
         } else {
             c.partial_since = None;

@@ -369,8 +369,20 @@ impl Message {
                 return Err(ParseError::new(ErrorKind::DuplicateHeader, at));
             }
         }
-        self.from()?;
-        self.to()?;
+        // RFC 3261 §7.3.1: a parameter may not be repeated; two tags make the dialog ambiguous.
+        for (id, na) in [(HeaderId::From, self.from()?), (HeaderId::To, self.to()?)] {
+            let mut tags = na
+                .params
+                .iter()
+                .filter(|p| p.name.eq_ignore_ascii_case(b"tag"));
+            if let (Some(_), Some(second)) = (tags.next(), tags.next()) {
+                let at = self.span_of(second.name).map_or_else(
+                    || self.header(id).map_or(0, |h| self.value_offset(&h)),
+                    |s| s.start as usize,
+                );
+                return Err(ParseError::new(ErrorKind::DuplicateParam, at));
+            }
+        }
         self.call_id()?;
         let cseq = self.cseq()?;
         if self.is_request() && cseq.method != self.method_bytes() {

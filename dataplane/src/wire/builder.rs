@@ -81,7 +81,8 @@ pub fn tag_of(value: &[u8]) -> Option<&[u8]> {
 
 /// A reply to a received request, built as RFC 3261 §8.2.6 says: the status line, then every Via
 /// (in order), From, To (with a To-tag added unless it has one or the code is 100), Call-ID and CSeq
-/// copied from the request; Timestamp too for 100 (§8.2.6.1).
+/// copied from the request; Timestamp too for 100 (§8.2.6.1). Edits recorded on the request's Via
+/// values (the `received`/`rport` of §18.2.1 / RFC 3581) are applied to the copies.
 pub struct ReplyBuilder<'o, B: BufMut> {
     out: &'o mut B,
 }
@@ -97,6 +98,16 @@ impl<'o, B: BufMut> ReplyBuilder<'o, B> {
         out.put_slice(b"\r\n");
         for h in req.headers() {
             match h.id {
+                // The Vias as the proxy left them: `received`/`rport` recorded on the request
+                // (forward::mark_received) come back to the sender (RFC 3261 §18.2.1, RFC 3581).
+                HeaderId::Via if req.has_edits() => match req.span_of(h.value) {
+                    Some(span) => {
+                        out.put_slice(b"Via: ");
+                        req.write_span_edited(span, out);
+                        out.put_slice(b"\r\n");
+                    }
+                    None => put_header(out, b"Via", h.value),
+                },
                 HeaderId::Via | HeaderId::From | HeaderId::CallId | HeaderId::CSeq => {
                     put_header(out, h.id.name().as_bytes(), h.value)
                 }
@@ -301,6 +312,24 @@ CSeq: 314159 INVITE\r\n\
 Server: ser\r\n\
 Content-Length: 0\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn reply_carries_the_edits_recorded_on_the_vias() {
+        let mut req = Message::parse(Bytes::from_static(REQ)).unwrap();
+        let top = req.header(HeaderId::Via).unwrap().value;
+        let end = req.span_of(top).unwrap().end as usize;
+        req.replace_span(crate::wire::Span::new(end, end), b";received=192.0.2.1");
+        // An edit elsewhere (a new header line) stays out of the reply.
+        req.append_header(b"X-Script", b"1");
+        let mut out = Vec::new();
+        ReplyBuilder::new(&mut out, &req, 200, b"OK", b"t").finish(None, b"");
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.contains("\r\nVia: SIP/2.0/UDP p1.example;branch=z9hG4bK1;received=192.0.2.1\r\nVia: SIP/2.0/UDP pc33"),
+            "{s}"
+        );
+        assert!(!s.contains("X-Script"), "{s}");
     }
 
     #[test]

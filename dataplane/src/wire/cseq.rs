@@ -1,7 +1,8 @@
 //! CSeq values (RFC 3261 §20.16, §25.1): `CSeq = 1*DIGIT LWS Method`.
 //!
-//! Invariants: the number is at most 2^31-1 (RFC 3261 §8.1.1.5); larger values, including those
-//! above 2^32 in RFC 4475 scalar02/scalarlg, are `BadCSeq`. Leading zeros are accepted (`0009`); the
+//! Invariants: the number is any 32-bit unsigned value (RFC 3261 §8.1.1.5: only the *initial*
+//! value a UAC picks must be below 2^31, and later requests count up from it); larger values, such
+//! as those above 2^32 in RFC 4475 scalar02/scalarlg, are `BadCSeq`. Leading zeros are accepted (`0009`); the
 //! LWS between number and method may be folded; the method is a `token` and borrows from the input
 //! (`%` is a literal byte there, RFC 4475 esc02).
 
@@ -11,14 +12,15 @@ use super::error::{ErrorKind, ParseError, Result};
 /// A parsed CSeq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CSeq<'a> {
-    /// The sequence number (≤ 2^31-1).
+    /// The sequence number (≤ 2^32-1).
     pub num: u32,
     /// The method, as written (methods are case-sensitive).
     pub method: &'a [u8],
 }
 
-/// The largest CSeq number RFC 3261 §8.1.1.5 allows.
-pub const MAX_CSEQ: u32 = (1 << 31) - 1;
+/// The largest CSeq number: "the sequence number value MUST be expressible as a 32-bit unsigned
+/// integer" (RFC 3261 §8.1.1.5).
+pub const MAX_CSEQ: u32 = u32::MAX;
 
 impl<'a> CSeq<'a> {
     /// Parses a CSeq value. Errors are `BadCSeq` with an offset into `value`.
@@ -33,8 +35,8 @@ impl<'a> CSeq<'a> {
             }
             num = num
                 .checked_mul(10)
+                // Overflowing u32 is the MAX_CSEQ bound.
                 .and_then(|n| n.checked_add(u32::from(b - b'0')))
-                .filter(|&n| n <= MAX_CSEQ)
                 .ok_or(bad(start))?;
             pos += 1;
         }
@@ -94,10 +96,12 @@ mod tests {
         );
         // lwsruri: 2^31 - 2^24 is fine
         assert_eq!(CSeq::parse(b"2130706432 INVITE").unwrap().num, 2130706432);
-        assert_eq!(CSeq::parse(b"2147483647 ACK").unwrap().num, MAX_CSEQ);
+        assert_eq!(CSeq::parse(b"2147483647 ACK").unwrap().num, (1 << 31) - 1);
         // scalar02 / scalarlg
         assert_eq!(CSeq::parse(b"36893488147419103232 REGISTER"), Err(err(0)));
-        assert_eq!(CSeq::parse(b"2147483648 INVITE"), Err(err(0)));
+        // Only the initial value must be < 2^31: a dialog's later requests may pass it.
+        assert_eq!(CSeq::parse(b"2147483648 INVITE").unwrap().num, 1 << 31);
+        assert_eq!(CSeq::parse(b"4294967295 BYE").unwrap().num, u32::MAX);
         assert_eq!(CSeq::parse(b"4294967296 INVITE"), Err(err(0)));
     }
 

@@ -20,7 +20,7 @@ pub enum ErrorKind {
     TooManyHeaders,
     /// More Via values than the configured maximum.
     TooManyVias,
-    /// A URI longer than the configured maximum.
+    /// A Request-URI longer than the configured maximum (answered with 414).
     UriTooLong,
     /// The header section did not end with an empty line.
     Incomplete,
@@ -62,7 +62,7 @@ pub enum ErrorKind {
     BadParam,
     /// A Via value is malformed.
     BadVia,
-    /// CSeq is malformed or its number exceeds 2^31-1 (RFC 3261 §8.1.1.5).
+    /// CSeq is malformed or its number exceeds 2^32-1 (RFC 3261 §8.1.1.5).
     BadCSeq,
     /// The CSeq method differs from the request-line method.
     CSeqMethodMismatch,
@@ -84,6 +84,8 @@ pub enum ErrorKind {
     DuplicateHeader,
     /// A header every request must carry is missing (RFC 3261 §8.1.1).
     MissingHeader,
+    /// A header parameter appears twice (RFC 3261 §7.3.1), e.g. two `tag`s in From or To.
+    DuplicateParam,
 }
 
 impl ErrorKind {
@@ -92,6 +94,7 @@ impl ErrorKind {
         match self {
             ErrorKind::UnsupportedVersion => 505,
             ErrorKind::TooLarge => 513,
+            ErrorKind::UriTooLong => 414,
             _ => 400,
         }
     }
@@ -104,7 +107,7 @@ impl ErrorKind {
             TooLarge => "Message Too Large",
             TooManyHeaders => "Bad Request - Too Many Headers",
             TooManyVias => "Bad Request - Too Many Via Headers",
-            UriTooLong => "Bad Request - URI Too Long",
+            UriTooLong => "Request-URI Too Long",
             Incomplete => "Bad Request - Header Section Not Terminated",
             BadHeaderLine => "Bad Request - Malformed Header Line",
             BadHeaderValue => "Bad Request - Malformed Header Value",
@@ -134,6 +137,7 @@ impl ErrorKind {
             BadTokenList => "Bad Request - Malformed Option Tags",
             DuplicateHeader => "Bad Request - Duplicate Header",
             MissingHeader => "Bad Request - Missing Mandatory Header",
+            DuplicateParam => "Bad Request - Repeated Parameter",
         }
     }
 }

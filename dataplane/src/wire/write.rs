@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::edit::Op;
-use super::message::Message;
+use super::message::{Message, Span};
 
 impl Message {
     /// Calls `f` with each piece of the output in order. The one place that walks the edit list,
@@ -38,6 +38,55 @@ impl Message {
         if cursor < src.len() {
             f(&src[cursor..]);
         }
+    }
+
+    /// Whether the message's start line or its empty line ends with a bare LF (RFC 3261 §7.5 asks
+    /// for CRLF; ser accepts LF, as many servers do). Two byte reads: cheap enough for every message.
+    pub fn has_bare_lf(&self) -> bool {
+        self.buf.get(self.start_line.end as usize) == Some(&b'\n')
+            || self.buf.get(self.headers_end as usize) == Some(&b'\n')
+    }
+
+    /// Records edits that turn every bare LF of the header section (after the start line, after
+    /// each header line and fold, the empty line) into CRLF, so that what ser writes from this
+    /// message always uses CRLF and a strict next hop reads the lines ser wrote where they are.
+    /// Each LF is *replaced*, so insertions recorded later at the same place (a `received` at the
+    /// end of a Via value) still come before the line end. The body is left alone.
+    pub fn crlf_line_ends(&mut self) {
+        let from = self.start_line.end as usize;
+        let to = (self.body.start as usize).min(self.end as usize);
+        let Some(section) = self.buf.get(from..to) else {
+            return;
+        };
+        let bare: SmallVec<[usize; 32]> = memchr::memchr_iter(b'\n', section)
+            .map(|i| from + i)
+            .filter(|&p| p == 0 || self.buf[p - 1] != b'\r')
+            .collect();
+        for p in bare {
+            self.replace_span(Span::new(p, p + 1), b"\r\n");
+        }
+    }
+
+    /// Appends the bytes of `span` (a stretch of the received message) with the edits that lie
+    /// wholly inside it applied: how a reply copies the top Via with the `received`/`rport` the
+    /// proxy recorded on the request (RFC 3261 §18.2.1, RFC 3581 §4), without parsing it again.
+    pub fn write_span_edited<B: BufMut>(&self, span: Span, out: &mut B) {
+        let src = &self.buf[..self.end as usize];
+        let (from, to) = (span.start as usize, (span.end as usize).min(src.len()));
+        if from > to {
+            return;
+        }
+        let mut cursor = from;
+        for op in self.edits.ordered() {
+            let (start, end) = (op.start as usize, op.end as usize);
+            if start < cursor || end > to {
+                continue;
+            }
+            out.put_slice(&src[cursor..start]);
+            out.put_slice(self.edits.data(&op));
+            cursor = end;
+        }
+        out.put_slice(&src[cursor..to]);
     }
 
     /// Length of the message as it will be written.
@@ -292,6 +341,24 @@ abc";
             out(&m),
             "MESSAGE sip:a@b SIP/2.0\r\nl: 5\r\nContent-Length: 5\r\n\r\nhello"
         );
+    }
+
+    #[test]
+    fn bare_lf_becomes_crlf_and_later_edits_stay_before_the_line_end() {
+        let raw = b"OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\nCall-ID: c\nContent-Length: 2\n\nx\n";
+        let mut m = Message::parse(Bytes::from_static(raw)).unwrap();
+        assert!(m.has_bare_lf());
+        m.crlf_line_ends();
+        let via = m.header(HeaderId::Via).unwrap().value;
+        let end = m.span_of(via).unwrap().end as usize;
+        m.insert_raw(end, b";received=10.0.0.1");
+        m.insert_header_top(b"Via", b"SIP/2.0/UDP ser;branch=z9hG4bKs");
+        m.set_request_uri(b"sip:a@c").unwrap();
+        assert_eq!(
+            out(&m),
+            "OPTIONS sip:a@c SIP/2.0\r\nVia: SIP/2.0/UDP ser;branch=z9hG4bKs\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1;received=10.0.0.1\r\nCall-ID: c\r\nContent-Length: 2\r\n\r\nx\n"
+        );
+        assert!(!msg().has_bare_lf());
     }
 
     #[test]

@@ -36,7 +36,7 @@ mod cell;
 mod response;
 #[cfg(test)]
 mod tests;
-mod uac;
+pub(crate) mod uac;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

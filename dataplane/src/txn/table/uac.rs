@@ -142,7 +142,7 @@ impl Table {
 }
 
 /// A `sip:` URI with a literal address: where it goes (no DNS on the shard).
-fn literal_dest(uri: &[u8]) -> Option<(SocketAddr, Proto)> {
+pub(crate) fn literal_dest(uri: &[u8]) -> Option<(SocketAddr, Proto)> {
     let u = crate::wire::uri::Uri::parse(uri).ok()?;
     let t = crate::dns::host_port_of_uri(&u)?;
     let ip = match t.host {
