@@ -83,6 +83,7 @@ cat >"$WORK/kam.cfg" <<CFG
 debug=0
 log_stderror=yes
 fork=yes
+maxbuffer=4194304
 children=1
 disable_tcp=yes
 auto_aliases=no
@@ -95,7 +96,7 @@ modparam("tm", "fr_timer", 60000)
 modparam("ctl", "binrpc", "unix:$WORK/kamctl.sock")
 request_route { \$du = "sip:127.0.0.1:5091"; t_relay(); exit; }
 CFG
-"$KAMAILIO" -f "$WORK/kam.cfg" -L "$KAMAILIO_MODULES" -l udp:127.0.0.1:5073 -n 1 -DD -E -m 256 -M 32 2>"$WORK/kam.log" &
+"$KAMAILIO" -f "$WORK/kam.cfg" -L "$KAMAILIO_MODULES" -l udp:127.0.0.1:5073 -n 1 -DD -E -x tlsf -m 4096 -M 32 2>"$WORK/kam.log" &
 KPID=$!; PIDS+=($KPID); sleep 2
 kam() { kamcmd -s "unix:$WORK/kamctl.sock" "$@"; }
 kam_used() { kam core.shmmem | awk '/used:/ {print $2; exit}'; }
