@@ -69,6 +69,10 @@ pub struct ProxyHandler {
     pid: u32,
     /// This shard's transactions.
     table: Table,
+    /// The program this shard ran last: kept so that a request costs no reference-count write on
+    /// the `Arc` every shard shares (it is cloned only for a parked script); replaced when a
+    /// reload swapped in another one.
+    program: Option<Arc<Loaded>>,
 }
 
 impl ProxyHandler {
@@ -88,6 +92,17 @@ impl ProxyHandler {
             last_purge: None,
             next_job: 0,
             pid: std::process::id(),
+            program: None,
+        }
+    }
+
+    /// The current program, moved out of the shard's cache (put it back with `self.program =
+    /// Some(..)`); a reload is seen by the next request.
+    fn take_program(&mut self) -> Arc<Loaded> {
+        let current = self.shared.program.load();
+        match self.program.take() {
+            Some(p) if Arc::ptr_eq(&p, &current) => p,
+            _ => arc_swap::Guard::into_inner(current),
         }
     }
 
@@ -252,7 +267,7 @@ impl ProxyHandler {
             );
             return;
         }
-        let program = self.shared.program.load_full();
+        let program = self.take_program();
         let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
         let outcome = {
             let mut env = ShardEnv {
@@ -271,7 +286,8 @@ impl ProxyHandler {
             };
             exec::exec(&program.program, &mut ctx, &mut env)
         };
-        self.after_run(outcome, ctx, program, pkt.local, pkt.proto, None, out);
+        self.after_run(outcome, ctx, &program, pkt.local, pkt.proto, None, out);
+        self.program = Some(program);
         self.run_actions(out);
     }
 
@@ -280,7 +296,7 @@ impl ProxyHandler {
         &mut self,
         outcome: Outcome,
         ctx: Ctx,
-        program: Arc<Loaded>,
+        program: &Arc<Loaded>,
         local: SocketAddr,
         proto: Proto,
         failure: Option<TxnHandle>,
@@ -310,7 +326,7 @@ impl ProxyHandler {
                 id,
                 Parked {
                     ctx,
-                    program,
+                    program: program.clone(),
                     local,
                     proto,
                     failure,
@@ -338,11 +354,11 @@ impl ProxyHandler {
             return;
         };
         let parsed = Message::parse_with(request, &Self::limits(proto));
-        let program = self.shared.program.load_full();
         let Ok(msg) = parsed else {
             self.table.failure_done(h, out.now());
             return;
         };
+        let program = self.take_program();
         let mut ctx = Ctx::new(msg, src, local, to_ir_proto(proto));
         for f in 0..32 {
             if flags & (1 << f) != 0 {
@@ -370,7 +386,8 @@ impl ProxyHandler {
             };
             exec::exec_route(&program.program, route, &mut ctx, &mut env)
         };
-        self.after_run(outcome, ctx, program, local, proto, Some(h), out);
+        self.after_run(outcome, ctx, &program, local, proto, Some(h), out);
+        self.program = Some(program);
     }
 
     fn on_response(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
@@ -593,7 +610,7 @@ impl Handler for ProxyHandler {
                     };
                     exec::resume(&p.program.program, &mut p.ctx, &mut env, result)
                 };
-                self.after_run(outcome, p.ctx, p.program, p.local, p.proto, p.failure, out);
+                self.after_run(outcome, p.ctx, &p.program, p.local, p.proto, p.failure, out);
                 self.run_actions(out);
             }
             ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
