@@ -3,6 +3,9 @@
 //! `sqlite3` command-line tool, handed to ser through `SER_DB_URL`).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -18,7 +21,7 @@ use net::*;
 /// domain `realm`; `None` (and a "skipped" line) without the sqlite3 tool.
 fn subscriber_db(test: &str, realm: &str, users: &[(&str, &str)]) -> Option<PathBuf> {
     if !have("sqlite3") {
-        eprintln!("skipped: {test}: the sqlite3 tool is not installed (apt-get install sqlite3)");
+        skip::report(None, &format!("{test}: the sqlite3 tool is not installed (apt-get install sqlite3)"));
         return None;
     }
     let p = std::env::temp_dir().join(format!("ser-auth-{}-{test}.db", std::process::id()));
@@ -315,8 +318,7 @@ fn run_sipp(
 #[test]
 fn sipp_register_with_authentication_and_with_a_wrong_password() {
     if !have("sipp") {
-        eprintln!("skipped: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
     let Some(db) = subscriber_db("sipp", "test.example", &[("alice", "wonderland")]) else {
         return;
@@ -338,8 +340,7 @@ fn sipp_register_with_authentication_and_with_a_wrong_password() {
 #[test]
 fn sipsak_usrloc_register_with_password() {
     if !have("sipsak") {
-        eprintln!("skipped: sipsak is not installed (apt-get install sipsak)");
-        return;
+        skip!("sipsak is not installed (apt-get install sipsak)");
     }
     let Some(db) = subscriber_db("sipsak", "test.example", &[("alice", "wonderland")]) else {
         return;

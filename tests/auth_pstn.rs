@@ -4,6 +4,9 @@
 //! `db_url` by the test's SQLite file (the only changes to the file).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 #[path = "support/seed.rs"]
@@ -19,9 +22,9 @@ use net::*;
 
 /// pstn.cfg with the gateway moved to `gw` and auth_db's MySQL account replaced by `db_url`.
 fn pstn_cfg(gw: SocketAddr, db_url: Option<&str>) -> String {
-    let text = std::fs::read_to_string(seed::seed_dir().join("pstn.cfg")).unwrap();
+    let text = seed::example_text("pstn-gateway.cfg");
     assert!(text.contains("192.168.0.10:5060") && text.contains("src_ip==192.168.0.10"));
-    let mysql = "sql://ser:heslo@localhost/ser";
+    let mysql = "sql://ser:secret@localhost/ser";
     assert!(text.contains(mysql));
     text.replace(mysql, db_url.unwrap_or(mysql))
         .replace("192.168.0.10:5060", &gw.to_string())
@@ -31,7 +34,7 @@ fn pstn_cfg(gw: SocketAddr, db_url: Option<&str>) -> String {
 /// Users (name, group) with password "pw" in realm "gateway".
 fn db(test: &str, users: &[(&str, &str)]) -> Option<PathBuf> {
     if !have("sqlite3") {
-        eprintln!("skipped: {test}: the sqlite3 tool is not installed");
+        skip::report(None, &format!("{test}: the sqlite3 tool is not installed"));
         return None;
     }
     let p = std::env::temp_dir().join(format!("ser-pstn-{}-{test}.db", std::process::id()));

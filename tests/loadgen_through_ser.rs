@@ -7,6 +7,9 @@
 //! skips.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -51,8 +54,7 @@ fn num(v: &serde_json::Value, path: &str) -> u64 {
 #[test]
 fn every_scenario_through_ser() {
     let Some(bin) = loadgen() else {
-        eprintln!("SKIP every_scenario_through_ser: no loadgen binary beside ser (run cargo test --workspace)");
-        return;
+        skip!("no loadgen binary beside ser (run cargo test --workspace)");
     };
     let uas_port = free_port("127.0.0.1");
     let stats = std::env::temp_dir().join(format!("ser-lg-uas-{}.json", std::process::id()));
@@ -154,8 +156,7 @@ fn every_scenario_through_ser() {
 #[test]
 fn register_auth_with_and_without_nonce_reuse() {
     let Some(bin) = loadgen() else {
-        eprintln!("SKIP register_auth_with_and_without_nonce_reuse: no loadgen binary beside ser (run cargo test --workspace)");
-        return;
+        skip!("no loadgen binary beside ser (run cargo test --workspace)");
     };
     let dir = std::env::temp_dir().join(format!("ser-lg-auth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -3,6 +3,10 @@
 //! FIFO server speaking SER's protocol (the real one lives in the controlplane's mgmt module).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -307,8 +311,8 @@ fn subscribers_in_mariadb_with_sers_variables() {
     });
     match created {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return println!("skipped: MariaDB at {base} is unreachable ({e})"),
-        Err(_) => return println!("skipped: MariaDB at {base} did not answer"),
+        Ok(Err(e)) => skip!("MariaDB at {base} is unreachable ({e})"),
+        Err(_) => skip!("MariaDB at {base} did not answer"),
     }
     let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
     subscriber_lifecycle(&url);
@@ -383,7 +387,7 @@ fn subscribers_in_postgres() {
         }
     });
     if let Err(e) = client {
-        return println!("skipped: PostgreSQL at {base} is unreachable ({e})");
+        skip!("PostgreSQL at {base} is unreachable ({e})");
     }
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
