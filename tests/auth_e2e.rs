@@ -21,7 +21,10 @@ use net::*;
 /// domain `realm`; `None` (and a "skipped" line) without the sqlite3 tool.
 fn subscriber_db(test: &str, realm: &str, users: &[(&str, &str)]) -> Option<PathBuf> {
     if !have("sqlite3") {
-        skip::report(None, &format!("{test}: the sqlite3 tool is not installed (apt-get install sqlite3)"));
+        skip::report(
+            None,
+            &format!("{test}: the sqlite3 tool is not installed (apt-get install sqlite3)"),
+        );
         return None;
     }
     let p = std::env::temp_dir().join(format!("ser-auth-{}-{test}.db", std::process::id()));

@@ -64,11 +64,17 @@ impl PgScratch {
         let (client, conn) = match conn {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                skip::report(None, &format!("PostgreSQL at {base} is unreachable ({e}); set SER_TEST_PG_URL"));
+                skip::report(
+                    None,
+                    &format!("PostgreSQL at {base} is unreachable ({e}); set SER_TEST_PG_URL"),
+                );
                 return None;
             }
             Err(_) => {
-                skip::report(None, &format!("PostgreSQL at {base} did not answer; set SER_TEST_PG_URL"));
+                skip::report(
+                    None,
+                    &format!("PostgreSQL at {base} did not answer; set SER_TEST_PG_URL"),
+                );
                 return None;
             }
         };
@@ -120,11 +126,17 @@ impl MyScratch {
         match r {
             Ok(Ok(())) => Some(MyScratch { base, db }),
             Ok(Err(e)) => {
-                skip::report(None, &format!("MariaDB at {base} is unreachable ({e}); set SER_TEST_MYSQL_URL"));
+                skip::report(
+                    None,
+                    &format!("MariaDB at {base} is unreachable ({e}); set SER_TEST_MYSQL_URL"),
+                );
                 None
             }
             Err(_) => {
-                skip::report(None, &format!("MariaDB at {base} did not answer; set SER_TEST_MYSQL_URL"));
+                skip::report(
+                    None,
+                    &format!("MariaDB at {base} did not answer; set SER_TEST_MYSQL_URL"),
+                );
                 None
             }
         }

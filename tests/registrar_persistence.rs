@@ -204,7 +204,10 @@ fn pg_scratch() -> Option<(String, String, String)> {
             .is_ok()
     });
     if !ok {
-        skip::report(None, &format!("PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL"));
+        skip::report(
+            None,
+            &format!("PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL"),
+        );
         return None;
     }
     let sep = if base.contains('?') { '&' } else { '?' };

@@ -128,9 +128,7 @@ fn admin_guide_textops_examples() {
 }
 
 fn routing_labels(f: &std::path::Path) {
-    let p = compile_file(f)
-        .unwrap()
-        .program;
+    let p = compile_file(f).unwrap().program;
     // lookup and t_relay are not implemented in this build: fakes that succeed stand in.
     let mut env = MockEnv::new().fake("lookup", ok).fake("t_relay", ok);
     let mut c = ctx(request("INVITE", "sip:bob@domain.foo"));
@@ -147,9 +145,7 @@ fn voicemail_diversion_failure_route() {
 }
 
 fn diversion(f: &std::path::Path) {
-    let p = compile_file(f)
-        .unwrap()
-        .program;
+    let p = compile_file(f).unwrap().program;
     let fr = p
         .routes
         .iter()

@@ -157,9 +157,7 @@ fn table_script_reverts_between_actions() {
 }
 
 fn table_reverts(f: &Path) {
-    let p = compile_file(f)
-        .unwrap()
-        .program;
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new();
     let mut c = ctx(request("INVITE", "sip:12345@foo.bar:6060"));
     assert_eq!(exec(&p, &mut c, &mut env), Outcome::Done(1));
@@ -231,9 +229,7 @@ fn alias_script_runs_to_its_branch() {
 }
 
 fn alias_script(f: &Path) {
-    let p = compile_file(f)
-        .unwrap()
-        .program;
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new();
     let mut c = ctx(request("INVITE", "sip:12345@foo.bar:6060"));
     assert_eq!(exec(&p, &mut c, &mut env), Outcome::Done(1));
@@ -288,9 +284,7 @@ fn rewrite_and_forward_goes_to_the_rewritten_uri() {
 }
 
 fn rewrite_and_forward(f: &Path) {
-    let p = compile_file(f)
-        .unwrap()
-        .program;
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new();
     let mut c = ctx(request("INVITE", "sip:DAN@FOO.BAR"));
     assert_eq!(exec(&p, &mut c, &mut env), Outcome::Done(1));
@@ -318,9 +312,7 @@ fn exec_dset_script_with_exec_emulated() {
 }
 
 fn exec_dset_script(f: &Path) {
-    let p = compile_file(f)
-        .unwrap()
-        .program;
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new().fake("exec_dset", fake_exec_dset);
     let mut c = ctx(request("INVITE", "sip:someone@iptel.org"));
     let out = exec(&p, &mut c, &mut env);

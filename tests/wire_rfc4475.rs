@@ -14,7 +14,11 @@ use dataplane::wire::uri::{Host, Scheme};
 use dataplane::wire::{ErrorKind, HeaderId, Message, Method};
 
 fn corpus(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sip-corpus")).join(rel)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sip-corpus"
+    ))
+    .join(rel)
 }
 
 fn read(rel: &str) -> Bytes {

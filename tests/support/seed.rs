@@ -62,6 +62,9 @@ pub fn cfg_files(dir: &Path) -> Vec<PathBuf> {
 pub fn own_scripts() -> Vec<PathBuf> {
     let mut v = cfg_files(&examples_dir());
     v.extend(cfg_files(&data_dir().join("scripts")));
-    v.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/ser.cfg")));
+    v.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/ser.cfg"
+    )));
     v
 }

@@ -27,6 +27,7 @@ pub fn report(unavailable: Option<&str>, reason: &str) {
 
 /// `skip!("reason {}", x)` or `skip!(unavailable: "why it cannot be here", "reason {}", x)`:
 /// report and return from the calling test. Declare the module with `#[macro_use]`.
+#[allow(unused_macros)]
 macro_rules! skip {
     (unavailable: $why:expr, $($fmt:tt)+) => {{
         $crate::skip::report(Some($why), &format!($($fmt)+));

@@ -336,7 +336,10 @@ fn checklist_names_are_all_declared() {
     use dataplane::modules;
 
     // The users' checklist is a reference copy beside the repository, not part of it.
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/seed-checklist.tsv"); // optional
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/seed-checklist.tsv"
+    ); // optional
     let Ok(tsv) = std::fs::read_to_string(path) else {
         use std::io::Write;
         let _ = writeln!(
