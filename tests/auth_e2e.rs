@@ -28,7 +28,7 @@ fn subscriber_db(test: &str, realm: &str, users: &[(&str, &str)]) -> Option<Path
         return None;
     }
     let p = std::env::temp_dir().join(format!("ser-auth-{}-{test}.db", std::process::id()));
-    let _ = std::fs::remove_file(&p);
+    remove_sqlite(&p);
     let mut sql = String::from(
         "CREATE TABLE subscriber (username VARCHAR(64) NOT NULL DEFAULT '', domain VARCHAR(64) NOT NULL DEFAULT '', \
          password VARCHAR(64) NOT NULL DEFAULT '', ha1 VARCHAR(128) NOT NULL DEFAULT '', ha1b VARCHAR(128) NOT NULL DEFAULT '');\n\
@@ -246,7 +246,7 @@ fn register_with_password_and_check_to_over_udp() {
         ),
     );
     assert_eq!(status_line(&r), "SIP/2.0 401 Unauthorized", "{r}");
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }
 
 /// SIPp REGISTER scenario: unauthenticated REGISTER, 401, REGISTER with `[authentication]`,
@@ -337,7 +337,7 @@ fn sipp_register_with_authentication_and_with_a_wrong_password() {
             "qop {qop}, wrong password must get 401:\n{text}"
         );
     }
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }
 
 #[test]
@@ -378,5 +378,5 @@ fn sipsak_usrloc_register_with_password() {
     let bad = sipsak("guess");
     assert_ne!(bad.status.code(), Some(0));
     std::thread::sleep(Duration::from_millis(50));
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }

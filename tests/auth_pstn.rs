@@ -38,7 +38,7 @@ fn db(test: &str, users: &[(&str, &str)]) -> Option<PathBuf> {
         return None;
     }
     let p = std::env::temp_dir().join(format!("ser-pstn-{}-{test}.db", std::process::id()));
-    let _ = std::fs::remove_file(&p);
+    remove_sqlite(&p);
     let mut sql = String::from(
         "CREATE TABLE subscriber (username VARCHAR(64) NOT NULL DEFAULT '', domain VARCHAR(64) NOT NULL DEFAULT '', \
          password VARCHAR(64) NOT NULL DEFAULT '', ha1 VARCHAR(128) NOT NULL DEFAULT '', ha1b VARCHAR(128) NOT NULL DEFAULT '');\n\
@@ -187,7 +187,7 @@ fn pstn_cfg_refuses_calls_outside_the_callers_groups() {
         "SIP/2.0 403 No permission for local calls"
     );
     assert_eq!(call(&p, "dist", "123", 4), "SIP/2.0 403 Forbidden");
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }
 
 #[test]
@@ -220,5 +220,5 @@ fn pstn_cfg_relays_permitted_calls_to_the_gateway() {
             "{got}"
         );
     }
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }

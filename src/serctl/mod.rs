@@ -31,7 +31,8 @@
 //! `sip:daemon@$SIP_DOMAIN` (or this host's name).
 //!
 //! `start` runs the `ser` next to serctl (else the one on PATH; `SER` env overrides) with
-//! `-P $PID_FILE` (default `/var/run/ser.pid`) and `$STARTOPTIONS`; its output goes to syslog
+//! `-P $PID_FILE` (default: `/run/ser/ser.pid` when it exists, else `/var/run/ser.pid`) and
+//! `$STARTOPTIONS`; its output goes to syslog
 //! unless `SYSLOG=0` (then `-E`, on the terminal), as in SER's `sc`.
 
 pub mod db;
@@ -536,11 +537,23 @@ fn uac(method: &str, uri: &str, extra: &[&str]) -> Out {
     }))
 }
 
+/// Where ser's pid file is: `PID_FILE`, else the first that exists of the systemd unit's
+/// `/run/ser/ser.pid` and SER's `/var/run/ser.pid` (`start` writes the latter when neither does).
 fn pid_file() -> std::path::PathBuf {
-    std::env::var_os("PID_FILE")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| "/var/run/ser.pid".into(), Into::into)
+    if let Some(p) = std::env::var_os("PID_FILE").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    [PACKAGE_PID_FILE, SER_PID_FILE]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| SER_PID_FILE.into())
 }
+
+/// The pid file of the packaged systemd unit.
+const PACKAGE_PID_FILE: &str = "/run/ser/ser.pid";
+/// SER's `sc` default.
+const SER_PID_FILE: &str = "/var/run/ser.pid";
 
 fn ser_binary() -> std::path::PathBuf {
     if let Some(s) = std::env::var_os("SER").filter(|s| !s.is_empty()) {

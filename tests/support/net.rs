@@ -71,6 +71,11 @@ impl Ser {
     pub fn start_with_env(cfg_text: &str, extra: &[&str], env: &[(&str, &str)]) -> Ser {
         let cfg = temp_cfg(cfg_text);
         let mut cmd = Command::new(ser_bin());
+        // Never the machine's /var/lib/ser/ser.db: a script that stores anything gets a database
+        // of its own next to its config (removed on drop) unless the test names one.
+        if !env.iter().any(|(k, _)| *k == "SER_DB_URL") {
+            cmd.env("SER_DB_URL", format!("sqlite://{}", cfg.with_extension("db").display()));
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -135,6 +140,17 @@ impl Drop for Ser {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_file(&self.cfg);
+        remove_sqlite(&self.cfg.with_extension("db"));
+    }
+}
+
+/// Removes a SQLite database with its WAL side files (`-wal`, `-shm`).
+pub fn remove_sqlite(db: &std::path::Path) {
+    let _ = std::fs::remove_file(db);
+    for side in ["-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(side);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
     }
 }
 
