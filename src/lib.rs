@@ -562,6 +562,15 @@ pub mod os {
         pid > 0 && unsafe { libc::kill(pid, 0) } == 0
     }
 
+    /// Whether standard error is a pipe (a reader waits for its end).
+    pub fn stderr_is_pipe() -> bool {
+        // SAFETY: fstat fills the zeroed stat buffer we own.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(2, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
+        }
+    }
+
     /// Whether a syslog daemon listens on `/dev/log` (the socket glibc's syslog(3) writes to).
     /// Without one every line would be lost, so ser logs to stderr instead.
     pub fn syslog_available() -> bool {
@@ -763,9 +772,19 @@ pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
     let opts = program.options.clone();
     let debug = opts.debug;
     let mut to_stderr = cli.stderr || opts.log_stderror;
+    let mut log_to = log_target(to_stderr);
     if !to_stderr && !os::syslog_available() {
-        eprintln!("ser: no syslog daemon listens on /dev/log; logging to stderr instead");
-        to_stderr = true;
+        if opts.fork && !cli.foreground && os::stderr_is_pipe() {
+            // A daemon holding a pipe open would keep whoever reads it waiting for ever.
+            eprintln!(
+                "ser: no syslog daemon listens on /dev/log and stderr is a pipe: the daemon's log is lost (start a syslog daemon, or run ser with -D -E)"
+            );
+            log_to = "none (no syslog daemon on /dev/log)";
+        } else {
+            eprintln!("ser: no syslog daemon listens on /dev/log; logging to stderr instead");
+            to_stderr = true;
+            log_to = log_target(true);
+        }
     }
     setup_logging(debug, to_stderr);
     let mut daemon = None;
@@ -774,7 +793,7 @@ pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
         &opts,
         program,
         &cfg_path,
-        to_stderr,
+        (to_stderr, log_to),
         &mut daemon,
         sighup,
     ) {
@@ -799,7 +818,7 @@ fn start(
     opts: &CoreOptions,
     program: Program,
     cfg_path: &Path,
-    to_stderr: bool,
+    (to_stderr, log_to): (bool, &str),
     daemon: &mut Option<os::Daemon>,
     sighup: &mut dyn FnMut(),
 ) -> Result<(), String> {
@@ -939,7 +958,7 @@ fn start(
     let summary = format!(
         "ser: pid {pid} listening on {}; log: {}; stop: {stop}\n",
         addrs.join(" "),
-        log_target(to_stderr)
+        log_to
     );
     match daemon.take() {
         Some(d) => d.ready(true, &summary),
