@@ -245,17 +245,8 @@ fn readme_quick_start_loadgen_commands_succeed_against_the_shipped_config() {
     let (code, v) = run(
         &bin,
         &[
-            "register",
-            "--target",
-            &target,
-            "--users",
-            &users,
-            "--range",
-            "1-100",
-            "--rate",
-            "200",
-            "--max",
-            "200",
+            "register", "--target", &target, "--users", &users, "--range", "1-100", "--rate",
+            "200", "--max", "200",
         ],
     );
     assert_eq!(code, 0, "{v}");

@@ -74,7 +74,10 @@ impl Ser {
         // Never the machine's /var/lib/ser/ser.db: a script that stores anything gets a database
         // of its own next to its config (removed on drop) unless the test names one.
         if !env.iter().any(|(k, _)| *k == "SER_DB_URL") {
-            cmd.env("SER_DB_URL", format!("sqlite://{}", cfg.with_extension("db").display()));
+            cmd.env(
+                "SER_DB_URL",
+                format!("sqlite://{}", cfg.with_extension("db").display()),
+            );
         }
         for (k, v) in env {
             cmd.env(k, v);
