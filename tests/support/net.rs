@@ -51,6 +51,8 @@ pub struct Ser {
     pub child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
     pub cfg: PathBuf,
+    /// The SQLite file of SER_DB_URL, if any (its side files are cleaned up on drop).
+    pub db: Option<PathBuf>,
 }
 
 pub fn ser_bin() -> &'static str {
@@ -98,7 +100,16 @@ impl Ser {
                 l2.lock().expect("log lock").push(line);
             }
         });
-        let s = Ser { child, log, cfg };
+        let db = env.iter().find(|(k, _)| *k == "SER_DB_URL").map_or_else(
+            || Some(cfg.with_extension("db")),
+            |(_, v)| v.strip_prefix("sqlite://").map(PathBuf::from),
+        );
+        let s = Ser {
+            child,
+            log,
+            cfg,
+            db,
+        };
         if !s.wait_log("started", Duration::from_secs(10)) {
             panic!("ser did not start; log:\n{}", s.log_text());
         }
@@ -143,7 +154,15 @@ impl Drop for Ser {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_file(&self.cfg);
-        remove_sqlite(&self.cfg.with_extension("db"));
+        let own = self.cfg.with_extension("db");
+        match &self.db {
+            // The database this helper chose goes with the server.
+            Some(db) if *db == own => remove_sqlite(db),
+            // A test's database the test already removed: what the server had open meanwhile
+            // (SQLite's -wal/-shm) goes too.
+            Some(db) if !db.exists() => remove_sqlite(db),
+            _ => {}
+        }
     }
 }
 
