@@ -1061,6 +1061,28 @@ mod tests {
     }
 
     #[test]
+    fn relative_paths_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute(Path::new("ser.cfg")), cwd.join("ser.cfg"));
+        assert_eq!(
+            absolute(Path::new("/etc/ser/ser.cfg")),
+            PathBuf::from("/etc/ser/ser.cfg")
+        );
+        assert_eq!(
+            absolute_db_url("sqlite://var/ser.db"),
+            format!("sqlite://{}", cwd.join("var/ser.db").display())
+        );
+        for keep in [
+            "sqlite:///var/lib/ser/ser.db",
+            "mysql://u:p@h/db",
+            "postgres://u@h/db",
+            "sqlite://",
+        ] {
+            assert_eq!(absolute_db_url(keep), keep);
+        }
+    }
+
+    #[test]
     fn listen_forms() {
         let l = parse_listen("udp:[::1]:5070").unwrap();
         assert_eq!(
