@@ -948,8 +948,12 @@ fn start(
     // listens, where its log goes, how to stop it.
     let pid = std::process::id();
     let stop = match (&pidfile, daemon.is_some()) {
-        (Some(p), _) => format!(
+        (Some(p), true) => format!(
             "kill -TERM {pid}, or serctl stop (PID_FILE={})",
+            p.display()
+        ),
+        (Some(p), false) => format!(
+            "Ctrl-C, kill -TERM {pid}, or serctl stop (PID_FILE={})",
             p.display()
         ),
         (None, true) => format!("kill -TERM {pid}"),

@@ -253,3 +253,43 @@ CSeq: 1 REGISTER\r\nContact: <sip:alice@127.0.0.1:{me}>\r\nExpires: 600\r\nConte
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// README's way (`./scripts/run` runs `ser -f ser.cfg -D -E -P <pid file>`): the summary line
+/// names the pid, the sockets, the log on stderr, and both ways to stop.
+#[test]
+fn foreground_start_says_where_it_listens_logs_and_how_to_stop() {
+    let d = dir("fg");
+    let port = free_port("127.0.0.1");
+    let pid_file = d.join("ser.pid");
+    let ser = Ser::start_with_cfg(
+        &script("fg", &d.join("fifo")),
+        &[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-P",
+            pid_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        ser.wait_log("listening on udp:", Duration::from_secs(5)),
+        "{}",
+        ser.log_text()
+    );
+    let pid = ser.child.id();
+    let log = ser.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("ser: pid"))
+        .unwrap_or("");
+    assert_eq!(
+        line,
+        format!(
+            "ser: pid {pid} listening on udp:127.0.0.1:{port} tcp:127.0.0.1:{port}; log: stderr; stop: Ctrl-C, kill -TERM {pid}, or serctl stop (PID_FILE={})",
+            pid_file.display()
+        )
+    );
+    drop(ser);
+    let _ = std::fs::remove_dir_all(&d);
+}
