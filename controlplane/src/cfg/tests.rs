@@ -338,8 +338,8 @@ fn checklist_names_are_all_declared() {
     // The users' checklist is a reference copy beside the repository, not part of it.
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/seed-checklist.tsv"
-    ); // optional
+        "/../../shared/seed-checklist.tsv" // optional: absent in a fresh clone
+    );
     let Ok(tsv) = std::fs::read_to_string(path) else {
         use std::io::Write;
         let _ = writeln!(
