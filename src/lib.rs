@@ -10,6 +10,7 @@ pub mod locations;
 pub mod mgmt;
 pub mod server;
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -476,19 +477,32 @@ pub mod os {
             -1 => return Err(std::io::Error::last_os_error()),
             0 => {}
             _ => {
-                // Parent: wait for the daemon's verdict.
-                let mut b = [0u8; 1];
-                // SAFETY: closing our copy of the write end; reading one byte into a live buffer.
-                let n = unsafe {
-                    libc::close(wr);
-                    libc::read(rd, b.as_mut_ptr().cast(), 1)
-                };
-                let ok = n == 1 && b[0] == b'1';
-                if !ok {
-                    let msg = b"ser: start-up failed (see the log)\n";
-                    // SAFETY: writing a static buffer to stderr.
-                    unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+                // Parent: wait for the daemon's verdict ('1' or '0'), then the text it sends
+                // (where it listens and logs, or why it failed), to EOF.
+                let mut buf = [0u8; 4096];
+                let mut len = 0usize;
+                // SAFETY: closing our copy of the write end once.
+                unsafe { libc::close(wr) };
+                while len < buf.len() {
+                    // SAFETY: reading into the unused tail of a live buffer.
+                    let n =
+                        unsafe { libc::read(rd, buf[len..].as_mut_ptr().cast(), buf.len() - len) };
+                    if n > 0 {
+                        len += n as usize;
+                    } else if n == 0
+                        || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+                    {
+                        break;
+                    }
                 }
+                let ok = len >= 1 && buf[0] == b'1';
+                let text: &[u8] = if len == 0 {
+                    b"ser: start-up failed (the daemon ended before saying why; see the log)\n"
+                } else {
+                    &buf[1..len]
+                };
+                // SAFETY: writing a live buffer to stderr.
+                unsafe { libc::write(2, text.as_ptr().cast(), text.len()) };
                 // SAFETY: _exit does not return and runs no destructors (the daemon owns them).
                 unsafe { libc::_exit(if ok { 0 } else { 1 }) };
             }
@@ -525,16 +539,45 @@ pub mod os {
     }
 
     impl Daemon {
-        /// Tells the waiting parent whether start-up succeeded (it exits 0 or 1).
-        pub fn ready(self, ok: bool) {
-            let b = [if ok { b'1' } else { b'0' }];
-            // SAFETY: writing one byte from a live buffer to our pipe fd, then closing it once.
+        /// Tells the waiting parent whether start-up succeeded (it exits 0 or 1) and gives it
+        /// `text` to print on its standard error (a line or two).
+        pub fn ready(self, ok: bool, text: &str) {
+            let mut msg = Vec::with_capacity(text.len() + 1);
+            msg.push(if ok { b'1' } else { b'0' });
+            msg.extend_from_slice(text.as_bytes());
+            msg.truncate(4096);
+            // SAFETY: writing a live buffer to our pipe fd (a pipe takes 4 KiB at once), then
+            // closing it once.
             unsafe {
-                libc::write(self.fd, b.as_ptr().cast(), 1);
+                libc::write(self.fd, msg.as_ptr().cast(), msg.len());
                 libc::close(self.fd);
             }
             std::mem::forget(self);
         }
+    }
+
+    /// Whether process `pid` exists (signal 0 delivers nothing, it only checks).
+    pub fn process_alive(pid: i32) -> bool {
+        // SAFETY: kill(2) with signal 0 sends nothing; no pointers involved.
+        pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+    }
+
+    /// Whether standard error is a pipe (a reader waits for its end).
+    pub fn stderr_is_pipe() -> bool {
+        // SAFETY: fstat fills the zeroed stat buffer we own.
+        unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            libc::fstat(2, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO
+        }
+    }
+
+    /// Whether a syslog daemon listens on `/dev/log` (the socket glibc's syslog(3) writes to).
+    /// Without one every line would be lost, so ser logs to stderr instead.
+    pub fn syslog_available() -> bool {
+        std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect("/dev/log"))
+            .is_ok()
+            || std::os::unix::net::UnixStream::connect("/dev/log").is_ok()
     }
 
     impl Drop for Daemon {
@@ -596,7 +639,12 @@ pub fn setup_logging(debug: i32, to_stderr: bool) {
                 Some(i) => format!("shard {i}"),
                 None => "main".to_string(),
             };
-            eprintln!("ser[{pid}] {who}: {}: {args}", log::level_name(level));
+            // A closed terminal must not bring the server down: write errors are ignored.
+            let _ = writeln!(
+                std::io::stderr(),
+                "ser[{pid}] {who}: {}: {args}",
+                log::level_name(level)
+            );
         }));
     } else {
         os::open();
@@ -629,10 +677,35 @@ pub fn run(args: &[String]) -> i32 {
     run_with(args, &mut || {})
 }
 
+/// `p` made absolute against the current directory (kept as given if that cannot be read). ser
+/// changes to `/` when it daemonizes, and reloads read the config file again later.
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A `sqlite://relative/path` URL made absolute; any other URL unchanged.
+pub fn absolute_db_url(url: &str) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() && !path.starts_with('/') => {
+            format!("sqlite://{}", absolute(Path::new(path)).display())
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Where the log goes, for the start-up line.
+fn log_target(to_stderr: bool) -> &'static str {
+    if to_stderr {
+        "stderr"
+    } else {
+        "syslog (facility daemon, tag ser: journalctl -t ser, or /var/log/syslog)"
+    }
+}
+
 /// As [`run`], also calling `sighup` on the main thread after each SIGHUP's reload (for embedders
 /// and tests).
 pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
-    let cli = match parse_args(args) {
+    let mut cli = match parse_args(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ser: {e} (try 'ser -h')");
@@ -647,10 +720,11 @@ pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
         print!("{}", version_text());
         return 0;
     }
-    let cfg_path = cli
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let cfg_path = absolute(
+        &cli.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+    );
     let compiled = match controlplane::cfg::compile_file(&cfg_path) {
         Ok(c) => c,
         Err(d) => {
@@ -667,6 +741,27 @@ pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
         return 0;
     }
     let mut program = compiled.program;
+    // Every path read or created after start-up is made absolute now, before a daemon's chdir
+    // to `/` (SER resolved them against `/`, which nobody meant).
+    cli.config = Some(cfg_path.clone());
+    cli.pidfile = cli.pidfile.as_deref().map(absolute);
+    cli.rpc_socket = cli.rpc_socket.as_deref().map(absolute);
+    let abs_fifo = |f: &String| {
+        if f.is_empty() {
+            f.clone()
+        } else {
+            absolute(Path::new(f)).display().to_string()
+        }
+    };
+    cli.fifo = cli.fifo.as_ref().map(abs_fifo);
+    program.options.fifo = program.options.fifo.as_ref().map(abs_fifo);
+    if let Ok(url) = std::env::var(controlplane::db::DB_URL_ENV) {
+        let abs = absolute_db_url(&url);
+        if abs != url {
+            // Single-threaded still: nothing reads the environment concurrently.
+            std::env::set_var(controlplane::db::DB_URL_ENV, abs);
+        }
+    }
     // -r, -R, -v are the command-line forms of dns, rev_dns and check_via.
     program.options.dns |= cli.dns;
     program.options.rev_dns |= cli.rev_dns;
@@ -676,13 +771,42 @@ pub fn run_with(args: &[String], sighup: &mut dyn FnMut()) -> i32 {
     server::CLI_DEBUG.store(cli.debug as i32, std::sync::atomic::Ordering::Relaxed);
     let opts = program.options.clone();
     let debug = opts.debug;
-    setup_logging(debug, cli.stderr || opts.log_stderror);
-    match start(&cli, &opts, program, &cfg_path, sighup) {
+    let mut to_stderr = cli.stderr || opts.log_stderror;
+    let mut log_to = log_target(to_stderr);
+    if !to_stderr && !os::syslog_available() {
+        if opts.fork && !cli.foreground && os::stderr_is_pipe() {
+            // A daemon holding a pipe open would keep whoever reads it waiting for ever.
+            eprintln!(
+                "ser: no syslog daemon listens on /dev/log and stderr is a pipe: the daemon's log is lost (start a syslog daemon, or run ser with -D -E)"
+            );
+            log_to = "none (no syslog daemon on /dev/log)";
+        } else {
+            eprintln!("ser: no syslog daemon listens on /dev/log; logging to stderr instead");
+            to_stderr = true;
+            log_to = log_target(true);
+        }
+    }
+    setup_logging(debug, to_stderr);
+    let mut daemon = None;
+    match start(
+        &cli,
+        &opts,
+        program,
+        &cfg_path,
+        (to_stderr, log_to),
+        &mut daemon,
+        sighup,
+    ) {
         Ok(()) => 0,
         Err(e) => {
             ser_log!(L_ERR, "{e}");
-            if !(cli.stderr || opts.log_stderror) {
-                eprintln!("ser: {e}");
+            match daemon.take() {
+                // The waiting parent prints the cause on the terminal ser was started from.
+                // (Logging to stderr, the daemon already printed it there.)
+                Some(d) if to_stderr => d.ready(false, ""),
+                Some(d) => d.ready(false, &format!("ser: {e}\n")),
+                None if !to_stderr => eprintln!("ser: {e}"),
+                None => {}
             }
             1
         }
@@ -694,20 +818,32 @@ fn start(
     opts: &CoreOptions,
     program: Program,
     cfg_path: &Path,
+    (to_stderr, log_to): (bool, &str),
+    daemon: &mut Option<os::Daemon>,
     sighup: &mut dyn FnMut(),
 ) -> Result<(), String> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let listen = listen_specs(opts, cli)?;
-    let to_stderr = cli.stderr || opts.log_stderror;
-    let pidfile = match &cli.pidfile {
-        Some(p) if p.is_relative() => std::env::current_dir().ok().map(|d| d.join(p)),
-        p => p.clone(),
-    };
+    let pidfile = cli.pidfile.clone();
+    // A pid file naming a live process is another ser (or a leftover whose pid was reused):
+    // refuse rather than overwrite what `serctl stop` would use.
+    if let Some(p) = &pidfile {
+        if let Some(pid) = std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            if os::process_alive(pid) && pid as u32 != std::process::id() {
+                return Err(format!(
+                    "pid file {} names pid {pid}, which is running (another ser? stop it or remove the file)",
+                    p.display()
+                ));
+            }
+        }
+    }
     // fork=yes (SER's default) without -D: become a daemon now, while single-threaded; the parent
     // exits 0 once the daemon has bound its sockets, 1 if it failed.
-    let mut daemon = None;
     if opts.fork && !cli.foreground {
-        daemon = Some(os::daemonize(to_stderr).map_err(|e| format!("cannot daemonize: {e}"))?);
+        *daemon = Some(os::daemonize(to_stderr).map_err(|e| format!("cannot daemonize: {e}"))?);
         if cli.workdir.is_none() && cli.chroot.is_none() {
             let _ = std::env::set_current_dir("/");
         }
@@ -808,8 +944,31 @@ fn start(
         runtime.backend().as_str(),
         addrs.join(" ")
     );
-    if let Some(d) = daemon.take() {
-        d.ready(true);
+    // One summary on the terminal that started ser (the daemon's parent prints it): where it
+    // listens, where its log goes, how to stop it.
+    let pid = std::process::id();
+    let stop = match (&pidfile, daemon.is_some()) {
+        (Some(p), true) => format!(
+            "kill -TERM {pid}, or serctl stop (PID_FILE={})",
+            p.display()
+        ),
+        (Some(p), false) => format!(
+            "Ctrl-C, kill -TERM {pid}, or serctl stop (PID_FILE={})",
+            p.display()
+        ),
+        (None, true) => format!("kill -TERM {pid}"),
+        (None, false) => format!("Ctrl-C or kill -TERM {pid}"),
+    };
+    let summary = format!(
+        "ser: pid {pid} listening on {}; log: {}; stop: {stop}\n",
+        addrs.join(" "),
+        log_to
+    );
+    match daemon.take() {
+        Some(d) => d.ready(true, &summary),
+        None => {
+            let _ = std::io::stderr().write_all(summary.as_bytes());
+        }
     }
     for sig in signals.forever() {
         match sig {
@@ -903,6 +1062,28 @@ mod tests {
         assert!(parse_args(&args("-p abc")).is_err());
         assert!(parse_args(&args("--io=bogus")).is_err());
         assert_eq!(parse_args(&args("--io uring")).unwrap().io, IoMode::Uring);
+    }
+
+    #[test]
+    fn relative_paths_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute(Path::new("ser.cfg")), cwd.join("ser.cfg"));
+        assert_eq!(
+            absolute(Path::new("/etc/ser/ser.cfg")),
+            PathBuf::from("/etc/ser/ser.cfg")
+        );
+        assert_eq!(
+            absolute_db_url("sqlite://var/ser.db"),
+            format!("sqlite://{}", cwd.join("var/ser.db").display())
+        );
+        for keep in [
+            "sqlite:///var/lib/ser/ser.db",
+            "mysql://u:p@h/db",
+            "postgres://u@h/db",
+            "sqlite://",
+        ] {
+            assert_eq!(absolute_db_url(keep), keep);
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Invariants: none of this runs on a shard. The start-up load waits at most [`LOAD_WAIT`] for the
 //! database; if it is down or slow, ser starts with what it has (an error is logged) and keeps
 //! trying in the background, merging the rows when they come (a contact registered meanwhile is
-//! newer than its stored row and is kept).
+//! newer than its stored row and is kept). The retry holds only a weak reference to the shared
+//! state, so it never delays a stop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,12 +43,19 @@ pub fn load(shared: &Arc<Shared>, db: &DbService, dbs: &Databases) {
         return;
     };
     for (table, job) in jobs {
-        let (shared, dbs, cfg) = (Arc::clone(shared), dbs.clone(), cfg.clone());
+        // A weak reference: a retry that never succeeds (the database stays down) must not keep
+        // the proxy's shared state — and with it the job channel the job threads wait on — alive
+        // past a stop.
+        let (shared, dbs, cfg) = (Arc::downgrade(shared), dbs.clone(), cfg.clone());
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         rt.spawn(async move {
             let mut warned = false;
             loop {
-                match dbs.run(&job).await {
+                let result = dbs.run(&job).await;
+                let Some(shared) = shared.upgrade() else {
+                    return; // stopped meanwhile
+                };
+                match result {
                     JobResult::Rows(rows) => {
                         let n = shared.services.usrloc.load_rows(&table, &cfg, &rows, now_unix());
                         ser_log!(
@@ -67,6 +75,7 @@ pub fn load(shared: &Arc<Shared>, db: &DbService, dbs: &Databases) {
                             warned = true;
                             let _ = tx.send(());
                         }
+                        drop(shared);
                         tokio::time::sleep(LOAD_RETRY).await;
                     }
                 }

@@ -3,6 +3,9 @@
 //! `sqlite3` command-line tool, handed to ser through `SER_DB_URL`).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -18,11 +21,14 @@ use net::*;
 /// domain `realm`; `None` (and a "skipped" line) without the sqlite3 tool.
 fn subscriber_db(test: &str, realm: &str, users: &[(&str, &str)]) -> Option<PathBuf> {
     if !have("sqlite3") {
-        eprintln!("skipped: {test}: the sqlite3 tool is not installed (apt-get install sqlite3)");
+        skip::report(
+            None,
+            &format!("{test}: the sqlite3 tool is not installed (apt-get install sqlite3)"),
+        );
         return None;
     }
     let p = std::env::temp_dir().join(format!("ser-auth-{}-{test}.db", std::process::id()));
-    let _ = std::fs::remove_file(&p);
+    remove_sqlite(&p);
     let mut sql = String::from(
         "CREATE TABLE subscriber (username VARCHAR(64) NOT NULL DEFAULT '', domain VARCHAR(64) NOT NULL DEFAULT '', \
          password VARCHAR(64) NOT NULL DEFAULT '', ha1 VARCHAR(128) NOT NULL DEFAULT '', ha1b VARCHAR(128) NOT NULL DEFAULT '');\n\
@@ -240,7 +246,7 @@ fn register_with_password_and_check_to_over_udp() {
         ),
     );
     assert_eq!(status_line(&r), "SIP/2.0 401 Unauthorized", "{r}");
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }
 
 /// SIPp REGISTER scenario: unauthenticated REGISTER, 401, REGISTER with `[authentication]`,
@@ -315,8 +321,7 @@ fn run_sipp(
 #[test]
 fn sipp_register_with_authentication_and_with_a_wrong_password() {
     if !have("sipp") {
-        eprintln!("skipped: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
     let Some(db) = subscriber_db("sipp", "test.example", &[("alice", "wonderland")]) else {
         return;
@@ -332,14 +337,13 @@ fn sipp_register_with_authentication_and_with_a_wrong_password() {
             "qop {qop}, wrong password must get 401:\n{text}"
         );
     }
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }
 
 #[test]
 fn sipsak_usrloc_register_with_password() {
     if !have("sipsak") {
-        eprintln!("skipped: sipsak is not installed (apt-get install sipsak)");
-        return;
+        skip!("sipsak is not installed (apt-get install sipsak)");
     }
     let Some(db) = subscriber_db("sipsak", "test.example", &[("alice", "wonderland")]) else {
         return;
@@ -374,5 +378,5 @@ fn sipsak_usrloc_register_with_password() {
     let bad = sipsak("guess");
     assert_ne!(bad.status.code(), Some(0));
     std::thread::sleep(Duration::from_millis(50));
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }

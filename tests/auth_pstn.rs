@@ -4,6 +4,9 @@
 //! `db_url` by the test's SQLite file (the only changes to the file).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 #[path = "support/seed.rs"]
@@ -19,9 +22,9 @@ use net::*;
 
 /// pstn.cfg with the gateway moved to `gw` and auth_db's MySQL account replaced by `db_url`.
 fn pstn_cfg(gw: SocketAddr, db_url: Option<&str>) -> String {
-    let text = std::fs::read_to_string(seed::seed_dir().join("pstn.cfg")).unwrap();
+    let text = seed::example_text("pstn-gateway.cfg");
     assert!(text.contains("192.168.0.10:5060") && text.contains("src_ip==192.168.0.10"));
-    let mysql = "sql://ser:heslo@localhost/ser";
+    let mysql = "sql://ser:secret@localhost/ser";
     assert!(text.contains(mysql));
     text.replace(mysql, db_url.unwrap_or(mysql))
         .replace("192.168.0.10:5060", &gw.to_string())
@@ -31,11 +34,11 @@ fn pstn_cfg(gw: SocketAddr, db_url: Option<&str>) -> String {
 /// Users (name, group) with password "pw" in realm "gateway".
 fn db(test: &str, users: &[(&str, &str)]) -> Option<PathBuf> {
     if !have("sqlite3") {
-        eprintln!("skipped: {test}: the sqlite3 tool is not installed");
+        skip::report(None, &format!("{test}: the sqlite3 tool is not installed"));
         return None;
     }
     let p = std::env::temp_dir().join(format!("ser-pstn-{}-{test}.db", std::process::id()));
-    let _ = std::fs::remove_file(&p);
+    remove_sqlite(&p);
     let mut sql = String::from(
         "CREATE TABLE subscriber (username VARCHAR(64) NOT NULL DEFAULT '', domain VARCHAR(64) NOT NULL DEFAULT '', \
          password VARCHAR(64) NOT NULL DEFAULT '', ha1 VARCHAR(128) NOT NULL DEFAULT '', ha1b VARCHAR(128) NOT NULL DEFAULT '');\n\
@@ -184,7 +187,7 @@ fn pstn_cfg_refuses_calls_outside_the_callers_groups() {
         "SIP/2.0 403 No permission for local calls"
     );
     assert_eq!(call(&p, "dist", "123", 4), "SIP/2.0 403 Forbidden");
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }
 
 #[test]
@@ -217,5 +220,5 @@ fn pstn_cfg_relays_permitted_calls_to_the_gateway() {
             "{got}"
         );
     }
-    let _ = std::fs::remove_file(db);
+    remove_sqlite(&db);
 }

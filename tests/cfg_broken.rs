@@ -1,17 +1,34 @@
-//! Every `broken/*.cfg` fails to compile, and its first error is the one line 1 announces:
-//! `# expect: LINE:COL MESSAGE`.
+//! Every `tests/data/broken/*.cfg` fails to compile, and its first error is the one line 1
+//! announces: `# expect: LINE:COL MESSAGE`. The Admin Guide's broken variants are checked the
+//! same way when a reference copy is beside the repository.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/seed.rs"]
 mod seed;
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
+use std::path::Path;
 
 use controlplane::cfg::compile_file;
 
 #[test]
 fn broken_configs_report_the_expected_first_error() {
-    let dir = seed::seed_dir().join("broken");
-    let files = seed::cfg_files(&dir);
-    assert_eq!(files.len(), 10, "broken configs");
+    check_dir(&seed::data_dir().join("broken"));
+}
+
+#[test]
+fn admin_guide_broken_configs_report_the_expected_first_error() {
+    let Some(dir) = seed::admin_guide_dir() else {
+        skip!(unavailable: seed::NO_ADMIN_GUIDE, "no Admin Guide scripts to check");
+    };
+    check_dir(&dir.join("broken"));
+}
+
+fn check_dir(dir: &Path) {
+    let files = seed::cfg_files(dir);
+    assert_eq!(files.len(), 10, "broken configs in {}", dir.display());
     let mut failures = Vec::new();
     for f in &files {
         let src = std::fs::read_to_string(f).unwrap();

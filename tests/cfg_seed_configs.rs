@@ -1,9 +1,15 @@
-//! Every seed config (the Admin Guide's scripts and the fragments) compiles without errors, and the
-//! lowered IR says what the script says.
+//! Every script of the repository (the operator examples, the test scripts, the shipped ser.cfg)
+//! compiles without errors, and the lowered IR says what the script says. The Admin Guide's own
+//! scripts are compiled too when a reference copy is beside the repository.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/seed.rs"]
 mod seed;
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
+use std::path::Path;
 
 use std::sync::Arc;
 
@@ -14,9 +20,12 @@ use dataplane::script::ir::{
     RouteLabel, Value,
 };
 
-fn compile(rel: &str) -> Compiled {
-    let p = seed::seed_dir().join(rel);
-    compile_file(&p).unwrap_or_else(|d| panic!("{}", d.render()))
+fn compile(p: &Path) -> Compiled {
+    compile_file(p).unwrap_or_else(|d| panic!("{}", d.render()))
+}
+
+fn compile_text(name: &str, src: &str) -> Compiled {
+    compile_str(name, src).unwrap_or_else(|d| panic!("{}", d.render()))
 }
 
 fn param(p: &Program, module: &str, name: &str) -> ParamValue {
@@ -40,14 +49,9 @@ fn calls<'p>(code: &'p [Insn], module: &str, function: &str) -> Vec<&'p [Arg]> {
         .collect()
 }
 
-#[test]
-fn every_seed_config_compiles() {
-    let dir = seed::seed_dir();
-    let mut files = seed::cfg_files(&dir);
-    files.extend(seed::cfg_files(&dir.join("fragments")));
-    assert_eq!(files.len(), 16 + 35, "seed configs found");
+fn all_compile(files: &[std::path::PathBuf]) {
     let mut failures = Vec::new();
-    for f in &files {
+    for f in files {
         match compile_file(f) {
             Ok(c) => assert!(
                 c.program.main_route.is_some(),
@@ -61,8 +65,27 @@ fn every_seed_config_compiles() {
 }
 
 #[test]
+fn every_script_of_the_repository_compiles() {
+    let files = seed::own_scripts();
+    // Five examples, seven test scripts, ser.cfg.
+    assert_eq!(files.len(), 13, "scripts found: {files:?}");
+    all_compile(&files);
+}
+
+#[test]
+fn every_admin_guide_script_compiles() {
+    let Some(dir) = seed::admin_guide_dir() else {
+        skip!(unavailable: seed::NO_ADMIN_GUIDE, "no Admin Guide scripts to compile");
+    };
+    let mut files = seed::cfg_files(&dir);
+    files.extend(seed::cfg_files(&dir.join("fragments")));
+    assert_eq!(files.len(), 16 + 35, "seed configs found");
+    all_compile(&files);
+}
+
+#[test]
 fn ser_cfg_lowers_to_the_expected_program() {
-    let c = compile("ser.cfg");
+    let c = compile(&seed::example("registrar.cfg"));
     let p = &c.program;
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert!(!p.options.check_via && !p.options.dns && !p.options.rev_dns);
@@ -114,7 +137,7 @@ impl CodeExt for [Insn] {
 
 #[test]
 fn onr_cfg_failure_routes_resolve() {
-    let c = compile("onr.cfg");
+    let c = compile(&seed::example("serial-forking.cfg"));
     let p = &c.program;
     let f1 = p
         .find_route(RouteKind::Failure, &RouteLabel::Num(1))
@@ -138,7 +161,10 @@ fn onr_cfg_failure_routes_resolve() {
 
 #[test]
 fn route_calls_resolve_to_block_ids() {
-    let c = compile("exec_s5.cfg");
+    let c = compile_text(
+        "route-call.cfg",
+        "route{ if (method==\"INVITE\") route(1); break; }\nroute[1] { break; }\n",
+    );
     let p = &c.program;
     let r1 = p
         .find_route(RouteKind::Request, &RouteLabel::Num(1))
@@ -146,7 +172,10 @@ fn route_calls_resolve_to_block_ids() {
     assert!(main_code(p)
         .iter()
         .any(|i| matches!(i, Insn::Route(id) if *id == r1)));
-    let c = compile("fragments/ex6-01-route.cfg");
+    let c = compile_text(
+        "route-block.cfg",
+        "route[0] {\n    route(2);\n}\n\nroute[2] {\n    forward(\"host.foo.bar\", 5060);\n}\n",
+    );
     let p = &c.program;
     let r2 = p
         .find_route(RouteKind::Request, &RouteLabel::Num(2))
@@ -160,13 +189,21 @@ fn route_calls_resolve_to_block_ids() {
 
 #[test]
 fn options_and_operands_are_typed() {
-    let p = compile("logging.cfg").program;
+    let p = compile_text(
+        "options.cfg",
+        "fork=no\nlisten=192.168.2.16\nlog_stderror=yes\ndebug=3\nroute{ log(1, \"x\\n\"); }\n",
+    )
+    .program;
     assert_eq!(p.options.debug, 3);
     assert!(p.options.log_stderror);
     assert_eq!(p.options.listen[0].host, "192.168.2.16");
-    let p = compile("fragments/ex2-05-uri-myself.cfg").program;
+    let p = compile(&seed::script("myself.cfg")).program;
     assert_eq!(p.options.alias, ["foo.bar", "sales.foo.bar"]);
-    let p = compile("fragments/ex3-04-ip-address-comparison.cfg").program;
+    let p = compile_text(
+        "src-ip.cfg",
+        "route{\n if (src_ip==192.168.2.15) { log(1, \"net\\n\"); };\n if (src_ip==\"192.168.2.15\") { log(1, \"string\\n\"); };\n}\n",
+    )
+    .program;
     let tests: Vec<_> = main_code(&p)
         .iter()
         .filter_map(|i| match i {
@@ -181,7 +218,11 @@ fn options_and_operands_are_typed() {
     ));
     assert!(matches!(&tests[1].value, Value::Str(s) if s == "192.168.2.15"));
     assert_eq!(tests[0].op, CmpOp::Eq);
-    let p = compile("fragments/ex2-06-domain-matching-regex.cfg").program;
+    let p = compile_text(
+        "domain-regex.cfg",
+        "route{\n if (uri=~\"^sip:(.+@)?(192\\.168\\.0\\.10|(sip\\.)?foo\\.bar)([:;\\?].*)?$\") { log(1, \"ours\"); break; };\n}\n",
+    )
+    .program;
     let re = main_code(&p)
         .iter()
         .find_map(|i| match i {
@@ -193,12 +234,20 @@ fn options_and_operands_are_typed() {
         })
         .unwrap();
     assert!(re.is_match("sip:joe@FoO.bAr"), "case-insensitive as in SER");
-    let p = compile("fragments/ex2-16-module-parameters.cfg").program;
+    let p = compile_text(
+        "modparam.cfg",
+        "loadmodule \"modules/sl/sl.so\"\nloadmodule \"modules/mysql/mysql.so\"\nloadmodule \"modules/auth/auth.so\"\nloadmodule \"modules/auth_db/auth_db.so\"\nmodparam(\"auth_db\", \"db_url\",\"sql://ser:secret@dbhost/ser\")\nroute{ break; }\n",
+    )
+    .program;
     assert_eq!(
         param(&p, "auth_db", "db_url"),
         ParamValue::Str("sql://ser:secret@dbhost/ser".into())
     );
-    let p = compile("fragments/howto-3.1-mysql-auth.cfg").program;
+    let p = compile_text(
+        "yes.cfg",
+        "loadmodule \"/usr/lib/ser/modules/usrloc.so\"\nloadmodule \"/usr/lib/ser/modules/auth.so\"\nloadmodule \"/usr/lib/ser/modules/auth_db.so\"\nmodparam (\"usrloc\", \"db_mode\", 2)\nmodparam (\"auth_db\", \"calculate_ha1\", yes)\nroute{ break; }\n",
+    )
+    .program;
     assert_eq!(
         param(&p, "auth_db", "calculate_ha1"),
         ParamValue::Int(1),
@@ -210,7 +259,7 @@ fn options_and_operands_are_typed() {
 #[test]
 fn program_is_shareable() {
     fn send_sync<T: Send + Sync>(_: &T) {}
-    let p = Arc::new(compile("pstn.cfg").program);
+    let p = Arc::new(compile(&seed::example("pstn-gateway.cfg")).program);
     send_sync(&p);
     let q = Arc::clone(&p);
     std::thread::spawn(move || assert!(q.main_route.is_some()))

@@ -4,6 +4,10 @@
 //! file, so tests run in parallel without colliding.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -60,11 +64,17 @@ impl PgScratch {
         let (client, conn) = match conn {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                println!("skipped: PostgreSQL at {base} is unreachable ({e}); set SER_TEST_PG_URL");
+                skip::report(
+                    None,
+                    &format!("PostgreSQL at {base} is unreachable ({e}); set SER_TEST_PG_URL"),
+                );
                 return None;
             }
             Err(_) => {
-                println!("skipped: PostgreSQL at {base} did not answer; set SER_TEST_PG_URL");
+                skip::report(
+                    None,
+                    &format!("PostgreSQL at {base} did not answer; set SER_TEST_PG_URL"),
+                );
                 return None;
             }
         };
@@ -116,11 +126,17 @@ impl MyScratch {
         match r {
             Ok(Ok(())) => Some(MyScratch { base, db }),
             Ok(Err(e)) => {
-                println!("skipped: MariaDB at {base} is unreachable ({e}); set SER_TEST_MYSQL_URL");
+                skip::report(
+                    None,
+                    &format!("MariaDB at {base} is unreachable ({e}); set SER_TEST_MYSQL_URL"),
+                );
                 None
             }
             Err(_) => {
-                println!("skipped: MariaDB at {base} did not answer; set SER_TEST_MYSQL_URL");
+                skip::report(
+                    None,
+                    &format!("MariaDB at {base} did not answer; set SER_TEST_MYSQL_URL"),
+                );
                 None
             }
         }

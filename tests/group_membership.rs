@@ -124,7 +124,7 @@ fn relayed(
 
 #[test]
 fn pstn_cfg_gateway_access_control_by_group() {
-    let text = std::fs::read_to_string(seed::seed_dir().join("pstn.cfg")).unwrap();
+    let text = seed::example_text("pstn-gateway.cfg");
     let mut e = AuthEnv::new(program(&text))
         .fake("t_relay", relayed)
         .fake("loose_route", fail)

@@ -3,6 +3,9 @@
 //! (Debian packages `sip-tester` and `sipsak`); without them the tests say so and skip.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -13,8 +16,7 @@ use net::*;
 #[test]
 fn sipp_uac_through_ser_to_sipp_uas() {
     if !have("sipp") {
-        eprintln!("SKIP sipp_uac_through_ser_to_sipp_uas: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
     let uas_port = free_port("127.0.0.1");
     let uac_port = free_port("127.0.0.1");
@@ -29,8 +31,7 @@ fn sipp_uac_through_ser_to_sipp_uas() {
 #[test]
 fn sipsak_options_answered() {
     if !have("sipsak") {
-        eprintln!("SKIP sipsak_options_answered: sipsak is not installed (apt-get install sipsak)");
-        return;
+        skip!("sipsak is not installed (apt-get install sipsak)");
     }
     let ser_port = free_port("127.0.0.1");
     let sp = ser_port.to_string();

@@ -3,6 +3,9 @@
 //! BYE with 0 failed calls, and `t_stats`-visible transactions. Skips when sipp is missing.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -13,8 +16,7 @@ const CFG: &str = "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nloadmodule \"rr.s
 #[test]
 fn sipp_calls_through_stateful_ser() {
     if !have("sipp") {
-        eprintln!("SKIP sipp_calls_through_stateful_ser: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
     let uas_port = free_port("127.0.0.1");
     let uac_port = free_port("127.0.0.1");

@@ -3,6 +3,9 @@
 //! `fifo` core option with `fifo_mode`.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -235,8 +238,7 @@ Content-Length: 0
 #[test]
 fn example_4_10_t_uac_dlg_delivers_to_a_sipp_uas() {
     if Command::new("sipp").arg("-v").output().is_err() {
-        eprintln!("SKIP example_4_10: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
     let (_ser, fifo, _) = start_with_fifo();
     let dir = std::env::temp_dir().join(unique("sipp"));

@@ -37,7 +37,11 @@ enum Expect {
 use Expect::*;
 
 fn corpus(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/sip-corpus")).join(rel)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sip-corpus"
+    ))
+    .join(rel)
 }
 
 /// INDEX.md's verdicts, as a stateless proxy applies them.

@@ -3,6 +3,9 @@
 //! answers (400/505/416/420/483/501), TCP↔UDP, IPv6, and config reload on SIGHUP.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -187,7 +190,7 @@ route {
 fn redirect_cfg_lists_the_destination_set() {
     let cfg = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/seed-configs/redirect.cfg"
+        "/examples/redirect.cfg"
     ))
     .unwrap();
     let s = setup_with(&cfg);
@@ -337,8 +340,7 @@ fn udp_in_tcp_out_and_back() {
 #[test]
 fn ipv6_forwarding() {
     let Ok(uas) = UdpSocket::bind("[::1]:0") else {
-        eprintln!("SKIP ipv6_forwarding: no IPv6 loopback on this machine");
-        return;
+        skip!(unavailable: "this machine has IPv6 switched off (no ::1)", "no IPv6 loopback");
     };
     uas.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let uas_port = uas.local_addr().unwrap().port();

@@ -4,6 +4,9 @@
 //! AOR with two contacts forks in parallel: one phone answers, the other gets CANCEL.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 #[path = "support/seed.rs"]
@@ -30,14 +33,13 @@ Content-Length: 0\r\n\r\n"
 }
 
 fn default_cfg() -> String {
-    std::fs::read_to_string(seed::seed_dir().join("ser.cfg")).unwrap()
+    seed::example_text("registrar.cfg")
 }
 
 #[test]
 fn sipp_calls_reach_the_registered_phone_through_the_default_config() {
     if !have("sipp") {
-        eprintln!("SKIP sipp_calls_reach_the_registered_phone: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
     let uas_port = free_port("127.0.0.1");
     let uac_port = free_port("127.0.0.1");

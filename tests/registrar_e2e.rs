@@ -4,6 +4,9 @@
 //! (ser's 3xx lists the request URI and the destination set, i.e. the fork set in q order).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 #[path = "support/seed.rs"]
@@ -89,7 +92,7 @@ fn start(cfg: &str) -> (Ser, SocketAddr) {
 
 #[test]
 fn default_ser_cfg_registers_and_lists_bindings() {
-    let cfg = std::fs::read_to_string(seed::seed_dir().join("ser.cfg")).unwrap();
+    let cfg = seed::example_text("registrar.cfg");
     let (_ser, addr) = start(&cfg);
     let c = udp_client("127.0.0.1");
     let r = udp_exchange(
@@ -267,10 +270,9 @@ fn expiry_removes_a_binding() {
 #[test]
 fn sipsak_usrloc_mode_against_the_default_config() {
     if !have("sipsak") {
-        eprintln!("SKIP sipsak_usrloc_mode_against_the_default_config: sipsak is not installed (apt-get install sipsak)");
-        return;
+        skip!("sipsak is not installed (apt-get install sipsak)");
     }
-    let cfg = std::fs::read_to_string(seed::seed_dir().join("ser.cfg")).unwrap();
+    let cfg = seed::example_text("registrar.cfg");
     let port = free_port_4();
     let _ser = Ser::start_with_cfg(&cfg, &["-l", "127.0.0.1", "-p", &port.to_string()]);
     // -U registers, checks the binding in the 200, then removes it; -x: an expiry above min_expires.
@@ -328,10 +330,9 @@ Content-Length: 0
 #[test]
 fn sipp_register_scenario_against_the_default_config() {
     if !have("sipp") {
-        eprintln!("SKIP sipp_register_scenario_against_the_default_config: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
-    let cfg = std::fs::read_to_string(seed::seed_dir().join("ser.cfg")).unwrap();
+    let cfg = seed::example_text("registrar.cfg");
     let (_ser, addr) = start(&cfg);
     let scen = std::env::temp_dir().join(format!("ser-reg-{}.xml", std::process::id()));
     std::fs::write(&scen, SIPP_REGISTER).unwrap();

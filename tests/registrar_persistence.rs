@@ -6,6 +6,9 @@
 //! "skipped: …" when the server is unreachable.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -113,8 +116,7 @@ fn sqlite_rows(path: &std::path::Path, sql: &str) -> String {
 
 fn restart_keeps_bindings(db_mode: u8) {
     if Command::new("sqlite3").arg("-version").output().is_err() {
-        eprintln!("SKIP: the sqlite3 tool is not installed (apt-get install sqlite3)");
-        return;
+        skip!("the sqlite3 tool is not installed (apt-get install sqlite3)");
     }
     let dir = std::env::temp_dir().join(unique("ser-persist"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -202,7 +204,10 @@ fn pg_scratch() -> Option<(String, String, String)> {
             .is_ok()
     });
     if !ok {
-        println!("skipped: PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL");
+        skip::report(
+            None,
+            &format!("PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL"),
+        );
         return None;
     }
     let sep = if base.contains('?') { '&' } else { '?' };

@@ -41,11 +41,11 @@ fn unknown_or_malformed_flags_exit_2_with_one_line() {
 
 #[test]
 fn check_broken_seed_config_exits_1_with_position() {
-    let f = seed::seed_dir().join("broken/unknown-function.cfg");
+    let f = seed::data_dir().join("broken/unknown-function.cfg");
     let (code, out, err) = ser(&["-c", "-f", f.to_str().unwrap()]);
     assert_eq!(code, 1, "{err}");
     assert!(!out.contains("config file ok"));
-    assert!(err.contains("unknown-function.cfg:29:9: error"), "{err}");
+    assert!(err.contains("unknown-function.cfg:7:3: error"), "{err}");
 }
 
 #[test]

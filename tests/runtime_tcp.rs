@@ -2,6 +2,9 @@
 //! same connection, idle and incomplete-message timeouts, framing errors.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -123,8 +126,7 @@ fn connection_cap_per_ip() {
 #[test]
 fn ipv6_tcp() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED: no IPv6 loopback here");
-        return;
+        skip!(unavailable: "this machine has IPv6 switched off (no ::1)", "no IPv6 loopback");
     }
     let port = free_port("::1");
     let p = port.to_string();

@@ -2,6 +2,9 @@
 //! receive backends, overload.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -110,8 +113,7 @@ fn malformed_requests_get_400_with_the_reason_and_bad_version_505() {
 #[test]
 fn ipv6_loopback() {
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED: no IPv6 loopback here");
-        return;
+        skip!(unavailable: "this machine has IPv6 switched off (no ::1)", "no IPv6 loopback");
     }
     let port = free_port("::1");
     let p = port.to_string();
@@ -125,8 +127,7 @@ fn ipv6_loopback() {
 #[test]
 fn both_families_at_once() {
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
-        eprintln!("SKIPPED: no IPv6 loopback here");
-        return;
+        skip!(unavailable: "this machine has IPv6 switched off (no ::1)", "no IPv6 loopback");
     }
     let port = free_port("127.0.0.1");
     let p = port.to_string();
@@ -163,8 +164,11 @@ fn io_uring_when_the_probe_passes() {
         .unwrap();
     let v = String::from_utf8_lossy(&out.stdout).into_owned();
     if !v.contains("io_uring available") {
-        eprintln!("SKIPPED: io_uring probe failed here: {v}");
-        return;
+        skip!(
+            unavailable: "the kernel (or the container's seccomp policy) refuses io_uring",
+            "io_uring probe failed: {}",
+            v.trim()
+        );
     }
     let (ser, server) = start_v4(&["--io=uring", "-ddd"]);
     assert!(

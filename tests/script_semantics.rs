@@ -229,10 +229,10 @@ fn myself_matches_listen_addresses_and_aliases() {
 }
 
 #[test]
-fn myself_fragment_2_5() {
+fn myself_script() {
     let src = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/seed-configs/fragments/ex2-05-uri-myself.cfg"
+        "/tests/data/scripts/myself.cfg"
     ))
     .unwrap();
     let env = MockEnv::new().fake("t_relay", ok);

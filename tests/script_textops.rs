@@ -4,6 +4,9 @@
 
 #[path = "support/seed.rs"]
 mod seed;
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/script.rs"]
 mod support;
 
@@ -109,10 +112,23 @@ fn append_to_reply_collects_header_lines() {
 }
 
 #[test]
-fn routing_history_labels_example_3_6() {
-    let p = compile_file(&seed::seed_dir().join("fragments/ex3-06-routing-history-labels.cfg"))
-        .unwrap()
-        .program;
+fn routing_history_labels() {
+    routing_labels(&seed::script("routing-labels.cfg"));
+}
+
+/// The Admin Guide's Example 3-6 and ccdiversion.cfg, when a reference copy is beside the
+/// repository.
+#[test]
+fn admin_guide_textops_examples() {
+    let Some(dir) = seed::admin_guide_dir() else {
+        skip!(unavailable: seed::NO_ADMIN_GUIDE, "no Admin Guide scripts to check");
+    };
+    routing_labels(&dir.join("fragments/ex3-06-routing-history-labels.cfg"));
+    diversion(&dir.join("ccdiversion.cfg"));
+}
+
+fn routing_labels(f: &std::path::Path) {
+    let p = compile_file(f).unwrap().program;
     // lookup and t_relay are not implemented in this build: fakes that succeed stand in.
     let mut env = MockEnv::new().fake("lookup", ok).fake("t_relay", ok);
     let mut c = ctx(request("INVITE", "sip:bob@domain.foo"));
@@ -124,10 +140,12 @@ fn routing_history_labels_example_3_6() {
 }
 
 #[test]
-fn ccdiversion_failure_route() {
-    let p = compile_file(&seed::seed_dir().join("ccdiversion.cfg"))
-        .unwrap()
-        .program;
+fn voicemail_diversion_failure_route() {
+    diversion(&seed::example("voicemail-diversion.cfg"));
+}
+
+fn diversion(f: &std::path::Path) {
+    let p = compile_file(f).unwrap().program;
     let fr = p
         .routes
         .iter()

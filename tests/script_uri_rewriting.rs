@@ -1,12 +1,19 @@
-//! URI rewriting core actions against `fragments/uri-rewriting-expected.tsv` (every row), the alias
-//! fragment, Example 2-8 (`forward(uri:host, uri:port)`) and Example 2-10 (exec_dset, emulated by a
-//! fake that suspends on an exec job and resumes with the command's documented output).
+//! URI rewriting core actions against `tests/data/scripts/uri-rewriting-expected.tsv` (every
+//! row), the alias script, rewrite-and-forward (`forward(uri:host, uri:port)`) and exec-dset
+//! (exec_dset, emulated by a fake that suspends on an exec job and resumes with the command's
+//! output). The Admin Guide's Table 2-2 and Examples 2-8, 2-10 and 6-2 get the same checks when a
+//! reference copy of its scripts is beside the repository.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/seed.rs"]
 mod seed;
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/script.rs"]
 mod support;
+
+use std::path::Path;
 
 use bytes::Bytes;
 use controlplane::cfg::compile_file;
@@ -17,10 +24,8 @@ use dataplane::script::{exec, resume, Ctx, Outcome};
 use support::*;
 
 /// Rows of the TSV: (case, input_uri, actions, expected).
-fn rows() -> Vec<(String, String, String, String)> {
-    let text =
-        std::fs::read_to_string(seed::seed_dir().join("fragments/uri-rewriting-expected.tsv"))
-            .unwrap();
+fn rows(tsv: &Path) -> Vec<(String, String, String, String)> {
+    let text = std::fs::read_to_string(tsv).unwrap();
     text.lines()
         .skip(1)
         .filter(|l| !l.trim().is_empty())
@@ -110,7 +115,25 @@ fn run_rows_case(case: &str, input: &str, actions: &str) -> (Ctx, MockEnv, Outco
 
 #[test]
 fn every_row_of_the_expected_table() {
-    let rows = rows();
+    expected_table(&seed::script("uri-rewriting-expected.tsv"));
+}
+
+/// The Admin Guide's own table and examples, when a reference copy is beside the repository.
+#[test]
+fn admin_guide_examples_rewrite_as_documented() {
+    let Some(dir) = seed::admin_guide_dir() else {
+        skip!(unavailable: seed::NO_ADMIN_GUIDE, "no Admin Guide scripts to check");
+    };
+    let f = dir.join("fragments");
+    expected_table(&f.join("uri-rewriting-expected.tsv"));
+    table_reverts(&f.join("tab2-2-uri-rewriting.cfg"));
+    alias_script(&f.join("ex6-2-uri-action-aliases.cfg"));
+    rewrite_and_forward(&f.join("ex2-08-rewriting-uris.cfg"));
+    exec_dset_script(&f.join("ex2-10-uri-rewriting-exercise.cfg"));
+}
+
+fn expected_table(tsv: &Path) {
+    let rows = rows(tsv);
     assert_eq!(rows.len(), 10);
     for (case, input, actions, expected) in rows {
         let (c, env, out) = run_rows_case(&case, &input, &actions);
@@ -129,10 +152,12 @@ fn every_row_of_the_expected_table() {
 }
 
 #[test]
-fn table_2_2_fragment_reverts_between_actions() {
-    let p = compile_file(&seed::seed_dir().join("fragments/tab2-2-uri-rewriting.cfg"))
-        .unwrap()
-        .program;
+fn table_script_reverts_between_actions() {
+    table_reverts(&seed::script("uri-rewriting.cfg"));
+}
+
+fn table_reverts(f: &Path) {
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new();
     let mut c = ctx(request("INVITE", "sip:12345@foo.bar:6060"));
     assert_eq!(exec(&p, &mut c, &mut env), Outcome::Done(1));
@@ -199,10 +224,12 @@ fn every_alias_rewrites_its_part() {
 }
 
 #[test]
-fn alias_fragment_runs_to_its_branch() {
-    let p = compile_file(&seed::seed_dir().join("fragments/ex6-2-uri-action-aliases.cfg"))
-        .unwrap()
-        .program;
+fn alias_script_runs_to_its_branch() {
+    alias_script(&seed::script("uri-action-aliases.cfg"));
+}
+
+fn alias_script(f: &Path) {
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new();
     let mut c = ctx(request("INVITE", "sip:12345@foo.bar:6060"));
     assert_eq!(exec(&p, &mut c, &mut env), Outcome::Done(1));
@@ -252,10 +279,12 @@ fn strip_longer_than_the_user_deletes_it_with_a_warning() {
 }
 
 #[test]
-fn example_2_8_forwards_to_the_rewritten_uri() {
-    let p = compile_file(&seed::seed_dir().join("fragments/ex2-08-rewriting-uris.cfg"))
-        .unwrap()
-        .program;
+fn rewrite_and_forward_goes_to_the_rewritten_uri() {
+    rewrite_and_forward(&seed::script("rewrite-and-forward.cfg"));
+}
+
+fn rewrite_and_forward(f: &Path) {
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new();
     let mut c = ctx(request("INVITE", "sip:DAN@FOO.BAR"));
     assert_eq!(exec(&p, &mut c, &mut env), Outcome::Done(1));
@@ -278,10 +307,12 @@ fn example_2_8_forwards_to_the_rewritten_uri() {
 }
 
 #[test]
-fn example_2_10_with_exec_dset_emulated() {
-    let p = compile_file(&seed::seed_dir().join("fragments/ex2-10-uri-rewriting-exercise.cfg"))
-        .unwrap()
-        .program;
+fn exec_dset_script_with_exec_emulated() {
+    exec_dset_script(&seed::script("exec-dset.cfg"));
+}
+
+fn exec_dset_script(f: &Path) {
+    let p = compile_file(f).unwrap().program;
     let mut env = MockEnv::new().fake("exec_dset", fake_exec_dset);
     let mut c = ctx(request("INVITE", "sip:someone@iptel.org"));
     let out = exec(&p, &mut c, &mut env);

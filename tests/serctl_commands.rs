@@ -3,6 +3,10 @@
 //! FIFO server speaking SER's protocol (the real one lives in the controlplane's mgmt module).
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -307,8 +311,8 @@ fn subscribers_in_mariadb_with_sers_variables() {
     });
     match created {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return println!("skipped: MariaDB at {base} is unreachable ({e})"),
-        Err(_) => return println!("skipped: MariaDB at {base} did not answer"),
+        Ok(Err(e)) => skip!("MariaDB at {base} is unreachable ({e})"),
+        Err(_) => skip!("MariaDB at {base} did not answer"),
     }
     let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
     subscriber_lifecycle(&url);
@@ -383,7 +387,7 @@ fn subscribers_in_postgres() {
         }
     });
     if let Err(e) = client {
-        return println!("skipped: PostgreSQL at {base} is unreachable ({e})");
+        skip!("PostgreSQL at {base} is unreachable ({e})");
     }
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
@@ -497,6 +501,8 @@ fn ser_answers(cmd: &str, params: &[String]) -> String {
             format!("200 Added to table ('{user}','{uri}') to '{table}'\n")
         }
         ("ul_rm", [table, user]) => format!("200 user ({table}, {user}) deleted\n"),
+        // A contact that never answers: ser's transaction times out.
+        ("t_uac_dlg", [_, uri, ..]) if uri.contains("silent") => "408 Request Timeout\n".into(),
         ("t_uac_dlg", [method, ..]) => format!("200 {method} sent\n"),
         ("ul_dump", _) => "200 ok\nDomain: 'location'\n...Record(0x1)...\ndomain: 'location'\naor   : 'jiri'\n...Record(0x2)...\naor   : 'alice'\naor   : 'jiri'\n".into(),
         (other, _) => format!("500 command '{other}' not available\n"),
@@ -563,6 +569,13 @@ fn fifo_commands_speak_sers_protocol() {
     assert!(o.status.success(), "{}", err(&o));
     let o = serctl(&["ping", "sip:phone@10.0.0.7"], &env_d, "");
     assert_eq!(out(&o), "200 OPTIONS sent\n");
+    // The contact, not ser, did not answer: serctl says which.
+    let o = serctl(&["ping", "sip:silent@10.0.0.8"], &env_d, "");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        err(&o),
+        "serctl: sip:silent@10.0.0.8 did not answer OPTIONS (ser's transaction timed out: 408 Request Timeout); ser itself is running\n"
+    );
 
     let seen = fifo.seen.lock().unwrap().clone();
     assert!(seen.contains(&(
@@ -702,5 +715,53 @@ fn start_and_stop_a_daemon_through_its_pid_file() {
     let o = serctl(&["stop"], &env, "");
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("No PID file found!"), "{}", err(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn read_only_commands_refuse_a_sqlite_file_that_does_not_exist() {
+    let dir = std::env::temp_dir().join(unique("ser-sc-nodb"));
+    let db = dir.join("typo/ser.db");
+    let url = format!("sqlite://{}", db.display());
+    for args in [&["showdb"][..], &["acl", "show"][..]] {
+        let o = serctl(args, &[("SER_DB_URL", url.as_str())], "");
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", out(&o));
+        assert_eq!(
+            err(&o),
+            format!(
+                "serctl: the SQLite database {} does not exist (check SER_DB_URL)\n",
+                db.display()
+            ),
+            "{args:?}"
+        );
+    }
+    assert!(!dir.exists(), "nothing was created");
+}
+
+#[test]
+fn start_shows_why_ser_did_not_start() {
+    let dir = std::env::temp_dir().join(unique("ser-sc-fail"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("ser.cfg");
+    std::fs::write(&cfg, "route { drop; }\n").unwrap();
+    // The port is taken (by this test) so ser cannot bind it.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let opts = format!("-f {} -l udp:127.0.0.1:{port} -n 1", cfg.display());
+    let pf = dir.join("ser.pid").display().to_string();
+    let env = [
+        ("PID_FILE", pf.as_str()),
+        ("STARTOPTIONS", opts.as_str()),
+        ("SER", env!("CARGO_BIN_EXE_ser")),
+    ];
+    let o = serctl(&["start"], &env, "");
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    assert!(
+        e.contains(&format!("cannot bind udp:127.0.0.1:{port}"))
+            && e.contains("Address already in use"),
+        "{e}"
+    );
+    assert!(e.contains("ser did not start"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,6 +5,9 @@
 //! add/rm`, `serctl ps`, `serctl moni` one cycle, `serctl rm`.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/net.rs"]
 mod net;
 
@@ -180,8 +183,7 @@ Content-Length: 0
 #[test]
 fn serctl_add_then_register_with_that_password_and_manage_the_live_server() {
     if !have("sipp") {
-        eprintln!("skipped: sipp is not installed (apt-get install sip-tester)");
-        return;
+        skip!("sipp is not installed (apt-get install sip-tester)");
     }
     let live = start();
     // 3.2.1: a new subscriber.

@@ -576,12 +576,14 @@ fn replies_arriving_on_the_other_shard_are_matched() {
 
 // ------------------------------------------------------------------------------------ 6. onr.cfg
 
-/// The seed file onr.cfg, with its iptel.org destinations pointed at loopback sockets and its
-/// timers shortened (fr_inv_timer 15 → 2, fr_timer 10 → 1). `parallel` keeps its sink port 9.
+/// examples/serial-forking.cfg, with its iptel.org destinations pointed at loopback sockets and
+/// its timers shortened (fr_inv_timer 15 → 2, fr_timer 10 → 1). `parallel` keeps its sink port 9.
 fn onr_cfg(nobody: u16, parallel: Option<u16>, nonsense: u16, foo_port: u16) -> String {
-    let text = std::fs::read_to_string("/work/shared/seed-configs/onr.cfg")
-        .or_else(|_| std::fs::read_to_string("../shared/seed-configs/onr.cfg"))
-        .unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/serial-forking.cfg"
+    ))
+    .unwrap();
     let parallel = match parallel {
         Some(p) => format!("sip:parallel@127.0.0.1:{p}"),
         None => "sip:parallel@127.0.0.1:9".to_string(),

@@ -1,5 +1,5 @@
 //! The RFC 4475 / RFC 5118 gate for the wire layer: every torture message, byte-exact from
-//! `../shared/sip-corpus/`, gets the verdict its INDEX.md gives, and its odd parts come out right.
+//! `tests/data/sip-corpus/`, gets the verdict its INDEX.md gives, and its odd parts come out right.
 //! SER's own legacy messages must parse or be rejected, never panic.
 //!
 //! "Parser verdict" here is `Message::parse` followed by `Message::check` (the syntax gate a proxy
@@ -14,7 +14,11 @@ use dataplane::wire::uri::{Host, Scheme};
 use dataplane::wire::{ErrorKind, HeaderId, Message, Method};
 
 fn corpus(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/sip-corpus")).join(rel)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/sip-corpus"
+    ))
+    .join(rel)
 }
 
 fn read(rel: &str) -> Bytes {

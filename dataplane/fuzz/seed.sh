@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Seeds the fuzz corpora from ../shared/sip-corpus (every message, byte-exact).
+# Seeds the fuzz corpora from the repository's tests/data/sip-corpus (every message, byte-exact).
 set -euo pipefail
 cd "$(dirname "$0")"
-shared=../../../shared/sip-corpus
+corpus=../../tests/data/sip-corpus
 mkdir -p corpus/message corpus/uri
-for f in "$shared"/rfc4475/*.dat "$shared"/rfc4475/variants/*.dat "$shared"/rfc5118/*.dat \
-         "$shared"/rfc5118/wire/*.dat "$shared"/ser-legacy/*.sip; do
+for f in "$corpus"/rfc4475/*.dat "$corpus"/rfc4475/variants/*.dat "$corpus"/rfc5118/*.dat \
+         "$corpus"/rfc5118/wire/*.dat "$corpus"/ser-legacy/*.sip; do
   cp "$f" "corpus/message/$(basename "$(dirname "$f")")-$(basename "$f")"
 done
 # URI seeds: the Request-URI of each message.

@@ -165,15 +165,23 @@ impl Summary {
             "retransmissions {}, responses {}, stray/duplicate responses {}, local send drops {}",
             t.retrans, t.responses, t.stray, t.send_drops
         );
-        eprintln!(
-            "latency ({}) ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
-            self.latency_what,
-            self.pct(0.5),
-            self.pct(0.9),
-            self.pct(0.99),
-            self.pct(0.999),
-            self.latency.max() as f64 / 1000.0
-        );
+        if self.latency.is_empty() {
+            // Zeros would read as "instant"; nothing succeeded, so there is nothing to measure.
+            eprintln!(
+                "latency ({}) ms: n/a (no request succeeded)",
+                self.latency_what
+            );
+        } else {
+            eprintln!(
+                "latency ({}) ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+                self.latency_what,
+                self.pct(0.5),
+                self.pct(0.9),
+                self.pct(0.99),
+                self.pct(0.999),
+                self.latency.max() as f64 / 1000.0
+            );
+        }
         if let Some((steps, best, why)) = &self.ramp {
             for s in steps {
                 eprintln!(
@@ -220,14 +228,23 @@ impl Summary {
             "responses": t.responses,
             "stray_responses": t.stray,
             "send_drops": t.send_drops,
-            "latency_ms": {
-                "what": self.latency_what,
-                "count": self.latency.len(),
-                "p50": self.pct(0.5),
-                "p90": self.pct(0.9),
-                "p99": self.pct(0.99),
-                "p99_9": self.pct(0.999),
-                "max": self.latency.max() as f64 / 1000.0,
+            "latency_ms": if self.latency.is_empty() {
+                // No sample: null, not a latency of 0.
+                json!({
+                    "what": self.latency_what,
+                    "count": 0,
+                    "p50": null, "p90": null, "p99": null, "p99_9": null, "max": null,
+                })
+            } else {
+                json!({
+                    "what": self.latency_what,
+                    "count": self.latency.len(),
+                    "p50": self.pct(0.5),
+                    "p90": self.pct(0.9),
+                    "p99": self.pct(0.99),
+                    "p99_9": self.pct(0.999),
+                    "max": self.latency.max() as f64 / 1000.0,
+                })
             },
         });
         if let Some((steps, best, why)) = &self.ramp {

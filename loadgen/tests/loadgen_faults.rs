@@ -189,3 +189,28 @@ fn proxy_auth_407_is_answered_with_proxy_authorization() {
     assert_eq!(u(&s, "replies.407"), 4, "{s}");
     assert_eq!(u(&s, "replies.403"), 0, "{s}");
 }
+
+#[test]
+fn with_every_request_failed_the_latency_is_not_a_row_of_zeros() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap().to_string();
+    let out = support::run(&[
+        "options", "--target", &target, "--max", "1", "--t1-ms", "5", "--t2-ms", "20",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("latency"))
+        .unwrap_or_else(|| panic!("no latency line in {stderr}"));
+    assert_eq!(
+        line,
+        "latency (request->final) ms: n/a (no request succeeded)"
+    );
+    let (_, v, _) = run_json(&[
+        "options", "--target", &target, "--max", "1", "--t1-ms", "5", "--t2-ms", "20",
+    ]);
+    assert_eq!(u(&v, "latency_ms.count"), 0, "{v}");
+    assert!(v["latency_ms"]["p50"].is_null(), "{v}");
+    assert!(v["latency_ms"]["max"].is_null(), "{v}");
+}

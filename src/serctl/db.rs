@@ -94,6 +94,17 @@ pub struct Conn {
 impl Conn {
     pub fn open(access: Access) -> Result<Conn, String> {
         let url = url(access)?;
+        // Reading must not create: a mistyped SQLite path would otherwise become a new, empty
+        // database (and its directories) and the command would print nothing and succeed.
+        if access == Access::Read {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                if !path.is_empty() && !std::path::Path::new(path).exists() {
+                    return Err(format!(
+                        "the SQLite database {path} does not exist (check SER_DB_URL)"
+                    ));
+                }
+            }
+        }
         let svc = DbService::start(Databases::new(url.clone()))
             .map_err(|e| format!("cannot start the database runtime: {e}"))?;
         Ok(Conn { svc, url })

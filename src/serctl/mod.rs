@@ -31,7 +31,8 @@
 //! `sip:daemon@$SIP_DOMAIN` (or this host's name).
 //!
 //! `start` runs the `ser` next to serctl (else the one on PATH; `SER` env overrides) with
-//! `-P $PID_FILE` (default `/var/run/ser.pid`) and `$STARTOPTIONS`; its output goes to syslog
+//! `-P $PID_FILE` (default: `/run/ser/ser.pid` when it exists, else `/var/run/ser.pid`) and
+//! `$STARTOPTIONS`; its output goes to syslog
 //! unless `SYSLOG=0` (then `-E`, on the terminal), as in SER's `sc`.
 
 pub mod db;
@@ -514,14 +515,45 @@ fn uac(method: &str, uri: &str, extra: &[&str]) -> Out {
     let mut params: Vec<&str> = vec![method, uri, ".", &from, &to, &contact];
     params.extend_from_slice(extra);
     params.extend_from_slice(&[".", "."]);
-    fifo_print("t_uac_dlg", &params)
+    // ser sends the request and answers with the final reply's status: a failure here is the
+    // contact's (or the transaction timer's), not ser's — ser answered the FIFO.
+    let r = fifo_call("t_uac_dlg", &params)?;
+    print!("{}", r.printable());
+    if r.ok() {
+        return Ok(());
+    }
+    Err(Fail::Msg(match r.code {
+        408 => format!(
+            "{uri} did not answer {method} (ser's transaction timed out: {}); ser itself is running",
+            r.status
+        ),
+        500 if r.status.contains("transaction lost") || r.status.contains("no shard") => {
+            format!("ser could not send {method} to {uri}: {}", r.status)
+        }
+        _ => format!(
+            "{uri} answered {method} with {} (ser is running and relayed it)",
+            r.status
+        ),
+    }))
 }
 
+/// Where ser's pid file is: `PID_FILE`, else the first that exists of the systemd unit's
+/// `/run/ser/ser.pid` and SER's `/var/run/ser.pid` (`start` writes the latter when neither does).
 fn pid_file() -> std::path::PathBuf {
-    std::env::var_os("PID_FILE")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| "/var/run/ser.pid".into(), Into::into)
+    if let Some(p) = std::env::var_os("PID_FILE").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    [PACKAGE_PID_FILE, SER_PID_FILE]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| SER_PID_FILE.into())
 }
+
+/// The pid file of the packaged systemd unit.
+const PACKAGE_PID_FILE: &str = "/run/ser/ser.pid";
+/// SER's `sc` default.
+const SER_PID_FILE: &str = "/var/run/ser.pid";
 
 fn ser_binary() -> std::path::PathBuf {
     if let Some(s) = std::env::var_os("SER").filter(|s| !s.is_empty()) {
@@ -548,23 +580,55 @@ fn start() -> Out {
     }
     let mut cmd = std::process::Command::new(ser_binary());
     cmd.arg("-P").arg(&pid_file);
-    if std::env::var("SYSLOG").is_ok_and(|v| v == "0") {
+    let to_terminal = std::env::var("SYSLOG").is_ok_and(|v| v == "0");
+    if to_terminal {
         cmd.arg("-E");
     } else {
+        // ser's parent prints on stderr why the daemon did not start (or where it listens); that
+        // is read through a pipe and passed on, and the pipe is closed when serctl exits: a
+        // daemon that keeps its stderr (no syslog here) must not keep our caller waiting.
         cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stderr(std::process::Stdio::piped());
     }
     if let Ok(opts) = std::env::var("STARTOPTIONS") {
         cmd.args(opts.split_whitespace());
     }
     // ser daemonises (fork=yes): the command returns once the daemon runs, or failed.
-    let status = cmd
+    let mut child = cmd
         .stdin(std::process::Stdio::null())
-        .status()
+        .spawn()
         .map_err(|e| format!("cannot run {}: {e}", ser_binary().display()))?;
+    let lines = child.stderr.take().map(|err| {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    });
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for {}: {e}", ser_binary().display()))?;
+    if let Some(rx) = lines {
+        // What the parent wrote before it exited is in the pipe already; a daemon logging to
+        // the same pipe is cut off after a moment.
+        let end = std::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            eprintln!("{line}");
+            if std::time::Instant::now() > end {
+                break;
+            }
+        }
+    }
     if !status.success() {
         println!();
-        return Err(Fail::Msg(format!("ser did not start ({status})")));
+        return Err(Fail::Msg(format!(
+            "ser did not start ({status}; its reason is printed above)"
+        )));
     }
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
     println!("started pid({})", pid.trim());

@@ -51,6 +51,8 @@ pub struct Ser {
     pub child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
     pub cfg: PathBuf,
+    /// The SQLite file of SER_DB_URL, if any (its side files are cleaned up on drop).
+    pub db: Option<PathBuf>,
 }
 
 pub fn ser_bin() -> &'static str {
@@ -71,6 +73,14 @@ impl Ser {
     pub fn start_with_env(cfg_text: &str, extra: &[&str], env: &[(&str, &str)]) -> Ser {
         let cfg = temp_cfg(cfg_text);
         let mut cmd = Command::new(ser_bin());
+        // Never the machine's /var/lib/ser/ser.db: a script that stores anything gets a database
+        // of its own next to its config (removed on drop) unless the test names one.
+        if !env.iter().any(|(k, _)| *k == "SER_DB_URL") {
+            cmd.env(
+                "SER_DB_URL",
+                format!("sqlite://{}", cfg.with_extension("db").display()),
+            );
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -90,7 +100,16 @@ impl Ser {
                 l2.lock().expect("log lock").push(line);
             }
         });
-        let s = Ser { child, log, cfg };
+        let db = env.iter().find(|(k, _)| *k == "SER_DB_URL").map_or_else(
+            || Some(cfg.with_extension("db")),
+            |(_, v)| v.strip_prefix("sqlite://").map(PathBuf::from),
+        );
+        let s = Ser {
+            child,
+            log,
+            cfg,
+            db,
+        };
         if !s.wait_log("started", Duration::from_secs(10)) {
             panic!("ser did not start; log:\n{}", s.log_text());
         }
@@ -135,6 +154,25 @@ impl Drop for Ser {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_file(&self.cfg);
+        let own = self.cfg.with_extension("db");
+        match &self.db {
+            // The database this helper chose goes with the server.
+            Some(db) if *db == own => remove_sqlite(db),
+            // A test's database the test already removed: what the server had open meanwhile
+            // (SQLite's -wal/-shm) goes too.
+            Some(db) if !db.exists() => remove_sqlite(db),
+            _ => {}
+        }
+    }
+}
+
+/// Removes a SQLite database with its WAL side files (`-wal`, `-shm`).
+pub fn remove_sqlite(db: &std::path::Path) {
+    let _ = std::fs::remove_file(db);
+    for side in ["-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(side);
+        let _ = std::fs::remove_file(std::path::PathBuf::from(p));
     }
 }
 

@@ -335,12 +335,17 @@ fn checklist_names_are_all_declared() {
     use super::lower::OPTION_NAMES;
     use dataplane::modules;
 
+    // The users' checklist is a reference copy beside the repository, not part of it.
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/seed-checklist.tsv"
+        "/../../shared/seed-checklist.tsv" // optional: absent in a fresh clone
     );
     let Ok(tsv) = std::fs::read_to_string(path) else {
-        eprintln!("skipped: {path} not found");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: checklist_names_are_all_declared: no {path} (an optional reference copy)"
+        );
         return;
     };
     let mut missing = Vec::new();
@@ -415,12 +420,10 @@ fn unused_blocks_are_warnings() {
 mod never_panics {
     use proptest::prelude::*;
 
+    /// A script of the repository (ser.cfg, examples/).
     fn seed(name: &str) -> String {
-        let p = format!(
-            "{}/../../shared/seed-configs/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read_to_string(p).unwrap_or_else(|_| "route { break; }".into())
+        let p = format!("{}/../{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {p}: {e}"))
     }
 
     proptest! {
@@ -433,7 +436,7 @@ mod never_panics {
 
         #[test]
         fn on_mutilated_seed_configs(which in 0usize..4, cut in 0usize..4000, len in 0usize..40, ins in "[{}();\"'/*#]{0,3}") {
-            let name = ["ser.cfg", "pstn.cfg", "exec_s5b.cfg", "vm-ser.cfg"][which];
+            let name = ["ser.cfg", "examples/pstn-gateway.cfg", "examples/serial-forking.cfg", "examples/registrar.cfg"][which];
             let src = seed(name);
             let chars: Vec<char> = src.chars().collect();
             let at = cut.min(chars.len());

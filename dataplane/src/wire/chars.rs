@@ -454,9 +454,8 @@ mod tests {
 }
 
 /// Corpus sweep: runs every value parser over the header values of every message in
-/// `../shared/sip-corpus` (RFC 4475, RFC 5118, SER's legacy inputs) and checks the verdicts of
-/// `INDEX.md` that concern single header values. Skipped (with a note) when the corpus is absent; set
-/// `SER_SIP_CORPUS` to point elsewhere.
+/// `tests/data/sip-corpus` (RFC 4475, RFC 5118, SER's legacy inputs) and checks the verdicts of
+/// `INDEX.md` that concern single header values. `SER_SIP_CORPUS` points elsewhere.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod corpus {
@@ -470,25 +469,18 @@ pub(crate) mod corpus {
     use crate::wire::via::parse_vias;
     use std::path::PathBuf;
 
-    /// The corpus directory, if present.
+    /// The corpus directory (part of the repository, so a missing one is a failure, not a skip).
     pub(crate) fn dir() -> Option<PathBuf> {
         let d = std::env::var_os("SER_SIP_CORPUS")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 PathBuf::from(concat!(
                     env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/sip-corpus"
+                    "/../tests/data/sip-corpus"
                 ))
             });
-        if d.is_dir() {
-            Some(d)
-        } else {
-            eprintln!(
-                "sip-corpus not found at {}: corpus checks skipped",
-                d.display()
-            );
-            None
-        }
+        assert!(d.is_dir(), "sip-corpus not found at {}", d.display());
+        Some(d)
     }
 
     /// Reads a corpus file byte-exact (`rfc4475/wsinv.dat`…).
