@@ -393,7 +393,7 @@ fn resume(
     let secret = secret_of(&rows, db.calculate_ha1);
     // The cache key is the one check() would build: parse the credentials again.
     if let Some(state) = env.services().map(|s| &s.auth) {
-        let realm: Realm = match str_arg(&args, 0) {
+        let realm: Realm = match str_arg(args, 0) {
             "" => default_realm(ctx, kind),
             r => Realm::from_slice(r.as_bytes()),
         };
@@ -404,7 +404,7 @@ fn resume(
                 .flatten()
         });
         if let Some(u) = user {
-            let key = cache::key(&[str_arg(&args, 1).as_bytes(), split_username(u).0, &realm]);
+            let key = cache::key(&[str_arg(args, 1).as_bytes(), split_username(u).0, &realm]);
             let ttl = if secret.is_some() {
                 db.ttl
             } else {

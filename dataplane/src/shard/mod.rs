@@ -914,13 +914,16 @@ impl<H: Handler> Shard<H> {
             };
             let udp = queue.iter().filter(|o| o.proto == Proto::Udp);
             if self.udp[k].wildcard {
-                let msgs: smallvec::SmallVec<[(&[u8], SocketAddr, Option<std::net::IpAddr>); 64]> =
-                    udp.filter(on_k)
-                        .map(|o| {
-                            let src = o.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
-                            (&o.data[..], o.dest, src)
-                        })
-                        .collect();
+                #[allow(clippy::type_complexity)]
+                let msgs: smallvec::SmallVec<
+                    [(&[u8], SocketAddr, Option<std::net::IpAddr>); 64],
+                > = udp
+                    .filter(on_k)
+                    .map(|o| {
+                        let src = o.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
+                        (&o.data[..], o.dest, src)
+                    })
+                    .collect();
                 if !msgs.is_empty() {
                     self.udp[k].send_all_from(&msgs);
                 }
