@@ -37,11 +37,9 @@ enum Expect {
 use Expect::*;
 
 fn corpus(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/sip-corpus"
-    ))
-    .join(rel)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/sip-corpus")
+        .join(rel)
 }
 
 /// INDEX.md's verdicts, as a stateless proxy applies them.

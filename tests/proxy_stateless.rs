@@ -188,10 +188,9 @@ route {
 
 #[test]
 fn redirect_cfg_lists_the_destination_set() {
-    let cfg = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/redirect.cfg"
-    ))
+    let cfg = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/redirect.cfg"),
+    )
     .unwrap();
     let s = setup_with(&cfg);
     let r = udp_exchange(

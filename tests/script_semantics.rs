@@ -230,10 +230,9 @@ fn myself_matches_listen_addresses_and_aliases() {
 
 #[test]
 fn myself_script() {
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/scripts/myself.cfg"
-    ))
+    let src = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/myself.cfg"),
+    )
     .unwrap();
     let env = MockEnv::new().fake("t_relay", ok);
     let (_, env, _) = run_env(&src, "INVITE", "sip:a@sales.foo.bar", env);
