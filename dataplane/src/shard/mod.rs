@@ -925,7 +925,7 @@ impl<H: Handler> Shard<H> {
                     })
                     .collect();
                 if !msgs.is_empty() {
-                    self.udp[k].send_all_from(&msgs);
+                    self.udp[k].send_all(&msgs);
                 }
                 continue;
             }

@@ -280,39 +280,10 @@ impl UdpSocket {
         }
     }
 
-    /// As [`UdpSocket::send_all`] on a wildcard socket: each datagram leaves from its source
-    /// address when it has one (the concrete address a request came to, or the route's source).
-    pub fn send_all_from(&mut self, msgs: &[(&[u8], SocketAddr, Option<IpAddr>)]) -> usize {
-        let fd = self.sock.as_raw_fd();
-        let mut i = 0;
-        let mut sent = 0;
-        let mut guard = 0;
-        while i < msgs.len() && guard < msgs.len() * 2 + 4 {
-            guard += 1;
-            match self.send.send_from(fd, &msgs[i..]) {
-                Ok(0) => i += 1,
-                Ok(n) => {
-                    i += n;
-                    sent += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    crate::ser_log!(
-                        crate::shard::log::L_DBG,
-                        "udp send to {} from {:?} failed: {e}",
-                        msgs[i].1,
-                        msgs[i].2
-                    );
-                    i += 1;
-                }
-            }
-        }
-        sent
-    }
-
     /// Sends `msgs` in `sendmmsg` batches. Returns how many were sent; the rest were dropped (a full
-    /// send buffer or an error on one datagram drops that datagram, as UDP may).
-    pub fn send_all(&mut self, msgs: &[(&[u8], SocketAddr)]) -> usize {
+    /// send buffer or an error on one datagram drops that datagram, as UDP may). On a wildcard
+    /// socket each datagram may name its source address (see [`sys::Datagram`]).
+    pub fn send_all<D: sys::Datagram>(&mut self, msgs: &[D]) -> usize {
         let fd = self.sock.as_raw_fd();
         let mut i = 0;
         let mut sent = 0;
@@ -327,10 +298,10 @@ impl UdpSocket {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    let (_, dest, src) = msgs[i].parts();
                     crate::ser_log!(
                         crate::shard::log::L_DBG,
-                        "udp send to {} failed: {e}",
-                        msgs[i].1
+                        "udp send to {dest} from {src:?} failed: {e}"
                     );
                     i += 1;
                 }

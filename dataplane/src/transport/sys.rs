@@ -342,30 +342,30 @@ impl SendBatch {
         }
     }
 
-    /// As [`SendBatch::send`], each datagram leaving from its source address when one is given
-    /// (`IP_PKTINFO` / `IPV6_PKTINFO`: for a wildcard socket, the reply leaves from the address
-    /// the request came to).
-    pub fn send_from(
-        &mut self,
-        fd: RawFd,
-        msgs: &[(&[u8], SocketAddr, Option<IpAddr>)],
-    ) -> io::Result<usize> {
+    /// One `sendmmsg` call for up to [`BATCH`] of `msgs` on the non-blocking socket `fd`. Returns how
+    /// many the kernel took (the first ones), or the error of the first datagram. A datagram with a
+    /// source address leaves from it (`IP_PKTINFO` / `IPV6_PKTINFO`: on a wildcard socket, a reply
+    /// leaves from the address the request came to); one without needs no control message.
+    pub fn send<D: Datagram>(&mut self, fd: RawFd, msgs: &[D]) -> io::Result<usize> {
         let n = msgs.len().min(BATCH);
         if n == 0 {
             return Ok(0);
         }
-        if self.ctrl.is_empty() {
-            self.ctrl = vec![[0u64; CTRL / 8]; BATCH];
-        }
-        for (i, (data, dest, src)) in msgs.iter().take(n).enumerate() {
-            let (storage, len) = from_std(*dest);
+        for (i, m) in msgs.iter().take(n).enumerate() {
+            let (data, dest, src) = m.parts();
+            let (storage, len) = from_std(dest);
             self.names[i] = storage;
             self.iovs[i] = libc::iovec {
                 iov_base: data.as_ptr() as *mut libc::c_void,
                 iov_len: data.len(),
             };
             let clen = match src {
-                Some(ip) if ip.is_ipv4() == dest.is_ipv4() => put_pktinfo(&mut self.ctrl[i], *ip),
+                Some(ip) if ip.is_ipv4() == dest.is_ipv4() => {
+                    if self.ctrl.is_empty() {
+                        self.ctrl = vec![[0u64; CTRL / 8]; BATCH];
+                    }
+                    put_pktinfo(&mut self.ctrl[i], ip)
+                }
                 _ => 0,
             };
             let h = &mut self.hdrs[i];
@@ -383,8 +383,11 @@ impl SendBatch {
             }
             h.msg_hdr.msg_flags = 0;
         }
-        // SAFETY: as in `send`; the control pointers (when set) point at `clen` initialised bytes of
-        // this batch's control buffers, which live in `self` for the whole call.
+        // SAFETY: the first `n` headers point at live addresses in `self.names` and at iovecs over the
+        // caller's byte slices, which outlive this call; the control pointers (when set) point at
+        // `clen` initialised bytes of this batch's control buffers, which live in `self` for the
+        // whole call. The kernel only reads them (sendmmsg does not write through iov_base).
+        // MSG_DONTWAIT keeps it from blocking.
         let r = unsafe {
             libc::sendmmsg(
                 fd,
@@ -398,46 +401,22 @@ impl SendBatch {
         }
         Ok(r as usize)
     }
+}
 
-    /// One `sendmmsg` call for up to [`BATCH`] of `msgs` on the non-blocking socket `fd`. Returns how
-    /// many the kernel took (the first ones), or the error of the first datagram.
-    pub fn send(&mut self, fd: RawFd, msgs: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
-        let n = msgs.len().min(BATCH);
-        if n == 0 {
-            return Ok(0);
-        }
-        for (i, (data, dest)) in msgs.iter().take(n).enumerate() {
-            let (storage, len) = from_std(*dest);
-            self.names[i] = storage;
-            self.iovs[i] = libc::iovec {
-                iov_base: data.as_ptr() as *mut libc::c_void,
-                iov_len: data.len(),
-            };
-            let h = &mut self.hdrs[i];
-            h.msg_len = 0;
-            h.msg_hdr.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_hdr.msg_namelen = len;
-            h.msg_hdr.msg_iov = &mut self.iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-        }
-        // SAFETY: the first `n` headers point at live addresses in `self.names` and at iovecs over the
-        // caller's byte slices, which outlive this call; the kernel only reads them (sendmmsg does
-        // not write through iov_base). MSG_DONTWAIT keeps it from blocking.
-        let r = unsafe {
-            libc::sendmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(r as usize)
+/// What a send batch takes: the bytes, the destination and, on a wildcard socket, the source.
+pub trait Datagram {
+    fn parts(&self) -> (&[u8], SocketAddr, Option<IpAddr>);
+}
+
+impl Datagram for (&[u8], SocketAddr) {
+    fn parts(&self) -> (&[u8], SocketAddr, Option<IpAddr>) {
+        (self.0, self.1, None)
+    }
+}
+
+impl Datagram for (&[u8], SocketAddr, Option<IpAddr>) {
+    fn parts(&self) -> (&[u8], SocketAddr, Option<IpAddr>) {
+        *self
     }
 }
 
@@ -509,7 +488,7 @@ mod tests {
         assert_eq!(dst, Some(to.ip()));
         let mut sb = SendBatch::new();
         let n = sb
-            .send_from(server.as_raw_fd(), &[(b"pong", src, dst)])
+            .send(server.as_raw_fd(), &[(&b"pong"[..], src, dst)])
             .unwrap();
         assert_eq!(n, 1);
         let mut buf = [0u8; 16];
