@@ -20,6 +20,7 @@ PORT=${PORT:-5070}
 UAS_PORT=5090
 RATE=${RATE:-500}
 OUT=${OUT:-/tmp/ser-callgrind}
+[ -n "${NO_SETUP:-}" ] || source "$ROOT/bench/setup"
 command -v valgrind >/dev/null || { echo "callgrind.sh: valgrind is not installed" >&2; exit 1; }
 [ -x "$SER" ] && [ -x "$LOADGEN" ] || { echo "callgrind.sh: build ser and loadgen (release) first" >&2; exit 1; }
 

@@ -58,6 +58,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SER=${SER:-$TARGET_DIR/release/ser}
 LOADGEN=${LOADGEN:-$TARGET_DIR/release/loadgen}
+[ -n "${NO_SETUP:-}" ] || source "$ROOT/bench/setup"
 KAMAILIO=${KAMAILIO:-$(command -v kamailio || true)}
 KAMAILIO_MODULES=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
 PORT=${PORT:-5070}
