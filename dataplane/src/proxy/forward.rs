@@ -127,25 +127,17 @@ pub fn mark_received_with(
         let mut ip = itoa_ip(src.ip());
         // rport: a flag asks for the port; a value is left as it is.
         if rport == Some(None) {
-            if let Some(p) = via
-                .params
-                .iter()
-                .find(|p| p.name.eq_ignore_ascii_case(b"rport"))
-            {
-                if let Some(span) = msg.span_of(p.name) {
+            if let Some((name, _)) = via.known.rport {
+                if let Some(span) = msg.span_of(name) {
                     let mut v: SmallVec<[u8; 64]> = SmallVec::from_slice(b"rport=");
                     v.extend_from_slice(itoa::Buffer::new().format(src.port()).as_bytes());
                     edits.push((span, v));
                 }
             }
         }
-        match via
-            .params
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(b"received"))
-        {
-            Some(p) => {
-                if let Some(span) = p.value.and_then(|v| msg.span_of(v)) {
+        match via.known.received {
+            Some(v) => {
+                if let Some(span) = msg.span_of(v) {
                     edits.push((span, std::mem::take(&mut ip)));
                 }
             }

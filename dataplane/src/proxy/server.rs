@@ -291,7 +291,9 @@ impl ProxyHandler {
         self.run_actions(out);
     }
 
+    // Inlined so the context (a few KB) is moved only when it is parked, not per message.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn after_run(
         &mut self,
         outcome: Outcome,

@@ -137,7 +137,7 @@ impl SlTagger {
     }
 }
 
-/// 64-bit FNV-1a.
+/// 64-bit FNV-1a, word at a time, with a final mix.
 struct Fnv(u64);
 
 impl Default for Fnv {
@@ -148,11 +148,26 @@ impl Default for Fnv {
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
-        self.0
+        // murmur3's fmix64: every input bit reaches the low 32 bits the tag keeps.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        // Eight bytes per step (a byte per step showed in profiles: ~80 bytes per request); the
+        // shift folds the high bits back so later words mix with all earlier ones.
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.0 = (self.0 ^ u64::from_le_bytes(a)).wrapping_mul(0x0100_0000_01b3);
+            self.0 ^= self.0 >> 29;
+        }
+        for &b in words.remainder() {
             self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
     }

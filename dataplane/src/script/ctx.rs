@@ -210,6 +210,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// A context for a message received from `src` on local address `dst` over `proto`.
+    #[inline]
     pub fn new(msg: Message, src: SocketAddr, dst: SocketAddr, proto: Proto) -> Ctx {
         Ctx {
             msg,

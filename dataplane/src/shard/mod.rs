@@ -888,8 +888,16 @@ impl<H: Handler> Shard<H> {
         for o in &queue {
             self.stats.sent(self.id, &o.data);
         }
-        // UDP: one sendmmsg run per socket, in queue order.
+        // UDP: one sendmmsg run per socket, in queue order. The usual turn (one socket, all UDP)
+        // sends the queue as it is: building a list per socket moved ~300 bytes per reply.
+        let single = self.udp.len() == 1 && queue.iter().all(|o| o.proto == Proto::Udp);
+        if single {
+            self.udp[0].send_all(&queue[..]);
+        }
         for k in 0..self.udp.len() {
+            if single {
+                break;
+            }
             let first_of_family = |d: &SocketAddr, udp: &[UdpSocket]| {
                 udp.iter()
                     .position(|u| u.local.is_ipv4() == d.is_ipv4())

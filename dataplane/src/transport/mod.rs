@@ -77,6 +77,15 @@ pub struct Outgoing {
     pub local: Option<SocketAddr>,
 }
 
+/// Sent as it is queued (the shard's single-socket turn needs no per-socket list): the source is
+/// the concrete local address, used only on a wildcard socket (see [`UdpSocket::send_all`]).
+impl sys::Datagram for Outgoing {
+    fn parts(&self) -> (&[u8], SocketAddr, Option<IpAddr>) {
+        let src = self.local.map(|l| l.ip()).filter(|ip| !ip.is_unspecified());
+        (&self.data[..], self.dest, src)
+    }
+}
+
 /// What the operator asked for (`--io=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
@@ -290,7 +299,7 @@ impl UdpSocket {
         let mut guard = 0;
         while i < msgs.len() && guard < msgs.len() * 2 + 4 {
             guard += 1;
-            match self.send.send(fd, &msgs[i..]) {
+            match self.send.send(fd, &msgs[i..], self.wildcard) {
                 Ok(0) => i += 1,
                 Ok(n) => {
                     i += n;

@@ -147,14 +147,31 @@ impl Message {
 
     /// The Call-ID, validated.
     pub fn call_id(&self) -> Result<&[u8]> {
+        let buf = &self.buf[..];
+        if let Some(a) = self.cache.call_id.get() {
+            return Ok(a.thaw(buf));
+        }
         let (h, off) = self.single(HeaderId::CallId)?;
-        scalar::call_id(h.value).map_err(|e| e.offset(off))
+        let v = scalar::call_id(h.value).map_err(|e| e.offset(off))?;
+        self.cache.call_id.set(cache::BytesAt::freeze(buf, v));
+        Ok(v)
     }
 
     /// CSeq number and method.
     pub fn cseq(&self) -> Result<CSeq<'_>> {
+        let buf = &self.buf[..];
+        if let Some((num, m)) = self.cache.cseq.get() {
+            return Ok(CSeq {
+                num,
+                method: m.thaw(buf),
+            });
+        }
         let (h, off) = self.single(HeaderId::CSeq)?;
-        CSeq::parse(h.value).map_err(|e| e.offset(off))
+        let c = CSeq::parse(h.value).map_err(|e| e.offset(off))?;
+        self.cache
+            .cseq
+            .set(cache::BytesAt::freeze(buf, c.method).map(|m| (c.num, m)));
+        Ok(c)
     }
 
     /// Max-Forwards (0..=255), when present.

@@ -18,7 +18,7 @@ use super::message::Span;
 use super::name_addr::NameAddr;
 use super::params::Params;
 use super::uri::{Host, Scheme, Uri};
-use super::via::{Transport, Via};
+use super::via::{Transport, Via, ViaKnown};
 
 /// A byte range of the buffer (start, end).
 #[derive(Debug, Clone, Copy)]
@@ -132,6 +132,11 @@ pub(super) struct ViaAt {
     host_raw: At,
     port: Option<u16>,
     params: At,
+    branch: Option<At>,
+    received: Option<At>,
+    rport: Option<(At, Option<At>)>,
+    maddr: Option<At>,
+    ttl: Option<At>,
 }
 
 impl ViaAt {
@@ -148,6 +153,14 @@ impl ViaAt {
             host_raw: at(buf, v.host_raw)?,
             port: v.port,
             params: at(buf, v.params.raw())?,
+            branch: opt(buf, v.known.branch)?,
+            received: opt(buf, v.known.received)?,
+            rport: match v.known.rport {
+                None => None,
+                Some((name, value)) => Some((at(buf, name)?, opt(buf, value)?)),
+            },
+            maddr: opt(buf, v.known.maddr)?,
+            ttl: opt(buf, v.known.ttl)?,
         })
     }
 
@@ -162,6 +175,15 @@ impl ViaAt {
             host_raw: get(buf, self.host_raw),
             port: self.port,
             params: Params::validated(get(buf, self.params)),
+            known: ViaKnown {
+                branch: self.branch.map(|a| get(buf, a)),
+                received: self.received.map(|a| get(buf, a)),
+                rport: self
+                    .rport
+                    .map(|(n, v)| (get(buf, n), v.map(|a| get(buf, a)))),
+                maddr: self.maddr.map(|a| get(buf, a)),
+                ttl: self.ttl.map(|a| get(buf, a)),
+            },
         }
     }
 }
@@ -264,6 +286,24 @@ pub(super) struct ParseCache {
     pub(super) to: Slot<NameAddrAt>,
     /// Only ever set to the single contact of a message that has exactly one.
     pub(super) only_contact: Cell<Option<ContactAt>>,
+    /// A valid Call-ID (errors are not kept: they are answered at once).
+    pub(super) call_id: Cell<Option<BytesAt>>,
+    /// A valid CSeq: number and method.
+    pub(super) cseq: Cell<Option<(u32, BytesAt)>>,
+}
+
+/// A validated value kept as its place in the buffer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BytesAt(At);
+
+impl BytesAt {
+    pub(super) fn freeze(buf: &[u8], s: &[u8]) -> Option<BytesAt> {
+        at(buf, s).map(BytesAt)
+    }
+
+    pub(super) fn thaw<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        get(buf, self.0)
+    }
 }
 
 impl Clone for ParseCache {
@@ -274,6 +314,8 @@ impl Clone for ParseCache {
             from: Cell::new(self.from.get()),
             to: Cell::new(self.to.get()),
             only_contact: Cell::new(self.only_contact.get()),
+            call_id: Cell::new(self.call_id.get()),
+            cseq: Cell::new(self.cseq.get()),
         }
     }
 }

@@ -80,6 +80,25 @@ pub struct Via<'a> {
     pub port: Option<u16>,
     /// The via parameters.
     pub params: Params<'a>,
+    /// The parameters a proxy reads, found by the validating pass.
+    pub known: ViaKnown<'a>,
+}
+
+/// The first `branch`, `received`, `rport`, `maddr` and `ttl` of a Via, found while its
+/// parameters are validated, so the accessors do not scan the list again (each scan showed in
+/// profiles: a request's top Via is asked for its branch and rport several times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ViaKnown<'a> {
+    /// `branch` value.
+    pub branch: Option<&'a [u8]>,
+    /// `received` value as written.
+    pub received: Option<&'a [u8]>,
+    /// `rport`: its name as written (where an edit fills in the port) and its value, if any.
+    pub rport: Option<(&'a [u8], Option<&'a [u8]>)>,
+    /// `maddr` value.
+    pub maddr: Option<&'a [u8]>,
+    /// `ttl` value (validated to 0..=255).
+    pub ttl: Option<&'a [u8]>,
 }
 
 fn bad(at: usize) -> ParseError {
@@ -157,26 +176,35 @@ impl<'a> Via<'a> {
             host_raw,
             port,
             params,
+            known: ViaKnown::default(),
         };
-        via.check_params(pos)?;
-        Ok(via)
+        let known = via.check_params(pos)?;
+        Ok(Via { known, ..via })
     }
 
-    fn check_params(&self, base: usize) -> Result<()> {
+    fn check_params(&self, base: usize) -> Result<ViaKnown<'a>> {
         let at = |v: &[u8]| super::chars::offset_in(self.raw, v).unwrap_or(base);
+        let mut k = ViaKnown::default();
         for p in self.params.iter() {
             let name = p.name;
             let v = p.value;
-            let ok = if name.eq_ignore_ascii_case(b"rport") {
+            let ok = if name.eq_ignore_ascii_case(b"branch") {
+                k.branch = k.branch.or(v);
+                v.is_some()
+            } else if name.eq_ignore_ascii_case(b"rport") {
+                k.rport = k.rport.or(Some((name, v)));
                 match v {
                     None => true,
                     Some(v) => parse_port(v).is_ok(),
                 }
-            } else if name.eq_ignore_ascii_case(b"ttl") {
-                v.is_some_and(|v| super::scalar::parse_u32(v).is_ok_and(|n| n <= 255))
             } else if name.eq_ignore_ascii_case(b"received") {
+                k.received = k.received.or(v);
                 v.and_then(received_addr).is_some()
-            } else if name.eq_ignore_ascii_case(b"branch") || name.eq_ignore_ascii_case(b"maddr") {
+            } else if name.eq_ignore_ascii_case(b"ttl") {
+                k.ttl = k.ttl.or(v);
+                v.is_some_and(|v| super::scalar::parse_u32(v).is_ok_and(|n| n <= 255))
+            } else if name.eq_ignore_ascii_case(b"maddr") {
+                k.maddr = k.maddr.or(v);
                 v.is_some()
             } else {
                 true
@@ -185,17 +213,17 @@ impl<'a> Via<'a> {
                 return Err(bad(at(v.unwrap_or(name))));
             }
         }
-        Ok(())
+        Ok(k)
     }
 
     /// The `branch` parameter value.
     pub fn branch(&self) -> Option<&'a [u8]> {
-        self.params.value(b"branch")
+        self.known.branch
     }
 
     /// The `received` parameter value as written (brackets kept if present).
     pub fn received(&self) -> Option<&'a [u8]> {
-        self.params.value(b"received")
+        self.known.received
     }
 
     /// The `received` parameter as an address.
@@ -205,20 +233,20 @@ impl<'a> Via<'a> {
 
     /// The `rport` parameter: `None` absent, `Some(None)` present without a value, `Some(Some(p))`.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params
-            .get(b"rport")
-            .map(|v| v.and_then(|v| parse_port(v).ok()))
+        self.known
+            .rport
+            .map(|(_, v)| v.and_then(|v| parse_port(v).ok()))
     }
 
     /// The `maddr` parameter value.
     pub fn maddr(&self) -> Option<&'a [u8]> {
-        self.params.value(b"maddr")
+        self.known.maddr
     }
 
     /// The `ttl` parameter value.
     pub fn ttl(&self) -> Option<u8> {
-        self.params
-            .value(b"ttl")
+        self.known
+            .ttl
             .and_then(|v| super::scalar::parse_u32(v).ok())
             .and_then(|n| u8::try_from(n).ok())
     }
