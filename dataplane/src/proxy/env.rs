@@ -360,14 +360,18 @@ impl Env for ShardEnv<'_> {
         }
         let local = self.via_local(&dest);
         let branch = forward::stateless_branch(&ctx.msg, self.shared.salt);
+        // By hand, not write!(): the formatting machinery cost ~2,700 instructions per forward.
         let mut sent_by: SmallVec<[u8; 64]> = SmallVec::new();
-        {
-            use std::io::Write;
-            let _ = match local.ip() {
-                IpAddr::V4(a) => write!(sent_by, "{a}:{}", local.port()),
-                IpAddr::V6(a) => write!(sent_by, "[{a}]:{}", local.port()),
-            };
+        let ip = forward::itoa_ip(local.ip());
+        if local.is_ipv6() {
+            sent_by.push(b'[');
+            sent_by.extend_from_slice(&ip);
+            sent_by.push(b']');
+        } else {
+            sent_by.extend_from_slice(&ip);
         }
+        sent_by.push(b':');
+        sent_by.extend_from_slice(itoa::Buffer::new().format(local.port()).as_bytes());
         let mut msg = ctx.msg.clone();
         if let Some(rr) = &ctx.record_route {
             crate::modules::rr::outbound_record_route(&mut msg, rr, local, to_ir_proto(dest.proto));

@@ -157,7 +157,7 @@ pub fn mark_received_with(
     Ok(true)
 }
 
-fn itoa_ip(ip: IpAddr) -> SmallVec<[u8; 64]> {
+pub(crate) fn itoa_ip(ip: IpAddr) -> SmallVec<[u8; 64]> {
     let mut v: SmallVec<[u8; 64]> = SmallVec::new();
     match ip {
         // The common case without the formatting machinery (it showed in profiles).
@@ -253,16 +253,18 @@ pub fn route_response(
     check_via: bool,
     is_local: impl Fn(&Via<'_>) -> bool,
 ) -> ResponseRoute {
-    let mut vias = msg.vias();
-    let top = match vias.next() {
-        Some(Ok(v)) => v,
-        Some(Err(_)) => return ResponseRoute::Drop("malformed top Via"),
-        None => return ResponseRoute::Drop("no Via"),
+    // Both Vias come from the parse-once cache when the §16.3 gate saw them.
+    let top = match msg.top_via_value() {
+        Ok(v) => v,
+        Err(e) if e.kind == crate::wire::ErrorKind::MissingHeader => {
+            return ResponseRoute::Drop("no Via")
+        }
+        Err(_) => return ResponseRoute::Drop("malformed top Via"),
     };
     if check_via && !is_local(&top.via) {
         return ResponseRoute::Drop("top Via is not ours (check_via)");
     }
-    let next = match vias.next() {
+    let next = match msg.second_via_value() {
         Some(Ok(v)) => v,
         Some(Err(_)) => return ResponseRoute::Drop("malformed second Via"),
         None => return ResponseRoute::Drop("response for us: no second Via"),

@@ -115,6 +115,18 @@ impl Message {
         )
     }
 
+    /// The second Via value (where a response goes next), `None` when there is only one.
+    pub fn second_via_value(&self) -> Option<Result<ViaValue<'_>>> {
+        if let Some(t) = self.cache.second_via.get() {
+            return Some(Ok(ViaValue {
+                index: t.index,
+                span: t.span,
+                via: t.thaw(&self.buf[..]),
+            }));
+        }
+        self.vias().nth(1)
+    }
+
     /// The From header as a name-addr.
     pub fn from(&self) -> Result<NameAddr<'_>> {
         let buf = &self.buf[..];
@@ -355,6 +367,11 @@ impl Message {
                 if let Some(t) = ViaAt::freeze(&self.buf, v.index, v.span, &v.via) {
                     self.cache.top_via.set(Some(Ok(t)));
                 }
+            } else if n_via == 1 {
+                // A response is routed by the second one.
+                self.cache
+                    .second_via
+                    .set(ViaAt::freeze(&self.buf, v.index, v.span, &v.via));
             }
             n_via += 1;
             if n_via > usize::from(self.max_vias) {

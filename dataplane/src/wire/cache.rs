@@ -282,6 +282,8 @@ type Slot<T> = Cell<Option<Result<T>>>;
 pub(super) struct ParseCache {
     pub(super) request_uri: Slot<UriAt>,
     pub(super) top_via: Slot<ViaAt>,
+    /// The second Via, when the gate saw one (a response is routed by it).
+    pub(super) second_via: Cell<Option<ViaAt>>,
     pub(super) from: Slot<NameAddrAt>,
     pub(super) to: Slot<NameAddrAt>,
     /// Only ever set to the single contact of a message that has exactly one.
@@ -311,6 +313,7 @@ impl Clone for ParseCache {
         ParseCache {
             request_uri: Cell::new(self.request_uri.get()),
             top_via: Cell::new(self.top_via.get()),
+            second_via: Cell::new(self.second_via.get()),
             from: Cell::new(self.from.get()),
             to: Cell::new(self.to.get()),
             only_contact: Cell::new(self.only_contact.get()),
