@@ -304,6 +304,8 @@ impl ProxyHandler {
     ) {
         if !matches!(outcome, Outcome::Suspended(_)) {
             if let Some(h) = failure {
+                // The flags as the failure_route left them are the ones its completion reports.
+                self.table.set_flags(h, ctx.flags());
                 // What this queues is carried out by the caller's `run_actions`.
                 self.table.failure_done(h, out.now());
             }
@@ -343,8 +345,26 @@ impl ProxyHandler {
                 Action::Send(t) => out.send(t.data, t.dest, t.proto, Some(t.local)),
                 Action::Failure { txn, route } => self.run_failure(txn, route, out),
                 Action::UacDone { done, result } => done(result),
+                Action::Completed(c) => self.completed(&c),
             }
         }
+    }
+
+    /// A transaction that asked to be reported completed: the loaded modules' hooks hear of it.
+    fn completed(&mut self, c: &crate::txn::table::Completed) {
+        let program = self.take_program();
+        let done = crate::script::Completion {
+            request: &c.request,
+            branch: c.branch.as_ref(),
+            code: c.code,
+            reply: &c.reply,
+            flags: c.flags,
+            src: c.src,
+        };
+        for hook in program.configs.completion_hooks() {
+            hook(&done, &program.configs, Some(&self.shared.services));
+        }
+        self.program = Some(program);
     }
 
     /// failure_route `route` for transaction `h`: over the request as it was routed, with its

@@ -110,6 +110,7 @@ impl ShardEnv<'_> {
             return Err(ActionResult::Ret(-1));
         }
         let (proto, local, now) = (self.proto, self.local, self.now);
+        let notify = self.configs.wants_completion();
         let reply_dest =
             reply_destination(&ctx.msg, ctx.src, proto, self.shared.settings.reply_to_via);
         let Some(table) = self.table() else {
@@ -140,6 +141,7 @@ impl ShardEnv<'_> {
                 reply_dest,
                 flags: ctx.flags(),
                 replicate,
+                notify,
             },
             now,
         );

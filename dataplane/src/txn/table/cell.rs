@@ -114,6 +114,8 @@ pub struct Cell {
     pub(super) failure_route: Option<RouteId>,
     /// Script flags when relayed (restored in failure_route).
     pub(super) flags: u32,
+    /// Report the completion to the owner ([`super::Action::Completed`]).
+    pub(super) notify: bool,
     /// A CANCEL came for it.
     pub(super) canceled: bool,
     /// A final reply went upstream.

@@ -85,6 +85,26 @@ pub enum Action {
     Failure { txn: TxnHandle, route: RouteId },
     /// A `t_uac` transaction is done: call `done` with `result`.
     UacDone { done: UacDone, result: UacResult },
+    /// A transaction created with [`NewServer::notify`] sent its first final reply upstream (its
+    /// final outcome, after any failure_route): the owner tells the modules that asked
+    /// ([`crate::script::Completion`]).
+    Completed(Completed),
+}
+
+/// What [`Action::Completed`] carries: shared bytes the cell keeps anyway (no copy).
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub txn: TxnHandle,
+    /// The request as routed.
+    pub request: Bytes,
+    /// The request as sent on the branch whose reply won (`None`: a reply of ours).
+    pub branch: Option<Bytes>,
+    pub code: u16,
+    /// The reply as sent upstream.
+    pub reply: Bytes,
+    /// The script flags of the transaction.
+    pub flags: u32,
+    pub src: SocketAddr,
 }
 
 impl std::fmt::Debug for Action {
@@ -99,6 +119,11 @@ impl std::fmt::Debug for Action {
             Action::UacDone { result, .. } => {
                 f.debug_struct("UacDone").field("result", result).finish()
             }
+            Action::Completed(c) => f
+                .debug_struct("Completed")
+                .field("txn", &c.txn)
+                .field("code", &c.code)
+                .finish(),
         }
     }
 }
@@ -128,6 +153,9 @@ pub struct NewServer {
     pub flags: u32,
     /// `t_replicate`: replies stay here.
     pub replicate: bool,
+    /// Report the completion ([`Action::Completed`]): set when a loaded module has a completion
+    /// hook, so that without one the table does nothing extra.
+    pub notify: bool,
 }
 
 /// Why no branch can be added to a transaction.
@@ -402,6 +430,7 @@ impl Table {
             branches: SmallVec::new(),
             failure_route: None,
             flags: s.flags,
+            notify: s.notify,
             canceled: false,
             replied: false,
             in_failure: false,
@@ -482,6 +511,13 @@ impl Table {
         self.send(request, dest, proto, local);
         self.schedule(h);
         true
+    }
+
+    /// The script flags of `h` as a failure_route left them (what its completion reports).
+    pub fn set_flags(&mut self, h: TxnHandle, flags: u32) {
+        if let Some(c) = self.get(h) {
+            c.flags = flags;
+        }
     }
 
     /// Arms (or disarms) the failure_route of `h` (`t_on_failure` as it stood at `t_relay`).

@@ -18,7 +18,17 @@ use crate::wire::{HeaderId, Message};
 
 impl Table {
     /// Sends `bytes` upstream as the reply with status `code` (the server transaction allowing).
-    fn send_upstream(&mut self, h: TxnHandle, code: u16, bytes: Bytes, local: bool, now: Instant) {
+    ///
+    /// `branch`: the branch whose reply this is (`None` for ours), for the completion report.
+    fn send_upstream(
+        &mut self,
+        h: TxnHandle,
+        code: u16,
+        bytes: Bytes,
+        local: bool,
+        branch: Option<usize>,
+        now: Instant,
+    ) {
         let cfg = self.cfg;
         let counters = self.counters.clone();
         let shard = usize::from(self.shard);
@@ -43,8 +53,22 @@ impl Table {
         }
         c.last_reply = Some(bytes.clone());
         let (dest, proto, from) = (c.reply_dest, c.proto, c.local);
+        let mut completed = None;
         if code >= 200 {
             let first = !c.replied;
+            if first && c.notify {
+                completed = Some(super::Completed {
+                    txn: h,
+                    request: c.request.clone(),
+                    branch: branch
+                        .and_then(|i| c.branches.get(i))
+                        .map(|b| b.request.clone()),
+                    code,
+                    reply: bytes.clone(),
+                    flags: c.flags,
+                    src: c.src,
+                });
+            }
             c.replied = true;
             if let Some(st) = counters.stats(shard) {
                 if first {
@@ -57,6 +81,9 @@ impl Table {
             }
         }
         self.send(bytes, dest, proto, from);
+        if let Some(done) = completed {
+            self.actions.push_back(Action::Completed(done));
+        }
     }
 
     /// A reply ser writes itself for `req` (the request of `h`), as sl does: same To-tag for every
@@ -106,7 +133,7 @@ impl Table {
             return false;
         };
         let bytes = self.build_local_reply(req, code, reason, contacts, raw);
-        self.send_upstream(h, code, bytes, code >= 200, now);
+        self.send_upstream(h, code, bytes, code >= 200, None, now);
         let after = self.cell(h).map(|c| (c.replied, c.last_reply.is_some()));
         if code >= 200 && !before && after.is_some_and(|a| a.0) {
             self.cancel_branches(h, None, now);
@@ -131,7 +158,7 @@ impl Table {
             return;
         };
         let bytes = self.build_local_reply(&req, code, reason, &[], b"");
-        self.send_upstream(h, code, bytes, true, now);
+        self.send_upstream(h, code, bytes, true, None, now);
     }
 
     /// §16.7 steps 6-8: all branches have a final reply — pick the best and send it, or run the
@@ -230,7 +257,7 @@ impl Table {
             m.insert_raw(m.headers_end(), &extra);
         }
         if let Some(b) = strip_top_via(&mut m) {
-            self.send_upstream(h, up, b, false, now);
+            self.send_upstream(h, up, b, false, Some(i), now);
         }
     }
 
@@ -294,7 +321,7 @@ impl Table {
                     }
                     let mut m = msg;
                     if let Some(bytes) = strip_top_via(&mut m) {
-                        self.send_upstream(h, code, bytes, false, now);
+                        self.send_upstream(h, code, bytes, false, Some(bi), now);
                     }
                 }
                 200..=299 => {
@@ -304,7 +331,7 @@ impl Table {
                     let mut m = msg;
                     if let Some(bytes) = strip_top_via(&mut m) {
                         // Every 2xx goes up (§16.7 step 9); the server transaction lets them pass.
-                        self.send_upstream(h, code, bytes, false, now);
+                        self.send_upstream(h, code, bytes, false, Some(bi), now);
                     }
                     self.cancel_branches(h, Some(bi), now);
                 }

@@ -97,6 +97,7 @@ impl Table {
             branches: SmallVec::new(),
             failure_route: None,
             flags: 0,
+            notify: false,
             canceled: false,
             replied: false,
             in_failure: false,
