@@ -61,6 +61,8 @@ pub enum Job {
         env: Vec<(String, String)>,
         /// Standard input (the request for `exec_msg`), if any.
         stdin: Option<Bytes>,
+        /// Kill the program after this long (exec's `time_to_kill`); `None`: the runner's bound.
+        time_to_kill: Option<std::time::Duration>,
     },
     /// A database select (auth_db credentials, usrloc in db_mode 3, group/domain checks…): `columns`
     /// of the rows of `table` where every `keys` column equals its value (no keys: every row),

@@ -1,0 +1,3 @@
+//! The blocking halves of script modules, reached through [`dataplane::offload::Job`]s.
+
+pub mod exec;
