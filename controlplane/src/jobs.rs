@@ -231,6 +231,7 @@ pub fn run(job: &Job) -> JobResult {
             stdin: stdin.clone(),
             limit: *time_to_kill,
         }),
+        Job::WriteFifo { path, data } => crate::modules::vm::write_fifo(path, data),
         Job::Db { table, .. } => {
             JobResult::Failed(format!("no database service running (table {table})"))
         }

@@ -77,6 +77,15 @@ pub enum Job {
         /// Columns wanted.
         columns: Vec<String>,
     },
+    /// Write `data` in one go to the FIFO at `path`, which an application must have open for
+    /// reading (module vm hands a transaction to a media server this way); answered
+    /// `Rows(vec![])` when written, `Failed` when nobody reads the FIFO or it cannot be written.
+    WriteFifo {
+        /// The FIFO.
+        path: String,
+        /// What to write.
+        data: Bytes,
+    },
     /// A database write whose completion the script waits for (db_mode 3 `save`, `acc` with
     /// guaranteed delivery); answered `Rows(vec![])` when done, `Failed` when the DB refused it.
     DbWrite(DbWrite),
@@ -178,6 +187,7 @@ impl Job {
         match self {
             Job::Dns { .. } | Job::Resolve { .. } => "dns",
             Job::Exec { .. } => "exec",
+            Job::WriteFifo { .. } => "fifo",
             Job::Db { .. } | Job::DbWrite(_) => "db",
         }
     }

@@ -25,7 +25,10 @@ use smallvec::SmallVec;
 use super::env::{send_reply, to_ir_proto, transport_to_proto, write, ShardEnv};
 use super::forward::{self, HopHost, ResponseRoute};
 use super::precheck::{self, CheckOptions, Verdict};
-pub use super::shared::{JobRequest, Loaded, ProxySettings, ShardMsg, Shared, TmShared};
+pub use super::shared::{
+    parse_trans_id, trans_id, ExternalReply, JobRequest, Loaded, ProxySettings, ShardMsg, Shared,
+    TmShared,
+};
 use crate::dns::{DnsKeyRef, Lookup};
 use crate::offload::{Job, JobResult};
 use crate::script::exec::{self, Outcome};
@@ -634,6 +637,26 @@ impl Handler for ProxyHandler {
                 self.run_actions(out);
             }
             ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
+            ShardMsg::TReply(r) => {
+                let program = self.shared.program.load();
+                self.table.configure(program.timers);
+                let r = *r;
+                let sent = self.table.reply_external(
+                    r.txn,
+                    r.code,
+                    r.reason.as_bytes(),
+                    r.to_tag.as_bytes(),
+                    r.headers.as_bytes(),
+                    &r.body,
+                    out.now(),
+                );
+                (r.done)(if sent {
+                    Ok(())
+                } else {
+                    Err("no such transaction, or it cannot take this reply".into())
+                });
+                self.run_actions(out);
+            }
             ShardMsg::Uac(req) => {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);

@@ -446,6 +446,11 @@ impl Transactions for ShardEnv<'_> {
         ActionResult::from_bool(sent)
     }
 
+    fn trans_id(&self, ctx: &Ctx) -> Option<String> {
+        let h = crate::modules::tm::TmState::txn(ctx)?;
+        Some(super::shared::trans_id(self.shard, h))
+    }
+
     fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult {
         let Some(h) = crate::modules::tm::TmState::of(ctx).txn.take() else {
             return ActionResult::Ret(-1);

@@ -95,6 +95,11 @@ pub trait Transactions {
     fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult;
     /// `t_release`.
     fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// The `hash:label` naming the transaction of `ctx` outside ser (SER's `t_get_trans_ident`:
+    /// what the FIFO's `t_reply` takes). Default: none.
+    fn trans_id(&self, _ctx: &Ctx) -> Option<String> {
+        None
+    }
 }
 
 /// The host of a [`Target`].

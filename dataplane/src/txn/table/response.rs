@@ -142,6 +142,63 @@ impl Table {
         after.is_some_and(|a| a.1)
     }
 
+    /// A reply an application outside the script writes for the request of `h` (the FIFO's
+    /// `t_reply`, a media server behind module vm): its status, To tag (empty: ours), extra
+    /// header lines (`Name: value\r\n` each, Content-Type among them when there is a body) and
+    /// body. `false` when the transaction is gone or its server transaction refuses the reply.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reply_external(
+        &mut self,
+        h: TxnHandle,
+        code: u16,
+        reason: &[u8],
+        to_tag: &[u8],
+        headers: &[u8],
+        body: &[u8],
+        now: Instant,
+    ) -> bool {
+        let Some(c) = self.cell(h) else { return false };
+        if matches!(c.server, Server::Local(_) | Server::Replicate) {
+            return false;
+        }
+        let before = c.replied;
+        let Ok(req) = Message::parse(c.request.clone()) else {
+            return false;
+        };
+        let tag;
+        let to_tag = if to_tag.is_empty() {
+            tag = self.replies.tagger.tag_for(&req);
+            tag.as_bytes()
+        } else {
+            to_tag
+        };
+        self.scratch.clear();
+        {
+            let mut b = crate::wire::builder::ReplyBuilder::new(
+                &mut self.scratch,
+                &req,
+                code,
+                reason,
+                to_tag,
+            );
+            b.raw_lines(headers);
+            if let Some(s) = &self.replies.server {
+                b.header(b"Server", s);
+            }
+            b.finish(None, body);
+        }
+        let bytes = Bytes::copy_from_slice(&self.scratch);
+        let sent_before = self.cell(h).and_then(|c| c.last_reply.clone());
+        self.send_upstream(h, code, bytes, true, None, now);
+        let after = self.cell(h).map(|c| (c.replied, c.last_reply.clone()));
+        if code >= 200 && !before && after.as_ref().is_some_and(|a| a.0) {
+            self.cancel_branches(h, None, now);
+        }
+        self.schedule(h);
+        // Sent when the last reply is this one (the server transaction let it through).
+        after.is_some_and(|(_, last)| last.is_some() && last != sent_before)
+    }
+
     /// A reply we generate for the request of cell `h` (408, 500).
     fn local_reply(&mut self, h: TxnHandle, code: u16, reason: &[u8], now: Instant) {
         let counters = self.counters.clone();
