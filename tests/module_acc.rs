@@ -262,7 +262,8 @@ fn two_calls(ser: &Ser, addr: SocketAddr, tag: &str) {
 
 /// Polls `query` (a shell command printing rows) until it prints `want` lines.
 fn poll_rows(query: &mut dyn FnMut() -> String, want: usize) -> Vec<String> {
-    let end = Instant::now() + Duration::from_secs(10);
+    // Long enough for the writer to retry after a database that hung (5 s timeout + backoff).
+    let end = Instant::now() + Duration::from_secs(25);
     loop {
         let out = query();
         let rows: Vec<String> = out
@@ -314,7 +315,7 @@ fn sql_records_land_in_sqlite_by_default() {
     if !have("sqlite3") {
         skip!("sqlite3 is not installed");
     }
-    let (ser, addr) = ser_with(&sql_cfg(""), "1", &[]);
+    let (mut ser, addr) = ser_with(&sql_cfg(""), "1", &[]);
     let db = ser.db.clone().unwrap();
     two_calls(&ser, addr, "acc-sqlite");
     let q = |table: &str| {
@@ -329,6 +330,16 @@ fn sql_records_land_in_sqlite_by_default() {
     let acc = poll_rows(&mut q("acc"), 1);
     let missed = poll_rows(&mut q("missed_calls"), 1);
     check_rows(&acc, &missed, "acc-sqlite", "sip:bob@127.0.0.1");
+    // A call answered just before a clean stop: its record is written before ser exits.
+    let (bob, h) = callee(vec![(200, "OK")]);
+    assert_eq!(call(addr, &format!("sip:bob@{bob}"), "acc-last-1"), 200);
+    h.join().unwrap();
+    let st = ser.terminate(Duration::from_secs(10)).expect("ser stops");
+    assert!(st.success());
+    let last = sh(Command::new("sqlite3")
+        .arg(&db)
+        .arg("select sip_status from acc where sip_callid = 'acc-last-1'"));
+    assert_eq!(last.trim(), "200 OK");
 }
 
 fn mysql(db: &str, sql: &str) -> Command {
@@ -410,4 +421,115 @@ fn sql_records_land_in_postgresql() {
     ser.terminate(Duration::from_secs(5));
     let _ = psql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)")).output();
     check_rows(&acc, &missed, "acc-pg", "sip:bob@127.0.0.1");
+}
+
+/// A TCP stand-in in front of PostgreSQL: first "hung" (it accepts connections and never
+/// answers, a database that hangs), then, after `open()`, forwarding to the real server.
+struct Gate {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gate {
+    fn start(to: &'static str) -> Gate {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(AtomicBool::new(false));
+        let o2 = open.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                if !o2.load(Ordering::SeqCst) {
+                    held.push(c);
+                    continue;
+                }
+                held.clear();
+                let Ok(up) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                let (mut a, mut b) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut a, mut b) = (up, c);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Gate { port, open }
+    }
+
+    fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it drops the held connections.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+#[test]
+fn sql_records_wait_out_a_hung_database_and_sip_goes_on() {
+    let name = format!("ser_accout_{}", std::process::id());
+    let made = psql("postgres", &format!("CREATE DATABASE {name}")).output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        skip!("PostgreSQL is not reachable at 127.0.0.1:5432 as postgres (or psql is missing)");
+    }
+    let gate = Gate::start("127.0.0.1:5432");
+    let url = format!("postgres://postgres@127.0.0.1:{}/{name}", gate.port);
+    let (mut ser, addr) = ser_with(&sql_cfg(&url), "1", &[]);
+    // The database hangs: calls are answered at once all the same, and so is OPTIONS.
+    let t = Instant::now();
+    two_calls(&ser, addr, "acc-out");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    let (opt_peer, h) = {
+        let s = sock();
+        let a = s.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(3);
+            let mut buf = vec![0u8; 65536];
+            while Instant::now() < end {
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if m.starts_with("OPTIONS ") {
+                        s.send_to(reply_to(&m, 200, "OK", "o").as_bytes(), from)
+                            .unwrap();
+                        return;
+                    }
+                }
+            }
+        });
+        (a, h)
+    };
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    let opt = request(
+        "OPTIONS",
+        &format!("sip:ping@{opt_peer}"),
+        &me,
+        "UDP",
+        "opt-during-outage",
+    );
+    let r = udp_exchange(&c, addr, opt.as_bytes()).expect("OPTIONS answered while the DB hangs");
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK");
+    h.join().unwrap();
+    // The records were queued, not lost: once the database answers they are written.
+    gate.open();
+    let q = |table: &'static str| {
+        let name = name.clone();
+        move || {
+            sh(&mut psql(
+                &name,
+                &format!("select {COLS} from {table} where sip_callid like 'acc-out-%'"),
+            ))
+        }
+    };
+    let acc = poll_rows(&mut q("acc"), 1);
+    let missed = poll_rows(&mut q("missed_calls"), 1);
+    ser.terminate(Duration::from_secs(5));
+    let _ = psql("postgres", &format!("DROP DATABASE {name} WITH (FORCE)")).output();
+    check_rows(&acc, &missed, "acc-out", "sip:bob@127.0.0.1");
 }
