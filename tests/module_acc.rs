@@ -189,6 +189,68 @@ fn a_missed_call_is_reported_once_with_the_final_outcome_of_serial_forking() {
     h2.join().unwrap();
 }
 
+/// A callee that rings (180) and answers a CANCEL as a UAS does: 200 to the CANCEL, 487 to
+/// the INVITE.
+fn ringing_callee() -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let s = sock();
+    let addr = s.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut buf = vec![0u8; 65536];
+        let mut invite: Option<String> = None;
+        while Instant::now() < end {
+            let Ok((n, from)) = s.recv_from(&mut buf) else {
+                continue;
+            };
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with("INVITE ") {
+                s.send_to(reply_to(&m, 180, "Ringing", "rung").as_bytes(), from)
+                    .unwrap();
+                invite = Some(m);
+            } else if m.starts_with("CANCEL ") {
+                s.send_to(reply_to(&m, 200, "OK", "rung").as_bytes(), from)
+                    .unwrap();
+                if let Some(inv) = &invite {
+                    s.send_to(
+                        reply_to(inv, 487, "Request Terminated", "rung").as_bytes(),
+                        from,
+                    )
+                    .unwrap();
+                }
+            } else if m.starts_with("ACK ") {
+                return;
+            }
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn a_canceled_call_is_one_missed_record_and_the_cancel_none() {
+    let (bob, h) = ringing_callee();
+    let (spare, _h2) = callee(vec![]);
+    let (ser, addr) = ser_with(&missed_cfg(spare, ""), "1", &[]);
+    let c = sock();
+    let inv = invite(&format!("sip:bob@{bob}"), &c, "acc-cancel-1");
+    c.send_to(inv.as_bytes(), addr).unwrap();
+    assert!(recv_until(&c, "SIP/2.0 180", Duration::from_secs(3)).is_some());
+    // The caller gives up: CANCEL with the INVITE's branch.
+    let cancel = inv
+        .replacen("INVITE ", "CANCEL ", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    c.send_to(cancel.as_bytes(), addr).unwrap();
+    let finals = finals_acked(&c, addr, &inv, Duration::from_millis(1500));
+    assert!(finals.iter().any(|m| status(m) == 487), "{finals:?}");
+    let lines = wait_acc(&ser, 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("ACC: call missed: method=INVITE"),
+        "{lines:?}"
+    );
+    assert_eq!(field(&lines[0], "code"), Some("487"));
+    h.join().unwrap();
+}
+
 #[test]
 fn ser_c_warns_about_what_acc_does_not_do() {
     let cfg = temp_cfg(&format!(

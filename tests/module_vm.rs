@@ -93,12 +93,29 @@ fn invite(ruri: &str, via: SocketAddr, call_id: &str) -> String {
     )
 }
 
-#[test]
-fn vm_ser_cfg_hands_the_invite_to_the_media_server_which_answers_through_t_reply() {
+struct Setup {
+    dir: Dir,
+    am: PathBuf,
+    ser_fifo: PathBuf,
+    ser: Ser,
+    addr: SocketAddr,
+    caller: std::net::UdpSocket,
+    via: SocketAddr,
+}
+
+/// vm-ser.cfg with its FIFOs in a fresh directory, `extra` after the voicemail modparam, and
+/// bob's email address in ser's SQLite database.
+fn setup(extra: &str) -> Option<Setup> {
     if !have("sqlite3") {
-        skip!("the sqlite3 tool is not installed (apt-get install sqlite3)");
+        skip::report(
+            None,
+            "the sqlite3 tool is not installed (apt-get install sqlite3)",
+        );
+        return None;
     }
-    let dir = Dir(std::env::temp_dir().join(format!("ser-vm-{}", std::process::id())));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = Dir(std::env::temp_dir().join(format!("ser-vm-{}-{n}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
     let am = dir.0.join("am_fifo");
@@ -121,7 +138,13 @@ fn vm_ser_cfg_hands_the_invite_to_the_media_server_which_answers_through_t_reply
     .unwrap();
     let cfg = text
         .replace("/tmp/am_fifo", &am.display().to_string())
-        .replace("/tmp/ser_fifo", &ser_fifo.display().to_string());
+        .replace("/tmp/ser_fifo", &ser_fifo.display().to_string())
+        .replace(
+            "modparam(\"voicemail\", \"db_url\",\"/home/rco/cvs/ser/sip_router/modules/vm/db\")",
+            &format!(
+                "modparam(\"voicemail\", \"db_url\",\"/home/rco/cvs/ser/sip_router/modules/vm/db\")\n{extra}"
+            ),
+        );
     let port = free_port("127.0.0.1");
     let url = format!("sqlite://{}", db.display());
     let ser = Ser::start_with_env(
@@ -135,6 +158,31 @@ fn vm_ser_cfg_hands_the_invite_to_the_media_server_which_answers_through_t_reply
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let via = caller.local_addr().unwrap();
+    Some(Setup {
+        dir,
+        am,
+        ser_fifo,
+        ser,
+        addr,
+        caller,
+        via,
+    })
+}
+
+#[test]
+fn vm_ser_cfg_hands_the_invite_to_the_media_server_which_answers_through_t_reply() {
+    let Some(Setup {
+        dir: _dir,
+        am,
+        ser_fifo,
+        ser,
+        addr,
+        caller,
+        via,
+    }) = setup("")
+    else {
+        return;
+    };
 
     // The media server listens; the caller's INVITE for bob reaches it.
     let media = {
@@ -210,6 +258,35 @@ fn vm_ser_cfg_hands_the_invite_to_the_media_server_which_answers_through_t_reply
     assert!(
         got.iter()
             .any(|r| status_line(r) == "SIP/2.0 500 could not contact echo"),
+        "{got:?}\n{}",
+        ser.log_text()
+    );
+}
+
+#[test]
+fn a_media_server_that_never_answers_leaves_the_caller_a_408() {
+    let Some(Setup {
+        dir: _dir,
+        am,
+        ser,
+        addr,
+        caller,
+        via,
+        ..
+    }) = setup("modparam(\"tm\", \"fr_timer\", 1)")
+    else {
+        return;
+    };
+    // It reads the request and says nothing.
+    let media = std::thread::spawn(move || read_vm_request(&am, Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
+    let inv = invite(&format!("sip:bob@{addr}"), via, "vm-silent-1");
+    caller.send_to(inv.as_bytes(), addr).unwrap();
+    assert!(media.join().unwrap().is_some());
+    let got = replies(&caller, Duration::from_secs(4), true);
+    assert!(
+        got.iter()
+            .any(|r| status_line(r) == "SIP/2.0 408 Request Timeout"),
         "{got:?}\n{}",
         ser.log_text()
     );

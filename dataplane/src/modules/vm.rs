@@ -22,7 +22,8 @@
 //! From URI without one), From, To, Call-ID, the From tag, the To tag, the CSeq number, the
 //! transaction's `hash:label`, the Route header (empty without one) and, when the request has
 //! one, its body. The FIFO is opened without blocking: when no application reads it, `vm`
-//! returns false at once (the script then answers 500, as vm-ser.cfg does).
+//! returns false at once (the script then answers 500, as vm-ser.cfg does). When the
+//! application does not answer within tm's `fr_timer`, the caller gets a 408 (SER's blind UAC).
 //!
 //! The application answers with the FIFO command `t_reply` (SER's `vm_reply` is the same
 //! command): `:t_reply:<reply fifo>`, then the lines code, reason, `hash:label`, To tag, header
@@ -241,9 +242,15 @@ fn write(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], email: &str) -> ActionR
     ctx.suspend_with(job, written)
 }
 
-fn written(_: &mut Ctx, _: &mut dyn Env, _args: &[Arg], r: JobResult) -> ActionResult {
+fn written(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg], r: JobResult) -> ActionResult {
     match r {
-        JobResult::Rows(_) => ActionResult::Ret(1),
+        JobResult::Rows(_) => {
+            // If the media server never answers, the caller gets a 408 (SER's t_addblind).
+            if !env.tm().is_some_and(|t| t.t_add_blind(ctx)) {
+                ser_log!(L_WARN, "vm: the transaction is gone: no timeout for it");
+            }
+            ActionResult::Ret(1)
+        }
         JobResult::Failed(why) => {
             ser_log!(L_ERR, "ERROR: vm: {why}");
             ActionResult::Ret(-1)

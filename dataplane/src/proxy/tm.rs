@@ -451,6 +451,14 @@ impl Transactions for ShardEnv<'_> {
         Some(super::shared::trans_id(self.shard, h))
     }
 
+    fn t_add_blind(&mut self, ctx: &Ctx) -> bool {
+        let Some(h) = crate::modules::tm::TmState::txn(ctx) else {
+            return false;
+        };
+        let now = self.now;
+        self.table().is_some_and(|t| t.add_blind(h, now))
+    }
+
     fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult {
         let Some(h) = crate::modules::tm::TmState::of(ctx).txn.take() else {
             return ActionResult::Ret(-1);

@@ -100,6 +100,12 @@ pub trait Transactions {
     fn trans_id(&self, _ctx: &Ctx) -> Option<String> {
         None
     }
+    /// SER's `t_addblind`: someone outside the script will answer the transaction of `ctx`
+    /// (through the FIFO's `t_reply`); without an answer within `fr_timer` it gets a 408.
+    /// Default: not possible (`false`).
+    fn t_add_blind(&mut self, _ctx: &Ctx) -> bool {
+        false
+    }
 }
 
 /// The host of a [`Target`].

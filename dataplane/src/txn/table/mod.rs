@@ -87,8 +87,9 @@ pub enum Action {
     UacDone { done: UacDone, result: UacResult },
     /// A transaction created with [`NewServer::notify`] sent its first final reply upstream (its
     /// final outcome, after any failure_route): the owner tells the modules that asked
-    /// ([`crate::script::Completion`]).
-    Completed(Completed),
+    /// ([`crate::script::Completion`]). Boxed: only transactions that asked pay for it, and
+    /// every other action stays small.
+    Completed(Box<Completed>),
 }
 
 /// What [`Action::Completed`] carries: shared bytes the cell keeps anyway (no copy).
@@ -431,6 +432,7 @@ impl Table {
             failure_route: None,
             flags: s.flags,
             notify: s.notify,
+            blind: false,
             canceled: false,
             replied: false,
             in_failure: false,
@@ -509,6 +511,19 @@ impl Table {
         c.branches
             .push(Branch::new(client, request.clone(), dest, proto, local));
         self.send(request, dest, proto, local);
+        self.schedule(h);
+        true
+    }
+
+    /// SER's `t_addblind`: an application outside the script answers `h` (module vm); if nobody
+    /// has within `fr_timer`, it gets a 408. `false` when the transaction is gone.
+    pub fn add_blind(&mut self, h: TxnHandle, now: Instant) -> bool {
+        let fr = self.cfg.fr;
+        let Some(c) = self.get(h) else { return false };
+        c.blind = true;
+        if !c.replied {
+            c.expires = now + fr;
+        }
         self.schedule(h);
         true
     }
@@ -592,6 +607,11 @@ impl Table {
         let mut timed_out = false;
         {
             let Some(c) = self.get(h) else { return };
+            if !c.replied && c.expires <= now && c.branches.is_empty() && !c.in_failure && c.blind {
+                // Nobody answered for the application that was to: 408, as SER's blind UAC.
+                self.local_reply(h, 408, b"Request Timeout", now);
+                return;
+            }
             if !c.replied && c.expires <= now && c.branches.is_empty() && !c.in_failure {
                 // t_newtran and nothing else: forget it.
                 ser_log!(L_DBG, "tm: transaction without branches or reply expired");

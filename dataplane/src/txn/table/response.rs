@@ -57,7 +57,7 @@ impl Table {
         if code >= 200 {
             let first = !c.replied;
             if first && c.notify {
-                completed = Some(super::Completed {
+                completed = Some(Box::new(super::Completed {
                     txn: h,
                     request: c.request.clone(),
                     branch: branch
@@ -67,7 +67,7 @@ impl Table {
                     reply: bytes.clone(),
                     flags: c.flags,
                     src: c.src,
-                });
+                }));
             }
             c.replied = true;
             if let Some(st) = counters.stats(shard) {
@@ -200,7 +200,7 @@ impl Table {
     }
 
     /// A reply we generate for the request of cell `h` (408, 500).
-    fn local_reply(&mut self, h: TxnHandle, code: u16, reason: &[u8], now: Instant) {
+    pub(super) fn local_reply(&mut self, h: TxnHandle, code: u16, reason: &[u8], now: Instant) {
         let counters = self.counters.clone();
         let shard = usize::from(self.shard);
         let Some(c) = self.get(h) else { return };

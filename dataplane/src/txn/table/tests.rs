@@ -508,6 +508,29 @@ fn completion_is_reported_once_with_the_final_outcome_of_serial_forking() {
 }
 
 #[test]
+fn a_blind_transaction_nobody_answers_gets_a_408_and_an_answered_one_does_not() {
+    let mut t = table();
+    let now = Instant::now();
+    let inv = request("INVITE", "z9hG4bKe1");
+    let h = relay(&mut t, &inv, &[], now);
+    actions(&mut t);
+    assert!(t.add_blind(h, now));
+    t.on_tick(now + Duration::from_secs(29));
+    assert!(upstream(&actions(&mut t)).is_empty());
+    t.on_tick(now + Duration::from_secs(31));
+    assert_eq!(upstream(&actions(&mut t)), ["SIP/2.0 408 Request Timeout"]);
+
+    let inv = request("INVITE", "z9hG4bKe2");
+    let h = relay(&mut t, &inv, &[], now);
+    assert!(t.add_blind(h, now));
+    assert!(t.reply_external(h, 200, b"OK", b"vm", b"", b"", now));
+    let a = actions(&mut t);
+    assert!(upstream(&a).iter().any(|l| l == "SIP/2.0 200 OK"), "{a:?}");
+    t.on_tick(now + Duration::from_secs(31));
+    assert!(!upstream(&actions(&mut t)).iter().any(|l| l.contains("408")));
+}
+
+#[test]
 fn a_reply_is_owned_by_the_shard_its_branch_names() {
     let counters = Arc::new(TmCounters::new(2));
     let t0 = table_of(0, &counters);

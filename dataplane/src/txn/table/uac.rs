@@ -98,6 +98,7 @@ impl Table {
             failure_route: None,
             flags: 0,
             notify: false,
+            blind: false,
             canceled: false,
             replied: false,
             in_failure: false,
