@@ -9,9 +9,9 @@ use dataplane::offload::JobResult;
 use rustix::fs::{Mode, OFlags};
 
 /// How long a full FIFO may keep a write waiting.
-const WRITE_WAIT: Duration = Duration::from_secs(1);
+pub const WRITE_WAIT: Duration = Duration::from_secs(1);
 
-/// Writes `data` to the FIFO at `path` (blocking, bounded by [`WRITE_WAIT`]).
+/// Writes `data` to the FIFO at `path` (blocking; a full FIFO is waited for at most a second).
 pub fn write_fifo(path: &str, data: &[u8]) -> JobResult {
     let fd = match rustix::fs::open(
         path,

@@ -30,6 +30,11 @@
 //!   and the job's result.
 //! - **Shared state** (caches, stores): in [`crate::services::Services`], lock-free, read by every
 //!   shard.
+//! - **Transaction completion** (accounting and the like): one line `(&x::MODULE, x::on_complete)`
+//!   in [`COMPLETION_HOOKS`]; while `x` is loaded, every stateful transaction reports its final
+//!   outcome to the hook ([`crate::script::Completion`], after any failure_route). The hook runs
+//!   on the shard: it must not block (log, or post to the DB write queue). With no such module
+//!   loaded the transaction layer does nothing extra.
 //!
 //! `permissions.rs` is a complete example written this way (settings with the files read at load,
 //! three call forms, no other file touched); CONTRIBUTING.md says the same for newcomers.
