@@ -279,6 +279,90 @@ fn exec_s5_mails_the_missed_call_with_sip_ouser() {
     );
 }
 
+#[test]
+fn exec_s5b_mails_from_failure_route_when_the_callee_is_busy() {
+    let dir = Dir::new("s5b");
+    let record = dir.path("mail.txt");
+    dir.program(
+        "mysql",
+        "case \"$*\" in *'=\"bob\"'*) echo bob@example.com ;; esac",
+    );
+    dir.program(
+        "mail",
+        &format!(
+            "{{ echo \"args: $*\"; echo \"SIP_OUSER=$SIP_OUSER\"; cat; }} >> {}",
+            record.display()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        dir.0.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let (ser, addr) = start(&script("exec_s5b.cfg"), &[("PATH", &path)]);
+    // bob registers a phone that is busy.
+    let phone = UdpSocket::bind("127.0.0.1:0").unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let ph = phone.local_addr().unwrap();
+    let reg = format!(
+        "REGISTER sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {ph};branch=z9hG4bK-s5b-reg\r\nMax-Forwards: 10\r\n\
+         From: <sip:bob@{addr}>;tag=r1\r\nTo: <sip:bob@{addr}>\r\nCall-ID: s5b-reg\r\nCSeq: 1 REGISTER\r\n\
+         Contact: <sip:bob@{ph}>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
+    );
+    let r = ask(addr, &reg, Duration::from_secs(5)).expect("REGISTER answered");
+    assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    let busy = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < end {
+            if let Ok((n, from)) = phone.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with("INVITE ") {
+                    let mut out = String::from("SIP/2.0 486 Busy Here\r\n");
+                    for l in m.split("\r\n").skip(1) {
+                        let lower = l.to_ascii_lowercase();
+                        if ["via:", "from:", "call-id:", "cseq:", "i:"]
+                            .iter()
+                            .any(|p| lower.starts_with(p))
+                        {
+                            out.push_str(l);
+                            out.push_str("\r\n");
+                        } else if lower.starts_with("to:") {
+                            out.push_str(l);
+                            out.push_str(";tag=busy\r\n");
+                        }
+                    }
+                    out.push_str("Content-Length: 0\r\n\r\n");
+                    phone.send_to(out.as_bytes(), from).unwrap();
+                    return;
+                }
+            }
+        }
+    });
+    let reply = ask(
+        addr,
+        &invite(&format!("sip:bob@{addr}"), "exec-s5b-1"),
+        Duration::from_secs(5),
+    )
+    .expect("a final reply");
+    busy.join().unwrap();
+    assert_eq!(
+        status_line(&reply),
+        "SIP/2.0 486 Busy Here",
+        "{}",
+        ser.log_text()
+    );
+    let mail = std::fs::read_to_string(&record).unwrap_or_default();
+    assert!(
+        mail.contains("args: -s request for you bob@example.com"),
+        "{mail}\n{}",
+        ser.log_text()
+    );
+    assert!(mail.contains("SIP_OUSER=bob"), "{mail}");
+}
+
 fn sipsak_options(addr: SocketAddr) -> (bool, Duration) {
     let t = Instant::now();
     let ok = Command::new("timeout")
