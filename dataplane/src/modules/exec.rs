@@ -3,7 +3,7 @@
 //! | function | args | routes | what |
 //! |---|---|---|---|
 //! | `exec_msg` | Str | request, failure | `/bin/sh -c cmd` with the request on standard input; true on exit 0 |
-//! | `exec_dset` | Str | request, failure | `cmd <current URI>`; its output lines become the new Request-URI and branches |
+//! | `exec_dset` | Str | request, failure | `cmd '<current URI>'`; its output lines become the new Request-URI and branches |
 //!
 //! | parameter | type | default |
 //! |---|---|---|
@@ -243,10 +243,16 @@ fn exec_dset(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let Some(cmd) = command(args) else {
         return ActionResult::Ret(-1);
     };
-    // SER appended the URI as it is: the command line is the script's, the URI the request's.
-    let line = format!("{cmd} {}", String::from_utf8_lossy(ctx.uri()));
+    // SER appended the URI as it was; it comes from the network, so here it is one quoted
+    // word: the shell never reads `;`, `$(…)` or backticks of a Request-URI as commands.
+    let line = format!("{cmd} {}", shell_quote(&String::from_utf8_lossy(ctx.uri())));
     let j = job(ctx, &*env, line, None);
     ctx.suspend_with(j, exec_dset_done)
+}
+
+/// `s` as one single-quoted shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// The URIs of a program's output: one per non-empty line; `Err` names the first bad one.
@@ -331,6 +337,12 @@ mod tests {
             header_var(HeaderId::Other, b"X-Foo.bar"),
             "SIP_HF_X_FOO_BAR"
         );
+    }
+
+    #[test]
+    fn the_uri_is_one_shell_word() {
+        assert_eq!(shell_quote("sip:a@b;x=$(id)"), "'sip:a@b;x=$(id)'");
+        assert_eq!(shell_quote("sip:o'hara@b"), "'sip:o'\\''hara@b'");
     }
 
     #[test]
