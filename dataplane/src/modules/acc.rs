@@ -538,6 +538,32 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_refuses_and_counts_instead_of_waiting() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let services = Services {
+            db: crate::offload::DbSink::new(tx),
+            ..Services::default()
+        };
+        let cfg = AccConfig::resolve(None);
+        let rec = Record {
+            call_id: "q1".into(),
+            code: 200,
+            ..Record::default()
+        };
+        assert!(db_record(&cfg, Some(&services), &rec, "acc"));
+        assert!(
+            !db_record(&cfg, Some(&services), &rec, "acc"),
+            "the bound holds"
+        );
+        assert_eq!(services.db.refused(), 1);
+        let Ok(DbWrite::Insert { table, row, .. }) = rx.try_recv() else {
+            panic!("one row queued")
+        };
+        assert_eq!(table, "acc");
+        assert!(row.contains(&("sip_callid".into(), Some("q1".into()))));
+    }
+
+    #[test]
     fn comments_give_status_and_reason() {
         assert_eq!(
             comment(&[Arg::Str("404 Not Found".into())]),
