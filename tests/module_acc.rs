@@ -252,6 +252,38 @@ fn a_canceled_call_is_one_missed_record_and_the_cancel_none() {
 }
 
 #[test]
+fn early_media_reports_the_183_as_well() {
+    let cfg = acc_cfg().replace(
+        "modparam(\"acc\", \"log_flag\", 1 )",
+        "modparam(\"acc\", \"log_flag\", 1 )\nmodparam(\"acc\", \"early_media\", 1)",
+    );
+    let (ser, addr) = ser_with(&cfg, "1", &[]);
+    let s = sock();
+    let bob = s.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < end {
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if m.starts_with("INVITE ") {
+                    for (code, reason) in [(183, "Session Progress"), (200, "OK")] {
+                        s.send_to(reply_to(&m, code, reason, "em").as_bytes(), from)
+                            .unwrap();
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    assert_eq!(call(addr, &format!("sip:bob@{bob}"), "acc-early-1"), 200);
+    h.join().unwrap();
+    let lines = wait_acc(&ser, 2);
+    let codes: Vec<Option<&str>> = lines.iter().map(|l| field(l, "code")).collect();
+    assert_eq!(codes, [Some("183"), Some("200")], "{lines:?}");
+}
+
+#[test]
 fn ser_c_warns_about_what_acc_does_not_do() {
     let cfg = temp_cfg(&format!(
         "{}\nmodparam(\"acc\", \"radius_flag\", 3)\nloadmodule \"msilo.so\"\n",

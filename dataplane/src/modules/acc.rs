@@ -15,7 +15,7 @@
 //! | `log_fmt` | string | `"miocfs"` (see below) |
 //! | `report_ack` | int | `1` (not implemented: end-to-end ACKs are not reported) |
 //! | `report_cancels` | int | `0` — CANCEL transactions are not reported unless set |
-//! | `early_media` | int | `0` (not implemented: 183 replies are not reported) |
+//! | `early_media` | int | `0` — a 183 sent upstream is reported as answered too (with its code) |
 //! | `failed_transactions` | int | `0` — negative outcomes are reported by `log_flag`/`db_flag` only if set |
 //! | `db_url` | string | `""` (the server's default database) |
 //! | `db_flag` | int | `0` (off) — the `acc` table gets a row per completed transaction |
@@ -131,7 +131,6 @@ const DEFAULT_FMT: &str = "miocfs";
 /// Parameters this build accepts but does not act on (warned by `ser -c` and at start).
 pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &[
     "report_ack",
-    "early_media",
     "radius_config",
     "radius_flag",
     "radius_missed_flag",
@@ -198,6 +197,7 @@ pub struct AccConfig {
     fmt: Vec<Field>,
     report_cancels: bool,
     failed_transactions: bool,
+    early_media: bool,
     db_url: String,
     db_flag: Option<u32>,
     db_missed_flag: Option<u32>,
@@ -236,6 +236,7 @@ impl AccConfig {
             fmt,
             report_cancels: int("report_cancels").unwrap_or(0) != 0,
             failed_transactions: int("failed_transactions").unwrap_or(0) != 0,
+            early_media: int("early_media").unwrap_or(0) != 0,
             db_url: s("db_url"),
             db_flag: flag(program, "db_flag"),
             db_missed_flag: flag(program, "db_missed_flag"),
@@ -418,6 +419,10 @@ pub fn on_complete(done: &Completion<'_>, configs: &ModuleConfigs, services: Opt
         return;
     }
     let on = |f: Option<u32>| f.is_some_and(|n| done.flags & (1 << n) != 0);
+    // A 183 before the outcome is accounted only with early_media (as SER did).
+    if done.code < 200 && !(cfg.early_media && done.code == 183) {
+        return;
+    }
     let negative = done.code >= 300;
     let log = on(cfg.log_flag) && (!negative || cfg.failed_transactions);
     let db = on(cfg.db_flag) && (!negative || cfg.failed_transactions);

@@ -372,7 +372,9 @@ impl<'a> ParamRef<'a> {
 }
 
 /// A stateful transaction that has completed: its first final reply went upstream (after any
-/// failure_route, so this is the final outcome of serial forking). What a module's completion
+/// failure_route, so this is the final outcome of serial forking). Also given for a 183
+/// (Session Progress) sent upstream before that (`code` 183: early media, not the outcome;
+/// a hook that wants only outcomes skips `code < 200`). What a module's completion
 /// hook ([`CompletionFn`], listed in [`crate::modules::COMPLETION_HOOKS`]) is given; the hook
 /// parses what it needs from the bytes (nothing is parsed for it in advance).
 #[derive(Debug, Clone, Copy)]

@@ -86,7 +86,8 @@ pub enum Action {
     /// A `t_uac` transaction is done: call `done` with `result`.
     UacDone { done: UacDone, result: UacResult },
     /// A transaction created with [`NewServer::notify`] sent its first final reply upstream (its
-    /// final outcome, after any failure_route): the owner tells the modules that asked
+    /// final outcome, after any failure_route), or a 183 before it: the owner tells the modules
+    /// that asked
     /// ([`crate::script::Completion`]). Boxed: only transactions that asked pay for it, and
     /// every other action stays small.
     Completed(Box<Completed>),

@@ -54,21 +54,24 @@ impl Table {
         c.last_reply = Some(bytes.clone());
         let (dest, proto, from) = (c.reply_dest, c.proto, c.local);
         let mut completed = None;
+        // The first final reply completes the transaction; a 183 (early media) before it is
+        // reported too, for the hooks that account it.
+        let report = c.notify && !c.replied && (code >= 200 || code == 183);
+        if report {
+            completed = Some(Box::new(super::Completed {
+                txn: h,
+                request: c.request.clone(),
+                branch: branch
+                    .and_then(|i| c.branches.get(i))
+                    .map(|b| b.request.clone()),
+                code,
+                reply: bytes.clone(),
+                flags: c.flags,
+                src: c.src,
+            }));
+        }
         if code >= 200 {
             let first = !c.replied;
-            if first && c.notify {
-                completed = Some(Box::new(super::Completed {
-                    txn: h,
-                    request: c.request.clone(),
-                    branch: branch
-                        .and_then(|i| c.branches.get(i))
-                        .map(|b| b.request.clone()),
-                    code,
-                    reply: bytes.clone(),
-                    flags: c.flags,
-                    src: c.src,
-                }));
-            }
             c.replied = true;
             if let Some(st) = counters.stats(shard) {
                 if first {
