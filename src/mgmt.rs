@@ -589,8 +589,90 @@ fn t_stats_of(t: &dataplane::txn::TmTotals) -> format::TStats {
     }
 }
 
-/// tm's commands: `t_stats`, `t_hash` (one line per shard's table), `t_uac_dlg`.
+/// `t_reply`'s lines (as [`Framing::TReply`] delivers them): code, reason, `hash:label`, To tag
+/// (`.` or empty: ser's own), header lines, `.`, body lines.
+fn parse_t_reply(p: &[String]) -> Result<dataplane::proxy::server::ExternalReply, Reply> {
+    let bad = |why: String| Reply::status(400, why);
+    let line = |i: usize| p.get(i).map(String::as_str).unwrap_or("");
+    let code: u16 = match line(0).trim().parse() {
+        Ok(c) if (100..700).contains(&c) => c,
+        _ => return Err(bad(format!("bad status code: '{}'", line(0)))),
+    };
+    let Some((shard, txn)) = dataplane::proxy::server::parse_trans_id(line(2)) else {
+        return Err(bad(format!(
+            "bad transaction id (hash:label): '{}'",
+            line(2)
+        )));
+    };
+    let to_tag = match line(3).trim() {
+        "." => String::new(),
+        t => t.to_string(),
+    };
+    let rest = p.get(4..).unwrap_or(&[]);
+    let split = rest.iter().position(|l| l == ".").unwrap_or(rest.len());
+    let mut headers = String::new();
+    for h in rest
+        .get(..split)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|l| !l.is_empty())
+    {
+        if !h.contains(':') {
+            return Err(bad(format!("bad header line: '{h}'")));
+        }
+        headers.push_str(h);
+        headers.push_str("\r\n");
+    }
+    let body: String = rest
+        .get(split + 1..)
+        .unwrap_or(&[])
+        .iter()
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    Ok(dataplane::proxy::server::ExternalReply {
+        shard,
+        txn,
+        code,
+        reason: line(1).to_string(),
+        to_tag,
+        headers,
+        body: body.into_bytes(),
+        done: Box::new(|_| {}),
+    })
+}
+
+/// tm's commands: `t_stats`, `t_hash` (one line per shard's table), `t_uac_dlg`, `t_reply`
+/// (also as SER vm's `vm_reply`).
 fn register_tm(reg: &mut Registry, control: &Control) -> Result<(), String> {
+    for name in ["t_reply", "vm_reply"] {
+        let c = control.clone();
+        reg.register_async(
+            name,
+            "answer a transaction by its hash:label (a media server behind module vm)",
+            Framing::TReply,
+            move |p| {
+                let c = c.clone();
+                Box::pin(async move {
+                    let mut r = match parse_t_reply(&p) {
+                        Ok(r) => r,
+                        Err(e) => return e,
+                    };
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    r.done = Box::new(move |res| {
+                        let _ = tx.send(res);
+                    });
+                    if c.shared().tm.reply(r).is_err() {
+                        return Reply::status(481, "no such transaction (no such shard)");
+                    }
+                    match tokio::time::timeout(Duration::from_secs(5), rx).await {
+                        Ok(Ok(Ok(()))) => Reply::status(200, "reply sent"),
+                        Ok(Ok(Err(why))) => Reply::status(481, why),
+                        _ => Reply::status(500, "the shard did not answer"),
+                    }
+                })
+            },
+        )?;
+    }
     let c = control.clone();
     reg.register("t_stats", "transaction statistics", move |_| {
         format::t_stats_reply(&t_stats_of(&c.shared().tm.totals()))

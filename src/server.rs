@@ -63,6 +63,35 @@ pub fn settings(opts: &CoreOptions, program: &Program) -> ProxySettings {
 
 /// Logs, once at start, the module functions the script calls that this build does not implement.
 pub fn warn_unimplemented(program: &Program) {
+    use dataplane::script::ir::ParamValue;
+    use dataplane::script::ParamDefault;
+    for m in &program.modules {
+        let decl = dataplane::modules::get(m.id);
+        if !dataplane::modules::is_implemented(decl) {
+            ser_log!(
+                L_WARN,
+                "module {} is loaded but not implemented in this build: its functions fail and its parameters have no effect",
+                decl.name
+            );
+            continue;
+        }
+        // Parameters the script set (differing from the default) that this build ignores.
+        for (p, v) in decl.params.iter().zip(&m.params) {
+            let default = match p.default {
+                ParamDefault::Int(n) => ParamValue::Int(n),
+                ParamDefault::Str(s) => ParamValue::Str(s.to_string()),
+                ParamDefault::None => ParamValue::Unset,
+            };
+            if *v != default && !dataplane::modules::param_is_implemented(decl, p.name) {
+                ser_log!(
+                    L_WARN,
+                    "parameter {} of module {} is not implemented in this build: it has no effect",
+                    p.name,
+                    decl.name
+                );
+            }
+        }
+    }
     let missing = unimplemented_calls(program);
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|(m, f)| format!("{f} ({m})")).collect();

@@ -52,6 +52,7 @@ fn fake_exec_dset(ctx: &mut Ctx, _: &mut dyn Env, args: &[Arg]) -> ActionResult 
             command: cmd.clone(),
             env: Vec::new(),
             stdin: None,
+            time_to_kill: None,
         },
         exec_dset_done,
     )

@@ -6,22 +6,20 @@
 //!   (a tokio runtime, every lookup a task), which also fills the shared [`DnsCache`] the shards
 //!   read; without a resolver (no usable resolv.conf) the system resolver answers A/AAAA.
 //!   Reverse (PTR) lookups go to the resolver too; without one they are answered "not found".
-//! - `Exec`: `/bin/sh -c command` with the given environment and standard input, bounded in time.
+//! - `Exec`: `/bin/sh -c command` with the given environment and standard input, on the exec pool
+//!   ([`crate::modules::exec`]: bounded in number, time and output), so a hung program holds
+//!   neither a worker here nor any other job.
 //! - `Db`/`DbWrite`: run as tasks on the database runtime ([`crate::db::DbService`]) through
 //!   [`crate::db::Databases`] (one pool per URL; `""` = the server's default database). Without a
 //!   database service they are answered `Failed`.
 //!
 //! Every job gets an answer, so no script stays parked forever.
 
-use std::io::Write;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::process::{Command, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crossbeam_channel::Receiver;
 use dataplane::dns::{literal_target, DnsCache, SipTarget};
 use dataplane::offload::{DnsQuery, Job, JobResult};
@@ -29,9 +27,6 @@ use dataplane::proxy::server::JobRequest;
 
 use crate::db::Databases;
 use crate::dns::SipResolver;
-
-/// How long an `exec` command may run before it is killed.
-pub const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// DNS for the job runner: the RFC 3263 resolver and the cache it fills.
 #[derive(Clone)]
@@ -99,7 +94,9 @@ where
         handles.push(h);
         Some(tx)
     });
+    let exec_pool = crate::modules::exec::ExecPool::default();
     for i in 0..threads.max(1) {
+        let exec_pool = exec_pool.clone();
         let rx = rx.clone();
         let deliver = deliver.clone();
         let dns_tx = dns_tx.clone();
@@ -116,6 +113,27 @@ where
                             let result = dbs.run(&req.job).await;
                             deliver(req.shard, req.id, result);
                         });
+                        continue;
+                    }
+                    if let Job::Exec {
+                        command,
+                        env,
+                        stdin,
+                        time_to_kill,
+                    } = req.job
+                    {
+                        // The exec pool's thread answers when the program ends (or is killed).
+                        let deliver = deliver.clone();
+                        let (shard, id) = (req.shard, req.id);
+                        exec_pool.spawn(
+                            crate::modules::exec::ExecJob {
+                                command,
+                                env,
+                                stdin,
+                                limit: time_to_kill,
+                            },
+                            move |r| deliver(shard, id, r),
+                        );
                         continue;
                     }
                     if let (Some(tx), Job::Resolve { .. } | Job::Dns { .. }) = (&dns_tx, &req.job) {
@@ -206,7 +224,14 @@ pub fn run(job: &Job) -> JobResult {
             command,
             env,
             stdin,
-        } => exec(command, env, stdin.as_ref()),
+            time_to_kill,
+        } => crate::modules::exec::run(&crate::modules::exec::ExecJob {
+            command: command.clone(),
+            env: env.clone(),
+            stdin: stdin.clone(),
+            limit: *time_to_kill,
+        }),
+        Job::WriteFifo { path, data } => crate::modules::vm::write_fifo(path, data),
         Job::Db { table, .. } => {
             JobResult::Failed(format!("no database service running (table {table})"))
         }
@@ -235,78 +260,10 @@ fn dns(name: &str, query: &DnsQuery) -> JobResult {
     }
 }
 
-fn exec(command: &str, env: &[(String, String)], stdin: Option<&Bytes>) -> JobResult {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return JobResult::Failed(format!("exec {command:?}: {e}")),
-    };
-    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        // A command that does not read its input closes the pipe: not an error for us.
-        let _ = pipe.write_all(data);
-    }
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() > EXEC_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return JobResult::Failed(format!("exec {command:?}: timed out"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return JobResult::Failed(format!("exec {command:?}: {e}")),
-        }
-    }
-    match child.wait_with_output() {
-        Ok(out) => JobResult::Exec {
-            status: out.status.code().unwrap_or(-1),
-            stdout: Bytes::from(out.stdout),
-        },
-        Err(e) => JobResult::Failed(format!("exec {command:?}: {e}")),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exec_runs_with_env_and_stdin() {
-        let r = run(&Job::Exec {
-            command: "read line; echo \"$X:$line\"".into(),
-            env: vec![("X".into(), "y".into())],
-            stdin: Some(Bytes::from_static(b"hello\n")),
-        });
-        assert_eq!(
-            r,
-            JobResult::Exec {
-                status: 0,
-                stdout: Bytes::from_static(b"y:hello\n")
-            }
-        );
-        assert!(matches!(
-            run(&Job::Exec {
-                command: "exit 3".into(),
-                env: vec![],
-                stdin: None
-            }),
-            JobResult::Exec { status: 3, .. }
-        ));
-    }
 
     #[test]
     fn dns_localhost_and_failure() {
@@ -347,6 +304,7 @@ mod tests {
                     command: "true".into(),
                     env: vec![],
                     stdin: None,
+                    time_to_kill: None,
                 },
             })
             .unwrap();

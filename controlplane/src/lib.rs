@@ -5,3 +5,4 @@ pub mod db;
 pub mod dns;
 pub mod jobs;
 pub mod mgmt;
+pub mod modules;

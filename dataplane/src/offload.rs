@@ -61,6 +61,8 @@ pub enum Job {
         env: Vec<(String, String)>,
         /// Standard input (the request for `exec_msg`), if any.
         stdin: Option<Bytes>,
+        /// Kill the program after this long (exec's `time_to_kill`); `None`: the runner's bound.
+        time_to_kill: Option<std::time::Duration>,
     },
     /// A database select (auth_db credentials, usrloc in db_mode 3, group/domain checks…): `columns`
     /// of the rows of `table` where every `keys` column equals its value (no keys: every row),
@@ -74,6 +76,15 @@ pub enum Job {
         keys: Vec<(String, String)>,
         /// Columns wanted.
         columns: Vec<String>,
+    },
+    /// Write `data` in one go to the FIFO at `path`, which an application must have open for
+    /// reading (module vm hands a transaction to a media server this way); answered
+    /// `Rows(vec![])` when written, `Failed` when nobody reads the FIFO or it cannot be written.
+    WriteFifo {
+        /// The FIFO.
+        path: String,
+        /// What to write.
+        data: Bytes,
     },
     /// A database write whose completion the script waits for (db_mode 3 `save`, `acc` with
     /// guaranteed delivery); answered `Rows(vec![])` when done, `Failed` when the DB refused it.
@@ -176,6 +187,7 @@ impl Job {
         match self {
             Job::Dns { .. } | Job::Resolve { .. } => "dns",
             Job::Exec { .. } => "exec",
+            Job::WriteFifo { .. } => "fifo",
             Job::Db { .. } | Job::DbWrite(_) => "db",
         }
     }

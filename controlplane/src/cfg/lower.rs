@@ -245,6 +245,16 @@ impl Lower<'_, '_> {
             return;
         }
         let decl = modules::get(id);
+        if !modules::is_implemented(decl) {
+            self.sink.warn(
+                pos,
+                format!("module {base} is not implemented in this build"),
+                Some(
+                    "its functions fail (return false) when called and its parameters have no effect"
+                        .into(),
+                ),
+            );
+        }
         let params = decl
             .params
             .iter()
@@ -425,6 +435,19 @@ impl Lower<'_, '_> {
                     return;
                 }
             }
+        }
+        if modules::is_implemented(decl)
+            && decl.param(name).is_some()
+            && !modules::param_is_implemented(decl, name)
+        {
+            self.sink.warn(
+                *ppos,
+                format!(
+                    "parameter '{name}' of module {} is not implemented in this build",
+                    decl.name
+                ),
+                Some("it is accepted and has no effect".into()),
+            );
         }
         let Some((idx, p)) = decl.param(name) else {
             let hint = did_you_mean(name, decl.params.iter().map(|p| p.name))
@@ -731,6 +754,15 @@ impl Lower<'_, '_> {
         if let Some(msg) = arity_message(&c.name, f.min_args as usize, f.max_args(), c.args.len()) {
             self.sink.error(c.pos, msg);
             return None;
+        }
+        // Only for modules that are implemented otherwise: an unimplemented module was said at
+        // its loadmodule.
+        if f.imp.is_none() && modules::is_implemented(dataplane::modules::get(mid)) {
+            self.sink.warn(
+                c.pos,
+                format!("{} is not implemented in this build", f.name),
+                Some("it fails (returns false) when reached".into()),
+            );
         }
         self.uses.push(Use {
             name: c.name.clone(),

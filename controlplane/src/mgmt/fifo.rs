@@ -68,7 +68,7 @@ enum Stage {
     Idle,
     /// Plain parameter lines up to the empty line.
     Lines,
-    /// t_uac_dlg: the first three lines.
+    /// t_uac_dlg, t_reply: the lines before the headers (three, four).
     UacFirst,
     UacHeaders,
     UacBody,
@@ -81,6 +81,8 @@ enum Stage {
 pub struct Parser {
     stage: Stage,
     current: Option<Request>,
+    /// Lines before the headers of a t_uac_dlg / t_reply request.
+    first: usize,
 }
 
 impl Default for Parser {
@@ -88,6 +90,7 @@ impl Default for Parser {
         Parser {
             stage: Stage::Idle,
             current: None,
+            first: 3,
         }
     }
 }
@@ -151,7 +154,11 @@ impl Parser {
             }
             Stage::UacFirst => {
                 let r = self.push(line);
-                if self.current.as_ref().is_some_and(|c| c.params.len() >= 3) {
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.params.len() >= self.first)
+                {
                     self.stage = Stage::UacHeaders;
                 }
                 r
@@ -224,7 +231,14 @@ impl Parser {
         };
         self.stage = match framing(command) {
             Framing::Lines => Stage::Lines,
-            Framing::UacDlg => Stage::UacFirst,
+            Framing::UacDlg => {
+                self.first = 3;
+                Stage::UacFirst
+            }
+            Framing::TReply => {
+                self.first = 4;
+                Stage::UacFirst
+            }
         };
         self.current = Some(req);
         None
@@ -355,11 +369,26 @@ mod tests {
     use super::*;
 
     fn framing(c: &str) -> Framing {
-        if c == "t_uac_dlg" {
-            Framing::UacDlg
-        } else {
-            Framing::Lines
+        match c {
+            "t_uac_dlg" => Framing::UacDlg,
+            "t_reply" => Framing::TReply,
+            _ => Framing::Lines,
         }
+    }
+
+    #[test]
+    fn t_reply_takes_four_lines_headers_and_a_body() {
+        assert_eq!(
+            run(":t_reply:r1\n200\nOK\n512:7\nvmtag\nContact: <sip:vm@x>\n.\nv=0\n.\n\n:uptime:r2\n\n"),
+            vec![
+                req(
+                    "t_reply",
+                    Some("r1"),
+                    &["200", "OK", "512:7", "vmtag", "Contact: <sip:vm@x>", ".", "v=0"]
+                ),
+                req("uptime", Some("r2"), &[]),
+            ]
+        );
     }
 
     fn run(text: &str) -> Vec<Event> {

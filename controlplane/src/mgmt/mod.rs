@@ -102,6 +102,10 @@ pub enum Framing {
     /// empty line), body lines ended by `.`. The handler gets the three lines, the header lines,
     /// a `.` line, then the body lines.
     UacDlg,
+    /// `t_reply` (and SER vm's `vm_reply`): code, reason, `hash:label`, To tag, then header lines
+    /// and body lines as for [`Framing::UacDlg`] (the handler gets the four lines, the header
+    /// lines, a `.` line, then the body lines).
+    TReply,
 }
 
 /// Future returned by an async handler.

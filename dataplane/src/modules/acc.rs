@@ -1,34 +1,61 @@
-//! Script module `acc`: call accounting (syslog, optionally SQL and RADIUS).
-//!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
-//! Needs `tm` loaded as well.
+//! Script module `acc`: call accounting to syslog (ser's log) and SQL (SER 0.8.11's acc).
+//! Needs `tm` loaded as well: accounting is of stateful transactions.
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
-//! | `acc_log_request` | Str | request, failure | report the request to syslog now: comment (e.g. "404 Not Found") |
-//! | `acc_db_request` | Str, Str | request, failure | report the request to the database: comment, table |
-//! | `acc_rad_request` | Str | request, failure | report the request via RADIUS: comment |
+//! | `acc_log_request` | Str | request, failure | report the request to the log now: comment (e.g. "404 Not Found") |
+//! | `acc_db_request` | Str, Str | request, failure | record the request in the database now: comment, table |
+//! | `acc_rad_request` | Str | request, failure | RADIUS accounting: not in this build (logged, false) |
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `log_level` | int | `2` |
-//! | `log_flag` | int | `0` |
-//! | `log_missed_flag` | int | `0` |
-//! | `log_fmt` | string | `"fmiosbcdrt"` |
-//! | `report_ack` | int | `1` |
-//! | `report_cancels` | int | `0` |
-//! | `early_media` | int | `0` |
-//! | `failed_transactions` | int | `0` |
+//! | `log_level` | int | `2` (L_NOTICE: a record is logged when `log_level <= debug`) |
+//! | `log_flag` | int | `0` (off) — transactions with this flag are reported when they complete |
+//! | `log_missed_flag` | int | `0` (off) — reported as missed when they complete negatively |
+//! | `log_fmt` | string | `"miocfs"` (see below) |
+//! | `report_ack` | int | `1` (not implemented: end-to-end ACKs are not reported) |
+//! | `report_cancels` | int | `0` — CANCEL transactions are not reported unless set |
+//! | `early_media` | int | `0` — a 183 sent upstream is reported as answered too (with its code) |
+//! | `failed_transactions` | int | `0` — negative outcomes are reported by `log_flag`/`db_flag` only if set |
 //! | `db_url` | string | `""` (the server's default database) |
-//! | `db_flag` | int | `0` |
-//! | `db_missed_flag` | int | `0` |
-//! | `radius_config` | string | `"/usr/local/etc/radiusclient/radiusclient.conf"` |
-//! | `radius_flag` | int | `0` |
-//! | `radius_missed_flag` | int | `0` |
-//! | `service_type` | int | `15` |
+//! | `db_flag` | int | `0` (off) — the `acc` table gets a row per completed transaction |
+//! | `db_missed_flag` | int | `0` (off) — the `missed_calls` table gets a row per missed one |
+//! | `radius_config`, `radius_flag`, `radius_missed_flag`, `service_type` | | compile; RADIUS accounting is not in this build (warned at load) |
+//!
+//! `log_fmt` letters (each printed as `name=value`, in the order given, joined by `, `): `m`
+//! method, `i` i-uri (the Request-URI as received), `o` o-uri (as forwarded on the branch that
+//! won), `c` call_id, `f` from (the whole header), `r` from_uri, `t` to (the whole header, with
+//! the tag of the reply), `d` to_tag, `s` code, `u` uid (the digest username, else From's user),
+//! `p` r-user (the user part of i-uri). Unknown letters are warned about at load and skipped.
+//!
+//! A transaction is reported when its first final reply goes upstream (the completion hook of
+//! the transaction layer, [`crate::script::Completion`]): after a failure_route's serial forking
+//! only the final outcome counts, with the flags as the failure_route left them. A log record
+//! reads `ACC: transaction answered: method=INVITE, i-uri=…, …, code=200`; a missed one
+//! `ACC: call missed: …`; `acc_log_request` `ACC: request accounted: …` with the comment's status.
+//! The transaction's own ACK (for a negative reply) is absorbed and a CANCEL's transaction is not
+//! reported (unless `report_cancels`): one record per call attempt.
+//!
+//! SQL records go through the server's queue of database writes (ordered, retried while the
+//! database is down, drained at a clean stop; bounded, and a record refused by a full queue is
+//! logged): columns `sip_from`, `sip_to`, `sip_status` (`"200 OK"`), `sip_method`, `i_uri`,
+//! `o_uri`, `from_uri`, `to_uri`, `sip_callid`, `username`, `domain`, `fromtag`, `totag`, `time`.
 
-use crate::script::{ArgKind::*, FunctionDecl, ModuleDecl, ParamDecl, Renamed, RouteKinds};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::offload::DbWrite;
+use crate::script::env::{ActionResult, Env};
+use crate::script::ir::{Arg, Program};
+use crate::script::{
+    ArgKind::*, Completion, Ctx, FunctionDecl, ModuleConfig, ModuleConfigs, ModuleDecl, ParamDecl,
+    Renamed, RouteKinds,
+};
+use crate::ser_log;
+use crate::services::Services;
+use crate::shard::log::{L_ERR, L_WARN};
+use crate::wire::{Message, Method};
 
 /// Declaration of module `acc`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -41,13 +68,15 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             &[Str],
             RouteKinds::REQUEST_FAILURE,
             "report the request to syslog now: comment (e.g. \"404 Not Found\")",
-        ),
+        )
+        .implemented_by(acc_log_request),
         FunctionDecl::new(
             "acc_db_request",
             &[Str, Str],
             RouteKinds::REQUEST_FAILURE,
             "report the request to the database: comment, table",
-        ),
+        )
+        .implemented_by(acc_db_request),
         FunctionDecl::new(
             "acc_rad_request",
             &[Str],
@@ -59,7 +88,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::int("log_level", 2),
         ParamDecl::int("log_flag", 0),
         ParamDecl::int("log_missed_flag", 0),
-        ParamDecl::str("log_fmt", "fmiosbcdrt"),
+        ParamDecl::str("log_fmt", DEFAULT_FMT),
         ParamDecl::int("report_ack", 1),
         ParamDecl::int("report_cancels", 0),
         ParamDecl::int("early_media", 0),
@@ -93,5 +122,459 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         },
     ],
     doc: "call accounting (syslog, optionally SQL and RADIUS)",
-    config: None,
+    config: Some(resolve_config),
 };
+
+/// SER 0.8.11's default `log_fmt`.
+const DEFAULT_FMT: &str = "miocfs";
+
+/// Parameters this build accepts but does not act on (warned by `ser -c` and at start).
+pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &[
+    "report_ack",
+    "radius_config",
+    "radius_flag",
+    "radius_missed_flag",
+    "service_type",
+];
+
+/// One field of a log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Method,
+    IUri,
+    OUri,
+    CallId,
+    From,
+    FromUri,
+    To,
+    ToTag,
+    Code,
+    Uid,
+    RUser,
+}
+
+impl Field {
+    fn of(letter: char) -> Option<Field> {
+        Some(match letter {
+            'm' => Field::Method,
+            'i' => Field::IUri,
+            'o' => Field::OUri,
+            'c' => Field::CallId,
+            'f' => Field::From,
+            'r' => Field::FromUri,
+            't' => Field::To,
+            'd' => Field::ToTag,
+            's' => Field::Code,
+            'u' => Field::Uid,
+            'p' => Field::RUser,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Method => "method",
+            Field::IUri => "i-uri",
+            Field::OUri => "o-uri",
+            Field::CallId => "call_id",
+            Field::From => "from",
+            Field::FromUri => "from_uri",
+            Field::To => "to",
+            Field::ToTag => "to_tag",
+            Field::Code => "code",
+            Field::Uid => "uid",
+            Field::RUser => "r-user",
+        }
+    }
+}
+
+/// acc's settings, resolved once per loaded program.
+#[derive(Debug, Clone)]
+pub struct AccConfig {
+    log_level: i32,
+    log_flag: Option<u32>,
+    log_missed_flag: Option<u32>,
+    fmt: Vec<Field>,
+    report_cancels: bool,
+    failed_transactions: bool,
+    early_media: bool,
+    db_url: String,
+    db_flag: Option<u32>,
+    db_missed_flag: Option<u32>,
+}
+
+fn flag(program: Option<&Program>, name: &str) -> Option<u32> {
+    let n = super::param(program, &MODULE, name).and_then(|p| p.int())?;
+    (1..32).contains(&n).then_some(n as u32)
+}
+
+impl AccConfig {
+    fn resolve(program: Option<&Program>) -> AccConfig {
+        let int = |n: &str| super::param(program, &MODULE, n).and_then(|p| p.int());
+        let s = |n: &str| {
+            super::param(program, &MODULE, n)
+                .and_then(|p| p.str())
+                .unwrap_or("")
+                .to_string()
+        };
+        let fmt_text = s("log_fmt");
+        let mut fmt = Vec::new();
+        for c in fmt_text.chars() {
+            match Field::of(c) {
+                Some(f) => fmt.push(f),
+                None if program.is_some() => ser_log!(
+                    L_WARN,
+                    "acc: log_fmt letter '{c}' is not known (known: miocfrtdsup): skipped"
+                ),
+                None => {}
+            }
+        }
+        AccConfig {
+            log_level: int("log_level").unwrap_or(2) as i32,
+            log_flag: flag(program, "log_flag"),
+            log_missed_flag: flag(program, "log_missed_flag"),
+            fmt,
+            report_cancels: int("report_cancels").unwrap_or(0) != 0,
+            failed_transactions: int("failed_transactions").unwrap_or(0) != 0,
+            early_media: int("early_media").unwrap_or(0) != 0,
+            db_url: s("db_url"),
+            db_flag: flag(program, "db_flag"),
+            db_missed_flag: flag(program, "db_missed_flag"),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.log_flag.is_some()
+            || self.log_missed_flag.is_some()
+            || self.db_flag.is_some()
+            || self.db_missed_flag.is_some()
+    }
+}
+
+fn resolve_config(program: &Program) -> ModuleConfig {
+    Arc::new(AccConfig::resolve(Some(program)))
+}
+
+// ------------------------------------------------------------------------------------- records
+
+/// What one record says, taken from the request (and the reply / outbound branch).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Record {
+    method: String,
+    i_uri: String,
+    o_uri: String,
+    call_id: String,
+    from: String,
+    from_uri: String,
+    from_tag: String,
+    from_user: String,
+    from_host: String,
+    to: String,
+    to_uri: String,
+    to_tag: String,
+    code: u16,
+    reason: String,
+    uid: String,
+    r_user: String,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Record {
+    /// The record of `req`; `reply`'s To tag when the request has none; `o_uri` as forwarded.
+    fn of(req: &Message, reply: Option<&Message>, o_uri: &[u8], code: u16, reason: &str) -> Record {
+        let mut r = Record {
+            method: text(req.method_bytes()),
+            i_uri: text(req.request_uri_bytes().unwrap_or_default()),
+            o_uri: text(o_uri),
+            call_id: req.call_id().map(text).unwrap_or_default(),
+            code,
+            reason: reason.to_string(),
+            ..Record::default()
+        };
+        if let Ok(f) = req.from() {
+            r.from = text(f.raw);
+            r.from_uri = text(f.uri_raw);
+            r.from_tag = f.tag().map(text).unwrap_or_default();
+            r.from_user = f.uri.user.map(text).unwrap_or_default();
+            r.from_host = text(f.uri.host_raw);
+        }
+        let to = reply.and_then(|m| m.to().ok()).or_else(|| req.to().ok());
+        if let Some(t) = to {
+            r.to = text(t.raw);
+            r.to_uri = text(t.uri_raw);
+            r.to_tag = t.tag().map(text).unwrap_or_default();
+        }
+        if let Some(Ok(u)) = req.request_uri() {
+            r.r_user = u.user.map(text).unwrap_or_default();
+        }
+        let creds = req
+            .proxy_authorization()
+            .chain(req.authorization())
+            .find_map(|c| c.ok().and_then(|c| c.value.username().map(text)));
+        r.uid = creds.unwrap_or_else(|| r.from_user.clone());
+        r
+    }
+
+    fn field(&self, f: Field) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow::Borrowed;
+        match f {
+            Field::Method => Borrowed(&self.method),
+            Field::IUri => Borrowed(&self.i_uri),
+            Field::OUri => Borrowed(&self.o_uri),
+            Field::CallId => Borrowed(&self.call_id),
+            Field::From => Borrowed(&self.from),
+            Field::FromUri => Borrowed(&self.from_uri),
+            Field::To => Borrowed(&self.to),
+            Field::ToTag => Borrowed(&self.to_tag),
+            Field::Code => self.code.to_string().into(),
+            Field::Uid => Borrowed(&self.uid),
+            Field::RUser => Borrowed(&self.r_user),
+        }
+    }
+
+    /// `ACC: <what>: name=value, …`.
+    fn line(&self, what: &str, fmt: &[Field]) -> String {
+        let mut s = format!("ACC: {what}: ");
+        for (i, f) in fmt.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(f.name());
+            s.push('=');
+            s.push_str(&self.field(*f));
+        }
+        s
+    }
+
+    /// The row of SER's `acc` / `missed_calls` tables.
+    fn row(&self, now_unix: u64) -> Vec<(String, Option<String>)> {
+        let status = if self.reason.is_empty() {
+            self.code.to_string()
+        } else {
+            format!("{} {}", self.code, self.reason)
+        };
+        [
+            ("sip_from", &self.from),
+            ("sip_to", &self.to),
+            ("sip_status", &status),
+            ("sip_method", &self.method),
+            ("i_uri", &self.i_uri),
+            ("o_uri", &self.o_uri),
+            ("from_uri", &self.from_uri),
+            ("to_uri", &self.to_uri),
+            ("sip_callid", &self.call_id),
+            ("username", &self.uid),
+            ("domain", &self.from_host),
+            ("fromtag", &self.from_tag),
+            ("totag", &self.to_tag),
+            ("time", &crate::usrloc::time::datetime(now_unix)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Some(v.clone())))
+        .collect()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn log_record(cfg: &AccConfig, rec: &Record, what: &str) {
+    ser_log!(cfg.log_level, "{}", rec.line(what, &cfg.fmt));
+}
+
+/// Queues a row for `table`; a full queue (or no database) is logged, never waited for.
+fn db_record(cfg: &AccConfig, services: Option<&Services>, rec: &Record, table: &str) -> bool {
+    let Some(services) = services else {
+        ser_log!(L_ERR, "acc: no database service: {table} record dropped");
+        return false;
+    };
+    let ok = services.db.post(DbWrite::Insert {
+        url: cfg.db_url.clone(),
+        table: table.to_string(),
+        row: rec.row(unix_now()),
+    });
+    if !ok {
+        ser_log!(
+            L_ERR,
+            "acc: database queue full or no database: {table} record of Call-ID {} dropped ({} writes refused so far)",
+            rec.call_id,
+            services.db.refused()
+        );
+    }
+    ok
+}
+
+/// The transaction layer's completion hook (see [`super::COMPLETION_HOOKS`]).
+pub fn on_complete(done: &Completion<'_>, configs: &ModuleConfigs, services: Option<&Services>) {
+    let Some(cfg) = configs.get::<AccConfig>() else {
+        return;
+    };
+    if !cfg.any() {
+        return;
+    }
+    let on = |f: Option<u32>| f.is_some_and(|n| done.flags & (1 << n) != 0);
+    // A 183 before the outcome is accounted only with early_media (as SER did).
+    if done.code < 200 && !(cfg.early_media && done.code == 183) {
+        return;
+    }
+    let negative = done.code >= 300;
+    let log = on(cfg.log_flag) && (!negative || cfg.failed_transactions);
+    let db = on(cfg.db_flag) && (!negative || cfg.failed_transactions);
+    let log_missed = negative && on(cfg.log_missed_flag);
+    let db_missed = negative && on(cfg.db_missed_flag);
+    if !(log || db || log_missed || db_missed) {
+        return;
+    }
+    let Ok(req) = Message::parse(done.request.clone()) else {
+        return;
+    };
+    if req.method() == Method::Cancel && !cfg.report_cancels {
+        return;
+    }
+    let reply = Message::parse(done.reply.clone()).ok();
+    let branch = done
+        .branch
+        .and_then(|b| Message::parse(Bytes::clone(b)).ok());
+    let o_uri = branch
+        .as_ref()
+        .and_then(|b| b.request_uri_bytes())
+        .or_else(|| req.request_uri_bytes())
+        .unwrap_or_default();
+    let reason = reply
+        .as_ref()
+        .and_then(|r| r.reason())
+        .map(text)
+        .unwrap_or_default();
+    let rec = Record::of(&req, reply.as_ref(), o_uri, done.code, &reason);
+    if log {
+        log_record(cfg, &rec, "transaction answered");
+    }
+    if log_missed {
+        log_record(cfg, &rec, "call missed");
+    }
+    if db {
+        db_record(cfg, services, &rec, "acc");
+    }
+    if db_missed {
+        db_record(cfg, services, &rec, "missed_calls");
+    }
+}
+
+// ------------------------------------------------------------------------------------- functions
+
+/// A comment such as "404 Not Found": its status and reason (no number: 0 and the whole text).
+fn comment(args: &[Arg]) -> (u16, String) {
+    let c = match args.first() {
+        Some(Arg::Str(s)) => s.trim(),
+        _ => "",
+    };
+    let digits = c.bytes().take_while(u8::is_ascii_digit).count();
+    match c[..digits].parse::<u16>() {
+        Ok(code) if digits == 3 => (code, c[digits..].trim().to_string()),
+        _ => (0, c.to_string()),
+    }
+}
+
+fn request_record(ctx: &Ctx, args: &[Arg]) -> Record {
+    let (code, reason) = comment(args);
+    Record::of(&ctx.msg, None, ctx.uri(), code, &reason)
+}
+
+fn acc_log_request(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let cfg = crate::script::config(&*env, AccConfig::resolve);
+    if !ctx.msg.is_request() {
+        return ActionResult::Ret(-1);
+    }
+    log_record(&cfg, &request_record(ctx, args), "request accounted");
+    ActionResult::Ret(1)
+}
+
+fn acc_db_request(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let cfg = crate::script::config(&*env, AccConfig::resolve);
+    let table = match args.get(1) {
+        Some(Arg::Str(t)) if t == "acc" || t == "missed_calls" => t.clone(),
+        Some(Arg::Str(t)) => {
+            ser_log!(
+                L_ERR,
+                "acc_db_request: table '{t}' is not one of SER's accounting tables (acc, missed_calls)"
+            );
+            return ActionResult::Ret(-1);
+        }
+        _ => return ActionResult::Ret(-1),
+    };
+    if !ctx.msg.is_request() {
+        return ActionResult::Ret(-1);
+    }
+    let rec = request_record(ctx, args);
+    ActionResult::from_bool(db_record(&cfg, env.services(), &rec, &table))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Message {
+        Message::parse(Bytes::from(s.replace('\n', "\r\n"))).unwrap()
+    }
+
+    #[test]
+    fn a_record_has_the_fields_of_log_fmt_in_order() {
+        let req = msg("INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\nFrom: \"Alice\" <sip:alice@example.com>;tag=a1\nTo: <sip:bob@example.com>\nCall-ID: c1@h\nCSeq: 1 INVITE\nContent-Length: 0\n\n");
+        let reply = msg("SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKx\nFrom: \"Alice\" <sip:alice@example.com>;tag=a1\nTo: <sip:bob@example.com>;tag=b2\nCall-ID: c1@h\nCSeq: 1 INVITE\nContent-Length: 0\n\n");
+        let rec = Record::of(&req, Some(&reply), b"sip:bob@192.0.2.9", 200, "OK");
+        let fmt: Vec<Field> = "miocfsdtup".chars().filter_map(Field::of).collect();
+        assert_eq!(
+            rec.line("transaction answered", &fmt),
+            "ACC: transaction answered: method=INVITE, i-uri=sip:bob@example.com, \
+             o-uri=sip:bob@192.0.2.9, call_id=c1@h, from=\"Alice\" <sip:alice@example.com>;tag=a1, \
+             code=200, to_tag=b2, to=<sip:bob@example.com>;tag=b2, uid=alice, r-user=bob"
+        );
+        let row = rec.row(0);
+        assert!(row.contains(&("sip_status".into(), Some("200 OK".into()))));
+        assert!(row.contains(&("totag".into(), Some("b2".into()))));
+        assert!(row.contains(&("time".into(), Some("1970-01-01 00:00:00".into()))));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_counts_instead_of_waiting() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let services = Services {
+            db: crate::offload::DbSink::new(tx),
+            ..Services::default()
+        };
+        let cfg = AccConfig::resolve(None);
+        let rec = Record {
+            call_id: "q1".into(),
+            code: 200,
+            ..Record::default()
+        };
+        assert!(db_record(&cfg, Some(&services), &rec, "acc"));
+        assert!(
+            !db_record(&cfg, Some(&services), &rec, "acc"),
+            "the bound holds"
+        );
+        assert_eq!(services.db.refused(), 1);
+        let Ok(DbWrite::Insert { table, row, .. }) = rx.try_recv() else {
+            panic!("one row queued")
+        };
+        assert_eq!(table, "acc");
+        assert!(row.contains(&("sip_callid".into(), Some("q1".into()))));
+    }
+
+    #[test]
+    fn comments_give_status_and_reason() {
+        assert_eq!(
+            comment(&[Arg::Str("404 Not Found".into())]),
+            (404, "Not Found".into())
+        );
+        assert_eq!(comment(&[Arg::Str("gone".into())]), (0, "gone".into()));
+        assert_eq!(comment(&[]), (0, String::new()));
+    }
+}

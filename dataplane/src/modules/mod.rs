@@ -30,6 +30,11 @@
 //!   and the job's result.
 //! - **Shared state** (caches, stores): in [`crate::services::Services`], lock-free, read by every
 //!   shard.
+//! - **Transaction completion** (accounting and the like): one line `(&x::MODULE, x::on_complete)`
+//!   in [`COMPLETION_HOOKS`]; while `x` is loaded, every stateful transaction reports its final
+//!   outcome to the hook ([`crate::script::Completion`], after any failure_route). The hook runs
+//!   on the shard: it must not block (log, or post to the DB write queue). With no such module
+//!   loaded the transaction layer does nothing extra.
 //!
 //! `permissions.rs` is a complete example written this way (settings with the files read at load,
 //! three call forms, no other file touched); CONTRIBUTING.md says the same for newcomers.
@@ -102,6 +107,35 @@ pub static ALL: &[&ModuleDecl] = &[
     &vm::MODULE,
 ];
 
+/// Modules that want to hear when a stateful transaction completes (see
+/// [`crate::script::Completion`]): a loaded module listed here makes the transaction layer report
+/// every transaction it completes; with none loaded, nothing is reported and nothing costs.
+pub static COMPLETION_HOOKS: &[(&ModuleDecl, crate::script::CompletionFn)] =
+    &[(&acc::MODULE, acc::on_complete)];
+
+/// Database drivers: loaded so that `db_url`s of their kind work; no functions or settings.
+const DRIVERS: &[&str] = &["mysql", "postgres"];
+
+/// Whether module `m` does anything in this build. A module with no implemented function, no
+/// settings of its own and no driver role is a declaration table: scripts using it compile, its
+/// functions fail and its parameters have no effect (`ser -c` and start-up say so).
+pub fn is_implemented(m: &ModuleDecl) -> bool {
+    DRIVERS.contains(&m.name) || m.config.is_some() || m.functions.iter().any(|f| f.imp.is_some())
+}
+
+/// Whether parameter `name` of module `m` has an effect in this build (an implemented module may
+/// still accept some parameters it does not act on, e.g. acc's RADIUS ones).
+pub fn param_is_implemented(m: &ModuleDecl, name: &str) -> bool {
+    if !is_implemented(m) {
+        return false;
+    }
+    let not: &[&str] = match m.name {
+        "acc" => acc::NOT_IMPLEMENTED_PARAMS,
+        _ => &[],
+    };
+    !not.contains(&name)
+}
+
 /// Modules the documents name that 0.8.11 no longer has: (name, what to say).
 pub static REMOVED: &[(&str, &str)] = &[
     ("im", "module im is obsolete: it was replaced by tm"),
@@ -152,7 +186,18 @@ pub fn resolve_configs(program: &crate::script::ir::Program) -> crate::script::M
         .filter_map(|m| ALL.get(m.id.0 as usize).and_then(|d| d.config))
         .map(|f| f(program))
         .collect();
-    crate::script::ModuleConfigs::new(entries)
+    let hooks = program
+        .modules
+        .iter()
+        .filter_map(|m| {
+            let decl = ALL.get(m.id.0 as usize)?;
+            COMPLETION_HOOKS
+                .iter()
+                .find(|(d, _)| std::ptr::eq(*d, *decl))
+                .map(|(_, f)| *f)
+        })
+        .collect();
+    crate::script::ModuleConfigs::new(entries).with_completion(hooks)
 }
 
 /// Module by id.

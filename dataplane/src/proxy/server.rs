@@ -25,7 +25,10 @@ use smallvec::SmallVec;
 use super::env::{send_reply, to_ir_proto, transport_to_proto, write, ShardEnv};
 use super::forward::{self, HopHost, ResponseRoute};
 use super::precheck::{self, CheckOptions, Verdict};
-pub use super::shared::{JobRequest, Loaded, ProxySettings, ShardMsg, Shared, TmShared};
+pub use super::shared::{
+    parse_trans_id, trans_id, ExternalReply, JobRequest, Loaded, ProxySettings, ShardMsg, Shared,
+    TmShared,
+};
 use crate::dns::{DnsKeyRef, Lookup};
 use crate::offload::{Job, JobResult};
 use crate::script::exec::{self, Outcome};
@@ -306,6 +309,8 @@ impl ProxyHandler {
     ) {
         if !matches!(outcome, Outcome::Suspended(_)) {
             if let Some(h) = failure {
+                // The flags as the failure_route left them are the ones its completion reports.
+                self.table.set_flags(h, ctx.flags());
                 // What this queues is carried out by the caller's `run_actions`.
                 self.table.failure_done(h, out.now());
             }
@@ -345,8 +350,26 @@ impl ProxyHandler {
                 Action::Send(t) => out.send(t.data, t.dest, t.proto, Some(t.local)),
                 Action::Failure { txn, route } => self.run_failure(txn, route, out),
                 Action::UacDone { done, result } => done(result),
+                Action::Completed(c) => self.completed(&c),
             }
         }
+    }
+
+    /// A transaction that asked to be reported completed: the loaded modules' hooks hear of it.
+    fn completed(&mut self, c: &crate::txn::table::Completed) {
+        let program = self.take_program();
+        let done = crate::script::Completion {
+            request: &c.request,
+            branch: c.branch.as_ref(),
+            code: c.code,
+            reply: &c.reply,
+            flags: c.flags,
+            src: c.src,
+        };
+        for hook in program.configs.completion_hooks() {
+            hook(&done, &program.configs, Some(&self.shared.services));
+        }
+        self.program = Some(program);
     }
 
     /// failure_route `route` for transaction `h`: over the request as it was routed, with its
@@ -616,6 +639,26 @@ impl Handler for ProxyHandler {
                 self.run_actions(out);
             }
             ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
+            ShardMsg::TReply(r) => {
+                let program = self.shared.program.load();
+                self.table.configure(program.timers);
+                let r = *r;
+                let sent = self.table.reply_external(
+                    r.txn,
+                    r.code,
+                    r.reason.as_bytes(),
+                    r.to_tag.as_bytes(),
+                    r.headers.as_bytes(),
+                    &r.body,
+                    out.now(),
+                );
+                (r.done)(if sent {
+                    Ok(())
+                } else {
+                    Err("no such transaction, or it cannot take this reply".into())
+                });
+                self.run_actions(out);
+            }
             ShardMsg::Uac(req) => {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);

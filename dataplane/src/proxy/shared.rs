@@ -40,6 +40,49 @@ pub enum ShardMsg {
     Reply(Packet),
     /// `t_uac`: send this request statefully.
     Uac(Box<UacRequest>),
+    /// The FIFO's `t_reply`: answer a transaction of this shard.
+    TReply(Box<ExternalReply>),
+}
+
+/// A reply to a transaction written outside the script (the FIFO's `t_reply`, what a media server
+/// behind module vm answers with), addressed by the transaction's [`trans_id`].
+pub struct ExternalReply {
+    pub shard: usize,
+    pub txn: crate::txn::TxnHandle,
+    pub code: u16,
+    pub reason: String,
+    /// `""`: ser's own tag.
+    pub to_tag: String,
+    /// Header lines, each ended by CRLF.
+    pub headers: String,
+    pub body: Vec<u8>,
+    /// Told whether the reply went out.
+    pub done: Box<dyn FnOnce(Result<(), String>) + Send>,
+}
+
+impl std::fmt::Debug for ExternalReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalReply")
+            .field("shard", &self.shard)
+            .field("txn", &self.txn)
+            .field("code", &self.code)
+            .finish()
+    }
+}
+
+/// The `hash:label` a transaction is named by outside ser (SER's `t_get_trans_ident`): the
+/// shard and slot as "hash", the slot's generation as "label".
+pub fn trans_id(shard: usize, h: crate::txn::TxnHandle) -> String {
+    format!("{}:{}", u64::from(h.slot) * 256 + shard as u64 % 256, h.gen)
+}
+
+/// The shard and handle of a [`trans_id`]; `None` when it is not one.
+pub fn parse_trans_id(s: &str) -> Option<(usize, crate::txn::TxnHandle)> {
+    let (hash, label) = s.trim().split_once(':')?;
+    let hash: u64 = hash.parse().ok()?;
+    let gen: u32 = label.parse().ok()?;
+    let slot = u32::try_from(hash / 256).ok()?;
+    Some(((hash % 256) as usize, crate::txn::TxnHandle { slot, gen }))
 }
 
 /// Settings of the proxy taken from the core options.
@@ -199,6 +242,20 @@ impl TmShared {
 
     pub(super) fn inbox(&self, shard: usize) -> Option<&Inbox<ShardMsg>> {
         self.inboxes.get().and_then(|v| v.get(shard))
+    }
+
+    /// `t_reply` from outside: hands `r` to the shard owning its transaction. `Err` (the reply
+    /// back) when there is no such shard.
+    pub fn reply(&self, r: ExternalReply) -> Result<(), Box<ExternalReply>> {
+        let Some(inbox) = self.inbox(r.shard) else {
+            return Err(Box::new(r));
+        };
+        match inbox.send(ShardMsg::TReply(Box::new(r))) {
+            Ok(()) => Ok(()),
+            Err(ShardMsg::TReply(r)) => Err(r),
+            // `send` hands back the message it was given; never another kind.
+            Err(_) => Ok(()),
+        }
     }
 
     /// `t_uac`: starts a transaction for `req` on one of the shards (round robin). `Err(req)` when

@@ -110,6 +110,7 @@ impl ShardEnv<'_> {
             return Err(ActionResult::Ret(-1));
         }
         let (proto, local, now) = (self.proto, self.local, self.now);
+        let notify = self.configs.wants_completion();
         let reply_dest =
             reply_destination(&ctx.msg, ctx.src, proto, self.shared.settings.reply_to_via);
         let Some(table) = self.table() else {
@@ -140,6 +141,7 @@ impl ShardEnv<'_> {
                 reply_dest,
                 flags: ctx.flags(),
                 replicate,
+                notify,
             },
             now,
         );
@@ -442,6 +444,19 @@ impl Transactions for ShardEnv<'_> {
         let sent = table.retransmit_reply(h);
         self.flush_tm();
         ActionResult::from_bool(sent)
+    }
+
+    fn trans_id(&self, ctx: &Ctx) -> Option<String> {
+        let h = crate::modules::tm::TmState::txn(ctx)?;
+        Some(super::shared::trans_id(self.shard, h))
+    }
+
+    fn t_add_blind(&mut self, ctx: &Ctx) -> bool {
+        let Some(h) = crate::modules::tm::TmState::txn(ctx) else {
+            return false;
+        };
+        let now = self.now;
+        self.table().is_some_and(|t| t.add_blind(h, now))
     }
 
     fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult {

@@ -287,6 +287,9 @@ pub type ConfigFn = fn(&ir::Program) -> ModuleConfig;
 #[derive(Clone, Default)]
 pub struct ModuleConfigs {
     entries: Box<[ModuleConfig]>,
+    /// The completion hooks of the loaded modules ([`crate::modules::COMPLETION_HOOKS`]); empty
+    /// when no loaded module has one, and then transactions do not report their completion at all.
+    completion: Box<[CompletionFn]>,
 }
 
 impl std::fmt::Debug for ModuleConfigs {
@@ -300,7 +303,25 @@ impl ModuleConfigs {
     pub fn new(entries: Vec<ModuleConfig>) -> ModuleConfigs {
         ModuleConfigs {
             entries: entries.into(),
+            completion: Box::default(),
         }
+    }
+
+    /// Same settings, with the loaded modules' completion hooks.
+    pub fn with_completion(mut self, hooks: Vec<CompletionFn>) -> ModuleConfigs {
+        self.completion = hooks.into();
+        self
+    }
+
+    /// The completion hooks of the loaded modules (see [`Completion`]).
+    pub fn completion_hooks(&self) -> &[CompletionFn] {
+        &self.completion
+    }
+
+    /// Whether a loaded module wants to hear when transactions complete: what the transaction
+    /// layer asks once per transaction it creates.
+    pub fn wants_completion(&self) -> bool {
+        !self.completion.is_empty()
     }
 
     /// The settings of type `T`, when a loaded module resolved them.
@@ -349,3 +370,30 @@ impl<'a> ParamRef<'a> {
         }
     }
 }
+
+/// A stateful transaction that has completed: its first final reply went upstream (after any
+/// failure_route, so this is the final outcome of serial forking). Also given for a 183
+/// (Session Progress) sent upstream before that (`code` 183: early media, not the outcome;
+/// a hook that wants only outcomes skips `code < 200`). What a module's completion
+/// hook ([`CompletionFn`], listed in [`crate::modules::COMPLETION_HOOKS`]) is given; the hook
+/// parses what it needs from the bytes (nothing is parsed for it in advance).
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    /// The request as routed (script edits applied, Request-URI as received).
+    pub request: &'a bytes::Bytes,
+    /// The request as sent on the branch whose reply won, when one did (its Request-URI is the
+    /// outbound one); `None` for a reply ser made itself (`t_reply`, 408, 500).
+    pub branch: Option<&'a bytes::Bytes>,
+    /// The final status sent upstream.
+    pub code: u16,
+    /// The reply as sent upstream.
+    pub reply: &'a bytes::Bytes,
+    /// The script flags of the transaction (as the failure_route left them, when one ran).
+    pub flags: u32,
+    /// Where the request came from.
+    pub src: std::net::SocketAddr,
+}
+
+/// A module's completion hook: called on the shard for every completed transaction while the
+/// module is loaded. It must not block (post to [`crate::services::Services::db`] or log).
+pub type CompletionFn = fn(&Completion<'_>, &ModuleConfigs, Option<&crate::services::Services>);

@@ -114,6 +114,11 @@ pub struct Cell {
     pub(super) failure_route: Option<RouteId>,
     /// Script flags when relayed (restored in failure_route).
     pub(super) flags: u32,
+    /// Report the completion to the owner ([`super::Action::Completed`]).
+    pub(super) notify: bool,
+    /// An application outside ser will answer it (module vm, SER's blind UAC): when nobody has
+    /// replied by `expires`, a 408 goes upstream instead of the transaction being forgotten.
+    pub(super) blind: bool,
     /// A CANCEL came for it.
     pub(super) canceled: bool,
     /// A final reply went upstream.

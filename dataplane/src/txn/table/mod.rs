@@ -85,6 +85,28 @@ pub enum Action {
     Failure { txn: TxnHandle, route: RouteId },
     /// A `t_uac` transaction is done: call `done` with `result`.
     UacDone { done: UacDone, result: UacResult },
+    /// A transaction created with [`NewServer::notify`] sent its first final reply upstream (its
+    /// final outcome, after any failure_route), or a 183 before it: the owner tells the modules
+    /// that asked
+    /// ([`crate::script::Completion`]). Boxed: only transactions that asked pay for it, and
+    /// every other action stays small.
+    Completed(Box<Completed>),
+}
+
+/// What [`Action::Completed`] carries: shared bytes the cell keeps anyway (no copy).
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub txn: TxnHandle,
+    /// The request as routed.
+    pub request: Bytes,
+    /// The request as sent on the branch whose reply won (`None`: a reply of ours).
+    pub branch: Option<Bytes>,
+    pub code: u16,
+    /// The reply as sent upstream.
+    pub reply: Bytes,
+    /// The script flags of the transaction.
+    pub flags: u32,
+    pub src: SocketAddr,
 }
 
 impl std::fmt::Debug for Action {
@@ -99,6 +121,11 @@ impl std::fmt::Debug for Action {
             Action::UacDone { result, .. } => {
                 f.debug_struct("UacDone").field("result", result).finish()
             }
+            Action::Completed(c) => f
+                .debug_struct("Completed")
+                .field("txn", &c.txn)
+                .field("code", &c.code)
+                .finish(),
         }
     }
 }
@@ -128,6 +155,9 @@ pub struct NewServer {
     pub flags: u32,
     /// `t_replicate`: replies stay here.
     pub replicate: bool,
+    /// Report the completion ([`Action::Completed`]): set when a loaded module has a completion
+    /// hook, so that without one the table does nothing extra.
+    pub notify: bool,
 }
 
 /// Why no branch can be added to a transaction.
@@ -402,6 +432,8 @@ impl Table {
             branches: SmallVec::new(),
             failure_route: None,
             flags: s.flags,
+            notify: s.notify,
+            blind: false,
             canceled: false,
             replied: false,
             in_failure: false,
@@ -484,6 +516,26 @@ impl Table {
         true
     }
 
+    /// SER's `t_addblind`: an application outside the script answers `h` (module vm); if nobody
+    /// has within `fr_timer`, it gets a 408. `false` when the transaction is gone.
+    pub fn add_blind(&mut self, h: TxnHandle, now: Instant) -> bool {
+        let fr = self.cfg.fr;
+        let Some(c) = self.get(h) else { return false };
+        c.blind = true;
+        if !c.replied {
+            c.expires = now + fr;
+        }
+        self.schedule(h);
+        true
+    }
+
+    /// The script flags of `h` as a failure_route left them (what its completion reports).
+    pub fn set_flags(&mut self, h: TxnHandle, flags: u32) {
+        if let Some(c) = self.get(h) {
+            c.flags = flags;
+        }
+    }
+
     /// Arms (or disarms) the failure_route of `h` (`t_on_failure` as it stood at `t_relay`).
     pub fn set_failure_route(&mut self, h: TxnHandle, route: Option<RouteId>) {
         if let Some(c) = self.get(h) {
@@ -556,6 +608,11 @@ impl Table {
         let mut timed_out = false;
         {
             let Some(c) = self.get(h) else { return };
+            if !c.replied && c.expires <= now && c.branches.is_empty() && !c.in_failure && c.blind {
+                // Nobody answered for the application that was to: 408, as SER's blind UAC.
+                self.local_reply(h, 408, b"Request Timeout", now);
+                return;
+            }
             if !c.replied && c.expires <= now && c.branches.is_empty() && !c.in_failure {
                 // t_newtran and nothing else: forget it.
                 ser_log!(L_DBG, "tm: transaction without branches or reply expired");

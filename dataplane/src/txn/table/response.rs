@@ -18,7 +18,17 @@ use crate::wire::{HeaderId, Message};
 
 impl Table {
     /// Sends `bytes` upstream as the reply with status `code` (the server transaction allowing).
-    fn send_upstream(&mut self, h: TxnHandle, code: u16, bytes: Bytes, local: bool, now: Instant) {
+    ///
+    /// `branch`: the branch whose reply this is (`None` for ours), for the completion report.
+    fn send_upstream(
+        &mut self,
+        h: TxnHandle,
+        code: u16,
+        bytes: Bytes,
+        local: bool,
+        branch: Option<usize>,
+        now: Instant,
+    ) {
         let cfg = self.cfg;
         let counters = self.counters.clone();
         let shard = usize::from(self.shard);
@@ -43,6 +53,23 @@ impl Table {
         }
         c.last_reply = Some(bytes.clone());
         let (dest, proto, from) = (c.reply_dest, c.proto, c.local);
+        let mut completed = None;
+        // The first final reply completes the transaction; a 183 (early media) before it is
+        // reported too, for the hooks that account it.
+        let report = c.notify && !c.replied && (code >= 200 || code == 183);
+        if report {
+            completed = Some(Box::new(super::Completed {
+                txn: h,
+                request: c.request.clone(),
+                branch: branch
+                    .and_then(|i| c.branches.get(i))
+                    .map(|b| b.request.clone()),
+                code,
+                reply: bytes.clone(),
+                flags: c.flags,
+                src: c.src,
+            }));
+        }
         if code >= 200 {
             let first = !c.replied;
             c.replied = true;
@@ -57,6 +84,9 @@ impl Table {
             }
         }
         self.send(bytes, dest, proto, from);
+        if let Some(done) = completed {
+            self.actions.push_back(Action::Completed(done));
+        }
     }
 
     /// A reply ser writes itself for `req` (the request of `h`), as sl does: same To-tag for every
@@ -106,7 +136,7 @@ impl Table {
             return false;
         };
         let bytes = self.build_local_reply(req, code, reason, contacts, raw);
-        self.send_upstream(h, code, bytes, code >= 200, now);
+        self.send_upstream(h, code, bytes, code >= 200, None, now);
         let after = self.cell(h).map(|c| (c.replied, c.last_reply.is_some()));
         if code >= 200 && !before && after.is_some_and(|a| a.0) {
             self.cancel_branches(h, None, now);
@@ -115,8 +145,65 @@ impl Table {
         after.is_some_and(|a| a.1)
     }
 
+    /// A reply an application outside the script writes for the request of `h` (the FIFO's
+    /// `t_reply`, a media server behind module vm): its status, To tag (empty: ours), extra
+    /// header lines (`Name: value\r\n` each, Content-Type among them when there is a body) and
+    /// body. `false` when the transaction is gone or its server transaction refuses the reply.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reply_external(
+        &mut self,
+        h: TxnHandle,
+        code: u16,
+        reason: &[u8],
+        to_tag: &[u8],
+        headers: &[u8],
+        body: &[u8],
+        now: Instant,
+    ) -> bool {
+        let Some(c) = self.cell(h) else { return false };
+        if matches!(c.server, Server::Local(_) | Server::Replicate) {
+            return false;
+        }
+        let before = c.replied;
+        let Ok(req) = Message::parse(c.request.clone()) else {
+            return false;
+        };
+        let tag;
+        let to_tag = if to_tag.is_empty() {
+            tag = self.replies.tagger.tag_for(&req);
+            tag.as_bytes()
+        } else {
+            to_tag
+        };
+        self.scratch.clear();
+        {
+            let mut b = crate::wire::builder::ReplyBuilder::new(
+                &mut self.scratch,
+                &req,
+                code,
+                reason,
+                to_tag,
+            );
+            b.raw_lines(headers);
+            if let Some(s) = &self.replies.server {
+                b.header(b"Server", s);
+            }
+            b.finish(None, body);
+        }
+        let bytes = Bytes::copy_from_slice(&self.scratch);
+        let sent_before = self.cell(h).and_then(|c| c.last_reply.clone());
+        self.send_upstream(h, code, bytes, true, None, now);
+        let after = self.cell(h).map(|c| (c.replied, c.last_reply.clone()));
+        if code >= 200 && !before && after.as_ref().is_some_and(|a| a.0) {
+            self.cancel_branches(h, None, now);
+        }
+        self.schedule(h);
+        // Sent when the last reply is this one (the server transaction let it through).
+        after.is_some_and(|(_, last)| last.is_some() && last != sent_before)
+    }
+
     /// A reply we generate for the request of cell `h` (408, 500).
-    fn local_reply(&mut self, h: TxnHandle, code: u16, reason: &[u8], now: Instant) {
+    pub(super) fn local_reply(&mut self, h: TxnHandle, code: u16, reason: &[u8], now: Instant) {
         let counters = self.counters.clone();
         let shard = usize::from(self.shard);
         let Some(c) = self.get(h) else { return };
@@ -131,7 +218,7 @@ impl Table {
             return;
         };
         let bytes = self.build_local_reply(&req, code, reason, &[], b"");
-        self.send_upstream(h, code, bytes, true, now);
+        self.send_upstream(h, code, bytes, true, None, now);
     }
 
     /// §16.7 steps 6-8: all branches have a final reply — pick the best and send it, or run the
@@ -230,7 +317,7 @@ impl Table {
             m.insert_raw(m.headers_end(), &extra);
         }
         if let Some(b) = strip_top_via(&mut m) {
-            self.send_upstream(h, up, b, false, now);
+            self.send_upstream(h, up, b, false, Some(i), now);
         }
     }
 
@@ -294,7 +381,7 @@ impl Table {
                     }
                     let mut m = msg;
                     if let Some(bytes) = strip_top_via(&mut m) {
-                        self.send_upstream(h, code, bytes, false, now);
+                        self.send_upstream(h, code, bytes, false, Some(bi), now);
                     }
                 }
                 200..=299 => {
@@ -304,7 +391,7 @@ impl Table {
                     let mut m = msg;
                     if let Some(bytes) = strip_top_via(&mut m) {
                         // Every 2xx goes up (§16.7 step 9); the server transaction lets them pass.
-                        self.send_upstream(h, code, bytes, false, now);
+                        self.send_upstream(h, code, bytes, false, Some(bi), now);
                     }
                     self.cancel_branches(h, Some(bi), now);
                 }

@@ -55,6 +55,16 @@ fn request(method: &str, branch: &str) -> Message {
 /// What `t_relay` does: the server transaction, one branch per destination (our Via on top),
 /// and for INVITE the 100.
 fn relay(t: &mut Table, req: &Message, dests: &[&str], now: Instant) -> TxnHandle {
+    relay_notify(t, req, dests, false, now)
+}
+
+fn relay_notify(
+    t: &mut Table,
+    req: &Message,
+    dests: &[&str],
+    notify: bool,
+    now: Instant,
+) -> TxnHandle {
     let key = t.key(req, None).unwrap();
     assert!(t.find(key).is_none());
     let h = t.create(
@@ -68,6 +78,7 @@ fn relay(t: &mut Table, req: &Message, dests: &[&str], now: Instant) -> TxnHandl
             reply_dest: addr(CALLER),
             flags: 0,
             replicate: false,
+            notify,
         },
         now,
     );
@@ -315,6 +326,7 @@ fn cancel_is_answered_and_sent_on_ringing_branches_only_after_a_provisional() {
             reply_dest: addr(CALLER),
             flags: 0,
             replicate: false,
+            notify: false,
         },
         now,
     );
@@ -439,6 +451,83 @@ fn failure_route_forks_serially_and_its_branch_answers() {
     actions(&mut t);
     t.failure_done(h, now);
     assert_eq!(upstream(&actions(&mut t)), ["SIP/2.0 486 Busy Here"]);
+}
+
+fn completions(a: &[Action]) -> Vec<(u16, u32, Option<String>)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Completed(c) => Some((
+                c.code,
+                c.flags,
+                c.branch.as_ref().map(|b| {
+                    let m = Message::parse(b.clone()).unwrap();
+                    String::from_utf8_lossy(m.request_uri_bytes().unwrap()).into_owned()
+                }),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn completion_is_reported_once_with_the_final_outcome_of_serial_forking() {
+    let mut t = table();
+    let now = Instant::now();
+    let inv = request("INVITE", "z9hG4bKd1");
+    let h = relay_notify(&mut t, &inv, &["198.51.100.1:5060"], true, now);
+    t.set_failure_route(h, Some(crate::script::ir::RouteId(2)));
+    let a = actions(&mut t);
+    assert!(completions(&a).is_empty(), "a 100 completes nothing");
+    let b1 = sent_to(&a, "198.51.100.1:5060");
+    deliver(&mut t, answer(&b1, 486, "Busy Here", ""), now);
+    assert!(
+        completions(&actions(&mut t)).is_empty(),
+        "failure_route may try more"
+    );
+    let routed = Message::parse(t.failure_request(h).unwrap().0).unwrap();
+    add_branch(&mut t, h, &routed, "198.51.100.9:5060", now);
+    t.set_flags(h, 0b110);
+    t.failure_done(h, now);
+    let b2 = sent_to(&actions(&mut t), "198.51.100.9:5060");
+    deliver(&mut t, answer(&b2, 200, "OK", ""), now);
+    let done = completions(&actions(&mut t));
+    assert_eq!(done, [(200, 0b110, Some("sip:bob@example.com".into()))]);
+    // A second 2xx goes up too (§16.7 step 9) but completes nothing more.
+    deliver(&mut t, answer(&b2, 200, "OK", ""), now);
+    assert!(completions(&actions(&mut t)).is_empty());
+
+    // A reply of ours completes it as well (no branch); without `notify` nothing is reported.
+    let reg = request("REGISTER", "z9hG4bKd2");
+    let h = relay_notify(&mut t, &reg, &[], true, now);
+    t.reply(h, &reg, 404, b"Not Found", &[], b"", now);
+    assert_eq!(completions(&actions(&mut t)), [(404, 0, None)]);
+    let reg = request("REGISTER", "z9hG4bKd3");
+    let h = relay(&mut t, &reg, &[], now);
+    t.reply(h, &reg, 404, b"Not Found", &[], b"", now);
+    assert!(completions(&actions(&mut t)).is_empty());
+}
+
+#[test]
+fn a_blind_transaction_nobody_answers_gets_a_408_and_an_answered_one_does_not() {
+    let mut t = table();
+    let now = Instant::now();
+    let inv = request("INVITE", "z9hG4bKe1");
+    let h = relay(&mut t, &inv, &[], now);
+    actions(&mut t);
+    assert!(t.add_blind(h, now));
+    t.on_tick(now + Duration::from_secs(29));
+    assert!(upstream(&actions(&mut t)).is_empty());
+    t.on_tick(now + Duration::from_secs(31));
+    assert_eq!(upstream(&actions(&mut t)), ["SIP/2.0 408 Request Timeout"]);
+
+    let inv = request("INVITE", "z9hG4bKe2");
+    let h = relay(&mut t, &inv, &[], now);
+    assert!(t.add_blind(h, now));
+    assert!(t.reply_external(h, 200, b"OK", b"vm", b"", b"", now));
+    let a = actions(&mut t);
+    assert!(upstream(&a).iter().any(|l| l == "SIP/2.0 200 OK"), "{a:?}");
+    t.on_tick(now + Duration::from_secs(31));
+    assert!(!upstream(&actions(&mut t)).iter().any(|l| l.contains("408")));
 }
 
 #[test]

@@ -97,6 +97,8 @@ impl Table {
             branches: SmallVec::new(),
             failure_route: None,
             flags: 0,
+            notify: false,
+            blind: false,
             canceled: false,
             replied: false,
             in_failure: false,

@@ -1,0 +1,4 @@
+//! The blocking halves of script modules, reached through [`dataplane::offload::Job`]s.
+
+pub mod exec;
+pub mod vm;
