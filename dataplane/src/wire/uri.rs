@@ -232,10 +232,19 @@ pub(crate) fn parse_port(s: &[u8]) -> Result<u16> {
 
 /// Checks that every byte of `s` is allowed by `ok` or is a valid `%HH` escape.
 fn check_chars(s: &[u8], base: usize, kind: ErrorKind, ok: impl Fn(u8) -> bool) -> Result<()> {
-    if let Some(p) = s.iter().position(|&b| !(ok(b) || b == b'%')) {
-        return Err(err(kind, base + p));
+    let mut escapes = false;
+    for (p, &b) in s.iter().enumerate() {
+        if b == b'%' {
+            escapes = true;
+        } else if !ok(b) {
+            return Err(err(kind, base + p));
+        }
     }
-    check_escapes(s, base)
+    // Escapes are rare: a second pass only when there is one.
+    if escapes {
+        check_escapes(s, base)?;
+    }
+    Ok(())
 }
 
 /// Bytes that never appear in a URI: controls, SP, DEL, non-ASCII, `<`, `>`, `"`.
@@ -369,34 +378,41 @@ impl<'a> Uri<'a> {
             return Err(err(ErrorKind::BadUri, hbase));
         }
         // an unbracketed IPv6 address (RFC 5118 §4.2): several ':' before any ';' or '?'
-        let hp_end = hp
-            .iter()
-            .position(|&b| b == b';' || b == b'?')
-            .unwrap_or(hp.len());
-        if hp.first() != Some(&b'[')
-            && hp
-                .get(..hp_end)
-                .unwrap_or_default()
-                .iter()
-                .filter(|&&b| b == b':')
-                .count()
-                > 1
-        {
-            return Err(err(ErrorKind::BadHost, hbase));
+        if hp.first() != Some(&b'[') {
+            let mut colons = 0;
+            for &b in hp {
+                match b {
+                    b';' | b'?' => break,
+                    b':' => colons += 1,
+                    _ => {}
+                }
+            }
+            if colons > 1 {
+                return Err(err(ErrorKind::BadHost, hbase));
+            }
         }
         let (host, host_raw, mut pos) = parse_host(hp).map_err(|e| e.offset(hbase))?;
         uri.host = host;
         uri.host_raw = host_raw;
         if hp.get(pos) == Some(&b':') {
+            // Scanned and converted in one pass (as parse_port would judge it).
             let pstart = pos + 1;
-            let pend = hp
-                .get(pstart..)
-                .unwrap_or_default()
-                .iter()
-                .position(|&b| !b.is_ascii_digit())
-                .map_or(hp.len(), |p| pstart + p);
-            let digits = hp.get(pstart..pend).unwrap_or_default();
-            uri.port = Some(parse_port(digits).map_err(|e| e.offset(hbase + pstart))?);
+            let mut pend = pstart;
+            let mut v: u32 = 0;
+            while let Some(&d) = hp.get(pend) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                v = v * 10 + u32::from(d - b'0');
+                if v > u32::from(u16::MAX) {
+                    return Err(err(ErrorKind::BadPort, hbase + pstart));
+                }
+                pend += 1;
+            }
+            if pend == pstart {
+                return Err(err(ErrorKind::BadPort, hbase + pstart));
+            }
+            uri.port = Some(v as u16);
             pos = pend;
         }
         let tail = hp.get(pos..).unwrap_or_default();
