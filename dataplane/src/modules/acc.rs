@@ -94,4 +94,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
     doc: "call accounting (syslog, optionally SQL and RADIUS)",
     config: None,
+    commands: &[],
 };

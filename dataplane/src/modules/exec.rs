@@ -53,4 +53,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "execute external programs",
     config: None,
+    commands: &[],
 };

@@ -37,4 +37,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "prefix-to-domain translation (experimental)",
     config: None,
+    commands: &[],
 };

@@ -87,6 +87,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "access control lists (allow/deny files)",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 // ------------------------------------------------------------------------------------- rules

@@ -90,6 +90,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "registrar (save, lookup) on top of usrloc",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 /// The registrar's parameters for one call.

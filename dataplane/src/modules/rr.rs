@@ -86,6 +86,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "record routing (strict and loose)",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 pub use crate::script::ctx::RecordRouted;

@@ -4,6 +4,8 @@
 //! ([`Transactions`], reached through [`Env::tm`]; the shard owns the transaction table, see
 //! [`crate::proxy::tm`]). Where there is none (tests, tools) they fail (-1).
 //!
+//! Management commands (`t_stats`, `t_hash`, `t_uac_dlg`): see [`commands`].
+//!
 //! Timer parameters are seconds, as in SER. `retr_timer1p1` and `retr_timer2` set RFC 3261's T1
 //! and T2 when given (unset: 500 ms and 4 s, RFC 3261 Table 4 — SER's 1 s granularity made its T1
 //! 1 s); `retr_timer1p2`/`retr_timer1p3` are accepted but the intervals double from T1 as RFC 3261
@@ -44,6 +46,9 @@
 //! | `uac_from` | string | `"sip:foo@foo.bar"` |
 
 use smallvec::SmallVec;
+
+pub mod commands;
+pub use commands::TStats;
 
 use crate::script::env::{ActionResult, Env};
 use crate::script::ir::{Arg, Proto};
@@ -346,6 +351,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "transaction manager: stateful processing",
     config: None,
+    commands: commands::COMMANDS,
 };
 
 /// Timer values from tm's parameters (seconds, SER's units; see [`crate::txn::timer`]), resolved

@@ -8,6 +8,9 @@
 //! names are the `location` table's columns (`method_col` is accepted and unused, as in SER 0.8.11).
 //! Expired bindings are removed every `timer_interval` seconds (and never returned before that).
 //!
+//! Management commands (`ul_stats`, `ul_rm`, `ul_rm_contact`, `ul_dump`, `ul_flush`, `ul_add`,
+//! `ul_show_contact`): see [`commands`].
+//!
 //! | parameter | type | default |
 //! |---|---|---|
 //! | `user_col` | string | `"username"` |
@@ -25,6 +28,8 @@
 
 use crate::script::{ModuleDecl, ParamDecl};
 pub use crate::usrloc::UsrlocConfig;
+
+pub mod commands;
 
 pub use super::registrar::script_tables;
 
@@ -52,6 +57,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "in-memory user location table with optional database persistence",
     config: Some(resolve_config),
+    commands: commands::COMMANDS,
 };
 
 fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {

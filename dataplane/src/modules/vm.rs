@@ -43,4 +43,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "voicemail interface: hands transactions to a media server through its FIFO",
     config: None,
+    commands: &[],
 };
