@@ -5,7 +5,7 @@
 //! cannot parse a bare `;lr`). When the request leaves over another transport or address family
 //! (UDP↔TCP, IPv4↔IPv6), a second Record-Route naming the outbound side must sit above it, so that
 //! each side of the dialog reaches us over its own network. Only the forward path knows the outbound
-//! side, so `record_route` leaves a [`RecordRouted`] in [`Ctx::record_route`] and the forward path
+//! side, so `record_route` leaves a [`RecordRouted`] in its slot of [`Ctx::module_state`] and the forward path
 //! calls [`outbound_record_route`] on the message it is about to send. (The inbound header is
 //! placed so that a header inserted at the top lands above it: after the last header field when
 //! the request has no Record-Route, else just before its first one.)
@@ -89,7 +89,25 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     commands: &[],
 };
 
-pub use crate::script::ctx::RecordRouted;
+/// What `record_route()` recorded: the inbound side, for the forward path's second header. rr's
+/// slot of [`Ctx::module_state`]; the core forward paths (`forward`, `t_relay`) read it with
+/// [`RecordRouted::of`] when they write the outbound Record-Route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRouted {
+    /// The address the request arrived on (named in the inbound Record-Route).
+    pub inbound: SocketAddr,
+    /// Its transport.
+    pub proto: Proto,
+    /// `;lr=on` instead of `;lr`.
+    pub full_lr: bool,
+}
+
+impl RecordRouted {
+    /// What `record_route()` recorded for the request in `ctx`, if it was called.
+    pub fn of(ctx: &Ctx) -> Option<&RecordRouted> {
+        ctx.module_state.get::<RecordRouted>()
+    }
+}
 
 /// A Record-Route value naming `addr` over `proto`: `<sip:1.2.3.4:5060;transport=tcp;lr>`.
 pub fn rr_value(host: &[u8], port: u16, proto: Proto, full_lr: bool) -> SmallVec<[u8; 96]> {
@@ -139,7 +157,7 @@ fn resolve_config(program: &crate::script::ir::Program) -> crate::script::Module
 
 /// `record_route()`.
 fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    if ctx.record_route.is_some() {
+    if RecordRouted::of(ctx).is_some() {
         // Once per request: a second call would name the same hop twice.
         return ActionResult::Ret(1);
     }
@@ -172,7 +190,7 @@ fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult
         rr_value(&host_text(ctx.dst.ip()), ctx.dst.port(), ctx.proto, full_lr)
     };
     insert_inbound(&mut ctx.msg, &value);
-    ctx.record_route = Some(RecordRouted {
+    ctx.module_state.set(RecordRouted {
         inbound: ctx.dst,
         proto: ctx.proto,
         full_lr,

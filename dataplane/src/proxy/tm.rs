@@ -318,7 +318,7 @@ impl ShardEnv<'_> {
             if uri[..] != original_uri[..] && m.set_request_uri(&uri).is_err() {
                 continue;
             }
-            if let Some(rr) = &ctx.record_route {
+            if let Some(rr) = crate::modules::rr::RecordRouted::of(ctx) {
                 crate::modules::rr::outbound_record_route(
                     &mut m,
                     rr,
