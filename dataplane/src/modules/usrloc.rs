@@ -31,8 +31,6 @@ pub use crate::usrloc::UsrlocConfig;
 
 pub mod commands;
 
-pub use super::registrar::script_tables;
-
 /// Declaration of module `usrloc`.
 pub static MODULE: ModuleDecl = ModuleDecl {
     name: "usrloc",
@@ -118,7 +116,7 @@ pub fn start_jobs(program: &crate::script::ir::Program) -> Vec<(String, crate::o
     if !matches!(cfg.db_mode, 1 | 2) {
         return Vec::new();
     }
-    script_tables(program)
+    super::registrar::script_tables(program)
         .into_iter()
         .map(|t| {
             let job = cfg.select_job(&t, None);

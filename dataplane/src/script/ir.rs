@@ -122,6 +122,16 @@ impl Program {
     pub fn module(&self, id: ModuleId) -> Option<&LoadedModule> {
         self.modules.iter().find(|m| m.id == id)
     }
+    /// Every call of a function of module `id` in the script, in block order (what a module
+    /// resolves at load from its own calls, e.g. registrar's table names; not for the hot path).
+    pub fn calls_of(&self, id: ModuleId) -> impl Iterator<Item = &ModuleCall> + '_ {
+        self.routes.iter().flat_map(move |b| {
+            b.code.iter().filter_map(move |i| match i {
+                Insn::Call(c) if c.module == id => Some(c),
+                _ => None,
+            })
+        })
+    }
 }
 
 /// A loaded module and its parameter values.

@@ -493,11 +493,6 @@ impl UsrlocConfig {
     }
 }
 
-// What the script's `save`/`lookup` calls name, and what to load at start, are resolved by the
-// modules from the program (registrar knows its own calls): re-exported here for the callers of
-// the store.
-pub use crate::modules::usrloc::{script_tables, start_jobs};
-
 /// The key of an AOR in a table: `user` or `user@domain` (with `use_domain`), the domain always and
 /// the user unless `case_sensitive` lower-cased.
 pub fn aor_key(user: &[u8], domain: Option<&[u8]>, case_sensitive: bool) -> SmallVec<[u8; 64]> {
