@@ -104,6 +104,9 @@ pub struct Program {
     pub routes: Vec<RouteBlock>,
     /// `route{}` / `route[0]{}`, entered for every request; `None` if the script has none.
     pub main_route: Option<RouteId>,
+    /// The directory of the config file it was compiled from (`None`: compiled from text, or a
+    /// file in the working directory): where modules look for relative file names.
+    pub config_dir: Option<std::path::PathBuf>,
 }
 
 impl Program {
