@@ -89,9 +89,9 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     commands: &[],
 };
 
-/// What `record_route()` recorded: the inbound side, for the forward path's second header. rr's
-/// slot of [`Ctx::module_state`]; the core forward paths (`forward`, `t_relay`) read it with
-/// [`RecordRouted::of`] when they write the outbound Record-Route.
+/// What `record_route()` recorded: the inbound side, for the forward path's second header. The
+/// core forward paths (`forward`, `t_relay`) get it with [`RecordRouted::of`] when they write the
+/// outbound Record-Route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRouted {
     /// The address the request arrived on (named in the inbound Record-Route).
@@ -102,10 +102,21 @@ pub struct RecordRouted {
     pub full_lr: bool,
 }
 
+/// rr's slot of [`Ctx::module_state`]: `record_route()` ran for this request. Zero-sized, so
+/// the slot allocates nothing: what the forward path needs is the request's own inbound side
+/// and rr's settings.
+struct Recorded;
+
 impl RecordRouted {
-    /// What `record_route()` recorded for the request in `ctx`, if it was called.
-    pub fn of(ctx: &Ctx) -> Option<&RecordRouted> {
-        ctx.module_state.get::<RecordRouted>()
+    /// What `record_route()` recorded for the request in `ctx`, if it was called (`env`: the
+    /// settings of the program running it).
+    pub fn of(ctx: &Ctx, env: &dyn Env) -> Option<RecordRouted> {
+        ctx.module_state.get::<Recorded>()?;
+        Some(RecordRouted {
+            inbound: ctx.dst,
+            proto: ctx.proto,
+            full_lr: crate::script::config(env, RrConfig::resolve).full_lr,
+        })
     }
 }
 
@@ -157,7 +168,7 @@ fn resolve_config(program: &crate::script::ir::Program) -> crate::script::Module
 
 /// `record_route()`.
 fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    if RecordRouted::of(ctx).is_some() {
+    if ctx.module_state.get::<Recorded>().is_some() {
         // Once per request: a second call would name the same hop twice.
         return ActionResult::Ret(1);
     }
@@ -190,11 +201,7 @@ fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult
         rr_value(&host_text(ctx.dst.ip()), ctx.dst.port(), ctx.proto, full_lr)
     };
     insert_inbound(&mut ctx.msg, &value);
-    ctx.module_state.set(RecordRouted {
-        inbound: ctx.dst,
-        proto: ctx.proto,
-        full_lr,
-    });
+    ctx.module_state.set(Recorded);
     ActionResult::Ret(1)
 }
 

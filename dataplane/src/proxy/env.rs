@@ -369,8 +369,13 @@ impl Env for ShardEnv<'_> {
             };
         }
         let mut msg = ctx.msg.clone();
-        if let Some(rr) = crate::modules::rr::RecordRouted::of(ctx) {
-            crate::modules::rr::outbound_record_route(&mut msg, rr, local, to_ir_proto(dest.proto));
+        if let Some(rr) = crate::modules::rr::RecordRouted::of(ctx, self) {
+            crate::modules::rr::outbound_record_route(
+                &mut msg,
+                &rr,
+                local,
+                to_ir_proto(dest.proto),
+            );
         }
         forward::add_via(
             &mut msg,

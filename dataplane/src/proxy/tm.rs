@@ -274,6 +274,7 @@ impl ShardEnv<'_> {
         let now = self.now;
         let original_uri: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.original_uri());
         let failure_route = crate::modules::tm::TmState::of(ctx).failure_route.take();
+        let record_routed = crate::modules::rr::RecordRouted::of(ctx, self);
         // Our Via per destination family/transport; the message clone per branch shares the bytes.
         let mut sent = 0usize;
         for (uri, d) in dests {
@@ -300,7 +301,7 @@ impl ShardEnv<'_> {
             if uri[..] != original_uri[..] && m.set_request_uri(&uri).is_err() {
                 continue;
             }
-            if let Some(rr) = crate::modules::rr::RecordRouted::of(ctx) {
+            if let Some(rr) = &record_routed {
                 crate::modules::rr::outbound_record_route(
                     &mut m,
                     rr,
