@@ -153,16 +153,13 @@ pub fn run(
     Some(f(t, ctx, args))
 }
 
+/// tm's id in [`crate::modules::ALL`] (its place there, checked by a test): a constant, because
+/// the shard compares it on every module call.
+pub const ID: ModuleId = ModuleId(25);
+
 /// tm's id in [`crate::modules::ALL`].
 pub fn id() -> ModuleId {
-    static ID: std::sync::OnceLock<ModuleId> = std::sync::OnceLock::new();
-    *ID.get_or_init(|| {
-        let i = crate::modules::ALL
-            .iter()
-            .position(|m| std::ptr::eq(*m, &MODULE))
-            .unwrap_or(usize::MAX);
-        ModuleId(u16::try_from(i).unwrap_or(u16::MAX))
-    })
+    ID
 }
 
 /// What a tm function does where there is no transaction layer (tests, tools): fail.
