@@ -37,7 +37,8 @@
 //! - **State the shard owns** (tm's transaction table): the shard runs such a module's calls
 //!   itself from [`crate::script::Env::call`]; the interpreter never names the module.
 //! - **Shared state** (caches, stores): in [`crate::services::Services`], lock-free, read by every
-//!   shard.
+//!   shard; a module's own type there with [`crate::services::Services::store`] (pdt's prefix
+//!   table), never a new field.
 //!
 //! `permissions.rs` is a complete example written this way (settings with the files read at load,
 //! three call forms, no other file touched); CONTRIBUTING.md says the same for newcomers.
