@@ -67,7 +67,7 @@ fn main() {
             let msgs: Vec<(&[u8], SocketAddr)> = (0..n)
                 .map(|k| (reqs[(next + k) % reqs.len()].as_slice(), target))
                 .collect();
-            match sb.send(fd, &msgs) {
+            match sb.send(fd, &msgs, false) {
                 Ok(k) => {
                     next += k;
                     in_flight += k;

@@ -14,12 +14,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use controlplane::db::{Databases, DbService};
+use dataplane::modules::usrloc::start_jobs;
 use dataplane::offload::JobResult;
 use dataplane::proxy::server::Shared;
 use dataplane::ser_log;
 use dataplane::shard::log::{L_ERR, L_NOTICE};
 use dataplane::usrloc::time::now_unix;
-use dataplane::usrloc::{start_jobs, UsrlocConfig};
+use dataplane::usrloc::UsrlocConfig;
 
 /// How long start-up waits for the stored bindings.
 const LOAD_WAIT: Duration = Duration::from_secs(5);

@@ -75,15 +75,24 @@ fn serctl_fifo(server: &Path, cmd: &str, params: &[&str]) -> String {
     fifo_call(server, &reply, &req)
 }
 
+/// MIN_CFG with tm loaded: tm's commands (`t_uac_dlg`, `t_stats`, `t_hash`) are served only
+/// while a program that loads tm runs, as SER's tm registered them in its `mod_init`.
+fn tm_cfg() -> String {
+    format!("loadmodule \"tm.so\"\n{MIN_CFG}")
+}
+
 fn start_with_fifo() -> (Ser, PathBuf, u16) {
     let fifo = PathBuf::from("/tmp").join(unique("fifo"));
     let port = free_port("127.0.0.1");
-    let s = Ser::start(&[
-        "-i",
-        fifo.to_str().expect("utf8 path"),
-        "-l",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    let s = Ser::start_with_cfg(
+        &tm_cfg(),
+        &[
+            "-i",
+            fifo.to_str().expect("utf8 path"),
+            "-l",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
     (s, fifo, port)
 }
 
@@ -123,6 +132,75 @@ fn example_4_6_uptime_and_which() {
     for c in ["sl_stats", "reload", "stats"] {
         assert!(names.contains(&c), "{which}");
     }
+}
+
+/// A module's commands are served while the running program loads the module: `which` lists
+/// them then; otherwise a call is refused with one line naming the module. A reload that loads
+/// the module brings them in.
+#[test]
+fn module_commands_follow_the_loaded_modules() {
+    let fifo = PathBuf::from("/tmp").join(unique("fifo"));
+    let port = free_port("127.0.0.1");
+    let ser = Ser::start(&[
+        "-i",
+        fifo.to_str().unwrap(),
+        "-l",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let which = serctl_fifo(&fifo, "which", &[]);
+    let names: Vec<&str> = which.lines().collect();
+    assert!(names.contains(&"sl_stats"), "{which}");
+    for c in ["t_stats", "t_uac_dlg", "ul_stats", "ul_add", "auth_flush"] {
+        assert!(
+            !names.contains(&c),
+            "{c} listed without its module: {which}"
+        );
+    }
+    assert_eq!(
+        serctl_fifo(&fifo, "t_stats", &[]),
+        "500 command 't_stats' not available: module tm is not loaded\n"
+    );
+    assert_eq!(
+        serctl_fifo(&fifo, "ul_show_contact", &["location", "jiri"]),
+        "500 command 'ul_show_contact' not available: module usrloc is not loaded\n"
+    );
+    // The same file with tm, usrloc and registrar loaded, reloaded.
+    let text = format!(
+        "loadmodule \"tm.so\"\nloadmodule \"usrloc.so\"\nloadmodule \"registrar.so\"\n{}",
+        MIN_CFG.replace(
+            "route {",
+            "route {\n\tif (method == \"REGISTER\") { save(\"location\"); break; };"
+        )
+    );
+    std::fs::write(&ser.cfg, text).unwrap();
+    assert_eq!(
+        serctl_fifo(&fifo, "reload", &[]),
+        "200 configuration reloaded\n"
+    );
+    let which = serctl_fifo(&fifo, "which", &[]);
+    let names: Vec<&str> = which.lines().collect();
+    for c in [
+        "sl_stats",
+        "t_stats",
+        "t_hash",
+        "t_uac_dlg",
+        "ul_stats",
+        "ul_rm",
+        "ul_rm_contact",
+        "ul_dump",
+        "ul_flush",
+        "ul_add",
+        "ul_show_contact",
+    ] {
+        assert!(names.contains(&c), "{c} missing: {which}");
+    }
+    assert!(!names.contains(&"auth_flush"), "{which}");
+    let st = serctl_fifo(&fifo, "t_stats", &[]);
+    assert!(st.starts_with("200 ok\nCurrent: 0 (0 waiting)"), "{st}");
+    assert_eq!(
+        serctl_fifo(&fifo, "ul_show_contact", &["location", "jiri"]),
+        "404 AOR not found\n"
+    );
 }
 
 #[test]
@@ -386,7 +464,7 @@ fn t_uac_dlg_to_a_host_name() {
     let port = free_port("127.0.0.1");
     let ns = dns.addr().to_string();
     let _ser = net::Ser::start_with_env(
-        MIN_CFG,
+        &tm_cfg(),
         &[
             "-i",
             fifo.to_str().unwrap(),

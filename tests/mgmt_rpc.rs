@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use net::{free_port, request, udp_client, udp_exchange, Ser};
+use net::{free_port, request, udp_client, udp_exchange, Ser, MIN_CFG};
 use serde_json::{json, Value};
 
 fn tmp(tag: &str) -> PathBuf {
@@ -218,6 +218,37 @@ fn reload_over_jsonrpc_reports_errors_and_keeps_running() {
     assert!(ser.terminate(Duration::from_secs(10)).is_some());
     // The socket file goes away with the server.
     assert!(!sock.exists());
+}
+
+/// JSON-RPC serves a module's commands only while its module is loaded: otherwise "Method not
+/// found" with the reason; listed by `which` once a reload loads the module.
+#[test]
+fn module_methods_follow_the_loaded_modules() {
+    let sock = tmp("modules");
+    let sip = format!("127.0.0.1:{}", free_port("127.0.0.1"));
+    let ser = Ser::start(&["-l", &sip, &format!("--rpc-socket={}", sock.display())]);
+    let r = unix_rpc(&sock, "t_stats", json!([]));
+    assert_eq!(r["error"]["code"], json!(-32601), "{r}");
+    assert_eq!(
+        r["error"]["data"]["reason"],
+        json!("command 't_stats' not available: module tm is not loaded"),
+        "{r}"
+    );
+    let unknown = unix_rpc(&sock, "no_such_method", json!([]));
+    assert_eq!(unknown["error"]["code"], json!(-32601), "{unknown}");
+    assert!(unknown["error"]["data"].is_null(), "{unknown}");
+    std::fs::write(&ser.cfg, format!("loadmodule \"tm.so\"\n{MIN_CFG}")).unwrap();
+    assert!(unix_rpc(&sock, "reload", json!([]))["result"]["reloaded"].is_string());
+    let which = unix_rpc(&sock, "which", json!([]));
+    assert!(
+        which["result"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("t_stats")),
+        "{which}"
+    );
+    let r = unix_rpc(&sock, "t_stats", json!([]));
+    assert_eq!(r["result"]["current"], json!(0), "{r}");
 }
 
 #[test]

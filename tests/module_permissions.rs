@@ -247,3 +247,145 @@ fn missing_files_allow_everything() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// SER's `get_pathname`: relative allow/deny names — the defaults, a basename with its suffixes,
+/// an explicit pair — are read from the config file's directory, whatever ser's working
+/// directory is (here `/`, which has no such files).
+#[test]
+fn relative_file_names_are_read_next_to_the_config_file() {
+    use std::io::{BufRead, BufReader};
+    let d = dir("relative");
+    write(&d, "permissions.allow", "");
+    write(&d, "permissions.deny", "ALL : \"^sip:1900.*\"\n");
+    write(&d, "pair.allow", "");
+    write(&d, "pair.deny", "ALL : ALL EXCEPT \"^sip:pair-open@\"\n");
+    write(
+        &d,
+        "register.allow",
+        "\"^sip:alice@example\\.com$\" : ALL\n",
+    );
+    write(&d, "register.deny", "ALL : ALL\n");
+    // The test's config with every file name relative.
+    let text = cfg(&d)
+        .replace(&format!("{}/", d.display()), "")
+        .replace(
+            "modparam(\"permissions\", \"default_allow_file\", \"permissions.allow\")\n",
+            "",
+        )
+        .replace(
+            "modparam(\"permissions\", \"default_deny_file\", \"permissions.deny\")\n",
+            "",
+        );
+    assert!(!text.contains(&d.display().to_string()), "{text}");
+    assert!(
+        text.contains("allow_routing(\"pair.allow\", \"pair.deny\")"),
+        "{text}"
+    );
+    let file = d.join("ser.cfg");
+    std::fs::write(&file, text).unwrap();
+    let port = free_port("127.0.0.1");
+    let mut child = std::process::Command::new(ser_bin())
+        .current_dir("/")
+        .env(
+            "SER_DB_URL",
+            format!("sqlite://{}", d.join("ser.db").display()),
+        )
+        .arg("-f")
+        .arg(&file)
+        .args([
+            "-D",
+            "-E",
+            "-dd",
+            "-n",
+            "1",
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _ser = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("started")) {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => log.push(l),
+            Err(_) => panic!("ser did not start:\n{}", log.join("\n")),
+        }
+    }
+    let alice = "sip:alice@example.com";
+    // Default files (their default names are relative too).
+    assert_eq!(
+        ask(port, "OPTIONS", "sip:123@gw.example.com", alice, "", 30),
+        ALLOWED
+    );
+    assert_eq!(
+        ask(
+            port,
+            "OPTIONS",
+            "sip:19001234@gw.example.com",
+            alice,
+            "",
+            31
+        ),
+        FORBIDDEN
+    );
+    // An explicit pair.
+    assert_eq!(
+        ask(
+            port,
+            "OPTIONS",
+            "sip:pair-closed@gw.example.com",
+            alice,
+            "",
+            32
+        ),
+        FORBIDDEN
+    );
+    assert_eq!(
+        ask(
+            port,
+            "OPTIONS",
+            "sip:pair-open@gw.example.com",
+            alice,
+            "",
+            33
+        ),
+        ALLOWED
+    );
+    // A basename with the suffixes.
+    let reg = |from: &str, n| {
+        ask(
+            port,
+            "REGISTER",
+            "sip:example.com",
+            from,
+            "Contact: <sip:x@192.0.2.1>\r\n",
+            n,
+        )
+    };
+    assert_eq!(reg(alice, 34), "SIP/2.0 200 Registration allowed");
+    assert_eq!(
+        reg("sip:mallory@example.com", 35),
+        "SIP/2.0 403 Registration forbidden"
+    );
+    while let Ok(l) = rx.try_recv() {
+        log.push(l);
+    }
+    assert!(
+        !log.iter().any(|l| l.contains("does not exist")),
+        "{}",
+        log.join("\n")
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

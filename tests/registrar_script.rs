@@ -619,17 +619,17 @@ fn start_jobs_load_the_tables_the_script_uses() {
         "{MODULES}modparam(\"usrloc\", \"db_mode\", 2)\nroute {{ save(\"location\"); lookup(\"aliases\"); lookup(\"location\"); }}"
     ));
     assert_eq!(
-        dataplane::usrloc::script_tables(&env.program),
+        dataplane::modules::registrar::script_tables(&env.program),
         ["aliases", "location"]
     );
-    let jobs = dataplane::usrloc::start_jobs(&env.program);
+    let jobs = dataplane::modules::usrloc::start_jobs(&env.program);
     assert_eq!(jobs.len(), 2);
     assert!(
         matches!(&jobs[1], (t, Job::Db { table, keys, .. }) if t == "location" && table == "location" && keys.is_empty())
     );
     let env = RegEnv::new(&script(""));
     assert!(
-        dataplane::usrloc::start_jobs(&env.program).is_empty(),
+        dataplane::modules::usrloc::start_jobs(&env.program).is_empty(),
         "db_mode 0 loads nothing"
     );
 }
@@ -718,7 +718,7 @@ fn bindings_survive_a_restart_through_the_written_rows() {
         }
         // "Restart": a new server loads the table and finds the bindings.
         let mut env2 = RegEnv::new(&cfg_text);
-        let (table, job) = dataplane::usrloc::start_jobs(&env2.program).remove(0);
+        let (table, job) = dataplane::modules::usrloc::start_jobs(&env2.program).remove(0);
         let Job::Db { columns, .. } = job else {
             panic!()
         };

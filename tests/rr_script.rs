@@ -147,8 +147,8 @@ fn record_route_names_the_inbound_address_above_existing_ones() {
 #[test]
 fn two_record_routes_when_the_request_changes_transport_or_family() {
     for extra in ["", "Record-Route: <sip:p0.example.com;lr>\r\n"] {
-        let (mut ctx, _) = run(RR, request("sip:bob@example.com", extra), Proto::Udp);
-        let rr: RecordRouted = ctx.record_route.unwrap();
+        let (mut ctx, env) = run(RR, request("sip:bob@example.com", extra), Proto::Udp);
+        let rr: RecordRouted = RecordRouted::of(&ctx, &env).unwrap();
         // Same side out: nothing more.
         let mut same = ctx.msg.clone();
         assert!(!outbound_record_route(
@@ -183,8 +183,8 @@ fn two_record_routes_when_the_request_changes_transport_or_family() {
     }
     // The first header itself a Record-Route: the order still holds.
     let text = "INVITE sip:bob@example.com SIP/2.0\r\nRecord-Route: <sip:p0;lr>\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK-2\r\nTo: <sip:b@x>\r\nFrom: <sip:a@x>;tag=1\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
-    let (mut ctx, _) = run(RR, Message::parse(Bytes::from(text)).unwrap(), Proto::Udp);
-    let rr = ctx.record_route.unwrap();
+    let (mut ctx, env) = run(RR, Message::parse(Bytes::from(text)).unwrap(), Proto::Udp);
+    let rr = RecordRouted::of(&ctx, &env).unwrap();
     outbound_record_route(
         &mut ctx.msg,
         &rr,

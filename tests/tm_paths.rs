@@ -6,6 +6,8 @@
 //! silent UAS. The peers are plain sockets driven by the test, so every message is checked.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/dns_server.rs"]
+mod dns_server;
 #[path = "support/net.rs"]
 mod net;
 #[path = "support/peer.rs"]
@@ -941,4 +943,39 @@ fn memory_per_transaction() {
     );
     let _ = std::fs::remove_file(&fifo);
     assert!(live > 0);
+}
+
+// ------------------------------------------------------------------------------------ DNS
+
+/// `t_relay` to a host name not yet in the DNS cache: the script waits for the controlplane's
+/// answer (SER_NAMESERVER), the relay is redone, the UAS gets the INVITE and its 200 goes up.
+#[test]
+fn t_relay_to_a_name_waits_for_dns_then_relays() {
+    let uas = sock();
+    let uport = uas.local_addr().unwrap().port();
+    let zone = dns_server::Zone::new().a("uas.test", std::net::Ipv4Addr::LOCALHOST, 60);
+    let dns = dns_server::DnsServer::start(zone);
+    let port = free_port("127.0.0.1");
+    let cfg = format!(
+        "{TM}route {{\n rewritehostport(\"uas.test:{uport}\");\n if (!t_relay()) {{ sl_reply_error(); }};\n}}\n"
+    );
+    let ns = dns.addr().to_string();
+    let _ser = Ser::start_with_env(
+        &cfg,
+        &["-l", "127.0.0.1", "-p", &port.to_string()],
+        &[("SER_NAMESERVER", &ns)],
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = sock();
+    let inv = invite("sip:bob@example.com", &client, "rdns1");
+    client.send_to(inv.as_bytes(), addr).unwrap();
+    let (f, a) = recv_until(&uas, "INVITE", Duration::from_secs(3)).expect("the INVITE after DNS");
+    assert!(
+        f.starts_with(&format!("INVITE sip:bob@uas.test:{uport} SIP/2.0")),
+        "{f}"
+    );
+    uas.send_to(reply_to(&f, 200, "OK", "u1").as_bytes(), a)
+        .unwrap();
+    let (r, _) = recv_until(&client, "SIP/2.0 200", Duration::from_secs(2)).expect("the 200");
+    assert!(r.contains("CSeq: 1 INVITE"), "{r}");
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use dataplane::modules;
-use dataplane::script::env::{ActionResult, Env, ModuleFn, Target};
+use dataplane::script::env::{ActionResult, Env, Target};
 use dataplane::script::ir::{Arg, Program, Proto};
 use dataplane::script::{exec, Ctx, FunctionId, ModuleId, Myself, Outcome};
 use dataplane::wire::Message;
@@ -48,13 +48,19 @@ impl Env for NoopEnv {
     fn myself(&self) -> Option<&Myself> {
         Some(&self.myself)
     }
-    fn function(&self, m: ModuleId, f: FunctionId) -> Option<ModuleFn> {
+    fn call(
+        &mut self,
+        m: ModuleId,
+        f: FunctionId,
+        ctx: &mut Ctx,
+        args: &[dataplane::script::ir::Arg],
+    ) -> Option<ActionResult> {
         if !self.modules_ok {
             None
         } else if (m, f) == self.loose_route {
-            Some(fail)
+            Some(fail(ctx, self, args))
         } else {
-            Some(ok)
+            Some(ok(ctx, self, args))
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   group and domain caches, replay and failure tracking.
 //! - [`stats`]: per-shard traffic counters, summed on demand for management.
 //! - [`usrloc`]: the user location store (bindings per table and AOR) behind registrar.
+//! - [`command`]: the management commands modules export (FIFO, JSON-RPC) and what their
+//!   handlers reach.
 //! - [`offload`]: [`offload::Job`]s a script hands to the controlplane instead of blocking.
 //!
 //! - [`proxy`]: the stateless proxy's RFC 3261 decisions (pre-routing checks, Via handling,
@@ -17,6 +19,7 @@
 //! what to do. Only the shard event loop and the transports touch sockets.
 
 pub mod auth;
+pub mod command;
 pub mod dns;
 pub mod modules;
 pub mod offload;

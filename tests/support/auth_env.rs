@@ -166,8 +166,16 @@ impl Env for AuthEnv {
     fn now(&self) -> Instant {
         self.now
     }
-    fn function(&self, module: ModuleId, function: FunctionId) -> Option<ModuleFn> {
-        self.inner.function(module, function)
+    fn call(
+        &mut self,
+        module: ModuleId,
+        function: FunctionId,
+        ctx: &mut Ctx,
+        args: &[dataplane::script::ir::Arg],
+    ) -> Option<ActionResult> {
+        // The inner environment's fakes, run with this one (as the interpreter would).
+        let f = self.inner.bound_fake(module, function)?;
+        Some(f(ctx, self, args))
     }
     fn myself(&self) -> Option<&dataplane::script::Myself> {
         self.inner.myself()

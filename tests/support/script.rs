@@ -124,6 +124,14 @@ impl MockEnv {
         MockEnv::default()
     }
     /// Binds `f` as the implementation of the module function `name`.
+    /// The fake bound to `(module, function)`, else the catch-all one.
+    pub fn bound_fake(&self, module: ModuleId, function: FunctionId) -> Option<ModuleFn> {
+        self.fakes
+            .get(&(module, function))
+            .copied()
+            .or(self.fake_all)
+    }
+
     pub fn fake(mut self, name: &str, f: ModuleFn) -> MockEnv {
         let (m, fid) = find_function(name);
         self.fakes.insert((m, fid), f);
@@ -176,11 +184,15 @@ impl Env for MockEnv {
     fn now(&self) -> Instant {
         self.start
     }
-    fn function(&self, module: ModuleId, function: FunctionId) -> Option<ModuleFn> {
-        self.fakes
-            .get(&(module, function))
-            .copied()
-            .or(self.fake_all)
+    fn call(
+        &mut self,
+        module: ModuleId,
+        function: FunctionId,
+        ctx: &mut Ctx,
+        args: &[dataplane::script::ir::Arg],
+    ) -> Option<ActionResult> {
+        let f = self.bound_fake(module, function)?;
+        Some(f(ctx, self, args))
     }
     fn myself(&self) -> Option<&dataplane::script::Myself> {
         self.myself.as_ref()

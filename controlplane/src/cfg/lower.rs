@@ -195,6 +195,7 @@ pub(crate) fn lower(items: &[Item], sink: &mut Sink<'_>) -> Program {
         modules: l.loaded,
         routes,
         main_route,
+        config_dir: None,
     }
 }
 

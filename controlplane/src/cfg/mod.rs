@@ -41,7 +41,14 @@ pub struct Compiled {
 pub fn compile_file(path: &Path) -> Result<Compiled, Diagnostics> {
     let name = path.display().to_string();
     match std::fs::read(path) {
-        Ok(bytes) => compile_str(&name, &String::from_utf8_lossy(&bytes)),
+        Ok(bytes) => compile_str(&name, &String::from_utf8_lossy(&bytes)).map(|mut c| {
+            // Modules take relative file names from the config file's directory, as SER did.
+            c.program.config_dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf);
+            c
+        }),
         Err(e) => Err(Diagnostics {
             errors: vec![Diagnostic {
                 file: name,

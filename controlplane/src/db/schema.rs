@@ -1,5 +1,6 @@
 //! SER's database schema: every table the Admin Guide lists (§6.6) plus `domain` and `uri` (the
-//! domain and uri modules), with SER's table and column names so a database made by SER's
+//! domain and uri modules) and `pdt` (module pdt's prefix → domain pairs), with SER's table and
+//! column names so a database made by SER's
 //! `ser_mysql.sh` keeps working.
 //!
 //! The column set is the union of SER 0.8.11's and the SER 0.9 `ser_mysql.sh` that followed it
@@ -298,6 +299,12 @@ pub const TABLES: &[Table] = &[
             d("last_modified", DateTime, NO_DATE),
         ],
         key: &["domain"],
+    },
+    Table {
+        name: "pdt",
+        version: 1,
+        columns: &[d("prefix", Str(32), ""), d("domain", Str(128), "")],
+        key: &["prefix"],
     },
     Table {
         name: "uri",

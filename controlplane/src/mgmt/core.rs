@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{bad_params, Registry, Reply};
+use super::{Registry, Reply};
 
 /// What the core commands report about the running server.
 #[derive(Clone)]
@@ -143,23 +143,7 @@ pub fn register(reg: &mut Registry, info: ServerInfo) -> Result<(), String> {
     Ok(())
 }
 
-/// `n` as a number parameter, or a 400 naming the parameter.
-pub fn number_param<T: std::str::FromStr>(p: &[String], i: usize, what: &str) -> Result<T, Reply> {
-    let v = p
-        .get(i)
-        .ok_or_else(|| bad_params(format!("missing parameter: {what}")))?;
-    v.trim()
-        .parse()
-        .map_err(|_| bad_params(format!("bad {what}: '{v}'")))
-}
-
-/// Parameter `i` (a non-empty line), or a 400 naming it.
-pub fn text_param<'a>(p: &'a [String], i: usize, what: &str) -> Result<&'a str, Reply> {
-    match p.get(i).map(|s| s.trim()) {
-        Some(s) if !s.is_empty() => Ok(s),
-        _ => Err(bad_params(format!("missing parameter: {what}"))),
-    }
-}
+pub use dataplane::command::{number_param, text_param};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -29,7 +29,7 @@ use dataplane::ser_log;
 use dataplane::shard::log::{L_DBG, L_ERR, L_INFO, L_WARN};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-use super::{not_available, Framing, Registry};
+use super::{Framing, Registry};
 
 /// Longest request line accepted (SER: `MAX_FIFO_COMMAND`/`BUF_SIZE`-sized buffers).
 pub const MAX_LINE: usize = 8192;
@@ -316,9 +316,9 @@ pub async fn serve(path: PathBuf, registry: Arc<Registry>) -> io::Result<()> {
                 let registry = Arc::clone(&registry);
                 tokio::spawn(async move {
                     ser_log!(L_DBG, "fifo: command {}", req.command);
-                    let reply = if registry.lookup(&req.command).is_none() {
+                    let reply = if let Some(refused) = registry.refusal(&req.command) {
                         ser_log!(L_ERR, "fifo: command {} is not available", req.command);
-                        not_available(&req.command)
+                        refused
                     } else {
                         registry.call(&req.command, req.params).await
                     };

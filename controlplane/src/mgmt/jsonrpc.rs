@@ -70,8 +70,10 @@ pub async fn handle_one(reg: &Registry, req: &Value) -> Option<Value> {
             None,
         ));
     };
-    let response = if reg.lookup(method).is_none() {
-        error(reply_id, -32601, "Method not found", None)
+    let response = if let Some(refused) = reg.refusal(method) {
+        // A module command whose module is not loaded says so in `data`.
+        let why = (reg.lookup(method).is_some()).then(|| json!({"reason": refused.reason}));
+        error(reply_id, -32601, "Method not found", why)
     } else {
         let r = reg.call(method, params).await;
         if r.is_success() {

@@ -28,7 +28,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry as PromRegistry;
 
-use super::format::TStats;
+use dataplane::modules::tm::TStats;
 
 type Getter<T> = Option<Arc<dyn Fn() -> T + Send + Sync>>;
 

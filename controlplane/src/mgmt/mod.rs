@@ -9,8 +9,10 @@
 //! - [`http`]: axum server with `POST /rpc`, `GET /metrics` (Prometheus text), `/health`, `/ready`;
 //!   bound to loopback unless configured, and then only with a bearer token.
 //! - [`core`]: the core command set (ps, which, arg, pwd, version, uptime, print).
-//! - [`format`]: the module commands' output shapes (t_stats, t_hash, ul_*, sl_stats) as pure
-//!   functions over plain structs, and the `t_uac_dlg` parameter parser.
+//! - Module commands (t_stats, ul_*, sl_stats…) are declared by the modules
+//!   ([`dataplane::command::CommandDecl`] in their `ModuleDecl`) and registered with
+//!   [`Registry::register_module`]: served, and listed by `which`, only while the running program
+//!   loads their module.
 //!
 //! Invariants: the registry is built before the front ends start and never changes afterwards
 //! (shared as `Arc<Registry>`); handlers never run on a shard; a sync handler runs on tokio's
@@ -19,97 +21,17 @@
 
 pub mod core;
 pub mod fifo;
-pub mod format;
 pub mod http;
 pub mod jsonrpc;
 pub mod metrics;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use dataplane::command::{CommandDecl, Handler as ModuleHandler, Host};
+use serde_json::json;
 
-/// A command's answer, as SER's FIFO server gave it: a status line and body lines.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    /// 200..299 is success (SER's convention, like SIP).
-    pub code: u16,
-    pub reason: String,
-    /// Body lines, without line ends.
-    pub body: Vec<String>,
-    /// The same data for JSON-RPC, when the command has a structured form; otherwise JSON-RPC
-    /// returns the body lines.
-    pub data: Option<Value>,
-}
+pub use dataplane::command::{bad_params, not_available, Framing, Reply, ReplyFuture};
 
-impl Reply {
-    /// `200 ok` with these body lines.
-    pub fn ok(body: Vec<String>) -> Reply {
-        Reply {
-            code: 200,
-            reason: "ok".into(),
-            body,
-            data: None,
-        }
-    }
-
-    /// An error (or any status) without body.
-    pub fn status(code: u16, reason: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            reason: reason.into(),
-            body: Vec::new(),
-            data: None,
-        }
-    }
-
-    /// Adds the structured form for JSON-RPC.
-    pub fn with_data(mut self, data: Value) -> Reply {
-        self.data = Some(data);
-        self
-    }
-
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// The reply as the FIFO server writes it: `"<code> <reason>\n"` then each body line + `\n`.
-    pub fn to_fifo(&self) -> String {
-        let mut s = format!("{} {}\n", self.code, self.reason);
-        for l in &self.body {
-            s.push_str(l);
-            s.push('\n');
-        }
-        s
-    }
-
-    /// The JSON-RPC `result` of a successful reply.
-    pub fn to_json(&self) -> Value {
-        match &self.data {
-            Some(d) => d.clone(),
-            None => json!(self.body),
-        }
-    }
-}
-
-/// How a command's parameters are delimited in a FIFO request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// One parameter per line, up to the empty line that ends every request.
-    Lines,
-    /// `t_uac_dlg`: method, request URI, outbound proxy (or `.`), header lines ended by `.` (or an
-    /// empty line), body lines ended by `.`. The handler gets the three lines, the header lines,
-    /// a `.` line, then the body lines.
-    UacDlg,
-    /// `t_reply` (and SER vm's `vm_reply`): code, reason, `hash:label`, To tag, then header lines
-    /// and body lines as for [`Framing::UacDlg`] (the handler gets the four lines, the header
-    /// lines, a `.` line, then the body lines).
-    TReply,
-}
-
-/// Future returned by an async handler.
-pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 type SyncFn = dyn Fn(&[String]) -> Reply + Send + Sync;
 type AsyncFn = dyn Fn(Vec<String>) -> ReplyFuture + Send + Sync;
 
@@ -127,23 +49,19 @@ pub struct Command {
     /// One line for `help`-style listings (JSON-RPC `system.listMethods` callers).
     pub help: &'static str,
     pub framing: Framing,
+    /// The module that exports it (`None`: the core's and the integrator's own).
+    pub module: Option<&'static str>,
     handler: Handler,
 }
+
+/// Whether a module is loaded by the running program (asked per request: a reload may change it).
+pub type LoadedFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The commands every front end serves.
 #[derive(Clone, Default)]
 pub struct Registry {
     commands: Vec<Command>,
-}
-
-/// The reply to an unknown command, exactly as SER 0.8.11 wrote it.
-pub fn not_available(name: &str) -> Reply {
-    Reply::status(500, format!("command '{name}' not available"))
-}
-
-/// `400` for a bad parameter list (missing lines, a bad number).
-pub fn bad_params(what: impl Into<String>) -> Reply {
-    Reply::status(400, what)
+    loaded: Option<LoadedFn>,
 }
 
 impl Registry {
@@ -189,6 +107,7 @@ impl Registry {
             name,
             help,
             framing,
+            module: None,
             handler: Handler::Sync(Arc::new(f)),
         })
     }
@@ -208,6 +127,7 @@ impl Registry {
             name,
             help,
             framing,
+            module: None,
             handler: Handler::Async(Arc::new(f)),
         })
     }
@@ -218,8 +138,66 @@ impl Registry {
             name: "which",
             help: "list available commands",
             framing: Framing::Lines,
+            module: None,
             handler: Handler::Which,
         })
+    }
+
+    /// Registers the commands `module` declares, answered with `host`. They are served only while
+    /// `loaded(module)` says the running program loads it (see [`Registry::set_loaded`]), as SER
+    /// registered a module's FIFO commands in its `mod_init`.
+    pub fn register_module(
+        &mut self,
+        module: &'static str,
+        commands: &'static [CommandDecl],
+        host: &Arc<dyn Host>,
+    ) -> Result<(), String> {
+        for c in commands {
+            let h = Arc::clone(host);
+            let handler = match c.handler {
+                ModuleHandler::Sync(f) => Handler::Sync(Arc::new(move |p: &[String]| f(&*h, p))),
+                ModuleHandler::Async(f) => {
+                    Handler::Async(Arc::new(move |p: Vec<String>| f(Arc::clone(&h), p)))
+                }
+            };
+            self.add(Command {
+                name: c.name,
+                help: c.help,
+                framing: c.framing,
+                module: Some(module),
+                handler,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// How to tell whether a module is loaded now (without it, every module command is served).
+    pub fn set_loaded(&mut self, loaded: LoadedFn) {
+        self.loaded = Some(loaded);
+    }
+
+    fn is_served(&self, c: &Command) -> bool {
+        match (c.module, &self.loaded) {
+            (Some(m), Some(loaded)) => loaded(m),
+            _ => true,
+        }
+    }
+
+    /// `None` when `name` can be called now; otherwise the one-line refusal: SER's
+    /// `500 command 'x' not available`, naming the module when it is one whose module the
+    /// running program does not load.
+    pub fn refusal(&self, name: &str) -> Option<Reply> {
+        match self.lookup(name) {
+            None => Some(not_available(name)),
+            Some(c) if !self.is_served(c) => Some(Reply::status(
+                500,
+                format!(
+                    "command '{name}' not available: module {} is not loaded",
+                    c.module.unwrap_or("?")
+                ),
+            )),
+            Some(_) => None,
+        }
     }
 
     /// The command called `name` (any case).
@@ -230,14 +208,15 @@ impl Registry {
     }
 
     /// Command names as `which` lists them: the last registered first, as SER's list did (so the
-    /// core set ends the list: `ps`, `which`, `arg`, `pwd`, `version`, `uptime`, `print`).
+    /// core set ends the list: `ps`, `which`, `arg`, `pwd`, `version`, `uptime`, `print`); module
+    /// commands only while their module is loaded.
     pub fn names(&self) -> Vec<&'static str> {
-        self.commands.iter().rev().map(|c| c.name).collect()
+        self.commands().map(|c| c.name).collect()
     }
 
-    /// The commands, in `which` order.
+    /// The commands served now, in `which` order.
     pub fn commands(&self) -> impl Iterator<Item = &Command> {
-        self.commands.iter().rev()
+        self.commands.iter().rev().filter(|c| self.is_served(c))
     }
 
     /// How the FIFO reads `name`'s parameters (unknown commands: lines).
@@ -245,9 +224,13 @@ impl Registry {
         self.lookup(name).map_or(Framing::Lines, |c| c.framing)
     }
 
-    /// Runs `name` with `params`. Unknown: `500 command 'x' not available`. A sync handler runs
-    /// on the blocking pool when called inside a tokio runtime.
+    /// Runs `name` with `params`. Unknown, or its module not loaded: the one-line
+    /// [`Registry::refusal`]. A sync handler runs on the blocking pool when called inside a tokio
+    /// runtime.
     pub async fn call(&self, name: &str, params: Vec<String>) -> Reply {
+        if let Some(r) = self.refusal(name) {
+            return r;
+        }
         let Some(c) = self.lookup(name) else {
             return not_available(name);
         };
@@ -274,6 +257,7 @@ impl Registry {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     fn block<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()

@@ -151,13 +151,14 @@ impl AuthState {
 }
 
 /// Wall-clock seconds for the shard time `now`: nonces carry absolute expiries, so that another
-/// server (or this one after a restart) can check them. Anchored once to the system clock, then
-/// advanced by the monotonic clock the shard hands out (virtual time in tests).
+/// server (or this one after a restart) can check them. The first shard time asked about is
+/// anchored to the system clock, later ones advance from it by the monotonic clock the shard hands
+/// out (virtual time in tests); the clock itself is read only by the shard.
 pub fn unix_now(now: Instant) -> u64 {
     static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
     let &(bi, bs) = BASE.get_or_init(|| {
         (
-            Instant::now(),
+            now,
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

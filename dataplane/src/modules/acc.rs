@@ -123,6 +123,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
     doc: "call accounting (syslog, optionally SQL and RADIUS)",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 /// SER 0.8.11's default `log_fmt`.

@@ -263,4 +263,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     ],
     doc: "digest authentication core: challenges and nonces",
     config: Some(resolve_config),
+    commands: &[],
 };

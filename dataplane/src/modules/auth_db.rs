@@ -40,6 +40,10 @@
 //! | `use_rpid` | int | `0` | accepted, no effect (Remote-Party-ID is not read) |
 //! | `cache_ttl` | int | `60` | (addition) seconds a subscriber row is cached (0: ask the DB every time) |
 //!
+//! | command | parameters | what |
+//! |---|---|---|
+//! | `auth_flush` | none, or user and domain | (addition) forget cached credentials (of one user, or all) |
+//!
 //! SHA-256 needs the plain password (`calculate_ha1`) or a 64-character SHA-256 HA1 stored in
 //! the HA1 columns; a stored MD5 HA1 (32 characters) only answers MD5.
 //!
@@ -49,6 +53,7 @@ use crate::auth::cache::{self, Secret, NEGATIVE_TTL};
 use crate::auth::digest::{self, Algorithm, Qop, ResponseInput};
 use crate::auth::nonce::NonceState;
 use crate::auth::{default_realm, split_username, str_arg, unix_now, AuthKind, Realm};
+use crate::command::{CommandDecl, Host, Reply};
 use crate::offload::{Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
@@ -471,4 +476,30 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "database digest authentication",
     config: Some(resolve_config),
+    commands: &[CommandDecl::sync(
+        "auth_flush",
+        "nothing, or user and domain",
+        "forget cached credentials: of one user (user, domain) or all",
+        auth_flush,
+    )],
 };
+
+/// `auth_flush` (a ser command; serctl's `passwd` calls it): the cached credentials of one user, or
+/// every credential, group and domain cache entry, are forgotten.
+fn auth_flush(host: &dyn Host, p: &[String]) -> Reply {
+    let auth = &host.shared().services.auth;
+    match p {
+        [] => {
+            auth.invalidate_all();
+            Reply::status(200, "credential, group and domain caches flushed")
+        }
+        [user, domain] => {
+            auth.credentials_changed(user, domain);
+            Reply::status(
+                200,
+                format!("cached credentials of {user}@{domain} flushed"),
+            )
+        }
+        _ => Reply::status(400, "auth_flush: give no parameter or user and domain"),
+    }
+}

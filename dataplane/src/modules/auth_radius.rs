@@ -46,4 +46,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "RADIUS digest authentication",
     config: None,
+    commands: &[],
 };

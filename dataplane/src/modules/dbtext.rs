@@ -18,4 +18,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "flat-text-file database back-end",
     config: None,
+    commands: &[],
 };

@@ -225,4 +225,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "served-domain checks",
     config: Some(resolve_config),
+    commands: &[],
 };

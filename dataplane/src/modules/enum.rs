@@ -39,4 +39,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "ENUM: E.164 number resolution",
     config: None,
+    commands: &[],
 };

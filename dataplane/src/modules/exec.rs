@@ -77,6 +77,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "execute external programs",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 /// exec's settings, resolved once per loaded program.

@@ -207,4 +207,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "group membership checks in the database",
     config: Some(resolve_config),
+    commands: &[],
 };

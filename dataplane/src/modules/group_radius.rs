@@ -36,4 +36,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "group membership checks via RADIUS",
     config: None,
+    commands: &[],
 };

@@ -86,4 +86,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "SIMPLE-Jabber gateway",
     config: None,
+    commands: &[],
 };

@@ -52,4 +52,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "NAT traversal utility: SDP and Contact mangling (experimental)",
     config: None,
+    commands: &[],
 };

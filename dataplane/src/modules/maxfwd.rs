@@ -48,6 +48,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "Max-Forwards checking",
     config: None,
+    commands: &[],
 };
 
 /// What [`process_max_forwards`] did.

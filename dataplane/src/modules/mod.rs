@@ -28,8 +28,17 @@
 //!   inside, and the state survives suspensions.
 //! - **Suspension**: `ctx.suspend_with(job, resume)`; `resume` gets the call's own arguments
 //!   and the job's result.
+//! - **Management commands** (FIFO and JSON-RPC): `commands: &[CommandDecl]` in its
+//!   `ModuleDecl` ([`crate::command::CommandDecl`]: name, parameter lines, help line, handler).
+//!   A handler gets the parameter lines and a [`crate::command::Host`] (the shards' shared
+//!   state, a blocking `db_job` — handlers run on a management thread, never a shard) and
+//!   returns a [`crate::command::Reply`]. They are served, and listed by `which`, only while the
+//!   running program loads the module, as SER's modules registered theirs in `mod_init`.
+//! - **State the shard owns** (tm's transaction table): the shard runs such a module's calls
+//!   itself from [`crate::script::Env::call`]; the interpreter never names the module.
 //! - **Shared state** (caches, stores): in [`crate::services::Services`], lock-free, read by every
-//!   shard.
+//!   shard; a module's own type there with [`crate::services::Services::store`] (pdt's prefix
+//!   table), never a new field.
 //! - **Transaction completion** (accounting and the like): one line `(&x::MODULE, x::on_complete)`
 //!   in [`COMPLETION_HOOKS`]; while `x` is loaded, every stateful transaction reports its final
 //!   outcome to the hook ([`crate::script::Completion`], after any failure_route). The hook runs

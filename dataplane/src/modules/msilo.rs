@@ -53,4 +53,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "message silo: stores undelivered instant messages",
     config: None,
+    commands: &[],
 };

@@ -22,4 +22,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "MySQL database back-end",
     config: None,
+    commands: &[],
 };

@@ -68,4 +68,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "NAT traversal helper for symmetric phones (experimental)",
     config: None,
+    commands: &[],
 };

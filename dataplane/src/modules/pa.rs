@@ -38,4 +38,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "presence agent",
     config: None,
+    commands: &[],
 };

@@ -39,11 +39,12 @@
 //! and every pair a call in the script names. A file that does not exist is empty (SER did the
 //! same). A file with a syntax error is logged with `path:line:col` and makes every check that
 //! uses it fail (false): an access list that cannot be read is not read as "allow". Relative
-//! file names are taken from ser's working directory (`-w`; `/` for a daemon), not from the
-//! config file's directory as SER did: give absolute paths.
+//! file names (also `basename` + suffix) are taken from the config file's directory, as SER
+//! did.
 
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::script::env::{level, ActionResult, Env};
@@ -87,6 +88,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "access control lists (allow/deny files)",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 // ------------------------------------------------------------------------------------- rules
@@ -158,10 +160,15 @@ struct FilePair {
 }
 
 impl FilePair {
-    fn load(allow: &str, deny: &str) -> FilePair {
+    /// Reads `allow` and `deny`, relative names from `dir` (the config file's directory).
+    fn load(dir: Option<&Path>, allow: &str, deny: &str) -> FilePair {
+        let path = |name: &str| match dir {
+            Some(d) if !Path::new(name).is_absolute() => d.join(name).display().to_string(),
+            _ => name.to_string(),
+        };
         FilePair {
-            allow: RuleFile::load(allow),
-            deny: RuleFile::load(deny),
+            allow: RuleFile::load(&path(allow)),
+            deny: RuleFile::load(&path(deny)),
         }
     }
 
@@ -343,6 +350,8 @@ pub struct PermissionsConfig {
     check_all_branches: bool,
     allow_suffix: String,
     deny_suffix: String,
+    /// Where relative file names are read from (the config file's directory).
+    dir: Option<PathBuf>,
     default: FilePair,
     /// The pairs the script's calls name, by the call's arguments.
     named: Vec<(String, Option<String>, Arc<FilePair>)>,
@@ -353,6 +362,7 @@ impl PermissionsConfig {
     pub fn resolve(program: Option<&Program>) -> PermissionsConfig {
         let param = |name| super::param(program, &MODULE, name);
         let text = |name, d: &str| param(name).and_then(|p| p.str()).unwrap_or(d).to_owned();
+        let dir = program.and_then(|p| p.config_dir.clone());
         let mut cfg = PermissionsConfig {
             check_all_branches: param("check_all_branches")
                 .and_then(|p| p.int())
@@ -361,10 +371,12 @@ impl PermissionsConfig {
             allow_suffix: text("allow_suffix", ".allow"),
             deny_suffix: text("deny_suffix", ".deny"),
             default: FilePair::load(
+                dir.as_deref(),
                 &text("default_allow_file", "permissions.allow"),
                 &text("default_deny_file", "permissions.deny"),
             ),
             named: Vec::new(),
+            dir,
         };
         let Some(program) = program else { return cfg };
         for block in &program.routes {
@@ -379,8 +391,9 @@ impl PermissionsConfig {
                     continue;
                 }
                 let pair = match b {
-                    Some(deny) => FilePair::load(a, deny),
+                    Some(deny) => FilePair::load(cfg.dir.as_deref(), a, deny),
                     None => FilePair::load(
+                        cfg.dir.as_deref(),
                         &format!("{a}{}", cfg.allow_suffix),
                         &format!("{a}{}", cfg.deny_suffix),
                     ),
@@ -429,8 +442,9 @@ fn pair_of<'c>(cfg: &'c PermissionsConfig, args: &[Arg]) -> std::borrow::Cow<'c,
             match cfg.find(a, b) {
                 Some(p) => std::borrow::Cow::Borrowed(p),
                 None => std::borrow::Cow::Owned(match b {
-                    Some(d) => FilePair::load(a, d),
+                    Some(d) => FilePair::load(cfg.dir.as_deref(), a, d),
                     None => FilePair::load(
+                        cfg.dir.as_deref(),
                         &format!("{a}{}", cfg.allow_suffix),
                         &format!("{a}{}", cfg.deny_suffix),
                     ),

@@ -18,4 +18,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "PostgreSQL database back-end (experimental)",
     config: None,
+    commands: &[],
 };

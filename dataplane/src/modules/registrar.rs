@@ -90,6 +90,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "registrar (save, lookup) on top of usrloc",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 /// The registrar's parameters for one call.
@@ -147,23 +148,14 @@ fn resolve_config(program: &crate::script::ir::Program) -> crate::script::Module
 /// The location tables the script names in `save`/`lookup` calls (what usrloc loads at start and
 /// management lists), sorted. Read from the program's calls of this module's functions, once.
 pub fn script_tables(program: &crate::script::ir::Program) -> Vec<String> {
-    let Some(reg) = crate::modules::ALL
-        .iter()
-        .position(|m| std::ptr::eq(*m, &MODULE))
-    else {
+    let Some((id, _)) = crate::modules::by_name(MODULE.name) else {
         return Vec::new();
     };
     let mut out: Vec<String> = Vec::new();
-    for block in &program.routes {
-        for insn in &block.code {
-            if let crate::script::ir::Insn::Call(c) = insn {
-                if usize::from(c.module.0) == reg {
-                    if let Some(crate::script::ir::Arg::Str(t)) = c.args.first() {
-                        if !out.contains(t) {
-                            out.push(t.clone());
-                        }
-                    }
-                }
+    for c in program.calls_of(id) {
+        if let Some(crate::script::ir::Arg::Str(t)) = c.args.first() {
+            if !out.contains(t) {
+                out.push(t.clone());
             }
         }
     }

@@ -5,7 +5,7 @@
 //! cannot parse a bare `;lr`). When the request leaves over another transport or address family
 //! (UDP↔TCP, IPv4↔IPv6), a second Record-Route naming the outbound side must sit above it, so that
 //! each side of the dialog reaches us over its own network. Only the forward path knows the outbound
-//! side, so `record_route` leaves a [`RecordRouted`] in [`Ctx::record_route`] and the forward path
+//! side, so `record_route` leaves a [`RecordRouted`] in its slot of [`Ctx::module_state`] and the forward path
 //! calls [`outbound_record_route`] on the message it is about to send. (The inbound header is
 //! placed so that a header inserted at the top lands above it: after the last header field when
 //! the request has no Record-Route, else just before its first one.)
@@ -86,9 +86,39 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "record routing (strict and loose)",
     config: Some(resolve_config),
+    commands: &[],
 };
 
-pub use crate::script::ctx::RecordRouted;
+/// What `record_route()` recorded: the inbound side, for the forward path's second header. The
+/// core forward paths (`forward`, `t_relay`) get it with [`RecordRouted::of`] when they write the
+/// outbound Record-Route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRouted {
+    /// The address the request arrived on (named in the inbound Record-Route).
+    pub inbound: SocketAddr,
+    /// Its transport.
+    pub proto: Proto,
+    /// `;lr=on` instead of `;lr`.
+    pub full_lr: bool,
+}
+
+/// rr's slot of [`Ctx::module_state`]: `record_route()` ran for this request. Zero-sized, so
+/// the slot allocates nothing: what the forward path needs is the request's own inbound side
+/// and rr's settings.
+struct Recorded;
+
+impl RecordRouted {
+    /// What `record_route()` recorded for the request in `ctx`, if it was called (`env`: the
+    /// settings of the program running it).
+    pub fn of(ctx: &Ctx, env: &dyn Env) -> Option<RecordRouted> {
+        ctx.module_state.get::<Recorded>()?;
+        Some(RecordRouted {
+            inbound: ctx.dst,
+            proto: ctx.proto,
+            full_lr: crate::script::config(env, RrConfig::resolve).full_lr,
+        })
+    }
+}
 
 /// A Record-Route value naming `addr` over `proto`: `<sip:1.2.3.4:5060;transport=tcp;lr>`.
 pub fn rr_value(host: &[u8], port: u16, proto: Proto, full_lr: bool) -> SmallVec<[u8; 96]> {
@@ -138,7 +168,7 @@ fn resolve_config(program: &crate::script::ir::Program) -> crate::script::Module
 
 /// `record_route()`.
 fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    if ctx.record_route.is_some() {
+    if ctx.module_state.get::<Recorded>().is_some() {
         // Once per request: a second call would name the same hop twice.
         return ActionResult::Ret(1);
     }
@@ -171,11 +201,7 @@ fn record_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult
         rr_value(&host_text(ctx.dst.ip()), ctx.dst.port(), ctx.proto, full_lr)
     };
     insert_inbound(&mut ctx.msg, &value);
-    ctx.record_route = Some(RecordRouted {
-        inbound: ctx.dst,
-        proto: ctx.proto,
-        full_lr,
-    });
+    ctx.module_state.set(Recorded);
     ActionResult::Ret(1)
 }
 

@@ -55,4 +55,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "SIMPLE/SMS gateway (needs GSM modems)",
     config: None,
+    commands: &[],
 };

@@ -86,6 +86,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "text operations on the message",
     config: None,
+    commands: &[],
 };
 
 fn bad_args(ctx: &Ctx, env: &mut dyn Env, name: &str) -> ActionResult {

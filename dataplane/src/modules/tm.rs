@@ -1,8 +1,10 @@
 //! Script module `tm`: transaction manager: stateful processing.
 //!
 //! The functions are thin: each turns its arguments into a call on the shard's transaction layer
-//! ([`Transactions`], reached through [`Env::tm`]; the shard owns the transaction table, see
-//! [`crate::proxy::tm`]). Where there is none (tests, tools) they fail (-1).
+//! ([`Transactions`]; the shard owns the transaction table and runs them with [`run`] from its
+//! [`Env::call`], see [`crate::proxy::tm`]). Where there is none (tests, tools) they fail (-1).
+//!
+//! Management commands (`t_stats`, `t_hash`, `t_uac_dlg`): see [`commands`].
 //!
 //! Timer parameters are seconds, as in SER. `retr_timer1p1` and `retr_timer2` set RFC 3261's T1
 //! and T2 when given (unset: 500 ms and 4 s, RFC 3261 Table 4 — SER's 1 s granularity made its T1
@@ -45,14 +47,60 @@
 
 use smallvec::SmallVec;
 
+pub mod commands;
+pub use commands::TStats;
+
+use crate::offload::JobResult;
 use crate::script::env::{ActionResult, Env};
 use crate::script::ir::{Arg, Proto};
 use crate::script::{
-    ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, ParamDefault, ParamType, Renamed,
-    RouteKinds,
+    ArgKind::*, Ctx, FunctionDecl, FunctionId, ModuleDecl, ModuleId, ParamDecl, ParamDefault,
+    ParamType, Renamed, RouteKinds,
 };
 
-pub use crate::script::env::{Relay, Transactions};
+/// What a stateful forward does (`t_relay`, `t_relay_to_*`, `t_forward_nonack*`, `t_replicate*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relay {
+    /// An explicit next hop (host, port) instead of the destination set.
+    pub to: Option<(smallvec::SmallVec<[u8; 64]>, u16)>,
+    /// Transport forced by the function name.
+    pub proto: Option<Proto>,
+    /// `t_replicate*`: replies stay here (the script answered the request itself).
+    pub replicate: bool,
+    /// `t_forward_nonack*`: an ACK is an error.
+    pub non_ack: bool,
+    /// Set when the call is redone after a DNS answer (a second miss is a failure, not a loop).
+    pub after_dns: bool,
+}
+
+/// The transaction layer tm's functions run on (the shard implements it over its transaction
+/// table and runs them through [`Env::call`] with [`run`]). Each returns what the script sees (`Ret(0)` ends the script: a
+/// retransmission was absorbed).
+pub trait Transactions {
+    /// `t_newtran`.
+    fn t_newtran(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_relay` and friends.
+    fn t_relay(&mut self, ctx: &mut Ctx, how: &Relay) -> ActionResult;
+    /// `t_reply(code, reason)`.
+    fn t_reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult;
+    /// `t_lookup_request`.
+    fn t_lookup_request(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_retransmit_reply`.
+    fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// `t_release`.
+    fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult;
+    /// The `hash:label` naming the transaction of `ctx` outside ser (SER's `t_get_trans_ident`:
+    /// what the FIFO's `t_reply` takes). Default: none.
+    fn trans_id(&self, _ctx: &Ctx) -> Option<String> {
+        None
+    }
+    /// SER's `t_addblind`: someone outside the script will answer the transaction of `ctx`
+    /// (through the FIFO's `t_reply`); without an answer within `fr_timer` it gets a 408.
+    /// Default: not possible (`false`).
+    fn t_add_blind(&mut self, _ctx: &Ctx) -> bool {
+        false
+    }
+}
 
 /// What tm keeps about the request being run (its slot of [`Ctx::module_state`]).
 #[derive(Debug, Clone, Default)]
@@ -78,91 +126,145 @@ impl TmState {
     }
 }
 
-fn with_tm(
-    env: &mut dyn Env,
-    f: impl FnOnce(&mut dyn Transactions) -> ActionResult,
-) -> ActionResult {
-    match env.tm() {
-        Some(t) => f(t),
-        None => ActionResult::Ret(-1),
-    }
+/// A tm function as it runs on the transaction layer.
+type LayerFn = fn(&mut dyn Transactions, &mut Ctx, &[Arg]) -> ActionResult;
+
+/// What runs on the transaction layer, by function id (the order of [`MODULE`]'s functions;
+/// `None`: the declaration's `imp` runs, it needs no layer).
+static LAYER: &[(&str, Option<LayerFn>)] = &[
+    ("t_newtran", Some(t_newtran)),
+    ("t_lookup_request", Some(t_lookup_request)),
+    ("t_reply", Some(t_reply)),
+    ("t_retransmit_reply", Some(t_retransmit_reply)),
+    ("t_release", Some(t_release)),
+    ("t_relay", Some(t_relay)),
+    ("t_relay_to_udp", Some(t_relay_to_udp)),
+    ("t_relay_to_tcp", Some(t_relay_to_tcp)),
+    ("t_replicate", Some(t_replicate)),
+    ("t_replicate_udp", Some(t_replicate_udp)),
+    ("t_replicate_tcp", Some(t_replicate_tcp)),
+    ("t_forward_nonack", Some(t_forward_nonack)),
+    ("t_forward_nonack_udp", Some(t_forward_nonack_udp)),
+    ("t_forward_nonack_tcp", Some(t_forward_nonack_tcp)),
+    ("t_on_failure", None),
+];
+
+/// `t_relay`'s id in [`MODULE`] (checked by a test).
+const T_RELAY: FunctionId = FunctionId(5);
+
+/// Runs tm's `function` on the transaction layer `t` (what the shard's [`Env::call`] does for
+/// tm's calls); `None` for a function that needs no layer.
+pub fn run(
+    t: &mut dyn Transactions,
+    function: FunctionId,
+    ctx: &mut Ctx,
+    args: &[Arg],
+) -> Option<ActionResult> {
+    let f = LAYER.get(usize::from(function.0))?.1?;
+    Some(f(t, ctx, args))
 }
 
-fn relay_with(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], how: Relay) -> ActionResult {
+/// tm's id in [`crate::modules::ALL`] (its place there, checked by a test): a constant, because
+/// the shard compares it on every module call.
+pub const ID: ModuleId = ModuleId(25);
+
+/// tm's id in [`crate::modules::ALL`].
+pub fn id() -> ModuleId {
+    ID
+}
+
+/// What a tm function does where there is no transaction layer (tests, tools): fail.
+fn no_layer(_: &mut Ctx, _: &mut dyn Env, _: &[Arg]) -> ActionResult {
+    ActionResult::Ret(-1)
+}
+
+/// Resumes a stateful forward that waited for DNS (the layer set [`TmState::pending_relay`] and
+/// suspended with this): the relay is redone on the layer, the DNS cache filled now.
+pub fn redo_relay(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], _: JobResult) -> ActionResult {
+    env.call(id(), T_RELAY, ctx, args)
+        .unwrap_or(ActionResult::Ret(-1))
+}
+
+fn relay_with(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg], how: Relay) -> ActionResult {
+    // Redone after a DNS answer: what the first attempt asked for, once more.
+    if let Some(mut pending) = TmState::of(ctx).pending_relay.take() {
+        pending.after_dns = true;
+        return t.t_relay(ctx, &pending);
+    }
     let mut how = how;
     if let (Some(Arg::Str(h)), Some(Arg::Port(p))) = (args.first(), args.get(1)) {
         how.to = Some((SmallVec::from_slice(h.as_bytes()), *p));
     }
-    with_tm(env, |t| t.t_relay(ctx, &how))
+    t.t_relay(ctx, &how)
 }
 
-fn t_relay(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
-    relay_with(ctx, env, args, Relay::default())
+fn t_relay(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
+    relay_with(t, ctx, args, Relay::default())
 }
-fn t_relay_to_udp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_relay_to_udp(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         proto: Some(Proto::Udp),
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_relay_to_tcp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_relay_to_tcp(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         proto: Some(Proto::Tcp),
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_forward_nonack(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_forward_nonack(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         non_ack: true,
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_forward_nonack_udp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_forward_nonack_udp(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         non_ack: true,
         proto: Some(Proto::Udp),
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_forward_nonack_tcp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_forward_nonack_tcp(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         non_ack: true,
         proto: Some(Proto::Tcp),
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_replicate(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_replicate(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         replicate: true,
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_replicate_udp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_replicate_udp(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         replicate: true,
         proto: Some(Proto::Udp),
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_replicate_tcp(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_replicate_tcp(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let how = Relay {
         replicate: true,
         proto: Some(Proto::Tcp),
         ..Relay::default()
     };
-    relay_with(ctx, env, args, how)
+    relay_with(t, ctx, args, how)
 }
-fn t_newtran(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
-    with_tm(env, |t| t.t_newtran(ctx))
+fn t_newtran(t: &mut dyn Transactions, ctx: &mut Ctx, _: &[Arg]) -> ActionResult {
+    t.t_newtran(ctx)
 }
-fn t_reply(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+fn t_reply(t: &mut dyn Transactions, ctx: &mut Ctx, args: &[Arg]) -> ActionResult {
     let code = match args.first() {
         Some(Arg::StatusCode(c)) => *c,
         _ => return ActionResult::Ret(-1),
@@ -171,16 +273,16 @@ fn t_reply(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
         Some(Arg::Str(r)) => SmallVec::from_slice(r.as_bytes()),
         _ => SmallVec::new(),
     };
-    with_tm(env, |t| t.t_reply(ctx, code, &reason))
+    t.t_reply(ctx, code, &reason)
 }
-fn t_lookup_request(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
-    with_tm(env, |t| t.t_lookup_request(ctx))
+fn t_lookup_request(t: &mut dyn Transactions, ctx: &mut Ctx, _: &[Arg]) -> ActionResult {
+    t.t_lookup_request(ctx)
 }
-fn t_retransmit_reply(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
-    with_tm(env, |t| t.t_retransmit_reply(ctx))
+fn t_retransmit_reply(t: &mut dyn Transactions, ctx: &mut Ctx, _: &[Arg]) -> ActionResult {
+    t.t_retransmit_reply(ctx)
 }
-fn t_release(ctx: &mut Ctx, env: &mut dyn Env, _: &[Arg]) -> ActionResult {
-    with_tm(env, |t| t.t_release(ctx))
+fn t_release(t: &mut dyn Transactions, ctx: &mut Ctx, _: &[Arg]) -> ActionResult {
+    t.t_release(ctx)
 }
 fn t_on_failure(ctx: &mut Ctx, _env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     match args.first() {
@@ -213,7 +315,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             RouteKinds::REQUEST,
             "create the transaction; retransmissions are absorbed",
         )
-        .implemented_by(t_newtran)
+        .implemented_by(no_layer)
         .restricted("the transaction already exists there"),
         FunctionDecl::new(
             "t_lookup_request",
@@ -221,91 +323,91 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             RouteKinds::REQUEST,
             "true if the request belongs to a known transaction",
         )
-        .implemented_by(t_lookup_request),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_reply",
             &[StatusCode, Str],
             RouteKinds::REQUEST_FAILURE,
             "stateful reply: code, reason",
         )
-        .implemented_by(t_reply),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_retransmit_reply",
             &[],
             RouteKinds::REQUEST,
             "retransmit the last reply of the transaction",
         )
-        .implemented_by(t_retransmit_reply),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_release",
             &[],
             RouteKinds::REQUEST,
             "remove the transaction from memory",
         )
-        .implemented_by(t_release),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_relay",
             &[],
             RouteKinds::REQUEST_FAILURE,
             "stateful forward to the whole destination set",
         )
-        .implemented_by(t_relay),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_relay_to_udp",
             &[Host, Port],
             RouteKinds::REQUEST_FAILURE,
             "stateful forward to host, port over UDP",
         )
-        .implemented_by(t_relay_to_udp),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_relay_to_tcp",
             &[Host, Port],
             RouteKinds::REQUEST_FAILURE,
             "stateful forward to host, port over TCP",
         )
-        .implemented_by(t_relay_to_tcp),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_replicate",
             &[Host, Port],
             RouteKinds::REQUEST,
             "replicate the request to host, port",
         )
-        .implemented_by(t_replicate),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_replicate_udp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "replicate over UDP",
         )
-        .implemented_by(t_replicate_udp),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_replicate_tcp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "replicate over TCP",
         )
-        .implemented_by(t_replicate_tcp),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_forward_nonack",
             &[Host, Port],
             RouteKinds::REQUEST,
             "stateful forward of a non-ACK request to host, port",
         )
-        .implemented_by(t_forward_nonack),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_forward_nonack_udp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "as t_forward_nonack over UDP",
         )
-        .implemented_by(t_forward_nonack_udp),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_forward_nonack_tcp",
             &[Host, Port],
             RouteKinds::REQUEST,
             "as t_forward_nonack over TCP",
         )
-        .implemented_by(t_forward_nonack_tcp),
+        .implemented_by(no_layer),
         FunctionDecl::new(
             "t_on_failure",
             &[FailureRoute],
@@ -346,6 +448,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "transaction manager: stateful processing",
     config: None,
+    commands: commands::COMMANDS,
 };
 
 /// Timer values from tm's parameters (seconds, SER's units; see [`crate::txn::timer`]), resolved
@@ -365,5 +468,20 @@ pub fn timer_config(program: &crate::script::ir::Program) -> crate::txn::TimerCo
         t4: secs("wt_timer").unwrap_or(d.t4),
         fr: secs("fr_timer").unwrap_or(d.fr),
         fr_inv: secs("fr_inv_timer").unwrap_or(d.fr_inv),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layer_table_follows_the_function_table() {
+        assert_eq!(LAYER.len(), MODULE.functions.len());
+        for ((name, _), f) in LAYER.iter().zip(MODULE.functions) {
+            assert_eq!(*name, f.name);
+        }
+        assert_eq!(MODULE.functions[usize::from(T_RELAY.0)].name, "t_relay");
+        assert_eq!(crate::modules::get(id()).name, "tm");
     }
 }

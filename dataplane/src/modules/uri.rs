@@ -219,4 +219,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "checks of digest identity against header URIs",
     config: Some(resolve_config),
+    commands: &[],
 };

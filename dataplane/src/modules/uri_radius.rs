@@ -32,4 +32,5 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "RADIUS variant of uri",
     config: None,
+    commands: &[],
 };

@@ -8,6 +8,9 @@
 //! names are the `location` table's columns (`method_col` is accepted and unused, as in SER 0.8.11).
 //! Expired bindings are removed every `timer_interval` seconds (and never returned before that).
 //!
+//! Management commands (`ul_stats`, `ul_rm`, `ul_rm_contact`, `ul_dump`, `ul_flush`, `ul_add`,
+//! `ul_show_contact`): see [`commands`].
+//!
 //! | parameter | type | default |
 //! |---|---|---|
 //! | `user_col` | string | `"username"` |
@@ -26,7 +29,7 @@
 use crate::script::{ModuleDecl, ParamDecl};
 pub use crate::usrloc::UsrlocConfig;
 
-pub use super::registrar::script_tables;
+pub mod commands;
 
 /// Declaration of module `usrloc`.
 pub static MODULE: ModuleDecl = ModuleDecl {
@@ -52,6 +55,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "in-memory user location table with optional database persistence",
     config: Some(resolve_config),
+    commands: commands::COMMANDS,
 };
 
 fn resolve_config(program: &crate::script::ir::Program) -> crate::script::ModuleConfig {
@@ -112,7 +116,7 @@ pub fn start_jobs(program: &crate::script::ir::Program) -> Vec<(String, crate::o
     if !matches!(cfg.db_mode, 1 | 2) {
         return Vec::new();
     }
-    script_tables(program)
+    super::registrar::script_tables(program)
         .into_iter()
         .map(|t| {
             let job = cfg.select_job(&t, None);

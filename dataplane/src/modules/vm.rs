@@ -63,6 +63,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "voicemail interface: hands transactions to a media server through its FIFO",
     config: Some(resolve_config),
+    commands: &[],
 };
 
 /// vm's settings, resolved once per loaded program.
@@ -169,7 +170,7 @@ fn lines(ctx: &Ctx, action: &str, email: &str, trans_id: &str) -> Result<Vec<u8>
 }
 
 fn trans_id(ctx: &Ctx, env: &mut dyn Env) -> Option<String> {
-    env.tm().and_then(|t| t.trans_id(ctx))
+    env.transaction_id(ctx)
 }
 
 fn vm(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
@@ -246,7 +247,7 @@ fn written(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg], r: JobResult) -> Act
     match r {
         JobResult::Rows(_) => {
             // If the media server never answers, the caller gets a 408 (SER's t_addblind).
-            if !env.tm().is_some_and(|t| t.t_add_blind(ctx)) {
+            if !env.add_blind(ctx) {
                 ser_log!(L_WARN, "vm: the transaction is gone: no timeout for it");
             }
             ActionResult::Ret(1)

@@ -373,8 +373,13 @@ impl Env for ShardEnv<'_> {
         sent_by.push(b':');
         sent_by.extend_from_slice(itoa::Buffer::new().format(local.port()).as_bytes());
         let mut msg = ctx.msg.clone();
-        if let Some(rr) = &ctx.record_route {
-            crate::modules::rr::outbound_record_route(&mut msg, rr, local, to_ir_proto(dest.proto));
+        if let Some(rr) = crate::modules::rr::RecordRouted::of(ctx, self) {
+            crate::modules::rr::outbound_record_route(
+                &mut msg,
+                &rr,
+                local,
+                to_ir_proto(dest.proto),
+            );
         }
         forward::add_via(
             &mut msg,
@@ -435,12 +440,27 @@ impl Env for ShardEnv<'_> {
         Some(self.configs)
     }
 
-    fn tm(&mut self) -> Option<&mut dyn crate::modules::tm::Transactions> {
-        if self.table.is_some() {
-            Some(self)
-        } else {
-            None
+    fn call(
+        &mut self,
+        module: crate::script::ModuleId,
+        function: crate::script::FunctionId,
+        ctx: &mut Ctx,
+        args: &[Arg],
+    ) -> Option<ActionResult> {
+        // tm's functions run on this shard's transaction table (without one, their `imp`s fail).
+        if module != crate::modules::tm::id() || self.table.is_none() {
+            return None;
         }
+        crate::modules::tm::run(self, function, ctx, args)
+    }
+
+    fn transaction_id(&self, ctx: &Ctx) -> Option<String> {
+        self.table.as_ref()?;
+        crate::modules::tm::Transactions::trans_id(self, ctx)
+    }
+
+    fn add_blind(&mut self, ctx: &Ctx) -> bool {
+        self.table.is_some() && crate::modules::tm::Transactions::t_add_blind(self, ctx)
     }
 
     fn reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult {

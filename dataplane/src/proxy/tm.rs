@@ -18,10 +18,9 @@ use smallvec::SmallVec;
 use super::env::{error_status, proto_name, reply_destination, Dest, ShardEnv};
 use super::forward::{self, MaxForwards};
 use crate::modules::tm::{Relay, Transactions};
-use crate::offload::JobResult;
 use crate::script::ctx::UriBuf;
 use crate::script::env::{ActionResult, Env, Target, TargetHost};
-use crate::script::ir::{Arg, RouteKind};
+use crate::script::ir::RouteKind;
 use crate::script::Ctx;
 use crate::ser_log;
 use crate::shard::log::{L_DBG, L_ERR, L_WARN};
@@ -50,23 +49,6 @@ fn host_target(host: &[u8]) -> HostKind {
     match s.parse::<IpAddr>() {
         Ok(ip) => HostKind::Ip(ip),
         Err(_) => HostKind::Name,
-    }
-}
-
-/// Resumes a stateful forward that waited for DNS: the same call again (the cache is filled now).
-fn relay_after_dns(
-    ctx: &mut Ctx,
-    env: &mut dyn Env,
-    _args: &[Arg],
-    _result: JobResult,
-) -> ActionResult {
-    let Some(mut how) = crate::modules::tm::TmState::of(ctx).pending_relay.take() else {
-        return ActionResult::Ret(-1);
-    };
-    how.after_dns = true;
-    match env.tm() {
-        Some(t) => t.t_relay(ctx, &how),
-        None => ActionResult::Ret(-1),
     }
 }
 
@@ -193,7 +175,7 @@ impl ShardEnv<'_> {
                 }
                 Err((job, _)) if !how.after_dns => {
                     crate::modules::tm::TmState::of(ctx).pending_relay = Some(how.clone());
-                    return Err(ctx.suspend_with(job, relay_after_dns));
+                    return Err(ctx.suspend_with(job, crate::modules::tm::redo_relay));
                 }
                 Err(_) => {
                     ser_log!(L_ERR, "t_relay: destination did not resolve");
@@ -294,6 +276,7 @@ impl ShardEnv<'_> {
         let now = self.now;
         let original_uri: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.original_uri());
         let failure_route = crate::modules::tm::TmState::of(ctx).failure_route.take();
+        let record_routed = crate::modules::rr::RecordRouted::of(ctx, self);
         // Our Via per destination family/transport; the message clone per branch shares the bytes.
         let mut sent = 0usize;
         for (uri, d) in dests {
@@ -320,7 +303,7 @@ impl ShardEnv<'_> {
             if uri[..] != original_uri[..] && m.set_request_uri(&uri).is_err() {
                 continue;
             }
-            if let Some(rr) = &ctx.record_route {
+            if let Some(rr) = &record_routed {
                 crate::modules::rr::outbound_record_route(
                     &mut m,
                     rr,

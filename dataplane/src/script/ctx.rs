@@ -153,19 +153,6 @@ impl ModuleState {
     }
 }
 
-/// What `record_route()` recorded: the inbound side, for the forward path's second header. Kept
-/// in the context (not in a module slot) because the core forward paths (`forward`, `t_relay`)
-/// consume it when they write the outbound Record-Route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordRouted {
-    /// The address the request arrived on (named in the inbound Record-Route).
-    pub inbound: SocketAddr,
-    /// Its transport.
-    pub proto: Proto,
-    /// `;lr=on` instead of `;lr`.
-    pub full_lr: bool,
-}
-
 /// The per-message context of a script run.
 #[derive(Debug)]
 pub struct Ctx {
@@ -190,10 +177,6 @@ pub struct Ctx {
     /// the top Route when that is a loose router. Forwarding to the request URI (`t_relay`,
     /// a URI-driven forward) must send there instead, leaving the Request-URI as it is.
     pub dst_uri: Option<UriBuf>,
-    /// Set by `record_route()`: what the forward path needs to add the outbound Record-Route when
-    /// the request leaves over another transport or address family (see
-    /// [`crate::modules::rr::outbound_record_route`]).
-    pub record_route: Option<RecordRouted>,
     /// What the modules keep about this message ([`ModuleState`]).
     pub module_state: ModuleState,
     new_uri: Option<UriBuf>,
@@ -221,7 +204,6 @@ impl Ctx {
             pending_target: None,
             last_error: None,
             dst_uri: None,
-            record_route: None,
             module_state: ModuleState::default(),
             new_uri: None,
             dset: DestinationSet::new(MAX_BRANCHES - 1),

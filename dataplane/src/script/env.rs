@@ -64,50 +64,6 @@ pub type ModuleFn = fn(&mut Ctx, &mut dyn Env, &[Arg]) -> ActionResult;
 /// again).
 pub type ResumeFn = fn(&mut Ctx, &mut dyn Env, &[Arg], JobResult) -> ActionResult;
 
-/// What a stateful forward does (`t_relay`, `t_relay_to_*`, `t_forward_nonack*`, `t_replicate*`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Relay {
-    /// An explicit next hop (host, port) instead of the destination set.
-    pub to: Option<(smallvec::SmallVec<[u8; 64]>, u16)>,
-    /// Transport forced by the function name.
-    pub proto: Option<Proto>,
-    /// `t_replicate*`: replies stay here (the script answered the request itself).
-    pub replicate: bool,
-    /// `t_forward_nonack*`: an ACK is an error.
-    pub non_ack: bool,
-    /// Set when the call is redone after a DNS answer (a second miss is a failure, not a loop).
-    pub after_dns: bool,
-}
-
-/// The stateful half of the environment (what module tm's functions call; the shard implements it
-/// over its transaction table). Each returns what the script sees (`Ret(0)` ends the script: a
-/// retransmission was absorbed).
-pub trait Transactions {
-    /// `t_newtran`.
-    fn t_newtran(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// `t_relay` and friends.
-    fn t_relay(&mut self, ctx: &mut Ctx, how: &Relay) -> ActionResult;
-    /// `t_reply(code, reason)`.
-    fn t_reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult;
-    /// `t_lookup_request`.
-    fn t_lookup_request(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// `t_retransmit_reply`.
-    fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// `t_release`.
-    fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// The `hash:label` naming the transaction of `ctx` outside ser (SER's `t_get_trans_ident`:
-    /// what the FIFO's `t_reply` takes). Default: none.
-    fn trans_id(&self, _ctx: &Ctx) -> Option<String> {
-        None
-    }
-    /// SER's `t_addblind`: someone outside the script will answer the transaction of `ctx`
-    /// (through the FIFO's `t_reply`); without an answer within `fr_timer` it gets a 408.
-    /// Default: not possible (`false`).
-    fn t_add_blind(&mut self, _ctx: &Ctx) -> bool {
-        false
-    }
-}
-
 /// The host of a [`Target`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetHost<'a> {
@@ -152,10 +108,29 @@ pub trait Env {
     /// The current time (the shard's clock; tests use virtual time).
     fn now(&self) -> Instant;
 
-    /// An implementation to use for a module function instead of its declaration's `imp` (the shard
-    /// binds functions whose state it owns, e.g. tm's; tests bind fakes). Default: none.
-    fn function(&self, _module: ModuleId, _function: FunctionId) -> Option<ModuleFn> {
+    /// Runs a module function itself instead of its declaration's `imp`: for state the
+    /// environment owns (the shard runs tm's functions over its transaction table; tests run
+    /// fakes). `None`: the declaration's `imp` runs. Asked for every module call, so an
+    /// implementation answers `None` at once for the modules it does not handle.
+    fn call(
+        &mut self,
+        _module: ModuleId,
+        _function: FunctionId,
+        _ctx: &mut Ctx,
+        _args: &[Arg],
+    ) -> Option<ActionResult> {
         None
+    }
+
+    /// The `hash:label` of the request's transaction for a party outside ser (vm's media server
+    /// answers through the FIFO's `t_reply` with it); `None` without a transaction table.
+    fn transaction_id(&self, _ctx: &Ctx) -> Option<String> {
+        None
+    }
+
+    /// SER's `t_addblind` on the request's transaction (see `modules::tm::Transactions`).
+    fn add_blind(&mut self, _ctx: &Ctx) -> bool {
+        false
     }
 
     /// Our names and addresses (`myself`), parsed once from the running program's options; `None`
@@ -181,12 +156,6 @@ pub trait Env {
     /// State shared by all shards (location bindings, credentials, the DB write queue). Default:
     /// none (module functions that need it fail).
     fn services(&self) -> Option<&Services> {
-        None
-    }
-
-    /// The transaction layer of the shard running the script (module tm's functions go through
-    /// it). Default: none (tm's functions fail).
-    fn tm(&mut self) -> Option<&mut dyn Transactions> {
         None
     }
 

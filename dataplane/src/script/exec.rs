@@ -131,7 +131,7 @@ pub fn resume(program: &Program, ctx: &mut Ctx, env: &mut dyn Env, result: JobRe
 
 /// `(module, function)` names of every module function the program calls that has no
 /// implementation in this build (for a start-up warning). Each pair once, in program order.
-/// Functions an [`Env`] binds itself ([`Env::function`]) are listed too: the caller filters them.
+/// Functions an [`Env`] runs itself ([`Env::call`]) are listed too: the caller filters them.
 pub fn unimplemented_calls(program: &Program) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     for block in &program.routes {
@@ -342,7 +342,10 @@ fn call(c: &ModuleCall, ctx: &mut Ctx, env: &mut dyn Env) -> ActionResult {
         );
         return ActionResult::Ret(-1);
     };
-    match env.function(c.module, c.function).or(f.imp) {
+    if let Some(r) = env.call(c.module, c.function, ctx, &c.args) {
+        return r;
+    }
+    match f.imp {
         Some(imp) => imp(ctx, env, &c.args),
         None => {
             let first = match (WARNED.get(c.module.0 as usize), c.function.0) {

@@ -104,6 +104,9 @@ pub struct Program {
     pub routes: Vec<RouteBlock>,
     /// `route{}` / `route[0]{}`, entered for every request; `None` if the script has none.
     pub main_route: Option<RouteId>,
+    /// The directory of the config file it was compiled from (`None`: compiled from text, or a
+    /// file in the working directory): where modules look for relative file names.
+    pub config_dir: Option<std::path::PathBuf>,
 }
 
 impl Program {
@@ -121,6 +124,16 @@ impl Program {
     /// Parameters of a loaded module, if it is loaded.
     pub fn module(&self, id: ModuleId) -> Option<&LoadedModule> {
         self.modules.iter().find(|m| m.id == id)
+    }
+    /// Every call of a function of module `id` in the script, in block order (what a module
+    /// resolves at load from its own calls, e.g. registrar's table names; not for the hot path).
+    pub fn calls_of(&self, id: ModuleId) -> impl Iterator<Item = &ModuleCall> + '_ {
+        self.routes.iter().flat_map(move |b| {
+            b.code.iter().filter_map(move |i| match i {
+                Insn::Call(c) if c.module == id => Some(c),
+                _ => None,
+            })
+        })
     }
 }
 

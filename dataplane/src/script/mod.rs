@@ -252,6 +252,9 @@ pub struct ModuleDecl {
     /// The module's settings from its parameters, resolved once per loaded program (see
     /// [`ModuleConfigs`]); `None` for a module without settings worth resolving.
     pub config: Option<ConfigFn>,
+    /// The management commands it exports (FIFO and JSON-RPC), served while a program that
+    /// loads it runs.
+    pub commands: &'static [crate::command::CommandDecl],
 }
 
 impl ModuleDecl {

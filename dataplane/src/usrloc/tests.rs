@@ -1,4 +1,5 @@
 use super::*;
+use crate::offload::Job;
 
 fn req<'a>(callid: &'a str, cseq: u32) -> RegisterInfo<'a> {
     RegisterInfo {
