@@ -6,3 +6,4 @@ pub mod dns;
 pub mod jobs;
 pub mod mgmt;
 pub mod modules;
+pub mod radius;
