@@ -7,7 +7,7 @@
 # Scenarios as bench/compare.sh: options, forward, register, register-auth, register-reauth, call.
 # The dump stays in $OUT (default /tmp/ser-callgrind) for callgrind_annotate.
 # Environment: SER, LOADGEN (binaries; default target/release/*), PORT (5070), RATE (500/s),
-#              OUT (dump directory), PEER=kamailio (count Kamailio 5.6 with the same bench config
+#              OUT (dump directory), CONFIG (a script instead of the bench config), PEER=kamailio (count Kamailio 5.6 with the same bench config
 #              instead: every process it forks, -x tlsf; -m 512 because valgrind cannot map 4 GB).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: bench/callgrind.sh SCENARIO [N]" >&2; exit 2; }
@@ -68,7 +68,7 @@ if [ "${PEER:-ser}" = kamailio ]; then
         >"$OUT/ser.log" 2>&1 &
 else
     valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.%p" --dump-instr=no \
-        "$SER" -f "$ROOT/bench/configs/$CFG.cfg" -l 127.0.0.1 -p "$PORT" -n 1 -D -E \
+        "$SER" -f "${CONFIG:-$ROOT/bench/configs/$CFG.cfg}" -l 127.0.0.1 -p "$PORT" -n 1 -D -E \
         >"$OUT/ser.log" 2>&1 &
 fi
 VG=$!
