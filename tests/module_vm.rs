@@ -140,9 +140,10 @@ fn setup(extra: &str) -> Option<Setup> {
         .replace("/tmp/am_fifo", &am.display().to_string())
         .replace("/tmp/ser_fifo", &ser_fifo.display().to_string())
         .replace(
-            "modparam(\"voicemail\", \"db_url\",\"/home/rco/cvs/ser/sip_router/modules/vm/db\")",
+            "modparam(\"voicemail\", \"db_url\",\"vm/db\")",
             &format!(
-                "modparam(\"voicemail\", \"db_url\",\"/home/rco/cvs/ser/sip_router/modules/vm/db\")\n{extra}"
+                "modparam(\"voicemail\", \"db_url\",\"{}\")\n{extra}",
+                dir.0.join("vm-db").display()
             ),
         );
     let port = free_port("127.0.0.1");
