@@ -89,17 +89,6 @@ pub trait Transactions {
     fn t_retransmit_reply(&mut self, ctx: &mut Ctx) -> ActionResult;
     /// `t_release`.
     fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult;
-    /// The `hash:label` naming the transaction of `ctx` outside ser (SER's `t_get_trans_ident`:
-    /// what the FIFO's `t_reply` takes). Default: none.
-    fn trans_id(&self, _ctx: &Ctx) -> Option<String> {
-        None
-    }
-    /// SER's `t_addblind`: someone outside the script will answer the transaction of `ctx`
-    /// (through the FIFO's `t_reply`); without an answer within `fr_timer` it gets a 408.
-    /// Default: not possible (`false`).
-    fn t_add_blind(&mut self, _ctx: &Ctx) -> bool {
-        false
-    }
 }
 
 /// What tm keeps about the request being run (its slot of [`Ctx::module_state`]).

@@ -455,12 +455,11 @@ impl Env for ShardEnv<'_> {
     }
 
     fn transaction_id(&self, ctx: &Ctx) -> Option<String> {
-        self.table.as_ref()?;
-        crate::modules::tm::Transactions::trans_id(self, ctx)
+        self.trans_id(ctx)
     }
 
     fn add_blind(&mut self, ctx: &Ctx) -> bool {
-        self.table.is_some() && crate::modules::tm::Transactions::t_add_blind(self, ctx)
+        self.t_add_blind(ctx)
     }
 
     fn reply(&mut self, ctx: &mut Ctx, code: u16, reason: &[u8]) -> ActionResult {

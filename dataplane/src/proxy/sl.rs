@@ -292,6 +292,30 @@ mod tests {
     }
 
     #[test]
+    fn tags_differ_when_any_byte_of_the_call_id_does() {
+        // The hash takes eight bytes per step and the tag keeps 32 bits: every position counts.
+        let sl = SlTagger::new(42);
+        let base = std::str::from_utf8(REQ).unwrap();
+        let tag_of = |cid: &str| {
+            let text = base.replacen("Call-ID: ", &format!("Call-ID: {cid}"), 1);
+            let m = Message::parse(Bytes::from(text)).unwrap();
+            sl.tag_for(&m).as_bytes().to_vec()
+        };
+        let plain = tag_of("");
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(plain.clone());
+        for i in 0..16 {
+            let mut id = vec![b'a'; 16];
+            id[i] = b'b';
+            assert!(
+                seen.insert(tag_of(std::str::from_utf8(&id).unwrap())),
+                "byte {i} did not change the tag"
+            );
+        }
+        assert_eq!(plain, tag_of(""), "stable for a retransmission");
+    }
+
+    #[test]
     fn stats_sum_over_shards() {
         let shards: Vec<SlStats> = (0..3).map(|_| SlStats::default()).collect();
         shards[0].count(200);

@@ -53,6 +53,22 @@ fn host_target(host: &[u8]) -> HostKind {
 }
 
 impl ShardEnv<'_> {
+    /// The `hash:label` of the request's transaction (see [`crate::script::Env::transaction_id`]).
+    pub(super) fn trans_id(&self, ctx: &Ctx) -> Option<String> {
+        self.table.as_ref()?;
+        let h = crate::modules::tm::TmState::txn(ctx)?;
+        Some(super::shared::trans_id(self.shard, h))
+    }
+
+    /// SER's `t_addblind` (see [`crate::script::Env::add_blind`]).
+    pub(super) fn t_add_blind(&mut self, ctx: &Ctx) -> bool {
+        let Some(h) = crate::modules::tm::TmState::txn(ctx) else {
+            return false;
+        };
+        let now = self.now;
+        self.table().is_some_and(|t| t.add_blind(h, now))
+    }
+
     /// The table, with the timers of the program being run (a parked script may finish on the
     /// program it started with).
     fn table(&mut self) -> Option<&mut Table> {
@@ -427,19 +443,6 @@ impl Transactions for ShardEnv<'_> {
         let sent = table.retransmit_reply(h);
         self.flush_tm();
         ActionResult::from_bool(sent)
-    }
-
-    fn trans_id(&self, ctx: &Ctx) -> Option<String> {
-        let h = crate::modules::tm::TmState::txn(ctx)?;
-        Some(super::shared::trans_id(self.shard, h))
-    }
-
-    fn t_add_blind(&mut self, ctx: &Ctx) -> bool {
-        let Some(h) = crate::modules::tm::TmState::txn(ctx) else {
-            return false;
-        };
-        let now = self.now;
-        self.table().is_some_and(|t| t.add_blind(h, now))
     }
 
     fn t_release(&mut self, ctx: &mut Ctx) -> ActionResult {

@@ -128,7 +128,8 @@ pub trait Env {
         None
     }
 
-    /// SER's `t_addblind` on the request's transaction (see `modules::tm::Transactions`).
+    /// SER's `t_addblind`: someone outside the script will answer the request's transaction
+    /// (through the FIFO's `t_reply`); without an answer within `fr_timer` it gets a 408.
     fn add_blind(&mut self, _ctx: &Ctx) -> bool {
         false
     }

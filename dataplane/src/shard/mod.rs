@@ -718,13 +718,13 @@ impl<H: Handler> Shard<H> {
         // UDP: one sendmmsg run per socket, in queue order. The usual turn (one socket, all UDP)
         // sends the queue as it is: building a list per socket moved ~300 bytes per reply.
         let single = self.udp.len() == 1 && queue.iter().all(|o| o.proto == Proto::Udp);
-        if single {
+        let sockets = if single {
             self.udp[0].send_all(&queue[..]);
-        }
-        for k in 0..self.udp.len() {
-            if single {
-                break;
-            }
+            0
+        } else {
+            self.udp.len()
+        };
+        for k in 0..sockets {
             let first_of_family = |d: &SocketAddr, udp: &[UdpSocket]| {
                 udp.iter()
                     .position(|u| u.local.is_ipv4() == d.is_ipv4())

@@ -477,6 +477,46 @@ mod tests {
     }
 
     #[test]
+    fn a_short_batch_then_a_full_one_keeps_every_datagram_and_its_source() {
+        // Only the slots the last call filled are set up again: the others must still be right.
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.set_nonblocking(true).unwrap();
+        let dest = b.local_addr().unwrap();
+        let mut rb = RecvBatch::new();
+        let mut got = Vec::new();
+        let mut drain = |rb: &mut RecvBatch, want: usize, got: &mut Vec<(Bytes, SocketAddr)>| {
+            for _ in 0..200 {
+                match rb.recv(b.as_raw_fd(), |d, s, _| got.push((d, s))) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if got.len() >= want {
+                            return;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        a.send_to(b"first", dest).unwrap();
+        drain(&mut rb, 1, &mut got);
+        assert_eq!(got.len(), 1);
+        let mut want = vec![(b"first".to_vec(), a.local_addr().unwrap())];
+        for i in 0..(BATCH + 5) {
+            let from = if i % 2 == 0 { &a } else { &c };
+            let p = vec![b'a' + (i % 26) as u8; 1 + i];
+            from.send_to(&p, dest).unwrap();
+            want.push((p, from.local_addr().unwrap()));
+        }
+        drain(&mut rb, want.len(), &mut got);
+        let got: Vec<(Vec<u8>, SocketAddr)> =
+            got.into_iter().map(|(d, s)| (d.to_vec(), s)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn wildcard_socket_learns_and_answers_from_the_destination_address() {
         let server = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
         server.set_nonblocking(true).unwrap();
