@@ -486,7 +486,7 @@ mod tests {
         let dest = b.local_addr().unwrap();
         let mut rb = RecvBatch::new();
         let mut got = Vec::new();
-        let mut drain = |rb: &mut RecvBatch, want: usize, got: &mut Vec<(Bytes, SocketAddr)>| {
+        let drain = |rb: &mut RecvBatch, want: usize, got: &mut Vec<(Bytes, SocketAddr)>| {
             for _ in 0..200 {
                 match rb.recv(b.as_raw_fd(), |d, s, _| got.push((d, s))) {
                     Ok(_) => {}
