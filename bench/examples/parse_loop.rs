@@ -1,6 +1,6 @@
 //! Runs the wire hot path N times; for `valgrind --tool=callgrind` instruction counts, which are
 //! stable on this shared machine where wall-clock benches are noisy.
-//! Usage: parse_loop [parse|access|forward] [N]
+//! Usage: parse_loop [parse|access|forward|uri|check] [N]
 
 use bytes::Bytes;
 use dataplane::wire::{BufPool, HeaderId, Message};
@@ -12,6 +12,34 @@ fn main() {
     let buf = Bytes::from_static(ser_bench::INVITE);
     let mut pool = BufPool::default();
     let mut total = 0usize;
+    if what == "uri" {
+        // The URIs an OPTIONS / REGISTER load carries (R-URI, From, To, Contact), IPv4 and names.
+        const URIS: [&[u8]; 4] = [
+            b"sip:service@127.0.0.1:5070",
+            b"sip:loadgen@127.0.0.1:5061",
+            b"sip:alice@atlanta.example.com",
+            b"sip:bench17@client.bench.test:5062;transport=udp",
+        ];
+        for _ in 0..n {
+            for u in URIS {
+                if let Ok(u) = dataplane::wire::uri::Uri::parse(std::hint::black_box(u)) {
+                    total += u.raw.len() + usize::from(u.port.unwrap_or(0) > 0);
+                }
+            }
+        }
+        println!("{total}");
+        return;
+    }
+    if what == "check" {
+        for _ in 0..n {
+            let Ok(m) = Message::parse(std::hint::black_box(buf.clone())) else {
+                std::process::exit(1);
+            };
+            total += usize::from(m.check().is_ok());
+        }
+        println!("{total}");
+        return;
+    }
     for _ in 0..n {
         let Ok(mut m) = Message::parse(std::hint::black_box(buf.clone())) else {
             std::process::exit(1);

@@ -31,6 +31,7 @@ use super::error::{ErrorKind, ParseError, Result};
 use super::params::{check_escapes, Params};
 
 mod compare;
+mod fast;
 mod host;
 
 pub use compare::{unescape, uri_eq};
@@ -152,6 +153,14 @@ static HOST_NAME: [bool; 256] = {
 impl<'a> Uri<'a> {
     /// Parses one URI. The whole input must be the URI (no surrounding white space or `<>`).
     pub fn parse(input: &'a [u8]) -> Result<Uri<'a>> {
+        match fast::parse(input) {
+            Some(uri) => Ok(uri),
+            None => Self::parse_general(input),
+        }
+    }
+
+    /// Every URI form, every error; [`Uri::parse`] comes here for all but the common shape.
+    fn parse_general(input: &'a [u8]) -> Result<Uri<'a>> {
         if let Some(p) = input.iter().position(|&b| NOT_IN_URI[b as usize]) {
             return Err(err(ErrorKind::BadUri, p));
         }

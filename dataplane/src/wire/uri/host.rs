@@ -20,6 +20,9 @@ pub(crate) fn parse_host(s: &[u8]) -> Result<(Host<'_>, &[u8], usize)> {
             close + 1,
         ));
     }
+    if let Some((host, end)) = super::fast::host(s) {
+        return Ok((host, s.get(..end).unwrap_or_default(), end));
+    }
     // One pass: find the end of the name, whether it is all digits and dots (an IPv4 address),
     // and check the labels (non-empty, no leading or trailing '-'; one trailing dot allowed).
     let mut end = 0;

@@ -411,3 +411,57 @@ proptest! {
         prop_assert!(uri_eq(&u, &u));
     }
 }
+
+proptest! {
+    // The one-pass parser answers only for URIs the general parser accepts, with the same fields.
+    #[test]
+    fn fast_path_agrees_with_general_parser(
+        t in "(sip|SIP|sips|Sip|tel|sipx)?:?[a-z0-9@.:;=%?_!~&$,+\\-\\[\\] ]{0,32}"
+    ) {
+        let input = t.as_bytes();
+        if let Some(fast) = fast::parse(input) {
+            let general = Uri::parse_general(input);
+            prop_assert_eq!(Ok(fast), general);
+        }
+    }
+
+    #[test]
+    fn fast_host_agrees_with_general_host(t in "[<a-z0-9._\\-]{0,20}[:;>]?[0-9]{0,3}") {
+        let s = t.as_bytes();
+        if let Some((h, end)) = fast::host(s) {
+            let general = parse_host(s).ok().map(|(g, raw, e)| (g, raw.len(), e));
+            prop_assert_eq!(Some((h, end, end)), general);
+        }
+    }
+}
+
+#[test]
+fn fast_path_takes_the_common_shapes() {
+    for u in [
+        &b"sip:service@127.0.0.1:5070"[..],
+        b"sip:alice@atlanta.example.com",
+        b"SIPS:bench17@client.bench.test:5062;transport=udp;lr",
+        b"sip:10.0.0.1",
+        b"sip:a.b.",
+        b"sip:u-1_x.y!~*'()&=+$,@h",
+    ] {
+        assert!(fast::parse(u).is_some(), "{}", String::from_utf8_lossy(u));
+        assert_eq!(fast::parse(u).map(Ok), Some(Uri::parse_general(u)));
+    }
+    for u in [
+        &b"sip:al%41ice@host"[..],
+        b"sip:alice:pw@host",
+        b"sip:[::1]:5060",
+        b"sip:host?subject=x",
+        b"sip:01.2.3.4",
+        b"sip:1.2.3.4.",
+        b"sip:a..b",
+        b"sip:-a",
+        b"sip:a-.b",
+        b"sip:2001:db8::1",
+        b"sip:@host",
+        b"tel:+1234",
+    ] {
+        assert!(fast::parse(u).is_none(), "{}", String::from_utf8_lossy(u));
+    }
+}
