@@ -855,6 +855,56 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_database_through_db_numbers_defaults_and_stamps() {
+        let dir = std::env::temp_dir().join(format!("ser-dbtext-db-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = super::super::Db::open(&dir.display().to_string()).unwrap();
+        let s = |v: &str| v.to_string();
+        block(async {
+            db.ensure_schema().await.unwrap();
+            // Again on the same files: versions found and checked.
+            db.ensure_schema().await.unwrap();
+            for who in ["bob", "carol"] {
+                db.insert("phonebook", &[(s("username"), Some(s(who)))])
+                    .await
+                    .unwrap();
+            }
+            let rows = db
+                .select("phonebook", &[], &[s("id"), s("username"), s("sip_uri")])
+                .await
+                .unwrap();
+            assert_eq!(
+                rows,
+                vec![
+                    vec![Some(s("1")), Some(s("bob")), Some(s(""))],
+                    vec![Some(s("2")), Some(s("carol")), Some(s(""))]
+                ]
+            );
+            db.insert("acc", &[(s("sip_method"), Some(s("INVITE")))])
+                .await
+                .unwrap();
+            let rows = db
+                .select(
+                    "acc",
+                    &[(s("sip_method"), s("INVITE"))],
+                    &[s("time"), s("timestamp")],
+                )
+                .await
+                .unwrap();
+            assert_eq!(rows[0][0].as_deref(), Some(schema::NO_DATE), "the default");
+            let stamp = rows[0][1].clone().unwrap();
+            assert!(stamp.starts_with("20"), "set on insert: {stamp}");
+            // A column the table does not have is refused, not silently dropped.
+            assert!(matches!(
+                db.insert("phonebook", &[(s("nickname"), Some(s("x")))])
+                    .await,
+                Err(DbError::Rejected(_))
+            ));
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn writes_replace_the_file_and_keep_keys_unique() {
         let dir = std::env::temp_dir().join(format!("ser-dbtext-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
