@@ -10,6 +10,9 @@
 //!   (SER refused those rows; an empty `str` is too common in SER's own tables to refuse). Empty
 //!   lines are skipped.
 //!
+//! The directory is created with the schema's tables on first use. A relative directory (a plain
+//! `db_url` such as vm-ser.cfg's `vm/db`) is taken against ser's working directory, as SER did.
+//!
 //! Values cross the [`super::Db`] interface as text, as with the SQL backends: a `time` column is
 //! written from and read back as `YYYY-MM-DD HH:MM:SS` (UTC), plain Unix seconds are accepted too.
 //!
