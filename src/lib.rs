@@ -683,14 +683,18 @@ pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// A `sqlite://relative/path` URL made absolute; any other URL unchanged.
+/// A `sqlite://relative/path` or `dbtext://relative/dir` URL made absolute; any other URL
+/// unchanged.
 pub fn absolute_db_url(url: &str) -> String {
-    match url.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() && !path.starts_with('/') => {
-            format!("sqlite://{}", absolute(Path::new(path)).display())
+    for scheme in ["sqlite://", "dbtext://"] {
+        match url.strip_prefix(scheme) {
+            Some(path) if !path.is_empty() && !path.starts_with('/') => {
+                return format!("{scheme}{}", absolute(Path::new(path)).display())
+            }
+            _ => {}
         }
-        _ => url.to_string(),
     }
+    url.to_string()
 }
 
 /// Where the log goes, for the start-up line.

@@ -375,6 +375,21 @@ async fn exercise(url: &str) {
 }
 
 #[test]
+fn dbtext_backend() {
+    let svc = service();
+    let dir = std::env::temp_dir().join(unique("ser-dbtext"));
+    svc.block_on(exercise(&format!("dbtext://{}", dir.display())))
+        .unwrap();
+    // SER's flat-text files, one per table.
+    let sub = std::fs::read_to_string(dir.join("subscriber")).unwrap();
+    assert!(
+        sub.starts_with("phplib_id(str) username(str) domain(str) password(str)"),
+        "{sub}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sqlite_backend() {
     let svc = service();
     let (url, path) = sqlite_url();

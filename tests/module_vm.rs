@@ -2,7 +2,7 @@
 //! tests/data/scripts; only the FIFO paths changed), a stand-in media server that reads the
 //! voicemail FIFO and answers through ser's FIFO command `t_reply`, a caller over loopback UDP,
 //! and the replies the caller sees. The user's email address comes from the subscriber table of
-//! ser's SQLite database.
+//! the dbtext directory vm-ser.cfg names as `db_url` (SER's flat-text format).
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/net.rs"]
@@ -104,15 +104,8 @@ struct Setup {
 }
 
 /// vm-ser.cfg with its FIFOs in a fresh directory, `extra` after the voicemail modparam, and
-/// bob's email address in ser's SQLite database.
+/// bob's email address in the dbtext directory its db_url names.
 fn setup(extra: &str) -> Option<Setup> {
-    if !have("sqlite3") {
-        skip::report(
-            None,
-            "the sqlite3 tool is not installed (apt-get install sqlite3)",
-        );
-        return None;
-    }
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let dir = Dir(std::env::temp_dir().join(format!("ser-vm-{}-{n}", std::process::id())));
@@ -120,18 +113,15 @@ fn setup(extra: &str) -> Option<Setup> {
     std::fs::create_dir_all(&dir.0).unwrap();
     let am = dir.0.join("am_fifo");
     let ser_fifo = dir.0.join("ser_fifo");
-    let db = dir.0.join("ser.db");
     mkfifo(&am);
-    assert!(Command::new("sqlite3")
-        .arg(&db)
-        .arg(
-            "CREATE TABLE subscriber (username VARCHAR(64) NOT NULL DEFAULT '', domain VARCHAR(128) NOT NULL DEFAULT '', \
-             email_address VARCHAR(128) NOT NULL DEFAULT '');\n\
-             INSERT INTO subscriber VALUES ('bob', '127.0.0.1', 'bob@example.com');"
-        )
-        .status()
-        .unwrap()
-        .success());
+    // vm-ser.cfg's db_url is a dbtext directory: bob's row in SER's flat-text format.
+    let vm_db = dir.0.join("vm-db");
+    std::fs::create_dir_all(&vm_db).unwrap();
+    std::fs::write(
+        vm_db.join("subscriber"),
+        "username(str) domain(str) email_address(str)\nbob:127.0.0.1:bob@example.com\n",
+    )
+    .unwrap();
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/vm-ser.cfg"),
     )
@@ -143,16 +133,11 @@ fn setup(extra: &str) -> Option<Setup> {
             "modparam(\"voicemail\", \"db_url\",\"vm/db\")",
             &format!(
                 "modparam(\"voicemail\", \"db_url\",\"{}\")\n{extra}",
-                dir.0.join("vm-db").display()
+                vm_db.display()
             ),
         );
     let port = free_port("127.0.0.1");
-    let url = format!("sqlite://{}", db.display());
-    let ser = Ser::start_with_env(
-        &cfg,
-        &["-l", "127.0.0.1", "-p", &port.to_string()],
-        &[("SER_DB_URL", &url)],
-    );
+    let ser = Ser::start_with_cfg(&cfg, &["-l", "127.0.0.1", "-p", &port.to_string()]);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let caller = udp_client("127.0.0.1");
     caller

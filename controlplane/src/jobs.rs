@@ -136,7 +136,11 @@ where
                         );
                         continue;
                     }
-                    if let (Some(tx), Job::Resolve { .. } | Job::Dns { .. }) = (&dns_tx, &req.job) {
+                    if let (
+                        Some(tx),
+                        Job::Resolve { .. } | Job::Dns { .. } | Job::EnumQuery { .. },
+                    ) = (&dns_tx, &req.job)
+                    {
                         // The DNS thread answers; if it is gone, answer here.
                         match tx.send(req) {
                             Ok(()) => continue,
@@ -198,6 +202,9 @@ async fn resolve(d: &Dns, job: &Job) -> JobResult {
             Ok(names) => JobResult::Names(names),
             Err(e) => JobResult::Failed(format!("{name}: {e}")),
         },
+        Job::EnumQuery { number, domain } => {
+            crate::modules::r#enum::query(&d.resolver, number, domain).await
+        }
         other => run(other),
     }
 }
@@ -236,6 +243,9 @@ pub fn run(job: &Job) -> JobResult {
             JobResult::Failed(format!("no database service running (table {table})"))
         }
         Job::DbWrite(_) => JobResult::Failed("no database service running".into()),
+        Job::EnumQuery { domain, .. } => {
+            JobResult::Failed(format!("{domain}: no DNS resolver for NAPTR lookups"))
+        }
     }
 }
 

@@ -89,6 +89,15 @@ pub enum Job {
     /// A database write whose completion the script waits for (db_mode 3 `save`, `acc` with
     /// guaranteed delivery); answered `Rows(vec![])` when done, `Failed` when the DB refused it.
     DbWrite(DbWrite),
+    /// ENUM (RFC 3761, module enum): the NAPTR records of `domain`, the `E2U+sip` ones with flag
+    /// `u` in order/preference order, the first whose regexp matches `number` gives the URI;
+    /// answered `Names(vec![uri])`, or `Failed` (no record, no match, DNS error).
+    EnumQuery {
+        /// The E.164 number as dialled (`+` and digits): the regexps' input.
+        number: String,
+        /// The ENUM domain (`4.3.2.1.e164.arpa.`).
+        domain: String,
+    },
 }
 
 /// One database change. Column values are text (`None` = NULL): every backend converts, and SER's
@@ -189,6 +198,7 @@ impl Job {
             Job::Exec { .. } => "exec",
             Job::WriteFifo { .. } => "fifo",
             Job::Db { .. } | Job::DbWrite(_) => "db",
+            Job::EnumQuery { .. } => "enum",
         }
     }
 }

@@ -104,6 +104,13 @@ impl Conn {
                     ));
                 }
             }
+            if let Some(dir) = controlplane::db::dbtext_dir(&url) {
+                if !std::path::Path::new(dir).is_dir() {
+                    return Err(format!(
+                        "the dbtext directory {dir} does not exist (check SER_DB_URL)"
+                    ));
+                }
+            }
         }
         let svc = DbService::start(Databases::new(url.clone()))
             .map_err(|e| format!("cannot start the database runtime: {e}"))?;

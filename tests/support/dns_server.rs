@@ -120,6 +120,32 @@ impl Zone {
         )
     }
 
+    /// Adds a terminal NAPTR record with a regexp and the root as replacement (ENUM, RFC 3761).
+    #[allow(clippy::too_many_arguments)]
+    pub fn naptr_regexp(
+        self,
+        owner: &str,
+        order: u16,
+        preference: u16,
+        flags: &str,
+        services: &str,
+        regexp: &str,
+        ttl: u32,
+    ) -> Self {
+        self.push(
+            owner,
+            ttl,
+            RData::NAPTR(NAPTR::new(
+                order,
+                preference,
+                flags.as_bytes().into(),
+                services.as_bytes().into(),
+                regexp.as_bytes().into(),
+                Name::root(),
+            )),
+        )
+    }
+
     /// The answer to one query: records, or `None` for NXDOMAIN.
     fn answer(&self, q: &hickory_proto::op::Query) -> Option<Vec<Record>> {
         let qname = norm(q.name());

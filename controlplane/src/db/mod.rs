@@ -6,6 +6,7 @@
 //! | `sqlite:///abs/path`, `sqlite://rel/path` | SQLite file, created with the schema on first use |
 //! | `mysql://user:pw@host[:port]/db`, SER's `sql://…` | MariaDB/MySQL |
 //! | `postgres://…`, `postgresql://…` | PostgreSQL |
+//! | `dbtext:///abs/dir`, `dbtext://rel/dir`, or a plain directory path (SER's dbtext `db_url`) | [`dbtext`]: SER's flat-text tables, one file per table |
 //! | `""` | the server's default: env `SER_DB_URL`, else [`DEFAULT_DB_URL`] |
 //!
 //! - [`Db`]: one database. `select(table, keys, columns)` → rows of `Option<String>` (NULL =
@@ -21,6 +22,7 @@
 //! turns into [`DbError::Unavailable`], never into a stuck script or a stuck shard. Errors say
 //! whether retrying can help ([`DbError::is_transient`]).
 
+pub mod dbtext;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -118,6 +120,7 @@ pub fn redact(url: &str) -> String {
 
 enum Backend {
     Sqlite(sqlite::Sqlite),
+    Dbtext(dbtext::Dbtext),
     #[cfg(feature = "mysql")]
     Mysql(mysql::Mysql),
     #[cfg(feature = "postgres")]
@@ -127,6 +130,7 @@ enum Backend {
 /// One database.
 pub struct Db {
     url: String,
+    /// The SQL of the backend (dbtext, which speaks none, never reaches the SQL paths).
     dialect: Dialect,
     backend: Backend,
 }
@@ -163,6 +167,12 @@ impl Db {
                 Dialect::Sqlite,
                 Backend::Sqlite(sqlite::Sqlite::new(PathBuf::from(path))),
             )
+        } else if let Some(dir) = dbtext_dir(url) {
+            // The dialect is never used: every operation of dbtext is dispatched before SQL.
+            (
+                Dialect::Sqlite,
+                Backend::Dbtext(dbtext::Dbtext::new(PathBuf::from(dir))),
+            )
         } else if url.starts_with("mysql://") || url.starts_with("sql://") {
             #[cfg(feature = "mysql")]
             {
@@ -188,7 +198,7 @@ impl Db {
             )));
         } else {
             return Err(DbError::Rejected(format!(
-                "{}: unknown database URL (use sqlite:///path, mysql://, sql:// or postgres://)",
+                "{}: unknown database URL (use sqlite:///path, dbtext:///dir, mysql://, sql:// or postgres://)",
                 redact(url)
             )));
         };
@@ -204,14 +214,18 @@ impl Db {
         &self.url
     }
 
-    /// The SQL dialect of the backend.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
+    /// The SQL dialect of the backend (`None`: dbtext, no SQL).
+    pub fn dialect(&self) -> Option<Dialect> {
+        match self.backend {
+            Backend::Dbtext(_) => None,
+            _ => Some(self.dialect),
+        }
     }
 
     async fn query(&self, sql: String, params: Vec<Option<String>>) -> Result<Rows, DbError> {
         match &self.backend {
             Backend::Sqlite(b) => b.query(sql, params).await,
+            Backend::Dbtext(_) => Err(DbError::Rejected(format!("dbtext runs no SQL ({sql})"))),
             #[cfg(feature = "mysql")]
             Backend::Mysql(b) => b.query(sql, params).await,
             #[cfg(feature = "postgres")]
@@ -222,6 +236,7 @@ impl Db {
     async fn execute(&self, sql: String, params: Vec<Option<String>>) -> Result<u64, DbError> {
         match &self.backend {
             Backend::Sqlite(b) => b.execute(sql, params).await,
+            Backend::Dbtext(_) => Err(DbError::Rejected(format!("dbtext runs no SQL ({sql})"))),
             #[cfg(feature = "mysql")]
             Backend::Mysql(b) => b.execute(sql, params).await,
             #[cfg(feature = "postgres")]
@@ -249,6 +264,9 @@ impl Db {
                 .chain(columns.iter().map(String::as_str)),
         )
         .map_err(DbError::Rejected)?;
+        if let Backend::Dbtext(b) = &self.backend {
+            return b.select(table, keys, columns).await;
+        }
         let k: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let c: Vec<&str> = columns.iter().map(String::as_str).collect();
         let sql = self.dialect.select(table, &k, &c);
@@ -268,6 +286,9 @@ impl Db {
             )));
         }
         schema::column_ok(table, row.iter().map(|(c, _)| c.as_str())).map_err(DbError::Rejected)?;
+        if let Backend::Dbtext(b) = &self.backend {
+            return b.insert(table, row).await;
+        }
         let c: Vec<&str> = row.iter().map(|(c, _)| c.as_str()).collect();
         let sql = self.dialect.insert(table, &c);
         self.execute(sql, row.iter().map(|(_, v)| v.clone()).collect())
@@ -292,6 +313,9 @@ impl Db {
                 .chain(row.iter().map(|(c, _)| c.as_str())),
         )
         .map_err(DbError::Rejected)?;
+        if let Backend::Dbtext(b) = &self.backend {
+            return b.upsert(table, keys, row).await;
+        }
         let k: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let found = if row.is_empty() {
             let sql = self.dialect.select(table, &k, &k[..1]);
@@ -329,6 +353,9 @@ impl Db {
         }
         schema::column_ok(table, keys.iter().map(|(k, _)| k.as_str()))
             .map_err(DbError::Rejected)?;
+        if let Backend::Dbtext(b) = &self.backend {
+            return b.delete(table, keys).await;
+        }
         let k: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let sql = self.dialect.delete(table, &k);
         self.execute(sql, keys.iter().map(|(_, v)| Some(v.clone())).collect())
@@ -348,6 +375,9 @@ impl Db {
 
     /// Names of the tables that exist.
     pub async fn tables(&self) -> Result<HashSet<String>, DbError> {
+        if let Backend::Dbtext(b) = &self.backend {
+            return b.tables().await;
+        }
         let rows = self
             .query(self.dialect.list_tables().to_string(), vec![])
             .await?;
@@ -385,7 +415,14 @@ impl Db {
         let existing = self.tables().await?;
         for t in schema::TABLES.iter().chain([&schema::VERSION]) {
             if !existing.contains(t.name) {
-                if let Err(e) = self.execute(self.dialect.create_table(t), vec![]).await {
+                let made = match &self.backend {
+                    Backend::Dbtext(b) => b.create(t).await,
+                    _ => self
+                        .execute(self.dialect.create_table(t), vec![])
+                        .await
+                        .map(drop),
+                };
+                if let Err(e) = made {
                     // Another node created it meanwhile (PostgreSQL reports that race as a
                     // duplicate type name, MySQL and SQLite as "already exists"): fine.
                     if !self.tables().await?.contains(t.name) {
@@ -451,8 +488,17 @@ impl Db {
     async fn read_versions(&self) -> Result<(String, HashMap<String, String>), DbError> {
         let mut last = None;
         for column in ["table_version", "version"] {
-            let sql = self.dialect.select("version", &[], &["table_name", column]);
-            match self.query(sql, vec![]).await {
+            let read = match &self.backend {
+                Backend::Dbtext(b) => {
+                    b.select("version", &[], &["table_name".into(), column.into()])
+                        .await
+                }
+                _ => {
+                    let sql = self.dialect.select("version", &[], &["table_name", column]);
+                    self.query(sql, vec![]).await
+                }
+            };
+            match read {
                 Ok(rows) => {
                     let map = rows
                         .into_iter()
@@ -469,6 +515,15 @@ impl Db {
         }
         Err(last.unwrap_or_else(|| DbError::Rejected("version table unreadable".into())))
     }
+}
+
+/// The directory of a dbtext URL: `dbtext://dir`, or a plain path (SER gave its dbtext module a
+/// directory as `db_url`). `None` for any other URL.
+pub fn dbtext_dir(url: &str) -> Option<&str> {
+    if let Some(dir) = url.strip_prefix("dbtext://") {
+        return Some(dir).filter(|d| !d.is_empty());
+    }
+    (!url.is_empty() && !url.contains("://")).then_some(url)
 }
 
 struct Slot {
@@ -679,11 +734,12 @@ mod tests {
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
         assert!(matches!(Db::open("oracle://x"), Err(DbError::Rejected(_))));
         assert!(matches!(Db::open("sqlite://"), Err(DbError::Rejected(_))));
-        assert!(
-            Db::open("sql://ser:heslo@localhost/ser").is_ok_and(|d| d.dialect() == Dialect::Mysql)
-        );
-        assert!(
-            Db::open("postgresql://u@127.0.0.1/db").is_ok_and(|d| d.dialect() == Dialect::Postgres)
-        );
+        assert!(Db::open("sql://ser:heslo@localhost/ser")
+            .is_ok_and(|d| d.dialect() == Some(Dialect::Mysql)));
+        assert!(Db::open("postgresql://u@127.0.0.1/db")
+            .is_ok_and(|d| d.dialect() == Some(Dialect::Postgres)));
+        assert!(Db::open("dbtext:///var/lib/ser/db").is_ok_and(|d| d.dialect().is_none()));
+        assert!(Db::open("vm/db").is_ok_and(|d| d.dialect().is_none()));
+        assert!(matches!(Db::open("dbtext://"), Err(DbError::Rejected(_))));
     }
 }

@@ -239,6 +239,26 @@ impl SipResolver {
         }
     }
 
+    /// The NAPTR records of `name` as DNS gives them (ENUM, RFC 3761), bounded like a resolve.
+    pub async fn naptr_records(&self, name: &str) -> Result<Vec<NAPTR>, DnsError> {
+        let deadline = tokio::time::Instant::now() + self.opts.budget();
+        let name = fqdn(name)?;
+        match timeout_at(deadline, self.inner.lookup(name, RecordType::NAPTR))
+            .await
+            .unwrap_or(Err(NetError::Timeout))
+        {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::NAPTR(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) => Err(net_error(e)),
+        }
+    }
+
     /// Answers from `cache` if it holds a live entry; otherwise resolves and caches the result —
     /// targets for their TTL, `NotFound` as a negative entry. Timeouts and other errors are not cached
     /// (the next attempt asks again). A cached negative entry reads as `NotFound`.

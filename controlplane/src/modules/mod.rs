@@ -1,4 +1,5 @@
 //! The blocking halves of script modules, reached through [`dataplane::offload::Job`]s.
 
+pub mod r#enum;
 pub mod exec;
 pub mod vm;

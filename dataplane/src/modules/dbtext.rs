@@ -1,9 +1,11 @@
 //! Script module `dbtext`: flat-text-file database back-end.
 //!
-//! Declaration table only (names, arity, argument fix-up, allowed route kinds, parameters);
-//! the implementations are added to the same table by later issues.
+//! A driver: loading it changes nothing by itself; every `db_url` of the form `dbtext:///dir` (or
+//! a plain directory path, as SER's dbtext took) is served by the controlplane's dbtext backend
+//! (`controlplane::db::dbtext`: SER's file format, one file per table, atomic writes), whether or
+//! not this module is loaded.
 //!
-//! Exports no script functions.
+//! Exports no script functions and no parameters.
 
 use crate::script::ModuleDecl;
 

@@ -123,7 +123,7 @@ pub static COMPLETION_HOOKS: &[(&ModuleDecl, crate::script::CompletionFn)] =
     &[(&acc::MODULE, acc::on_complete)];
 
 /// Database drivers: loaded so that `db_url`s of their kind work; no functions or settings.
-const DRIVERS: &[&str] = &["mysql", "postgres"];
+const DRIVERS: &[&str] = &["mysql", "postgres", "dbtext"];
 
 /// Whether module `m` does anything in this build. A module with no implemented function, no
 /// settings of its own and no driver role is a declaration table: scripts using it compile, its

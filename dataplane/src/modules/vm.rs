@@ -9,7 +9,7 @@
 //!
 //! | parameter | type | default |
 //! |---|---|---|
-//! | `db_url` | string | `""` (the server's default database) |
+//! | `db_url` | string | `""` (the server's default database; a plain directory is a dbtext database, as in SER) |
 //! | `email_column` | string | `"email_address"` |
 //! | `subscriber_table` | string | `"subscriber"` |
 //! | `user_column` | string | `"username"` |
@@ -85,17 +85,8 @@ impl VmConfig {
                 .unwrap_or(d)
                 .to_string()
         };
-        let mut db_url = s("db_url", "");
-        // SER's example gives dbtext a directory; only the server's databases are here.
-        if !db_url.is_empty() && !db_url.contains("://") {
-            if program.is_some() {
-                ser_log!(
-                    L_WARN,
-                    "vm: db_url {db_url:?} is not a database URL (dbtext directories are not supported): the server's database is used"
-                );
-            }
-            db_url.clear();
-        }
+        // SER's example gives a dbtext directory (a plain path): the controlplane opens it as one.
+        let db_url = s("db_url", "");
         VmConfig {
             db_url,
             email_column: s("email_column", "email_address"),

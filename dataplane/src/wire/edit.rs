@@ -300,6 +300,25 @@ impl Message {
         }
     }
 
+    /// The body as the edits so far leave it: the last [`Message::set_body`], else as received
+    /// (so that several body rewrites of one message build on each other).
+    pub fn current_body(&self) -> &[u8] {
+        let span = self.body;
+        if span.start == span.end {
+            return self.body();
+        }
+        match self
+            .edits
+            .ops
+            .iter()
+            .rev()
+            .find(|o| o.start == span.start && o.end == span.end)
+        {
+            Some(op) => self.edits.data(op),
+            None => self.body(),
+        }
+    }
+
     /// Replaces the body and keeps Content-Length right (rewriting its value, or adding the header
     /// when the message had none).
     pub fn set_body(&mut self, body: &[u8]) {
