@@ -9,6 +9,7 @@
 //! - `Exec`: `/bin/sh -c command` with the given environment and standard input, on the exec pool
 //!   ([`crate::modules::exec`]: bounded in number, time and output), so a hung program holds
 //!   neither a worker here nor any other job.
+//! - `Radius`: the RADIUS client ([`crate::modules::radius`], its own thread and tasks).
 //! - `Db`/`DbWrite`: run as tasks on the database runtime ([`crate::db::DbService`]) through
 //!   [`crate::db::Databases`] (one pool per URL; `""` = the server's default database). Without a
 //!   database service they are answered `Failed`.
@@ -136,6 +137,12 @@ where
                         );
                         continue;
                     }
+                    if let Job::Radius(r) = req.job {
+                        let deliver = deliver.clone();
+                        let (shard, id) = (req.shard, req.id);
+                        crate::modules::radius::submit(r, move |res| deliver(shard, id, res));
+                        continue;
+                    }
                     if let (Some(tx), Job::Resolve { .. } | Job::Dns { .. }) = (&dns_tx, &req.job) {
                         // The DNS thread answers; if it is gone, answer here.
                         match tx.send(req) {
@@ -236,6 +243,7 @@ pub fn run(job: &Job) -> JobResult {
             JobResult::Failed(format!("no database service running (table {table})"))
         }
         Job::DbWrite(_) => JobResult::Failed("no database service running".into()),
+        Job::Radius(r) => crate::modules::radius::run_blocking(r),
     }
 }
 

@@ -1,5 +1,5 @@
-//! RADIUS packet codec (RFC 2865 / 2866 / 3579), for the RADIUS client that auth_radius,
-//! group_radius, uri_radius and acc will use (not wired to any module yet).
+//! RADIUS packet codec (RFC 2865 / 2866 / 3579) of the RADIUS client ([`crate::modules::radius`])
+//! that auth_radius, group_radius, uri_radius and acc use.
 //!
 //! - [`encode`] builds an Access-Request (random Request Authenticator, with a
 //!   Message-Authenticator as RFC 3579 §3.2 and the Blast-RADIUS advisories want) or an

@@ -89,6 +89,9 @@ pub enum Job {
     /// A database write whose completion the script waits for (db_mode 3 `save`, `acc` with
     /// guaranteed delivery); answered `Rows(vec![])` when done, `Failed` when the DB refused it.
     DbWrite(DbWrite),
+    /// A RADIUS exchange (auth_radius, group_radius, uri_radius, `acc_rad_request`): answered
+    /// [`JobResult::Radius`] with the server's verified reply, `Failed` when no server answered.
+    Radius(crate::radius::RadiusRequest),
 }
 
 /// One database change. Column values are text (`None` = NULL): every backend converts, and SER's
@@ -189,6 +192,7 @@ impl Job {
             Job::Exec { .. } => "exec",
             Job::WriteFifo { .. } => "fifo",
             Job::Db { .. } | Job::DbWrite(_) => "db",
+            Job::Radius(_) => "radius",
         }
     }
 }
@@ -213,6 +217,13 @@ pub enum JobResult {
     Rows(Vec<Vec<Option<String>>>),
     /// The job could not be done (name not found, command not started, DB down…).
     Failed(String),
+    /// A RADIUS server's verified reply: its code (Access-Accept…) and attributes.
+    Radius {
+        /// Reply code.
+        code: u8,
+        /// Attributes (type, value).
+        attrs: Vec<(u8, Vec<u8>)>,
+    },
 }
 
 impl JobResult {
@@ -227,6 +238,12 @@ impl JobResult {
             JobResult::Exec { status, .. } => *status == 0,
             JobResult::Rows(r) => !r.is_empty(),
             JobResult::Failed(_) => false,
+            JobResult::Radius { code, .. } => {
+                matches!(
+                    *code,
+                    crate::radius::ACCESS_ACCEPT | crate::radius::ACCOUNTING_RESPONSE
+                )
+            }
         };
         if ok {
             1
