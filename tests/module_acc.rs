@@ -286,7 +286,7 @@ fn early_media_reports_the_183_as_well() {
 #[test]
 fn ser_c_warns_about_what_acc_does_not_do() {
     let cfg = temp_cfg(&format!(
-        "{}\nmodparam(\"acc\", \"report_ack\", 1)\nloadmodule \"msilo.so\"\n",
+        "{}\nmodparam(\"acc\", \"report_ack\", 0)\nloadmodule \"msilo.so\"\n",
         acc_cfg().replace(
             "modparam(\"acc\", \"log_flag\", 1 )",
             "modparam(\"acc\", \"acc_flag\", 1 )"

@@ -409,3 +409,249 @@ fn a_missing_radius_config_is_named_at_start_and_auth_answers_500() {
     let r = udp_exchange(&sock, addr, register("alice", Some(&good), 2).as_bytes()).unwrap();
     assert_eq!(status_line(&r), "SIP/2.0 500 Server Internal Error");
 }
+
+/// A SIP request from `from_user`@example.com to `ruri`, sent from `sock`.
+fn sip(
+    method: &str,
+    ruri: &str,
+    from_user: &str,
+    sock: &UdpSocket,
+    call_id: &str,
+    cseq: u32,
+) -> String {
+    let via = sock.local_addr().unwrap();
+    format!(
+        "{method} {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {via};branch=z9hG4bK-{call_id}-{cseq};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:{from_user}@example.com>;tag=f1\r\n\
+         To: <sip:bob@example.com>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Contact: <sip:{from_user}@{via}>\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn group_and_uri_checks_answer_from_the_servers_replies() {
+    let Some(fr) = radiusd("grp") else { return };
+    let conf = client_conf("grp", &[fr.auth], &[fr.acct], 2, 2);
+    let cfg = r#"
+loadmodule "sl.so"
+loadmodule "group_radius.so"
+loadmodule "uri_radius.so"
+modparam("group_radius", "radius_config", "CONF")
+modparam("uri_radius", "radius_config", "CONF")
+route {
+	if (method == "OPTIONS") {
+		if (radius_is_user_in("From", "voip")) {
+			sl_send_reply("200", "In Group");
+			break;
+		};
+		sl_send_reply("403", "Not In Group");
+		break;
+	};
+	if (radius_does_uri_exist()) {
+		sl_send_reply("200", "Exists");
+		break;
+	};
+	sl_send_reply("404", "No Such User");
+}
+"#
+    .replace("CONF", &conf.display().to_string());
+    let (ser, addr) = peer::ser_with(&cfg, "1", &[]);
+    let s = udp_client("127.0.0.1");
+    let ask = |m: &str, ruri: &str, from: &str, n: u32| {
+        let r = udp_exchange(
+            &s,
+            addr,
+            sip(m, ruri, from, &s, &format!("g{n}"), n).as_bytes(),
+        )
+        .expect("a reply");
+        status_line(&r).to_string()
+    };
+    assert_eq!(
+        ask("OPTIONS", "sip:test.example", "alice", 1),
+        "SIP/2.0 200 In Group",
+        "{}",
+        ser.log_text()
+    );
+    assert_eq!(
+        ask("OPTIONS", "sip:test.example", "carol", 2),
+        "SIP/2.0 403 Not In Group"
+    );
+    assert_eq!(
+        ask("MESSAGE", "sip:bob@test.example", "alice", 3),
+        "SIP/2.0 200 Exists"
+    );
+    assert_eq!(
+        ask("MESSAGE", "sip:nobody@test.example", "alice", 4),
+        "SIP/2.0 404 No Such User"
+    );
+    let log = std::fs::read_to_string(fr.dir.join("radiusd.log")).unwrap();
+    assert!(log.contains("Sip-Group = \"voip\""), "{log}");
+    assert!(log.contains("User-Name = \"nobody@test.example\""), "{log}");
+}
+
+/// The records of FreeRADIUS's detail file (blank-line separated), waiting until `n` are there.
+fn detail_records(fr: &Radiusd, n: usize) -> Vec<String> {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(fr.dir.join("acct/detail")).unwrap_or_default();
+        let recs: Vec<String> = text
+            .split("\n\n")
+            .filter(|r| !r.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        if recs.len() >= n || Instant::now() > end {
+            return recs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_accounted_call_gives_start_and_stop_records_and_a_missed_one_failed() {
+    let Some(fr) = radiusd("acc") else { return };
+    let conf = client_conf("acc", &[fr.auth], &[fr.acct], 2, 2);
+    let cfg = r#"
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "acc.so"
+modparam("acc", "radius_config", "CONF")
+modparam("acc", "radius_flag", 1)
+modparam("acc", "radius_missed_flag", 2)
+route {
+	if (method == "MESSAGE") {
+		if (acc_rad_request("202 Accepted")) {
+			sl_send_reply("202", "Accounted");
+			break;
+		};
+		sl_send_reply("500", "Not Accounted");
+		break;
+	};
+	setflag(1);
+	setflag(2);
+	if (!t_relay()) {
+		sl_reply_error();
+	};
+}
+"#
+    .replace("CONF", &conf.display().to_string());
+    let (ser, addr) = peer::ser_with(&cfg, "1", &[]);
+    // The callee: 200 to the first INVITE, 486 to the second, 200 to BYE.
+    let bob = peer::sock();
+    let bob_addr = bob.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let mut invites = 0;
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut buf = vec![0u8; 65536];
+        let mut byes = 0;
+        while Instant::now() < end && (invites < 2 || byes < 1) {
+            let Ok((n, from)) = bob.recv_from(&mut buf) else {
+                continue;
+            };
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if m.starts_with("INVITE ") {
+                invites += 1;
+                let (code, reason) = if invites == 1 {
+                    (200, "OK")
+                } else {
+                    (486, "Busy Here")
+                };
+                bob.send_to(peer::reply_to(&m, code, reason, "bob").as_bytes(), from)
+                    .unwrap();
+            } else if m.starts_with("BYE ") {
+                byes += 1;
+                bob.send_to(peer::reply_to(&m, 200, "OK", "bob").as_bytes(), from)
+                    .unwrap();
+            }
+        }
+    });
+    let ruri = format!("sip:bob@{bob_addr}");
+    let c = peer::sock();
+    let final_of = |req: &str| {
+        c.send_to(req.as_bytes(), addr).unwrap();
+        peer::finals_acked(&c, addr, req, Duration::from_millis(1000))
+            .first()
+            .map_or(0, |m| peer::status(m))
+    };
+    assert_eq!(
+        final_of(&sip("INVITE", &ruri, "alice", &c, "rad-call-1", 1)),
+        200
+    );
+    assert_eq!(
+        final_of(&sip("BYE", &ruri, "alice", &c, "rad-call-1", 2)),
+        200
+    );
+    assert_eq!(
+        final_of(&sip("INVITE", &ruri, "alice", &c, "rad-call-2", 1)),
+        486
+    );
+    h.join().unwrap();
+    let s = udp_client("127.0.0.1");
+    let r = udp_exchange(
+        &s,
+        addr,
+        sip("MESSAGE", "sip:bob@test.example", "alice", &s, "rad-msg", 1).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 202 Accounted",
+        "{}",
+        ser.log_text()
+    );
+    let recs = detail_records(&fr, 4);
+    assert_eq!(recs.len(), 4, "{recs:?}\nser log:\n{}", ser.log_text());
+    let find = |call: &str, status: &str| {
+        recs.iter()
+            .find(|r| {
+                r.contains(&format!("Acct-Session-Id = \"{call}\""))
+                    && r.contains(&format!("Acct-Status-Type = {status}"))
+            })
+            .unwrap_or_else(|| panic!("no {status} record of {call}: {recs:?}"))
+            .clone()
+    };
+    let start = find("rad-call-1", "Start");
+    assert!(
+        start.contains("User-Name = \"alice@example.com\""),
+        "{start}"
+    );
+    assert!(
+        start.contains("Calling-Station-Id = \"sip:alice@example.com\""),
+        "{start}"
+    );
+    assert!(
+        start.contains("Called-Station-Id = \"sip:bob@example.com\""),
+        "{start}"
+    );
+    assert!(start.contains("Service-Type = "), "{start}");
+    // FreeRADIUS's dictionaries give SER's numbers other names (102 EAP-Key-Name, 15
+    // IAPP-Register) or none (104, 107): their values are checked as the bytes sent.
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    assert!(
+        start.contains("= 0x000000c8"),
+        "Sip-Response-Code 200: {start}"
+    );
+    assert!(
+        start.contains(&format!("Attr-104 = 0x{}", hex("bob"))),
+        "Sip-To-Tag: {start}"
+    );
+    assert!(
+        start.contains(&format!("Attr-107 = 0x{}", hex(&ruri))),
+        "Sip-Translated-Request-URI: {start}"
+    );
+    let stop = find("rad-call-1", "Stop");
+    assert!(
+        stop.contains("Called-Station-Id = \"sip:bob@example.com\""),
+        "{stop}"
+    );
+    let failed = find("rad-call-2", "Failed");
+    assert!(
+        failed.contains("= 0x000001e6"),
+        "Sip-Response-Code 486: {failed}"
+    );
+    find("rad-msg", "Start");
+}
