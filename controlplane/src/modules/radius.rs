@@ -8,7 +8,7 @@
 //!   (RFC 2865 §2.5: a retransmission keeps its identifier and authenticator), `timeout` apart.
 //!   A server that refuses (ICMP port unreachable) is left at once for the next one.
 //! - Each exchange has its own socket (ephemeral port) and a random identifier and Request
-//!   Authenticator; a reply is taken only when [`crate::radius::decode_reply`] verifies it
+//!   Authenticator; a reply is taken only when [`dataplane::radius::codec::decode_reply`] verifies it
 //!   (identifier, Response Authenticator, Message-Authenticator when present, well-formed
 //!   attributes). Anything else (forged, truncated, for another request) is logged and
 //!   ignored, and the wait goes on until the timeout.
@@ -23,7 +23,7 @@ use dataplane::ser_log;
 use dataplane::shard::log::{L_ERR, L_WARN};
 use tokio::net::UdpSocket;
 
-use crate::radius::{decode_reply, encode};
+use dataplane::radius::codec::{decode_reply, encode};
 
 /// Exchanges in flight at once.
 pub const MAX_OUTSTANDING: usize = 256;

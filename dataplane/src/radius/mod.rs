@@ -1,8 +1,9 @@
 //! What the RADIUS modules (auth_radius, group_radius, uri_radius, acc) share on the dataplane
 //! side: SER's `radius_config` file (a radiusclient.conf) and the dictionary it names, read at
 //! load; the request a [`crate::offload::Job::Radius`] carries; and the bounded queue of
-//! accounting requests nobody waits for. The client itself (sockets, retransmission, failover,
-//! reply verification) is the controlplane's (`controlplane::modules::radius`).
+//! accounting requests nobody waits for; the packet codec ([`codec`]: building requests,
+//! verifying replies). The client itself (sockets, retransmission, failover) is the
+//! controlplane's (`controlplane::modules::radius`).
 //!
 //! radiusclient.conf lines understood (others, such as `seqfile` or `bindaddr`, are ignored):
 //! `authserver` and `acctserver` (a list of `host[:port[:secret]]`, tried in order),
@@ -22,16 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// Access-Request.
-pub const ACCESS_REQUEST: u8 = 1;
-/// Access-Accept.
-pub const ACCESS_ACCEPT: u8 = 2;
-/// Access-Reject.
-pub const ACCESS_REJECT: u8 = 3;
-/// Accounting-Request.
-pub const ACCOUNTING_REQUEST: u8 = 4;
-/// Accounting-Response.
-pub const ACCOUNTING_RESPONSE: u8 = 5;
+pub mod codec;
+
+pub use codec::{
+    ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_REQUEST, ACCOUNTING_REQUEST, ACCOUNTING_RESPONSE,
+};
 
 /// Digest-Attributes (draft-sterman-aaa-sip): holds the Digest-* sub-attributes.
 const DIGEST_ATTRIBUTES: u8 = 207;
