@@ -189,7 +189,7 @@ fn client_conf(test: &str, auth: &[u16], acct: &[u16], timeout: u32, retries: u3
     std::fs::write(
         &conf,
         format!(
-            "# written by module_radius.rs\nauthserver {}\nacctserver {}\nservers servers\ndictionary {}\nradius_timeout {timeout}\nradius_retries {retries}\n",
+            "# written by module_radius.rs\nauthserver {}\nacctserver {}\nservers servers\ndictionary {}\nradius_timeout {timeout}\nradius_retries {retries}\nnas_identifier ser-test\n",
             list(auth),
             list(acct),
             dict.display()
@@ -216,6 +216,14 @@ route {
 	};
 	if (method == "OPTIONS") {
 		sl_send_reply("200", "Alive");
+		break;
+	};
+	if (method == "MESSAGE") {
+		if (!radius_proxy_authorize("test.example")) {
+			proxy_challenge("test.example", "QOP");
+			break;
+		};
+		sl_send_reply("200", "Authorized");
 		break;
 	};
 	sl_send_reply("404", "Not Found");
@@ -254,6 +262,17 @@ fn param(challenge: &str, name: &str) -> String {
 }
 
 fn answer(user: &str, pw: &str, challenge: &str, nc: Option<u32>) -> String {
+    answer_to("REGISTER", "sip:test.example", user, pw, challenge, nc)
+}
+
+fn answer_to(
+    method: &str,
+    uri: &str,
+    user: &str,
+    pw: &str,
+    challenge: &str,
+    nc: Option<u32>,
+) -> String {
     let nonce = param(challenge, "nonce");
     let ha1 = digest::ha1(
         Algorithm::Md5,
@@ -269,12 +288,12 @@ fn answer(user: &str, pw: &str, challenge: &str, nc: Option<u32>) -> String {
         nc: ncs.as_bytes(),
         cnonce: b"radc",
         qop: if nc.is_some() { Qop::Auth } else { Qop::None },
-        method: b"REGISTER",
-        uri: b"sip:test.example",
+        method: method.as_bytes(),
+        uri: uri.as_bytes(),
         body: b"",
     });
     let mut v = format!(
-        "Digest username=\"{user}\", realm=\"test.example\", nonce=\"{nonce}\", uri=\"sip:test.example\", response=\"{}\"",
+        "Digest username=\"{user}\", realm=\"test.example\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{}\"",
         String::from_utf8_lossy(r.as_bytes())
     );
     if nc.is_some() {
@@ -628,6 +647,7 @@ route {
         "{start}"
     );
     assert!(start.contains("Service-Type = "), "{start}");
+    assert!(start.contains("NAS-Identifier = \"ser-test\""), "{start}");
     // FreeRADIUS's dictionaries give SER's numbers other names (102 EAP-Key-Name, 15
     // IAPP-Register) or none (104, 107): their values are checked as the bytes sent.
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
@@ -654,4 +674,52 @@ route {
         "Sip-Response-Code 486: {failed}"
     );
     find("rad-msg", "Start");
+}
+
+#[test]
+fn radius_proxy_authorize_checks_proxy_authorization() {
+    let Some(fr) = radiusd("proxy") else { return };
+    let conf = client_conf("proxy", &[fr.auth], &[fr.acct], 2, 2);
+    let (ser, addr) = start_registrar(&conf, "1");
+    let s = udp_client("127.0.0.1");
+    let ruri = "sip:bob@test.example";
+    let msg = |auth: Option<&str>, n: u32| {
+        let mut m = sip("MESSAGE", ruri, "alice", &s, "rad-proxy", n);
+        if let Some(a) = auth {
+            m = m.replace(
+                "Content-Length: 0",
+                &format!("Proxy-Authorization: {a}\r\nContent-Length: 0"),
+            );
+        }
+        udp_exchange(&s, addr, m.as_bytes()).expect("a reply")
+    };
+    let r = msg(None, 1);
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 407 Proxy Authentication Required",
+        "{r}"
+    );
+    let ch = header(&r, "Proxy-Authenticate").unwrap().to_string();
+    let good = answer_to("MESSAGE", ruri, "alice", "alicepw", &ch, Some(1));
+    let r = msg(Some(&good), 2);
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 200 Authorized",
+        "{r}\n{}",
+        ser.log_text()
+    );
+    // The same nonce-count again is a replay, even though the server would accept it.
+    let r = msg(Some(&good), 3);
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 407 Proxy Authentication Required",
+        "{r}"
+    );
+    let bad = answer_to("MESSAGE", ruri, "alice", "nope", &ch, Some(2));
+    let r = msg(Some(&bad), 4);
+    assert_eq!(
+        status_line(&r),
+        "SIP/2.0 407 Proxy Authentication Required",
+        "{r}"
+    );
 }

@@ -2,7 +2,7 @@
 //! that auth_radius, group_radius, uri_radius and acc use.
 //!
 //! - [`encode`] builds an Access-Request (random Request Authenticator, with a
-//!   Message-Authenticator as RFC 3579 §3.2 and the Blast-RADIUS advisories want) or an
+//!   Message-Authenticator, first, as RFC 3579 §3.2 and the Blast-RADIUS advisories want) or an
 //!   Accounting-Request (authenticator = MD5 over the packet and the secret, RFC 2866 §3).
 //! - [`decode_reply`] accepts a reply only when its length, identifier, Response Authenticator
 //!   and (when present, or required) Message-Authenticator check out, and every attribute is
@@ -80,6 +80,12 @@ pub fn encode(
     } else {
         [0; 16]
     });
+    // Message-Authenticator first, as the Blast-RADIUS advisories (CVE-2024-3596) ask.
+    let ma_at = (code == ACCESS_REQUEST).then(|| {
+        p.extend_from_slice(&[MESSAGE_AUTHENTICATOR, 18]);
+        p.extend_from_slice(&[0; 16]);
+        p.len() - 16
+    });
     for (t, v) in attrs {
         if v.is_empty() || v.len() > 253 {
             return Err(Error::TooLong);
@@ -88,11 +94,6 @@ pub fn encode(
         p.push(v.len() as u8 + 2);
         p.extend_from_slice(v);
     }
-    let ma_at = (code == ACCESS_REQUEST).then(|| {
-        p.extend_from_slice(&[MESSAGE_AUTHENTICATOR, 18]);
-        p.extend_from_slice(&[0; 16]);
-        p.len() - 16
-    });
     if p.len() > MAX_PACKET {
         return Err(Error::TooLong);
     }

@@ -8,7 +8,9 @@
 //! radiusclient.conf lines understood (others, such as `seqfile` or `bindaddr`, are ignored):
 //! `authserver` and `acctserver` (a list of `host[:port[:secret]]`, tried in order),
 //! `servers` (a file of `host[:port] secret` lines, radiusclient's secrets file),
-//! `dictionary`, `radius_timeout` (seconds per try), `radius_retries` (tries per server).
+//! `dictionary`, `radius_timeout` (seconds per try), `radius_retries` (tries per server),
+//! `nas_identifier` (the `NAS-Identifier` every request carries, RFC 2865 §4.1 / 2866 §4.1;
+//! default: the host name).
 //! Relative paths are taken from the directory of radiusclient.conf.
 //!
 //! Dictionary lines: `ATTRIBUTE name number type [vendor]`, `VALUE attribute name number`,
@@ -29,6 +31,10 @@ pub use codec::{
     ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_REQUEST, ACCOUNTING_REQUEST, ACCOUNTING_RESPONSE,
 };
 
+/// NAS-IP-Address (RFC 2865).
+const NAS_IP_ADDRESS: u8 = 4;
+/// NAS-Identifier (RFC 2865).
+const NAS_IDENTIFIER: u8 = 32;
 /// Digest-Attributes (draft-sterman-aaa-sip): holds the Digest-* sub-attributes.
 const DIGEST_ATTRIBUTES: u8 = 207;
 /// The first dictionary number packed into Digest-Attributes (Digest-Realm = sub-type 1).
@@ -315,6 +321,8 @@ pub struct ClientConfig {
     pub tries: u32,
     /// The dictionary it names.
     pub dict: Arc<Dictionary>,
+    /// `NAS-Identifier` of every request.
+    pub nas_identifier: Vec<u8>,
 }
 
 impl ClientConfig {
@@ -326,6 +334,7 @@ impl ClientConfig {
         let mut acct_spec = Vec::new();
         let (mut servers_file, mut dict_file) = (None, None);
         let (mut timeout, mut retries) = (5u64, 3u32);
+        let mut nas_identifier = None;
         for (n, line) in text.lines().enumerate() {
             let at = |what: String| format!("{path}:{}: {what}", n + 1);
             let line = line.split('#').next().unwrap_or("").trim();
@@ -348,6 +357,7 @@ impl ClientConfig {
                 ),
                 "servers" => servers_file = Some(relative_to(p, value)),
                 "dictionary" => dict_file = Some(relative_to(p, value)),
+                "nas_identifier" => nas_identifier = Some(value.as_bytes().to_vec()),
                 "radius_timeout" => {
                     timeout = value.parse().ok().filter(|t| *t > 0).ok_or_else(|| {
                         at(format!("radius_timeout '{value}' is not a positive number"))
@@ -387,11 +397,26 @@ impl ClientConfig {
             timeout: Duration::from_secs(timeout),
             tries: retries,
             dict: Arc::new(dict),
+            nas_identifier: nas_identifier
+                .or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .ok()
+                        .map(|h| h.trim().as_bytes().to_vec())
+                })
+                .filter(|n| !n.is_empty() && n.len() <= 253)
+                .unwrap_or_else(|| b"ser".to_vec()),
         })
     }
 
-    /// A request to the auth or acct servers with `attrs`.
-    pub fn request(&self, code: u8, attrs: Vec<(u8, Vec<u8>)>) -> RadiusRequest {
+    /// A request to the auth or acct servers with `attrs` (and `NAS-Identifier` when `attrs`
+    /// name neither it nor `NAS-IP-Address`).
+    pub fn request(&self, code: u8, mut attrs: Vec<(u8, Vec<u8>)>) -> RadiusRequest {
+        if !attrs
+            .iter()
+            .any(|(t, _)| *t == NAS_IP_ADDRESS || *t == NAS_IDENTIFIER)
+        {
+            attrs.push((NAS_IDENTIFIER, self.nas_identifier.clone()));
+        }
         RadiusRequest {
             servers: if code == ACCOUNTING_REQUEST {
                 Arc::clone(&self.acct)
@@ -558,7 +583,7 @@ mod tests {
         let conf = dir.join("radiusclient.conf");
         std::fs::write(
             &conf,
-            "authserver 127.0.0.1:1999,127.0.0.2:2000:other\nservers servers\ndictionary dictionary\nradius_retries 2\n",
+            "authserver 127.0.0.1:1999,127.0.0.2:2000:other\nservers servers\ndictionary dictionary\nradius_retries 2\nnas_identifier proxy-1\n",
         )
         .unwrap();
         let c = ClientConfig::load(conf.to_str().unwrap()).unwrap();
@@ -566,6 +591,8 @@ mod tests {
         assert_eq!(c.auth[0].secret, b"s3cret");
         assert_eq!(c.auth[1].secret, b"other");
         assert_eq!(c.tries, 2);
+        let r = c.request(ACCESS_REQUEST, vec![(1, b"u".to_vec())]);
+        assert_eq!(r.attrs, vec![(1, b"u".to_vec()), (32, b"proxy-1".to_vec())]);
         std::fs::write(&conf, "authserver 127.0.0.9\ndictionary dictionary\n").unwrap();
         let e = ClientConfig::load(conf.to_str().unwrap()).unwrap_err();
         assert!(e.contains("no secret"), "{e}");
