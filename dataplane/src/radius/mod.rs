@@ -96,6 +96,7 @@ struct AttrDef {
 pub struct Dictionary {
     attrs: HashMap<String, AttrDef>,
     values: HashMap<(String, String), u32>,
+    vendors: HashMap<String, u32>,
 }
 
 impl Dictionary {
@@ -124,7 +125,6 @@ impl Dictionary {
     }
 
     fn read_text(&mut self, path: &Path, text: &str, depth: u32) -> Result<(), String> {
-        let mut vendors: HashMap<String, u32> = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let at = |what: String| format!("{}:{}: {what}", path.display(), n + 1);
             let line = line.split('#').next().unwrap_or("");
@@ -151,7 +151,7 @@ impl Dictionary {
                     };
                     let vendor = match rest.first() {
                         None => None,
-                        Some(v) => match vendors.get(*v) {
+                        Some(v) => match self.vendors.get(*v) {
                             Some(id) => Some(*id),
                             None => return Err(at(format!("unknown vendor '{v}'"))),
                         },
@@ -181,7 +181,8 @@ impl Dictionary {
                     let [_, name, number, ..] = w.as_slice() else {
                         return Err(at("VENDOR needs a name and a number".into()));
                     };
-                    vendors.insert((*name).to_string(), num(number)?);
+                    let id = num(number)?;
+                    self.vendors.insert((*name).to_string(), id);
                 }
                 "$INCLUDE" => {
                     let Some(file) = w.get(1) else {
@@ -565,6 +566,25 @@ mod tests {
         assert_eq!(d.find(&out, "Cisco-AVPair"), Some(&b"a=b"[..]));
         assert!(d.push(&mut out, "Auth-Type", Value::Int(1)).is_err());
         assert!(d.push(&mut out, "Service-Type", Value::Text("x")).is_err());
+    }
+
+    #[test]
+    fn the_accounting_queue_refuses_when_full_or_unconnected() {
+        let sink = AcctSink::default();
+        let req = RadiusRequest {
+            servers: Vec::new().into(),
+            timeout: Duration::from_secs(1),
+            tries: 1,
+            code: ACCOUNTING_REQUEST,
+            attrs: vec![],
+        };
+        assert!(!sink.post(req.clone()), "nothing connected");
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        sink.connect(tx);
+        assert!(sink.post(req.clone()));
+        assert!(!sink.post(req.clone()), "the bound holds");
+        assert_eq!(sink.refused(), 2);
+        assert_eq!(rx.try_recv().ok(), Some(req));
     }
 
     #[test]
