@@ -387,7 +387,8 @@ fn a_dead_radius_server_answers_500_quickly_and_never_stalls_sip() {
     let t1 = Instant::now();
     let r = udp_exchange(&other, addr, opt.as_bytes()).expect("OPTIONS answered");
     assert_eq!(status_line(&r), "SIP/2.0 200 Alive");
-    assert!(t1.elapsed() < Duration::from_millis(500), "not stalled");
+    // The REGISTER waits 2 s for the silent server: an answer well within that is no stall.
+    assert!(t1.elapsed() < Duration::from_secs(1), "not stalled");
     let mut buf = vec![0u8; 65536];
     let (n, _) = sock.recv_from(&mut buf).expect("a reply to the REGISTER");
     let r = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -399,7 +400,7 @@ fn a_dead_radius_server_answers_500_quickly_and_never_stalls_sip() {
     );
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_millis(1800) && took < Duration::from_secs(3),
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
         "failed over after the silent server's tries: {took:?}"
     );
     // The silent server saw both tries of the same packet.
@@ -722,4 +723,54 @@ fn radius_proxy_authorize_checks_proxy_authorization() {
         "SIP/2.0 407 Proxy Authentication Required",
         "{r}"
     );
+}
+
+#[test]
+fn a_dictionary_without_the_needed_attributes_is_named_at_start() {
+    let dir = tmpdir("baddict");
+    std::fs::write(
+        dir.join("dict"),
+        "ATTRIBUTE User-Name 1 string\nATTRIBUTE Service-Type 6 integer\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rc.conf"),
+        "authserver 127.0.0.1:1812:s\ndictionary dict\n",
+    )
+    .unwrap();
+    let bad_line = dir.join("rc2.conf");
+    std::fs::write(&bad_line, "authserver 127.0.0.1:1812:s\ndictionary dict2\n").unwrap();
+    std::fs::write(dir.join("dict2"), "ATTRIBUTE User-Name one string\n").unwrap();
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"group_radius.so\"\nloadmodule \"uri_radius.so\"\n\
+         modparam(\"group_radius\", \"radius_config\", \"{}\")\n\
+         modparam(\"uri_radius\", \"radius_config\", \"{}\")\n\
+         route {{\n\tif (radius_is_user_in(\"From\", \"voip\")) {{ sl_send_reply(\"200\", \"In\"); break; }};\n\
+         \tsl_send_reply(\"403\", \"Out\");\n}}\n",
+        dir.join("rc.conf").display(),
+        bad_line.display()
+    );
+    let (ser, addr) = peer::ser_with(&cfg, "1", &[]);
+    assert!(
+        ser.wait_log(
+            "its dictionary lacks attribute Sip-Group",
+            Duration::from_secs(2)
+        ),
+        "{}",
+        ser.log_text()
+    );
+    assert!(
+        ser.wait_log("dict2:1: 'one' is not a number", Duration::from_secs(2)),
+        "{}",
+        ser.log_text()
+    );
+    let s = udp_client("127.0.0.1");
+    let r = udp_exchange(
+        &s,
+        addr,
+        sip("OPTIONS", "sip:x@test.example", "alice", &s, "bd", 1).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status_line(&r), "SIP/2.0 403 Out");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -267,7 +267,7 @@ impl AccConfig {
             crate::radius::load_logged("acc", &radius_path, RADIUS_ATTRS)
         } else {
             // Only acc_rad_request can use it: its failure is logged when it is called.
-            crate::radius::ClientConfig::load(&radius_path).map(Arc::new)
+            crate::radius::load(&radius_path, RADIUS_ATTRS)
         };
         AccConfig {
             radius,

@@ -487,13 +487,17 @@ fn server(spec: &str, default_port: u16, secrets: &[(String, Vec<u8>)]) -> Resul
 /// load; the module's functions then fail).
 pub type Loaded = Result<Arc<ClientConfig>, String>;
 
-/// Loads `path` (at program load), checking the dictionary has `attrs`; a failure is logged
-/// with `module`'s name.
-pub fn load_logged(module: &str, path: &str, attrs: &[&str]) -> Loaded {
-    let r = ClientConfig::load(path).and_then(|c| match attrs.iter().find(|a| !c.dict.has(a)) {
+/// Loads `path` (at program load), checking the dictionary has `attrs`.
+pub fn load(path: &str, attrs: &[&str]) -> Loaded {
+    ClientConfig::load(path).and_then(|c| match attrs.iter().find(|a| !c.dict.has(a)) {
         Some(a) => Err(format!("{path}: its dictionary lacks attribute {a}")),
         None => Ok(Arc::new(c)),
-    });
+    })
+}
+
+/// [`load`], a failure logged with `module`'s name.
+pub fn load_logged(module: &str, path: &str, attrs: &[&str]) -> Loaded {
+    let r = load(path, attrs);
     if let Err(e) = &r {
         crate::ser_log!(
             crate::shard::log::L_ERR,
