@@ -172,6 +172,17 @@ impl Proxy {
             }),
             tm: dataplane::proxy::shared::TmShared::new(rc.shards),
         });
+        // acc's RADIUS records: a bounded queue to the controlplane's RADIUS client.
+        match controlplane::modules::radius::start_accounting() {
+            Ok(tx) => shared
+                .services
+                .store::<dataplane::radius::AcctSink>()
+                .connect(tx),
+            Err(e) => ser_log!(
+                L_WARN,
+                "radius: no accounting sender ({e}): records are dropped"
+            ),
+        }
         // Stored bindings first, so that the first lookups after a restart find them.
         crate::locations::load(&shared, &db, &dbs);
         let usrloc_timer = Some(crate::locations::Timer::start(Arc::clone(&shared))?);

@@ -286,7 +286,7 @@ fn early_media_reports_the_183_as_well() {
 #[test]
 fn ser_c_warns_about_what_acc_does_not_do() {
     let cfg = temp_cfg(&format!(
-        "{}\nmodparam(\"acc\", \"radius_flag\", 3)\nloadmodule \"msilo.so\"\n",
+        "{}\nmodparam(\"acc\", \"report_ack\", 0)\nloadmodule \"msilo.so\"\n",
         acc_cfg().replace(
             "modparam(\"acc\", \"log_flag\", 1 )",
             "modparam(\"acc\", \"acc_flag\", 1 )"
@@ -305,7 +305,7 @@ fn ser_c_warns_about_what_acc_does_not_do() {
         "{err}"
     );
     assert!(
-        err.contains("parameter 'radius_flag' of module acc is not implemented in this build"),
+        err.contains("parameter 'report_ack' of module acc is not implemented in this build"),
         "{err}"
     );
     assert!(
@@ -318,7 +318,7 @@ fn ser_c_warns_about_what_acc_does_not_do() {
     let (ser, _) = ser_with(&text, "1", &[]);
     let log = ser.log_text();
     assert!(
-        log.contains("parameter radius_flag of module acc is not implemented in this build"),
+        log.contains("parameter report_ack of module acc is not implemented in this build"),
         "{log}"
     );
     assert!(

@@ -9,6 +9,7 @@
 //! - `Exec`: `/bin/sh -c command` with the given environment and standard input, on the exec pool
 //!   ([`crate::modules::exec`]: bounded in number, time and output), so a hung program holds
 //!   neither a worker here nor any other job.
+//! - `Radius`: the RADIUS client ([`crate::modules::radius`], its own thread and tasks).
 //! - `Db`/`DbWrite`: run as tasks on the database runtime ([`crate::db::DbService`]) through
 //!   [`crate::db::Databases`] (one pool per URL; `""` = the server's default database). Without a
 //!   database service they are answered `Failed`.
@@ -136,6 +137,12 @@ where
                         );
                         continue;
                     }
+                    if let Job::Radius(r) = req.job {
+                        let deliver = deliver.clone();
+                        let (shard, id) = (req.shard, req.id);
+                        crate::modules::radius::submit(r, move |res| deliver(shard, id, res));
+                        continue;
+                    }
                     if let (
                         Some(tx),
                         Job::Resolve { .. } | Job::Dns { .. } | Job::EnumQuery { .. },
@@ -246,6 +253,7 @@ pub fn run(job: &Job) -> JobResult {
         Job::EnumQuery { domain, .. } => {
             JobResult::Failed(format!("{domain}: no DNS resolver for NAPTR lookups"))
         }
+        Job::Radius(r) => crate::modules::radius::run_blocking(r),
     }
 }
 

@@ -6,4 +6,3 @@ pub mod dns;
 pub mod jobs;
 pub mod mgmt;
 pub mod modules;
-pub mod radius;

@@ -24,6 +24,7 @@ pub mod dns;
 pub mod modules;
 pub mod offload;
 pub mod proxy;
+pub mod radius;
 pub mod script;
 pub mod services;
 pub mod shard;

@@ -98,6 +98,9 @@ pub enum Job {
         /// The ENUM domain (`4.3.2.1.e164.arpa.`).
         domain: String,
     },
+    /// A RADIUS exchange (auth_radius, group_radius, uri_radius, `acc_rad_request`): answered
+    /// [`JobResult::Radius`] with the server's verified reply, `Failed` when no server answered.
+    Radius(crate::radius::RadiusRequest),
 }
 
 /// One database change. Column values are text (`None` = NULL): every backend converts, and SER's
@@ -199,6 +202,7 @@ impl Job {
             Job::WriteFifo { .. } => "fifo",
             Job::Db { .. } | Job::DbWrite(_) => "db",
             Job::EnumQuery { .. } => "enum",
+            Job::Radius(_) => "radius",
         }
     }
 }
@@ -223,6 +227,13 @@ pub enum JobResult {
     Rows(Vec<Vec<Option<String>>>),
     /// The job could not be done (name not found, command not started, DB down…).
     Failed(String),
+    /// A RADIUS server's verified reply: its code (Access-Accept…) and attributes.
+    Radius {
+        /// Reply code.
+        code: u8,
+        /// Attributes (type, value).
+        attrs: Vec<(u8, Vec<u8>)>,
+    },
 }
 
 impl JobResult {
@@ -237,6 +248,12 @@ impl JobResult {
             JobResult::Exec { status, .. } => *status == 0,
             JobResult::Rows(r) => !r.is_empty(),
             JobResult::Failed(_) => false,
+            JobResult::Radius { code, .. } => {
+                matches!(
+                    *code,
+                    crate::radius::ACCESS_ACCEPT | crate::radius::ACCOUNTING_RESPONSE
+                )
+            }
         };
         if ok {
             1

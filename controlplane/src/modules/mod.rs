@@ -2,4 +2,5 @@
 
 pub mod r#enum;
 pub mod exec;
+pub mod radius;
 pub mod vm;

@@ -1,11 +1,11 @@
-//! Script module `acc`: call accounting to syslog (ser's log) and SQL (SER 0.8.11's acc).
+//! Script module `acc`: call accounting to syslog (ser's log), SQL and RADIUS (SER 0.8.11's acc).
 //! Needs `tm` loaded as well: accounting is of stateful transactions.
 //!
 //! | function | args | routes | what |
 //! |---|---|---|---|
 //! | `acc_log_request` | Str | request, failure | report the request to the log now: comment (e.g. "404 Not Found") |
 //! | `acc_db_request` | Str, Str | request, failure | record the request in the database now: comment, table |
-//! | `acc_rad_request` | Str | request, failure | RADIUS accounting: not in this build (logged, false) |
+//! | `acc_rad_request` | Str | request, failure | send an Accounting-Request for the request now: comment; true when the server answered |
 //!
 //! | parameter | type | default |
 //! |---|---|---|
@@ -20,7 +20,10 @@
 //! | `db_url` | string | `""` (the server's default database) |
 //! | `db_flag` | int | `0` (off) — the `acc` table gets a row per completed transaction |
 //! | `db_missed_flag` | int | `0` (off) — the `missed_calls` table gets a row per missed one |
-//! | `radius_config`, `radius_flag`, `radius_missed_flag`, `service_type` | | compile; RADIUS accounting is not in this build (warned at load) |
+//! | `radius_config` | string | `"/usr/local/etc/radiusclient/radiusclient.conf"` (servers, secrets, dictionary: see [`crate::radius`]) |
+//! | `radius_flag` | int | `0` (off) — an Accounting-Request per completed transaction |
+//! | `radius_missed_flag` | int | `0` (off) — an Accounting-Request (`Failed`) per missed one |
+//! | `service_type` | int | `15` (Sip-Session) — the `Service-Type` of the records |
 //!
 //! `log_fmt` letters (each printed as `name=value`, in the order given, joined by `, `): `m`
 //! method, `i` i-uri (the Request-URI as received), `o` o-uri (as forwarded on the branch that
@@ -40,6 +43,16 @@
 //! database is down, drained at a clean stop; bounded, and a record refused by a full queue is
 //! logged): columns `sip_from`, `sip_to`, `sip_status` (`"200 OK"`), `sip_method`, `i_uri`,
 //! `o_uri`, `from_uri`, `to_uri`, `sip_callid`, `username`, `domain`, `fromtag`, `totag`, `time`.
+//!
+//! RADIUS records (RFC 2866, with SER's attributes): `Acct-Status-Type` (`Start` for an answered
+//! request, `Stop` for an answered BYE, `Failed` for a negative outcome), `Service-Type`,
+//! `Sip-Response-Code`, `Sip-Method` (SER's method bits: INVITE 1, CANCEL 2, ACK 4, BYE 8…),
+//! `User-Name` (uid@domain), `Calling-Station-Id` (From URI), `Called-Station-Id` (To URI),
+//! `Sip-Translated-Request-URI` (o-uri), `Acct-Session-Id` (Call-ID), `Sip-To-Tag`,
+//! `Sip-From-Tag`, `Sip-CSeq`. Records of completed transactions go through a bounded queue to
+//! the controlplane's RADIUS client (a full queue refuses and logs; never waited for); a record
+//! no server acknowledged is logged. `radius_config` is read at load; a missing or bad file is
+//! logged then when `radius_flag`/`radius_missed_flag` are set, and `acc_rad_request` fails.
 
 use std::sync::Arc;
 
@@ -82,7 +95,8 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             &[Str],
             RouteKinds::REQUEST_FAILURE,
             "report the request via RADIUS: comment",
-        ),
+        )
+        .implemented_by(acc_rad_request),
     ],
     params: &[
         ParamDecl::int("log_level", 2),
@@ -130,12 +144,22 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 const DEFAULT_FMT: &str = "miocfs";
 
 /// Parameters this build accepts but does not act on (warned by `ser -c` and at start).
-pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &[
-    "report_ack",
-    "radius_config",
-    "radius_flag",
-    "radius_missed_flag",
-    "service_type",
+pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &["report_ack"];
+
+/// Attributes the RADIUS dictionary must define for accounting.
+const RADIUS_ATTRS: &[&str] = &[
+    "Acct-Status-Type",
+    "Service-Type",
+    "Sip-Response-Code",
+    "Sip-Method",
+    "User-Name",
+    "Calling-Station-Id",
+    "Called-Station-Id",
+    "Sip-Translated-Request-URI",
+    "Acct-Session-Id",
+    "Sip-To-Tag",
+    "Sip-From-Tag",
+    "Sip-CSeq",
 ];
 
 /// One field of a log record.
@@ -202,6 +226,10 @@ pub struct AccConfig {
     db_url: String,
     db_flag: Option<u32>,
     db_missed_flag: Option<u32>,
+    radius: crate::radius::Loaded,
+    radius_flag: Option<u32>,
+    radius_missed_flag: Option<u32>,
+    service_type: u32,
 }
 
 fn flag(program: Option<&Program>, name: &str) -> Option<u32> {
@@ -230,7 +258,24 @@ impl AccConfig {
                 None => {}
             }
         }
+        let radius_flag = flag(program, "radius_flag");
+        let radius_missed_flag = flag(program, "radius_missed_flag");
+        let radius_path = s("radius_config");
+        let radius = if program.is_none() {
+            Err("acc: no program loaded".to_string())
+        } else if radius_flag.is_some() || radius_missed_flag.is_some() {
+            crate::radius::load_logged("acc", &radius_path, RADIUS_ATTRS)
+        } else {
+            // Only acc_rad_request can use it: its failure is logged when it is called.
+            crate::radius::load(&radius_path, RADIUS_ATTRS)
+        };
         AccConfig {
+            radius,
+            radius_flag,
+            radius_missed_flag,
+            service_type: int("service_type")
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(15),
             log_level: int("log_level").unwrap_or(2) as i32,
             log_flag: flag(program, "log_flag"),
             log_missed_flag: flag(program, "log_missed_flag"),
@@ -249,6 +294,8 @@ impl AccConfig {
             || self.log_missed_flag.is_some()
             || self.db_flag.is_some()
             || self.db_missed_flag.is_some()
+            || self.radius_flag.is_some()
+            || self.radius_missed_flag.is_some()
     }
 }
 
@@ -277,6 +324,7 @@ struct Record {
     reason: String,
     uid: String,
     r_user: String,
+    cseq: String,
 }
 
 fn text(b: &[u8]) -> String {
@@ -308,6 +356,7 @@ impl Record {
             r.to_uri = text(t.uri_raw);
             r.to_tag = t.tag().map(text).unwrap_or_default();
         }
+        r.cseq = req.cseq().map(|c| c.num.to_string()).unwrap_or_default();
         if let Some(Ok(u)) = req.request_uri() {
             r.r_user = u.user.map(text).unwrap_or_default();
         }
@@ -429,7 +478,9 @@ pub fn on_complete(done: &Completion<'_>, configs: &ModuleConfigs, services: Opt
     let db = on(cfg.db_flag) && (!negative || cfg.failed_transactions);
     let log_missed = negative && on(cfg.log_missed_flag);
     let db_missed = negative && on(cfg.db_missed_flag);
-    if !(log || db || log_missed || db_missed) {
+    let rad = (on(cfg.radius_flag) && (!negative || cfg.failed_transactions))
+        || (negative && on(cfg.radius_missed_flag));
+    if !(log || db || log_missed || db_missed || rad) {
         return;
     }
     let Ok(req) = Message::parse(done.request.clone()) else {
@@ -464,6 +515,96 @@ pub fn on_complete(done: &Completion<'_>, configs: &ModuleConfigs, services: Opt
     }
     if db_missed {
         db_record(cfg, services, &rec, "missed_calls");
+    }
+    if rad {
+        rad_record(cfg, services, &rec);
+    }
+}
+
+// ------------------------------------------------------------------------------------- RADIUS
+
+/// SER's method bits (`Sip-Method`).
+fn method_bits(m: &str) -> u32 {
+    match m {
+        "INVITE" => 1,
+        "CANCEL" => 2,
+        "ACK" => 4,
+        "BYE" => 8,
+        "INFO" => 16,
+        "OPTIONS" => 32,
+        "UPDATE" => 64,
+        "REGISTER" => 128,
+        "MESSAGE" => 256,
+        "SUBSCRIBE" => 512,
+        "NOTIFY" => 1024,
+        "PRACK" => 2048,
+        "REFER" => 4096,
+        _ => 0,
+    }
+}
+
+/// The Accounting-Request of `rec`, or why it cannot be built.
+fn rad_request(cfg: &AccConfig, rec: &Record) -> Result<crate::offload::Job, String> {
+    use crate::radius::Value::{Int, Text};
+    let radius = cfg.radius.as_ref().map_err(Clone::clone)?;
+    let d = &radius.dict;
+    let (status, default) = if rec.code >= 300 {
+        ("Failed", 15)
+    } else if rec.method == "BYE" {
+        ("Stop", 2)
+    } else {
+        ("Start", 1)
+    };
+    let status = d.value("Acct-Status-Type", status).unwrap_or(default);
+    let user = if rec.uid.contains('@') || rec.from_host.is_empty() {
+        rec.uid.clone()
+    } else {
+        format!("{}@{}", rec.uid, rec.from_host)
+    };
+    let mut a = Vec::new();
+    d.push(&mut a, "Acct-Status-Type", Int(status))?;
+    d.push(&mut a, "Service-Type", Int(cfg.service_type))?;
+    d.push(&mut a, "Sip-Response-Code", Int(u32::from(rec.code)))?;
+    d.push(&mut a, "Sip-Method", Int(method_bits(&rec.method)))?;
+    d.push(&mut a, "User-Name", Text(&user))?;
+    d.push(&mut a, "Calling-Station-Id", Text(&rec.from_uri))?;
+    d.push(&mut a, "Called-Station-Id", Text(&rec.to_uri))?;
+    d.push(&mut a, "Sip-Translated-Request-URI", Text(&rec.o_uri))?;
+    d.push(&mut a, "Acct-Session-Id", Text(&rec.call_id))?;
+    d.push(&mut a, "Sip-To-Tag", Text(&rec.to_tag))?;
+    d.push(&mut a, "Sip-From-Tag", Text(&rec.from_tag))?;
+    d.push(&mut a, "Sip-CSeq", Text(&rec.cseq))?;
+    Ok(crate::offload::Job::Radius(
+        radius.request(crate::radius::ACCOUNTING_REQUEST, a),
+    ))
+}
+
+/// Queues the Accounting-Request of `rec`; a full queue or an unusable config is logged.
+fn rad_record(cfg: &AccConfig, services: Option<&Services>, rec: &Record) {
+    let job = match rad_request(cfg, rec) {
+        Ok(crate::offload::Job::Radius(r)) => r,
+        Ok(_) => return,
+        Err(e) => {
+            ser_log!(
+                L_ERR,
+                "acc: RADIUS record of Call-ID {} dropped: {e}",
+                rec.call_id
+            );
+            return;
+        }
+    };
+    let Some(services) = services else {
+        ser_log!(L_ERR, "acc: no services: RADIUS record dropped");
+        return;
+    };
+    let sink = services.store::<crate::radius::AcctSink>();
+    if !sink.post(job) {
+        ser_log!(
+            L_ERR,
+            "acc: RADIUS queue full or no client: record of Call-ID {} dropped ({} refused so far)",
+            rec.call_id,
+            sink.refused()
+        );
     }
 }
 
@@ -514,6 +655,22 @@ fn acc_db_request(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResul
     }
     let rec = request_record(ctx, args);
     ActionResult::from_bool(db_record(&cfg, env.services(), &rec, &table))
+}
+
+/// `acc_rad_request(comment)`: the script waits for the server's Accounting-Response
+/// (true) or for every server to fail (false).
+fn acc_rad_request(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let cfg = crate::script::config(&*env, AccConfig::resolve);
+    if !ctx.msg.is_request() {
+        return ActionResult::Ret(-1);
+    }
+    match rad_request(&cfg, &request_record(ctx, args)) {
+        Ok(job) => ActionResult::Suspend(job),
+        Err(e) => {
+            ser_log!(L_ERR, "acc_rad_request: {e}");
+            ActionResult::Ret(-1)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, Rename
 use crate::wire::HeaderId;
 
 /// The (user, domain) `source` names, or why not.
-fn identity(ctx: &Ctx, source: &str) -> Result<(Realm, Realm), &'static str> {
+pub(crate) fn identity(ctx: &Ctx, source: &str) -> Result<(Realm, Realm), &'static str> {
     let header = |id: HeaderId| {
         let v = ctx.msg.header_value(id).ok_or("header missing")?;
         let na = crate::wire::name_addr::NameAddr::parse(v).map_err(|_| "bad header URI")?;

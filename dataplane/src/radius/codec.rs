@@ -1,8 +1,8 @@
-//! RADIUS packet codec (RFC 2865 / 2866 / 3579), for the RADIUS client that auth_radius,
-//! group_radius, uri_radius and acc will use (not wired to any module yet).
+//! RADIUS packet codec (RFC 2865 / 2866 / 3579) of the RADIUS client (`controlplane::modules::radius`)
+//! that auth_radius, group_radius, uri_radius and acc use.
 //!
 //! - [`encode`] builds an Access-Request (random Request Authenticator, with a
-//!   Message-Authenticator as RFC 3579 §3.2 and the Blast-RADIUS advisories want) or an
+//!   Message-Authenticator, first, as RFC 3579 §3.2 and the Blast-RADIUS advisories want) or an
 //!   Accounting-Request (authenticator = MD5 over the packet and the secret, RFC 2866 §3).
 //! - [`decode_reply`] accepts a reply only when its length, identifier, Response Authenticator
 //!   and (when present, or required) Message-Authenticator check out, and every attribute is
@@ -80,6 +80,12 @@ pub fn encode(
     } else {
         [0; 16]
     });
+    // Message-Authenticator first, as the Blast-RADIUS advisories (CVE-2024-3596) ask.
+    let ma_at = (code == ACCESS_REQUEST).then(|| {
+        p.extend_from_slice(&[MESSAGE_AUTHENTICATOR, 18]);
+        p.extend_from_slice(&[0; 16]);
+        p.len() - 16
+    });
     for (t, v) in attrs {
         if v.is_empty() || v.len() > 253 {
             return Err(Error::TooLong);
@@ -88,11 +94,6 @@ pub fn encode(
         p.push(v.len() as u8 + 2);
         p.extend_from_slice(v);
     }
-    let ma_at = (code == ACCESS_REQUEST).then(|| {
-        p.extend_from_slice(&[MESSAGE_AUTHENTICATOR, 18]);
-        p.extend_from_slice(&[0; 16]);
-        p.len() - 16
-    });
     if p.len() > MAX_PACKET {
         return Err(Error::TooLong);
     }
@@ -301,6 +302,44 @@ mod tests {
             decode_reply(&resp, &req, b"k", false),
             Ok((ACCOUNTING_RESPONSE, vec![]))
         );
+    }
+
+    proptest::proptest! {
+        /// A reply signed with the secret is accepted with its attributes; the same reply with
+        /// any one byte changed, or cut short, is refused.
+        #[test]
+        fn signed_replies_round_trip_and_any_change_is_refused(
+            attrs in proptest::collection::vec(
+                (1u8..=255, proptest::collection::vec(proptest::num::u8::ANY, 1..40)), 0..8),
+            secret in proptest::collection::vec(proptest::num::u8::ANY, 1..20),
+            id in proptest::num::u8::ANY,
+            ma in proptest::bool::ANY,
+            at in proptest::num::usize::ANY,
+            flip in 1u8..=255,
+        ) {
+            let attrs: Vec<Attr> =
+                attrs.into_iter().filter(|(t, _)| *t != MESSAGE_AUTHENTICATOR).collect();
+            let req = encode(ACCESS_REQUEST, id, &[(1, b"u".to_vec())], &secret, [id; 16]).unwrap();
+            let good = reply(ACCESS_ACCEPT, &req, &attrs, &secret, ma);
+            proptest::prop_assert_eq!(
+                decode_reply(&good, &req, &secret, ma),
+                Ok((ACCESS_ACCEPT, attrs.clone()))
+            );
+            let mut bad = good.clone();
+            let i = at % bad.len();
+            bad[i] ^= flip;
+            proptest::prop_assert!(decode_reply(&bad, &req, &secret, false).is_err());
+            proptest::prop_assert!(decode_reply(&good[..i.max(1) - 1], &req, &secret, false).is_err());
+        }
+
+        #[test]
+        fn any_bytes_are_refused_or_accepted_without_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        ) {
+            let req = encode(ACCESS_REQUEST, 3, &[], b"k", [1; 16]).unwrap();
+            let _ = decode_reply(&bytes, &req, b"k", false);
+            let _ = decode_reply(&bytes, &req, b"k", true);
+        }
     }
 
     #[test]
