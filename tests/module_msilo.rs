@@ -1,9 +1,9 @@
 //! Module `msilo` end to end: the real `ser` running tests/data/scripts/msilo.cfg (only the
 //! database URL and the registrar address changed), a sender and a recipient as UDP sockets over
 //! loopback, and the `silo` rows in ser's database (read back through the storage layer, so the
-//! same checks run on SQLite and PostgreSQL): a MESSAGE for an off-line user is stored before the
-//! 202, survives a restart, arrives exactly once when the user registers and is deleted only after
-//! a 2xx; a refused delivery stays stored.
+//! same checks run on SQLite, PostgreSQL and MariaDB): a MESSAGE for an off-line user is stored
+//! before the 202, survives a restart, arrives exactly once when the user registers and is
+//! deleted only after a 2xx; a refused delivery stays stored.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/net.rs"]
@@ -507,4 +507,36 @@ fn on_postgresql_too() {
     };
     store_restart_deliver(&url);
     pg_drop(&base, &schema);
+}
+
+#[test]
+fn on_mariadb_too() {
+    use mysql_async::prelude::Queryable;
+    let base = std::env::var("SER_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let name = unique("ser_msilo");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sql = |q: String| {
+        rt.block_on(async {
+            let pool = mysql_async::Pool::new(base.as_str());
+            let r = tokio::time::timeout(Duration::from_secs(3), async {
+                let mut c = pool.get_conn().await?;
+                c.query_drop(q).await
+            })
+            .await;
+            let _ = pool.disconnect().await;
+            r
+        })
+    };
+    match sql(format!("CREATE DATABASE {name}")) {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => skip!("MariaDB at {base} is unreachable ({e}); set SER_TEST_MYSQL_URL"),
+        Err(_) => skip!("MariaDB at {base} did not answer; set SER_TEST_MYSQL_URL"),
+    }
+    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+    store_restart_deliver(&url);
+    let _ = sql(format!("DROP DATABASE {name}"));
 }
