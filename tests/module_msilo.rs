@@ -367,7 +367,9 @@ fn the_registrar_tells_the_sender_and_limits_and_expiry_apply() {
     let port = free_port("127.0.0.1");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let reg = "modparam(\"msilo\", \"registrar\", \"sip:registrar@127.0.0.1\")\n";
-    let extra = "modparam(\"msilo\", \"max_messages\", 1)\nmodparam(\"msilo\", \"expire_time\", 2)";
+    let extra =
+        "modparam(\"msilo\", \"max_messages\", 1)\nmodparam(\"msilo\", \"expire_time\", 2)\n\
+                 modparam(\"msilo\", \"check_time\", 1)\nmodparam(\"msilo\", \"clean_period\", 1)";
     let ser = start(&cfg(&url, reg, extra), port, &url);
     let alice = sock();
     alice
@@ -416,7 +418,18 @@ fn the_registrar_tells_the_sender_and_limits_and_expiry_apply() {
     let r = final_reply(&alice, Duration::from_secs(8)).unwrap();
     assert!(r.starts_with("SIP/2.0 503 "), "{r}");
     assert_eq!(rows(&url).len(), 1);
-    // expire_time 2: after it, the REGISTER gets no message and the row goes.
+    // Gina gets one too (for the sweep below).
+    alice
+        .send_to(
+            message(addr, &alice, "gina", "never read", "m7").as_bytes(),
+            addr,
+        )
+        .unwrap();
+    let r = final_reply(&alice, Duration::from_secs(8)).unwrap();
+    assert!(r.starts_with("SIP/2.0 202 "), "{r}");
+    assert_eq!(rows(&url).len(), 2);
+    // expire_time 2: after it, erin's REGISTER gets no message and her row goes; the sweep
+    // (check_time * clean_period = 1 s) takes gina's, who never registers.
     std::thread::sleep(Duration::from_millis(3100));
     let erin = sock();
     erin.send_to(register(addr, &erin, "erin", 600, 1).as_bytes(), addr)

@@ -12,8 +12,8 @@
 //! | `db_table` | string | `"silo"` |
 //! | `registrar` | string | unset (no "user is offline" notice) |
 //! | `expire_time` | int | `259200` (seconds a message is kept at most) |
-//! | `check_time` | int | `30` (accepted; see below) |
-//! | `clean_period` | int | `5` (accepted; see below) |
+//! | `check_time` | int | `30` (seconds; with `clean_period`, how often expired rows are swept) |
+//! | `clean_period` | int | `5` (expired rows are swept every `check_time * clean_period` s) |
 //! | `use_contact` | int | `1` (the notice goes to the sender's Contact, else its From URI) |
 //! | `max_messages` | int | `0` (ser's addition: messages kept per user at most; 0 = no limit) |
 //!
@@ -39,14 +39,16 @@
 //! the script took for `myself` then), the To URI of the REGISTER when that is unusable. A message is deleted only when its delivery ends with a 2xx;
 //! any other outcome (error reply, timeout) leaves it stored for the next REGISTER. A message
 //! being delivered is not sent again by a second REGISTER meanwhile. Expired messages are deleted
-//! instead of delivered.
+//! instead of delivered. At most every `check_time * clean_period` seconds, an `m_dump` also
+//! sweeps the whole table of the expired messages of every user (SER's timer did this; here it
+//! runs after the REGISTER's deliveries went out, whose 200 `save` has sent already).
 //!
 //! Differences from SER 0.8.11: the time a message was stored is a Date header (RFC 3261
 //! §20.17), not a `[date]` prefix in the body, so the user gets the body exactly as sent; the
 //! delivered MESSAGE carries no Contact (RFC 3428 §4: MESSAGE establishes no dialog). SER
-//! swept expired rows every `check_time * clean_period` seconds; here an expired message is
-//! deleted when its user's messages are next read (`m_dump`, or `m_store` with `max_messages`), and
-//! is never delivered — `check_time` and `clean_period` have no effect. Deletes after a delivery
+//! swept on a timer; here the sweep needs a REGISTER that calls `m_dump` (an expired message is
+//! never delivered either way, and is also deleted when its user's messages are read by `m_dump`
+//! or by `m_store` with `max_messages`). Deletes after a delivery
 //! go through the server's queue of database writes (retried while the database is down): a
 //! server stopped during an outage may deliver such a message once more after the restart.
 
@@ -135,6 +137,8 @@ pub struct MsiloConfig {
     db_table: String,
     registrar: Option<String>,
     expire_time: u64,
+    /// `check_time * clean_period`, at least 1 s.
+    sweep_every: u64,
     use_contact: bool,
     max_messages: usize,
 }
@@ -168,6 +172,9 @@ impl MsiloConfig {
                 .unwrap_or_else(|| "silo".into()),
             registrar: s("registrar").filter(|r| !r.trim().is_empty()),
             expire_time: u64::try_from(i("expire_time", 259200)).unwrap_or(0),
+            sweep_every: u64::try_from(i("check_time", 30).saturating_mul(i("clean_period", 5)))
+                .unwrap_or(0)
+                .max(1),
             use_contact: i("use_contact", 1) != 0,
             max_messages: usize::try_from(i("max_messages", 0)).unwrap_or(0),
         }
@@ -212,6 +219,25 @@ impl Deliveries {
         self.map
             .pin()
             .retain(|_, at| now.saturating_duration_since(*at) < REMEMBER);
+    }
+}
+
+/// When the last sweep of expired rows started (Unix seconds), shared by every shard.
+#[derive(Default)]
+pub struct Sweep {
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Sweep {
+    /// Whether a sweep is due at `now`; true for exactly one caller per period.
+    fn due(&self, now: u64, every: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.last.load(Relaxed);
+        now >= last.saturating_add(every)
+            && self
+                .last
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
     }
 }
 
@@ -641,6 +667,42 @@ fn after_select(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg], r: JobResult) -
             d.aor
         );
     }
+    if services.store::<Sweep>().due(now, cfg.sweep_every) {
+        let job = Job::Db {
+            url: cfg.db_url.clone(),
+            table: cfg.db_table.clone(),
+            keys: Vec::new(),
+            columns: vec!["mid".into(), "exp_time".into()],
+        };
+        return ctx.suspend_with(job, after_sweep);
+    }
+    ActionResult::Ret(1)
+}
+
+/// The sweep: every expired row is deleted (through the write queue).
+fn after_sweep(_ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg], r: JobResult) -> ActionResult {
+    let cfg = crate::script::config(&*env, MsiloConfig::resolve).into_owned();
+    match r {
+        JobResult::Rows(rows) => {
+            let now = now_unix();
+            let mut n = 0usize;
+            for row in &rows {
+                let exp: u64 = col(row, 1).trim().parse().unwrap_or(u64::MAX);
+                if exp <= now {
+                    delete_expired(env, &cfg, &col(row, 0));
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                ser_log!(L_DBG, "msilo: {n} expired messages deleted");
+            }
+        }
+        JobResult::Failed(why) => {
+            ser_log!(L_WARN, "msilo: the sweep of expired messages failed: {why}");
+        }
+        _ => {}
+    }
+    // The deliveries went out already: the sweep's outcome is not the script's business.
     ActionResult::Ret(1)
 }
 
