@@ -61,10 +61,11 @@ fn cfg(url: &str, registrar: &str, extra: &str) -> String {
 }
 
 fn start(cfg: &str, port: u16, url: &str) -> Ser {
-    // The server's own default database is the same one (nothing else uses it).
+    // The server's own default database is the same one (nothing else uses it). Two shards: a
+    // delivery's transaction may live on another shard than the REGISTER that started it.
     Ser::start_with_env(
         cfg,
-        &["-l", "127.0.0.1", "-p", &port.to_string()],
+        &["-l", "127.0.0.1", "-p", &port.to_string(), "-n", "2"],
         &[("SER_DB_URL", url)],
     )
 }

@@ -271,7 +271,9 @@ fn a_watcher_sees_alice_come_online_and_go_offline_with_her_registration() {
 fn unknown_events_and_expired_subscriptions() {
     let port = free_port("127.0.0.1");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let ser = Ser::start_with_cfg(CFG, &["-l", "127.0.0.1", "-p", &port.to_string()]);
+    // The release notes' name for the function works too.
+    let cfg = CFG.replace("handle_subscription(", "handle_subscribe(");
+    let ser = Ser::start_with_cfg(&cfg, &["-l", "127.0.0.1", "-p", &port.to_string()]);
 
     let mut w = Watcher::new(addr, "sub-2");
     w.subscribe("dialog", 60);
