@@ -2,7 +2,8 @@
 //! presentity's phone as UDP sockets over loopback. The watcher subscribes to alice's presence
 //! (RFC 6665 / RFC 3856) and sees PIDF (RFC 3863) NOTIFYs follow her registration: closed, open
 //! when she registers, closed when her binding expires; refresh, unsubscribe, subscription
-//! expiry, 481 and 489 as RFC 6665 says.
+//! expiry, 481 and 489 as RFC 6665 says; and her UA's own PUBLISHed state (RFC 3903) while
+//! it lasts.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/net.rs"]
@@ -30,6 +31,10 @@ route {
 	};
 	if (method == "SUBSCRIBE") {
 		handle_subscription("registrar");
+		break;
+	};
+	if (method == "PUBLISH") {
+		handle_publish("registrar");
 		break;
 	};
 	sl_send_reply("404", "Not Found");
@@ -307,4 +312,136 @@ fn unknown_events_and_expired_subscriptions() {
     w.subscribe("presence", 60);
     let (rep, _) = w.collect(Duration::from_secs(2), true, 0);
     assert!(rep.unwrap().starts_with("SIP/2.0 481 "));
+}
+
+/// A PUBLISH from alice's UA; its final reply.
+fn publish(
+    ser: SocketAddr,
+    ua: &UdpSocket,
+    n: u32,
+    extra: &str,
+    ctype: &str,
+    body: &str,
+) -> String {
+    let me = ua.local_addr().unwrap();
+    let req = format!(
+        "PUBLISH sip:alice@{ser} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-pub-{n}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=pa\r\nTo: <sip:alice@127.0.0.1>\r\n\
+         Call-ID: pub-alice-{n}\r\nCSeq: 1 PUBLISH\r\nEvent: presence\r\n{extra}\
+         Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    ua.send_to(req.as_bytes(), ser).unwrap();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < end {
+        if let Ok((n, _)) = ua.recv_from(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !m.starts_with("SIP/2.0 1") {
+                return m;
+            }
+        }
+    }
+    String::new()
+}
+
+const AWAY: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"pres:alice@127.0.0.1\">\n\
+<tuple id=\"phone\"><status><basic>open</basic></status><note>in a meeting</note></tuple>\n\
+</presence>\n";
+
+#[test]
+fn a_published_state_reaches_the_watchers_while_it_lasts() {
+    let port = free_port("127.0.0.1");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let ser = Ser::start_with_cfg(CFG, &["-l", "127.0.0.1", "-p", &port.to_string()]);
+    let mut w = Watcher::new(addr, "sub-5");
+    w.subscribe("presence", 60);
+    let (rep, nots) = w.collect(Duration::from_secs(3), true, 1);
+    assert!(rep.unwrap().starts_with("SIP/2.0 202 "));
+    assert_eq!(basic(&nots[0]), "closed");
+
+    // Bad input is refused, saying why; nothing reaches the watcher.
+    let ua = sock();
+    let r = publish(addr, &ua, 1, "", "text/plain", "busy");
+    assert!(r.starts_with("SIP/2.0 415 "), "{r}");
+    assert_eq!(hdr(&r, "Accept"), Some("application/pidf+xml"));
+    let r = publish(
+        addr,
+        &ua,
+        2,
+        "",
+        "application/pidf+xml",
+        "<presence><tuple>",
+    );
+    assert!(r.starts_with("SIP/2.0 400 Bad PIDF: not XML"), "{r}");
+    let r = publish(
+        addr,
+        &ua,
+        3,
+        "",
+        "application/pidf+xml",
+        "<x xmlns=\"urn:other\"/>",
+    );
+    assert!(
+        r.starts_with("SIP/2.0 400 Bad PIDF: not a PIDF document"),
+        "{r}"
+    );
+    let r = publish(
+        addr,
+        &ua,
+        4,
+        "SIP-If-Match: nosuchtag\r\nExpires: 60\r\n",
+        "application/pidf+xml",
+        "",
+    );
+    assert!(r.starts_with("SIP/2.0 412 "), "{r}");
+    let (_, nots) = w.collect(Duration::from_millis(600), false, 1);
+    assert!(nots.is_empty(), "{nots:?}");
+
+    // A publication: 200 with an entity tag; the watcher gets the document as published.
+    let r = publish(
+        addr,
+        &ua,
+        5,
+        "Expires: 60\r\n",
+        "application/pidf+xml",
+        AWAY,
+    );
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}\n{}", ser.log_text());
+    assert_eq!(hdr(&r, "Expires"), Some("60"));
+    let etag = hdr(&r, "SIP-ETag").expect("SIP-ETag").to_string();
+    let (_, nots) = w.collect(Duration::from_secs(2), false, 1);
+    assert_eq!(nots.len(), 1, "{}", ser.log_text());
+    assert_eq!(body_of(&nots[0]), AWAY);
+
+    // A refresh without a body keeps the document under a new entity tag.
+    let r = publish(
+        addr,
+        &ua,
+        6,
+        &format!("SIP-If-Match: {etag}\r\nExpires: 60\r\n"),
+        "application/pidf+xml",
+        "",
+    );
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    let etag2 = hdr(&r, "SIP-ETag").unwrap().to_string();
+    assert_ne!(etag, etag2);
+    let (_, nots) = w.collect(Duration::from_millis(600), false, 1);
+    assert!(nots.is_empty(), "unchanged document, no NOTIFY: {nots:?}");
+
+    // Removing it: the watcher is back to the registrar's view (closed: no binding).
+    let r = publish(
+        addr,
+        &ua,
+        7,
+        &format!("SIP-If-Match: {etag2}\r\nExpires: 0\r\n"),
+        "application/pidf+xml",
+        "",
+    );
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    let (_, nots) = w.collect(Duration::from_secs(2), false, 1);
+    assert_eq!(nots.len(), 1);
+    assert_eq!(basic(&nots[0]), "closed");
+    assert!(!body_of(&nots[0]).contains("meeting"));
 }

@@ -5,6 +5,7 @@
 //! | function | args | routes | what |
 //! |---|---|---|---|
 //! | `handle_subscription` | Str | request | handle a SUBSCRIBE: domain (e.g. "jabber", "registrar") |
+//! | `handle_publish` | Str | request | handle a PUBLISH of the presentity's own state: domain ("registrar") |
 //!
 //! | parameter | type | default |
 //! |---|---|---|
@@ -29,8 +30,16 @@
 //!   gets `terminated;reason=timeout` and is forgotten. A NOTIFY answered with 481 or not at all
 //!   (408) ends the subscription (RFC 6665 §4.2.2).
 //!
-//! Not done: `handle_subscription("jabber")` (needs the jabber gateway: returns false), PUBLISH
-//! (RFC 3903), keeping subscriptions in the database (they live in memory; a restart loses
+//! `handle_publish("registrar")` (SER 0.9's name; 0.8.11 had no PUBLISH) is an event state
+//! compositor for presence (RFC 3903): a PUBLISH with an `application/pidf+xml` body (another
+//! type → 415 with Accept; a body that is not XML, or not PIDF → 400 saying why) is kept for its
+//! Expires and answered 200 with a `SIP-ETag`; `SIP-If-Match` refreshes, modifies or (Expires 0)
+//! removes it, an unknown or expired entity tag → 412. While a publication lasts, watchers get
+//! the latest published document instead of the registrar's view, at once on every change.
+//!
+//! Not done: `handle_subscription("jabber")` (needs the jabber gateway: returns false),
+//! composing several publications of one presentity (the latest wins), keeping subscriptions
+//! and publications in the database (they live in memory; a restart loses
 //! them and watchers re-subscribe when their NOTIFYs fail), Record-Route in the subscription
 //! dialog (NOTIFYs go straight to the watcher's Contact).
 
@@ -56,13 +65,22 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     name: "pa",
     aliases: &[],
     depends: &["tm"],
-    functions: &[FunctionDecl::new(
-        "handle_subscription",
-        &[Str],
-        RouteKinds::REQUEST,
-        "handle a SUBSCRIBE: domain (e.g. \"jabber\", \"registrar\")",
-    )
-    .implemented_by(handle_subscription)],
+    functions: &[
+        FunctionDecl::new(
+            "handle_subscription",
+            &[Str],
+            RouteKinds::REQUEST,
+            "handle a SUBSCRIBE: domain (e.g. \"jabber\", \"registrar\")",
+        )
+        .implemented_by(handle_subscription),
+        FunctionDecl::new(
+            "handle_publish",
+            &[Str],
+            RouteKinds::REQUEST,
+            "handle a PUBLISH (RFC 3903) of the presentity's own state: domain (\"registrar\")",
+        )
+        .implemented_by(handle_publish),
+    ],
     params: &[
         ParamDecl::int("default_expires", 3600),
         ParamDecl::int("timer_interval", 10),
@@ -82,6 +100,14 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 
 /// The usrloc table whose bindings make a presentity `open`.
 const TABLE: &str = "location";
+
+/// Most subscriptions kept at once (beyond: 503), so a flood of SUBSCRIBEs cannot grow memory
+/// without bound.
+const MAX_SUBSCRIPTIONS: usize = 100_000;
+
+/// Most publications kept per presentity, and for every presentity together (beyond: 503).
+const MAX_PUBLICATIONS: usize = 16;
+const MAX_PUBLISHED: usize = 100_000;
 
 /// pa's settings, resolved once per loaded program.
 #[derive(Debug, Clone)]
@@ -138,8 +164,18 @@ struct Sub {
     cseq: u32,
     /// Unix time the subscription ends.
     until: u64,
-    /// The state last notified (`Some(true)` = open).
-    last: Option<bool>,
+    /// The document last notified.
+    last: String,
+}
+
+/// A presentity's own state, from a PUBLISH (RFC 3903).
+#[derive(Debug, Clone)]
+struct Publication {
+    etag: String,
+    /// Unix time it expires.
+    until: u64,
+    /// The PIDF document as published.
+    doc: String,
 }
 
 /// Every subscription, by (Call-ID, our To tag). Shared by every shard (`Services::store`); the
@@ -147,6 +183,10 @@ struct Sub {
 #[derive(Default)]
 pub struct Subscriptions {
     map: Mutex<HashMap<(String, String), Sub>>,
+    /// Published states by presentity key, the latest last.
+    published: Mutex<HashMap<Vec<u8>, Vec<Publication>>>,
+    /// Numbers the entity tags.
+    etags: std::sync::atomic::AtomicU64,
     /// Unix time of the last check (the tick of one shard does it).
     last_check: std::sync::atomic::AtomicU64,
 }
@@ -154,6 +194,22 @@ pub struct Subscriptions {
 impl Subscriptions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Sub>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publications(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Vec<Publication>>> {
+        self.published.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The document watchers of `key` get now: its latest unexpired publication, else the
+    /// registrar's view (open while it has a binding).
+    fn document(&self, shared: &Shared, key: &[u8], presentity: &str, now: u64) -> String {
+        let published = self.publications().get(key).and_then(|v| {
+            v.iter()
+                .rev()
+                .find(|p| p.until > now)
+                .map(|p| p.doc.clone())
+        });
+        published.unwrap_or_else(|| pidf(presentity, presentity_open(shared, key, now)))
     }
 }
 
@@ -274,12 +330,15 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
             &format!("Expires: {expires}\r\n{contact_line}"),
         );
         if let Some(shared) = env.shared() {
-            let open = presentity_open(shared, &sub.key, now);
+            let doc = store.document(shared, &sub.key, &sub.presentity, now);
             if expires == 0 {
-                notify(shared, &store, &sub, open, "terminated", "");
+                notify(shared, &store, &sub, &doc, "terminated", "");
             } else {
-                store.lock().entry(k).and_modify(|s| s.last = Some(open));
-                notify(shared, &store, &sub, open, "active", "");
+                store
+                    .lock()
+                    .entry(k)
+                    .and_modify(|s| s.last.clone_from(&doc));
+                notify(shared, &store, &sub, &doc, "active", "");
             }
         }
         return r;
@@ -312,10 +371,10 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
             Proto::Udp => format!("sip:{}", ctx.src),
             _ => format!("sip:{};transport=tcp", ctx.src),
         });
-    let Some((our_tag, open)) = env.shared().map(|shared| {
+    let Some((our_tag, doc)) = env.shared().map(|shared| {
         (
             text(shared.sl.tag_for(&ctx.msg).as_bytes()),
-            presentity_open(shared, &key, now),
+            store.document(shared, &key, &presentity, now),
         )
     }) else {
         return ActionResult::Ret(-1);
@@ -332,12 +391,26 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
         contact: contact_line.clone(),
         cseq: 1,
         until: now + expires,
-        last: Some(open),
+        last: doc.clone(),
     };
     if expires > 0 {
         let mut map = store.lock();
         let k = (call_id, our_tag);
         if !map.contains_key(&k) {
+            if map.len() >= MAX_SUBSCRIPTIONS {
+                drop(map);
+                ser_log!(
+                    L_NOTICE,
+                    "pa: {MAX_SUBSCRIPTIONS} subscriptions kept: refused"
+                );
+                return reply(
+                    ctx,
+                    env,
+                    503,
+                    "Too Many Subscriptions",
+                    "Retry-After: 60\r\n",
+                );
+            }
             let watchers = map.values().filter(|s| s.key == sub.key).count();
             if cfg.max_watchers > 0 && watchers >= cfg.max_watchers {
                 drop(map);
@@ -360,7 +433,174 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
     );
     let state = if expires == 0 { "terminated" } else { "active" };
     if let Some(shared) = env.shared() {
-        notify(shared, &store, &sub, open, state, "");
+        notify(shared, &store, &sub, &doc, state, "");
+    }
+    r
+}
+
+/// Checks that `body` is a PIDF document (RFC 3863 §4: a `presence` root in the PIDF namespace
+/// with an `entity`).
+fn check_pidf(body: &str) -> Result<(), String> {
+    let doc = roxmltree::Document::parse(body).map_err(|e| format!("not XML: {e}"))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "presence"
+        || root.tag_name().namespace() != Some("urn:ietf:params:xml:ns:pidf")
+    {
+        return Err(
+            "not a PIDF document (the root must be presence in urn:ietf:params:xml:ns:pidf)".into(),
+        );
+    }
+    if root.attribute("entity").is_none_or(str::is_empty) {
+        return Err("the presence element has no entity".into());
+    }
+    Ok(())
+}
+
+/// The presentity of the request URI: (usrloc key, `sip:user@host`), or the reply to send.
+fn presentity_of(ctx: &Ctx, cfg: &PaConfig) -> Result<(Vec<u8>, String), (u16, &'static str)> {
+    let Ok(ruri) = Uri::parse(ctx.uri()) else {
+        return Err((400, "Bad Request-URI"));
+    };
+    let Some(user) = ruri.user_unescaped().filter(|u| !u.is_empty()) else {
+        return Err((404, "Not Found"));
+    };
+    let key = crate::usrloc::aor_key(
+        &user,
+        cfg.use_domain.then_some(ruri.host_raw),
+        cfg.case_sensitive,
+    )
+    .to_vec();
+    Ok((key, format!("sip:{}@{}", text(&user), text(ruri.host_raw))))
+}
+
+fn handle_publish(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    let domain = arg(args);
+    if !domain.eq_ignore_ascii_case("registrar") || ctx.msg.method() != Method::Publish {
+        ser_log!(
+            L_ERR,
+            "ERROR: pa: handle_publish(\"{domain}\"): needs a PUBLISH and \"registrar\""
+        );
+        return ActionResult::Ret(-1);
+    }
+    if event_package(&ctx.msg).as_deref() != Some("presence") {
+        return reply(ctx, env, 489, "Bad Event", "Allow-Events: presence\r\n");
+    }
+    let cfg = crate::script::config(&*env, PaConfig::resolve).into_owned();
+    let Some(store) = env.shared().map(|s| s.services.store::<Subscriptions>()) else {
+        ser_log!(L_ERR, "ERROR: pa: no transaction layer here");
+        return ActionResult::Ret(-1);
+    };
+    let expires = match ctx.msg.expires() {
+        None => cfg.default_expires,
+        Some(Ok(e)) => u64::from(e),
+        Some(Err(_)) => return reply(ctx, env, 400, "Bad Expires", ""),
+    };
+    let expires = if cfg.max_expires > 0 {
+        expires.min(cfg.max_expires)
+    } else {
+        expires
+    };
+    let (key, _presentity) = match presentity_of(ctx, &cfg) {
+        Ok(p) => p,
+        Err((code, why)) => return reply(ctx, env, code, why, ""),
+    };
+    let if_match = ctx
+        .msg
+        .header_value_by_name(b"SIP-If-Match")
+        .map(|v| text(v).trim().to_string());
+    let body = ctx.msg.body();
+    let doc = if body.is_empty() {
+        None
+    } else {
+        let ctype = ctx
+            .msg
+            .header_value(crate::wire::HeaderId::ContentType)
+            .map(|v| {
+                text(v)
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        if ctype.as_deref() != Some("application/pidf+xml") {
+            return reply(
+                ctx,
+                env,
+                415,
+                "Unsupported Media Type",
+                "Accept: application/pidf+xml\r\n",
+            );
+        }
+        let Ok(doc) = std::str::from_utf8(body) else {
+            return reply(ctx, env, 400, "Bad PIDF: not UTF-8", "");
+        };
+        if let Err(why) = check_pidf(doc) {
+            ser_log!(L_NOTICE, "pa: PUBLISH refused: {why}");
+            return reply(ctx, env, 400, &format!("Bad PIDF: {why}"), "");
+        }
+        Some(doc.to_string())
+    };
+    let now = now_unix();
+    let etag = format!(
+        "pa{now:x}.{:x}",
+        store
+            .etags
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let done = {
+        let mut all = store.publications();
+        let full = if_match.is_none()
+            && (all.len() >= MAX_PUBLISHED
+                || all.get(&key).is_some_and(|l| l.len() >= MAX_PUBLICATIONS));
+        let list = all.entry(key.clone()).or_default();
+        match &if_match {
+            // RFC 3903 §6: refresh, modify or remove the publication the entity tag names.
+            Some(tag) => match list.iter().position(|p| &p.etag == tag && p.until > now) {
+                None => Err((412, "Conditional Request Failed")),
+                Some(i) if expires == 0 => {
+                    list.remove(i);
+                    Ok(false)
+                }
+                Some(i) => {
+                    let mut p = list.remove(i);
+                    p.until = now + expires;
+                    p.etag.clone_from(&etag);
+                    if let Some(d) = doc {
+                        p.doc = d;
+                    }
+                    list.push(p);
+                    Ok(true)
+                }
+            },
+            None if full => Err((503, "Too Many Publications")),
+            None => match doc {
+                None => Err((400, "Missing Body")),
+                Some(_) if expires == 0 => Err((400, "Expires 0 Without SIP-If-Match")),
+                Some(d) => {
+                    list.push(Publication {
+                        etag: etag.clone(),
+                        until: now + expires,
+                        doc: d,
+                    });
+                    Ok(true)
+                }
+            },
+        }
+    };
+    let r = match done {
+        Err((code, why)) => return reply(ctx, env, code, why, ""),
+        Ok(true) => reply(
+            ctx,
+            env,
+            200,
+            "OK",
+            &format!("SIP-ETag: {etag}\r\nExpires: {expires}\r\n"),
+        ),
+        Ok(false) => reply(ctx, env, 200, "OK", "Expires: 0\r\n"),
+    };
+    if let Some(shared) = env.shared() {
+        notify_changed(shared, &store, Some(&key), now);
     }
     r
 }
@@ -377,7 +617,7 @@ fn notify(
     shared: &Shared,
     store: &Arc<Subscriptions>,
     sub: &Sub,
-    open: bool,
+    doc: &str,
     state: &str,
     reason: &str,
 ) {
@@ -406,7 +646,7 @@ fn notify(
         method: "NOTIFY".into(),
         ruri: sub.target.clone(),
         headers,
-        body: pidf(&sub.presentity, open).into_bytes(),
+        body: doc.as_bytes().to_vec(),
         next_hop: sub.next_hop.clone(),
         done: Box::new(move |r: UacResult| {
             // RFC 6665 §4.2.2: 481 or no answer ends the subscription.
@@ -445,26 +685,40 @@ pub fn tick(shared: &Shared, _now: Instant) {
     {
         return;
     }
-    let mut out: Vec<(Sub, bool, &'static str, &'static str)> = Vec::new();
-    {
+    store.publications().retain(|_, v| {
+        v.retain(|p| p.until > now);
+        !v.is_empty()
+    });
+    notify_changed(shared, &store, None, now);
+}
+
+/// NOTIFYs every watcher (of `only`, or of every presentity) whose presentity's document changed
+/// since its last NOTIFY, and terminates the expired subscriptions.
+fn notify_changed(shared: &Shared, store: &Arc<Subscriptions>, only: Option<&[u8]>, now: u64) {
+    let subs: Vec<Sub> = store
+        .lock()
+        .values()
+        .filter(|s| only.is_none_or(|k| s.key == k))
+        .cloned()
+        .collect();
+    let mut out: Vec<(Sub, String, &'static str, &'static str)> = Vec::new();
+    for s in subs {
+        let doc = store.document(shared, &s.key, &s.presentity, now);
+        let k = (s.call_id.clone(), s.our_tag.clone());
         let mut map = store.lock();
-        let keys: Vec<(String, String)> = map.keys().cloned().collect();
-        for k in keys {
-            let Some(s) = map.get_mut(&k) else { continue };
-            let open = presentity_open(shared, &s.key, now);
-            if s.until <= now {
-                s.cseq += 1;
-                out.push((s.clone(), open, "terminated", "timeout"));
-                map.remove(&k);
-            } else if s.last != Some(open) {
-                s.cseq += 1;
-                s.last = Some(open);
-                out.push((s.clone(), open, "active", ""));
-            }
+        let Some(cur) = map.get_mut(&k) else { continue };
+        if cur.until <= now {
+            cur.cseq += 1;
+            out.push((cur.clone(), doc, "terminated", "timeout"));
+            map.remove(&k);
+        } else if cur.last != doc {
+            cur.cseq += 1;
+            cur.last.clone_from(&doc);
+            out.push((cur.clone(), doc, "active", ""));
         }
     }
-    for (s, open, state, reason) in out {
-        notify(shared, &store, &s, open, state, reason);
+    for (s, doc, state, reason) in out {
+        notify(shared, store, &s, &doc, state, reason);
     }
 }
 
@@ -480,6 +734,20 @@ mod tests {
         assert!(d.contains("entity=\"sip:a&amp;b@x\""));
         assert!(d.contains("<basic>open</basic>"));
         assert!(pidf("sip:a@x", false).contains("<basic>closed</basic>"));
+    }
+
+    #[test]
+    fn only_pidf_is_published() {
+        assert!(check_pidf(&pidf("sip:a@x", true)).is_ok());
+        assert!(check_pidf("<presence").unwrap_err().starts_with("not XML"));
+        assert!(check_pidf("<presence entity=\"a\"/>")
+            .unwrap_err()
+            .contains("not a PIDF document"));
+        assert!(
+            check_pidf("<presence xmlns=\"urn:ietf:params:xml:ns:pidf\"/>")
+                .unwrap_err()
+                .contains("no entity")
+        );
     }
 
     #[test]
