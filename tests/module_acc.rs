@@ -286,7 +286,7 @@ fn early_media_reports_the_183_as_well() {
 #[test]
 fn ser_c_warns_about_what_acc_does_not_do() {
     let cfg = temp_cfg(&format!(
-        "{}\nmodparam(\"acc\", \"report_ack\", 0)\nloadmodule \"msilo.so\"\n",
+        "{}\nmodparam(\"acc\", \"report_ack\", 0)\nloadmodule \"sms.so\"\n",
         acc_cfg().replace(
             "modparam(\"acc\", \"log_flag\", 1 )",
             "modparam(\"acc\", \"acc_flag\", 1 )"
@@ -309,7 +309,7 @@ fn ser_c_warns_about_what_acc_does_not_do() {
         "{err}"
     );
     assert!(
-        err.contains("module msilo is not implemented in this build"),
+        err.contains("module sms is not implemented in this build"),
         "{err}"
     );
     // Start-up says the same in ser's log.
@@ -322,7 +322,7 @@ fn ser_c_warns_about_what_acc_does_not_do() {
         "{log}"
     );
     assert!(
-        log.contains("module msilo is loaded but not implemented in this build"),
+        log.contains("module sms is loaded but not implemented in this build"),
         "{log}"
     );
 }

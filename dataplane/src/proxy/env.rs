@@ -458,6 +458,10 @@ impl Env for ShardEnv<'_> {
         self.trans_id(ctx)
     }
 
+    fn shared(&self) -> Option<&Shared> {
+        Some(self.shared)
+    }
+
     fn add_blind(&mut self, ctx: &Ctx) -> bool {
         self.t_add_blind(ctx)
     }

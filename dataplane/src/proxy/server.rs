@@ -577,6 +577,11 @@ impl Handler for ProxyHandler {
     fn on_tick(&mut self, now: Instant, out: &mut Outbox) {
         self.table.on_tick(now);
         self.run_actions(out);
+        // Module pa's presence checks (nothing while pa is not loaded); its NOTIFYs reach the
+        // shards as t_uac requests.
+        if self.shard == 0 {
+            crate::modules::pa::tick(&self.shared, now);
+        }
         // One shard sweeps the shared DNS caches now and then (reads treat expired entries as
         // misses anyway; this only frees their memory).
         let last = *self.last_purge.get_or_insert(now);

@@ -171,4 +171,11 @@ pub trait Env {
     fn program(&self) -> Option<&Program> {
         None
     }
+
+    /// What every shard shares, for a module that starts transactions of its own (msilo's
+    /// deliveries go out through `Shared::uac`, and their completions reach the services from
+    /// another shard's thread). Default: none (such functions fail).
+    fn shared(&self) -> Option<&crate::proxy::shared::Shared> {
+        None
+    }
 }
