@@ -95,8 +95,10 @@ where
         Some(tx)
     });
     let exec_pool = crate::modules::exec::ExecPool::default();
+    let relay = crate::modules::nathelper::RelayRunner::start();
     for i in 0..threads.max(1) {
         let exec_pool = exec_pool.clone();
+        let relay = relay.clone();
         let rx = rx.clone();
         let deliver = deliver.clone();
         let dns_tx = dns_tx.clone();
@@ -134,6 +136,13 @@ where
                             },
                             move |r| deliver(shard, id, r),
                         );
+                        continue;
+                    }
+                    if let (Some(relay), Job::RtpRelay { .. }) = (&relay, &req.job) {
+                        // nathelper: the relay thread answers, bounded by the job's timeout.
+                        let deliver = deliver.clone();
+                        let (shard, id) = (req.shard, req.id);
+                        relay.submit(req.job, Box::new(move |r| deliver(shard, id, r)));
                         continue;
                     }
                     if let (Some(tx), Job::Resolve { .. } | Job::Dns { .. }) = (&dns_tx, &req.job) {
@@ -236,6 +245,7 @@ pub fn run(job: &Job) -> JobResult {
             JobResult::Failed(format!("no database service running (table {table})"))
         }
         Job::DbWrite(_) => JobResult::Failed("no database service running".into()),
+        Job::RtpRelay { .. } => crate::modules::nathelper::run(job),
     }
 }
 

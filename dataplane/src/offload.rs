@@ -89,6 +89,18 @@ pub enum Job {
     /// A database write whose completion the script waits for (db_mode 3 `save`, `acc` with
     /// guaranteed delivery); answered `Rows(vec![])` when done, `Failed` when the DB refused it.
     DbWrite(DbWrite),
+    /// One command to the RTP relay of module nathelper: `command` (without a cookie) sent to
+    /// `sock` (`unix:/path`, `udp:host:port` — the rtpproxy protocol — or `ng:host:port`,
+    /// rtpengine's NG), its answer awaited at most `timeout`; answered [`JobResult::Relay`] (the
+    /// answer without its cookie) or `Failed` (no answer in time, unreachable).
+    RtpRelay {
+        /// The relay's control socket, as `rtpproxy_sock` names it.
+        sock: String,
+        /// The command.
+        command: Bytes,
+        /// How long to wait for the answer.
+        timeout: std::time::Duration,
+    },
 }
 
 /// One database change. Column values are text (`None` = NULL): every backend converts, and SER's
@@ -189,6 +201,7 @@ impl Job {
             Job::Exec { .. } => "exec",
             Job::WriteFifo { .. } => "fifo",
             Job::Db { .. } | Job::DbWrite(_) => "db",
+            Job::RtpRelay { .. } => "rtp",
         }
     }
 }
@@ -213,6 +226,8 @@ pub enum JobResult {
     Rows(Vec<Vec<Option<String>>>),
     /// The job could not be done (name not found, command not started, DB down…).
     Failed(String),
+    /// The RTP relay's answer to a [`Job::RtpRelay`] (without the cookie).
+    Relay(Bytes),
 }
 
 impl JobResult {
@@ -227,6 +242,7 @@ impl JobResult {
             JobResult::Exec { status, .. } => *status == 0,
             JobResult::Rows(r) => !r.is_empty(),
             JobResult::Failed(_) => false,
+            JobResult::Relay(r) => !r.is_empty(),
         };
         if ok {
             1

@@ -1,4 +1,5 @@
 //! The blocking halves of script modules, reached through [`dataplane::offload::Job`]s.
 
 pub mod exec;
+pub mod nathelper;
 pub mod vm;
