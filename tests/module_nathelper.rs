@@ -460,3 +460,173 @@ fn refused_relay_fails_at_once() {
     assert!(r.contains("No media relay"));
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+const NAT_CFG: &str = r#"loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "textops.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "nathelper.so"
+modparam("nathelper", "natping_interval", 1)
+modparam("nathelper", "ping_nated_only", 1)
+modparam("nathelper", "rtpproxy_disable", 1)
+NATPING_METHOD
+route {
+	if (method == "REGISTER") {
+		if (nat_uac_test("3")) {
+			fix_nated_contact();
+		};
+		save("location");
+		break;
+	};
+	if (method == "OPTIONS") {
+		if (nat_uac_test("4")) {
+			sl_send_reply("299", "Via names a private address");
+			break;
+		};
+		if (nat_uac_test("2")) {
+			sl_send_reply("298", "Via is not the source");
+			break;
+		};
+		sl_send_reply("200", "not behind NAT");
+		break;
+	};
+	if (method == "INVITE" && nat_uac_test("8")) {
+		fix_nated_sdp("3");
+	};
+	if (!lookup("location")) {
+		sl_send_reply("404", "Not Found");
+		break;
+	};
+	if (!t_relay()) {
+		sl_reply_error();
+	};
+}
+"#;
+
+fn register(user: &str, ua: &UdpSocket, via: &str, contact: &str, call: &str) -> String {
+    let _ = ua;
+    format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{call}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r1\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: {call}\r\nCSeq: 1 REGISTER\r\nContact: <{contact}>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Datagrams within `wait` that are keep-alives (4 bytes or an OPTIONS), with their source.
+fn keepalives(s: &UdpSocket, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+    let until = Instant::now() + wait;
+    let mut out = Vec::new();
+    let mut b = [0u8; 4096];
+    while Instant::now() < until {
+        if let Ok((n, from)) = s.recv_from(&mut b) {
+            if n == 4 || b[..n].starts_with(b"OPTIONS ") {
+                out.push((b[..n].to_vec(), from));
+            }
+        }
+    }
+    out
+}
+
+/// A UA behind a NAT (its Contact and Via name 192.168.1.50, its packets come from loopback)
+/// registers: nat_uac_test sees it, fix_nated_contact marks it, the binding keeps the source
+/// address; ser pings that address every natping_interval from its own socket — not the UA
+/// that is not behind NAT (ping_nated_only) — and an INVITE for it goes to the source address.
+#[test]
+fn nated_registration_is_pinged_and_reached_at_its_source() {
+    let (ser, addr) = ser_with(&NAT_CFG.replace("NATPING_METHOD", ""), "2", &[]);
+    let nated = sock();
+    let open = sock();
+    let r = register(
+        "alice",
+        &nated,
+        "192.168.1.50:5060",
+        "sip:alice@192.168.1.50:5060",
+        "reg-nat",
+    );
+    nated.send_to(r.as_bytes(), addr).unwrap();
+    let (ok, _) = recv_until(&nated, "SIP/2.0 200", Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("200 to REGISTER; log:\n{}", ser.log_text()));
+    assert!(ok.contains("sip:alice@192.168.1.50:5060"), "{ok}");
+    let o = open.local_addr().unwrap().to_string();
+    let r = register("bob", &open, &o, &format!("sip:bob@{o}"), "reg-open");
+    open.send_to(r.as_bytes(), addr).unwrap();
+    assert!(recv_until(&open, "SIP/2.0 200", Duration::from_secs(2)).is_some());
+    let pings = keepalives(&nated, Duration::from_millis(2500));
+    assert!(pings.len() >= 2, "a keep-alive a second: {pings:?}");
+    for (p, from) in &pings {
+        assert_eq!(p, b"\r\n\r\n");
+        assert_eq!(*from, addr, "sent from ser's own socket");
+    }
+    assert!(
+        keepalives(&open, Duration::from_millis(1200)).is_empty(),
+        "ping_nated_only: the UA with a public address is not pinged"
+    );
+    // A call for alice goes to where her REGISTER came from; the URI stays her contact.
+    let caller = sock();
+    let inv = invite("sip:alice@127.0.0.1", &caller, "call-nat");
+    caller.send_to(inv.as_bytes(), addr).unwrap();
+    let (fwd, _) = recv_until(&nated, "INVITE", Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("INVITE at the NATed UA; log:\n{}", ser.log_text()));
+    assert!(
+        fwd.starts_with("INVITE sip:alice@192.168.1.50:5060 SIP/2.0"),
+        "{fwd}"
+    );
+}
+
+#[test]
+fn natping_method_options_sends_requests() {
+    let cfg = NAT_CFG.replace(
+        "NATPING_METHOD",
+        "modparam(\"nathelper\", \"natping_method\", \"OPTIONS\")",
+    );
+    let (_ser, addr) = ser_with(&cfg, "1", &[]);
+    let nated = sock();
+    let r = register(
+        "carol",
+        &nated,
+        "10.1.2.3:5060",
+        "sip:carol@10.1.2.3:5060",
+        "reg-opt",
+    );
+    nated.send_to(r.as_bytes(), addr).unwrap();
+    assert!(recv_until(&nated, "SIP/2.0 200", Duration::from_secs(2)).is_some());
+    let pings = keepalives(&nated, Duration::from_millis(1500));
+    let (p, from) = pings.first().expect("an OPTIONS keep-alive");
+    let text = String::from_utf8_lossy(p);
+    assert!(
+        text.starts_with("OPTIONS sip:carol@10.1.2.3:5060 SIP/2.0\r\n"),
+        "{text}"
+    );
+    assert_eq!(*from, addr);
+}
+
+#[test]
+fn nat_uac_test_and_fix_nated_sdp_in_the_script() {
+    let (ser, addr) = ser_with(&NAT_CFG.replace("NATPING_METHOD", ""), "1", &[]);
+    let ua = sock();
+    let me = ua.local_addr().unwrap().to_string();
+    let ask = |via: &str, call: &str| {
+        let o = request("OPTIONS", "sip:x@127.0.0.1", via, "UDP", call);
+        ua.send_to(o.as_bytes(), addr).unwrap();
+        let (r, _) = recv_until(&ua, "SIP/2.0", Duration::from_secs(2)).expect("reply");
+        status(&r)
+    };
+    assert_eq!(ask("192.168.0.7:5060", "o1"), 299);
+    assert_eq!(ask("198.51.100.9:5060", "o2"), 298);
+    assert_eq!(ask(&me, "o3"), 200);
+    // fix_nated_sdp("3"): the c= lines name the source address, a=direction:active is added.
+    let callee = sock();
+    let c = callee.local_addr().unwrap().to_string();
+    let r = register("dave", &callee, &c, &format!("sip:dave@{c}"), "reg-d");
+    callee.send_to(r.as_bytes(), addr).unwrap();
+    assert!(recv_until(&callee, "SIP/2.0 200", Duration::from_secs(2)).is_some());
+    let private_sdp = "v=0\r\no=- 1 1 IN IP4 192.168.1.50\r\ns=-\r\nc=IN IP4 192.168.1.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let inv = with_body(&invite("sip:dave@127.0.0.1", &ua, "sdp1"), private_sdp);
+    ua.send_to(inv.as_bytes(), addr).unwrap();
+    let (fwd, _) = recv_until(&callee, "INVITE", Duration::from_secs(2))
+        .unwrap_or_else(|| panic!("INVITE; log:\n{}", ser.log_text()));
+    let body = body_of(&fwd);
+    assert!(body.contains("c=IN IP4 127.0.0.1\r\n"), "{body}");
+    assert!(!body.contains("c=IN IP4 192.168.1.50"), "{body}");
+    assert!(body.contains("a=direction:active\r\n"), "{body}");
+    assert!(body.contains("m=audio 4000 RTP/AVP 0"), "{body}");
+}

@@ -179,10 +179,160 @@ fn strip_cookie<'a>(pkt: &'a [u8], cookie: &[u8]) -> Option<&'a [u8]> {
     rest.strip_prefix(b" ")
 }
 
+// ------------------------------------------------------------------------------------- natping
+
+/// The keep-alive of SER's nathelper: 4 bytes a SIP stack ignores.
+pub const KEEPALIVE: &[u8] = b"\r\n\r\n";
+
+/// Most keep-alives in one round (a bound on what one round queues at shard 0).
+pub const MAX_PINGS: usize = 100_000;
+
+/// Starts the keep-alive thread: every second it looks at the running program's nathelper
+/// settings and, every `natping_interval` seconds, pings the registered bindings. It ends when
+/// the proxy is gone (it holds only a weak reference).
+pub fn start_natping(
+    shared: std::sync::Weak<dataplane::proxy::server::Shared>,
+) -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("ser-natping".into())
+        .spawn(move || {
+            let mut last: Option<std::time::Instant> = None;
+            let mut round = 0u64;
+            loop {
+                std::thread::sleep(Duration::from_millis(250));
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let program = shared.program.load();
+                let Some(cfg) = program
+                    .configs
+                    .get::<dataplane::modules::nathelper::NatConfig>()
+                else {
+                    continue;
+                };
+                if cfg.natping_interval == 0 {
+                    continue;
+                }
+                let now = std::time::Instant::now();
+                let due = last.is_none_or(|l| {
+                    now.duration_since(l) >= Duration::from_secs(u64::from(cfg.natping_interval))
+                });
+                if !due {
+                    continue;
+                }
+                last = Some(now);
+                round += 1;
+                let targets = ping_targets(&shared.services.usrloc, cfg.ping_nated_only);
+                let local = shared
+                    .local
+                    .iter()
+                    .find(|(_, p)| *p == dataplane::transport::Proto::Udp)
+                    .map(|(a, _)| *a);
+                let mut sent = 0usize;
+                for (i, (dest, contact)) in targets.iter().enumerate() {
+                    let data = match (cfg.natping_options, local) {
+                        (true, Some(l)) => Bytes::from(options_ping(contact, l, round, i)),
+                        _ => Bytes::from_static(KEEPALIVE),
+                    };
+                    if shared.tm.datagram(data, *dest) {
+                        sent += 1;
+                    }
+                }
+                dataplane::ser_log!(
+                    dataplane::shard::log::L_DBG,
+                    "natping: {sent} keep-alives sent"
+                );
+            }
+        })
+        .ok()
+}
+
+/// Where to ping: (address, contact URI) of every binding in force — its received address when
+/// it has one (registered from behind NAT), else the contact's own address unless `nated_only`.
+/// UDP contacts with an IP address only (no DNS here), each address once.
+pub fn ping_targets(
+    usrloc: &dataplane::usrloc::Usrloc,
+    nated_only: bool,
+) -> Vec<(std::net::SocketAddr, String)> {
+    let now = dataplane::usrloc::time::now_unix();
+    let mut out: Vec<(std::net::SocketAddr, String)> = Vec::new();
+    for t in usrloc.dump(now) {
+        for (_, bindings) in t.aors {
+            for b in bindings {
+                let target = match (&b.received, nated_only) {
+                    (Some(r), _) => r.to_string(),
+                    (None, false) => b.contact.to_string(),
+                    (None, true) => continue,
+                };
+                if let Some(a) = udp_addr(&target) {
+                    if out.len() < MAX_PINGS && !out.iter().any(|(d, _)| *d == a) {
+                        out.push((a, b.contact.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The UDP address of a `sip:` URI naming an IP address (port 5060 when none).
+fn udp_addr(uri: &str) -> Option<std::net::SocketAddr> {
+    use dataplane::wire::uri::{Host, Uri};
+    let u = Uri::parse(uri.as_bytes()).ok()?;
+    let tcp = u
+        .params
+        .value(b"transport")
+        .is_some_and(|v| !v.eq_ignore_ascii_case(b"udp"));
+    if tcp || u.scheme != dataplane::wire::uri::Scheme::Sip {
+        return None;
+    }
+    let ip: std::net::IpAddr = match u.host {
+        Host::V4(a) => a.into(),
+        Host::V6(a) => a.into(),
+        Host::Name(_) => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, u.port.unwrap_or(5060)))
+}
+
+/// An OPTIONS keep-alive to `contact`, from `local`.
+fn options_ping(contact: &str, local: std::net::SocketAddr, round: u64, i: usize) -> Vec<u8> {
+    let pid = std::process::id();
+    format!(
+        "OPTIONS {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-np{pid}-{round}-{i}\r\nMax-Forwards: 70\r\nFrom: <sip:natping@{local}>;tag=np{pid}\r\nTo: <{contact}>\r\nCall-ID: np{pid}-{round}-{i}@{local}\r\nCSeq: {round} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ping_addresses() {
+        assert_eq!(
+            udp_addr("sip:a@1.2.3.4"),
+            Some("1.2.3.4:5060".parse().unwrap())
+        );
+        assert_eq!(
+            udp_addr("sip:1.2.3.4:5070;transport=udp"),
+            Some("1.2.3.4:5070".parse().unwrap())
+        );
+        assert_eq!(udp_addr("sip:a@1.2.3.4;transport=tcp"), None);
+        assert_eq!(udp_addr("sip:a@host.example"), None);
+        assert_eq!(udp_addr("sips:a@1.2.3.4"), None);
+        let o = String::from_utf8(options_ping(
+            "sip:a@1.2.3.4",
+            "127.0.0.1:5060".parse().unwrap(),
+            3,
+            1,
+        ))
+        .unwrap();
+        assert!(o.starts_with(
+            "OPTIONS sip:a@1.2.3.4 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-np"
+        ));
+        assert!(dataplane::wire::Message::parse(Bytes::from(o)).is_ok());
+    }
 
     #[test]
     fn cookies_must_match() {

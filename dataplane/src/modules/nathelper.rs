@@ -14,7 +14,16 @@
 //! | `rtpproxy_disable` | int | `0`: 1 = no relay; force/unforce_rtp_proxy are false |
 //! | `rtpproxy_tout` | int | `1`: seconds to wait for the relay's answer (then the call is false) |
 //! | `natping_interval` | int | `0`: seconds between keep-alives to registered contacts (0: none) |
-//! | `ping_nated_only` | int | `0`: 1 = ping only contacts registered with the NAT flag |
+//! | `ping_nated_only` | int | `0`: 1 = ping only bindings registered from behind NAT |
+//! | `natping_method` | string | `""`: the keep-alive is 4 bytes (CRLF CRLF, which SIP stacks ignore, RFC 5626 §4.4.1); `"OPTIONS"`: an OPTIONS request |
+//!
+//! NAT state and keep-alives: a REGISTER marked as coming from behind NAT — `fix_nated_contact()`
+//! ran on it, or it has registrar's `nat_flag` set — keeps its source address with its bindings
+//! (usrloc's `received`), and `lookup` sends to that address (the request URI stays the
+//! registered contact). Every `natping_interval` seconds the controlplane walks the location
+//! table and has shard 0 send a keep-alive from its own socket (the address the UA registered
+//! with, so the NAT lets it in) to each binding's received address — or, unless
+//! `ping_nated_only`, to the contact's own address (UDP contacts with an IP address only).
 //!
 //! `nat_uac_test` flags (SER's bits): `1` the Contact's host is an RFC 1918 address; `2` the top
 //! Via's sent-by address is not the source address; `4` the top Via's host is an RFC 1918
@@ -93,6 +102,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::str("rtpproxy_sock", "unix:/var/run/rtpproxy.sock"),
         ParamDecl::int("rtpproxy_disable", 0),
         ParamDecl::int("rtpproxy_tout", 1),
+        ParamDecl::str("natping_method", ""),
     ],
     renamed_functions: &[],
     renamed_params: &[],
@@ -159,6 +169,8 @@ pub struct NatConfig {
     pub timeout: std::time::Duration,
     pub natping_interval: u32,
     pub ping_nated_only: bool,
+    /// Keep-alives as OPTIONS requests (`natping_method "OPTIONS"`) instead of 4 bytes.
+    pub natping_options: bool,
 }
 
 impl NatConfig {
@@ -178,6 +190,9 @@ impl NatConfig {
             ),
             natping_interval: int("natping_interval", 0).clamp(0, 86_400) as u32,
             ping_nated_only: int("ping_nated_only", 0) != 0,
+            natping_options: param("natping_method")
+                .and_then(|p| p.str())
+                .is_some_and(|m| m.eq_ignore_ascii_case("OPTIONS")),
         }
     }
 }
@@ -602,6 +617,16 @@ fn src_hostport(src: std::net::SocketAddr) -> String {
     }
 }
 
+/// Set on a message whose Contact `fix_nated_contact` rewrote: registrar's `save` then keeps the
+/// source address with the bindings (they are behind NAT), as SER's save stored the fixed Contact.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FixedContact;
+
+/// `sip:ip:port` of a source address: what a binding behind NAT is reached at.
+pub fn received_uri(src: std::net::SocketAddr) -> String {
+    format!("sip:{}", src_hostport(src))
+}
+
 fn fix_nated_contact(ctx: &mut Ctx, _env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
     let hostport = src_hostport(ctx.src);
     let span = {
@@ -635,6 +660,7 @@ fn fix_nated_contact(ctx: &mut Ctx, _env: &mut dyn Env, _args: &[Arg]) -> Action
         Span::new(hs.start as usize, end)
     };
     ctx.msg.replace_span(span, hostport.as_bytes());
+    ctx.module_state.set(FixedContact);
     ActionResult::Ret(1)
 }
 

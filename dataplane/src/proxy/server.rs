@@ -733,6 +733,7 @@ impl Handler for ProxyHandler {
                 self.run_actions(out);
             }
             ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
+            ShardMsg::Datagram { data, dest } => out.send(data, dest, Proto::Udp, None),
             ShardMsg::TReply(r) => {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);
