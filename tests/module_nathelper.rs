@@ -504,8 +504,7 @@ route {
 }
 "#;
 
-fn register(user: &str, ua: &UdpSocket, via: &str, contact: &str, call: &str) -> String {
-    let _ = ua;
+fn register(user: &str, via: &str, contact: &str, call: &str) -> String {
     format!(
         "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-{call}\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r1\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: {call}\r\nCSeq: 1 REGISTER\r\nContact: <{contact}>\r\nExpires: 60\r\nContent-Length: 0\r\n\r\n"
     )
@@ -537,7 +536,6 @@ fn nated_registration_is_pinged_and_reached_at_its_source() {
     let open = sock();
     let r = register(
         "alice",
-        &nated,
         "192.168.1.50:5060",
         "sip:alice@192.168.1.50:5060",
         "reg-nat",
@@ -547,7 +545,7 @@ fn nated_registration_is_pinged_and_reached_at_its_source() {
         .unwrap_or_else(|| panic!("200 to REGISTER; log:\n{}", ser.log_text()));
     assert!(ok.contains("sip:alice@192.168.1.50:5060"), "{ok}");
     let o = open.local_addr().unwrap().to_string();
-    let r = register("bob", &open, &o, &format!("sip:bob@{o}"), "reg-open");
+    let r = register("bob", &o, &format!("sip:bob@{o}"), "reg-open");
     open.send_to(r.as_bytes(), addr).unwrap();
     assert!(recv_until(&open, "SIP/2.0 200", Duration::from_secs(2)).is_some());
     let pings = keepalives(&nated, Duration::from_millis(2500));
@@ -582,7 +580,6 @@ fn natping_method_options_sends_requests() {
     let nated = sock();
     let r = register(
         "carol",
-        &nated,
         "10.1.2.3:5060",
         "sip:carol@10.1.2.3:5060",
         "reg-opt",
@@ -616,7 +613,7 @@ fn nat_uac_test_and_fix_nated_sdp_in_the_script() {
     // fix_nated_sdp("3"): the c= lines name the source address, a=direction:active is added.
     let callee = sock();
     let c = callee.local_addr().unwrap().to_string();
-    let r = register("dave", &callee, &c, &format!("sip:dave@{c}"), "reg-d");
+    let r = register("dave", &c, &format!("sip:dave@{c}"), "reg-d");
     callee.send_to(r.as_bytes(), addr).unwrap();
     assert!(recv_until(&callee, "SIP/2.0 200", Duration::from_secs(2)).is_some());
     let private_sdp = "v=0\r\no=- 1 1 IN IP4 192.168.1.50\r\ns=-\r\nc=IN IP4 192.168.1.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
@@ -629,4 +626,71 @@ fn nat_uac_test_and_fix_nated_sdp_in_the_script() {
     assert!(!body.contains("c=IN IP4 192.168.1.50"), "{body}");
     assert!(body.contains("a=direction:active\r\n"), "{body}");
     assert!(body.contains("m=audio 4000 RTP/AVP 0"), "{body}");
+}
+
+/// tests/data/nathelper/nat-howto.cfg (SER's NAT set-up: test, fix, mark, relay) with a caller
+/// behind NAT — its Via, Contact and SDP name 192.168.1.50, its packets come from loopback —
+/// calling a registered public UA: the callee sees the fixed Contact and the relay in the SDP,
+/// the 200 reaches the caller at its source port (rport), and media flows both ways once the
+/// caller has sent first (the relay learns the NATed address from its packets).
+#[test]
+fn nat_howto_config_call_from_behind_nat() {
+    let r = need_rtpengine!();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/nathelper/nat-howto.cfg"
+    ))
+    .unwrap()
+    .replace("ng:127.0.0.1:2223", &format!("ng:{}", r.ng));
+    let (ser, addr) = ser_with(&text, "1", &[]);
+    let (caller, callee) = (sock(), sock());
+    let caller_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let callee_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let c = callee.local_addr().unwrap().to_string();
+    let reg = register("bob", &c, &format!("sip:bob@{c}"), "howto-reg");
+    callee.send_to(reg.as_bytes(), addr).unwrap();
+    assert!(recv_until(&callee, "SIP/2.0 200", Duration::from_secs(2)).is_some());
+    let private_sdp = "v=0\r\no=- 1 1 IN IP4 192.168.1.50\r\ns=-\r\nc=IN IP4 192.168.1.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let inv = format!(
+        "INVITE sip:bob@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:5060;rport;branch=z9hG4bK-howto1\r\nMax-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:bob@127.0.0.1>\r\nCall-ID: howto1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.168.1.50:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{private_sdp}",
+        private_sdp.len()
+    );
+    caller.send_to(inv.as_bytes(), addr).unwrap();
+    let (fwd, from) = recv_until(&callee, "INVITE", Duration::from_secs(3)).unwrap_or_else(|| {
+        panic!(
+            "INVITE at the callee; the caller got {:?}; log:\n{}",
+            recv_all(&caller, Duration::from_millis(300)),
+            ser.log_text()
+        )
+    });
+    let me = caller.local_addr().unwrap();
+    assert!(
+        fwd.contains(&format!("Contact: <sip:alice@{me}>")),
+        "Contact fixed to the source: {fwd}"
+    );
+    let (a, offer_port) = media_of(body_of(&fwd));
+    assert_eq!(a, "127.0.0.1");
+    assert!((r.ports.0..=r.ports.1).contains(&offer_port), "{fwd}");
+    let ok = with_body(
+        &reply_to(&fwd, 200, "OK", "b1"),
+        &sdp(callee_rtp.local_addr().unwrap().port()),
+    );
+    callee.send_to(ok.as_bytes(), from).unwrap();
+    let (ok_up, _) = recv_until(&caller, "SIP/2.0 200", Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("200 at the caller's source port; log:\n{}", ser.log_text()));
+    let (_, answer_port) = media_of(body_of(&ok_up));
+    assert!((r.ports.0..=r.ports.1).contains(&answer_port), "{ok_up}");
+    assert!(media_flows(
+        &caller_rtp,
+        format!("127.0.0.1:{answer_port}").parse().unwrap(),
+        &callee_rtp
+    ));
+    assert!(
+        media_flows(
+            &callee_rtp,
+            format!("127.0.0.1:{offer_port}").parse().unwrap(),
+            &caller_rtp
+        ),
+        "the callee's media reaches the NATed caller at its real address"
+    );
 }
