@@ -144,6 +144,7 @@ route {{
 	}};
 	if (method == "INVITE") {{
 		t_on_reply("1");
+		t_on_failure("1");
 		if (search("^Content-Type: application/sdp")) {{
 			if (!force_rtp_proxy()) {{
 				sl_send_reply("500", "No media relay");
@@ -163,6 +164,9 @@ route {{
 }}
 onreply_route[1] {{
 	force_rtp_proxy();
+}}
+failure_route[1] {{
+	unforce_rtp_proxy();
 }}
 "#
     )
@@ -693,4 +697,29 @@ fn nat_howto_config_call_from_behind_nat() {
         ),
         "the callee's media reaches the NATed caller at its real address"
     );
+}
+
+/// The callee refuses: failure_route's unforce_rtp_proxy() ends the relay's session, and the
+/// caller gets the 486.
+#[test]
+fn failed_call_ends_the_relay_session() {
+    let r = need_rtpengine!();
+    let (ser, addr) = ser_with(&cfg(&format!("ng:{}", r.ng), 2), "1", &[]);
+    let (caller, callee) = (sock(), sock());
+    let ruri = format!("sip:bob@{}", callee.local_addr().unwrap());
+    let inv = with_body(&invite(&ruri, &caller, "busy1"), &sdp(4000));
+    caller.send_to(inv.as_bytes(), addr).unwrap();
+    let (fwd, from) = recv_until(&callee, "INVITE", Duration::from_secs(3))
+        .unwrap_or_else(|| panic!("INVITE; log:\n{}", ser.log_text()));
+    assert!(r.calls().contains("busy1"), "{}", r.calls());
+    callee
+        .send_to(reply_to(&fwd, 486, "Busy Here", "b1").as_bytes(), from)
+        .unwrap();
+    let finals = finals_acked(&caller, addr, &inv, Duration::from_secs(2));
+    assert_eq!(finals.iter().map(|m| status(m)).collect::<Vec<_>>(), [486]);
+    let until = Instant::now() + Duration::from_secs(3);
+    while r.calls().contains("busy1") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!r.calls().contains("busy1"), "session gone: {}", r.calls());
 }

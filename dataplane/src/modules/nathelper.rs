@@ -743,11 +743,7 @@ fn dialog_ids(msg: &Message) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     Some((callid, from, to))
 }
 
-fn relay_settings(
-    ctx: &Ctx,
-    env: &dyn Env,
-    fname: &str,
-) -> Option<(RelaySock, String, std::time::Duration)> {
+fn relay_settings(env: &dyn Env, fname: &str) -> Option<(RelaySock, String, std::time::Duration)> {
     let cfg = crate::script::config(env, NatConfig::resolve);
     if cfg.disabled {
         ser_log!(L_DBG, "{fname}: rtpproxy_disable is set");
@@ -756,7 +752,6 @@ fn relay_settings(
     match &cfg.sock {
         Ok(s) => Some((s.clone(), cfg.sock_text.clone(), cfg.timeout)),
         Err(e) => {
-            let _ = ctx;
             ser_log!(L_ERR, "ERROR: {fname}: {e}");
             None
         }
@@ -839,7 +834,7 @@ fn relay_job(p: &Pending, command: Vec<u8>) -> Job {
 }
 
 fn force_rtp_proxy(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    let Some((sock, sock_text, timeout)) = relay_settings(ctx, &*env, "force_rtp_proxy") else {
+    let Some((sock, sock_text, timeout)) = relay_settings(&*env, "force_rtp_proxy") else {
         return ActionResult::Ret(-1);
     };
     if !has_sdp(ctx) {
@@ -964,7 +959,7 @@ fn force_done(ctx: &mut Ctx, _env: &mut dyn Env, _args: &[Arg], r: JobResult) ->
 }
 
 fn unforce_rtp_proxy(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult {
-    let Some((sock, sock_text, timeout)) = relay_settings(ctx, &*env, "unforce_rtp_proxy") else {
+    let Some((sock, sock_text, timeout)) = relay_settings(&*env, "unforce_rtp_proxy") else {
         return ActionResult::Ret(-1);
     };
     let p = Pending {
