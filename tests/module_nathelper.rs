@@ -675,13 +675,24 @@ fn nat_howto_config_call_from_behind_nat() {
     let (a, offer_port) = media_of(body_of(&fwd));
     assert_eq!(a, "127.0.0.1");
     assert!((r.ports.0..=r.ports.1).contains(&offer_port), "{fwd}");
+    // The callee's phone names a private address in its Contact too: fixed in onreply_route.
     let ok = with_body(
-        &reply_to(&fwd, 200, "OK", "b1"),
+        &reply_with(
+            &fwd,
+            200,
+            "OK",
+            "b1",
+            "Contact: <sip:bob@10.0.0.9:5060>\r\n",
+        ),
         &sdp(callee_rtp.local_addr().unwrap().port()),
     );
     callee.send_to(ok.as_bytes(), from).unwrap();
     let (ok_up, _) = recv_until(&caller, "SIP/2.0 200", Duration::from_secs(3))
         .unwrap_or_else(|| panic!("200 at the caller's source port; log:\n{}", ser.log_text()));
+    assert!(
+        ok_up.contains(&format!("Contact: <sip:bob@{c}>")),
+        "reply's Contact fixed to the callee's source: {ok_up}"
+    );
     let (_, answer_port) = media_of(body_of(&ok_up));
     assert!((r.ports.0..=r.ports.1).contains(&answer_port), "{ok_up}");
     assert!(media_flows(
@@ -722,4 +733,25 @@ fn failed_call_ends_the_relay_session() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!r.calls().contains("busy1"), "session gone: {}", r.calls());
+}
+
+/// t_on_reply names a block that must exist, as t_on_failure does.
+#[test]
+fn t_on_reply_of_a_missing_block_is_a_config_error() {
+    let cfg = temp_cfg(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\nroute { t_on_reply(\"7\"); t_relay(); }\n",
+    );
+    let out = Command::new(ser_bin())
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("t_on_reply(7) arms onreply_route[7], which is not defined"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(cfg);
 }

@@ -639,23 +639,17 @@ fn fix_nated_contact(ctx: &mut Ctx, _env: &mut dyn Env, _args: &[Arg]) -> Action
             return ActionResult::Ret(-1);
         };
         // The port (if any) follows the host: ":5060".
-        let end = match uri.port {
-            Some(p) => {
-                let text = p.to_string();
-                let after = hs.end as usize;
-                let b = ctx.msg.as_bytes();
-                let digits = b[after..]
+        let after = hs.end as usize;
+        let b = ctx.msg.as_bytes();
+        let end = if uri.port.is_some() && b.get(after) == Some(&b':') {
+            after
+                + 1
+                + b[after + 1..]
                     .iter()
-                    .skip(1)
                     .take_while(|c| c.is_ascii_digit())
-                    .count();
-                if b.get(after) == Some(&b':') && digits >= text.len() {
-                    after + 1 + digits
-                } else {
-                    after
-                }
-            }
-            None => hs.end as usize,
+                    .count()
+        } else {
+            after
         };
         Span::new(hs.start as usize, end)
     };
