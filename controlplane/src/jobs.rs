@@ -96,8 +96,10 @@ where
         Some(tx)
     });
     let exec_pool = crate::modules::exec::ExecPool::default();
+    let relay = crate::modules::nathelper::RelayRunner::start();
     for i in 0..threads.max(1) {
         let exec_pool = exec_pool.clone();
+        let relay = relay.clone();
         let rx = rx.clone();
         let deliver = deliver.clone();
         let dns_tx = dns_tx.clone();
@@ -135,6 +137,13 @@ where
                             },
                             move |r| deliver(shard, id, r),
                         );
+                        continue;
+                    }
+                    if let (Some(relay), Job::RtpRelay { .. }) = (&relay, &req.job) {
+                        // nathelper: the relay thread answers, bounded by the job's timeout.
+                        let deliver = deliver.clone();
+                        let (shard, id) = (req.shard, req.id);
+                        relay.submit(req.job, Box::new(move |r| deliver(shard, id, r)));
                         continue;
                     }
                     if let Job::Radius(r) = req.job {
@@ -254,6 +263,7 @@ pub fn run(job: &Job) -> JobResult {
             JobResult::Failed(format!("{domain}: no DNS resolver for NAPTR lookups"))
         }
         Job::Radius(r) => crate::modules::radius::run_blocking(r),
+        Job::RtpRelay { .. } => crate::modules::nathelper::run(job),
     }
 }
 

@@ -101,6 +101,18 @@ pub enum Job {
     /// A RADIUS exchange (auth_radius, group_radius, uri_radius, `acc_rad_request`): answered
     /// [`JobResult::Radius`] with the server's verified reply, `Failed` when no server answered.
     Radius(crate::radius::RadiusRequest),
+    /// One command to the RTP relay of module nathelper: `command` (without a cookie) sent to
+    /// `sock` (`unix:/path`, `udp:host:port` — the rtpproxy protocol — or `ng:host:port`,
+    /// rtpengine's NG), its answer awaited at most `timeout`; answered [`JobResult::Relay`] (the
+    /// answer without its cookie) or `Failed` (no answer in time, unreachable).
+    RtpRelay {
+        /// The relay's control socket, as `rtpproxy_sock` names it.
+        sock: String,
+        /// The command.
+        command: Bytes,
+        /// How long to wait for the answer.
+        timeout: std::time::Duration,
+    },
 }
 
 /// One database change. Column values are text (`None` = NULL): every backend converts, and SER's
@@ -203,6 +215,7 @@ impl Job {
             Job::Db { .. } | Job::DbWrite(_) => "db",
             Job::EnumQuery { .. } => "enum",
             Job::Radius(_) => "radius",
+            Job::RtpRelay { .. } => "rtp",
         }
     }
 }
@@ -234,6 +247,8 @@ pub enum JobResult {
         /// Attributes (type, value).
         attrs: Vec<(u8, Vec<u8>)>,
     },
+    /// The RTP relay's answer to a [`Job::RtpRelay`] (without the cookie).
+    Relay(Bytes),
 }
 
 impl JobResult {
@@ -254,6 +269,7 @@ impl JobResult {
                     crate::radius::ACCESS_ACCEPT | crate::radius::ACCOUNTING_RESPONSE
                 )
             }
+            JobResult::Relay(r) => !r.is_empty(),
         };
         if ok {
             1

@@ -912,12 +912,17 @@ impl Lower<'_, '_> {
             ArgKind::Regex | ArgKind::RegexMultiLine => self
                 .regex(&s, a.pos, kind == ArgKind::RegexMultiLine)
                 .map(IrArg::Regex),
-            ArgKind::FailureRoute => {
+            ArgKind::FailureRoute | ArgKind::OnReplyRoute => {
                 let label = match int(a) {
                     Some(n) if u32::try_from(n).is_ok() => RouteLabel::Num(n as u32),
                     _ => RouteLabel::Name(s.clone()),
                 };
-                match self.route_index.get(&(RouteKind::Failure, label.clone())) {
+                let (rk, block) = if kind == ArgKind::OnReplyRoute {
+                    (RouteKind::OnReply, "onreply_route")
+                } else {
+                    (RouteKind::Failure, "failure_route")
+                };
+                match self.route_index.get(&(rk, label.clone())) {
                     Some(id) => {
                         self.referenced.insert(*id);
                         Some(IrArg::Route(*id))
@@ -925,9 +930,7 @@ impl Lower<'_, '_> {
                     None => {
                         self.sink.error(
                             a.pos,
-                            format!(
-                                "{fname}({label}) arms failure_route[{label}], which is not defined"
-                            ),
+                            format!("{fname}({label}) arms {block}[{label}], which is not defined"),
                         );
                         None
                     }

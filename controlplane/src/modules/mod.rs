@@ -2,5 +2,6 @@
 
 pub mod r#enum;
 pub mod exec;
+pub mod nathelper;
 pub mod radius;
 pub mod vm;

@@ -40,6 +40,7 @@
 //! | `case_sensitive` | int | `0` |
 //! | `min_expires` | int | `60` |
 //! | `max_expires` | int | `0` |
+//! | `nat_flag` | int | `-1`: the script flag marking a REGISTER from behind NAT (SER 0.9's; none here by default): its bindings keep the source address (`received`), and `lookup` sends to it (the request URI stays the contact) |
 
 use std::collections::VecDeque;
 
@@ -85,6 +86,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::int("case_sensitive", 0),
         ParamDecl::int("min_expires", 60),
         ParamDecl::int("max_expires", 0),
+        ParamDecl::int("nat_flag", -1),
     ],
     renamed_functions: &[],
     renamed_params: &[],
@@ -112,6 +114,8 @@ pub struct RegConfig {
     pub max_expires: u32,
     /// usrloc's settings (db_mode, columns, use_domain).
     pub ul: UsrlocConfig,
+    /// The script flag marking a REGISTER from behind NAT (`nat_flag`; none when negative).
+    pub nat_flag: Option<u32>,
 }
 
 impl RegConfig {
@@ -132,6 +136,10 @@ impl RegConfig {
             min_expires: u32_of(int("min_expires")),
             max_expires: u32_of(int("max_expires")),
             ul: UsrlocConfig::from_program(program),
+            nat_flag: crate::modules::param(program, &MODULE, "nat_flag")
+                .and_then(|p| p.int())
+                .and_then(|f| u32::try_from(f).ok())
+                .filter(|&f| f < 32),
         }
     }
 
@@ -191,6 +199,9 @@ pub struct Register {
     pub user_agent: String,
     /// What to do.
     pub action: RegAction,
+    /// `sip:ip:port` the REGISTER came from, stored with the bindings when the UA is behind NAT
+    /// (the request has `nat_flag` set, or nathelper's `fix_nated_contact` ran on it).
+    pub received: Option<String>,
 }
 
 /// A refusal: status, reason, extra header lines.
@@ -303,6 +314,7 @@ pub fn parse_register(msg: &crate::wire::Message, cfg: &RegConfig) -> Result<Reg
         cseq,
         user_agent,
         action,
+        received: None,
     })
 }
 
@@ -326,7 +338,7 @@ impl Register {
             callid: &self.callid,
             cseq: self.cseq,
             user_agent: &self.user_agent,
-            received: None,
+            received: self.received.as_deref(),
         };
         match &self.action {
             RegAction::Query => Ok(None),
@@ -398,7 +410,7 @@ fn save(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
         return ActionResult::Ret(-1);
     };
     let cfg = RegConfig::of(env);
-    let reg = match parse_register(&ctx.msg, &cfg) {
+    let mut reg = match parse_register(&ctx.msg, &cfg) {
         Ok(r) => r,
         Err(e) => {
             log(
@@ -410,6 +422,14 @@ fn save(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
             return reply(ctx, env, e.code, e.reason, &e.headers);
         }
     };
+    let nated = cfg.nat_flag.is_some_and(|f| ctx.is_flag_set(f))
+        || ctx
+            .module_state
+            .get::<crate::modules::nathelper::FixedContact>()
+            .is_some();
+    if nated {
+        reg.received = Some(crate::modules::nathelper::received_uri(ctx.src));
+    }
     let now = time::now_unix();
     if cfg.ul.db_mode == 3 {
         let job = cfg.ul.select_job(table, Some((&reg.username, &reg.domain)));
@@ -634,6 +654,10 @@ fn apply_lookup(ctx: &mut Ctx, rec: &Record, now: u64, cfg: &RegConfig) -> (bool
         return (false, 0);
     };
     ctx.set_uri(rec.bindings[first].contact.as_bytes());
+    // A binding registered from behind NAT is reached at the address its REGISTER came from.
+    if let Some(r) = rec.bindings[first].received.as_deref() {
+        ctx.dst_uri = Some(crate::script::ctx::UriBuf::from_slice(r.as_bytes()));
+    }
     let mut dropped = 0;
     if cfg.append_branches {
         for &i in rest {

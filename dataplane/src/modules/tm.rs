@@ -31,6 +31,7 @@
 //! | `t_forward_nonack_udp` | Host, Port | request | as t_forward_nonack over UDP |
 //! | `t_forward_nonack_tcp` | Host, Port | request | as t_forward_nonack over TCP |
 //! | `t_on_failure` | FailureRoute | request, failure | enter failure_route[n] if the transaction fails |
+//! | `t_on_reply` | OnReplyRoute | request, failure | run onreply_route[n] over every reply of the transaction before it goes upstream |
 //!
 //! | parameter | type | default |
 //! |---|---|---|
@@ -99,6 +100,8 @@ pub struct TmState {
     pub txn: Option<crate::txn::TxnHandle>,
     /// `t_on_failure(n)`: the failure_route to run if the transaction fails.
     pub failure_route: Option<crate::script::ir::RouteId>,
+    /// `t_on_reply(n)`: the onreply_route every reply of the transaction runs through.
+    pub reply_route: Option<crate::script::ir::RouteId>,
     /// A stateful forward suspended for DNS: redone with the same arguments when the answer is in.
     pub pending_relay: Option<Relay>,
 }
@@ -136,6 +139,7 @@ static LAYER: &[(&str, Option<LayerFn>)] = &[
     ("t_forward_nonack_udp", Some(t_forward_nonack_udp)),
     ("t_forward_nonack_tcp", Some(t_forward_nonack_tcp)),
     ("t_on_failure", None),
+    ("t_on_reply", None),
 ];
 
 /// `t_relay`'s id in [`MODULE`] (checked by a test).
@@ -283,6 +287,16 @@ fn t_on_failure(ctx: &mut Ctx, _env: &mut dyn Env, args: &[Arg]) -> ActionResult
     }
 }
 
+fn t_on_reply(ctx: &mut Ctx, _env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+    match args.first() {
+        Some(Arg::Route(r)) => {
+            TmState::of(ctx).reply_route = Some(*r);
+            ActionResult::Ret(1)
+        }
+        _ => ActionResult::Ret(-1),
+    }
+}
+
 /// An int parameter with no default: unset means "RFC 3261's value".
 const fn rfc_default(name: &'static str) -> ParamDecl {
     ParamDecl {
@@ -404,6 +418,13 @@ pub static MODULE: ModuleDecl = ModuleDecl {
             "enter failure_route[n] if the transaction fails",
         )
         .implemented_by(t_on_failure),
+        FunctionDecl::new(
+            "t_on_reply",
+            &[OnReplyRoute],
+            RouteKinds::REQUEST_FAILURE,
+            "run onreply_route[n] for every reply of the transaction",
+        )
+        .implemented_by(t_on_reply),
     ],
     params: &[
         ParamDecl::int("fr_timer", 30),

@@ -56,6 +56,8 @@ struct Parked {
     proto: Proto,
     /// A failure_route of this transaction is what waits.
     failure: Option<TxnHandle>,
+    /// An onreply_route over a reply for this branch is what waits (the reply is `ctx.msg`).
+    reply: Option<crate::txn::BranchId>,
 }
 
 /// The per-shard handler.
@@ -337,6 +339,7 @@ impl ProxyHandler {
                     local,
                     proto,
                     failure,
+                    reply: None,
                 },
             );
         }
@@ -431,6 +434,10 @@ impl ProxyHandler {
             } else if self.table.owns(id) {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);
+                if let Some(route) = self.table.reply_route(id) {
+                    self.run_onreply(pkt, msg, id, route, out);
+                    return;
+                }
                 if self.table.on_reply(id, msg, out.now()) {
                     self.run_actions(out);
                 }
@@ -466,6 +473,88 @@ impl ProxyHandler {
                 let proto = transport_to_proto(hop.transport);
                 let data = write(&msg, out);
                 out.send(data, SocketAddr::new(ip, hop.port), proto, None);
+            }
+        }
+    }
+
+    /// onreply_route `route` (armed by `t_on_reply`) over a reply for branch `id`; what it leaves
+    /// of the reply (nathelper's SDP, a fixed Contact) is what the transaction passes upstream.
+    fn run_onreply(
+        &mut self,
+        pkt: &Packet,
+        msg: Message,
+        id: crate::txn::BranchId,
+        route: crate::script::ir::RouteId,
+        out: &mut Outbox,
+    ) {
+        let program = self.take_program();
+        let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
+        let outcome = {
+            let mut env = ShardEnv {
+                shard: self.shard,
+                now: out.now(),
+                out,
+                shared: &self.shared,
+                program: &program.program,
+                timers: program.timers,
+                configs: &program.configs,
+                myself: &program.myself,
+                local: pkt.local,
+                proto: pkt.proto,
+                pid: self.pid,
+                table: Some(&mut self.table),
+            };
+            exec::exec_route(&program.program, route, &mut ctx, &mut env)
+        };
+        self.onreply_done(outcome, ctx, &program, pkt.local, pkt.proto, id, out);
+        self.program = Some(program);
+    }
+
+    /// An onreply_route run ended (or suspended): the reply goes on to its transaction, unless
+    /// the route dropped a provisional one (a final reply cannot be dropped, as in SER).
+    #[allow(clippy::too_many_arguments)]
+    fn onreply_done(
+        &mut self,
+        outcome: Outcome,
+        ctx: Ctx,
+        program: &Arc<Loaded>,
+        local: SocketAddr,
+        proto: Proto,
+        id: crate::txn::BranchId,
+        out: &mut Outbox,
+    ) {
+        match outcome {
+            Outcome::Suspended(job) => {
+                self.next_job += 1;
+                let jid = self.next_job;
+                let req = JobRequest {
+                    shard: self.shard,
+                    id: jid,
+                    job,
+                };
+                if self.shared.jobs.send(req).is_err() {
+                    ser_log!(L_ERR, "job runner is gone: dropping a reply");
+                    return;
+                }
+                self.parked.insert(
+                    jid,
+                    Parked {
+                        ctx,
+                        program: program.clone(),
+                        local,
+                        proto,
+                        failure: None,
+                        reply: Some(id),
+                    },
+                );
+            }
+            Outcome::Dropped if ctx.msg.status().is_some_and(|c| c < 200) => {
+                ser_log!(L_DBG, "onreply_route dropped a provisional reply");
+            }
+            _ => {
+                if self.table.on_reply(id, ctx.msg, out.now()) {
+                    self.run_actions(out);
+                }
             }
         }
     }
@@ -640,10 +729,16 @@ impl Handler for ProxyHandler {
                     };
                     exec::resume(&p.program.program, &mut p.ctx, &mut env, result)
                 };
+                if let Some(branch) = p.reply {
+                    self.onreply_done(outcome, p.ctx, &p.program, p.local, p.proto, branch, out);
+                    self.run_actions(out);
+                    return;
+                }
                 self.after_run(outcome, p.ctx, &p.program, p.local, p.proto, p.failure, out);
                 self.run_actions(out);
             }
             ShardMsg::Reply(pkt) => self.on_packet(pkt, out),
+            ShardMsg::Datagram { data, dest } => out.send(data, dest, Proto::Udp, None),
             ShardMsg::TReply(r) => {
                 let program = self.shared.program.load();
                 self.table.configure(program.timers);

@@ -42,6 +42,12 @@ pub enum ShardMsg {
     Uac(Box<UacRequest>),
     /// The FIFO's `t_reply`: answer a transaction of this shard.
     TReply(Box<ExternalReply>),
+    /// Send `data` over UDP to `dest` from this shard's socket (nathelper's keep-alives, which
+    /// must come from the address the UA registered with).
+    Datagram {
+        data: bytes::Bytes,
+        dest: SocketAddr,
+    },
 }
 
 /// A reply to a transaction written outside the script (the FIFO's `t_reply`, what a media server
@@ -242,6 +248,13 @@ impl TmShared {
 
     pub(super) fn inbox(&self, shard: usize) -> Option<&Inbox<ShardMsg>> {
         self.inboxes.get().and_then(|v| v.get(shard))
+    }
+
+    /// Has shard 0 send `data` to `dest` over UDP from its socket ([`ShardMsg::Datagram`]);
+    /// false when there is no shard or its inbox is full.
+    pub fn datagram(&self, data: bytes::Bytes, dest: SocketAddr) -> bool {
+        self.inbox(0)
+            .is_some_and(|i| i.send(ShardMsg::Datagram { data, dest }).is_ok())
     }
 
     /// `t_reply` from outside: hands `r` to the shard owning its transaction. `Err` (the reply

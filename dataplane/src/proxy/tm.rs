@@ -292,6 +292,7 @@ impl ShardEnv<'_> {
         let now = self.now;
         let original_uri: SmallVec<[u8; 128]> = SmallVec::from_slice(ctx.original_uri());
         let failure_route = crate::modules::tm::TmState::of(ctx).failure_route.take();
+        let reply_route = crate::modules::tm::TmState::of(ctx).reply_route;
         let record_routed = crate::modules::rr::RecordRouted::of(ctx, self);
         // Our Via per destination family/transport; the message clone per branch shares the bytes.
         let mut sent = 0usize;
@@ -347,6 +348,9 @@ impl ShardEnv<'_> {
             return ActionResult::Ret(-1);
         };
         table.set_failure_route(h, failure_route);
+        if reply_route.is_some() {
+            table.set_reply_route(h, reply_route);
+        }
         if sent == 0 {
             self.abandon(ctx, h, failure);
             ctx.last_error.get_or_insert((500, "No destination"));

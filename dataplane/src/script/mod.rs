@@ -94,6 +94,8 @@ pub enum ArgKind {
     Port,
     /// The number of a `failure_route[n]` block, which must exist (`t_on_failure("1")`).
     FailureRoute,
+    /// The number of an `onreply_route[n]` block, which must exist (`t_on_reply("1")`).
+    OnReplyRoute,
 }
 
 /// Why a function may not be used in some route kind (shown in the error message).

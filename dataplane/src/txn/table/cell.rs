@@ -112,6 +112,8 @@ pub struct Cell {
     /// One branch inline (most requests are not forked); forks spill to the heap.
     pub(super) branches: SmallVec<[Branch; 1]>,
     pub(super) failure_route: Option<RouteId>,
+    /// `t_on_reply`: the onreply_route replies from downstream run through.
+    pub(super) reply_route: Option<RouteId>,
     /// Script flags when relayed (restored in failure_route).
     pub(super) flags: u32,
     /// Report the completion to the owner ([`super::Action::Completed`]).

@@ -431,6 +431,7 @@ impl Table {
             last_reply: None,
             branches: SmallVec::new(),
             failure_route: None,
+            reply_route: None,
             flags: s.flags,
             notify: s.notify,
             blind: false,
@@ -541,6 +542,22 @@ impl Table {
         if let Some(c) = self.get(h) {
             c.failure_route = route;
         }
+    }
+
+    /// Arms the onreply_route of `h` (`t_on_reply` as it stood at `t_relay`).
+    pub fn set_reply_route(&mut self, h: TxnHandle, route: Option<RouteId>) {
+        if let Some(c) = self.get(h) {
+            c.reply_route = route;
+        }
+    }
+
+    /// The onreply_route a reply for branch `id` runs through, if one is armed.
+    pub fn reply_route(&mut self, id: crate::txn::BranchId) -> Option<RouteId> {
+        let h = TxnHandle {
+            slot: id.slot,
+            gen: id.gen,
+        };
+        self.get(h).and_then(|c| c.reply_route)
     }
 
     /// An ACK before the script runs: absorbed (`true`) when it acknowledges a non-2xx final

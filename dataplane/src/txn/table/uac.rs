@@ -96,6 +96,7 @@ impl Table {
             last_reply: None,
             branches: SmallVec::new(),
             failure_route: None,
+            reply_route: None,
             flags: 0,
             notify: false,
             blind: false,
