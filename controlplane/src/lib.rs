@@ -7,3 +7,4 @@ pub mod jobs;
 pub mod mgmt;
 pub mod modules;
 pub mod radius;
+pub mod subscriber;

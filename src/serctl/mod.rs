@@ -40,6 +40,7 @@ pub mod fifo;
 
 use std::time::Duration;
 
+use controlplane::subscriber;
 use db::{Access, Conn};
 
 /// ACL groups SER's `sc` accepted (`VERIFY_ACL=1`); `ACL_GROUPS` overrides, `VERIFY_ACL=0` skips.
@@ -200,34 +201,26 @@ fn is_user(db: &Conn, user: &str, domain: &str) -> Result<bool, Fail> {
         .is_empty())
 }
 
+/// A row of owned columns as serctl's `Conn` takes it (NULL never occurs in these rows).
+fn pairs(row: &[(String, Option<String>)]) -> Vec<(&str, &str)> {
+    row.iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or("")))
+        .collect()
+}
+
 fn add(a: &[&str]) -> Out {
     let [user, password, email] = a else {
         return Err(Fail::Usage("add <username> <password> <email>"));
     };
     let domain = sip_domain()?;
-    let ha1 = db::ha1(user, &domain, password);
-    let ha1b = db::ha1(&format!("{user}@{domain}"), &domain, password);
     let db = Conn::open(Access::Write)?;
     if is_user(&db, user, &domain)? {
         return Err(Fail::Msg("user already exists".into()));
     }
-    let now = db::now();
-    db.insert(
-        "subscriber",
-        &[
-            ("username", user),
-            ("domain", &domain),
-            ("ha1", &ha1),
-            ("ha1b", &ha1b),
-            ("password", password),
-            ("email_address", email),
-            ("datetime_created", &now),
-            ("datetime_modified", &now),
-            // SER's sc used HA1 as phplib_id.
-            ("phplib_id", &ha1),
-        ],
-    )
-    .map_err(|e| format!("introducing a new user to the database failed: {e}"))?;
+    // SER's sc stored the plain password too (serctl keeps that; the web UI asks auth_db).
+    let row = subscriber::new_row(user, &domain, password, true, &[("email_address", email)]);
+    db.insert("subscriber", &pairs(&row))
+        .map_err(|e| format!("introducing a new user to the database failed: {e}"))?;
     println!("new user added");
     tell_server(user, &domain);
     Ok(())
@@ -249,21 +242,15 @@ fn passwd(a: &[&str]) -> Out {
         return Err(Fail::Usage("passwd <username> <passwd>"));
     };
     let domain = sip_domain()?;
-    let ha1 = db::ha1(user, &domain, password);
-    let ha1b = db::ha1(&format!("{user}@{domain}"), &domain, password);
     let db = Conn::open(Access::Write)?;
     if !is_user(&db, user, &domain)? {
         return Err(Fail::Msg("non-existent user".into()));
     }
+    let row = subscriber::password_columns(user, &domain, password, true);
     db.upsert(
         "subscriber",
         &[("username", user), ("domain", &domain)],
-        &[
-            ("ha1", &ha1),
-            ("ha1b", &ha1b),
-            ("password", password),
-            ("datetime_modified", &db::now()),
-        ],
+        &pairs(&row),
     )
     .map_err(|e| format!("password change failed: {e}"))?;
     println!("password change succeeded");
