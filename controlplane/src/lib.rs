@@ -8,3 +8,4 @@ pub mod mgmt;
 pub mod modules;
 pub mod radius;
 pub mod subscriber;
+pub mod web;

@@ -88,6 +88,9 @@ pub fn usage() -> String {
  {cmd} stop ............................... stop ser
  {cmd} restart ............................ restart ser
 
+           * web UI *
+ {cmd} webpasswd <name> [<password>] ...... print an admins-file line (password from stdin when not given)
+
    Commands labeled with (*) will prompt for a MySQL password when the database
    is MySQL given by SQL_HOST/SQL_USER/SQL_DB; if the variable PW is set, the
    password will not be prompted. The database is SER_DB_URL when set.
@@ -149,6 +152,7 @@ pub fn run(args: &[String]) -> i32 {
             start()
         }),
         ["online"] => online(),
+        ["webpasswd", rest @ ..] => webpasswd(rest),
         ["fifo", cmd, params @ ..] => fifo_print(cmd, params),
         ["fifo"] => Err(Fail::Usage("fifo <command> [<param> ...]")),
         [other, ..] => Err(Fail::Msg(format!(
@@ -255,6 +259,32 @@ fn passwd(a: &[&str]) -> Out {
     .map_err(|e| format!("password change failed: {e}"))?;
     println!("password change succeeded");
     tell_server(user, &domain);
+    Ok(())
+}
+
+/// `webpasswd NAME [PASSWORD]`: a line for ser's `--web-admins` file (argon2id hash). The
+/// password is read from standard input when not given (so it stays out of `ps` and the history).
+fn webpasswd(a: &[&str]) -> Out {
+    let (name, password) = match a {
+        [name, password] => (*name, password.to_string()),
+        [name] => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("reading the password: {e}"))?;
+            (*name, line.trim_end_matches(['\r', '\n']).to_string())
+        }
+        _ => return Err(Fail::Usage("webpasswd <name> [<password>]")),
+    };
+    if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+        return Err(Fail::Msg(
+            "the name may not be empty or hold ':' or spaces".into(),
+        ));
+    }
+    if password.is_empty() {
+        return Err(Fail::Msg("empty password".into()));
+    }
+    println!("{name}:{}", controlplane::web::hash_password(&password)?);
     Ok(())
 }
 
