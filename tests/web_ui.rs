@@ -92,11 +92,15 @@ struct Server {
 }
 
 fn start(dir: &Path) -> Server {
+    start_cfg(dir, CFG)
+}
+
+fn start_cfg(dir: &Path, cfg: &str) -> Server {
     let port = free_port("127.0.0.1");
     let hp = free_port("127.0.0.1");
     let admins = admins_file(dir);
     let ser = Ser::start_with_cfg(
-        CFG,
+        cfg,
         &[
             "-l",
             "127.0.0.1",
@@ -672,4 +676,114 @@ fn web_ui_configuration_errors_stop_the_start() {
     let o = run(&[format!("--web-admins={}", bad.display())]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--web-admins needs --http"));
+}
+
+#[test]
+fn with_calculate_ha1_the_plain_password_is_stored_and_checked() {
+    let dir = test_dir("plain");
+    let cfg = CFG.replace(
+        "modparam(\"usrloc\", \"db_mode\", 0)",
+        "modparam(\"usrloc\", \"db_mode\", 0)\n\
+         modparam(\"auth_db\", \"calculate_ha1\", 1)\n\
+         modparam(\"auth_db\", \"password_column\", \"password\")",
+    );
+    assert!(cfg.contains("calculate_ha1"));
+    let srv = start_cfg(&dir, &cfg);
+    let hp = srv.http;
+    let (cookie, csrf) = login(hp);
+    let r = post(
+        hp,
+        "/ui/subscribers/create",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("username", "erin"),
+            ("domain", REALM),
+            ("password", "erin-pw-1"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    let phone = udp_client("127.0.0.1");
+    assert_eq!(
+        register_with(&phone, srv.sip, "erin", "erin-pw-1", "Phone/1.0"),
+        "SIP/2.0 200 OK"
+    );
+    // The plain password column holds 25 characters: a longer one is refused with the form.
+    let long = "p".repeat(26);
+    let r = post(
+        hp,
+        "/ui/subscribers/update",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("username", "erin"),
+            ("domain", REALM),
+            ("password", &long),
+        ],
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.body.contains("1 to 25 characters"), "{}", r.body);
+    let r = post(
+        hp,
+        "/ui/subscribers/update",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("username", "erin"),
+            ("domain", REALM),
+            ("password", "erin-pw-2"),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        register_with(&phone, srv.sip, "erin", "erin-pw-1", "Phone/1.0"),
+        "SIP/2.0 401 Unauthorized"
+    );
+    assert_eq!(
+        register_with(&phone, srv.sip, "erin", "erin-pw-2", "Phone/1.0"),
+        "SIP/2.0 200 OK"
+    );
+    if have("sqlite3") {
+        let db = srv.ser.db.clone().unwrap();
+        let o = Command::new("sqlite3")
+            .arg(&db)
+            .arg("SELECT password FROM subscriber WHERE username = 'erin'")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "erin-pw-2");
+    }
+}
+
+#[test]
+fn parallel_guesses_are_throttled_too() {
+    let dir = test_dir("burst");
+    let srv = start(&dir);
+    let hp = srv.http;
+    // Each guess gets its form (and login token) first, then all are sent at once.
+    let tokens: Vec<String> = (0..12)
+        .map(|_| input_value(&http(hp, "GET", "/ui/login", &[], "").body, "csrf").unwrap())
+        .collect();
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                s.spawn(move || {
+                    let pw = format!("guess-{i}");
+                    post(
+                        hp,
+                        "/ui/login",
+                        &format!("ser_login={t}"),
+                        &[("csrf", t), ("user", ADMIN), ("password", &pw)],
+                    )
+                    .status
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = codes.iter().filter(|c| **c == 401).count();
+    let refused = codes.iter().filter(|c| **c == 429).count();
+    assert_eq!(checked + refused, codes.len(), "{codes:?}");
+    assert!(checked <= 5, "at most 5 guesses are checked: {codes:?}");
 }

@@ -17,6 +17,9 @@
 //! templates named `*.html`), and the Content-Security-Policy allows no script at all, so a
 //! `<script>` that came in a User-Agent or a display name is shown as text and could not run.
 //!
+//! The listener is plain HTTP (so the cookie has no `Secure` flag): off loopback, put a TLS
+//! reverse proxy in front (and `--http-token` is required there anyway for `/rpc`).
+//!
 //! Storage: subscriber writes go to auth_db's database (its `db_url`, else the server's default)
 //! through [`crate::db`], with [`crate::subscriber`]'s columns (the plain password only with
 //! auth_db's `calculate_ha1`), and then `auth_flush` tells the running server, so the next

@@ -217,12 +217,17 @@ async fn login(
     let user = f.get("user").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
     let keys = vec![format!("ip:{}", peer.ip()), format!("user:{user}")];
-    let now = Instant::now();
-    let locked = w
-        .throttle
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .locked(&keys, now);
+    // The attempt counts as a failure before the (slow) check, so a burst of parallel guesses
+    // cannot all pass the lock test; a success forgets it again.
+    let locked = {
+        let mut t = w.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let l = t.locked(&keys, now);
+        if l.is_none() {
+            t.fail(&keys, now);
+        }
+        l
+    };
     if let Some(secs) = locked {
         return login_form(
             &w,
@@ -237,10 +242,7 @@ async fn login(
     let ok = tokio::task::spawn_blocking(move || admins.verify(&u, &password))
         .await
         .unwrap_or(false);
-    let mut throttle = w.throttle.lock().unwrap_or_else(|e| e.into_inner());
     if !ok {
-        throttle.fail(&keys, Instant::now());
-        drop(throttle);
         dataplane::ser_log!(
             dataplane::shard::log::L_NOTICE,
             "web: failed login for {user:?} from {}",
@@ -252,8 +254,10 @@ async fn login(
             Some("Wrong name or password.".into()),
         );
     }
-    throttle.succeed(&keys);
-    drop(throttle);
+    w.throttle
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .succeed(&keys);
     let created = w
         .sessions
         .lock()
