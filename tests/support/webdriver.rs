@@ -365,5 +365,7 @@ impl Drop for Browser {
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // The profile is large and of no use afterwards (the screenshots stay).
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
