@@ -73,6 +73,10 @@ pub struct Cli {
     pub http: Option<SocketAddr>,
     /// `--http-token=TOKEN` (or env SER_HTTP_TOKEN): bearer token, required off loopback.
     pub http_token: Option<String>,
+    /// `--web-admins=FILE`: enables the web UI (`/ui/` on the `--http` listener), its logins.
+    pub web_admins: Option<PathBuf>,
+    /// `--web-templates=DIR`: templates replacing the embedded ones.
+    pub web_templates: Option<PathBuf>,
 }
 
 /// Usage text (`-h`).
@@ -120,6 +124,9 @@ ser extensions:
     --http=ADDR:PORT        HTTP management: POST /rpc (JSON-RPC), /metrics, /health, /ready
                             (a non-loopback address needs a token)
     --http-token=TOKEN      bearer token for /rpc and /metrics (or env SER_HTTP_TOKEN)
+    --web-admins=FILE       web UI on the --http listener (/ui/), administrators from FILE
+                            (name:argon2id-hash lines, as `serctl webpasswd` prints them)
+    --web-templates=DIR     web UI templates in DIR replace the embedded ones
 ",
         ver = env!("CARGO_PKG_VERSION")
     )
@@ -242,6 +249,8 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                         })?);
                 }
                 "http-token" => cli.http_token = Some(value()?),
+                "web-admins" => cli.web_admins = Some(PathBuf::from(value()?)),
+                "web-templates" => cli.web_templates = Some(PathBuf::from(value()?)),
                 "help" if inline.is_none() => cli.help = true,
                 "version" if inline.is_none() => cli.version = true,
                 _ => return Err(format!("unknown option '{a}'")),

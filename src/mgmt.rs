@@ -4,8 +4,9 @@
 //!
 //! Settings: the FIFO from `-i` or the `fifo` core option with `fifo_mode`; the rest are ser
 //! extensions on the command line: `--rpc-socket=PATH`, `--rpc-socket-mode=OCTAL` (0660),
-//! `--http=ADDR:PORT`, `--http-token=TOKEN` (or env `SER_HTTP_TOKEN`). Nothing configured: no
-//! thread is started.
+//! `--http=ADDR:PORT`, `--http-token=TOKEN` (or env `SER_HTTP_TOKEN`), and the web UI on the HTTP
+//! listener with `--web-admins=FILE` (`--web-templates=DIR`; see `controlplane::web`). Nothing
+//! configured: no thread is started.
 //!
 //! Commands registered here: SER's core set, and ser's `reload` (the SIGHUP config reload) and
 //! `stats` (the traffic counters). The modules' commands (sl's `sl_stats`, tm's `t_stats`,
@@ -42,6 +43,8 @@ pub struct MgmtConfig {
     pub rpc_socket_mode: u32,
     pub http: Option<SocketAddr>,
     pub http_token: Option<String>,
+    /// The web UI (needs `http`).
+    pub web: Option<controlplane::web::WebConfig>,
 }
 
 impl MgmtConfig {
@@ -63,11 +66,21 @@ impl MgmtConfig {
                 .clone()
                 .or_else(|| std::env::var("SER_HTTP_TOKEN").ok())
                 .filter(|t| !t.is_empty()),
+            web: cli
+                .web_admins
+                .clone()
+                .map(|admins| controlplane::web::WebConfig {
+                    admins,
+                    templates: cli.web_templates.clone(),
+                }),
         }
     }
 
     fn any(&self) -> bool {
-        self.fifo.is_some() || self.rpc_socket.is_some() || self.http.is_some()
+        self.fifo.is_some()
+            || self.rpc_socket.is_some()
+            || self.http.is_some()
+            || self.web.is_some()
     }
 }
 
@@ -272,6 +285,32 @@ impl Host for MgmtHost {
     }
 }
 
+/// Where the web UI finds subscribers and calls: the running program's auth_db, acc and usrloc
+/// parameters.
+fn web_settings(control: &Control) -> controlplane::web::SettingsFn {
+    let c = control.clone();
+    Arc::new(move || {
+        use dataplane::modules::{acc, auth_db, param};
+        let loaded = c.shared().program.load();
+        let p = Some(&loaded.program);
+        let text = |m: &'static dataplane::script::ModuleDecl, n: &str| {
+            param(p, m, n)
+                .and_then(|v| v.str())
+                .unwrap_or("")
+                .to_string()
+        };
+        controlplane::web::Settings {
+            subscriber_db: text(&auth_db::MODULE, "db_url"),
+            store_plain: param(p, &auth_db::MODULE, "calculate_ha1")
+                .and_then(|v| v.int())
+                .is_some_and(|v| v != 0),
+            acc_db: text(&acc::MODULE, "db_url"),
+            use_domain: dataplane::usrloc::UsrlocConfig::from_program(p).use_domain,
+            default_domain: std::env::var("SIP_DOMAIN").unwrap_or_default(),
+        }
+    })
+}
+
 /// Metric sources of this build (see `controlplane::mgmt::metrics`).
 pub fn sources(control: &Control) -> Sources {
     let mut s = Sources::new(Arc::clone(&control.services().stats));
@@ -322,6 +361,16 @@ impl Mgmt {
         }
         let registry = Arc::new(registry(&control, cfg, argv)?);
         let sources = sources(&control);
+        let web = match (&cfg.web, cfg.http) {
+            (None, _) => None,
+            (Some(_), None) => return Err("--web-admins needs --http=ADDR:PORT".into()),
+            (Some(w), Some(_)) => Some(Arc::new(controlplane::web::Web::new(
+                w,
+                Arc::clone(&registry),
+                control.db(),
+                web_settings(&control),
+            )?)),
+        };
         drop(control);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -360,6 +409,7 @@ impl Mgmt {
             sources,
             token: cfg.http_token.clone(),
             ready: Arc::clone(&ready),
+            web,
         });
         let socket = unix.as_ref().map(|(_, p)| p.clone());
         let thread = std::thread::Builder::new()

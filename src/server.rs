@@ -413,6 +413,11 @@ impl Control {
         reload(&self.shared, &self.config)
     }
 
+    /// The database runtime and databases (the web UI's subscriber and accounting pages).
+    pub fn db(&self) -> Option<(tokio::runtime::Handle, controlplane::db::Databases)> {
+        self.db.clone()
+    }
+
     /// Stateless reply counters summed over the shards (`sl_stats`).
     pub fn sl_stats(&self) -> dataplane::proxy::sl::SlTotals {
         dataplane::proxy::sl::SlStats::sum(&self.shared.sl_stats)

@@ -11,7 +11,7 @@ mod skip;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use controlplane::db::{schema, Databases, Db, DbError, DbService};
+use controlplane::db::{schema, Databases, Db, DbError, DbService, Rows};
 use controlplane::jobs::{self, DbJobs};
 use dataplane::offload::{DbSink, DbWrite, Job, JobResult};
 use dataplane::proxy::server::JobRequest;
@@ -354,6 +354,8 @@ async fn exercise(url: &str) {
     let e = db.insert("subscriber", &dup).await.unwrap_err();
     assert!(!e.is_transient(), "{url}: {e}");
 
+    pages(&db, url).await;
+
     // Version mismatch: a clear message naming the table and both versions.
     db.upsert(
         "version",
@@ -372,6 +374,88 @@ async fn exercise(url: &str) {
         }
         other => panic!("{url}: expected a version error, got {other:?}"),
     }
+}
+
+/// The web UI's list pages (Db::select_page): key filter, case-insensitive search with LIKE's
+/// own characters taken literally, order, LIMIT/OFFSET, on every backend.
+async fn pages(db: &Db, url: &str) {
+    use controlplane::db::sql::PageQuery;
+    for u in ["Zed", "bob", "a_b", "axb", "a%b", "carol"] {
+        let r = row(&[
+            ("username", Some(u)),
+            ("domain", Some("pages.example")),
+            ("email_address", Some(&format!("{u}@mail.example"))),
+        ]);
+        db.insert("subscriber", &r).await.unwrap();
+    }
+    let users = |rows: Rows| -> Vec<String> {
+        rows.into_iter()
+            .map(|r| r[0].clone().unwrap_or_default())
+            .collect()
+    };
+    let q = |search: &'static [&'static str], limit, offset| PageQuery {
+        columns: &["username"],
+        keys: &["domain"],
+        search,
+        order_by: &["username"],
+        descending: false,
+        limit,
+        offset,
+    };
+    let dom = [s("pages.example")];
+    let all = db
+        .select_page("subscriber", &q(&[], 3, 0), &dom, "")
+        .await
+        .unwrap();
+    assert_eq!(users(all).len(), 3, "{url}");
+    let next = db
+        .select_page("subscriber", &q(&[], 10, 3), &dom, "")
+        .await
+        .unwrap();
+    assert_eq!(users(next).len(), 3, "{url}");
+    let found = db
+        .select_page(
+            "subscriber",
+            &q(&["username", "email_address"], 10, 0),
+            &dom,
+            "A_B",
+        )
+        .await
+        .unwrap();
+    assert_eq!(users(found), vec![s("a_b")], "{url}");
+    let found = db
+        .select_page("subscriber", &q(&["username"], 10, 0), &dom, "%")
+        .await
+        .unwrap();
+    assert_eq!(users(found), vec![s("a%b")], "{url}");
+    let found = db
+        .select_page("subscriber", &q(&["username"], 10, 0), &dom, "zED")
+        .await
+        .unwrap();
+    assert_eq!(users(found), vec![s("Zed")], "{url}");
+    for (id, t) in [("c1", "2026-01-01 10:00:00"), ("c2", "2026-01-02 10:00:00")] {
+        let r = row(&[("sip_callid", Some(id)), ("time", Some(t))]);
+        db.insert("acc", &r).await.unwrap();
+    }
+    let newest = PageQuery {
+        columns: &["sip_callid"],
+        order_by: &["time"],
+        descending: true,
+        limit: 1,
+        ..PageQuery::default()
+    };
+    let r = db.select_page("acc", &newest, &[], "").await.unwrap();
+    assert_eq!(users(r), vec![s("c2")], "{url}");
+    let bad = PageQuery {
+        columns: &["username"],
+        order_by: &["username; DROP TABLE x"],
+        limit: 1,
+        ..PageQuery::default()
+    };
+    assert!(matches!(
+        db.select_page("subscriber", &bad, &[], "").await,
+        Err(DbError::Rejected(_))
+    ));
 }
 
 #[test]

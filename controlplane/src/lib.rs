@@ -6,3 +6,5 @@ pub mod dns;
 pub mod jobs;
 pub mod mgmt;
 pub mod modules;
+pub mod subscriber;
+pub mod web;

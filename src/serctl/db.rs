@@ -180,37 +180,9 @@ impl Conn {
     }
 }
 
-/// HA1 as SER's `gen_ha1` computed it: MD5 of `user:realm:password`, lower-case hex.
-pub fn ha1(user: &str, realm: &str, password: &str) -> String {
-    use md5::{Digest, Md5};
-    let digest = Md5::digest(format!("{user}:{realm}:{password}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Now, as `YYYY-MM-DD HH:MM:SS` (UTC).
-pub fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+// The subscriber columns are computed where every provisioning front end (serctl, the web UI)
+// gets them.
+pub use controlplane::subscriber::now;
 
 /// Rows printed as the mysql client prints them (SER's `sc` piped mysql's output).
 pub fn table(headers: &[&str], rows: &Rows) -> String {
@@ -252,22 +224,6 @@ pub fn table(headers: &[&str], rows: &Rows) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ha1_matches_rfc2617_example() {
-        // RFC 2617 §3.5: Mufasa / testrealm@host.com / Circle Of Life.
-        assert_eq!(
-            ha1("Mufasa", "testrealm@host.com", "Circle Of Life"),
-            "939e7578ed9e3c518a452acee763bce9"
-        );
-    }
-
-    #[test]
-    fn now_is_a_datetime() {
-        let n = now();
-        assert_eq!(n.len(), 19, "{n}");
-        assert!(n.starts_with("20"), "{n}");
-    }
 
     #[test]
     fn table_shape() {

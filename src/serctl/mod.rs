@@ -40,6 +40,7 @@ pub mod fifo;
 
 use std::time::Duration;
 
+use controlplane::subscriber;
 use db::{Access, Conn};
 
 /// ACL groups SER's `sc` accepted (`VERIFY_ACL=1`); `ACL_GROUPS` overrides, `VERIFY_ACL=0` skips.
@@ -86,6 +87,9 @@ pub fn usage() -> String {
  {cmd} start .............................. start ser
  {cmd} stop ............................... stop ser
  {cmd} restart ............................ restart ser
+
+           * web UI *
+ {cmd} webpasswd <name> [<password>] ...... print an admins-file line (password from stdin when not given)
 
    Commands labeled with (*) will prompt for a MySQL password when the database
    is MySQL given by SQL_HOST/SQL_USER/SQL_DB; if the variable PW is set, the
@@ -148,6 +152,7 @@ pub fn run(args: &[String]) -> i32 {
             start()
         }),
         ["online"] => online(),
+        ["webpasswd", rest @ ..] => webpasswd(rest),
         ["fifo", cmd, params @ ..] => fifo_print(cmd, params),
         ["fifo"] => Err(Fail::Usage("fifo <command> [<param> ...]")),
         [other, ..] => Err(Fail::Msg(format!(
@@ -200,34 +205,26 @@ fn is_user(db: &Conn, user: &str, domain: &str) -> Result<bool, Fail> {
         .is_empty())
 }
 
+/// A row of owned columns as serctl's `Conn` takes it (NULL never occurs in these rows).
+fn pairs(row: &[(String, Option<String>)]) -> Vec<(&str, &str)> {
+    row.iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref().unwrap_or("")))
+        .collect()
+}
+
 fn add(a: &[&str]) -> Out {
     let [user, password, email] = a else {
         return Err(Fail::Usage("add <username> <password> <email>"));
     };
     let domain = sip_domain()?;
-    let ha1 = db::ha1(user, &domain, password);
-    let ha1b = db::ha1(&format!("{user}@{domain}"), &domain, password);
     let db = Conn::open(Access::Write)?;
     if is_user(&db, user, &domain)? {
         return Err(Fail::Msg("user already exists".into()));
     }
-    let now = db::now();
-    db.insert(
-        "subscriber",
-        &[
-            ("username", user),
-            ("domain", &domain),
-            ("ha1", &ha1),
-            ("ha1b", &ha1b),
-            ("password", password),
-            ("email_address", email),
-            ("datetime_created", &now),
-            ("datetime_modified", &now),
-            // SER's sc used HA1 as phplib_id.
-            ("phplib_id", &ha1),
-        ],
-    )
-    .map_err(|e| format!("introducing a new user to the database failed: {e}"))?;
+    // SER's sc stored the plain password too (serctl keeps that; the web UI asks auth_db).
+    let row = subscriber::new_row(user, &domain, password, true, &[("email_address", email)]);
+    db.insert("subscriber", &pairs(&row))
+        .map_err(|e| format!("introducing a new user to the database failed: {e}"))?;
     println!("new user added");
     tell_server(user, &domain);
     Ok(())
@@ -249,25 +246,45 @@ fn passwd(a: &[&str]) -> Out {
         return Err(Fail::Usage("passwd <username> <passwd>"));
     };
     let domain = sip_domain()?;
-    let ha1 = db::ha1(user, &domain, password);
-    let ha1b = db::ha1(&format!("{user}@{domain}"), &domain, password);
     let db = Conn::open(Access::Write)?;
     if !is_user(&db, user, &domain)? {
         return Err(Fail::Msg("non-existent user".into()));
     }
+    let row = subscriber::password_columns(user, &domain, password, true);
     db.upsert(
         "subscriber",
         &[("username", user), ("domain", &domain)],
-        &[
-            ("ha1", &ha1),
-            ("ha1b", &ha1b),
-            ("password", password),
-            ("datetime_modified", &db::now()),
-        ],
+        &pairs(&row),
     )
     .map_err(|e| format!("password change failed: {e}"))?;
     println!("password change succeeded");
     tell_server(user, &domain);
+    Ok(())
+}
+
+/// `webpasswd NAME [PASSWORD]`: a line for ser's `--web-admins` file (argon2id hash). The
+/// password is read from standard input when not given (so it stays out of `ps` and the history).
+fn webpasswd(a: &[&str]) -> Out {
+    let (name, password) = match a {
+        [name, password] => (*name, password.to_string()),
+        [name] => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("reading the password: {e}"))?;
+            (*name, line.trim_end_matches(['\r', '\n']).to_string())
+        }
+        _ => return Err(Fail::Usage("webpasswd <name> [<password>]")),
+    };
+    if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+        return Err(Fail::Msg(
+            "the name may not be empty or hold ':' or spaces".into(),
+        ));
+    }
+    if password.is_empty() {
+        return Err(Fail::Msg("empty password".into()));
+    }
+    println!("{name}:{}", controlplane::web::hash_password(&password)?);
     Ok(())
 }
 

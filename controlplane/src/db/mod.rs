@@ -274,6 +274,39 @@ impl Db {
             .await
     }
 
+    /// One page of `table` (see [`sql::PageQuery`]): `key_values` for its keys, `search` the text
+    /// any search column must contain.
+    pub async fn select_page(
+        &self,
+        table: &str,
+        q: &sql::PageQuery<'_>,
+        key_values: &[String],
+        search: &str,
+    ) -> Result<Rows, DbError> {
+        if q.columns.is_empty() || q.keys.len() != key_values.len() {
+            return Err(DbError::Rejected(format!(
+                "select from {table}: no columns, or keys without values"
+            )));
+        }
+        schema::column_ok(
+            table,
+            q.columns
+                .iter()
+                .chain(q.keys)
+                .chain(q.search)
+                .chain(q.order_by)
+                .copied(),
+        )
+        .map_err(DbError::Rejected)?;
+        let pattern = sql::like_pattern(search);
+        let params = key_values
+            .iter()
+            .map(|v| Some(v.clone()))
+            .chain(q.search.iter().map(|_| Some(pattern.clone())))
+            .collect();
+        self.query(self.dialect.select_page(table, q), params).await
+    }
+
     /// Inserts one row.
     pub async fn insert(
         &self,

@@ -56,6 +56,49 @@ impl Dialect {
         s
     }
 
+    /// One page of rows: `SELECT columns FROM table [WHERE k = ? AND … AND (LOWER(s1) LIKE ? ESCAPE
+    /// '!' OR …)] ORDER BY o1[ DESC], … LIMIT n OFFSET m` (the same text in all three dialects but
+    /// for quoting and placeholders). The key values come first, then one LIKE pattern per search
+    /// column (see [`like_pattern`]).
+    pub fn select_page(self, table: &str, q: &PageQuery<'_>) -> String {
+        let cols: Vec<String> = q.columns.iter().map(|c| self.select_col(c)).collect();
+        let mut s = format!("SELECT {} FROM {}", cols.join(", "), self.quote(table));
+        let mut conds = Vec::new();
+        if !q.keys.is_empty() {
+            conds.push(self.conditions(q.keys, 0));
+        }
+        if !q.search.is_empty() {
+            let likes: Vec<String> = q
+                .search
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    format!(
+                        "LOWER({}) LIKE {} ESCAPE '!'",
+                        self.quote(c),
+                        self.param(q.keys.len() + i)
+                    )
+                })
+                .collect();
+            conds.push(format!("({})", likes.join(" OR ")));
+        }
+        if !conds.is_empty() {
+            s.push_str(" WHERE ");
+            s.push_str(&conds.join(" AND "));
+        }
+        if !q.order_by.is_empty() {
+            let dir = if q.descending { " DESC" } else { "" };
+            let o: Vec<String> = q
+                .order_by
+                .iter()
+                .map(|c| format!("{}{dir}", self.quote(c)))
+                .collect();
+            s.push_str(&format!(" ORDER BY {}", o.join(", ")));
+        }
+        s.push_str(&format!(" LIMIT {} OFFSET {}", q.limit, q.offset));
+        s
+    }
+
     /// `INSERT INTO table (cols) VALUES (?, …)`.
     pub fn insert(self, table: &str, columns: &[&str]) -> String {
         let cols: Vec<String> = columns.iter().map(|c| self.quote(c)).collect();
@@ -169,6 +212,35 @@ impl Dialect {
     }
 }
 
+/// What [`Dialect::select_page`] selects (names checked by `Db::select_page` with
+/// [`super::schema::column_ok`]).
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery<'a> {
+    pub columns: &'a [&'a str],
+    /// Columns that must equal the given values.
+    pub keys: &'a [&'a str],
+    /// Columns any of which must contain the search text (case-insensitively); empty: no search.
+    pub search: &'a [&'a str],
+    pub order_by: &'a [&'a str],
+    pub descending: bool,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// The LIKE pattern that finds `text` anywhere, lower-cased, with LIKE's own characters (`%`, `_`
+/// and the escape `!`) escaped.
+pub fn like_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for ch in text.to_lowercase().chars() {
+        if matches!(ch, '%' | '_' | '!') {
+            p.push('!');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +272,36 @@ mod tests {
             ddl.contains("PRIMARY KEY (`username`, `domain`, `contact`)"),
             "{ddl}"
         );
+    }
+
+    #[test]
+    fn pages() {
+        let q = PageQuery {
+            columns: &["username", "domain"],
+            keys: &["domain"],
+            search: &["username", "email_address"],
+            order_by: &["username"],
+            descending: false,
+            limit: 26,
+            offset: 50,
+        };
+        assert_eq!(
+            Dialect::Postgres.select_page("subscriber", &q),
+            "SELECT \"username\"::text, \"domain\"::text FROM \"subscriber\" WHERE \"domain\" = $1 \
+             AND (LOWER(\"username\") LIKE $2 ESCAPE '!' OR LOWER(\"email_address\") LIKE $3 ESCAPE '!') \
+             ORDER BY \"username\" LIMIT 26 OFFSET 50"
+        );
+        let q = PageQuery {
+            columns: &["time"],
+            order_by: &["time"],
+            descending: true,
+            limit: 5,
+            ..PageQuery::default()
+        };
+        assert_eq!(
+            Dialect::Sqlite.select_page("acc", &q),
+            "SELECT `time` FROM `acc` ORDER BY `time` DESC LIMIT 5 OFFSET 0"
+        );
+        assert_eq!(like_pattern("A_b%c!"), "%a!_b!%c!!%");
     }
 }

@@ -5,7 +5,8 @@
 //! Access: bound to a loopback address unless configured otherwise; on any other address a token
 //! is required ([`check_bind`] refuses to start without one) and `/rpc` and `/metrics` then need
 //! `Authorization: Bearer <token>` (compared in constant time). `/health` and `/ready` reveal
-//! nothing and stay open for probes.
+//! nothing and stay open for probes. The web UI ([`crate::web`], `/ui/…`), when configured, has
+//! its own login and sessions.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,8 @@ pub struct HttpState {
     pub sources: Sources,
     pub token: Option<String>,
     pub ready: Arc<AtomicBool>,
+    /// The web UI (`/ui/…`), when configured.
+    pub web: Option<Arc<crate::web::Web>>,
 }
 
 /// Refuses a non-loopback bind without a token.
@@ -111,12 +114,17 @@ async fn ready(State(st): State<Arc<HttpState>>) -> Response {
 
 /// The routes.
 pub fn router(st: Arc<HttpState>) -> Router {
-    Router::new()
+    let web = st.web.clone();
+    let r = Router::new()
         .route("/rpc", post(rpc))
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .with_state(st)
+        .with_state(st);
+    match web {
+        Some(w) => r.merge(crate::web::router(w)),
+        None => r,
+    }
 }
 
 /// Serves on `listener` until the task is dropped.
@@ -127,7 +135,12 @@ pub async fn serve(listener: tokio::net::TcpListener, st: Arc<HttpState>) -> std
             "HTTP management (JSON-RPC /rpc, /metrics, /health, /ready) on {a}"
         );
     }
-    axum::serve(listener, router(st)).await
+    // The peer address is what the web UI's login throttle counts by.
+    axum::serve(
+        listener,
+        router(st).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 #[cfg(test)]
