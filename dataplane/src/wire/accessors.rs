@@ -405,6 +405,10 @@ impl Message {
         }
         // RFC 3261 §7.3.1: a parameter may not be repeated; two tags make the dialog ambiguous.
         for (id, na) in [(HeaderId::From, self.from()?), (HeaderId::To, self.to()?)] {
+            // Two parameters need two ';': the usual single tag is not walked again.
+            if memchr::memchr_iter(b';', na.params.raw()).nth(1).is_none() {
+                continue;
+            }
             let mut tags = na
                 .params
                 .iter()
@@ -482,6 +486,22 @@ Content-Length: 0\r\n\
 
     fn msg(b: &'static [u8]) -> Message {
         Message::parse(Bytes::from_static(b)).unwrap()
+    }
+
+    #[test]
+    fn a_repeated_tag_fails_the_check_and_one_tag_among_others_passes() {
+        let with = |from: &str| {
+            let text = String::from_utf8_lossy(REQ)
+                .replace("f: \"Alice\" <sip:alice@atlanta.com>;tag=1928301774", from);
+            Message::parse(Bytes::from(text)).unwrap().check()
+        };
+        assert!(with("f: <sip:a@b>;tag=1").is_ok());
+        assert!(with("f: <sip:a@b>;x=y;tag=1;z").is_ok());
+        assert!(with("f: <sip:a@b;tag=u;tag=v>;tag=1").is_ok());
+        for twice in ["f: <sip:a@b>;tag=1;tag=2", "f: <sip:a@b>;TAG=1 ; x ; tag=2"] {
+            let e = with(twice).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::DuplicateParam, "{twice}");
+        }
     }
 
     #[test]
