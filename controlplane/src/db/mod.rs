@@ -298,6 +298,9 @@ impl Db {
                 .copied(),
         )
         .map_err(DbError::Rejected)?;
+        if let Backend::Dbtext(b) = &self.backend {
+            return dbtext_page(b, table, q, key_values, search).await;
+        }
         let pattern = sql::like_pattern(search);
         let params = key_values
             .iter()
@@ -775,4 +778,65 @@ mod tests {
         assert!(Db::open("vm/db").is_ok_and(|d| d.dialect().is_none()));
         assert!(matches!(Db::open("dbtext://"), Err(DbError::Rejected(_))));
     }
+}
+
+/// [`Db::select_page`] on a dbtext directory, which runs no SQL: the rows matching the keys, then
+/// the search (case-insensitive substring of any search column), order and page done here, with
+/// SQL's meaning (NULLs first when ascending, as SQLite and MariaDB sort them).
+async fn dbtext_page(
+    b: &dbtext::Dbtext,
+    table: &str,
+    q: &sql::PageQuery<'_>,
+    key_values: &[String],
+    search: &str,
+) -> Result<Rows, DbError> {
+    let mut cols: Vec<String> = q.columns.iter().map(|c| c.to_string()).collect();
+    let at = |name: &str, cols: &mut Vec<String>| match cols.iter().position(|c| c == name) {
+        Some(i) => i,
+        None => {
+            cols.push(name.to_string());
+            cols.len() - 1
+        }
+    };
+    let search_at: Vec<usize> = q.search.iter().map(|c| at(c, &mut cols)).collect();
+    let order_at: Vec<usize> = q.order_by.iter().map(|c| at(c, &mut cols)).collect();
+    let keys: Vec<(String, String)> = q
+        .keys
+        .iter()
+        .zip(key_values)
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let mut rows = b.select(table, &keys, &cols).await?;
+    if !search.is_empty() && !search_at.is_empty() {
+        let needle = search.to_lowercase();
+        rows.retain(|r| {
+            search_at.iter().any(|&i| {
+                r.get(i)
+                    .and_then(|v| v.as_deref())
+                    .is_some_and(|v| v.to_lowercase().contains(&needle))
+            })
+        });
+    }
+    rows.sort_by(|a, b| {
+        let ord = order_at
+            .iter()
+            .map(|&i| a.get(i).cmp(&b.get(i)))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal);
+        if q.descending {
+            ord.reverse()
+        } else {
+            ord
+        }
+    });
+    let width = q.columns.len();
+    Ok(rows
+        .into_iter()
+        .skip(usize::try_from(q.offset).unwrap_or(usize::MAX))
+        .take(q.limit as usize)
+        .map(|mut r| {
+            r.truncate(width);
+            r
+        })
+        .collect())
 }
