@@ -460,7 +460,12 @@ fn without_a_usable_database_the_message_is_refused_not_accepted() {
         .unwrap();
     let r = final_reply(&alice, Duration::from_secs(12)).unwrap();
     assert!(r.starts_with("SIP/2.0 503 "), "{r}\n{}", ser.log_text());
-    assert!(ser.log_text().contains("m_store: not stored"));
+    // The log line may follow the reply by a moment (another thread writes it).
+    assert!(
+        ser.wait_log("m_store: not stored", Duration::from_secs(3)),
+        "{}",
+        ser.log_text()
+    );
 }
 
 /// A scratch PostgreSQL schema (dropped at the end) and the URL that selects it, or None.

@@ -365,13 +365,13 @@ impl Message {
             if n_via == 0 && self.cache.top_via.get().is_none() {
                 // The top Via is asked for again by nearly every later step: keep this parse.
                 if let Some(t) = ViaAt::freeze(&self.buf, v.index, v.span, &v.via) {
-                    self.cache.top_via.set(Some(Ok(t)));
+                    let _ = self.cache.top_via.set(Ok(t));
                 }
             } else if n_via == 1 {
                 // A response is routed by the second one.
-                self.cache
-                    .second_via
-                    .set(ViaAt::freeze(&self.buf, v.index, v.span, &v.via));
+                if let Some(t) = ViaAt::freeze(&self.buf, v.index, v.span, &v.via) {
+                    let _ = self.cache.second_via.set(t);
+                }
             }
             n_via += 1;
             if n_via > usize::from(self.max_vias) {
@@ -446,7 +446,7 @@ impl Message {
             }
             if let (1, Some(c)) = (n, only) {
                 if let Some(t) = ContactAt::freeze(&self.buf, c.index, c.span, &c.value) {
-                    self.cache.only_contact.set(Some(t));
+                    let _ = self.cache.only_contact.set(t);
                 }
             }
         }

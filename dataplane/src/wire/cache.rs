@@ -8,7 +8,7 @@
 //! view (`Uri<'_>`, `Via<'_>`, `NameAddr<'_>`) from those offsets without reading the bytes again.
 //! A value whose parts cannot be located in the buffer is simply not cached.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::chars::offset_in;
@@ -275,7 +275,9 @@ impl<T, L: Iterator<Item = T>, R: Iterator<Item = T>> Iterator for Either<L, R> 
 }
 
 /// One cached parse: not tried yet, or its outcome.
-type Slot<T> = Cell<Option<Result<T>>>;
+// Set once, read by reference: a `Cell` would copy the frozen value (a Via is ~200 bytes) out
+// on every access.
+type Slot<T> = OnceCell<Result<T>>;
 
 /// The parse-once cache of one message.
 #[derive(Debug, Default)]
@@ -283,11 +285,11 @@ pub(super) struct ParseCache {
     pub(super) request_uri: Slot<UriAt>,
     pub(super) top_via: Slot<ViaAt>,
     /// The second Via, when the gate saw one (a response is routed by it).
-    pub(super) second_via: Cell<Option<ViaAt>>,
+    pub(super) second_via: OnceCell<ViaAt>,
     pub(super) from: Slot<NameAddrAt>,
     pub(super) to: Slot<NameAddrAt>,
     /// Only ever set to the single contact of a message that has exactly one.
-    pub(super) only_contact: Cell<Option<ContactAt>>,
+    pub(super) only_contact: OnceCell<ContactAt>,
     /// A valid Call-ID (errors are not kept: they are answered at once).
     pub(super) call_id: Cell<Option<BytesAt>>,
     /// A valid CSeq: number and method.
@@ -311,12 +313,12 @@ impl BytesAt {
 impl Clone for ParseCache {
     fn clone(&self) -> Self {
         ParseCache {
-            request_uri: Cell::new(self.request_uri.get()),
-            top_via: Cell::new(self.top_via.get()),
-            second_via: Cell::new(self.second_via.get()),
-            from: Cell::new(self.from.get()),
-            to: Cell::new(self.to.get()),
-            only_contact: Cell::new(self.only_contact.get()),
+            request_uri: self.request_uri.clone(),
+            top_via: self.top_via.clone(),
+            second_via: self.second_via.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            only_contact: self.only_contact.clone(),
             call_id: Cell::new(self.call_id.get()),
             cseq: Cell::new(self.cseq.get()),
         }
@@ -333,16 +335,21 @@ pub(super) fn cached<'a, T: Copy, V>(
     thaw: impl FnOnce(&T, &'a [u8]) -> V,
 ) -> Result<V> {
     if let Some(r) = slot.get() {
-        return r.map(|t| thaw(&t, buf));
+        return match r {
+            Ok(t) => Ok(thaw(t, buf)),
+            Err(e) => Err(*e),
+        };
     }
     let r = parse();
     match &r {
         Ok(v) => {
             if let Some(t) = freeze(v) {
-                slot.set(Some(Ok(t)));
+                let _ = slot.set(Ok(t));
             }
         }
-        Err(e) => slot.set(Some(Err(*e))),
+        Err(e) => {
+            let _ = slot.set(Err(*e));
+        }
     }
     r
 }
