@@ -207,6 +207,14 @@ impl Message {
     /// Whether the request's only Contact is `*` (remove every binding, RFC 3261 §10.2.2).
     /// `BadContact` when `*` is mixed with other contacts.
     pub fn contact_is_star(&self) -> Result<bool> {
+        // Without a '*' byte no element can be one, and only a '*' makes the list bad: skip the
+        // quote-aware split (it showed at ~1,100 instructions per REGISTER).
+        if self
+            .headers_by_id(HeaderId::Contact)
+            .all(|h| memchr::memchr(b'*', h.value).is_none())
+        {
+            return Ok(false);
+        }
         let mut star = false;
         let mut others = false;
         for h in self.headers_by_id(HeaderId::Contact) {
