@@ -50,7 +50,7 @@ const DNS_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 const REV_DNS_MAX: usize = 65_536;
 
 struct Parked {
-    ctx: Ctx,
+    ctx: Box<Ctx>,
     program: Arc<Loaded>,
     local: SocketAddr,
     proto: Proto,
@@ -78,6 +78,9 @@ pub struct ProxyHandler {
     /// the `Arc` every shard shares (it is cloned only for a parked script); replaced when a
     /// reload swapped in another one.
     program: Option<Arc<Loaded>>,
+    /// The context the next request is parsed into (boxed: parking a script moves a pointer,
+    /// not 3 KB), kept between requests.
+    spare: Option<Box<Ctx>>,
 }
 
 impl ProxyHandler {
@@ -98,6 +101,7 @@ impl ProxyHandler {
             next_job: 0,
             pid: std::process::id(),
             program: None,
+            spare: None,
         }
     }
 
@@ -145,7 +149,16 @@ impl ProxyHandler {
         }
     }
 
-    fn on_request(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
+    /// Keeps `ctx` for the next request, without the bytes of this one.
+    fn recycle(&mut self, mut ctx: Box<Ctx>) {
+        ctx.msg.release();
+        // What modules kept ends with the request, as when the context was dropped.
+        ctx.module_state.clear();
+        self.spare = Some(ctx);
+    }
+
+    fn on_request(&mut self, pkt: &Packet, mut ctx: Box<Ctx>, out: &mut Outbox) {
+        let msg = &mut ctx.msg;
         let opts = CheckOptions {
             supported: precheck::SUPPORTED,
             enforce_max_forwards: self.shared.settings.enforce_max_forwards,
@@ -180,10 +193,11 @@ impl ProxyHandler {
                     pkt.src
                 );
                 self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                self.recycle(ctx);
                 return;
             }
             // The refusal tells a client behind NAT its address too (RFC 3261 §18.2.1).
-            let _ = forward::mark_received(&mut msg, pkt.src);
+            let _ = forward::mark_received(msg, pkt.src);
             let headers: SmallVec<[(&[u8], &[u8]); 1]> = if list.is_empty() {
                 SmallVec::new()
             } else {
@@ -200,6 +214,7 @@ impl ProxyHandler {
                 &[],
                 out,
             );
+            self.recycle(ctx);
             return;
         }
         if self.shared.sl.is_own_ack(&msg) {
@@ -212,6 +227,7 @@ impl ProxyHandler {
                 "absorbed ACK for our stateless reply from {}",
                 pkt.src
             );
+            self.recycle(ctx);
             return;
         }
         // SER's dns / rev_dns: does the Via's sent-by name stand for the source address? Answered
@@ -257,7 +273,7 @@ impl ProxyHandler {
             }
             false
         };
-        let marked = forward::mark_received_with(&mut msg, pkt.src, &mut name_is_src);
+        let marked = forward::mark_received_with(msg, pkt.src, &mut name_is_src);
         if let Err(e) = marked {
             ser_log!(L_DBG, "cannot mark received on Via from {}: {e}", pkt.src);
         }
@@ -270,10 +286,11 @@ impl ProxyHandler {
                 "absorbed ACK for our negative reply from {}",
                 pkt.src
             );
+            self.recycle(ctx);
             return;
         }
         let program = self.take_program();
-        let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
+        ctx.reset(pkt.src, pkt.local, to_ir_proto(pkt.proto));
         let outcome = {
             let mut env = ShardEnv {
                 shard: self.shard,
@@ -302,7 +319,7 @@ impl ProxyHandler {
     fn after_run(
         &mut self,
         outcome: Outcome,
-        ctx: Ctx,
+        ctx: Box<Ctx>,
         program: &Arc<Loaded>,
         local: SocketAddr,
         proto: Proto,
@@ -316,6 +333,7 @@ impl ProxyHandler {
                 // What this queues is carried out by the caller's `run_actions`.
                 self.table.failure_done(h, out.now());
             }
+            self.recycle(ctx);
             return;
         }
         if let Outcome::Suspended(job) = outcome {
@@ -387,7 +405,7 @@ impl ProxyHandler {
             return;
         };
         let program = self.take_program();
-        let mut ctx = Ctx::new(msg, src, local, to_ir_proto(proto));
+        let mut ctx = Box::new(Ctx::new(msg, src, local, to_ir_proto(proto)));
         for f in 0..32 {
             if flags & (1 << f) != 0 {
                 ctx.set_flag(f);
@@ -488,7 +506,7 @@ impl ProxyHandler {
         out: &mut Outbox,
     ) {
         let program = self.take_program();
-        let mut ctx = Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto));
+        let mut ctx = Box::new(Ctx::new(msg, pkt.src, pkt.local, to_ir_proto(pkt.proto)));
         let outcome = {
             let mut env = ShardEnv {
                 shard: self.shard,
@@ -516,7 +534,7 @@ impl ProxyHandler {
     fn onreply_done(
         &mut self,
         outcome: Outcome,
-        ctx: Ctx,
+        ctx: Box<Ctx>,
         program: &Arc<Loaded>,
         local: SocketAddr,
         proto: Proto,
@@ -552,6 +570,7 @@ impl ProxyHandler {
                 ser_log!(L_DBG, "onreply_route dropped a provisional reply");
             }
             _ => {
+                let ctx = *ctx;
                 if self.table.on_reply(id, ctx.msg, out.now()) {
                     self.run_actions(out);
                 }
@@ -595,19 +614,32 @@ impl Handler for ProxyHandler {
 
     fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
         let limits = Self::limits(pkt.proto);
-        match Message::parse_lenient(pkt.data.clone(), &limits) {
-            Ok((mut msg, None)) => {
-                if msg.has_bare_lf() {
+        let mut ctx = match self.spare.take() {
+            Some(c) => c,
+            None => Box::new(Ctx::new(
+                Message::empty(),
+                pkt.src,
+                pkt.local,
+                to_ir_proto(pkt.proto),
+            )),
+        };
+        let parsed = ctx.msg.parse_lenient_into(pkt.data.clone(), &limits);
+        match parsed {
+            Ok(None) => {
+                if ctx.msg.has_bare_lf() {
                     // What ser writes from it (forwards, branches) uses CRLF throughout.
-                    msg.crlf_line_ends();
+                    ctx.msg.crlf_line_ends();
                 }
-                if msg.is_request() {
-                    self.on_request(&pkt, msg, out);
+                if ctx.msg.is_request() {
+                    self.on_request(&pkt, ctx, out);
                 } else {
+                    let msg = std::mem::replace(&mut ctx.msg, Message::empty());
+                    self.spare = Some(ctx);
                     self.on_response(&pkt, msg, out);
                 }
             }
-            Ok((mut msg, Some(e))) => {
+            Ok(Some(e)) => {
+                let msg = &mut ctx.msg;
                 // A bad request line: answer (505 / 400) if we can copy the headers, never an ACK.
                 if !precheck::answerable(&msg)
                     || msg
@@ -616,50 +648,56 @@ impl Handler for ProxyHandler {
                 {
                     ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
                     self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                    self.recycle(ctx);
                     return;
                 }
                 ser_log!(L_DBG, "bad request line from {}: {e}", pkt.src);
-                let _ = forward::mark_received(&mut msg, pkt.src);
+                let _ = forward::mark_received(msg, pkt.src);
                 self.reply(
                     pkt.src,
                     pkt.local,
                     pkt.proto,
-                    &msg,
+                    msg,
                     e.kind.status(),
                     e.kind.reason().as_bytes(),
                     &[],
                     &[],
                     out,
                 );
+                self.recycle(ctx);
             }
-            Err(e) => match precheck::parse_failure(&pkt.data, &e) {
-                Verdict::Reply { code, reason, .. } => match precheck::salvage(&pkt.data) {
-                    // The headers a reply copies survive: answer with the error's reason.
-                    Some(mut m) => {
-                        ser_log!(L_DBG, "malformed request from {}: {e}", pkt.src);
-                        let _ = forward::mark_received(&mut m, pkt.src);
-                        self.reply(
-                            pkt.src,
-                            pkt.local,
-                            pkt.proto,
-                            &m,
-                            code,
-                            reason.as_bytes(),
-                            &[],
-                            &[],
-                            out,
-                        );
-                    }
-                    None => {
-                        ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
+            Err(e) => {
+                // Emptied by the failed parse: kept as it is.
+                self.spare = Some(ctx);
+                match precheck::parse_failure(&pkt.data, &e) {
+                    Verdict::Reply { code, reason, .. } => match precheck::salvage(&pkt.data) {
+                        // The headers a reply copies survive: answer with the error's reason.
+                        Some(mut m) => {
+                            ser_log!(L_DBG, "malformed request from {}: {e}", pkt.src);
+                            let _ = forward::mark_received(&mut m, pkt.src);
+                            self.reply(
+                                pkt.src,
+                                pkt.local,
+                                pkt.proto,
+                                &m,
+                                code,
+                                reason.as_bytes(),
+                                &[],
+                                &[],
+                                out,
+                            );
+                        }
+                        None => {
+                            ser_log!(L_DBG, "dropping unanswerable request from {}: {e}", pkt.src);
+                            self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                        }
+                    },
+                    _ => {
+                        ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src);
                         self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
                     }
-                },
-                _ => {
-                    ser_log!(L_DBG, "dropping unparseable message from {}: {e}", pkt.src);
-                    self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
                 }
-            },
+            }
         }
     }
 

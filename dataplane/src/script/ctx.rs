@@ -146,6 +146,10 @@ impl ModuleState {
             None => self.0.push(Box::new(v)),
         }
     }
+    /// Drops every slot.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
     /// Takes the slot of type `T` out.
     pub fn take<T: std::any::Any + Send>(&mut self) -> Option<T> {
         let i = self.0.iter().position(|b| b.is::<T>())?;
@@ -192,6 +196,49 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Makes this context what [`Ctx::new`] would make for the message already in `self.msg`
+    /// (a shard keeps one context and parses each request into it). Every field is named, so
+    /// a new one cannot be forgotten here.
+    pub fn reset(&mut self, src: SocketAddr, dst: SocketAddr, proto: Proto) {
+        let Ctx {
+            msg: _,
+            src: s,
+            dst: d,
+            proto: p,
+            reply_headers,
+            pending_target,
+            last_error,
+            dst_uri,
+            module_state,
+            new_uri,
+            dset,
+            flags,
+            kind,
+            debug,
+            frames,
+            ret,
+            state,
+            on_resume,
+        } = self;
+        *s = src;
+        *d = dst;
+        *p = proto;
+        reply_headers.clear();
+        *pending_target = None;
+        *last_error = None;
+        *dst_uri = None;
+        module_state.clear();
+        *new_uri = None;
+        *dset = DestinationSet::new(MAX_BRANCHES - 1);
+        *flags = 0;
+        *kind = RouteKind::Request;
+        *debug = 0;
+        frames.clear();
+        *ret = 1;
+        *state = RunState::Idle;
+        *on_resume = None;
+    }
+
     /// A context for a message received from `src` on local address `dst` over `proto`.
     #[inline]
     pub fn new(msg: Message, src: SocketAddr, dst: SocketAddr, proto: Proto) -> Ctx {

@@ -227,6 +227,64 @@ impl Message {
         Message::parse_inner(buf, limits, true)
     }
 
+    /// [`Message::parse_lenient`] into `self`, reusing its header index and edit list: the
+    /// shard parses every request into a context it keeps, so the message (2 KB with its inline
+    /// index and parse cache) is not moved from the parser to the context per request. On an
+    /// error `self` is left empty.
+    pub fn parse_lenient_into(
+        &mut self,
+        buf: Bytes,
+        limits: &Limits,
+    ) -> Result<Option<ParseError>> {
+        let r = self.parse_into(buf, limits, true);
+        if r.is_err() {
+            self.release();
+        }
+        r
+    }
+
+    /// A message with no bytes: a placeholder for a context whose message comes later.
+    pub fn empty() -> Message {
+        Message {
+            start: StartLine::Request {
+                method: Method::Other,
+                method_span: Span::new(0, 0),
+                uri: Span::new(0, 0),
+                version: Span::new(0, 0),
+            },
+            start_line: Span::new(0, 0),
+            headers: SmallVec::new(),
+            headers_end: 0,
+            body: Span::new(0, 0),
+            content_length: None,
+            end: 0,
+            max_vias: 0,
+            edits: Edits::default(),
+            cache: Default::default(),
+            buf: Bytes::new(),
+        }
+    }
+
+    /// Makes this an [`Message::empty`] one, keeping its allocations: the received bytes are let
+    /// go (a kept context must not pin a receive chunk).
+    pub fn release(&mut self) {
+        self.buf = Bytes::new();
+        self.start = StartLine::Request {
+            method: Method::Other,
+            method_span: Span::new(0, 0),
+            uri: Span::new(0, 0),
+            version: Span::new(0, 0),
+        };
+        self.start_line = Span::new(0, 0);
+        self.headers.clear();
+        self.headers_end = 0;
+        self.body = Span::new(0, 0);
+        self.content_length = None;
+        self.end = 0;
+        self.edits.clear();
+        self.cache = Default::default();
+    }
+
     // Inlined into both callers so the message is built in place (it is large: the inline header
     // index and edit list), not moved out of a tuple.
     #[inline(always)]
@@ -235,6 +293,18 @@ impl Message {
         limits: &Limits,
         lenient: bool,
     ) -> Result<(Message, Option<ParseError>)> {
+        let mut msg = Message::empty();
+        let soft = msg.parse_into(buf, limits, lenient)?;
+        Ok((msg, soft))
+    }
+
+    #[inline(always)]
+    fn parse_into(
+        &mut self,
+        buf: Bytes,
+        limits: &Limits,
+        lenient: bool,
+    ) -> Result<Option<ParseError>> {
         if buf.len() > limits.max_size {
             return Err(ParseError::new(ErrorKind::TooLarge, limits.max_size));
         }
@@ -268,7 +338,8 @@ impl Message {
         };
         let start_line = Span::new(pos, line_end);
 
-        let mut headers: SmallVec<[HeaderEntry; 24]> = SmallVec::new();
+        let headers = &mut self.headers;
+        headers.clear();
         let mut content_length: Option<(usize, usize)> = None; // (value, offset of the header)
         let mut pos = next;
         let headers_end;
@@ -351,20 +422,17 @@ impl Message {
             }
             None => (available, b.len()),
         };
-        let msg = Message {
-            start,
-            start_line,
-            headers,
-            headers_end: headers_end as u32,
-            body: Span::new(body_start, body_start + body_len),
-            content_length: content_length.map(|(n, _)| n),
-            end: end as u32,
-            max_vias: limits.max_vias.min(usize::from(u16::MAX)) as u16,
-            edits: Edits::default(),
-            cache: Default::default(),
-            buf,
-        };
-        Ok((msg, start_error.or(soft_error)))
+        self.start = start;
+        self.start_line = start_line;
+        self.headers_end = headers_end as u32;
+        self.body = Span::new(body_start, body_start + body_len);
+        self.content_length = content_length.map(|(n, _)| n);
+        self.end = end as u32;
+        self.max_vias = limits.max_vias.min(usize::from(u16::MAX)) as u16;
+        self.edits.clear();
+        self.cache = Default::default();
+        self.buf = buf;
+        Ok(start_error.or(soft_error))
     }
 
     // ---------- raw access ----------
