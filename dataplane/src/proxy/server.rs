@@ -163,7 +163,7 @@ impl ProxyHandler {
             supported: precheck::SUPPORTED,
             enforce_max_forwards: self.shared.settings.enforce_max_forwards,
         };
-        let refused = match precheck::check(&msg, &opts) {
+        let refused = match precheck::check(msg, &opts) {
             Verdict::Pass => None,
             Verdict::Drop(why) => {
                 ser_log!(L_DBG, "dropping request from {}: {why}", pkt.src);
@@ -185,7 +185,7 @@ impl ProxyHandler {
             }
         };
         if let Some((code, reason, list)) = refused {
-            if !precheck::answerable(&msg) {
+            if !precheck::answerable(msg) {
                 // No Via or CSeq to copy: a reply would match no client transaction.
                 ser_log!(
                     L_DBG,
@@ -207,7 +207,7 @@ impl ProxyHandler {
                 pkt.src,
                 pkt.local,
                 pkt.proto,
-                &msg,
+                msg,
                 code,
                 reason.as_bytes(),
                 &headers,
@@ -217,7 +217,7 @@ impl ProxyHandler {
             self.recycle(ctx);
             return;
         }
-        if self.shared.sl.is_own_ack(&msg) {
+        if self.shared.sl.is_own_ack(msg) {
             if let Some(st) = self.shared.sl_stats.get(self.shard) {
                 st.acks_absorbed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -280,7 +280,7 @@ impl ProxyHandler {
         if let Some(job) = fill {
             self.background(job, src_ip);
         }
-        if msg.method() == Method::Ack && self.table.absorb_ack(&msg, now) {
+        if msg.method() == Method::Ack && self.table.absorb_ack(msg, now) {
             ser_log!(
                 L_DBG,
                 "absorbed ACK for our negative reply from {}",
@@ -641,7 +641,7 @@ impl Handler for ProxyHandler {
             Ok(Some(e)) => {
                 let msg = &mut ctx.msg;
                 // A bad request line: answer (505 / 400) if we can copy the headers, never an ACK.
-                if !precheck::answerable(&msg)
+                if !precheck::answerable(msg)
                     || msg
                         .header_value(crate::wire::HeaderId::CSeq)
                         .is_some_and(|c| c.ends_with(b"ACK"))
