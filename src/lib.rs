@@ -60,6 +60,7 @@ pub struct Cli {
     // ---- ser extensions (long options) ----
     pub io: IoMode,
     pub overload_backlog: Option<usize>,
+    pub overload_after_ms: Option<u64>,
     pub tcp_idle: Option<u64>,
     pub tcp_read_timeout: Option<u64>,
     pub tcp_max_conns: Option<usize>,
@@ -113,7 +114,10 @@ Options:
 ser extensions:
     --io=auto|epoll|uring   UDP receive backend (auto = epoll+recvmmsg; uring only if the
                             start-up probe passes, otherwise epoll with one log line)
-    --overload-backlog=N    requests waiting beyond N per shard turn get 503 + Retry-After
+    --overload-backlog=N    requests waiting beyond N per shard turn get 503 + Retry-After,
+                            once that backlog has lasted --overload-after-ms (default 4096)
+    --overload-after-ms=MS  how long a backlog must last to be overload (default 200; 0 =
+                            refuse in the first turn; a shorter burst is served late instead)
     --tcp-idle=SECS         close idle TCP connections (default 120)
     --tcp-read-timeout=SECS close connections holding an incomplete message (default 10)
     --tcp-max-conns=N       TCP connections per shard (default 2048)
@@ -228,6 +232,7 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                         .ok_or_else(|| format!("bad value '{v}' for option --io"))?;
                 }
                 "overload-backlog" => cli.overload_backlog = Some(num(&flag, &value()?)?),
+                "overload-after-ms" => cli.overload_after_ms = Some(num(&flag, &value()?)?),
                 "tcp-idle" => cli.tcp_idle = Some(num(&flag, &value()?)?),
                 "tcp-read-timeout" => cli.tcp_read_timeout = Some(num(&flag, &value()?)?),
                 "tcp-max-conns" => cli.tcp_max_conns = Some(num(&flag, &value()?)?),
@@ -898,6 +903,9 @@ fn start(
     };
     if let Some(n) = cli.overload_backlog {
         rc.overload_backlog = n;
+    }
+    if let Some(ms) = cli.overload_after_ms {
+        rc.overload_after = std::time::Duration::from_millis(ms);
     }
     if let Some(n) = os::raise_nofile_limit() {
         ser_log!(L_INFO, "open files limit: {n}");

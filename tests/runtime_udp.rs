@@ -193,9 +193,30 @@ fn io_uring_when_the_probe_passes() {
 }
 
 #[test]
+fn a_backlog_that_does_not_last_is_served_not_refused() {
+    // Threshold 0 but the default persistence (200 ms): a lone request is a backlog of one
+    // turn, answered as usual.
+    let (_ser, server) = start_v4(&["--overload-backlog=0"]);
+    let c = udp_client("127.0.0.1");
+    let me = c.local_addr().unwrap().to_string();
+    for i in 0..3 {
+        let req = request(
+            "OPTIONS",
+            &format!("sip:{server}"),
+            &me,
+            "UDP",
+            &format!("ovl-s{i}"),
+        );
+        let reply = udp_exchange(&c, server, req.as_bytes()).unwrap();
+        assert_eq!(status_line(&reply), "SIP/2.0 200 OK", "{reply}");
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+}
+
+#[test]
 fn overload_rejects_requests_with_503_retry_after() {
     // Threshold 0: every request is beyond the backlog limit.
-    let (_ser, server) = start_v4(&["--overload-backlog=0"]);
+    let (_ser, server) = start_v4(&["--overload-backlog=0", "--overload-after-ms=0"]);
     let c = udp_client("127.0.0.1");
     let me = c.local_addr().unwrap().to_string();
     let req = request("OPTIONS", &format!("sip:{server}"), &me, "UDP", "ovl-1");

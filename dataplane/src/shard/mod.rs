@@ -76,8 +76,14 @@ pub struct RuntimeConfig {
     pub io: IoMode,
     /// `SO_RCVBUF` to ask for (SER's `maxbuffer`).
     pub rcvbuf: Option<usize>,
-    /// More packets than this waiting in one turn = overload (requests beyond it get 503).
+    /// More packets than this waiting in one turn = backlog; requests beyond it get 503 once the
+    /// backlog has lasted [`RuntimeConfig::overload_after`].
     pub overload_backlog: usize,
+    /// How long a backlog must last (every turn since over `overload_backlog`) before requests
+    /// are refused: a burst the shard drains within it (a pause of the shard, a microburst) is
+    /// answered late, as a server without overload control would, instead of refused by the
+    /// thousand; a backlog that persists is overload. Zero: refuse in the first such turn.
+    pub overload_after: Duration,
     /// Packets received per turn at most (the rest wait in the kernel for the next turn).
     pub drain_max: usize,
     /// `Retry-After` of the overload 503, seconds.
@@ -98,6 +104,7 @@ impl Default for RuntimeConfig {
             io: IoMode::Auto,
             rcvbuf: None,
             overload_backlog: 4096,
+            overload_after: Duration::from_millis(200),
             drain_max: 8192,
             retry_after: 5,
             tick: Duration::from_millis(100),
@@ -339,6 +346,9 @@ struct Shard<H: Handler> {
     /// Tokens that were not drained in the last turn (edge-triggered: must be read again).
     again: Vec<(Token, bool, bool)>,
     overload_backlog: usize,
+    overload_after: Duration,
+    /// Since when every turn found more than `overload_backlog` packets waiting.
+    backlog_since: Option<Instant>,
     drain_max: usize,
     retry_after: u32,
     tick: Duration,
@@ -415,6 +425,8 @@ impl<H: Handler> Shard<H> {
             pending: Vec::with_capacity(256),
             again,
             overload_backlog: cfg.overload_backlog,
+            overload_after: cfg.overload_after,
+            backlog_since: None,
             drain_max: cfg.drain_max.max(sys_batch()),
             retry_after: cfg.retry_after,
             tick: cfg.tick,
@@ -616,10 +628,20 @@ impl<H: Handler> Shard<H> {
 
     fn dispatch(&mut self) {
         if self.pending.is_empty() {
+            // Nothing waited this turn: whatever backlog there was is gone.
+            self.backlog_since = None;
             return;
         }
         let mut batch = std::mem::take(&mut self.pending);
-        if batch.len() <= self.overload_backlog {
+        let overloaded = if batch.len() <= self.overload_backlog {
+            self.backlog_since = None;
+            false
+        } else {
+            let now = Instant::now();
+            let since = *self.backlog_since.get_or_insert(now);
+            now.duration_since(since) >= self.overload_after
+        };
+        if !overloaded {
             for pkt in batch.drain(..) {
                 self.stats.received(self.id, &pkt.data);
                 self.guarded(|h, out| h.on_packet(pkt, out));

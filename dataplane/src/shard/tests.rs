@@ -93,6 +93,7 @@ fn overload_hands_responses_acks_cancels_first_and_503s_excess_requests() {
         }],
         pin: false,
         overload_backlog: 1,
+        overload_after: Duration::ZERO,
         ..RuntimeConfig::default()
     };
     let (tx, rx) = std::sync::mpsc::channel();
