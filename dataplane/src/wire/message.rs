@@ -243,6 +243,16 @@ impl Message {
         r
     }
 
+    /// [`Message::parse_with`] into `self`, reusing its allocations (see
+    /// [`Message::parse_lenient_into`]); on an error `self` is left empty.
+    pub fn parse_with_into(&mut self, buf: Bytes, limits: &Limits) -> Result<()> {
+        let r = self.parse_into(buf, limits, false).map(drop);
+        if r.is_err() {
+            self.release();
+        }
+        r
+    }
+
     /// A message with no bytes: a placeholder for a context whose message comes later.
     pub fn empty() -> Message {
         Message {
