@@ -4,14 +4,18 @@
 //! Invariants: lookups never block and never allocate (keys are built on the stack, values read
 //! in place under a papaya guard); every entry carries its expiry, and an expired entry is a miss
 //! (the caller then asks the database through an offloaded job and inserts the answer). Each cache
-//! is bounded: when full, expired entries are dropped; if it is still full, new answers are not
-//! cached (they are used once and asked again next time).
+//! is bounded: every insert queues its key in a lock-free ring of `cap` keys, and when the ring is
+//! full the oldest key is evicted (FIFO: with one TTL per cache the oldest insert is also the first
+//! to expire). An insert at capacity thus costs one eviction, never a scan of the map.
 //!
 //! Freshness: entries live for the module's `cache_ttl` (negative answers, e.g. "no such user", at
 //! most [`NEGATIVE_TTL`] seconds so that a new subscriber can register at once). The management
 //! side invalidates entries as soon as it changes the tables: see
 //! [`super::AuthState::credentials_changed`] and friends.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_queue::ArrayQueue;
 use smallvec::SmallVec;
 
 /// Default lifetime of a cached answer, seconds (modules' `cache_ttl`).
@@ -20,7 +24,7 @@ pub const DEFAULT_TTL: u64 = 60;
 /// Longest lifetime of a negative answer (no such user, not in the group), seconds.
 pub const NEGATIVE_TTL: u64 = 5;
 
-/// Entries per cache before pruning.
+/// Entries per cache before the oldest are evicted.
 pub const DEFAULT_CAP: usize = 100_000;
 
 /// A cache key: the parts joined with NUL (no part of a SIP identity contains NUL).
@@ -51,8 +55,15 @@ struct Timed<V> {
 /// A bounded map from a key to a value with an expiry (unix seconds).
 pub struct TtlCache<V> {
     map: papaya::HashMap<Box<[u8]>, Timed<V>>,
-    cap: usize,
+    /// Keys in insertion order (a key inserted twice is queued twice: evicting its first copy
+    /// early costs one miss). Every map entry's key is queued, so the map holds at most `cap`
+    /// entries (plus, for a moment, one per shard inserting concurrently).
+    order: ArrayQueue<Box<[u8]>>,
+    evicted: AtomicU64,
 }
+
+/// Evictions tried per insert before giving up (only concurrent inserters can refill the ring).
+const EVICT_TRIES: usize = 4;
 
 impl<V> Default for TtlCache<V> {
     fn default() -> Self {
@@ -65,7 +76,8 @@ impl<V> TtlCache<V> {
     pub fn with_capacity(cap: usize) -> TtlCache<V> {
         TtlCache {
             map: papaya::HashMap::new(),
-            cap,
+            order: ArrayQueue::new(cap.max(1)),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -87,20 +99,34 @@ impl<V> TtlCache<V> {
             return false;
         }
         let m = self.map.pin();
-        if m.len() >= self.cap && m.get(key).is_none() {
-            m.retain(|_, t| t.expires > now);
-            if m.len() >= self.cap {
-                return false;
+        let mut queued: Box<[u8]> = Box::from(key);
+        for _ in 0..EVICT_TRIES {
+            match self.order.push(queued) {
+                Ok(()) => {
+                    m.insert(
+                        Box::from(key),
+                        Timed {
+                            value,
+                            expires: now.saturating_add(ttl),
+                        },
+                    );
+                    return true;
+                }
+                Err(back) => {
+                    queued = back;
+                    if let Some(old) = self.order.pop() {
+                        m.remove(&old[..]);
+                        self.evicted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
-        m.insert(
-            Box::from(key),
-            Timed {
-                value,
-                expires: now.saturating_add(ttl),
-            },
-        );
-        true
+        false
+    }
+
+    /// Entries evicted to make room so far (each insert at capacity evicts one).
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
     }
 
     /// Forgets `key`.
@@ -162,13 +188,34 @@ mod tests {
         assert_eq!(c.get_with(&k1, 160, |v| *v), None);
         assert!(!c.insert(b"x", 1, 100, 0));
         assert!(c.insert(b"k2", 2, 100, 10));
-        // full: k3 is refused until something expires
-        assert!(!c.insert(b"k3", 3, 105, 10));
-        assert!(c.insert(b"k3", 3, 111, 10));
+        // full: k3 evicts the oldest insert (k1)
+        assert!(c.insert(b"k3", 3, 105, 10));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get_with(&k1, 106, |v| *v), None);
+        assert_eq!(c.get_with(b"k2", 106, |v| *v), Some(2));
         assert_eq!(c.get_with(b"k2", 111, |v| *v), None);
+        assert!(c.insert(&k1, 1, 120, 60));
         c.invalidate_where(|k| key_parts(k).nth(1) == Some(b"alice"));
         assert_eq!(c.get_with(&k1, 120, |v| *v), None);
         c.clear();
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn inserts_at_capacity_evict_one_each() {
+        const CAP: usize = 1000;
+        let c: TtlCache<usize> = TtlCache::with_capacity(CAP);
+        for i in 0..2 * CAP {
+            assert!(c.insert(format!("k{i}").as_bytes(), i, 100, 60));
+            assert!(c.len() <= CAP);
+        }
+        assert_eq!(c.len(), CAP);
+        // exactly one eviction per insert beyond the bound: no scan, no refusal
+        assert_eq!(c.evicted(), CAP as u64);
+        // the newest CAP answers are the ones kept
+        assert_eq!(c.get_with(b"k0", 101, |v| *v), None);
+        assert_eq!(c.get_with(b"k999", 101, |v| *v), None);
+        assert_eq!(c.get_with(b"k1000", 101, |v| *v), Some(1000));
+        assert_eq!(c.get_with(b"k1999", 101, |v| *v), Some(1999));
     }
 }

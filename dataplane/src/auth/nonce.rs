@@ -8,12 +8,16 @@
 //! differ, so that the nonce-count of one client never collides with another's.
 //!
 //! [`NcTracker`] remembers, per nonce still valid, the highest `nc` accepted; a request whose `nc`
-//! is not above it is a replay. It is a lock-free map shared by all shards, bounded: expired nonces
-//! are pruned when it fills, and when it is full of live nonces new ones are not tracked (replay
-//! protection degrades, service does not). The tracking is per server: a request replayed to the
-//! other server of a pair sharing the secret is not detected there.
+//! is not above it is a replay. It is lock-free and shared by all shards: nonces are grouped by
+//! expiry into spans of [`SPAN`] seconds, each span a papaya map, and a span is dropped whole once
+//! every nonce in it has expired (checked when the clock enters a new span: a walk over the few
+//! spans, never over the nonces). It is bounded and fails closed: when it holds `cap` live nonces
+//! a new nonce is refused (the request is not authorized, so the script challenges again with a
+//! fresh nonce) rather than accepted untracked, since an untracked nonce-count may be a replay.
+//! The tracking is per server: a request replayed to the other server of a pair sharing the
+//! secret is not detected there.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -121,15 +125,18 @@ impl NonceKey {
     }
 }
 
+/// Width of an expiry span, seconds.
+pub const SPAN: u32 = 16;
+
 /// Highest nonce-count seen per live nonce.
 pub struct NcTracker {
-    map: papaya::HashMap<u128, NcSlot>,
+    /// Span (`expires / SPAN`) → nonce id → highest nc accepted.
+    spans: papaya::HashMap<u32, papaya::HashMap<u128, AtomicU32>>,
+    /// Nonces held (an upper bound: a lost race may count one twice until its span is dropped).
+    len: AtomicUsize,
+    /// The clock's span at the last drop of expired spans.
+    swept: AtomicU64,
     cap: usize,
-}
-
-struct NcSlot {
-    expires: u32,
-    highest: AtomicU32,
 }
 
 impl Default for NcTracker {
@@ -142,42 +149,84 @@ impl NcTracker {
     /// A tracker holding at most `cap` nonces.
     pub fn with_capacity(cap: usize) -> NcTracker {
         NcTracker {
-            map: papaya::HashMap::new(),
+            spans: papaya::HashMap::new(),
+            len: AtomicUsize::new(0),
+            swept: AtomicU64::new(0),
             cap,
         }
     }
 
-    /// Records `nc` for nonce `id`: true when it is above every nc accepted before (or when the
-    /// tracker is full and cannot remember the nonce), false for a replay.
+    /// Records `nc` for nonce `id` (which expires at `expires`): true when it is above every nc
+    /// accepted before; false for a replay, and for a new nonce while the tracker is full of live
+    /// ones (fail closed).
     pub fn accept(&self, id: u128, expires: u32, nc: u32, now: u64) -> bool {
-        let m = self.map.pin();
-        if let Some(slot) = m.get(&id) {
-            return slot.highest.fetch_max(nc, Ordering::AcqRel) < nc;
-        }
-        if m.len() >= self.cap {
-            m.retain(|_, s| u64::from(s.expires) > now);
-            if m.len() >= self.cap {
-                return true;
+        self.drop_expired(now);
+        let spans = self.spans.pin();
+        let span = expires / SPAN;
+        if let Some(m) = spans.get(&span) {
+            if let Some(h) = m.pin().get(&id) {
+                return h.fetch_max(nc, Ordering::AcqRel) < nc;
             }
         }
-        let slot = m.get_or_insert(
-            id,
-            NcSlot {
-                expires,
-                highest: AtomicU32::new(0),
-            },
-        );
-        slot.highest.fetch_max(nc, Ordering::AcqRel) < nc
+        if self.len.fetch_add(1, Ordering::AcqRel) >= self.cap {
+            self.len_sub(1);
+            return false;
+        }
+        let m = spans.get_or_insert_with(span, papaya::HashMap::new).pin();
+        let h = match m.try_insert(id, AtomicU32::new(0)) {
+            Ok(h) => h,
+            // another shard inserted it first: it counted it
+            Err(e) => {
+                self.len_sub(1);
+                e.current
+            }
+        };
+        h.fetch_max(nc, Ordering::AcqRel) < nc
+    }
+
+    fn len_sub(&self, n: usize) {
+        let _ = self
+            .len
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| {
+                Some(l.saturating_sub(n))
+            });
+    }
+
+    /// Once per span of the clock: drops the spans whose nonces all expired at least a span ago
+    /// (the margin keeps a shard whose `now` lags from inserting into a dropped span).
+    fn drop_expired(&self, now: u64) {
+        let cur = now / u64::from(SPAN);
+        let last = self.swept.load(Ordering::Acquire);
+        if last >= cur
+            || self
+                .swept
+                .compare_exchange(last, cur, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
+        let spans = self.spans.pin();
+        // the span map holds one entry per live span (nonce_expire / SPAN of them): small
+        let over: smallvec::SmallVec<[u32; 32]> = spans
+            .keys()
+            .copied()
+            .filter(|&s| u64::from(s) + 2 <= cur)
+            .collect();
+        for s in over {
+            if let Some(m) = spans.remove(&s) {
+                self.len_sub(m.len());
+            }
+        }
     }
 
     /// Nonces tracked.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len.load(Ordering::Acquire)
     }
 
     /// True when no nonce is tracked.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 }
 
@@ -228,12 +277,36 @@ mod tests {
         assert!(t.accept(1, 100, 3, 0));
         assert!(!t.accept(1, 100, 2, 0));
         assert!(t.accept(2, 50, 1, 0));
-        // full: nonce 3 is not tracked (accepted)
-        assert!(t.accept(3, 100, 1, 0));
-        assert!(t.accept(3, 100, 1, 0));
-        // after nonce 2 expired it is pruned and 3 gets a slot
-        assert!(t.accept(3, 100, 1, 60));
-        assert!(!t.accept(3, 100, 1, 60));
+        // full of live nonces: nonce 3 is refused (fail closed), every time
+        assert!(!t.accept(3, 100, 1, 0));
+        assert!(!t.accept(3, 100, 1, 0));
+        // tracked nonces still work
+        assert!(t.accept(2, 50, 2, 10));
+        // nonce 2's span (48..64) is dropped once the clock is two spans past it: 3 gets a slot
+        assert!(!t.accept(3, 100, 1, 63));
+        assert!(t.accept(3, 100, 1, 80));
+        assert!(!t.accept(3, 100, 1, 80));
+        assert!(!t.accept(1, 100, 3, 80));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn full_tracker_fails_closed_and_recovers() {
+        const CAP: usize = 1000;
+        let t = NcTracker::with_capacity(CAP);
+        // 2×CAP live nonces: the first CAP are tracked, the rest refused, the size stays bounded
+        for id in 0..2 * CAP as u128 {
+            assert_eq!(t.accept(id, 1_000 + id as u32, 1, 900), id < CAP as u128);
+            assert!(t.len() <= CAP);
+        }
+        assert_eq!(t.len(), CAP);
+        // a replay of a tracked nonce-count is refused; an untracked nonce is never accepted
+        assert!(!t.accept(5, 1_005, 1, 900));
+        assert!(!t.accept(1_500, 2_500, 1, 900));
+        // all but the last spans expired: those nonces are dropped whole, new ones tracked
+        let now = 2_000 + 2 * u64::from(SPAN);
+        assert!(t.accept(1_500, 2_500, 1, now));
+        assert!(t.len() < 10);
+        assert!(!t.accept(1_500, 2_500, 1, now));
     }
 }

@@ -303,7 +303,9 @@ fn check(ctx: &Ctx, env: &dyn Env, args: &[Arg], kind: AuthKind, lookup: Lookup)
         }
     };
     if !ok {
-        state.throttle.failed(ip, now, cfg.fail_window);
+        state
+            .throttle
+            .failed(ip, now, cfg.fail_limit, cfg.fail_window);
         return Verdict::FailLog(format!(
             "NOTICE: authorize: digest check failed for \"{}\" realm \"{}\" from {}",
             String::from_utf8_lossy(username),

@@ -304,8 +304,10 @@ fn resume(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg], result: JobResult) ->
     let now = unix_now(env.now());
     let ip = ctx.src.ip();
     if code != ACCESS_ACCEPT {
-        let window = config(&*env, state).fail_window;
-        state.throttle.failed(ip, now, window);
+        let cfg = config(&*env, state);
+        state
+            .throttle
+            .failed(ip, now, cfg.fail_limit, cfg.fail_window);
         if ctx.log_enabled(level::NOTICE) {
             env.log(
                 level::NOTICE,
