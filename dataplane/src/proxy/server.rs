@@ -58,6 +58,20 @@ struct Parked {
     failure: Option<TxnHandle>,
     /// An onreply_route over a reply for this branch is what waits (the reply is `ctx.msg`).
     reply: Option<crate::txn::BranchId>,
+    /// The address a reverse-DNS job is for (`src_ip == "name"`): its answer is kept in the
+    /// shared `rev_dns` map for later messages.
+    rev: Option<IpAddr>,
+}
+
+/// The address of a reverse-DNS job.
+fn rev_ip(job: &Job) -> Option<IpAddr> {
+    match job {
+        Job::Dns {
+            query: crate::offload::DnsQuery::Reverse(ip),
+            ..
+        } => Some(*ip),
+        _ => None,
+    }
 }
 
 /// The per-shard handler.
@@ -130,6 +144,21 @@ impl ProxyHandler {
             .is_ok()
         {
             self.background.insert(id, ip);
+        }
+    }
+
+    /// Keeps a reverse-DNS answer in the shared map (negative answers too, so they are not asked
+    /// again at once); the map is bounded.
+    fn keep_rev_dns(&self, ip: IpAddr, result: &JobResult, now: Instant) {
+        let names = match result {
+            JobResult::Names(n) => n.clone(),
+            JobResult::Failed(_) => Vec::new(),
+            _ => return,
+        };
+        let until = now + REV_DNS_TTL;
+        let map = self.shared.rev_dns.pin();
+        if map.len() < REV_DNS_MAX || map.contains_key(&ip) {
+            map.insert(ip, (Arc::from(names), until));
         }
     }
 
@@ -321,6 +350,7 @@ impl ProxyHandler {
         if let Outcome::Suspended(job) = outcome {
             self.next_job += 1;
             let id = self.next_job;
+            let rev = rev_ip(&job);
             let req = JobRequest {
                 shard: self.shard,
                 id,
@@ -340,6 +370,7 @@ impl ProxyHandler {
                     proto,
                     failure,
                     reply: None,
+                    rev,
                 },
             );
         }
@@ -527,6 +558,7 @@ impl ProxyHandler {
             Outcome::Suspended(job) => {
                 self.next_job += 1;
                 let jid = self.next_job;
+                let rev = rev_ip(&job);
                 let req = JobRequest {
                     shard: self.shard,
                     id: jid,
@@ -545,6 +577,7 @@ impl ProxyHandler {
                         proto,
                         failure: None,
                         reply: Some(id),
+                        rev,
                     },
                 );
             }
@@ -693,25 +726,17 @@ impl Handler for ProxyHandler {
                 ser_log!(L_DBG, "job {id} answered: {result:?}");
                 if let Some(ip) = self.background.remove(&id) {
                     // A forward lookup already filled the DNS cache in the controlplane; a reverse
-                    // one is kept here (negative answers too, so they are not asked again at once).
-                    let names = match result {
-                        JobResult::Names(n) => Some(n),
-                        JobResult::Failed(_) => Some(Vec::new()),
-                        _ => None,
-                    };
-                    if let Some(names) = names {
-                        let until = out.now() + REV_DNS_TTL;
-                        let map = self.shared.rev_dns.pin();
-                        if map.len() < REV_DNS_MAX || map.contains_key(&ip) {
-                            map.insert(ip, (Arc::from(names), until));
-                        }
-                    }
+                    // one is kept here.
+                    self.keep_rev_dns(ip, &result, out.now());
                     return;
                 }
                 let Some(mut p) = self.parked.remove(&id) else {
                     ser_log!(L_WARN, "answer for unknown job {id}");
                     return;
                 };
+                if let Some(ip) = p.rev {
+                    self.keep_rev_dns(ip, &result, out.now());
+                }
                 let outcome = {
                     let mut env = ShardEnv {
                         shard: self.shard,
