@@ -202,3 +202,43 @@ fn digest_register_gets_500_when_the_database_hangs() {
     register_gets_500(&url);
     drop(held);
 }
+
+/// With `SER_MAX_PARKED=1`, while one REGISTER waits for a hung database, the next one that would
+/// wait is refused at once with 503 and Retry-After instead of being kept.
+#[test]
+fn waiting_requests_are_bounded_and_refused_with_503() {
+    let hung = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("mysql://ser:ser@{}/ser", hung.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for s in hung.incoming().flatten() {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let port = free_port("127.0.0.1");
+    let ser = Ser::start_with_env(
+        REGISTRAR,
+        &["-l", "127.0.0.1", "-p", &port.to_string(), "-n", "1"],
+        &[("SER_DB_URL", &url), ("SER_MAX_PARKED", "1")],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let sock = udp_client("127.0.0.1");
+    let r = udp_exchange(&sock, addr, register(1, None).as_bytes()).expect("a challenge");
+    let ch = header(&r, "WWW-Authenticate").unwrap().to_owned();
+    sock.send_to(register(2, Some(&answer(&ch))).as_bytes(), addr)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let r = udp_exchange(&sock, addr, register(3, Some(&answer(&ch))).as_bytes())
+        .unwrap_or_else(|| panic!("no reply; log:\n{}", ser.log_text()));
+    assert_eq!(status_line(&r), "SIP/2.0 503 Service Unavailable", "{r}");
+    assert_eq!(header(&r, "Retry-After"), Some("5"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(1), "refused at once");
+    // The parked one still gets its answer (500: the database never answers).
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = recv_reply(&sock).expect("the waiting REGISTER is answered");
+    assert_eq!(status_line(&r), "SIP/2.0 500 Server Internal Error", "{r}");
+    drop(held);
+}

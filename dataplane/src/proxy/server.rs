@@ -63,6 +63,23 @@ struct Parked {
     rev: Option<IpAddr>,
 }
 
+/// Scripts one shard lets wait for jobs at once unless `SER_MAX_PARKED` says otherwise.
+pub const MAX_PARKED: usize = 10_000;
+
+/// `Retry-After` of the 503 sent when [`max_parked`] scripts already wait.
+const PARKED_RETRY_AFTER: &[u8] = b"5";
+
+/// The bound of parked scripts per shard: `SER_MAX_PARKED` (read once; unparsable: the default).
+pub fn max_parked() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("SER_MAX_PARKED")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(MAX_PARKED)
+    })
+}
+
 /// The address of a reverse-DNS job.
 fn rev_ip(job: &Job) -> Option<IpAddr> {
     match job {
@@ -348,6 +365,31 @@ impl ProxyHandler {
             return;
         }
         if let Outcome::Suspended(job) = outcome {
+            if failure.is_none() && self.parked.len() >= max_parked() {
+                // Each parked script keeps its message: with a database that does not answer,
+                // requests would pile up without bound. Beyond the bound a request is refused
+                // (503, try again later) instead; an ACK has no reply and is dropped.
+                if ctx.msg.is_request() && ctx.msg.method() != Method::Ack {
+                    self.reply(
+                        ctx.src,
+                        local,
+                        proto,
+                        &ctx.msg,
+                        503,
+                        b"Service Unavailable",
+                        &[(b"Retry-After", PARKED_RETRY_AFTER)],
+                        &[],
+                        out,
+                    );
+                }
+                ser_log!(
+                    L_DBG,
+                    "{} scripts wait for jobs: request from {} refused",
+                    self.parked.len(),
+                    ctx.src
+                );
+                return;
+            }
             self.next_job += 1;
             let id = self.next_job;
             let rev = rev_ip(&job);
