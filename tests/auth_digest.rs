@@ -456,7 +456,7 @@ fn malformed_or_incomplete_credentials_get_400() {
 }
 
 #[test]
-fn database_failure_is_false_and_not_cached() {
+fn database_failure_is_500_and_not_cached() {
     let mut env = env_with_alice(&registrar("", "0"));
     let nonce = challenge_param(&challenge(&mut env)[0], "nonce").unwrap();
     env.db_down = Some("connection refused".into());
@@ -465,7 +465,13 @@ fn database_failure_is_false_and_not_cached() {
         Some(client(&nonce, "wonderland").header_value()),
         SRC,
     );
-    assert_eq!(env.last_reply().code, 401);
+    // SER's auth_db: a failed query is 500 and ends the script, never a new challenge (401).
+    assert_eq!(env.last_reply().code, 500);
+    assert_eq!(
+        env.replies.len(),
+        2,
+        "one reply: no challenge after the 500"
+    );
     assert!(
         env.inner.log_text().contains("connection refused"),
         "{}",

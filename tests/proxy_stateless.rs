@@ -562,3 +562,57 @@ fn dns_and_rev_dns_decide_received() {
         }
     }
 }
+
+/// `src_ip == name` and `src_ip == "name"` are answered from the shared DNS / reverse-DNS caches:
+/// the first message may wait for a lookup, later ones are answered without a DNS query each.
+#[test]
+fn src_ip_name_tests_answered_from_the_dns_cache() {
+    use std::net::Ipv4Addr;
+    let zone = dns_server::Zone::new()
+        .a("client.biloxi.test", Ipv4Addr::LOCALHOST, 60)
+        .a("other.biloxi.test", Ipv4Addr::new(192, 0, 2, 7), 60);
+    let dns = dns_server::DnsServer::start(zone);
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let ns = dns.addr().to_string();
+    // debug=4: the shard logs each suspension ("script suspended on job").
+    let cfg = "debug=4\nloadmodule \"sl.so\"\nroute {\n\
+        if (src_ip==other.biloxi.test) { sl_send_reply(\"403\", \"Other\"); break; };\n\
+        if (!(src_ip==\"localhost\")) { sl_send_reply(\"403\", \"Not localhost\"); break; };\n\
+        if (src_ip==client.biloxi.test) { sl_send_reply(\"200\", \"Client\"); break; };\n\
+        sl_send_reply(\"404\", \"No\");\n}\n";
+    let ser = Ser::start_with_env(
+        cfg,
+        &["-l", "127.0.0.1", "-p", &p],
+        &[("SER_NAMESERVER", &ns)],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = udp_client("127.0.0.1");
+    let via = client.local_addr().unwrap().to_string();
+    let send = |call: &str| {
+        let req = request("OPTIONS", "sip:bob@example.com", &via, "UDP", call);
+        client.send_to(req.as_bytes(), addr).unwrap();
+        let (r, _) = recv(&client)
+            .unwrap_or_else(|| panic!("no answer to {call}; log:\n{}", ser.log_text()));
+        status_line(&r).to_string()
+    };
+    assert_eq!(send("src1@t"), "SIP/2.0 200 Client");
+    let queries = dns.queries();
+    assert!(queries > 0, "the first message looked the names up");
+    let parked = || ser.log_text().matches("script suspended on job").count();
+    let first = parked();
+    assert!(first > 0, "the first message waited for DNS");
+    for n in 0..20 {
+        assert_eq!(send(&format!("src2-{n}@t")), "SIP/2.0 200 Client");
+    }
+    assert_eq!(
+        dns.queries(),
+        queries,
+        "later messages answered from the cache, without a DNS query"
+    );
+    assert_eq!(
+        parked(),
+        first,
+        "later messages answered from the cache, without a DNS job"
+    );
+}

@@ -51,6 +51,25 @@ pub type Rows = Vec<Vec<Option<String>>>;
 /// Longest time one statement (including connecting) may take before the DB counts as unavailable.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest wait for a select job (auth_db credentials, group/domain/uri checks, usrloc db_mode 3)
+/// unless `SER_DB_TIMEOUT_MS` says otherwise.
+pub const SELECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Environment variable bounding a select job, in milliseconds.
+pub const DB_TIMEOUT_ENV: &str = "SER_DB_TIMEOUT_MS";
+
+/// The bound of a select job: `SER_DB_TIMEOUT_MS` (read once; 0 or unparsable: the default).
+pub fn select_timeout() -> Duration {
+    static T: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var(DB_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map_or(SELECT_TIMEOUT, Duration::from_millis)
+    })
+}
+
 /// The server's database when neither the script nor `SER_DB_URL` names one.
 pub const DEFAULT_DB_URL: &str = "sqlite:///var/lib/ser/ser.db";
 
@@ -700,10 +719,19 @@ impl Databases {
                 table,
                 keys,
                 columns,
-            } => match self.select(url, table, keys, columns).await {
-                Ok(rows) => JobResult::Rows(rows),
-                Err(e) => JobResult::Failed(format!("{table}: {e}")),
-            },
+            } => {
+                // One bound for the whole lookup (opening the database, schema check, the
+                // select): the script waiting for it answers 500 instead of hoarding the request.
+                let bound = select_timeout();
+                match tokio::time::timeout(bound, self.select(url, table, keys, columns)).await {
+                    Ok(Ok(rows)) => JobResult::Rows(rows),
+                    Ok(Err(e)) => JobResult::Failed(format!("{table}: {e}")),
+                    Err(_) => JobResult::Failed(format!(
+                        "{table}: no answer from the database within {} ms",
+                        bound.as_millis()
+                    )),
+                }
+            }
             Job::DbWrite(w) => match self.write(w).await {
                 Ok(()) => JobResult::Rows(Vec::new()),
                 Err(e) => JobResult::Failed(format!("{}: {e}", write_table(w))),
@@ -753,30 +781,6 @@ impl Drop for DbService {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            redact("mysql://ser:heslo@localhost/ser"),
-            "mysql://ser:***@localhost/ser"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
-        assert!(matches!(Db::open("oracle://x"), Err(DbError::Rejected(_))));
-        assert!(matches!(Db::open("sqlite://"), Err(DbError::Rejected(_))));
-        assert!(Db::open("sql://ser:heslo@localhost/ser")
-            .is_ok_and(|d| d.dialect() == Some(Dialect::Mysql)));
-        assert!(Db::open("postgresql://u@127.0.0.1/db")
-            .is_ok_and(|d| d.dialect() == Some(Dialect::Postgres)));
-        assert!(Db::open("dbtext:///var/lib/ser/db").is_ok_and(|d| d.dialect().is_none()));
-        assert!(Db::open("vm/db").is_ok_and(|d| d.dialect().is_none()));
-        assert!(matches!(Db::open("dbtext://"), Err(DbError::Rejected(_))));
     }
 }
 
@@ -839,4 +843,28 @@ async fn dbtext_page(
             r
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            redact("mysql://ser:heslo@localhost/ser"),
+            "mysql://ser:***@localhost/ser"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert!(matches!(Db::open("oracle://x"), Err(DbError::Rejected(_))));
+        assert!(matches!(Db::open("sqlite://"), Err(DbError::Rejected(_))));
+        assert!(Db::open("sql://ser:heslo@localhost/ser")
+            .is_ok_and(|d| d.dialect() == Some(Dialect::Mysql)));
+        assert!(Db::open("postgresql://u@127.0.0.1/db")
+            .is_ok_and(|d| d.dialect() == Some(Dialect::Postgres)));
+        assert!(Db::open("dbtext:///var/lib/ser/db").is_ok_and(|d| d.dialect().is_none()));
+        assert!(Db::open("vm/db").is_ok_and(|d| d.dialect().is_none()));
+        assert!(matches!(Db::open("dbtext://"), Err(DbError::Rejected(_))));
+    }
 }

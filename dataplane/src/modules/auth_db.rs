@@ -381,12 +381,15 @@ fn resume(
 ) -> ActionResult {
     let rows = match result {
         JobResult::Rows(r) => r,
+        // SER's auth_db: a failed query is answered 500 here and ends the script; -1 would make
+        // the script challenge again, telling the phone its password is wrong.
         JobResult::Failed(e) => {
             env.log(
                 level::ERR,
                 format!("ERROR: authorize: subscriber lookup failed: {e}").as_bytes(),
             );
-            return ActionResult::Ret(-1);
+            env.reply(ctx, 500, b"Server Internal Error");
+            return ActionResult::Ret(0);
         }
         other => {
             env.log(

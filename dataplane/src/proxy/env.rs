@@ -428,6 +428,31 @@ impl Env for ShardEnv<'_> {
         Some(self.myself)
     }
 
+    /// `src_ip == name`: from the shared DNS cache (the A/AAAA job a miss suspends on fills it in
+    /// the controlplane, so later messages are answered here without a job).
+    fn host_has_addr(&mut self, name: &str, ip: IpAddr) -> Option<bool> {
+        match self
+            .shared
+            .dns
+            .get(&DnsKeyRef::new(name, Some(0), None, false), self.now)
+        {
+            Lookup::Hit(t) => Some(t.iter().any(|t| t.addr.ip() == ip)),
+            Lookup::Negative => Some(false),
+            Lookup::Miss => None,
+        }
+    }
+
+    /// `src_ip == "name"`: from the shared reverse-DNS map (`rev_dns`); the shard keeps the
+    /// answer of the reverse job a miss suspends on, so later messages need no job.
+    fn ip_has_name(&mut self, name: &str, ip: IpAddr) -> Option<bool> {
+        match self.shared.rev_dns.pin().get(&ip) {
+            Some((names, until)) if *until > self.now => {
+                Some(names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            }
+            _ => None,
+        }
+    }
+
     fn services(&self) -> Option<&crate::services::Services> {
         Some(&self.shared.services)
     }

@@ -58,6 +58,37 @@ struct Parked {
     failure: Option<TxnHandle>,
     /// An onreply_route over a reply for this branch is what waits (the reply is `ctx.msg`).
     reply: Option<crate::txn::BranchId>,
+    /// The address a reverse-DNS job is for (`src_ip == "name"`): its answer is kept in the
+    /// shared `rev_dns` map for later messages.
+    rev: Option<IpAddr>,
+}
+
+/// Scripts one shard lets wait for jobs at once unless `SER_MAX_PARKED` says otherwise.
+pub const MAX_PARKED: usize = 10_000;
+
+/// `Retry-After` of the 503 sent when [`max_parked`] scripts already wait.
+const PARKED_RETRY_AFTER: &[u8] = b"5";
+
+/// The bound of parked scripts per shard: `SER_MAX_PARKED` (read once; unparsable: the default).
+pub fn max_parked() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("SER_MAX_PARKED")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(MAX_PARKED)
+    })
+}
+
+/// The address of a reverse-DNS job.
+fn rev_ip(job: &Job) -> Option<IpAddr> {
+    match job {
+        Job::Dns {
+            query: crate::offload::DnsQuery::Reverse(ip),
+            ..
+        } => Some(*ip),
+        _ => None,
+    }
 }
 
 /// The per-shard handler.
@@ -134,6 +165,21 @@ impl ProxyHandler {
             .is_ok()
         {
             self.background.insert(id, ip);
+        }
+    }
+
+    /// Keeps a reverse-DNS answer in the shared map (negative answers too, so they are not asked
+    /// again at once); the map is bounded.
+    fn keep_rev_dns(&self, ip: IpAddr, result: &JobResult, now: Instant) {
+        let names = match result {
+            JobResult::Names(n) => n.clone(),
+            JobResult::Failed(_) => Vec::new(),
+            _ => return,
+        };
+        let until = now + REV_DNS_TTL;
+        let map = self.shared.rev_dns.pin();
+        if map.len() < REV_DNS_MAX || map.contains_key(&ip) {
+            map.insert(ip, (Arc::from(names), until));
         }
     }
 
@@ -337,8 +383,34 @@ impl ProxyHandler {
             return;
         }
         if let Outcome::Suspended(job) = outcome {
+            if failure.is_none() && self.parked.len() >= max_parked() {
+                // Each parked script keeps its message: with a database that does not answer,
+                // requests would pile up without bound. Beyond the bound a request is refused
+                // (503, try again later) instead; an ACK has no reply and is dropped.
+                if ctx.msg.is_request() && ctx.msg.method() != Method::Ack {
+                    self.reply(
+                        ctx.src,
+                        local,
+                        proto,
+                        &ctx.msg,
+                        503,
+                        b"Service Unavailable",
+                        &[(b"Retry-After", PARKED_RETRY_AFTER)],
+                        &[],
+                        out,
+                    );
+                }
+                ser_log!(
+                    L_DBG,
+                    "{} scripts wait for jobs: request from {} refused",
+                    self.parked.len(),
+                    ctx.src
+                );
+                return;
+            }
             self.next_job += 1;
             let id = self.next_job;
+            let rev = rev_ip(&job);
             let req = JobRequest {
                 shard: self.shard,
                 id,
@@ -358,6 +430,7 @@ impl ProxyHandler {
                     proto,
                     failure,
                     reply: None,
+                    rev,
                 },
             );
         }
@@ -545,6 +618,7 @@ impl ProxyHandler {
             Outcome::Suspended(job) => {
                 self.next_job += 1;
                 let jid = self.next_job;
+                let rev = rev_ip(&job);
                 let req = JobRequest {
                     shard: self.shard,
                     id: jid,
@@ -563,6 +637,7 @@ impl ProxyHandler {
                         proto,
                         failure: None,
                         reply: Some(id),
+                        rev,
                     },
                 );
             }
@@ -731,25 +806,17 @@ impl Handler for ProxyHandler {
                 ser_log!(L_DBG, "job {id} answered: {result:?}");
                 if let Some(ip) = self.background.remove(&id) {
                     // A forward lookup already filled the DNS cache in the controlplane; a reverse
-                    // one is kept here (negative answers too, so they are not asked again at once).
-                    let names = match result {
-                        JobResult::Names(n) => Some(n),
-                        JobResult::Failed(_) => Some(Vec::new()),
-                        _ => None,
-                    };
-                    if let Some(names) = names {
-                        let until = out.now() + REV_DNS_TTL;
-                        let map = self.shared.rev_dns.pin();
-                        if map.len() < REV_DNS_MAX || map.contains_key(&ip) {
-                            map.insert(ip, (Arc::from(names), until));
-                        }
-                    }
+                    // one is kept here.
+                    self.keep_rev_dns(ip, &result, out.now());
                     return;
                 }
                 let Some(mut p) = self.parked.remove(&id) else {
                     ser_log!(L_WARN, "answer for unknown job {id}");
                     return;
                 };
+                if let Some(ip) = p.rev {
+                    self.keep_rev_dns(ip, &result, out.now());
+                }
                 let outcome = {
                     let mut env = ShardEnv {
                         shard: self.shard,

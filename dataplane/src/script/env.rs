@@ -147,6 +147,13 @@ pub trait Env {
         None
     }
 
+    /// Answer "is `name` one of the reverse-DNS names of `ip`?" from a cache, without blocking:
+    /// `Some(answer)` when known, `None` to suspend with a reverse DNS [`Job`]. Default: as
+    /// [`Env::host_has_addr`] (environments with one table of names serve both).
+    fn ip_has_name(&mut self, name: &str, ip: IpAddr) -> Option<bool> {
+        self.host_has_addr(name, ip)
+    }
+
     /// Send a stateless reply to the request in `ctx` (module `sl`): the shard builds it as RFC 3261
     /// §8.2.6 says (3xx replies list the destination set as Contacts) and sends it back. Default: not
     /// possible here (`Ret(-1)`).

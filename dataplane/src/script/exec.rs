@@ -578,7 +578,7 @@ fn test(program: &Program, t: &Test, ctx: &mut Ctx, env: &mut dyn Env) -> Action
                 // SER compared with the reverse-DNS names of the address.
                 Value::Str(s) => match s.parse::<IpAddr>() {
                     Ok(a) => a == ip,
-                    Err(_) => match env.host_has_addr(s, ip) {
+                    Err(_) => match env.ip_has_name(s, ip) {
                         Some(b) => b,
                         None => {
                             return ActionResult::Suspend(Job::Dns {
