@@ -286,7 +286,7 @@ fn early_media_reports_the_183_as_well() {
 #[test]
 fn ser_c_warns_about_what_acc_does_not_do() {
     let cfg = temp_cfg(&format!(
-        "{}\nmodparam(\"acc\", \"report_ack\", 0)\nloadmodule \"sms.so\"\n",
+        "{}\nloadmodule \"sms.so\"\n",
         acc_cfg().replace(
             "modparam(\"acc\", \"log_flag\", 1 )",
             "modparam(\"acc\", \"acc_flag\", 1 )"
@@ -305,8 +305,8 @@ fn ser_c_warns_about_what_acc_does_not_do() {
         "{err}"
     );
     assert!(
-        err.contains("parameter 'report_ack' of module acc is not implemented in this build"),
-        "{err}"
+        !err.contains("report_ack"),
+        "report_ack is implemented: {err}"
     );
     assert!(
         err.contains("module sms is not implemented in this build"),
@@ -318,13 +318,98 @@ fn ser_c_warns_about_what_acc_does_not_do() {
     let (ser, _) = ser_with(&text, "1", &[]);
     let log = ser.log_text();
     assert!(
-        log.contains("parameter report_ack of module acc is not implemented in this build"),
-        "{log}"
-    );
-    assert!(
         log.contains("module sms is loaded but not implemented in this build"),
         "{log}"
     );
+}
+
+// ------------------------------------------------------------------------------------- report_ack
+
+/// The end-to-end ACK of `inv`'s 2xx `ok`: a new transaction (its own branch), To tag of the 2xx.
+fn ack_2xx(inv: &str, ok: &str) -> String {
+    ack_for(inv, ok).replacen(";branch=z9hG4bK-", ";branch=z9hG4bK-e2e-", 1)
+}
+
+/// A call answered 200 and ACKed end to end through ser; the ACK reaches the callee.
+fn acked_call(ser_addr: SocketAddr, call_id: &str) {
+    let (bob, h) = callee(vec![(200, "OK")]);
+    let c = sock();
+    let inv = invite(&format!("sip:bob@{bob}"), &c, call_id);
+    c.send_to(inv.as_bytes(), ser_addr).unwrap();
+    let finals = finals_acked(&c, ser_addr, &inv, Duration::from_millis(1500));
+    h.join().unwrap();
+    let ok = finals.first().expect("a final reply");
+    assert_eq!(status(ok), 200, "{ok}");
+    // The callee's thread is done: listen on its port again for the ACK ser relays.
+    let b = std::net::UdpSocket::bind(bob).unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.send_to(ack_2xx(&inv, ok).as_bytes(), ser_addr).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = b.recv_from(&mut buf).expect("ser relays the ACK");
+    assert!(buf[..n].starts_with(b"ACK "));
+}
+
+fn report_ack_cfg(on: u8, db: bool) -> String {
+    let db = if db {
+        "\nmodparam(\"acc\", \"db_flag\", 1)"
+    } else {
+        ""
+    };
+    acc_cfg().replace(
+        "modparam(\"acc\", \"log_flag\", 1 )",
+        &format!(
+            "modparam(\"acc\", \"log_flag\", 1 )\nmodparam(\"acc\", \"report_ack\", {on})\nmodparam(\"acc\", \"log_fmt\", \"miocfstdup\"){db}"
+        ),
+    )
+}
+
+#[test]
+fn report_ack_reports_the_end_to_end_ack_of_an_answered_call() {
+    let sqlite = have("sqlite3");
+    let (ser, addr) = ser_with(&report_ack_cfg(1, sqlite), "2", &[]);
+    acked_call(addr, "acc-ack-1");
+    let lines = wait_acc(&ser, 2);
+    assert_eq!(
+        lines.len(),
+        2,
+        "the INVITE's record and the ACK's: {lines:?}"
+    );
+    assert!(lines[0].starts_with("ACC: transaction answered: method=INVITE, "));
+    let l = &lines[1];
+    assert!(
+        l.starts_with("ACC: request acknowledged: method=ACK, "),
+        "{l}"
+    );
+    assert_eq!(field(l, "call_id"), Some("acc-ack-1"));
+    assert_eq!(field(l, "code"), Some("200"));
+    assert_eq!(field(l, "to_tag"), Some("callee"));
+    assert_eq!(field(l, "uid"), Some("alice"));
+    if sqlite {
+        let db = ser.db.clone().unwrap();
+        let rows = poll_rows(
+            &mut || {
+                sh(Command::new("sqlite3").arg(&db).arg(format!(
+                    "select {COLS} from acc where sip_callid = 'acc-ack-1' order by sip_method"
+                )))
+            },
+            2,
+        );
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let a: Vec<&str> = rows[0].split('|').collect();
+        assert_eq!(a[..5], ["ACK", "200 OK", "acc-ack-1", "callee", "alice"]);
+        assert!(rows[1].starts_with("INVITE|200 OK|acc-ack-1|"), "{rows:?}");
+    } else {
+        skip!("sqlite3 is not installed (the log records were checked)");
+    }
+}
+
+#[test]
+fn report_ack_0_reports_no_ack() {
+    let (ser, addr) = ser_with(&report_ack_cfg(0, false), "1", &[]);
+    acked_call(addr, "acc-noack-1");
+    let lines = wait_acc(&ser, 2);
+    assert_eq!(lines.len(), 1, "only the INVITE's record: {lines:?}");
+    assert!(lines[0].starts_with("ACC: transaction answered: method=INVITE, "));
 }
 
 // ------------------------------------------------------------------------------------------ SQL

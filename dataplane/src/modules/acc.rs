@@ -13,7 +13,7 @@
 //! | `log_flag` | int | `0` (off) — transactions with this flag are reported when they complete |
 //! | `log_missed_flag` | int | `0` (off) — reported as missed when they complete negatively |
 //! | `log_fmt` | string | `"miocfs"` (see below) |
-//! | `report_ack` | int | `1` (not implemented: end-to-end ACKs are not reported) |
+//! | `report_ack` | int | `1` — the end-to-end ACK of an accounted, answered INVITE is reported too |
 //! | `report_cancels` | int | `0` — CANCEL transactions are not reported unless set |
 //! | `early_media` | int | `0` — a 183 sent upstream is reported as answered too (with its code) |
 //! | `failed_transactions` | int | `0` — negative outcomes are reported by `log_flag`/`db_flag` only if set |
@@ -38,6 +38,15 @@
 //! `ACC: call missed: …`; `acc_log_request` `ACC: request accounted: …` with the comment's status.
 //! The transaction's own ACK (for a negative reply) is absorbed and a CANCEL's transaction is not
 //! reported (unless `report_cancels`): one record per call attempt.
+//!
+//! With `report_ack` (SER's TMCB_E2EACK callback), the ACK of a 2xx to an INVITE that was
+//! accounted gets a record of its own when the script relays it with `t_relay` (the ACK is a new
+//! request, end to end): `ACC: request acknowledged: method=ACK, …, code=200` with the INVITE's
+//! final status, and a row in `acc` / an Accounting-Request where the INVITE had one (`db_flag`,
+//! `radius_flag`). The ACK is matched by Call-ID, From tag, CSeq number and the 2xx's To tag
+//! against the answered INVITEs of the last 64·T1 (32 s: RFC 6026's Accepted state, while 2xx
+//! retransmissions and their ACKs may come), once: its retransmissions add nothing. Only
+//! accounted INVITEs are remembered (at most [`ACK_PENDING_MAX`]; the oldest go first).
 //!
 //! SQL records go through the server's queue of database writes (ordered, retried while the
 //! database is down, drained at a clean stop; bounded, and a record refused by a full queue is
@@ -144,7 +153,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 const DEFAULT_FMT: &str = "miocfs";
 
 /// Parameters this build accepts but does not act on (warned by `ser -c` and at start).
-pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &["report_ack"];
+pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &[];
 
 /// Attributes the RADIUS dictionary must define for accounting.
 const RADIUS_ATTRS: &[&str] = &[
@@ -221,6 +230,7 @@ pub struct AccConfig {
     log_missed_flag: Option<u32>,
     fmt: Vec<Field>,
     report_cancels: bool,
+    report_ack: bool,
     failed_transactions: bool,
     early_media: bool,
     db_url: String,
@@ -281,6 +291,7 @@ impl AccConfig {
             log_missed_flag: flag(program, "log_missed_flag"),
             fmt,
             report_cancels: int("report_cancels").unwrap_or(0) != 0,
+            report_ack: int("report_ack").unwrap_or(1) != 0,
             failed_transactions: int("failed_transactions").unwrap_or(0) != 0,
             early_media: int("early_media").unwrap_or(0) != 0,
             db_url: s("db_url"),
@@ -504,6 +515,9 @@ pub fn on_complete(done: &Completion<'_>, configs: &ModuleConfigs, services: Opt
         .map(text)
         .unwrap_or_default();
     let rec = Record::of(&req, reply.as_ref(), o_uri, done.code, &reason);
+    if cfg.report_ack && (200..300).contains(&done.code) && req.method() == Method::Invite {
+        acks::expect(&rec, log, db, rad);
+    }
     if log {
         log_record(cfg, &rec, "transaction answered");
     }
@@ -517,6 +531,130 @@ pub fn on_complete(done: &Completion<'_>, configs: &ModuleConfigs, services: Opt
         db_record(cfg, services, &rec, "missed_calls");
     }
     if rad {
+        rad_record(cfg, services, &rec);
+    }
+}
+
+// ---------------------------------------------------------------------------- end-to-end ACKs
+
+/// The most answered INVITEs awaiting their ACK that acc remembers (all shards together).
+pub const ACK_PENDING_MAX: usize = 4096;
+
+/// Answered, accounted INVITEs awaiting their end-to-end ACK (`report_ack`). Shared by the
+/// shards (an ACK may come in on another one than its INVITE); held for a map operation only.
+mod acks {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::Record;
+
+    /// RFC 6026's Accepted state lasts 64·T1.
+    const KEEP: Duration = Duration::from_secs(32);
+
+    /// Call-ID, From tag, CSeq number, To tag (of the 2xx).
+    pub(super) type Key = (String, String, String, String);
+
+    /// What the ACK's record takes from its INVITE.
+    #[derive(Debug, Clone)]
+    pub(super) struct Pending {
+        pub code: u16,
+        pub reason: String,
+        pub log: bool,
+        pub db: bool,
+        pub rad: bool,
+    }
+
+    #[derive(Default)]
+    struct Waiting {
+        map: HashMap<Key, Pending>,
+        order: VecDeque<(Instant, Key)>,
+    }
+
+    static WAITING: Mutex<Option<Waiting>> = Mutex::new(None);
+
+    fn expire(w: &mut Waiting, now: Instant) {
+        while let Some((at, _)) = w.order.front() {
+            if now.duration_since(*at) < KEEP && w.order.len() <= super::ACK_PENDING_MAX {
+                break;
+            }
+            if let Some((_, k)) = w.order.pop_front() {
+                w.map.remove(&k);
+            }
+        }
+    }
+
+    /// Remembers the answered INVITE of `rec` (records it had: `log`, `db`, `rad`).
+    pub(super) fn expect(rec: &Record, log: bool, db: bool, rad: bool) {
+        if !(log || db || rad) || rec.to_tag.is_empty() {
+            return;
+        }
+        let key = (
+            rec.call_id.clone(),
+            rec.from_tag.clone(),
+            rec.cseq.clone(),
+            rec.to_tag.clone(),
+        );
+        let p = Pending {
+            code: rec.code,
+            reason: rec.reason.clone(),
+            log,
+            db,
+            rad,
+        };
+        let now = Instant::now();
+        let Ok(mut g) = WAITING.lock() else {
+            return;
+        };
+        let w = g.get_or_insert_with(Waiting::default);
+        if w.map.insert(key.clone(), p).is_none() {
+            w.order.push_back((now, key));
+        }
+        expire(w, now);
+    }
+
+    /// The INVITE the ACK of `key` acknowledges, taken (an ACK is reported once).
+    pub(super) fn take(key: &Key) -> Option<Pending> {
+        let mut g = WAITING.lock().ok()?;
+        let w = g.as_mut()?;
+        expire(w, Instant::now());
+        w.map.remove(key)
+    }
+}
+
+/// tm's hook for an ACK the script relays with `t_relay` (an ACK of a 2xx, end to end): with
+/// `report_ack`, the ACK of an accounted, answered INVITE gets its record. `o_uri`: where it goes.
+pub fn on_e2e_ack(
+    ack: &Message,
+    o_uri: &[u8],
+    configs: &ModuleConfigs,
+    services: Option<&Services>,
+) {
+    let Some(cfg) = configs.get::<AccConfig>() else {
+        return;
+    };
+    if !cfg.report_ack || !cfg.any() {
+        return;
+    }
+    let mut rec = Record::of(ack, None, o_uri, 0, "");
+    let key = (
+        rec.call_id.clone(),
+        rec.from_tag.clone(),
+        rec.cseq.clone(),
+        rec.to_tag.clone(),
+    );
+    let Some(p) = acks::take(&key) else {
+        return;
+    };
+    rec.code = p.code;
+    rec.reason = p.reason;
+    if p.log {
+        log_record(cfg, &rec, "request acknowledged");
+    }
+    if p.db {
+        db_record(cfg, services, &rec, "acc");
+    }
+    if p.rad {
         rad_record(cfg, services, &rec);
     }
 }

@@ -250,6 +250,13 @@ impl ShardEnv<'_> {
             }
             // An ACK for a non-2xx of ours was absorbed before the script; any other ACK (for a
             // 2xx, end to end) is forwarded statelessly (§16.7: the proxy keeps no state for it).
+            // acc's report_ack hears of it (SER's TMCB_E2EACK); only a module hook, nothing else.
+            crate::modules::acc::on_e2e_ack(
+                &ctx.msg,
+                ctx.uri(),
+                self.configs,
+                Some(&self.shared.services),
+            );
             return self.relay_stateless(ctx, how);
         }
         if method == Method::Cancel && !failure {
