@@ -822,17 +822,17 @@ mod tests {
     #[test]
     fn bad_lines_name_file_and_line() {
         let hdr = "a(int) b(str)\n";
-        let e = parse("/db/x", &format!("{hdr}1:ok\nzwei:no\n")).unwrap_err();
-        assert_eq!(e, "/db/x:3: column a: \"zwei\" is not an integer");
-        let e = parse("/db/x", &format!("{hdr}1:ok:extra\n")).unwrap_err();
-        assert_eq!(e, "/db/x:2: 3 fields, but the header has 2 columns");
-        let e = parse("/db/x", &format!("{hdr}1:bad\\q\n")).unwrap_err();
-        assert!(e.starts_with("/db/x:2: bad escape \\q"), "{e}");
-        let e = parse("/db/x", "a(int) b(text)\n").unwrap_err();
-        assert!(e.starts_with("/db/x:1: column b: unknown type"), "{e}");
-        let e = parse("/db/x", "a(int b(str)\n").unwrap_err();
-        assert!(e.starts_with("/db/x:1:"), "{e}");
-        assert!(parse("/db/x", "").unwrap_err().contains("no header"));
+        let e = parse("db/x", &format!("{hdr}1:ok\nzwei:no\n")).unwrap_err();
+        assert_eq!(e, "db/x:3: column a: \"zwei\" is not an integer");
+        let e = parse("db/x", &format!("{hdr}1:ok:extra\n")).unwrap_err();
+        assert_eq!(e, "db/x:2: 3 fields, but the header has 2 columns");
+        let e = parse("db/x", &format!("{hdr}1:bad\\q\n")).unwrap_err();
+        assert!(e.starts_with("db/x:2: bad escape \\q"), "{e}");
+        let e = parse("db/x", "a(int) b(text)\n").unwrap_err();
+        assert!(e.starts_with("db/x:1: column b: unknown type"), "{e}");
+        let e = parse("db/x", "a(int b(str)\n").unwrap_err();
+        assert!(e.starts_with("db/x:1:"), "{e}");
+        assert!(parse("db/x", "").unwrap_err().contains("no header"));
     }
 
     #[test]
