@@ -265,3 +265,123 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     config: Some(resolve_config),
     commands: &[],
 };
+
+/// Digest credentials that passed the checks every digest back end makes before it asks for the
+/// user's secret (auth_db its table, auth_radius its server): the source is not throttled, one
+/// well-formed `Authorization`/`Proxy-Authorization` of the realm is there, with a known qop,
+/// a valid nc/cnonce, an allowed algorithm and a fresh nonce of ours.
+pub(crate) struct Offered<'m> {
+    /// Index of the header that carried them.
+    pub index: usize,
+    pub creds: crate::wire::digest::Credentials<'m>,
+    pub realm: Realm,
+    pub username: &'m [u8],
+    pub nonce: &'m [u8],
+    pub uri: &'m [u8],
+    pub response: &'m [u8],
+    pub qop: crate::auth::digest::Qop,
+    /// The nonce-count as sent (empty without qop) and its value (`None` without qop).
+    pub nc_raw: &'m [u8],
+    pub nc: Option<u32>,
+    pub cnonce: &'m [u8],
+    pub alg: crate::auth::digest::Algorithm,
+    pub nonce_id: u128,
+    pub nonce_expires: u32,
+}
+
+/// Why there are no [`Offered`] credentials.
+pub(crate) enum NotOffered {
+    /// None for this realm, a stale or foreign nonce, an algorithm not allowed: challenge.
+    Fail,
+    /// 400 with this reason, then stop.
+    Malformed(&'static str),
+    /// The source is refused: reply code, Retry-After seconds.
+    Throttled(u16, u64),
+}
+
+/// The credentials of `ctx`'s request for the realm of `args[0]` (empty: the default realm).
+pub(crate) fn offered<'m>(
+    ctx: &'m Ctx,
+    args: &[Arg],
+    kind: AuthKind,
+    cfg: &AuthConfig,
+    state: &AuthState,
+    now: u64,
+) -> Result<Offered<'m>, NotOffered> {
+    use crate::auth::digest::{Algorithm, Qop};
+    if let Some(retry) = state
+        .throttle
+        .blocked(ctx.src.ip(), now, cfg.fail_limit, cfg.fail_window)
+    {
+        return Err(NotOffered::Throttled(cfg.fail_reply, retry));
+    }
+    let realm: Realm = match crate::auth::str_arg(args, 0) {
+        "" => default_realm(ctx, kind),
+        r => Realm::from_slice(r.as_bytes()),
+    };
+    let mut found = None;
+    for h in ctx.msg.headers_by_id(kind.header()) {
+        match crate::wire::digest::Credentials::parse(h.value) {
+            Ok(c) if c.is_digest() && c.realm() == Some(&realm[..]) => {
+                found = Some((h.index, c));
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => return Err(NotOffered::Malformed("Bad Request - malformed credentials")),
+        }
+    }
+    let Some((index, c)) = found else {
+        return Err(NotOffered::Fail);
+    };
+    let (Some(username), Some(nonce), Some(uri), Some(response)) =
+        (c.username(), c.nonce(), c.uri(), c.response())
+    else {
+        return Err(NotOffered::Malformed(
+            "Bad Request - credentials incomplete",
+        ));
+    };
+    let qop = match c.qop() {
+        None => Qop::None,
+        Some(q) => Qop::parse(q).ok_or(NotOffered::Malformed("Bad Request - unknown qop"))?,
+    };
+    let (nc_raw, cnonce) = (c.nc().unwrap_or_default(), c.cnonce().unwrap_or_default());
+    let nc = if qop == Qop::None {
+        None
+    } else {
+        match std::str::from_utf8(nc_raw)
+            .ok()
+            .filter(|s| s.len() == 8)
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+        {
+            Some(n) if n > 0 && !cnonce.is_empty() => Some(n),
+            _ => return Err(NotOffered::Malformed("Bad Request - bad nc or cnonce")),
+        }
+    };
+    let alg = match c.algorithm() {
+        None => Algorithm::Md5,
+        Some(a) => Algorithm::parse(a).ok_or(NotOffered::Fail)?,
+    };
+    if !cfg.algorithms.contains(alg) {
+        return Err(NotOffered::Fail);
+    }
+    let (nonce_id, nonce_expires) = match cfg.key.check(nonce, &realm, now) {
+        NonceState::Fresh { expires, id } => (id, expires),
+        NonceState::Stale | NonceState::Invalid => return Err(NotOffered::Fail),
+    };
+    Ok(Offered {
+        index,
+        creds: c,
+        realm,
+        username,
+        nonce,
+        uri,
+        response,
+        qop,
+        nc_raw,
+        nc,
+        cnonce,
+        alg,
+        nonce_id,
+        nonce_expires,
+    })
+}

@@ -51,7 +51,6 @@
 
 use crate::auth::cache::{self, Secret, NEGATIVE_TTL};
 use crate::auth::digest::{self, Algorithm, Qop, ResponseInput};
-use crate::auth::nonce::NonceState;
 use crate::auth::{default_realm, split_username, str_arg, unix_now, AuthKind, Realm};
 use crate::command::{CommandDecl, Host, Reply};
 use crate::offload::{Job, JobResult};
@@ -59,7 +58,7 @@ use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
 use crate::script::{ArgKind::*, Ctx, FunctionDecl, ModuleDecl, ParamDecl, RouteKinds};
 
-use super::auth::{config, reply_with};
+use super::auth::{config, reply_with, NotOffered};
 
 /// What the credential lookup gave (or is about to give).
 enum Lookup {
@@ -193,72 +192,18 @@ fn check(ctx: &Ctx, env: &dyn Env, args: &[Arg], kind: AuthKind, lookup: Lookup)
     let cfg = config(env, state);
     let now = unix_now(env.now());
     let ip = ctx.src.ip();
-    if let Some(retry) = state
-        .throttle
-        .blocked(ip, now, cfg.fail_limit, cfg.fail_window)
-    {
-        return Verdict::Throttled(cfg.fail_reply, retry);
-    }
-    let realm: Realm = match str_arg(args, 0) {
-        "" => default_realm(ctx, kind),
-        r => Realm::from_slice(r.as_bytes()),
+    // 1.–3. throttle, the credentials for this realm, algorithm and nonce
+    let o = match super::auth::offered(ctx, args, kind, &cfg, state, now) {
+        Ok(o) => o,
+        Err(NotOffered::Fail) => return Verdict::Fail,
+        Err(NotOffered::Malformed(why)) => return Verdict::Malformed(why),
+        Err(NotOffered::Throttled(code, retry)) => return Verdict::Throttled(code, retry),
     };
     let table = str_arg(args, 1);
-    // 2. the credentials for this realm
-    let mut found = None;
-    for h in ctx.msg.headers_by_id(kind.header()) {
-        match crate::wire::digest::Credentials::parse(h.value) {
-            Ok(c) if c.is_digest() && c.realm() == Some(&realm[..]) => {
-                found = Some((h.index, c));
-                break;
-            }
-            Ok(_) => {}
-            Err(_) => return Verdict::Malformed("Bad Request - malformed credentials"),
-        }
-    }
-    let Some((index, c)) = found else {
-        return Verdict::Fail;
-    };
-    let (Some(username), Some(nonce), Some(uri), Some(resp)) =
-        (c.username(), c.nonce(), c.uri(), c.response())
-    else {
-        return Verdict::Malformed("Bad Request - credentials incomplete");
-    };
-    let qop = match c.qop() {
-        None => Qop::None,
-        Some(q) => match Qop::parse(q) {
-            Some(q) => q,
-            None => return Verdict::Malformed("Bad Request - unknown qop"),
-        },
-    };
-    let (nc_raw, cnonce) = (c.nc().unwrap_or_default(), c.cnonce().unwrap_or_default());
-    let nc = if qop == Qop::None {
-        0
-    } else {
-        match std::str::from_utf8(nc_raw)
-            .ok()
-            .filter(|s| s.len() == 8)
-            .and_then(|s| u32::from_str_radix(s, 16).ok())
-        {
-            Some(n) if n > 0 && !cnonce.is_empty() => n,
-            _ => return Verdict::Malformed("Bad Request - bad nc or cnonce"),
-        }
-    };
-    // 3. algorithm and nonce
-    let alg = match c.algorithm() {
-        None => Algorithm::Md5,
-        Some(a) => match Algorithm::parse(a) {
-            Some(a) => a,
-            None => return Verdict::Fail,
-        },
-    };
-    if !cfg.algorithms.contains(alg) {
-        return Verdict::Fail;
-    }
-    let (nonce_id, nonce_expires) = match cfg.key.check(nonce, &realm, now) {
-        NonceState::Fresh { expires, id } => (id, expires),
-        NonceState::Stale | NonceState::Invalid => return Verdict::Fail,
-    };
+    let (index, realm, username, nonce, uri, resp) =
+        (o.index, o.realm, o.username, o.nonce, o.uri, o.response);
+    let (qop, nc_raw, cnonce, alg) = (o.qop, o.nc_raw, o.cnonce, o.alg);
+    let (nc, nonce_id, nonce_expires) = (o.nc.unwrap_or(0), o.nonce_id, o.nonce_expires);
     // 4. the subscriber's secret, 5. the response
     let (user, user_domain) = split_username(username);
     let db = db_cols(env);
