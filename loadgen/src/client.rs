@@ -139,6 +139,10 @@ struct Worker {
     id: usize,
     /// The message replies are parsed into (see `on_datagram`).
     spare_msg: Option<Box<Message>>,
+    /// `sendmmsg` headers kept between flushes.
+    sender: sys::SendBatch,
+    /// Request buffers of finished calls, reused by `build` (no allocation per request).
+    spare_bufs: Vec<Vec<u8>>,
     run: u32,
     cfg: Arc<ClientConfig>,
     sh: Arc<Shared>,
@@ -300,7 +304,9 @@ impl Worker {
         let body = at..sc.len();
         let s = sc.as_bytes();
 
-        let mut out = Vec::with_capacity(512 + body.len());
+        let mut out = self.spare_bufs.pop().unwrap_or_default();
+        out.clear();
+        out.reserve(512 + body.len());
         let m = method.as_str().as_bytes();
         let mut b = RequestBuilder::new(&mut out, m, &s[ruri]);
         b.via_params(
@@ -386,15 +392,12 @@ impl Worker {
         while sent < total {
             let s = &self.socks[sock];
             let mut start = if sent == 0 { 0 } else { s.out_ends[sent - 1] };
-            let slices: Vec<&[u8]> = s.out_ends[sent..total.min(sent + 64)]
-                .iter()
-                .map(|&end| {
-                    let m = &s.out[start..end];
-                    start = end;
-                    m
-                })
-                .collect();
-            match sys::send_batch(s.conn.fd(), &slices, &[]) {
+            let slices = s.out_ends[sent..total.min(sent + 64)].iter().map(|&end| {
+                let m = &s.out[start..end];
+                start = end;
+                m
+            });
+            match self.sender.send(s.conn.fd(), slices, &[]) {
                 Ok(0) => {
                     self.c.send_drops.fetch_add((total - sent) as u64, Relaxed);
                     break;
@@ -411,7 +414,17 @@ impl Worker {
         s.out_ends.clear();
     }
 
-    fn finish(&mut self, call: Call, outcome: Result<(), Reason>) {
+    /// Keeps a request buffer for the next `build` (a bounded number of them).
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() > 0 && self.spare_bufs.len() < 1024 {
+            self.spare_bufs.push(buf);
+        }
+    }
+
+    fn finish(&mut self, mut call: Call, outcome: Result<(), Reason>) {
+        let (msg, ack) = (std::mem::take(&mut call.msg), std::mem::take(&mut call.ack));
+        self.recycle(msg);
+        self.recycle(ack);
         drop(call);
         match outcome {
             Ok(()) => bump(&self.c.ok),
@@ -432,6 +445,8 @@ impl Worker {
         call.proceeding = false;
         call.interval = self.cfg.t1;
         call.deadline = now + self.cfg.timeout();
+        let old = std::mem::take(&mut call.msg);
+        self.recycle(old);
         call.msg = self.build(seq, &call, method, call.branch, method == Method::Bye);
         let msg = std::mem::take(&mut call.msg);
         let sent = self.send(call.sock, &msg);
@@ -724,6 +739,7 @@ impl Worker {
             .unwrap_or_default();
         let ack = self.build(seq, call, Method::Ack, call.branch, false);
         let _ = self.send(call.sock, &ack);
+        self.recycle(ack);
         call.to_tag = saved;
     }
 
@@ -794,6 +810,7 @@ impl Worker {
         let mut scratch = vec![0u8; 65_536];
         let mut rx: Vec<Bytes> = Vec::with_capacity(64);
         let mut batch = sys::RecvBatch::new(RECV_BATCH, 9000);
+        let mut pollfds = Vec::new();
         let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(RECV_BATCH);
         // Set when a turn could not drain the answers: the next turn starts no new call (the
         // shortfall shows as "started only …/s" rather than as a retransmission storm).
@@ -906,16 +923,11 @@ impl Worker {
                 wait = wait.min(at.saturating_duration_since(now));
             }
             if wait > Duration::from_micros(50) {
-                let watch: Vec<sys::Watch> = self
-                    .socks
-                    .iter()
-                    .filter(|s| !s.dead)
-                    .map(|s| sys::Watch {
-                        fd: s.conn.fd(),
-                        write: s.conn.wants_write(),
-                    })
-                    .collect();
-                let _ = sys::wait(&watch, wait);
+                let watch = self.socks.iter().filter(|s| !s.dead).map(|s| sys::Watch {
+                    fd: s.conn.fd(),
+                    write: s.conn.wants_write(),
+                });
+                let _ = sys::wait(&mut pollfds, watch, wait);
             }
         }
         self.c.inflight.store(0, Relaxed);
@@ -986,6 +998,8 @@ pub fn run(cfg: ClientConfig) -> i32 {
         let w = Worker {
             id,
             spare_msg: None,
+            sender: sys::SendBatch::default(),
+            spare_bufs: Vec::new(),
             run: run_id,
             cfg: cfg.clone(),
             sh: sh.clone(),

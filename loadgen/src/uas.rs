@@ -265,14 +265,16 @@ impl Handler {
 fn udp_worker(h: Arc<Handler>, sock: UdpSocket, stop: Arc<AtomicBool>) {
     let fd = sock.as_raw_fd();
     let mut batch = sys::RecvBatch::new(32, 9000);
+    let mut sender = sys::SendBatch::default();
     let mut out = Vec::with_capacity(4);
     let mut replies: Vec<Vec<u8>> = Vec::with_capacity(96);
     let mut dests: Vec<socket2::SockAddr> = Vec::with_capacity(96);
     let watch = [sys::Watch { fd, write: false }];
+    let mut pollfds = Vec::with_capacity(1);
     while !stop.load(Relaxed) {
         let n = match batch.recv(fd) {
             Ok(0) => {
-                let _ = sys::wait(&watch, Duration::from_millis(100));
+                let _ = sys::wait(&mut pollfds, watch, Duration::from_millis(100));
                 continue;
             }
             Ok(n) => n,
@@ -296,8 +298,8 @@ fn udp_worker(h: Arc<Handler>, sock: UdpSocket, stop: Arc<AtomicBool>) {
         let mut sent = 0;
         while sent < replies.len() {
             let end = replies.len().min(sent + 64);
-            let slices: Vec<&[u8]> = replies[sent..end].iter().map(Vec::as_slice).collect();
-            match sys::send_batch(fd, &slices, &dests[sent..end]) {
+            let slices = replies[sent..end].iter().map(Vec::as_slice);
+            match sender.send(fd, slices, &dests[sent..end]) {
                 Ok(0) => break, // socket buffer full: the rest is lost, as UDP may
                 Ok(k) => sent += k,
                 Err(_) => sent += 1,
@@ -349,7 +351,7 @@ fn tcp_worker(h: Arc<Handler>, listener: TcpListener, stop: Arc<AtomicBool>) {
             fd: s.as_raw_fd(),
             write: b.wants_write(),
         }));
-        let _ = sys::wait(&watch, Duration::from_millis(100));
+        let _ = sys::wait(&mut Vec::new(), watch, Duration::from_millis(100));
     }
 }
 
