@@ -88,6 +88,17 @@ impl<'a> Params<'a> {
     /// Parses header parameters. `raw` is empty, or (after optional LWS) starts with `;`. LWS is allowed
     /// around `;` and `=`. Errors (`BadParam`, or `UnterminatedQuote`) carry offsets into `raw`.
     pub fn parse(raw: &'a [u8]) -> Result<Params<'a>> {
+        Params::parse_visit(raw, |_, _, _| {})
+    }
+
+    /// [`Params::parse`], handing each parameter to `visit` as it is validated: its name, its
+    /// value (quotes kept, as [`Params::iter`] gives it) and the offset in `raw` of the value (of
+    /// the name when there is none). A caller that classifies parameters (Via) needs no second
+    /// pass over the list.
+    pub fn parse_visit(
+        raw: &'a [u8],
+        mut visit: impl FnMut(&'a [u8], Option<&'a [u8]>, usize),
+    ) -> Result<Params<'a>> {
         let start = skip_lws(raw, 0);
         let body = raw.get(start..).unwrap_or_default();
         let mut pos = start;
@@ -106,14 +117,15 @@ impl<'a> Params<'a> {
             if pos == name_start {
                 return Err(ParseError::new(ErrorKind::BadParam, pos));
             }
+            let name = raw.get(name_start..pos).unwrap_or_default();
             let after_name = skip_lws(raw, pos);
             if raw.get(after_name) == Some(&b'=') {
                 pos = skip_lws(raw, after_name + 1);
+                let vstart = pos;
                 if raw.get(pos) == Some(&b'"') {
                     let (_, end) = parse_quoted_string(raw, pos)?;
                     pos = end;
                 } else {
-                    let vstart = pos;
                     while raw.get(pos).is_some_and(|&b| is_hvalue(b)) {
                         pos += 1;
                     }
@@ -121,6 +133,9 @@ impl<'a> Params<'a> {
                         return Err(ParseError::new(ErrorKind::BadParam, pos));
                     }
                 }
+                visit(name, raw.get(vstart..pos), vstart);
+            } else {
+                visit(name, None, name_start);
             }
         }
         // trailing LWS is not part of raw

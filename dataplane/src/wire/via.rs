@@ -101,6 +101,35 @@ pub struct ViaKnown<'a> {
     pub ttl: Option<&'a [u8]>,
 }
 
+impl<'a> ViaKnown<'a> {
+    /// Notes parameter `name` if it is one a proxy reads (the first of each wins) and says
+    /// whether its value is valid for it (`rport` a port or none, `received` an address, `ttl`
+    /// 0..=255, `branch` and `maddr` with a value).
+    fn take(&mut self, name: &'a [u8], v: Option<&'a [u8]>) -> bool {
+        if name.eq_ignore_ascii_case(b"branch") {
+            self.branch = self.branch.or(v);
+            v.is_some()
+        } else if name.eq_ignore_ascii_case(b"rport") {
+            self.rport = self.rport.or(Some((name, v)));
+            match v {
+                None => true,
+                Some(v) => parse_port(v).is_ok(),
+            }
+        } else if name.eq_ignore_ascii_case(b"received") {
+            self.received = self.received.or(v);
+            v.and_then(received_addr).is_some()
+        } else if name.eq_ignore_ascii_case(b"ttl") {
+            self.ttl = self.ttl.or(v);
+            v.is_some_and(|v| super::scalar::parse_u32(v).is_ok_and(|n| n <= 255))
+        } else if name.eq_ignore_ascii_case(b"maddr") {
+            self.maddr = self.maddr.or(v);
+            v.is_some()
+        } else {
+            true
+        }
+    }
+}
+
 fn bad(at: usize) -> ParseError {
     ParseError::new(ErrorKind::BadVia, at)
 }
@@ -165,8 +194,20 @@ impl<'a> Via<'a> {
             pos = pend;
         }
         let rest = value.get(pos..).unwrap_or_default();
-        let params = Params::parse(rest).map_err(|e| bad(pos + e.at))?;
-        let via = Via {
+        // One pass validates the parameters and picks out the ones a proxy reads. A bad value of
+        // one of those is reported after any syntax error further on, as two passes did.
+        let mut known = ViaKnown::default();
+        let mut bad_value: Option<usize> = None;
+        let params = Params::parse_visit(rest, |name, v, at| {
+            if bad_value.is_none() && !known.take(name, v) {
+                bad_value = Some(pos + at);
+            }
+        })
+        .map_err(|e| bad(pos + e.at))?;
+        if let Some(at) = bad_value {
+            return Err(bad(at));
+        }
+        Ok(Via {
             raw: value,
             protocol,
             version,
@@ -176,44 +217,8 @@ impl<'a> Via<'a> {
             host_raw,
             port,
             params,
-            known: ViaKnown::default(),
-        };
-        let known = via.check_params(pos)?;
-        Ok(Via { known, ..via })
-    }
-
-    fn check_params(&self, base: usize) -> Result<ViaKnown<'a>> {
-        let at = |v: &[u8]| super::chars::offset_in(self.raw, v).unwrap_or(base);
-        let mut k = ViaKnown::default();
-        for p in self.params.iter() {
-            let name = p.name;
-            let v = p.value;
-            let ok = if name.eq_ignore_ascii_case(b"branch") {
-                k.branch = k.branch.or(v);
-                v.is_some()
-            } else if name.eq_ignore_ascii_case(b"rport") {
-                k.rport = k.rport.or(Some((name, v)));
-                match v {
-                    None => true,
-                    Some(v) => parse_port(v).is_ok(),
-                }
-            } else if name.eq_ignore_ascii_case(b"received") {
-                k.received = k.received.or(v);
-                v.and_then(received_addr).is_some()
-            } else if name.eq_ignore_ascii_case(b"ttl") {
-                k.ttl = k.ttl.or(v);
-                v.is_some_and(|v| super::scalar::parse_u32(v).is_ok_and(|n| n <= 255))
-            } else if name.eq_ignore_ascii_case(b"maddr") {
-                k.maddr = k.maddr.or(v);
-                v.is_some()
-            } else {
-                true
-            };
-            if !ok {
-                return Err(bad(at(v.unwrap_or(name))));
-            }
-        }
-        Ok(k)
+            known,
+        })
     }
 
     /// The `branch` parameter value.
