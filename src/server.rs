@@ -188,6 +188,8 @@ impl Proxy {
         let usrloc_timer = Some(crate::locations::Timer::start(Arc::clone(&shared))?);
         // nathelper's keep-alives (idle unless the program sets natping_interval).
         let _ = controlplane::modules::nathelper::start_natping(Arc::downgrade(&shared));
+        // jabber's gateway delivers XMPP messages as SIP (its thread starts at the first job).
+        controlplane::modules::jabber::attach(Arc::downgrade(&shared));
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =
             Runtime::start(rc, move |shard| ProxyHandler::new(Arc::clone(&s2), shard))

@@ -291,6 +291,19 @@ pub const TABLES: &[Table] = &[
         ],
         key: &[],
     },
+    // Module jabber's accounts (SER's sip_jab database, here beside the other tables).
+    Table {
+        name: "jusers",
+        version: 1,
+        columns: &[
+            c("juid", Serial),
+            d("jab_id", Str(128), ""),
+            n("jab_passwd", Str(50)),
+            d("sip_id", Str(128), ""),
+            d("type", Int, "0"),
+        ],
+        key: &[],
+    },
     Table {
         name: "domain",
         version: 1,

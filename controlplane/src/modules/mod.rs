@@ -2,6 +2,7 @@
 
 pub mod r#enum;
 pub mod exec;
+pub mod jabber;
 pub mod nathelper;
 pub mod radius;
 pub mod vm;

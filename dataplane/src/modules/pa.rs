@@ -37,8 +37,13 @@
 //! removes it, an unknown or expired entity tag → 412. While a publication lasts, watchers get
 //! the latest published document instead of the registrar's view, at once on every change.
 //!
-//! Not done: `handle_subscription("jabber")` (needs the jabber gateway: returns false),
-//! composing several publications of one presentity (the latest wins), keeping subscriptions
+//! `handle_subscription("jabber")` (module jabber loaded): the request URI names a Jabber user
+//! (`user<delim>server@jdomain`), the watcher is the From user, who needs a Jabber account
+//! (`jusers`; none → 403, the gateway down → 503). The watcher's gateway connection subscribes
+//! to the Jabber user's presence; watchers get `open` while the Jabber user is available, and a
+//! NOTIFY at each XMPP presence change. A URI that is no Jabber user → 404.
+//!
+//! Not done: composing several publications of one presentity (the latest wins), keeping subscriptions
 //! and publications in the database (they live in memory; a restart loses
 //! them and watchers re-subscribe when their NOTIFYs fail), Record-Route in the subscription
 //! dialog (NOTIFYs go straight to the watcher's Contact).
@@ -47,6 +52,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::offload::JobResult;
 use crate::proxy::shared::Shared;
 use crate::script::env::{ActionResult, Env};
 use crate::script::ir::{Arg, Program, Proto};
@@ -203,6 +209,14 @@ impl Subscriptions {
     /// The document watchers of `key` get now: its latest unexpired publication, else the
     /// registrar's view (open while it has a binding).
     fn document(&self, shared: &Shared, key: &[u8], presentity: &str, now: u64) -> String {
+        if let Some(jid) = key.strip_prefix(JABBER_KEY) {
+            // A Jabber user: the XMPP presence the gateway's connections see.
+            let open = shared
+                .services
+                .store::<super::jabber::Presences>()
+                .open(&text(jid));
+            return pidf(presentity, open);
+        }
         let published = self.publications().get(key).and_then(|v| {
             v.iter()
                 .rev()
@@ -264,12 +278,57 @@ fn reply(ctx: &mut Ctx, env: &mut dyn Env, code: u16, reason: &str, extra: &str)
     env.reply(ctx, code, reason.as_bytes())
 }
 
+/// Key prefix of the subscriptions to Jabber users (the rest is the bare JID).
+const JABBER_KEY: &[u8] = b"xmpp:";
+
+/// Set while a `handle_subscription("jabber")` runs again after the gateway took the watch.
+struct JabberWatched(String);
+
+/// The gateway's answer to the watch of a new Jabber subscription.
+fn after_watch(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], r: JobResult) -> ActionResult {
+    match r {
+        JobResult::Rows(_) => {
+            let Some(jid) = ctx.module_state.take::<JabberWatch>() else {
+                return ActionResult::Ret(-1);
+            };
+            ctx.module_state.set(JabberWatched(jid.0));
+            handle_subscription(ctx, env, args)
+        }
+        JobResult::Failed(why) if why.starts_with("no Jabber account") => {
+            reply(ctx, env, 403, "Forbidden (No Jabber Account)", "")
+        }
+        JobResult::Failed(why) => {
+            ser_log!(L_ERR, "ERROR: pa: jabber subscription: {why}");
+            reply(
+                ctx,
+                env,
+                503,
+                "Jabber Gateway Unavailable",
+                "Retry-After: 60\r\n",
+            )
+        }
+        _ => ActionResult::Ret(-1),
+    }
+}
+
+/// The JID a new Jabber subscription watches, between its jobs.
+struct JabberWatch(String);
+
+/// Presence of the Jabber user `jid` changed (the gateway saw it): its watchers are notified.
+pub fn jabber_changed(shared: &Shared, jid: &str) {
+    let store = shared.services.store::<Subscriptions>();
+    let mut key = JABBER_KEY.to_vec();
+    key.extend_from_slice(jid.as_bytes());
+    notify_changed(shared, &store, Some(&key), now_unix());
+}
+
 fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let domain = arg(args);
-    if !domain.eq_ignore_ascii_case("registrar") {
+    let jabber = domain.eq_ignore_ascii_case("jabber");
+    if !domain.eq_ignore_ascii_case("registrar") && !jabber {
         ser_log!(
             L_ERR,
-            "ERROR: pa: handle_subscription(\"{domain}\"): only \"registrar\" presence is available in this build"
+            "ERROR: pa: handle_subscription(\"{domain}\"): the domain is \"registrar\" or \"jabber\""
         );
         return ActionResult::Ret(-1);
     }
@@ -350,13 +409,36 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
     let Some(user) = ruri.user_unescaped().filter(|u| !u.is_empty()) else {
         return reply(ctx, env, 404, "Not Found", "");
     };
-    let key = crate::usrloc::aor_key(
-        &user,
-        cfg.use_domain.then_some(ruri.host_raw),
-        cfg.case_sensitive,
-    )
-    .to_vec();
-    let presentity = format!("sip:{}@{}", text(&user), text(ruri.host_raw));
+    let (user_s, host_s) = (text(&user), text(ruri.host_raw));
+    let user_b = user.to_vec();
+    let key = if jabber {
+        let Some(JabberWatched(jid)) = ctx.module_state.take::<JabberWatched>() else {
+            // First the watcher's Jabber connection asks for the presence of the user watched.
+            let j =
+                crate::script::config(&*env, super::jabber::JabberSettings::resolve).into_owned();
+            let Some((jid, None)) = j.to_jid(&user_s, &host_s) else {
+                return reply(ctx, env, 404, "Not A Jabber User", "");
+            };
+            ctx.module_state.set(JabberWatch(jid.clone()));
+            return super::jabber::start(
+                ctx,
+                env,
+                super::jabber::JabberOp::Watch { jid },
+                Some(after_watch),
+            );
+        };
+        let mut k = JABBER_KEY.to_vec();
+        k.extend_from_slice(super::jabber::bare(&jid).as_bytes());
+        k
+    } else {
+        crate::usrloc::aor_key(
+            &user_b,
+            cfg.use_domain.then_some(host_s.as_bytes()),
+            cfg.case_sensitive,
+        )
+        .to_vec()
+    };
+    let presentity = format!("sip:{user_s}@{host_s}");
     let Some(target) = ctx
         .msg
         .contacts()
