@@ -60,7 +60,7 @@ impl Prosody {
                  -- loopback only, and the gateway speaks no TLS\n\
                  allow_unencrypted_plain_auth = true\nc2s_require_encryption = false\n\
                  authentication = \"internal_plain\"\n\
-                 VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\n"
+                 VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\nmuc_room_locking = false\n"
             ),
         )
         .unwrap();
@@ -150,6 +150,37 @@ impl Xmpp {
             .unwrap_or_else(|| panic!("no {needle:?} from the XMPP server; got {:?}", self.seen))
     }
 
+    /// Reads until an opening tag containing every one of `parts` was received (≤ 10 s);
+    /// returns that tag.
+    fn wait_tag(&mut self, parts: &[&str]) -> String {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 8192];
+        loop {
+            let mut from = 0;
+            while let Some(i) = self.seen[from..].find('<').map(|i| i + from) {
+                let Some(j) = self.seen[i..].find('>').map(|j| j + i) else {
+                    break;
+                };
+                let tag = &self.seen[i..=j];
+                if parts.iter().all(|p| tag.contains(p)) {
+                    let tag = tag.to_string();
+                    self.seen.drain(..=j);
+                    return tag;
+                }
+                from = j + 1;
+            }
+            assert!(
+                Instant::now() < end,
+                "no tag with {parts:?} from the XMPP server; got {:?}",
+                self.seen
+            );
+            if let Ok(n) = self.s.read(&mut buf) {
+                assert!(n > 0, "the XMPP server closed the stream");
+                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    }
+
     fn wait_for(&mut self, needle: &str, limit: Duration) -> Option<String> {
         let end = Instant::now() + limit;
         let mut buf = [0u8; 8192];
@@ -178,13 +209,14 @@ fn sock() -> UdpSocket {
     s
 }
 
-fn register(ser: SocketAddr, phone: &UdpSocket, user: &str) -> String {
+fn register(ser: SocketAddr, phone: &UdpSocket, user: &str, expires: u32) -> String {
     let me = phone.local_addr().unwrap();
     format!(
         "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-reg-{user}\r\n\
          Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r-{user}\r\n\
-         To: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{user}@{me}\r\nCSeq: 1 REGISTER\r\n\
-         Contact: <sip:{user}@{me}>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+         To: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{user}@{me}\r\nCSeq: {} REGISTER\r\n\
+         Contact: <sip:{user}@{me}>\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
+        if expires == 0 { 2 } else { 1 }
     )
     .replace("sip:127.0.0.1 SIP", &format!("sip:{ser} SIP"))
 }
@@ -197,6 +229,15 @@ fn message(from: &UdpSocket, user: &str, to: &str, body: &str, call: &str) -> St
          To: <sip:{to}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\n\
          Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
+    )
+}
+
+/// A MESSAGE carrying the test script's `X-Jconf` command for the conference `to`.
+fn jconf(from: &UdpSocket, user: &str, to: &str, cmd: &str, call: &str) -> String {
+    message(from, user, to, "", call).replacen(
+        "Content-Type:",
+        &format!("X-Jconf: {cmd}\r\nContent-Type:"),
+        1,
     )
 }
 
@@ -317,7 +358,7 @@ fn sip_and_xmpp_exchange_messages_presence_and_errors() {
 
     let mut bob = Xmpp::login(XMPP_PORT, "bob", "bob-pw");
     let phone = sock();
-    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice"));
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
 
     // SIP → XMPP.
@@ -385,6 +426,76 @@ fn sip_and_xmpp_exchange_messages_presence_and_errors() {
     bob.send("<presence/>");
     let n = next(&watcher, "NOTIFY", Duration::from_secs(10)).expect("a NOTIFY when bob is back");
     assert!(body_of(&n).contains("<basic>open</basic>"), "{n}");
+
+    // A conference (XMPP MUC): alice joins room@conf.xmpp.test as "alice", bob is there.
+    bob.send("<presence to='room@conf.xmpp.test/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    bob.wait("from='room@conf.xmpp.test/bob'");
+    let room = "alice*room*conf.xmpp.test@jabber.sip.test";
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", room, "early", "c0"),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "not joined yet: {r}");
+    let r = ask(
+        &phone,
+        ser_addr,
+        &jconf(&phone, "alice", room, "join", "c1"),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    bob.wait("from='room@conf.xmpp.test/alice'");
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", room, "hello room", "c2"),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    let got = bob.wait("<body>hello room</body>");
+    assert!(
+        got.contains("type='groupchat'") || got.contains("type=\"groupchat\""),
+        "{got}"
+    );
+    bob.send(
+        "<message to='room@conf.xmpp.test' type='groupchat'><body>hi from bob</body></message>",
+    );
+    let m = loop {
+        let m = next(&phone, "MESSAGE", Duration::from_secs(10)).expect("the room's message");
+        if body_of(&m) == "hi from bob" {
+            break m;
+        }
+    };
+    assert!(
+        m.contains("From: <sip:bob*room*conf.xmpp.test@jabber.sip.test>"),
+        "{m}"
+    );
+    let r = ask(
+        &phone,
+        ser_addr,
+        &jconf(&phone, "alice", room, "exit", "c3"),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    bob.wait_tag(&[
+        "<presence",
+        "type='unavailable'",
+        "from='room@conf.xmpp.test/alice'",
+    ]);
+
+    // bob asks for alice's presence (the gateway accepts); her unregistering takes her off line.
+    bob.send("<presence to='alice@xmpp.test' type='subscribe'/>");
+    // (the gateway's `subscribed` makes prosody send bob alice's current presence)
+    let tag = bob.wait_tag(&["<presence", "from='alice@xmpp.test/serXjab'"]);
+    assert!(!tag.contains("type="), "{tag}");
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 0));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    bob.wait_tag(&[
+        "<presence",
+        "type='unavailable'",
+        "from='alice@xmpp.test/serXjab'",
+    ]);
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let tag = bob.wait_tag(&["<presence", "from='alice@xmpp.test/serXjab'"]);
+    assert!(!tag.contains("type="), "alice is back on line: {tag}");
 
     // A SIP user without a Jabber account.
     let carol = sock();
