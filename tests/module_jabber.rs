@@ -27,6 +27,8 @@ use net::*;
 /// Ports of this test (its range is 7100-7199).
 const XMPP_PORT: u16 = 7101;
 const SIP_PORT: u16 = 7102;
+const XMPP_PORT2: u16 = 7103;
+const SIP_PORT2: u16 = 7104;
 
 struct Dir(PathBuf);
 
@@ -308,20 +310,25 @@ fn ask(s: &UdpSocket, ser: SocketAddr, req: &str) -> String {
     next(s, "reply", Duration::from_secs(10)).expect("a final reply")
 }
 
-#[test]
-fn sip_and_xmpp_exchange_messages_presence_and_errors() {
-    if !have("prosody") || !have("prosodyctl") {
-        skip!("prosody is not installed (apt-get install prosody)");
-    }
-    let dir = Dir(std::env::temp_dir().join(format!("ser-jabber-{}", std::process::id())));
+/// A prosody on `xmpp_port` with the Jabber accounts `users` (name = password prefix) and bob,
+/// SER's jusers rows mapping `user@127.0.0.1` to `user@xmpp.test`, and ser on `sip_port`
+/// running tests/data/scripts/jabber.cfg with `edits` applied.
+fn setup(
+    xmpp_port: u16,
+    sip_port: u16,
+    users: &[&str],
+    edits: &[(&str, &str)],
+) -> (Dir, Prosody, Ser, SocketAddr) {
+    let dir =
+        Dir(std::env::temp_dir().join(format!("ser-jabber-{}-{xmpp_port}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
-    let mut prosody = Prosody::configure(&dir.0, XMPP_PORT);
-    prosody.register("alice", "alice-pw");
+    let mut prosody = Prosody::configure(&dir.0, xmpp_port);
+    for u in users {
+        prosody.register(u, &format!("{u}-pw"));
+    }
     prosody.register("bob", "bob-pw");
-    prosody.start(XMPP_PORT);
-
-    // alice's Jabber account in SER's jusers table.
+    prosody.start(xmpp_port);
     let url = format!("sqlite://{}", dir.0.join("ser.db").display());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -331,30 +338,45 @@ fn sip_and_xmpp_exchange_messages_presence_and_errors() {
         let db = controlplane::db::Databases::new(url.as_str());
         let db = db.get("").await.unwrap();
         let row = |c: &str, v: &str| (c.to_string(), Some(v.to_string()));
-        db.insert(
-            "jusers",
-            &[
-                row("jab_id", "alice@xmpp.test"),
-                row("jab_passwd", "alice-pw"),
-                row("sip_id", "alice@127.0.0.1"),
-                row("type", "0"),
-            ],
-        )
-        .await
-        .unwrap();
+        for u in users {
+            db.insert(
+                "jusers",
+                &[
+                    row("jab_id", &format!("{u}@xmpp.test")),
+                    row("jab_passwd", &format!("{u}-pw")),
+                    row("sip_id", &format!("{u}@127.0.0.1")),
+                    row("type", "0"),
+                ],
+            )
+            .await
+            .unwrap();
+        }
     });
-    let text = std::fs::read_to_string(
+    let mut text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/jabber.cfg"),
     )
     .unwrap()
     .replace("DB_URL", &url)
-    .replace("JPORT", &XMPP_PORT.to_string());
-    let ser_addr: SocketAddr = format!("127.0.0.1:{SIP_PORT}").parse().unwrap();
+    .replace("JPORT", &xmpp_port.to_string());
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    let ser_addr: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
     let ser = Ser::start_with_env(
         &text,
-        &["-l", "127.0.0.1", "-p", &SIP_PORT.to_string()],
+        &["-l", "127.0.0.1", "-p", &sip_port.to_string()],
         &[("SER_DB_URL", &url)],
     );
+    (dir, prosody, ser, ser_addr)
+}
+
+#[test]
+fn sip_and_xmpp_exchange_messages_presence_and_errors() {
+    if !have("prosody") || !have("prosodyctl") {
+        skip!("prosody is not installed (apt-get install prosody)");
+    }
+    let (_dir, mut prosody, ser, ser_addr) = setup(XMPP_PORT, SIP_PORT, &["alice"], &[]);
 
     let mut bob = Xmpp::login(XMPP_PORT, "bob", "bob-pw");
     let phone = sock();
@@ -555,5 +577,55 @@ fn sip_and_xmpp_exchange_messages_presence_and_errors() {
     let m =
         next(&phone, "MESSAGE", Duration::from_secs(10)).expect("a MESSAGE after the reconnect");
     assert_eq!(body_of(&m), "again");
+    prosody.stop();
+}
+
+#[test]
+fn idle_connections_close_and_the_pool_is_bounded() {
+    if !have("prosody") || !have("prosodyctl") {
+        skip!("prosody is not installed (apt-get install prosody)");
+    }
+    let (_dir, mut prosody, ser, ser_addr) = setup(
+        XMPP_PORT2,
+        SIP_PORT2,
+        &["alice", "dave"],
+        &[
+            ("\"max_jobs\", 4)", "\"max_jobs\", 1)"),
+            (
+                "\"delay_time\", 5)",
+                "\"delay_time\", 5)\nmodparam(\"jabber\", \"cache_time\", 2)",
+            ),
+        ],
+    );
+    let mut bob = Xmpp::login(XMPP_PORT2, "bob", "bob-pw");
+    let (alice, dave) = (sock(), sock());
+    let to = "bob*xmpp.test@jabber.sip.test";
+    let r = ask(&alice, ser_addr, &message(&alice, "alice", to, "one", "p1"));
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    bob.wait("<body>one</body>");
+    // One worker with one job: dave's connection does not fit while alice's is open.
+    let r = ask(&dave, ser_addr, &message(&dave, "dave", to, "two", "p2"));
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(
+        ser.log_text().contains("dave@127.0.0.1 refused"),
+        "{}",
+        ser.log_text()
+    );
+    // bob watches alice; her connection, unused for cache_time, is closed.
+    bob.send("<presence to='alice@xmpp.test' type='subscribe'/>");
+    let tag = bob.wait_tag(&["<presence", "from='alice@xmpp.test/serXjab'"]);
+    assert!(!tag.contains("type="), "{tag}");
+    let t0 = Instant::now();
+    bob.wait_tag(&[
+        "<presence",
+        "type='unavailable'",
+        "from='alice@xmpp.test/serXjab'",
+    ]);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // Now dave fits.
+    let r = ask(&dave, ser_addr, &message(&dave, "dave", to, "three", "p3"));
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    let got = bob.wait("<body>three</body>");
+    assert!(got.contains("dave@xmpp.test/serXjab"), "{got}");
     prosody.stop();
 }
