@@ -185,6 +185,8 @@ impl Proxy {
         }
         // Stored bindings first, so that the first lookups after a restart find them.
         crate::locations::load(&shared, &db, &dbs);
+        // pa's stored subscriptions (use_db), likewise before the first request.
+        controlplane::modules::pa::load(&shared, db.handle(), &dbs);
         let usrloc_timer = Some(crate::locations::Timer::start(Arc::clone(&shared))?);
         // nathelper's keep-alives (idle unless the program sets natping_interval).
         let _ = controlplane::modules::nathelper::start_natping(Arc::downgrade(&shared));

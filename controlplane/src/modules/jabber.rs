@@ -7,7 +7,7 @@
 //!   `cache_time` seconds is closed (checked every `sleep_time`); `jab_go_offline` closes it at
 //!   once.
 //! - Login: TCP to `jaddress:jport` (at most `delay_time` seconds, the time SER kept a message
-//!   waiting for its connection), stream to the `jab_id`'s domain, SASL PLAIN, resource bind,
+//!   waiting for its connection, and never over 30 s since the script waits), stream to the `jab_id`'s domain, SASL PLAIN, resource bind,
 //!   session, available presence. No TLS: a server that requires STARTTLS is refused with a
 //!   clear error (SER's module spoke plaintext to its own Jabber server as well).
 //! - Reconnects: a lost connection (the server stopped, a stream error, malformed XML — logged,

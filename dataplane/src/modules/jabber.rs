@@ -20,7 +20,7 @@
 //! | `workers` | int | `2` (with `max_jobs`: at most `workers * max_jobs` open Jabber connections) |
 //! | `max_jobs` | int | `10` |
 //! | `cache_time` | int | `600` (seconds an idle connection stays open) |
-//! | `delay_time` | int | `90` (seconds a message waits for its connection to log in) |
+//! | `delay_time` | int | `90` (seconds a message waits for its connection to log in; at most 30, as the script is parked meanwhile) |
 //! | `sleep_time` | int | `20` (seconds between checks for idle connections) |
 //! | `check_time` | int | `20` (seconds between reconnect attempts of an on-line user's lost connection) |
 //! | `aliases` | string | unset (`N;alias1=<delim1>;...`: other IM domains, SER's format) |
