@@ -556,6 +556,11 @@ fn deliver(sip_id: &str, home: &str, from: &str, body: &str) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
+    // The sender's address goes into a header: nothing that could end or split it.
+    let from: String = from
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '<' | '>' | '"' | ' '))
+        .collect();
     let to = format!("sip:{sip_id}");
     let req = UacRequest {
         method: "MESSAGE".into(),
@@ -593,9 +598,13 @@ fn compact(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
-/// XML escaping for attribute values and text.
+/// XML escaping for attribute values and text; characters XML 1.0 forbids (controls other than
+/// tab, CR, LF) are dropped, as a server closes the stream on them.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    s.chars()
+        .filter(|&c| !c.is_control() || matches!(c, '\t' | '\r' | '\n'))
+        .collect::<String>()
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('\'', "&apos;")
@@ -970,6 +979,93 @@ mod tests {
         );
         assert_eq!(u[2], Unit::Stanza("<presence from='b@x' a=\"/>\"/>".into()));
         assert_eq!(u[3], Unit::Close);
+    }
+
+    /// A scripted XMPP server on loopback for the client's own checks: answers the login
+    /// steps, then writes `after`.
+    async fn scripted_server(features: &'static str, after: &'static str) -> u16 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+                          xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='x.test'>";
+            let steps: [&str; 4] = [
+                features,
+                "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+                "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
+                "<iq type='result' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+                 <jid>a@x.test/serXjab</jid></bind></iq>",
+            ];
+            for (i, step) in steps.iter().enumerate() {
+                if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let out = if i == 0 || i == 2 {
+                    format!("{header}{step}")
+                } else {
+                    step.to_string()
+                };
+                if s.write_all(out.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = s.read(&mut buf).await; // the presence
+            let _ = s.write_all(after.as_bytes()).await;
+            let _ = s.read(&mut buf).await;
+        });
+        port
+    }
+
+    fn settings(port: u16) -> JabberSettings {
+        let mut s = JabberSettings::resolve(None);
+        s.jport = port;
+        s.jdomain = "j.test".into();
+        s
+    }
+
+    const PLAIN: &str = "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+                         <mechanism>PLAIN</mechanism></mechanisms></stream:features>";
+
+    #[tokio::test]
+    async fn malformed_xml_from_the_server_resets_the_connection() {
+        let port = scripted_server(PLAIN, "<message from='b@x.test'><body>x</message></iq>").await;
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut x = connect(&settings(port), "a@x.test", "pw", &tx, 1)
+            .await
+            .unwrap();
+        assert_eq!(x.jid, "a@x.test/serXjab");
+        let Some(Input::Xmpp(1, Ok(stanza))) = rx.recv().await else {
+            panic!("a stanza from the reader");
+        };
+        let e = inbound(&mut x, &settings(port), "a@sip", "", &stanza)
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("malformed XML"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_requires_tls_is_refused_clearly() {
+        let port = scripted_server(
+            "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>\
+             </starttls></stream:features>",
+            "",
+        )
+        .await;
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let Err(e) = connect(&settings(port), "a@x.test", "pw", &tx, 1).await else {
+            panic!("a login without TLS");
+        };
+        assert!(e.contains("requires TLS"), "{e}");
+    }
+
+    #[test]
+    fn text_for_the_server_is_well_formed() {
+        assert_eq!(
+            esc("a<b>&'\"\u{1}\u{7f}\n"),
+            "a&lt;b&gt;&amp;&apos;&quot;\n"
+        );
     }
 
     #[test]
