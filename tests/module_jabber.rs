@@ -300,6 +300,19 @@ fn next(s: &UdpSocket, want: &str, wait: Duration) -> Option<String> {
     None
 }
 
+/// Whether `watcher` gets a NOTIFY whose PIDF says `basic` within 10 s.
+fn notified(watcher: &UdpSocket, basic: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Some(n) = next(watcher, "NOTIFY", Duration::from_millis(500)) {
+            if body_of(&n).contains(&format!("<basic>{basic}</basic>")) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 fn body_of(m: &str) -> &str {
     m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
@@ -514,10 +527,19 @@ fn sip_and_xmpp_exchange_messages_presence_and_errors() {
         "type='unavailable'",
         "from='alice@xmpp.test/serXjab'",
     ]);
+    // Her connection gone, what it saw of bob is no longer vouched for: closed.
+    assert!(
+        notified(&watcher, "closed"),
+        "bob closed when alice's connection ends"
+    );
     let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
     assert!(r.starts_with("SIP/2.0 200"), "{r}");
     let tag = bob.wait_tag(&["<presence", "from='alice@xmpp.test/serXjab'"]);
     assert!(!tag.contains("type="), "alice is back on line: {tag}");
+    assert!(
+        notified(&watcher, "open"),
+        "bob open again through her new connection"
+    );
 
     // A SIP user without a Jabber account.
     let carol = sock();
@@ -527,9 +549,10 @@ fn sip_and_xmpp_exchange_messages_presence_and_errors() {
         &message(&carol, "carol", "bob*xmpp.test@jabber.sip.test", "x", "m2"),
     );
     assert!(r.starts_with("SIP/2.0 503"), "{r}");
-    assert!(ser
-        .log_text()
-        .contains("carol@127.0.0.1 has no Jabber account"));
+    assert!(ser.wait_log(
+        "carol@127.0.0.1 has no Jabber account",
+        Duration::from_secs(5)
+    ));
 
     // The Jabber server stops: the gateway notices, the next MESSAGE gets the error reply.
     prosody.stop();
@@ -607,7 +630,7 @@ fn idle_connections_close_and_the_pool_is_bounded() {
     let r = ask(&dave, ser_addr, &message(&dave, "dave", to, "two", "p2"));
     assert!(r.starts_with("SIP/2.0 503"), "{r}");
     assert!(
-        ser.log_text().contains("dave@127.0.0.1 refused"),
+        ser.wait_log("dave@127.0.0.1 refused", Duration::from_secs(5)),
         "{}",
         ser.log_text()
     );

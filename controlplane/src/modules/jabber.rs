@@ -15,7 +15,9 @@
 //!   connection (`jab_go_online`) is re-opened every `check_time` seconds until it is back.
 //! - Inbound: XMPP messages become SIP MESSAGEs through tm (`TmShared::uac`) to the user's
 //!   `home` (proxy or this server, so the script routes them); presence goes to
-//!   [`dataplane::modules::jabber::Presences`] and pa notifies the watchers.
+//!   [`dataplane::modules::jabber::Presences`] and pa notifies the watchers; when a session ends
+//!   (lost, idle, off line) the users it saw available are closed for the watchers until a
+//!   session sees them again.
 //!
 //! Stanzas are cut from the stream by a small framer ([`Framer`]: depth counting with quoted
 //! attributes, bounded size) and each is parsed by roxmltree. tokio-xmpp was not used: its
@@ -197,11 +199,23 @@ struct Session {
     jid: String,
     /// Rooms joined: bare room JID → nickname.
     rooms: HashMap<String, String>,
+    /// Jabber users whose presence this session reported available.
+    seen_open: std::collections::HashSet<String>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.reader.abort();
+        // What this session saw can no longer be vouched for (SER notified `terminated`):
+        // watchers see those users closed until a session reports them again.
+        if let Some(sh) = shared() {
+            let p = sh.services.store::<Presences>();
+            for jid in self.seen_open.drain() {
+                if p.set(&jid, false) {
+                    dataplane::modules::pa::jabber_changed(&sh, &jid);
+                }
+            }
+        }
     }
 }
 
@@ -509,6 +523,11 @@ async fn inbound(
                 }
                 _ => return Ok(()),
             };
+            if open {
+                x.seen_open.insert(b.clone());
+            } else {
+                x.seen_open.remove(&b);
+            }
             if let Some(sh) = shared() {
                 if sh.services.store::<Presences>().set(&b, open) {
                     dataplane::modules::pa::jabber_changed(&sh, &b);
@@ -941,6 +960,7 @@ async fn connect(
         gen,
         jid,
         rooms: HashMap::new(),
+        seen_open: Default::default(),
     })
 }
 
