@@ -25,7 +25,7 @@
 //! | `check_time` | int | `20` (seconds between reconnect attempts of an on-line user's lost connection) |
 //! | `aliases` | string | unset (`N;alias1=<delim1>;...`: other IM domains, SER's format) |
 //! | `proxy` | string | unset (where the gateway's SIP MESSAGEs go; default: this server) |
-//! | `registrar` | string | unset (the From of the gateway's notices) |
+//! | `registrar` | string | unset (accepted, no effect: SER's error notices are the script's replies here) |
 //! | `jdomain` | string | unset (`jabber.sipserver.com=<delim>`, delim default `*`) |
 //!
 //! Addresses (SER's rules): a SIP destination `user<delim>jabber_server@jdomain` is the Jabber
@@ -140,6 +140,10 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     commands: &[],
 };
 
+/// Parameters accepted but without effect here (`ser -c` says so): the gateway's error
+/// notices from `registrar` are replaced by the script's reply.
+pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &["registrar"];
+
 /// The accounts table (SER's `sip_jab.jusers`).
 pub const JUSERS: &str = "jusers";
 
@@ -163,7 +167,6 @@ pub struct JabberSettings {
     pub aliases: Vec<(String, Option<char>)>,
     /// Where the gateway's SIP requests go (`sip:host:port`), when set.
     pub proxy: Option<String>,
-    pub registrar: Option<String>,
 }
 
 impl JabberSettings {
@@ -215,7 +218,6 @@ impl JabberSettings {
             delim: delim.unwrap_or('*'),
             aliases,
             proxy,
-            registrar: s("registrar"),
         }
     }
 
