@@ -369,8 +369,8 @@ fn setup(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/jabber.cfg"),
     )
     .unwrap()
-    .replace("DB_URL", &url)
-    .replace("JPORT", &xmpp_port.to_string());
+    .replace("mysql://ser:heslo@localhost/sip_jab", &url)
+    .replace("\"jport\", 5222)", &format!("\"jport\", {xmpp_port})"));
     for (from, to) in edits {
         assert!(text.contains(from), "{from}");
         text = text.replace(from, to);
