@@ -553,6 +553,13 @@ fn sip_and_xmpp_exchange_messages_presence_and_errors() {
         "carol@127.0.0.1 has no Jabber account",
         Duration::from_secs(5)
     ));
+    // Nor can she watch a Jabber user.
+    let r = ask(
+        &carol,
+        ser_addr,
+        &subscribe(&carol, "carol", "bob*xmpp.test@jabber.sip.test", "s2"),
+    );
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
 
     // The Jabber server stops: the gateway notices, the next MESSAGE gets the error reply.
     prosody.stop();

@@ -448,9 +448,14 @@ fn after_account(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], r: JobResult) -
                 L_ERR,
                 "ERROR: jabber: the Jabber accounts cannot be read: {why}"
             );
-            return fail(ctx, env, args);
+            return fail(
+                ctx,
+                env,
+                args,
+                format!("the Jabber accounts cannot be read: {why}"),
+            );
         }
-        _ => return fail(ctx, env, args),
+        _ => return fail(ctx, env, args, "the Jabber accounts cannot be read".into()),
     };
     let Some(p) = ctx.module_state.get::<Pending>() else {
         return ActionResult::Ret(-1);
@@ -478,19 +483,16 @@ fn after_account(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], r: JobResult) -
                 "jabber: {} has no Jabber account (table {JUSERS})",
                 p.sip_id.trim_start_matches("sip:")
             );
-            fail(ctx, env, args)
+            fail(ctx, env, args, "no Jabber account".into())
         }
     }
 }
 
-fn fail(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
+/// Ends the command before the gateway: `then` hears `why` (pa tells "no Jabber account" from a
+/// database fault by it), else the action is false.
+fn fail(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], why: String) -> ActionResult {
     match ctx.module_state.take::<Pending>().and_then(|p| p.then) {
-        Some(then) => then(
-            ctx,
-            env,
-            args,
-            JobResult::Failed("no Jabber account".into()),
-        ),
+        Some(then) => then(ctx, env, args, JobResult::Failed(why)),
         None => ActionResult::Ret(-1),
     }
 }
