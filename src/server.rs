@@ -185,9 +185,13 @@ impl Proxy {
         }
         // Stored bindings first, so that the first lookups after a restart find them.
         crate::locations::load(&shared, &db, &dbs);
+        // pa's stored subscriptions (use_db), likewise before the first request.
+        controlplane::modules::pa::load(&shared, db.handle(), &dbs);
         let usrloc_timer = Some(crate::locations::Timer::start(Arc::clone(&shared))?);
         // nathelper's keep-alives (idle unless the program sets natping_interval).
         let _ = controlplane::modules::nathelper::start_natping(Arc::downgrade(&shared));
+        // jabber's gateway delivers XMPP messages as SIP (its thread starts at the first job).
+        controlplane::modules::jabber::attach(Arc::downgrade(&shared));
         let s2 = Arc::clone(&shared);
         let runtime: Runtime<ShardMsg> =
             Runtime::start(rc, move |shard| ProxyHandler::new(Arc::clone(&s2), shard))

@@ -445,3 +445,96 @@ fn a_published_state_reaches_the_watchers_while_it_lasts() {
     assert_eq!(basic(&nots[0]), "closed");
     assert!(!body_of(&nots[0]).contains("meeting"));
 }
+
+/// The `pa_watchers` rows (callid, s_tag, cseq) of the SQLite database at `url`.
+fn stored(url: &str) -> Vec<(String, String, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cols: Vec<String> = ["callid", "s_tag", "cseq"]
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    rt.block_on(async {
+        controlplane::db::Databases::new(url)
+            .select("", "pa_watchers", &[], &cols)
+            .await
+            .unwrap()
+    })
+    .into_iter()
+    .map(|r| {
+        let c = |i: usize| r[i].clone().unwrap_or_default();
+        (c(0), c(1), c(2))
+    })
+    .collect()
+}
+
+fn cseq_of(m: &str) -> u32 {
+    hdr(m, "CSeq")
+        .and_then(|c| c.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn subscriptions_in_the_database_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("ser-pa-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("ser.db").display());
+    let cfg = CFG.replace(
+        "modparam(\"pa\", \"timer_interval\", 1)",
+        "modparam(\"pa\", \"timer_interval\", 1)\nmodparam(\"pa\", \"use_db\", 1)",
+    );
+    let port = free_port("127.0.0.1");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let args = ["-l", "127.0.0.1", "-p", &port.to_string()];
+    let mut ser = Ser::start_with_env(&cfg, &args, &[("SER_DB_URL", &url)]);
+    let mut w = Watcher::new(addr, "sub-db");
+    w.subscribe("presence", 60);
+    let (rep, nots) = w.collect(Duration::from_secs(3), true, 1);
+    assert!(rep.unwrap().starts_with("SIP/2.0 202 "));
+    assert_eq!(nots.len(), 1);
+    assert_eq!(basic(&nots[0]), "closed");
+    let our_tag = w.to_tag.clone().unwrap();
+    let first = cseq_of(&nots[0]);
+    assert!(ser.terminate(Duration::from_secs(5)).is_some());
+    let rows = stored(&url);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str()),
+        ("sub-db", our_tag.as_str())
+    );
+
+    // A new server: the watcher hears from the same dialog, CSeq going on.
+    let _ser = Ser::start_with_env(&cfg, &args, &[("SER_DB_URL", &url)]);
+    let (_, nots) = w.collect(Duration::from_secs(4), false, 1);
+    assert_eq!(nots.len(), 1, "a NOTIFY after the restart");
+    let n = &nots[0];
+    assert_eq!(hdr(n, "Call-ID"), Some("sub-db"));
+    assert_eq!(hdr(n, "From").and_then(tag_of), Some(our_tag.as_str()));
+    assert_eq!(basic(n), "closed");
+    let after = cseq_of(n);
+    assert!(after > first, "{after} > {first}");
+    let phone = sock();
+    assert!(register(addr, &phone, 30).starts_with("SIP/2.0 200 "));
+    let (_, nots) = w.collect(Duration::from_secs(4), false, 1);
+    assert_eq!(nots.len(), 1);
+    assert_eq!(basic(&nots[0]), "open");
+    assert!(cseq_of(&nots[0]) > after);
+    // The restored subscription is a known dialog: unsubscribing gets 200, not 481.
+    w.subscribe("presence", 0);
+    let (rep, _) = w.collect(Duration::from_secs(3), true, 1);
+    assert!(rep.unwrap().starts_with("SIP/2.0 200 "));
+    let end = Instant::now() + Duration::from_secs(5);
+    while !stored(&url).is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        stored(&url).is_empty(),
+        "the row goes with the subscription"
+    );
+    drop(_ser);
+    let _ = std::fs::remove_dir_all(&dir);
+}

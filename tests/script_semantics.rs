@@ -533,7 +533,8 @@ fn forward_variants_reach_the_env() {
 
 #[test]
 fn unimplemented_function_fails_clearly_once() {
-    let src = "loadmodule \"jabber.so\"\nroute{ if (!jab_send_message()) { setflag(1); }; jab_send_message(); }";
+    let src =
+        "loadmodule \"sms.so\"\nroute{ if (!sms_send_msg()) { setflag(1); }; sms_send_msg(); }";
     let p = program(src);
     let mut env = MockEnv::new();
     for _ in 0..3 {
@@ -544,14 +545,14 @@ fn unimplemented_function_fails_clearly_once() {
     let lines: Vec<_> = env
         .logs
         .iter()
-        .filter(|(_, l)| l.contains("jab_send_message"))
+        .filter(|(_, l)| l.contains("sms_send_msg"))
         .collect();
     assert_eq!(lines.len(), 1, "{:?}", env.logs);
     assert_eq!(
         lines[0],
         &(
             level::ERR,
-            "ERROR: function `jab_send_message` (module jabber) is not implemented in this build"
+            "ERROR: function `sms_send_msg` (module sms) is not implemented in this build"
                 .to_string()
         )
     );
@@ -565,11 +566,11 @@ fn unimplemented_calls_lists_each_pair_once() {
     let u = dataplane::script::unimplemented_calls(&p);
     assert!(u.is_empty(), "{u:?}");
     let p = program(
-        "loadmodule \"jabber.so\"\nroute{ jab_send_message(); route(1); }\nroute[1]{ jab_send_message(); jab_join_jconf(); }",
+        "loadmodule \"sms.so\"\nroute{ sms_send_msg(); route(1); }\nroute[1]{ sms_send_msg(); sms_send_msg_to_net(\"x\"); }",
     );
     assert_eq!(
         dataplane::script::unimplemented_calls(&p),
-        [("jabber", "jab_send_message"), ("jabber", "jab_join_jconf")]
+        [("sms", "sms_send_msg"), ("sms", "sms_send_msg_to_net")]
     );
     let p =
         program("loadmodule \"textops.so\"\nroute{ search(\"x\"); append_hf(\"X: y\\r\\n\"); }");

@@ -146,6 +146,13 @@ where
                         relay.submit(req.job, Box::new(move |r| deliver(shard, id, r)));
                         continue;
                     }
+                    if let Job::Jabber(j) = req.job {
+                        // The gateway's connection answers when the command is done.
+                        let deliver = deliver.clone();
+                        let (shard, id) = (req.shard, req.id);
+                        crate::modules::jabber::submit(*j, move |r| deliver(shard, id, r));
+                        continue;
+                    }
                     if let Job::Radius(r) = req.job {
                         let deliver = deliver.clone();
                         let (shard, id) = (req.shard, req.id);
@@ -264,6 +271,7 @@ pub fn run(job: &Job) -> JobResult {
         }
         Job::Radius(r) => crate::modules::radius::run_blocking(r),
         Job::RtpRelay { .. } => crate::modules::nathelper::run(job),
+        Job::Jabber(_) => JobResult::Failed("jabber: the gateway is not running".into()),
     }
 }
 

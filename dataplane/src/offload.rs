@@ -113,6 +113,9 @@ pub enum Job {
         /// How long to wait for the answer.
         timeout: std::time::Duration,
     },
+    /// A command to the SIP-XMPP gateway of module jabber (a message to send, a presence to
+    /// change, a room to join): answered `Rows(vec![])` when done, `Failed` when not.
+    Jabber(Box<crate::modules::jabber::JabberJob>),
 }
 
 /// One database change. Column values are text (`None` = NULL): every backend converts, and SER's
@@ -216,6 +219,7 @@ impl Job {
             Job::EnumQuery { .. } => "enum",
             Job::Radius(_) => "radius",
             Job::RtpRelay { .. } => "rtp",
+            Job::Jabber(_) => "jabber",
         }
     }
 }

@@ -291,6 +291,38 @@ pub const TABLES: &[Table] = &[
         ],
         key: &[],
     },
+    // Module jabber's accounts (SER's sip_jab database, here beside the other tables).
+    Table {
+        name: "jusers",
+        version: 1,
+        columns: &[
+            c("juid", Serial),
+            d("jab_id", Str(128), ""),
+            n("jab_passwd", Str(50)),
+            d("sip_id", Str(128), ""),
+            d("type", Int, "0"),
+        ],
+        key: &[],
+    },
+    // Module pa's subscriptions with use_db (ser's table: the whole notifier dialog).
+    Table {
+        name: "pa_watchers",
+        version: 1,
+        columns: &[
+            d("s_key", Str(255), ""),
+            d("presentity", Str(255), ""),
+            d("w_uri", Str(255), ""),
+            d("w_tag", Str(128), ""),
+            d("s_tag", Str(128), ""),
+            d("callid", Str(255), ""),
+            d("contact", Str(255), ""),
+            n("next_hop", Str(255)),
+            d("local_contact", Str(255), ""),
+            d("cseq", Int, "1"),
+            d("expires", Int, "0"),
+        ],
+        key: &["callid", "s_tag"],
+    },
     Table {
         name: "domain",
         version: 1,

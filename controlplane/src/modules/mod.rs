@@ -2,6 +2,8 @@
 
 pub mod r#enum;
 pub mod exec;
+pub mod jabber;
 pub mod nathelper;
+pub mod pa;
 pub mod radius;
 pub mod vm;

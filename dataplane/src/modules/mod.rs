@@ -140,6 +140,7 @@ pub fn param_is_implemented(m: &ModuleDecl, name: &str) -> bool {
     }
     let not: &[&str] = match m.name {
         "acc" => acc::NOT_IMPLEMENTED_PARAMS,
+        "jabber" => jabber::NOT_IMPLEMENTED_PARAMS,
         _ => &[],
     };
     !not.contains(&name)

@@ -13,6 +13,9 @@
 //! | `timer_interval` | int | `10` (seconds between checks of presentities and expiries) |
 //! | `max_expires` | int | `0` (ser's addition: longest subscription granted; 0 = no cap) |
 //! | `max_watchers` | int | `0` (ser's addition: watchers per presentity; 0 = no limit) |
+//! | `use_db` | int | `0` (1: subscriptions are kept in the database and survive a restart) |
+//! | `db_url` | string | `""` (the server's default database) |
+//! | `watcher_table` | string | `"pa_watchers"` (ser's table: one row per subscription dialog) |
 //!
 //! `handle_subscription("registrar")` answers a SUBSCRIBE itself (statelessly; call it instead
 //! of relaying). The presentity is the request URI's user (with usrloc's `use_domain`, user and
@@ -37,16 +40,28 @@
 //! removes it, an unknown or expired entity tag → 412. While a publication lasts, watchers get
 //! the latest published document instead of the registrar's view, at once on every change.
 //!
-//! Not done: `handle_subscription("jabber")` (needs the jabber gateway: returns false),
-//! composing several publications of one presentity (the latest wins), keeping subscriptions
-//! and publications in the database (they live in memory; a restart loses
-//! them and watchers re-subscribe when their NOTIFYs fail), Record-Route in the subscription
+//! `handle_subscription("jabber")` (module jabber loaded): the request URI names a Jabber user
+//! (`user<delim>server@jdomain`), the watcher is the From user, who needs a Jabber account
+//! (`jusers`; none → 403, the gateway down → 503). The watcher's gateway connection subscribes
+//! to the Jabber user's presence; watchers get `open` while the Jabber user is available, and a
+//! NOTIFY at each XMPP presence change. A URI that is no Jabber user → 404.
+//!
+//! With `use_db = 1` every subscription is also a row of `watcher_table` (SER's pa kept only its
+//! `watcherinfo`; this table holds the whole notifier dialog: `s_key`, `presentity`, `w_uri`,
+//! `w_tag`, `s_tag`, `callid`, `contact`, `next_hop`, `local_contact`, `cseq`, `expires`),
+//! written through the server's queue of database writes on each change (new, refresh, every
+//! NOTIFY's CSeq, end). At start-up the unexpired rows are loaded back; the first check sends
+//! each watcher a NOTIFY with the current state in the same dialog.
+//!
+//! Not done: composing several publications of one presentity (the latest wins), keeping
+//! publications in the database (they live in memory), Record-Route in the subscription
 //! dialog (NOTIFYs go straight to the watcher's Contact).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::offload::JobResult;
 use crate::proxy::shared::Shared;
 use crate::script::env::{ActionResult, Env};
 use crate::script::ir::{Arg, Program, Proto};
@@ -86,6 +101,9 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::int("timer_interval", 10),
         ParamDecl::int("max_expires", 0),
         ParamDecl::int("max_watchers", 0),
+        ParamDecl::int("use_db", 0),
+        ParamDecl::str("db_url", ""),
+        ParamDecl::str("watcher_table", "pa_watchers"),
     ],
     renamed_functions: &[Renamed {
         old: "handle_subscribe",
@@ -118,6 +136,8 @@ pub struct PaConfig {
     max_watchers: usize,
     use_domain: bool,
     case_sensitive: bool,
+    /// With `use_db`: the database URL and table the subscriptions are kept in.
+    db: Option<(String, String)>,
 }
 
 impl PaConfig {
@@ -136,8 +156,147 @@ impl PaConfig {
             use_domain: int(&super::usrloc::MODULE, "use_domain", 0) != 0
                 || int(&super::registrar::MODULE, "use_domain", 0) != 0,
             case_sensitive: int(&super::registrar::MODULE, "case_sensitive", 0) != 0,
+            db: (int(&MODULE, "use_db", 0) != 0).then(|| {
+                let s = |n: &str, d: &str| {
+                    super::param(program, &MODULE, n)
+                        .and_then(|p| p.str())
+                        .map(|v| v.trim().to_string())
+                        .filter(|v| !v.is_empty())
+                        .unwrap_or_else(|| d.to_string())
+                };
+                let url = s("db_url", "");
+                let url = if url.contains("://") {
+                    url
+                } else {
+                    String::new()
+                };
+                (url, s("watcher_table", "pa_watchers"))
+            }),
         }
     }
+
+    /// With `use_db`: (database URL, table) of the subscriptions.
+    pub fn db(&self) -> Option<&(String, String)> {
+        self.db.as_ref()
+    }
+}
+
+/// The columns of the subscriptions table, in the order [`restore`] reads them.
+pub const WATCHER_COLUMNS: &[&str] = &[
+    "s_key",
+    "presentity",
+    "w_uri",
+    "w_tag",
+    "s_tag",
+    "callid",
+    "contact",
+    "next_hop",
+    "local_contact",
+    "cseq",
+    "expires",
+];
+
+/// The database (URL, table) of the running program's pa, when it keeps subscriptions there.
+fn db_of(shared: &Shared) -> Option<(String, String)> {
+    shared
+        .program
+        .load()
+        .configs
+        .get::<PaConfig>()
+        .and_then(|c| c.db.clone())
+}
+
+/// Writes `sub` (queued: the write never holds up a shard).
+fn persist(services: &crate::services::Services, db: &(String, String), sub: &Sub) {
+    let v = |x: &str| Some(x.to_string());
+    let w = crate::offload::DbWrite::Upsert {
+        url: db.0.clone(),
+        table: db.1.clone(),
+        keys: vec![
+            ("callid".into(), sub.call_id.clone()),
+            ("s_tag".into(), sub.our_tag.clone()),
+        ],
+        row: vec![
+            ("s_key".into(), Some(text(&sub.key))),
+            ("presentity".into(), v(&sub.presentity)),
+            ("w_uri".into(), v(&sub.watcher)),
+            ("w_tag".into(), v(&sub.watcher_tag)),
+            ("contact".into(), v(&sub.target)),
+            ("next_hop".into(), sub.next_hop.clone()),
+            ("local_contact".into(), v(&sub.contact)),
+            ("cseq".into(), Some(sub.cseq.to_string())),
+            ("expires".into(), Some(sub.until.to_string())),
+        ],
+    };
+    if !services.db.post(w) {
+        ser_log!(
+            L_ERR,
+            "ERROR: pa: the subscription {} could not be queued for the database",
+            sub.call_id
+        );
+    }
+}
+
+/// Deletes the subscription (`call_id`, `our_tag`) from the database.
+fn forget(
+    services: &crate::services::Services,
+    db: &(String, String),
+    call_id: &str,
+    our_tag: &str,
+) {
+    let w = crate::offload::DbWrite::Delete {
+        url: db.0.clone(),
+        table: db.1.clone(),
+        keys: vec![
+            ("callid".into(), call_id.to_string()),
+            ("s_tag".into(), our_tag.to_string()),
+        ],
+    };
+    if !services.db.post(w) {
+        ser_log!(
+            L_ERR,
+            "ERROR: pa: the end of subscription {call_id} could not be queued for the database"
+        );
+    }
+}
+
+/// Puts subscriptions read from the database (rows of [`WATCHER_COLUMNS`]) back, at start-up;
+/// the first check notifies each watcher of the current state. Returns how many were kept.
+pub fn restore(shared: &Shared, rows: &[Vec<Option<String>>]) -> usize {
+    let store = shared.services.store::<Subscriptions>();
+    let now = now_unix();
+    let mut map = store.lock();
+    let mut n = 0;
+    for r in rows {
+        let c = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        let until: u64 = c(10).trim().parse().unwrap_or(0);
+        let (call_id, our_tag) = (c(5), c(4));
+        if until <= now
+            || call_id.is_empty()
+            || our_tag.is_empty()
+            || map.len() >= MAX_SUBSCRIPTIONS
+        {
+            continue;
+        }
+        let sub = Sub {
+            key: c(0).into_bytes(),
+            presentity: c(1),
+            watcher: c(2),
+            watcher_tag: c(3),
+            our_tag: our_tag.clone(),
+            call_id: call_id.clone(),
+            target: c(6),
+            next_hop: r.get(7).cloned().flatten().filter(|h| !h.is_empty()),
+            contact: c(8),
+            cseq: c(9).trim().parse().unwrap_or(1),
+            until,
+            // Unknown: the first check sends the current state.
+            last: String::new(),
+        };
+        map.insert((call_id, our_tag), sub);
+        n += 1;
+    }
+    n
 }
 
 fn resolve_config(program: &Program) -> ModuleConfig {
@@ -203,6 +362,14 @@ impl Subscriptions {
     /// The document watchers of `key` get now: its latest unexpired publication, else the
     /// registrar's view (open while it has a binding).
     fn document(&self, shared: &Shared, key: &[u8], presentity: &str, now: u64) -> String {
+        if let Some(jid) = key.strip_prefix(JABBER_KEY) {
+            // A Jabber user: the XMPP presence the gateway's connections see.
+            let open = shared
+                .services
+                .store::<super::jabber::Presences>()
+                .open(&text(jid));
+            return pidf(presentity, open);
+        }
         let published = self.publications().get(key).and_then(|v| {
             v.iter()
                 .rev()
@@ -264,12 +431,57 @@ fn reply(ctx: &mut Ctx, env: &mut dyn Env, code: u16, reason: &str, extra: &str)
     env.reply(ctx, code, reason.as_bytes())
 }
 
+/// Key prefix of the subscriptions to Jabber users (the rest is the bare JID).
+const JABBER_KEY: &[u8] = b"xmpp:";
+
+/// Set while a `handle_subscription("jabber")` runs again after the gateway took the watch.
+struct JabberWatched(String);
+
+/// The gateway's answer to the watch of a new Jabber subscription.
+fn after_watch(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg], r: JobResult) -> ActionResult {
+    match r {
+        JobResult::Rows(_) => {
+            let Some(jid) = ctx.module_state.take::<JabberWatch>() else {
+                return ActionResult::Ret(-1);
+            };
+            ctx.module_state.set(JabberWatched(jid.0));
+            handle_subscription(ctx, env, args)
+        }
+        JobResult::Failed(why) if why.starts_with("no Jabber account") => {
+            reply(ctx, env, 403, "Forbidden (No Jabber Account)", "")
+        }
+        JobResult::Failed(why) => {
+            ser_log!(L_ERR, "ERROR: pa: jabber subscription: {why}");
+            reply(
+                ctx,
+                env,
+                503,
+                "Jabber Gateway Unavailable",
+                "Retry-After: 60\r\n",
+            )
+        }
+        _ => ActionResult::Ret(-1),
+    }
+}
+
+/// The JID a new Jabber subscription watches, between its jobs.
+struct JabberWatch(String);
+
+/// Presence of the Jabber user `jid` changed (the gateway saw it): its watchers are notified.
+pub fn jabber_changed(shared: &Shared, jid: &str) {
+    let store = shared.services.store::<Subscriptions>();
+    let mut key = JABBER_KEY.to_vec();
+    key.extend_from_slice(jid.as_bytes());
+    notify_changed(shared, &store, Some(&key), now_unix());
+}
+
 fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
     let domain = arg(args);
-    if !domain.eq_ignore_ascii_case("registrar") {
+    let jabber = domain.eq_ignore_ascii_case("jabber");
+    if !domain.eq_ignore_ascii_case("registrar") && !jabber {
         ser_log!(
             L_ERR,
-            "ERROR: pa: handle_subscription(\"{domain}\"): only \"registrar\" presence is available in this build"
+            "ERROR: pa: handle_subscription(\"{domain}\"): the domain is \"registrar\" or \"jabber\""
         );
         return ActionResult::Ret(-1);
     }
@@ -315,6 +527,13 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
                     if expires == 0 {
                         map.remove(&k);
                     }
+                    if let (Some(db), Some(shared)) = (&cfg.db, env.shared()) {
+                        if expires == 0 {
+                            forget(&shared.services, db, &s2.call_id, &s2.our_tag);
+                        } else {
+                            persist(&shared.services, db, &s2);
+                        }
+                    }
                     Some(s2)
                 }
             }
@@ -350,13 +569,36 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
     let Some(user) = ruri.user_unescaped().filter(|u| !u.is_empty()) else {
         return reply(ctx, env, 404, "Not Found", "");
     };
-    let key = crate::usrloc::aor_key(
-        &user,
-        cfg.use_domain.then_some(ruri.host_raw),
-        cfg.case_sensitive,
-    )
-    .to_vec();
-    let presentity = format!("sip:{}@{}", text(&user), text(ruri.host_raw));
+    let (user_s, host_s) = (text(&user), text(ruri.host_raw));
+    let user_b = user.to_vec();
+    let key = if jabber {
+        let Some(JabberWatched(jid)) = ctx.module_state.take::<JabberWatched>() else {
+            // First the watcher's Jabber connection asks for the presence of the user watched.
+            let j =
+                crate::script::config(&*env, super::jabber::JabberSettings::resolve).into_owned();
+            let Some((jid, None)) = j.to_jid(&user_s, &host_s) else {
+                return reply(ctx, env, 404, "Not A Jabber User", "");
+            };
+            ctx.module_state.set(JabberWatch(jid.clone()));
+            return super::jabber::start(
+                ctx,
+                env,
+                super::jabber::JabberOp::Watch { jid },
+                Some(after_watch),
+            );
+        };
+        let mut k = JABBER_KEY.to_vec();
+        k.extend_from_slice(super::jabber::bare(&jid).as_bytes());
+        k
+    } else {
+        crate::usrloc::aor_key(
+            &user_b,
+            cfg.use_domain.then_some(host_s.as_bytes()),
+            cfg.case_sensitive,
+        )
+        .to_vec()
+    };
+    let presentity = format!("sip:{user_s}@{host_s}");
     let Some(target) = ctx
         .msg
         .contacts()
@@ -423,6 +665,10 @@ fn handle_subscription(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> Action
             }
         }
         map.insert(k, sub.clone());
+        drop(map);
+        if let (Some(db), Some(shared)) = (&cfg.db, env.shared()) {
+            persist(&shared.services, db, &sub);
+        }
     }
     let r = reply(
         ctx,
@@ -642,6 +888,7 @@ fn notify(
     );
     let k = (sub.call_id.clone(), sub.our_tag.clone());
     let store2 = Arc::clone(store);
+    let db = db_of(shared).map(|d| (d, Arc::clone(&shared.services)));
     let req = UacRequest {
         method: "NOTIFY".into(),
         ruri: sub.target.clone(),
@@ -652,6 +899,9 @@ fn notify(
             // RFC 6665 §4.2.2: 481 or no answer ends the subscription.
             if r.code == 481 || r.code == 408 {
                 store2.lock().remove(&k);
+                if let Some((db, services)) = &db {
+                    forget(services, db, &k.0, &k.1);
+                }
                 ser_log!(
                     L_DBG,
                     "pa: NOTIFY answered {} {}: subscription removed",
@@ -702,6 +952,7 @@ fn notify_changed(shared: &Shared, store: &Arc<Subscriptions>, only: Option<&[u8
         .cloned()
         .collect();
     let mut out: Vec<(Sub, String, &'static str, &'static str)> = Vec::new();
+    let db = db_of(shared);
     for s in subs {
         let doc = store.document(shared, &s.key, &s.presentity, now);
         let k = (s.call_id.clone(), s.our_tag.clone());
@@ -718,6 +969,13 @@ fn notify_changed(shared: &Shared, store: &Arc<Subscriptions>, only: Option<&[u8
         }
     }
     for (s, doc, state, reason) in out {
+        if let Some(db) = &db {
+            if state == "active" {
+                persist(&shared.services, db, &s);
+            } else {
+                forget(&shared.services, db, &s.call_id, &s.our_tag);
+            }
+        }
         notify(shared, store, &s, &doc, state, reason);
     }
 }

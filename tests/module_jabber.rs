@@ -1,0 +1,661 @@
+//! Module `jabber` (with pa's `handle_subscription("jabber")`) end to end: the real `ser`
+//! running tests/data/scripts/jabber.cfg, a real XMPP server (Debian's prosody, configured by
+//! the test in a temporary directory, c2s on loopback only, plaintext SASL PLAIN allowed since
+//! the gateway speaks no TLS), a small XMPP client in the test acting as the Jabber user bob,
+//! and a UDP socket registered as the SIP user alice's contact. Asserted: a SIP MESSAGE becomes
+//! an XMPP message from alice's Jabber identity; bob's XMPP message reaches alice's contact as a
+//! SIP MESSAGE; bob's XMPP presence reaches a SIP watcher as PIDF NOTIFYs; a SIP user without a
+//! Jabber account, and a stopped Jabber server, get the script's error reply; after the server
+//! comes back the gateway reconnects by itself.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/net.rs"]
+mod net;
+#[macro_use]
+#[path = "support/skip.rs"]
+mod skip;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use net::*;
+
+/// Ports of this test (its range is 7100-7199).
+const XMPP_PORT: u16 = 7101;
+const SIP_PORT: u16 = 7102;
+const XMPP_PORT2: u16 = 7103;
+const SIP_PORT2: u16 = 7104;
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A prosody of the test's own: config, data and pid in `dir`.
+struct Prosody {
+    cfg: PathBuf,
+    child: Option<KillOnDrop>,
+}
+
+impl Prosody {
+    fn configure(dir: &Path, port: u16) -> Prosody {
+        let d = dir.display();
+        let cfg = dir.join("prosody.cfg.lua");
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(
+            &cfg,
+            format!(
+                "daemonize = false\nrun_as_root = true\npidfile = \"{d}/prosody.pid\"\n\
+                 data_path = \"{d}/data\"\ncertificates = \"{d}\"\n\
+                 log = {{ info = \"{d}/prosody.log\" }}\n\
+                 interfaces = {{ \"127.0.0.1\" }}\nc2s_interfaces = {{ \"127.0.0.1\" }}\n\
+                 c2s_ports = {{ {port} }}\ns2s_ports = {{ }}\nc2s_direct_tls_ports = {{ }}\n\
+                 modules_enabled = {{ \"roster\"; \"saslauth\"; \"disco\"; \"ping\"; \"presence\" }}\n\
+                 modules_disabled = {{ \"s2s\" }}\n\
+                 -- loopback only, and the gateway speaks no TLS\n\
+                 allow_unencrypted_plain_auth = true\nc2s_require_encryption = false\n\
+                 authentication = \"internal_plain\"\n\
+                 VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\nmuc_room_locking = false\n"
+            ),
+        )
+        .unwrap();
+        Prosody { cfg, child: None }
+    }
+
+    fn register(&self, user: &str, pass: &str) {
+        let st = Command::new("prosodyctl")
+            .arg("--config")
+            .arg(&self.cfg)
+            .args(["register", user, "xmpp.test", pass])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "prosodyctl register {user}");
+    }
+
+    fn start(&mut self, port: u16) {
+        let child = Command::new("prosody")
+            .arg("--config")
+            .arg(&self.cfg)
+            .arg("-F")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(KillOnDrop(child));
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "prosody did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.0.kill();
+            let _ = c.0.wait();
+        }
+    }
+}
+
+/// The Jabber user of the test: a blocking XMPP client, enough for messages and presence.
+struct Xmpp {
+    s: TcpStream,
+    seen: String,
+}
+
+impl Xmpp {
+    fn login(port: u16, user: &str, pass: &str) -> Xmpp {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut x = Xmpp {
+            s,
+            seen: String::new(),
+        };
+        let header = "<?xml version='1.0'?><stream:stream to='xmpp.test' xmlns='jabber:client' \
+                      xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+        x.send(header);
+        x.wait("</stream:features>");
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+        x.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>"
+        ));
+        x.wait("<success");
+        x.send(header);
+        x.wait("</stream:features>");
+        x.send(
+            "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>test</resource></bind></iq>",
+        );
+        x.wait("</iq>");
+        x.send("<presence/>");
+        x
+    }
+
+    fn send(&mut self, xml: &str) {
+        self.s.write_all(xml.as_bytes()).unwrap();
+    }
+
+    /// Reads until `needle` was received (≤ 10 s); returns what came up to the end of it and
+    /// keeps the rest.
+    fn wait(&mut self, needle: &str) -> String {
+        self.wait_for(needle, Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no {needle:?} from the XMPP server; got {:?}", self.seen))
+    }
+
+    /// Reads until an opening tag containing every one of `parts` was received (≤ 10 s);
+    /// returns that tag.
+    fn wait_tag(&mut self, parts: &[&str]) -> String {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 8192];
+        loop {
+            let mut from = 0;
+            while let Some(i) = self.seen[from..].find('<').map(|i| i + from) {
+                let Some(j) = self.seen[i..].find('>').map(|j| j + i) else {
+                    break;
+                };
+                let tag = &self.seen[i..=j];
+                if parts.iter().all(|p| tag.contains(p)) {
+                    let tag = tag.to_string();
+                    self.seen.drain(..=j);
+                    return tag;
+                }
+                from = j + 1;
+            }
+            assert!(
+                Instant::now() < end,
+                "no tag with {parts:?} from the XMPP server; got {:?}",
+                self.seen
+            );
+            if let Ok(n) = self.s.read(&mut buf) {
+                assert!(n > 0, "the XMPP server closed the stream");
+                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    }
+
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> Option<String> {
+        let end = Instant::now() + limit;
+        let mut buf = [0u8; 8192];
+        loop {
+            if let Some(i) = self.seen.find(needle) {
+                let upto = i + needle.len();
+                let got = self.seen[..upto].to_string();
+                self.seen.drain(..upto);
+                return Some(got);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+fn sock() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    s
+}
+
+fn register(ser: SocketAddr, phone: &UdpSocket, user: &str, expires: u32) -> String {
+    let me = phone.local_addr().unwrap();
+    format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-reg-{user}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=r-{user}\r\n\
+         To: <sip:{user}@127.0.0.1>\r\nCall-ID: reg-{user}@{me}\r\nCSeq: {} REGISTER\r\n\
+         Contact: <sip:{user}@{me}>\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
+        if expires == 0 { 2 } else { 1 }
+    )
+    .replace("sip:127.0.0.1 SIP", &format!("sip:{ser} SIP"))
+}
+
+fn message(from: &UdpSocket, user: &str, to: &str, body: &str, call: &str) -> String {
+    let me = from.local_addr().unwrap();
+    format!(
+        "MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=t-{call}\r\n\
+         To: <sip:{to}>\r\nCall-ID: {call}\r\nCSeq: 1 MESSAGE\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A MESSAGE carrying the test script's `X-Jconf` command for the conference `to`.
+fn jconf(from: &UdpSocket, user: &str, to: &str, cmd: &str, call: &str) -> String {
+    message(from, user, to, "", call).replacen(
+        "Content-Type:",
+        &format!("X-Jconf: {cmd}\r\nContent-Type:"),
+        1,
+    )
+}
+
+fn subscribe(from: &UdpSocket, user: &str, to: &str, call: &str) -> String {
+    let me = from.local_addr().unwrap();
+    format!(
+        "SUBSCRIBE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=w-{call}\r\n\
+         To: <sip:{to}>\r\nCall-ID: {call}\r\nCSeq: 1 SUBSCRIBE\r\nEvent: presence\r\n\
+         Contact: <sip:{user}@{me}>\r\nExpires: 300\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// A 200 to the request `req` (Via, From, To + tag, Call-ID, CSeq copied).
+fn ok(req: &str) -> String {
+    let mut out = "SIP/2.0 200 OK\r\n".to_string();
+    for l in req.split("\r\n") {
+        let lower = l.to_ascii_lowercase();
+        if ["via:", "from:", "call-id:", "cseq:"]
+            .iter()
+            .any(|p| lower.starts_with(p))
+        {
+            out.push_str(l);
+            out.push_str("\r\n");
+        } else if lower.starts_with("to:") {
+            out.push_str(l);
+            if !lower.contains("tag=") {
+                out.push_str(";tag=ua");
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// What `s` receives within `wait`: the first final reply, or the first request of `method`
+/// (answered 200); requests of other methods are answered too.
+fn next(s: &UdpSocket, want: &str, wait: Duration) -> Option<String> {
+    let end = Instant::now() + wait;
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < end {
+        let Ok((n, from)) = s.recv_from(&mut buf) else {
+            continue;
+        };
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m.starts_with("SIP/2.0 ") {
+            if !m.starts_with("SIP/2.0 1") && want == "reply" {
+                return Some(m);
+            }
+            continue;
+        }
+        s.send_to(ok(&m).as_bytes(), from).unwrap();
+        if m.starts_with(&format!("{want} ")) {
+            return Some(m);
+        }
+    }
+    None
+}
+
+/// Whether `watcher` gets a NOTIFY whose PIDF says `basic` within 10 s.
+fn notified(watcher: &UdpSocket, basic: &str) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Some(n) = next(watcher, "NOTIFY", Duration::from_millis(500)) {
+            if body_of(&n).contains(&format!("<basic>{basic}</basic>")) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+fn body_of(m: &str) -> &str {
+    m.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Sends `req` and returns the final reply (≤ 10 s).
+fn ask(s: &UdpSocket, ser: SocketAddr, req: &str) -> String {
+    s.send_to(req.as_bytes(), ser).unwrap();
+    next(s, "reply", Duration::from_secs(10)).expect("a final reply")
+}
+
+/// A prosody on `xmpp_port` with the Jabber accounts `users` (name = password prefix) and bob,
+/// SER's jusers rows mapping `user@127.0.0.1` to `user@xmpp.test`, and ser on `sip_port`
+/// running tests/data/scripts/jabber.cfg with `edits` applied.
+fn setup(
+    xmpp_port: u16,
+    sip_port: u16,
+    users: &[&str],
+    edits: &[(&str, &str)],
+) -> (Dir, Prosody, Ser, SocketAddr) {
+    let dir =
+        Dir(std::env::temp_dir().join(format!("ser-jabber-{}-{xmpp_port}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let mut prosody = Prosody::configure(&dir.0, xmpp_port);
+    for u in users {
+        prosody.register(u, &format!("{u}-pw"));
+    }
+    prosody.register("bob", "bob-pw");
+    prosody.start(xmpp_port);
+    let url = format!("sqlite://{}", dir.0.join("ser.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = controlplane::db::Databases::new(url.as_str());
+        let db = db.get("").await.unwrap();
+        let row = |c: &str, v: &str| (c.to_string(), Some(v.to_string()));
+        for u in users {
+            db.insert(
+                "jusers",
+                &[
+                    row("jab_id", &format!("{u}@xmpp.test")),
+                    row("jab_passwd", &format!("{u}-pw")),
+                    row("sip_id", &format!("{u}@127.0.0.1")),
+                    row("type", "0"),
+                ],
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let mut text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/jabber.cfg"),
+    )
+    .unwrap()
+    .replace("mysql://ser:heslo@localhost/sip_jab", &url)
+    .replace("\"jport\", 5222)", &format!("\"jport\", {xmpp_port})"));
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    let ser_addr: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let ser = Ser::start_with_env(
+        &text,
+        &["-l", "127.0.0.1", "-p", &sip_port.to_string()],
+        &[("SER_DB_URL", &url)],
+    );
+    (dir, prosody, ser, ser_addr)
+}
+
+#[test]
+fn sip_and_xmpp_exchange_messages_presence_and_errors() {
+    if !have("prosody") || !have("prosodyctl") {
+        skip!("prosody is not installed (apt-get install prosody)");
+    }
+    let (_dir, mut prosody, ser, ser_addr) = setup(XMPP_PORT, SIP_PORT, &["alice"], &[]);
+
+    let mut bob = Xmpp::login(XMPP_PORT, "bob", "bob-pw");
+    let phone = sock();
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+
+    // SIP → XMPP.
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(
+            &phone,
+            "alice",
+            "bob*xmpp.test@jabber.sip.test",
+            "hello <bob> & co",
+            "m1",
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    let got = bob.wait("</message>");
+    assert!(
+        got.contains("from='alice@xmpp.test/serXjab'")
+            || got.contains("from=\"alice@xmpp.test/serXjab\""),
+        "{got}"
+    );
+    assert!(
+        got.contains("<body>hello &lt;bob&gt; &amp; co</body>"),
+        "{got}"
+    );
+
+    // XMPP → SIP, at alice's registered contact.
+    bob.send("<message to='alice@xmpp.test' type='chat'><body>hi alice &amp; all</body></message>");
+    let m = next(&phone, "MESSAGE", Duration::from_secs(10)).expect("a MESSAGE from the gateway");
+    assert!(m.starts_with("MESSAGE sip:alice@"), "{m}");
+    assert!(
+        m.contains("From: <sip:bob*xmpp.test@jabber.sip.test>"),
+        "{m}"
+    );
+    assert_eq!(body_of(&m), "hi alice & all");
+
+    // Presence → NOTIFY: alice watches bob.
+    let watcher = sock();
+    let r = ask(
+        &watcher,
+        ser_addr,
+        &subscribe(&watcher, "alice", "bob*xmpp.test@jabber.sip.test", "s1"),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    let n = next(&watcher, "NOTIFY", Duration::from_secs(10)).expect("the first NOTIFY");
+    assert!(n.contains("Content-Type: application/pidf+xml"), "{n}");
+    assert!(
+        n.contains("entity=\"sip:bob*xmpp.test@jabber.sip.test\""),
+        "{n}"
+    );
+    // bob's server asks him; he accepts and his presence goes to alice's connection.
+    bob.wait("type='subscribe'");
+    bob.send("<presence to='alice@xmpp.test' type='subscribed'/>");
+    let mut open = body_of(&n).contains("<basic>open</basic>");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !open && Instant::now() < end {
+        if let Some(n) = next(&watcher, "NOTIFY", Duration::from_millis(500)) {
+            open = body_of(&n).contains("<basic>open</basic>");
+        }
+    }
+    assert!(open, "bob's availability was notified");
+    bob.send("<presence type='unavailable'/>");
+    let n = next(&watcher, "NOTIFY", Duration::from_secs(10)).expect("a NOTIFY when bob leaves");
+    assert!(body_of(&n).contains("<basic>closed</basic>"), "{n}");
+    bob.send("<presence/>");
+    let n = next(&watcher, "NOTIFY", Duration::from_secs(10)).expect("a NOTIFY when bob is back");
+    assert!(body_of(&n).contains("<basic>open</basic>"), "{n}");
+
+    // A conference (XMPP MUC): alice joins room@conf.xmpp.test as "alice", bob is there.
+    bob.send("<presence to='room@conf.xmpp.test/bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    bob.wait("from='room@conf.xmpp.test/bob'");
+    let room = "alice*room*conf.xmpp.test@jabber.sip.test";
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", room, "early", "c0"),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "not joined yet: {r}");
+    let r = ask(
+        &phone,
+        ser_addr,
+        &jconf(&phone, "alice", room, "join", "c1"),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    bob.wait("from='room@conf.xmpp.test/alice'");
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", room, "hello room", "c2"),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    let got = bob.wait("<body>hello room</body>");
+    assert!(
+        got.contains("type='groupchat'") || got.contains("type=\"groupchat\""),
+        "{got}"
+    );
+    bob.send(
+        "<message to='room@conf.xmpp.test' type='groupchat'><body>hi from bob</body></message>",
+    );
+    let m = loop {
+        let m = next(&phone, "MESSAGE", Duration::from_secs(10)).expect("the room's message");
+        if body_of(&m) == "hi from bob" {
+            break m;
+        }
+    };
+    assert!(
+        m.contains("From: <sip:bob*room*conf.xmpp.test@jabber.sip.test>"),
+        "{m}"
+    );
+    let r = ask(
+        &phone,
+        ser_addr,
+        &jconf(&phone, "alice", room, "exit", "c3"),
+    );
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    bob.wait_tag(&[
+        "<presence",
+        "type='unavailable'",
+        "from='room@conf.xmpp.test/alice'",
+    ]);
+
+    // bob asks for alice's presence (the gateway accepts); her unregistering takes her off line.
+    bob.send("<presence to='alice@xmpp.test' type='subscribe'/>");
+    // (the gateway's `subscribed` makes prosody send bob alice's current presence)
+    let tag = bob.wait_tag(&["<presence", "from='alice@xmpp.test/serXjab'"]);
+    assert!(!tag.contains("type="), "{tag}");
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 0));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    bob.wait_tag(&[
+        "<presence",
+        "type='unavailable'",
+        "from='alice@xmpp.test/serXjab'",
+    ]);
+    // Her connection gone, what it saw of bob is no longer vouched for: closed.
+    assert!(
+        notified(&watcher, "closed"),
+        "bob closed when alice's connection ends"
+    );
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let tag = bob.wait_tag(&["<presence", "from='alice@xmpp.test/serXjab'"]);
+    assert!(!tag.contains("type="), "alice is back on line: {tag}");
+    assert!(
+        notified(&watcher, "open"),
+        "bob open again through her new connection"
+    );
+
+    // A SIP user without a Jabber account.
+    let carol = sock();
+    let r = ask(
+        &carol,
+        ser_addr,
+        &message(&carol, "carol", "bob*xmpp.test@jabber.sip.test", "x", "m2"),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(ser.wait_log(
+        "carol@127.0.0.1 has no Jabber account",
+        Duration::from_secs(5)
+    ));
+    // Nor can she watch a Jabber user.
+    let r = ask(
+        &carol,
+        ser_addr,
+        &subscribe(&carol, "carol", "bob*xmpp.test@jabber.sip.test", "s2"),
+    );
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+
+    // The Jabber server stops: the gateway notices, the next MESSAGE gets the error reply.
+    prosody.stop();
+    assert!(
+        ser.wait_log("connection lost", Duration::from_secs(10)),
+        "{}",
+        ser.log_text()
+    );
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(
+            &phone,
+            "alice",
+            "bob*xmpp.test@jabber.sip.test",
+            "lost",
+            "m3",
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+
+    // It comes back: alice is on line (she registered), so her connection is re-opened.
+    prosody.start(XMPP_PORT);
+    assert!(
+        ser.wait_log("reconnected as alice@xmpp.test", Duration::from_secs(10)),
+        "{}",
+        ser.log_text()
+    );
+    let mut bob = Xmpp::login(XMPP_PORT, "bob", "bob-pw");
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(
+            &phone,
+            "alice",
+            "bob*xmpp.test@jabber.sip.test",
+            "back",
+            "m4",
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    let got = bob.wait("</message>");
+    assert!(got.contains("<body>back</body>"), "{got}");
+    bob.send("<message to='alice@xmpp.test' type='chat'><body>again</body></message>");
+    let m =
+        next(&phone, "MESSAGE", Duration::from_secs(10)).expect("a MESSAGE after the reconnect");
+    assert_eq!(body_of(&m), "again");
+    prosody.stop();
+}
+
+#[test]
+fn idle_connections_close_and_the_pool_is_bounded() {
+    if !have("prosody") || !have("prosodyctl") {
+        skip!("prosody is not installed (apt-get install prosody)");
+    }
+    let (_dir, mut prosody, ser, ser_addr) = setup(
+        XMPP_PORT2,
+        SIP_PORT2,
+        &["alice", "dave"],
+        &[
+            ("\"max_jobs\", 4)", "\"max_jobs\", 1)"),
+            (
+                "\"delay_time\", 5)",
+                "\"delay_time\", 5)\nmodparam(\"jabber\", \"cache_time\", 2)",
+            ),
+        ],
+    );
+    let mut bob = Xmpp::login(XMPP_PORT2, "bob", "bob-pw");
+    let (alice, dave) = (sock(), sock());
+    let to = "bob*xmpp.test@jabber.sip.test";
+    let r = ask(&alice, ser_addr, &message(&alice, "alice", to, "one", "p1"));
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    bob.wait("<body>one</body>");
+    // One worker with one job: dave's connection does not fit while alice's is open.
+    let r = ask(&dave, ser_addr, &message(&dave, "dave", to, "two", "p2"));
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(
+        ser.wait_log("dave@127.0.0.1 refused", Duration::from_secs(5)),
+        "{}",
+        ser.log_text()
+    );
+    // bob watches alice; her connection, unused for cache_time, is closed.
+    bob.send("<presence to='alice@xmpp.test' type='subscribe'/>");
+    let tag = bob.wait_tag(&["<presence", "from='alice@xmpp.test/serXjab'"]);
+    assert!(!tag.contains("type="), "{tag}");
+    let t0 = Instant::now();
+    bob.wait_tag(&[
+        "<presence",
+        "type='unavailable'",
+        "from='alice@xmpp.test/serXjab'",
+    ]);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    // Now dave fits.
+    let r = ask(&dave, ser_addr, &message(&dave, "dave", to, "three", "p3"));
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    let got = bob.wait("<body>three</body>");
+    assert!(got.contains("dave@xmpp.test/serXjab"), "{got}");
+    prosody.stop();
+}
