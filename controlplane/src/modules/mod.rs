@@ -4,4 +4,5 @@ pub mod r#enum;
 pub mod exec;
 pub mod nathelper;
 pub mod radius;
+pub mod sms;
 pub mod vm;
