@@ -2,7 +2,7 @@
 //! a pseudo-terminal, where a thread of this test plays a GSM modem (the AT command set the
 //! module uses: AT, ATE0, AT+CPIN?, AT+CMGF, AT+CSCA, AT+CMGS with its `>` prompt and Ctrl-Z,
 //! AT+CMGL, AT+CMGD, unsolicited +CMTI), records every SMS sent and decodes its PDU. A UDP
-//! socket of the test is the SIP user agent: MESSAGE -> 202 -> SMS with the right number and
+//! socket of the test is the SIP user agent: MESSAGE -> 202 -> SMS (PDU and text mode) with the right number and
 //! text, a long message in `(i/n)` parts, an SMS injected with +CMTI -> MESSAGE at the UA, and a
 //! modem that stops answering, answers garbage or reports NO CARRIER is re-initialised and the
 //! SMS still goes out (or the sender is told).
@@ -437,9 +437,13 @@ fn body_of(m: &str) -> &str {
 }
 
 fn start(modem: &Modem) -> (Ser, SocketAddr) {
+    start_with(modem, |c| c)
+}
+
+fn start_with(modem: &Modem, edit: impl FnOnce(String) -> String) -> (Ser, SocketAddr) {
     let port = free_port("127.0.0.1");
     let ser = Ser::start_with_cfg(
-        &cfg(&modem.path),
+        &edit(cfg(&modem.path)),
         &["-l", "127.0.0.1", "-p", &port.to_string(), "-n", "2"],
     );
     assert!(
@@ -601,4 +605,30 @@ fn a_modem_that_fails_is_reinitialised_and_nothing_is_lost() {
         .contains("sip:+4917600000003@gw.example.org"));
     assert!(ser.log_text().contains("NO CARRIER"));
     assert_eq!(modem.sent().len(), 2);
+}
+
+#[test]
+fn text_mode_sends_the_text_to_the_number() {
+    let modem = Modem::start();
+    let (ser, addr) = start_with(&modem, |c| c.replace("m=new", "m=ascii"));
+    let ua = sock();
+    ua.send_to(
+        message(addr, &ua, "+4917612345678", "plain text", "t-1").as_bytes(),
+        addr,
+    )
+    .unwrap();
+    let r = final_reply(&ua, Duration::from_secs(3)).expect("a reply");
+    assert!(r.starts_with("SIP/2.0 202 "), "{r}");
+    let sent = modem.wait_sent(1, Duration::from_secs(5));
+    assert_eq!(sent.len(), 1, "{}", ser.log_text());
+    let me = ua.local_addr().unwrap();
+    assert_eq!(
+        sent[0],
+        format!(
+            "From sip:alice@{me} (if you reply DO NOT remove it)\r\n\r\nplain text\r\n\r\n[SER]"
+        )
+        .trim()
+    );
+    assert_eq!(modem.count("AT+CMGF=1"), 1);
+    assert_eq!(modem.count("AT+CMGS=\"+4917612345678\""), 1);
 }
