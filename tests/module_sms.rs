@@ -2,8 +2,8 @@
 //! a pseudo-terminal, where a thread of this test plays a GSM modem (the AT command set the
 //! module uses: AT, ATE0, AT+CPIN?, AT+CMGF, AT+CSCA, AT+CMGS with its `>` prompt and Ctrl-Z,
 //! AT+CMGL, AT+CMGD, unsolicited +CMTI), records every SMS sent and decodes its PDU. A UDP
-//! socket of the test is the SIP user agent: MESSAGE -> 202 -> SMS (PDU and text mode) with the right number and
-//! text, a long message in `(i/n)` parts, an SMS injected with +CMTI -> MESSAGE at the UA, and a
+//! socket of the test is the SIP user agent: MESSAGE -> 202 -> SMS (PDU and text mode) with the
+//! right number and text, a long message in `(i/n)` parts, an SMS injected with +CMTI -> MESSAGE at the UA, and a
 //! modem that stops answering, answers garbage or reports NO CARRIER is re-initialised and the
 //! SMS still goes out (or the sender is told).
 #![allow(clippy::unwrap_used)]

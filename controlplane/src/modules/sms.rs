@@ -309,15 +309,11 @@ fn in_sip_addr(c: char) -> bool {
 /// gateway's own `From <addr> (...)` header when the reply kept it, else the first `sip:` word).
 pub fn sip_target(text: &str) -> Option<(String, String)> {
     let lower = text.to_ascii_lowercase();
-    let start = if let Some(rest) = text.strip_prefix(HDR_BEFORE_ADDR) {
-        let _ = rest;
-        HDR_BEFORE_ADDR.len()
-    } else {
-        lower.find("sip:")?
+    // The reply kept our header: the address follows it; else the first `sip:` anywhere.
+    let start = match text.strip_prefix(HDR_BEFORE_ADDR) {
+        Some(rest) if rest.to_ascii_lowercase().starts_with("sip:") => HDR_BEFORE_ADDR.len(),
+        _ => lower.find("sip:")?,
     };
-    if !lower[start..].starts_with("sip:") {
-        return None;
-    }
     let end = text[start..]
         .find(|c: char| !in_sip_addr(c))
         .map_or(text.len(), |e| start + e);
@@ -449,9 +445,15 @@ impl Line {
         out
     }
 
+    /// Drops what was read before a command (a `+CMTI` in it is still noted).
+    fn discard(&mut self) {
+        let _ = self.lines();
+        self.buf.clear();
+    }
+
     /// Sends `cmd` and collects the answer lines up to a final one.
     fn command(&mut self, cmd: &str, wait: Duration) -> Result<Vec<String>, Fail> {
-        self.buf.clear();
+        self.discard();
         self.send(format!("{cmd}\r").as_bytes())?;
         self.answer(wait)
     }
@@ -484,7 +486,7 @@ impl Line {
 
     /// Sends `cmd`, waits for the `>` prompt, then sends `data` and Ctrl-Z.
     fn prompt_then(&mut self, cmd: &str, data: &str, wait: Duration) -> Result<Vec<String>, Fail> {
-        self.buf.clear();
+        self.discard();
         self.send(format!("{cmd}\r").as_bytes())?;
         let until = Instant::now() + ANSWER;
         loop {
@@ -998,5 +1000,9 @@ mod tests {
             Some(("sip:ann@x.org:".into(), " yes".into()))
         );
         assert_eq!(sip_target("no address"), None);
+        assert_eq!(
+            sip_target("From me: sip:c@d.org ok"),
+            Some(("sip:c@d.org".into(), " ok".into()))
+        );
     }
 }
