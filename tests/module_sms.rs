@@ -179,9 +179,18 @@ fn serve(master: OwnedFd, state: &Mutex<State>, stop: &AtomicBool) {
                 let pdu = String::from_utf8_lossy(&buf[..z]).trim().to_string();
                 buf.drain(..=z);
                 in_pdu = false;
+                let report = status_report_for(&pdu);
                 let mut s = state.lock().unwrap();
                 s.sent.push(pdu);
                 let r = s.sent.len();
+                if let Some(st) = report {
+                    // The network's answer, stored like a received SMS (+CMTI).
+                    let i = s.next_idx;
+                    s.next_idx += 1;
+                    s.inbox
+                        .push((i, format!("0006{:02X}04919471{TS}{TS}{st}", r % 256)));
+                    s.unsolicited.push(format!("\r\n+CMTI: \"SM\",{i}\r\n"));
+                }
                 drop(s);
                 write_all(fd, format!("\r\n+CMGS: {r}\r\n\r\nOK\r\n").as_bytes());
                 continue;
@@ -216,7 +225,8 @@ fn serve(master: OwnedFd, state: &Mutex<State>, stop: &AtomicBool) {
                 let s = state.lock().unwrap();
                 let mut r = String::new();
                 for (i, pdu) in &s.inbox {
-                    r.push_str(&format!("\r\n+CMGL: {i},0,,{}\r\n{pdu}", pdu.len() / 2 - 8));
+                    let tpdu = pdu.len() / 2 - 1 - usize::from(unhex(pdu)[0]);
+                    r.push_str(&format!("\r\n+CMGL: {i},0,,{tpdu}\r\n{pdu}"));
                 }
                 r.push_str("\r\n\r\nOK\r\n");
                 r
@@ -236,6 +246,30 @@ fn serve(master: OwnedFd, state: &Mutex<State>, stop: &AtomicBool) {
             write_all(fd, reply.as_bytes());
         }
     }
+}
+
+/// 2026-12-03 10:20:30 +00 as an SMSC time stamp.
+const TS: &str = "62213001020300";
+
+/// The status a report for this SUBMIT says, when it asks for one: numbers ending 666 fail
+/// (0x41, permanent), 555 are stored by the SMSC (0x30, temporary), others are delivered.
+fn status_report_for(pdu: &str) -> Option<&'static str> {
+    if pdu.is_empty() || !pdu.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None; // text mode
+    }
+    let b = unhex(pdu);
+    let first = *b.get(1 + usize::from(*b.first()?))?;
+    if first & 0x20 == 0 {
+        return None;
+    }
+    let (_, to, _) = decode_submit(pdu);
+    Some(if to.ends_with("666") {
+        "41"
+    } else if to.ends_with("555") {
+        "30"
+    } else {
+        "00"
+    })
 }
 
 // ------------------------------------------------------------- the test's own GSM 03.38 (ASCII)
@@ -344,7 +378,7 @@ fn deliver_pdu(from: &str, text: &str) -> String {
     let ud: String = packed.iter().map(|b| format!("{b:02X}")).collect();
     // SMSC +491710760000, DELIVER, OA, PID 0, DCS 0, time stamp 2026-12-03 10:20:30 +00.
     format!(
-        "079194710167000004{:02X}91{semi}000062213001020300{:02X}{ud}",
+        "079194710167000004{:02X}91{semi}0000{TS}{:02X}{ud}",
         from.len(),
         septets.len()
     )
@@ -631,4 +665,63 @@ fn text_mode_sends_the_text_to_the_number() {
     );
     assert_eq!(modem.count("AT+CMGF=1"), 1);
     assert_eq!(modem.count("AT+CMGS=\"+4917612345678\""), 1);
+}
+
+#[test]
+fn status_reports_reach_the_sender() {
+    let modem = Modem::start();
+    let (ser, addr) = start_with(&modem, |c| {
+        c.replace(
+            "modparam(\"sms\", \"max_sms_parts\", 3)",
+            "modparam(\"sms\", \"max_sms_parts\", 3)\nmodparam(\"sms\", \"sms_report_type\", 1)",
+        )
+    });
+    let ua = sock();
+    let me = ua.local_addr().unwrap();
+    // Delivered at once: no notice. Failed: the sender is told, with its text.
+    let sms = [
+        ("+4917600000001", "fine"),
+        ("+4917600000666", "doomed"),
+        ("+4917600000555", "later"),
+    ];
+    for (n, (to, text)) in sms.iter().enumerate() {
+        ua.send_to(
+            message(addr, &ua, to, text, &format!("r-{n}")).as_bytes(),
+            addr,
+        )
+        .unwrap();
+        let r = final_reply(&ua, Duration::from_secs(3)).expect("a reply");
+        assert!(r.starts_with("SIP/2.0 202 "), "{r}");
+    }
+    let mut got = messages(&ua, 3, Duration::from_secs(6));
+    assert_eq!(got.len(), 2, "{got:?} {}", ser.log_text());
+    got.sort_by_key(|m| !m.contains("+4917600000666@"));
+    // Stored by the SMSC (a temporary status): the sender gets SER's note.
+    let stored = &got[1];
+    assert!(
+        header(stored, "From")
+            .unwrap()
+            .contains("sip:+4917600000555@"),
+        "{stored}"
+    );
+    assert!(
+        body_of(stored).contains("stored on the SMSCenter"),
+        "{stored}"
+    );
+    assert!(body_of(stored).contains("later"), "{stored}");
+    let m = &got[0];
+    assert!(
+        m.starts_with(&format!("MESSAGE sip:alice@{me} SIP/2.0")),
+        "{m}"
+    );
+    assert!(
+        header(m, "From").unwrap().contains("sip:+4917600000666@"),
+        "{m}"
+    );
+    assert!(
+        body_of(m).contains("could not be delivered (status 65)"),
+        "{m}"
+    );
+    assert!(body_of(m).contains("doomed"), "{m}");
+    assert_eq!(modem.sent().len(), 3);
 }

@@ -14,6 +14,12 @@
 //! 30 s); the SMS being sent is tried again (`r` attempts in all) and, when every attempt failed,
 //! the SIP sender is told by MESSAGE (SER's "modem temporary indisponibility" notice). A refused
 //! number (`+CMS ERROR`) is reported to the sender at once.
+//!
+//! With `sms_report_type`, SMS are sent asking for a status report; the reference `+CMGS`
+//! answers is remembered (an hour at most) and the SMS-STATUS-REPORT read from the modem's
+//! memory decides: a permanent error is told to the sender, a temporary status ("stored by the
+//! SMSC") once with SER's note, and a later delivery of such an SMS with SER's "finally
+//! delivered" message.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,6 +43,21 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// SMS waiting for one modem at most.
 const PER_MODEM: usize = 100;
+
+/// How long a sent SMS waits for its status report.
+const REPORT_WAIT: Duration = Duration::from_secs(3600);
+
+const STORED_NOTE: &str = "NOTE: Your SMS received provisional confirmation 48 \"Delivery is not yet possible\". The SMS was stored on the SMSCenter for further delivery. Our gateway cannot guarantee further information regarding your SMS delivery! Your message was: ";
+const OK_MSG: &str = "Your SMS was finally successfully delivered! Your message was: ";
+
+/// An SMS whose status report is awaited.
+struct Tracked {
+    job: SmsJob,
+    text: String,
+    /// A provisional report said the SMSC stored it.
+    stored: bool,
+    at: Instant,
+}
 
 const ERR_MODEM_TEXT: &str =
     "Due to our modem temporary indisponibility, the following message couldn't be sent : ";
@@ -208,6 +229,8 @@ pub struct Incoming {
     pub text: String,
     /// A status report (not a message).
     pub report: bool,
+    /// A status report's message reference and status (TP-MR, TP-ST).
+    pub status: Option<(u8, u8)>,
 }
 
 fn swapped(b: u8) -> String {
@@ -224,13 +247,18 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
     i += 1;
     let mti = first & 0x03;
     if mti == 0x02 {
-        // Status report: reference, recipient; the status octet is what SER looked at.
+        // SMS-STATUS-REPORT: reference, recipient, two time stamps, status.
+        let mr = *b.get(i).ok_or_else(short)?;
+        let ra_digits = usize::from(*b.get(i + 1).ok_or_else(short)?);
+        let at = i + 3 + ra_digits.div_ceil(2) + 14;
+        let st = *b.get(at).ok_or_else(short)?;
         return Ok(Incoming {
             sender: String::new(),
             date: String::new(),
             time: String::new(),
             text: String::new(),
             report: true,
+            status: Some((mr, st)),
         });
     }
     if mti != 0x00 {
@@ -293,6 +321,7 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
         time,
         text,
         report: false,
+        status: None,
     })
 }
 
@@ -518,6 +547,8 @@ impl Line {
 struct Modem {
     cfg: ModemCfg,
     report: bool,
+    /// SMS sent with a status report asked for, by message reference (SER's report queue).
+    sent: std::sync::Mutex<std::collections::HashMap<u8, Tracked>>,
     shared: Weak<Shared>,
     domain: String,
     use_contact: bool,
@@ -554,7 +585,7 @@ impl Modem {
         Ok(l)
     }
 
-    fn send_sms(&self, l: &mut Line, to: &str, text: &str) -> Result<(), Fail> {
+    fn send_sms(&self, l: &mut Line, to: &str, text: &str) -> Result<Option<u8>, Fail> {
         let ans = match self.cfg.mode {
             ModemMode::Text => l.prompt_then(&format!("AT+CMGS=\"+{to}\""), text, SEND_ANSWER)?,
             mode => {
@@ -566,10 +597,80 @@ impl Modem {
                 l.prompt_then(&format!("AT+CMGS={len}"), &pdu, SEND_ANSWER)?
             }
         };
-        if ans.iter().any(|a| a.starts_with("+CMGS")) {
-            Ok(())
-        } else {
-            Err(Fail::Garbage(ans.join(" | ")))
+        match ans.iter().find_map(|a| a.strip_prefix("+CMGS:")) {
+            Some(r) => Ok(r.trim().parse::<u32>().ok().map(|r| (r % 256) as u8)),
+            None => Err(Fail::Garbage(ans.join(" | "))),
+        }
+    }
+
+    /// Remembers an SMS whose status report will come.
+    fn track(&self, mr: Option<u8>, job: &SmsJob, text: &str) {
+        let Some(mr) = mr.filter(|_| self.report) else {
+            return;
+        };
+        if let Ok(mut m) = self.sent.lock() {
+            m.retain(|_, t| t.at.elapsed() < REPORT_WAIT);
+            m.insert(
+                mr,
+                Tracked {
+                    job: job.clone(),
+                    text: text.to_string(),
+                    stored: false,
+                    at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// A status report: the sender hears of a failure, of an SMS the SMSC only stored, and of
+    /// its delivery after that (SER's rules; 3GPP TS 23.040 §9.2.3.15 status classes).
+    fn status_report(&self, status: Option<(u8, u8)>) {
+        let Some((mr, st)) = status else {
+            return;
+        };
+        let Ok(mut m) = self.sent.lock() else {
+            return;
+        };
+        let Some(t) = m.get_mut(&mr) else {
+            ser_log!(
+                L_DBG,
+                "sms: modem {}: status report for unknown SMS {mr}",
+                self.cfg.name
+            );
+            return;
+        };
+        match st {
+            0x00..=0x1F => {
+                if t.stored {
+                    let (job, text) = (t.job.clone(), t.text.clone());
+                    notify(self, &job, format!("{OK_MSG}{text}"));
+                }
+                m.remove(&mr);
+            }
+            0x20..=0x3F => {
+                if !t.stored {
+                    t.stored = true;
+                    let (job, text) = (t.job.clone(), t.text.clone());
+                    notify(self, &job, format!("{STORED_NOTE}{text}"));
+                }
+            }
+            _ => {
+                let (job, text) = (t.job.clone(), t.text.clone());
+                m.remove(&mr);
+                ser_log!(
+                    L_NOTICE,
+                    "sms: modem {}: SMS {mr} to +{} failed (status {st:#04x})",
+                    self.cfg.name,
+                    job.to
+                );
+                notify(
+                    self,
+                    &job,
+                    format!(
+                        "Your SMS could not be delivered (status {st}). Your message was: {text}"
+                    ),
+                );
+            }
         }
     }
 
@@ -605,14 +706,13 @@ impl Modem {
                     time: time.chars().take(8).collect(),
                     text: body.clone(),
                     report: false,
+                    status: None,
                 })
             } else {
                 decode_deliver(body)
             };
             match sms {
-                Ok(s) if s.report => {
-                    ser_log!(L_DBG, "sms: modem {}: status report {idx}", self.cfg.name)
-                }
+                Ok(s) if s.report => self.status_report(s.status),
                 Ok(s) => self.forward(&s),
                 Err(e) => ser_log!(
                     L_WARN,
@@ -785,7 +885,8 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
                 while p.part < p.job.parts.len() {
                     p.tries += 1;
                     match m.send_sms(&mut line, &p.job.to, &p.job.parts[p.part]) {
-                        Ok(()) => {
+                        Ok(mr) => {
+                            m.track(mr, &p.job, &p.job.parts[p.part]);
                             p.part += 1;
                             p.tries = 0;
                         }
@@ -898,7 +999,8 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
         let (tx, rx) = crossbeam_channel::bounded::<SmsJob>(PER_MODEM);
         let m = Modem {
             cfg: mc.clone(),
-            report: false,
+            report: cfg.reports,
+            sent: Default::default(),
             shared: shared.clone(),
             domain: domain.clone(),
             use_contact: cfg.use_contact,
@@ -937,6 +1039,7 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
                     let m = Modem {
                         cfg: cfg.modems[0].clone(),
                         report: false,
+                        sent: Default::default(),
                         shared: shared.clone(),
                         domain: domain.clone(),
                         use_contact: cfg.use_contact,
@@ -985,6 +1088,10 @@ mod tests {
         assert_eq!(sms.text, "hellohello");
         assert_eq!(sms.date, "99/03/29");
         assert!(decode_deliver("07").is_err());
+        // SMS-STATUS-REPORT: reference 7, recipient +4917, status 0x41.
+        let r = decode_deliver("0006070491947162213001020300622130010203004100").unwrap();
+        assert!(r.report);
+        assert_eq!(r.status, Some((7, 0x41)));
         assert!(decode_deliver("zz").is_err());
     }
 
