@@ -202,6 +202,8 @@ impl Proxy {
                 .collect(),
         );
         shared.tm.set_inboxes(inboxes.as_ref().clone());
+        // sms: the modem threads (none unless the program loads sms with modems).
+        let _ = controlplane::modules::sms::start(Arc::downgrade(&shared));
         // SER_NAMESERVER=ip:port points ser at one DNS server instead of resolv.conf's (tests, and
         // operators with a local resolver on a non-standard port).
         let nameserver = std::env::var("SER_NAMESERVER").ok();

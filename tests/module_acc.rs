@@ -286,7 +286,7 @@ fn early_media_reports_the_183_as_well() {
 #[test]
 fn ser_c_warns_about_what_acc_does_not_do() {
     let cfg = temp_cfg(&format!(
-        "{}\nloadmodule \"sms.so\"\n",
+        "{}\nloadmodule \"jabber.so\"\n",
         acc_cfg().replace(
             "modparam(\"acc\", \"log_flag\", 1 )",
             "modparam(\"acc\", \"acc_flag\", 1 )"
@@ -309,7 +309,7 @@ fn ser_c_warns_about_what_acc_does_not_do() {
         "report_ack is implemented: {err}"
     );
     assert!(
-        err.contains("module sms is not implemented in this build"),
+        err.contains("module jabber is not implemented in this build"),
         "{err}"
     );
     // Start-up says the same in ser's log.
@@ -318,7 +318,7 @@ fn ser_c_warns_about_what_acc_does_not_do() {
     let (ser, _) = ser_with(&text, "1", &[]);
     let log = ser.log_text();
     assert!(
-        log.contains("module sms is loaded but not implemented in this build"),
+        log.contains("module jabber is loaded but not implemented in this build"),
         "{log}"
     );
 }

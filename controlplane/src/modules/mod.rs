@@ -6,4 +6,5 @@ pub mod jabber;
 pub mod nathelper;
 pub mod pa;
 pub mod radius;
+pub mod sms;
 pub mod vm;
