@@ -78,6 +78,8 @@ pub struct Cli {
     pub web_admins: Option<PathBuf>,
     /// `--web-templates=DIR`: templates replacing the embedded ones.
     pub web_templates: Option<PathBuf>,
+    /// `--web-selfcare`: the subscribers' own pages (`/ui/self/`).
+    pub web_selfcare: bool,
 }
 
 /// Usage text (`-h`).
@@ -131,6 +133,8 @@ ser extensions:
     --web-admins=FILE       web UI on the --http listener (/ui/), administrators from FILE
                             (name:argon2id-hash lines, as `serctl webpasswd` prints them)
     --web-templates=DIR     web UI templates in DIR replace the embedded ones
+    --web-selfcare          web UI pages for subscribers (/ui/self/: SIP login, password,
+                            own registrations, calls, messages, aliases); needs --web-admins
 ",
         ver = env!("CARGO_PKG_VERSION")
     )
@@ -256,6 +260,7 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                 "http-token" => cli.http_token = Some(value()?),
                 "web-admins" => cli.web_admins = Some(PathBuf::from(value()?)),
                 "web-templates" => cli.web_templates = Some(PathBuf::from(value()?)),
+                "web-selfcare" if inline.is_none() => cli.web_selfcare = true,
                 "help" if inline.is_none() => cli.help = true,
                 "version" if inline.is_none() => cli.version = true,
                 _ => return Err(format!("unknown option '{a}'")),

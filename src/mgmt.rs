@@ -72,6 +72,7 @@ impl MgmtConfig {
                 .map(|admins| controlplane::web::WebConfig {
                     admins,
                     templates: cli.web_templates.clone(),
+                    selfcare: cli.web_selfcare,
                 }),
         }
     }
