@@ -113,9 +113,13 @@ struct Server {
 /// ser on SIP port `port` (from this file's range: sipsak wants ports ≤ 9999), with the web UI
 /// and self-care; `db` is SER_DB_URL (None: a SQLite file of its own).
 fn start(dir: &Path, port: u16, db: Option<&str>) -> Server {
+    start_with(dir, port, db, &[])
+}
+
+fn start_with(dir: &Path, port: u16, db: Option<&str>, extra: &[String]) -> Server {
     let hp = free_port("127.0.0.1");
     let admins = admins_file(dir);
-    let args = [
+    let mut args = vec![
         "-l".to_string(),
         "127.0.0.1".into(),
         "-p".into(),
@@ -124,8 +128,11 @@ fn start(dir: &Path, port: u16, db: Option<&str>) -> Server {
         format!("--web-admins={}", admins.display()),
         "--web-selfcare".into(),
     ];
+    args.extend(extra.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let env: Vec<(&str, &str)> = db.iter().map(|u| ("SER_DB_URL", *u)).collect();
+    // SIP_DOMAIN: the domain of a login without one, and of signed-up subscribers.
+    let mut env: Vec<(&str, &str)> = vec![("SIP_DOMAIN", REALM)];
+    env.extend(db.iter().map(|u| ("SER_DB_URL", *u)));
     let ser = Ser::start_with_env(CFG, &args, &env);
     Server {
         ser,
@@ -468,6 +475,7 @@ fn subscriber_changes_password_sees_phones_and_calls() {
     b.click_on("#add");
     assert_eq!(b.text_of("#flash"), "Alias ali added.");
     assert!(b.text_of("#aliases").contains("ali"));
+    b.goto(&format!("{base}/ui/self/aliases"));
     b.type_into("#alias", "alice");
     b.click_on("#add");
     assert_eq!(b.text_of("#flash"), "alice is taken.");
@@ -799,4 +807,138 @@ fn login_and_password_change_on_postgresql() {
     let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     login_and_password_change(&url, 7461);
     run(format!("DROP SCHEMA {schema} CASCADE"));
+}
+
+fn sqlite(db: &Path, sql: &str) -> String {
+    let o = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[test]
+fn sign_up_with_mail_confirmation() {
+    if !have_browser() {
+        skip!("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
+    }
+    if !have("sqlite3") {
+        skip!("sqlite3 is not installed (apt-get install sqlite3)");
+    }
+    let dir = test_dir("signup");
+    // The mail command: a script of the test's that keeps the mail in a file.
+    let mailbox = dir.join("mail.txt");
+    let mailer = dir.join("mailer.sh");
+    std::fs::write(
+        &mailer,
+        format!(
+            "#!/bin/sh\n{{ echo \"to: $3\"; echo \"subject: $2\"; cat; }} > {}\n",
+            mailbox.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&mailer)
+        .status()
+        .unwrap();
+    let srv = start_with(
+        &dir,
+        7471,
+        None,
+        &[format!("--web-signup-mail={}", mailer.display())],
+    );
+    let hp = srv.http;
+    let base = format!("http://127.0.0.1:{hp}");
+    // The schema exists once the server has used the database.
+    provision(hp, "existing", "pw");
+    let db = srv.ser.db.clone().unwrap();
+    let stale = "ab".repeat(32);
+    sqlite(&db, "INSERT INTO reserved (username) VALUES ('postmaster')");
+    sqlite(
+        &db,
+        &format!(
+            "INSERT INTO pending (username, domain, datetime_created, confirmation) \
+             VALUES ('stale', 'test.example', '2001-01-01 00:00:00', '{stale}')"
+        ),
+    );
+    let b = Browser::start(free_port("127.0.0.1"), &dir);
+    let shot = |name: &str| b.screenshot(&dir.join(format!("{name}.png")));
+    b.goto(&format!("{base}/ui/self/login"));
+    b.click_on("#to-signup");
+    assert!(b.at("/ui/self/signup"), "{}", b.url());
+    // Each try from a fresh form (a page still showing the last #error would be read too early).
+    let fill = |user: &str| {
+        b.goto(&format!("{base}/ui/self/signup"));
+        b.type_into("#username", user);
+        b.type_into("#password", "gina-pw-1");
+        b.type_into("#again", "gina-pw-1");
+        b.type_into("#email_address", "gina@mail.example");
+        b.click_on("#signup");
+    };
+    // A reserved name, and a subscriber's, are refused.
+    fill("postmaster");
+    assert!(b.text_of("#error").contains("postmaster is not available"));
+    fill("existing");
+    assert!(b.text_of("#error").contains("existing is not available"));
+    assert!(!mailbox.exists(), "no mail for a refused sign-up");
+    fill("gina");
+    assert!(b.text_of("#sent").contains("gina@mail.example"));
+    shot("06-signup-sent");
+    // Not a subscriber yet: waiting in pending; the stale sign-up has expired.
+    assert_eq!(
+        self_login_attempt(hp, "gina@test.example", "gina-pw-1").status,
+        401
+    );
+    assert_eq!(
+        sqlite(&db, "SELECT username FROM pending ORDER BY username"),
+        "gina"
+    );
+    let mail = std::fs::read_to_string(&mailbox).unwrap();
+    assert!(mail.starts_with("to: gina@mail.example\n"), "{mail}");
+    let link = mail
+        .lines()
+        .find(|l| l.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no link in {mail}"))
+        .to_string();
+    assert!(
+        link.starts_with(&format!("{base}/ui/self/confirm?c=")),
+        "{link}"
+    );
+    b.goto(&link);
+    assert_eq!(
+        b.text_of("#confirmed"),
+        "Your account gina@test.example is active: log in with it."
+    );
+    shot("07-signup-confirmed");
+    assert_eq!(sqlite(&db, "SELECT count(*) FROM pending"), "0");
+    let ha1 = controlplane::subscriber::ha1("gina", REALM, "gina-pw-1");
+    assert_eq!(
+        sqlite(
+            &db,
+            "SELECT ha1, password, email_address FROM subscriber WHERE username = 'gina'"
+        ),
+        format!("{ha1}||gina@mail.example")
+    );
+    // The link works once; the stale one not at all.
+    b.goto(&link);
+    assert!(b.text_of("#confirmed").contains("unknown or has expired"));
+    b.goto(&format!("{base}/ui/self/confirm?c={stale}"));
+    assert!(b.text_of("#confirmed").contains("unknown or has expired"));
+    // The new subscriber logs in and registers.
+    b.click_on("#to-login");
+    b.type_into("#user", "gina@test.example");
+    b.type_into("#password", "gina-pw-1");
+    b.click_on("#login");
+    assert!(b.at("/ui/self/registrations"), "{}", b.url());
+    let phone = udp_client("127.0.0.1");
+    assert_eq!(
+        register_ua(&phone, srv.sip, "gina", "gina-pw-1", "P/1"),
+        "SIP/2.0 200 OK"
+    );
+    // Without the option there is no sign-up at all.
+    let plain = start(&test_dir("nosignup"), 7481, None);
+    assert_eq!(
+        http(plain.http, "GET", "/ui/self/signup", &[], "").status,
+        404
+    );
+    drop(b);
 }

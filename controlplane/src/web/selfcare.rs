@@ -300,7 +300,7 @@ fn login_form(w: &Web, status: StatusCode, error: Option<String>) -> Response {
     let domain = w.settings().default_domain;
     let mut r = w.render(
         "self_login.html",
-        context! { csrf => token, error => error, domain => domain },
+        context! { csrf => token, error => error, domain => domain, signup => w.signup.is_some() },
     );
     *r.status_mut() = status;
     set_cookie(&mut r, LOGIN_COOKIE, &token, Some(600));
@@ -832,7 +832,8 @@ async fn aliases(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
     }
 }
 
-fn alias_problem(a: &str) -> bool {
+/// Whether `a` is unfit as a SIP user name (an alias, a signed-up name).
+pub(super) fn name_problem(a: &str) -> bool {
     a.is_empty()
         || a.chars().count() > 64
         || a.chars()
@@ -855,7 +856,7 @@ async fn alias_add(
         w.my_flash(&me, msg);
         Redirect::to("/ui/self/aliases").into_response()
     };
-    if alias_problem(&alias) {
+    if name_problem(&alias) {
         return back(
             &w,
             "An alias is 1 to 64 characters, without spaces, @ : ; < > \" or control characters."
