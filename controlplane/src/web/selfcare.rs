@@ -10,8 +10,11 @@
 //! | `/ui/self/calls`, `/ui/self/missed` | own placed calls (`acc`, INVITEs), missed calls (`missed_calls` to the own address) |
 //! | `/ui/self/messages` | own stored messages (msilo's `silo`) |
 //! | `/ui/self/aliases` | own aliases (usrloc's `aliases` table, as `serctl alias`): add, remove |
+//! | `/ui/self/signup`, `/ui/self/confirm` | sign-up with e-mail confirmation, with `--web-signup-mail` ([`super::signup`]) |
 //!
-//! Enabled by `--web-selfcare` (with `--web-admins` and `--http`); off by default.
+//! Enabled by `--web-selfcare` (with `--web-admins` and `--http`); off by default. The calls and
+//! messages pages show the newest [`SHOWN`] rows; messages are read from the server's default
+//! database.
 //!
 //! The password is checked as digest would check it: MD5(user:domain:password) against the row's
 //! `ha1`, in constant time; only when auth_db's `calculate_ha1` is set (the server itself reads the
