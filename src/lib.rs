@@ -78,6 +78,12 @@ pub struct Cli {
     pub web_admins: Option<PathBuf>,
     /// `--web-templates=DIR`: templates replacing the embedded ones.
     pub web_templates: Option<PathBuf>,
+    /// `--web-selfcare`: the subscribers' own pages (`/ui/self/`).
+    pub web_selfcare: bool,
+    /// `--web-signup-mail=CMD`: sign-up on the self-care pages, confirmation mailed by CMD.
+    pub web_signup_mail: Option<String>,
+    /// `--web-url=URL`: the web UI's public base URL (links in mails).
+    pub web_url: Option<String>,
 }
 
 /// Usage text (`-h`).
@@ -131,6 +137,12 @@ ser extensions:
     --web-admins=FILE       web UI on the --http listener (/ui/), administrators from FILE
                             (name:argon2id-hash lines, as `serctl webpasswd` prints them)
     --web-templates=DIR     web UI templates in DIR replace the embedded ones
+    --web-selfcare          web UI pages for subscribers (/ui/self/: SIP login, password,
+                            own registrations, calls, messages, aliases); needs --web-admins
+    --web-signup-mail=CMD   with --web-selfcare: sign-up (/ui/self/signup), the confirmation
+                            link mailed by `CMD -s SUBJECT ADDRESS` (text on stdin)
+    --web-url=URL           the web UI's public base URL for mailed links (default http://
+                            and the --http address)
 ",
         ver = env!("CARGO_PKG_VERSION")
     )
@@ -256,6 +268,9 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                 "http-token" => cli.http_token = Some(value()?),
                 "web-admins" => cli.web_admins = Some(PathBuf::from(value()?)),
                 "web-templates" => cli.web_templates = Some(PathBuf::from(value()?)),
+                "web-selfcare" if inline.is_none() => cli.web_selfcare = true,
+                "web-signup-mail" => cli.web_signup_mail = Some(value()?),
+                "web-url" => cli.web_url = Some(value()?.trim_end_matches('/').to_string()),
                 "help" if inline.is_none() => cli.help = true,
                 "version" if inline.is_none() => cli.version = true,
                 _ => return Err(format!("unknown option '{a}'")),

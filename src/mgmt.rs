@@ -72,6 +72,15 @@ impl MgmtConfig {
                 .map(|admins| controlplane::web::WebConfig {
                     admins,
                     templates: cli.web_templates.clone(),
+                    selfcare: cli.web_selfcare,
+                    signup: cli.web_signup_mail.clone().map(|mail| {
+                        controlplane::web::signup::SignupConfig {
+                            mail,
+                            base_url: cli.web_url.clone().unwrap_or_else(|| {
+                                cli.http.map_or(String::new(), |a| format!("http://{a}"))
+                            }),
+                        }
+                    }),
                 }),
         }
     }

@@ -7,6 +7,8 @@
 //! | `/ui/subscribers` | list, search, page; create, edit (password: HA1/HA1b computed here), delete |
 //! | `/ui/location` | the running usrloc's bindings (usrloc's `ul_dump`; every db_mode), remove one |
 //! | `/ui/acc`, `/ui/missed` | the `acc` and `missed_calls` tables, newest first, searchable |
+//! | `/ui/self/…` | the subscribers' own pages, with `--web-selfcare` ([`selfcare`]) |
+//! | `/ui/self/signup` | sign-up with e-mail confirmation, with `--web-signup-mail` ([`signup`]) |
 //!
 //! Enabled by `--web-admins=FILE` (with `--http`; off otherwise); `--web-templates=DIR` replaces
 //! any embedded template (or `style.css`) by the file of the same name there, read at start.
@@ -27,6 +29,8 @@
 
 pub mod auth;
 mod pages;
+pub mod selfcare;
+pub mod signup;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -48,6 +52,10 @@ pub use auth::{hash_password, Admins};
 pub struct WebConfig {
     pub admins: PathBuf,
     pub templates: Option<PathBuf>,
+    /// `--web-selfcare`: the subscribers' pages ([`selfcare`]).
+    pub selfcare: bool,
+    /// `--web-signup-mail`: sign-up with e-mail confirmation ([`signup`]).
+    pub signup: Option<signup::SignupConfig>,
 }
 
 /// What the running program says about where subscribers and calls are (asked per request: a
@@ -94,6 +102,8 @@ pub struct Web {
     admins: Arc<Admins>,
     sessions: Mutex<auth::Sessions>,
     throttle: Mutex<auth::Throttle>,
+    selfcare: Option<selfcare::SelfCare>,
+    signup: Option<signup::SignupConfig>,
 }
 
 /// The templates: the embedded ones, each replaced by `dir/<name>` when that file exists.
@@ -108,7 +118,11 @@ fn templates(dir: Option<&Path>) -> Result<(minijinja::Environment<'static>, Str
         }
     };
     let mut env = minijinja::Environment::new();
-    for (name, src) in TEMPLATES {
+    for (name, src) in TEMPLATES
+        .iter()
+        .chain(selfcare::TEMPLATES)
+        .chain(signup::TEMPLATES)
+    {
         let text = read(name)?.unwrap_or_else(|| src.to_string());
         env.add_template_owned(name.to_string(), text)
             .map_err(|e| format!("template {name}: {e:#}"))?;
@@ -136,6 +150,8 @@ impl Web {
             admins: Arc::new(admins),
             sessions: Mutex::new(auth::Sessions::default()),
             throttle: Mutex::new(auth::Throttle::default()),
+            selfcare: cfg.selfcare.then(selfcare::SelfCare::default),
+            signup: cfg.signup.clone().filter(|_| cfg.selfcare),
         })
     }
 
@@ -205,8 +221,14 @@ async fn security_headers(mut r: Response) -> Response {
 
 /// The web UI's routes (under `/ui`).
 pub fn router(web: Arc<Web>) -> Router {
-    pages::routes()
-        .layer(axum::middleware::map_response(security_headers))
+    let mut r = pages::routes();
+    if web.selfcare.is_some() {
+        r = r.merge(selfcare::routes());
+    }
+    if web.signup.is_some() {
+        r = r.merge(signup::routes());
+    }
+    r.layer(axum::middleware::map_response(security_headers))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(web)
 }

@@ -80,7 +80,7 @@ fn to_login() -> Response {
 }
 
 /// `Origin`, when sent, must be this server (the Host the request was sent to).
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
