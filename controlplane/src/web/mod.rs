@@ -7,6 +7,7 @@
 //! | `/ui/subscribers` | list, search, page; create, edit (password: HA1/HA1b computed here), delete |
 //! | `/ui/location` | the running usrloc's bindings (usrloc's `ul_dump`; every db_mode), remove one |
 //! | `/ui/acc`, `/ui/missed` | the `acc` and `missed_calls` tables, newest first, searchable |
+//! | `/ui/rpc` | RPC console: the running program's commands (`which`, with help and module), run one |
 //!
 //! Enabled by `--web-admins=FILE` (with `--http`; off otherwise); `--web-templates=DIR` replaces
 //! any embedded template (or `style.css`) by the file of the same name there, read at start.
@@ -27,6 +28,7 @@
 
 pub mod auth;
 mod pages;
+mod rpc;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -80,6 +82,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("subscriber.html", include_str!("templates/subscriber.html")),
     ("location.html", include_str!("templates/location.html")),
     ("acc.html", include_str!("templates/acc.html")),
+    ("rpc.html", include_str!("templates/rpc.html")),
 ];
 
 const STYLE: &str = include_str!("templates/style.css");
