@@ -9,6 +9,7 @@
 //! | `/ui/acc`, `/ui/missed` | the `acc` and `missed_calls` tables, newest first, searchable |
 //! | `/ui/self/…` | the subscribers' own pages, with `--web-selfcare` ([`selfcare`]) |
 //! | `/ui/self/signup` | sign-up with e-mail confirmation, with `--web-signup-mail` ([`signup`]) |
+//! | `/ui/rpc` | RPC console: the running program's commands (`which`, with help and module), run one |
 //!
 //! Enabled by `--web-admins=FILE` (with `--http`; off otherwise); `--web-templates=DIR` replaces
 //! any embedded template (or `style.css`) by the file of the same name there, read at start.
@@ -31,6 +32,7 @@ pub mod auth;
 mod pages;
 pub mod selfcare;
 pub mod signup;
+mod rpc;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("subscriber.html", include_str!("templates/subscriber.html")),
     ("location.html", include_str!("templates/location.html")),
     ("acc.html", include_str!("templates/acc.html")),
+    ("rpc.html", include_str!("templates/rpc.html")),
 ];
 
 const STYLE: &str = include_str!("templates/style.css");

@@ -25,7 +25,7 @@ const LOGIN_COOKIE: &str = "ser_login";
 /// Rows per page.
 const PAGE: u32 = 25;
 
-type Params = HashMap<String, String>;
+pub(super) type Params = HashMap<String, String>;
 
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
@@ -44,18 +44,19 @@ pub fn routes() -> Router<Arc<Web>> {
         .route("/ui/location/remove", post(location_remove))
         .route("/ui/acc", get(acc))
         .route("/ui/missed", get(missed))
+        .merge(super::rpc::routes())
 }
 
 /// The logged-in administrator a handler works for.
-struct Ctx {
-    user: String,
-    csrf: String,
+pub(super) struct Ctx {
+    pub(super) user: String,
+    pub(super) csrf: String,
     flash: Option<String>,
     session: String,
 }
 
 /// Why a request was not served (small, so results carrying it stay small).
-enum Refused {
+pub(super) enum Refused {
     /// No session: a page goes to the login.
     ToLogin,
     /// 403 with this reason (an action without session or token).
@@ -101,7 +102,7 @@ fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: Option<u64>
 
 impl Web {
     /// The session of a page request (its flash message taken), or the way to the login page.
-    fn session(&self, headers: &HeaderMap) -> Result<Ctx, Refused> {
+    pub(super) fn session(&self, headers: &HeaderMap) -> Result<Ctx, Refused> {
         let Some(id) = cookie(headers, SESSION_COOKIE) else {
             return Err(Refused::ToLogin);
         };
@@ -119,7 +120,7 @@ impl Web {
 
     /// The session of an action: a session, its CSRF token in the form, and no foreign Origin;
     /// otherwise 403 and nothing done.
-    fn action(&self, headers: &HeaderMap, form: &Params) -> Result<Ctx, Refused> {
+    pub(super) fn action(&self, headers: &HeaderMap, form: &Params) -> Result<Ctx, Refused> {
         if !same_origin(headers) {
             return Err(Refused::Forbidden("cross-origin request refused"));
         }
@@ -133,14 +134,20 @@ impl Web {
     }
 
     /// Sets the message the next page shows.
-    fn flash(&self, ctx: &Ctx, msg: impl Into<String>) {
+    pub(super) fn flash(&self, ctx: &Ctx, msg: impl Into<String>) {
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = sessions.get(&ctx.session, Instant::now()) {
             s.flash = Some(msg.into());
         }
     }
 
-    fn page(&self, name: &str, ctx: &Ctx, nav: &str, extra: minijinja::Value) -> Response {
+    pub(super) fn page(
+        &self,
+        name: &str,
+        ctx: &Ctx,
+        nav: &str,
+        extra: minijinja::Value,
+    ) -> Response {
         self.render(
             name,
             context! {
@@ -149,7 +156,7 @@ impl Web {
         )
     }
 
-    fn error_page(&self, ctx: &Ctx, nav: &str, message: &str) -> Response {
+    pub(super) fn error_page(&self, ctx: &Ctx, nav: &str, message: &str) -> Response {
         let mut r = self.page("message.html", ctx, nav, context! { message => message });
         *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         r
