@@ -23,6 +23,17 @@ use dataplane::shard::{Runtime, RuntimeConfig};
 /// Writes that may wait in the queue for the database (usrloc, acc) before posts are refused.
 pub const DB_QUEUE_BOUND: usize = 65_536;
 
+/// Jobs (database, DNS, exec, RADIUS…) that may wait for the job runner, all shards together:
+/// `SER_MAX_JOBS` (environment; unparsable or 0: 16,384). Beyond it a request that would wait is
+/// answered 503 with Retry-After.
+fn job_queue_bound() -> usize {
+    std::env::var("SER_MAX_JOBS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or(16_384)
+}
+
 /// How long a clean shutdown waits for queued database writes. Short enough that SIGTERM stops ser
 /// within 5 s even when the database is unreachable (an init system's stop timeout is longer).
 pub const DB_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -135,7 +146,8 @@ impl Proxy {
                 });
             }
         }
-        let (tx, rx) = crossbeam_channel::unbounded::<JobRequest>();
+        // Bounded: a shard hands jobs over with `try_send` and answers 503 when this is full.
+        let (tx, rx) = crossbeam_channel::bounded::<JobRequest>(job_queue_bound());
         let local = rc
             .listen
             .iter()
@@ -240,7 +252,7 @@ impl Proxy {
             rx,
             move |shard, id, result| {
                 if let Some(inbox) = inboxes.get(shard) {
-                    if inbox.send(ShardMsg::JobDone { id, result }).is_err() {
+                    if inbox.send_wait(ShardMsg::JobDone { id, result }).is_err() {
                         ser_log!(L_WARN, "shard {shard} is gone; job {id} answer dropped");
                     }
                 }

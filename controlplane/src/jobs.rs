@@ -43,6 +43,10 @@ pub struct DbJobs {
     pub dbs: Databases,
 }
 
+/// DNS jobs that may wait for the resolver thread, and lookups it runs at once.
+const DNS_QUEUE: usize = 4096;
+const DNS_IN_FLIGHT: usize = 1024;
+
 /// Starts `threads` workers taking jobs from `rx`; `deliver(shard, id, result)` hands each answer
 /// back. With `dns`, DNS jobs go to one extra thread running the resolver; with `db`, database
 /// jobs become tasks on its runtime. Everything stops when every sender of `rx` is gone.
@@ -58,7 +62,9 @@ where
 {
     let mut handles = Vec::new();
     let dns_tx = dns.and_then(|d| {
-        let (tx, mut drx) = tokio::sync::mpsc::unbounded_channel::<JobRequest>();
+        // Bounded queue and bounded lookups in flight: a resolver that does not answer costs
+        // at most this much, and further lookups fail at once (the script sees a DNS failure).
+        let (tx, mut drx) = tokio::sync::mpsc::channel::<JobRequest>(DNS_QUEUE);
         let deliver = deliver.clone();
         let h = std::thread::Builder::new()
             .name("ser-dns".into())
@@ -79,6 +85,9 @@ where
                 rt.block_on(async move {
                     let mut tasks = tokio::task::JoinSet::new();
                     while let Some(req) = drx.recv().await {
+                        while tasks.len() >= DNS_IN_FLIGHT {
+                            let _ = tasks.join_next().await;
+                        }
                         let d = d.clone();
                         let deliver = deliver.clone();
                         tasks.spawn(async move {
@@ -165,10 +174,14 @@ where
                     ) = (&dns_tx, &req.job)
                     {
                         // The DNS thread answers; if it is gone, answer here.
-                        match tx.send(req) {
+                        match tx.try_send(req) {
                             Ok(()) => continue,
-                            Err(e) => {
-                                let req = e.0;
+                            Err(tokio::sync::mpsc::error::TrySendError::Full(req)) => {
+                                // The resolver is that far behind: a failed lookup, at once.
+                                let e = "dns: too many lookups in flight".to_string();
+                                deliver(req.shard, req.id, JobResult::Failed(e));
+                            }
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(req)) => {
                                 deliver(req.shard, req.id, run(&req.job));
                             }
                         }

@@ -91,6 +91,20 @@ fn rev_ip(job: &Job) -> Option<IpAddr> {
     }
 }
 
+/// What makes two database selects the same (so one answer serves both); `None` for every other
+/// job (writes, DNS, exec… are never merged).
+fn select_key(job: &Job) -> Option<String> {
+    match job {
+        Job::Db {
+            url,
+            table,
+            keys,
+            columns,
+        } => Some(format!("{url}\0{table}\0{keys:?}\0{columns:?}")),
+        _ => None,
+    }
+}
+
 /// The per-shard handler.
 pub struct ProxyHandler {
     shared: Arc<Shared>,
@@ -99,6 +113,12 @@ pub struct ProxyHandler {
     /// Background lookups in flight (no script waits for them): job id → the source address a
     /// reverse lookup is for.
     background: HashMap<u64, IpAddr>,
+    /// Database selects in flight, by query: a script that asks the same (auth credentials of one
+    /// user@realm while the first lookup waits) joins it instead of costing another DB job.
+    selects: HashMap<String, u64>,
+    /// Per select in flight (its job id): its query, and the scripts that joined it (their ids in
+    /// `parked`), resumed with the same answer.
+    joined: HashMap<u64, (String, Vec<u64>)>,
     /// When shard 0 last swept expired DNS entries (`None` before the first tick).
     last_purge: Option<Instant>,
     next_job: u64,
@@ -128,6 +148,8 @@ impl ProxyHandler {
             shard,
             parked: HashMap::new(),
             background: HashMap::new(),
+            selects: HashMap::new(),
+            joined: HashMap::new(),
             last_purge: None,
             next_job: 0,
             pid: std::process::id(),
@@ -157,7 +179,7 @@ impl ProxyHandler {
         if self
             .shared
             .jobs
-            .send(JobRequest {
+            .try_send(JobRequest {
                 shard: self.shard,
                 id,
                 job,
@@ -386,41 +408,70 @@ impl ProxyHandler {
             if failure.is_none() && self.parked.len() >= max_parked() {
                 // Each parked script keeps its message: with a database that does not answer,
                 // requests would pile up without bound. Beyond the bound a request is refused
-                // (503, try again later) instead; an ACK has no reply and is dropped.
-                if ctx.msg.is_request() && ctx.msg.method() != Method::Ack {
-                    self.reply(
-                        ctx.src,
-                        local,
-                        proto,
-                        &ctx.msg,
-                        503,
-                        b"Service Unavailable",
-                        &[(b"Retry-After", PARKED_RETRY_AFTER)],
-                        &[],
-                        out,
-                    );
-                }
+                // (503, try again later) instead.
                 ser_log!(
                     L_DBG,
                     "{} scripts wait for jobs: request from {} refused",
                     self.parked.len(),
                     ctx.src
                 );
+                self.refuse(&ctx, local, proto, out);
                 return;
             }
             self.next_job += 1;
             let id = self.next_job;
             let rev = rev_ip(&job);
+            let key = select_key(&job);
+            if let Some(leader) = key.as_ref().and_then(|k| self.selects.get(k)) {
+                // The same select is in flight: wait for its answer.
+                if let Some((_, waiters)) = self.joined.get_mut(leader) {
+                    waiters.push(id);
+                }
+                ser_log!(L_DBG, "script joined job {leader} as {id}");
+                let mut ctx = ctx;
+                ctx.msg.unshare();
+                self.parked.insert(
+                    id,
+                    Parked {
+                        ctx,
+                        program: program.clone(),
+                        local,
+                        proto,
+                        failure,
+                        reply: None,
+                        rev,
+                    },
+                );
+                return;
+            }
             let req = JobRequest {
                 shard: self.shard,
                 id,
                 job,
             };
             ser_log!(L_DBG, "script suspended on job {id}: {:?}", req.job);
-            if self.shared.jobs.send(req).is_err() {
-                ser_log!(L_ERR, "job runner is gone: dropping a suspended request");
-                return;
+            // Never wait on the job queue: a full one (the job runner is behind) refuses the
+            // request like a full parking lot does.
+            match self.shared.jobs.try_send(req) {
+                Ok(()) => {}
+                Err(crossbeam_channel::TrySendError::Full(_)) => {
+                    ser_log!(L_DBG, "job queue full: request from {} refused", ctx.src);
+                    self.refuse(&ctx, local, proto, out);
+                    return;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                    ser_log!(L_ERR, "job runner is gone: dropping a suspended request");
+                    return;
+                }
             }
+            if let Some(k) = key {
+                self.selects.insert(k.clone(), id);
+                self.joined.insert(id, (k, Vec::new()));
+            }
+            // The message is kept until the job answers: copied out of the shared receive chunk
+            // so that a waiting request pins its own octets, not 128 KiB.
+            let mut ctx = ctx;
+            ctx.msg.unshare();
             self.parked.insert(
                 id,
                 Parked {
@@ -433,6 +484,28 @@ impl ProxyHandler {
                     rev,
                 },
             );
+        }
+    }
+
+    /// Refuses the request in `ctx` because a bound was hit (scripts waiting, job queue): `503`
+    /// with `Retry-After`, counted as an overload 503. An ACK has no reply and is dropped.
+    #[cold]
+    fn refuse(&mut self, ctx: &Ctx, local: SocketAddr, proto: Proto, out: &mut Outbox) {
+        if ctx.msg.is_request() && ctx.msg.method() != Method::Ack {
+            self.shared.services.stats.overloaded(self.shard); // mgmt: overload_503
+            self.reply(
+                ctx.src,
+                local,
+                proto,
+                &ctx.msg,
+                503,
+                b"Service Unavailable",
+                &[(b"Retry-After", PARKED_RETRY_AFTER)],
+                &[],
+                out,
+            );
+        } else {
+            self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
         }
     }
 
@@ -624,10 +697,15 @@ impl ProxyHandler {
                     id: jid,
                     job,
                 };
-                if self.shared.jobs.send(req).is_err() {
-                    ser_log!(L_ERR, "job runner is gone: dropping a reply");
+                if self.shared.jobs.try_send(req).is_err() {
+                    // A full job queue (or none): the reply is dropped, as a lost datagram is;
+                    // the transaction's retransmissions or timers carry on.
+                    self.shared.services.stats.dropped(self.shard); // mgmt: dropped counter
+                    ser_log!(L_DBG, "job queue full or gone: dropping a reply");
                     return;
                 }
+                let mut ctx = ctx;
+                ctx.msg.unshare();
                 self.parked.insert(
                     jid,
                     Parked {
@@ -803,6 +881,19 @@ impl Handler for ProxyHandler {
     fn on_message(&mut self, msg: ShardMsg, out: &mut Outbox) {
         match msg {
             ShardMsg::JobDone { id, result } => {
+                if let Some((key, waiters)) = self.joined.remove(&id) {
+                    self.selects.remove(&key);
+                    // Those that joined first, then the one that asked: each with the answer.
+                    for w in waiters {
+                        self.on_message(
+                            ShardMsg::JobDone {
+                                id: w,
+                                result: result.clone(),
+                            },
+                            out,
+                        );
+                    }
+                }
                 ser_log!(L_DBG, "job {id} answered: {result:?}");
                 if let Some(ip) = self.background.remove(&id) {
                     // A forward lookup already filled the DNS cache in the controlplane; a reverse

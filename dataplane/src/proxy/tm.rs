@@ -34,6 +34,21 @@ enum HostKind {
     Name,
 }
 
+/// Live transactions one shard keeps: `SER_MAX_TRANSACTIONS` (environment, read once; unparsable
+/// or 0: 262,144, well below the 2^24 slots a branch can name). A new transaction beyond it is
+/// refused with 503.
+pub fn max_transactions() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("SER_MAX_TRANSACTIONS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(1 << 18)
+            .min(1 << 24)
+    })
+}
+
 impl HostKind {
     fn as_target<'a>(&self, host: &'a [u8]) -> TargetHost<'a> {
         match self {
@@ -128,6 +143,12 @@ impl ShardEnv<'_> {
             ser_log!(L_DBG, "tm: retransmission absorbed");
             return Err(ActionResult::Ret(0));
         }
+        if table.len() >= max_transactions() {
+            return Err(self.refuse_new_transaction(ctx));
+        }
+        let Some(table) = self.table() else {
+            return Err(ActionResult::Ret(-1));
+        };
         let h = table.create(
             NewServer {
                 key,
@@ -145,6 +166,36 @@ impl ShardEnv<'_> {
         );
         crate::modules::tm::TmState::of(ctx).txn = Some(h);
         Ok(h)
+    }
+
+    /// The transaction table is full ([`max_transactions`]): the request is answered `503` with
+    /// `Retry-After` (an ACK is dropped) and the script ends, as for an absorbed retransmission.
+    #[cold]
+    fn refuse_new_transaction(&mut self, ctx: &Ctx) -> ActionResult {
+        ser_log!(
+            L_DBG,
+            "tm: transaction table full: request from {} refused",
+            ctx.src
+        );
+        if ctx.msg.method() != Method::Ack {
+            self.shared.services.stats.overloaded(self.shard); // mgmt: overload_503
+            super::env::send_reply(
+                self.shared,
+                self.shard,
+                self.pid,
+                ctx.src,
+                self.local,
+                self.proto,
+                &ctx.msg,
+                503,
+                b"Service Unavailable",
+                &[(b"Retry-After", b"5")],
+                &[],
+                &[],
+                self.out,
+            );
+        }
+        ActionResult::Ret(0)
     }
 
     /// Where each URI of this relay goes; `Err` = suspend (DNS) or fail.

@@ -46,10 +46,33 @@ impl<M> Clone for Inbox<M> {
 }
 
 impl<M> Inbox<M> {
-    /// Queues `msg` and wakes the shard. `Err(msg)` if the shard has stopped.
+    /// Queues `msg` and wakes the shard, never waiting: `Err(msg)` if the inbox is full (see
+    /// [`inbox_bound`]) or the shard has stopped. What shards hand each other goes this way.
     pub fn send(&self, msg: M) -> Result<(), M> {
+        self.tx.try_send(msg).map_err(|e| e.into_inner())?;
+        self.waker.ring();
+        Ok(())
+    }
+
+    /// Like [`Inbox::send`], but waits while the inbox is full: for threads that are not shards
+    /// (the job runner's answers, which a parked script needs and so must not be lost). A shard
+    /// empties its inbox by thousands a turn, so the wait is short.
+    pub fn send_wait(&self, msg: M) -> Result<(), M> {
         self.tx.send(msg).map_err(|e| e.0)?;
         self.waker.ring();
         Ok(())
     }
+}
+
+/// Messages one shard's inbox (and, each, its queue of TCP sends handed over by other shards)
+/// holds: `SER_SHARD_QUEUE` (environment, read once; unparsable: the default, 16,384).
+pub fn inbox_bound() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("SER_SHARD_QUEUE")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(16_384)
+    })
 }

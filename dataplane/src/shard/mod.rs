@@ -115,7 +115,7 @@ impl Default for RuntimeConfig {
 }
 
 use inbox::Doorbell;
-pub use inbox::Inbox;
+pub use inbox::{inbox_bound, Inbox};
 
 struct ShardHandle<M> {
     thread: JoinHandle<()>,
@@ -224,7 +224,8 @@ impl<M: Send + 'static> Runtime<M> {
                 waker: Waker::new(poll.registry(), WAKER)?,
                 parked: AtomicBool::new(false),
             });
-            let (tx, rx) = crossbeam_channel::unbounded();
+            // Bounded, and filled with `try_send` only: a shard never waits on another.
+            let (tx, rx) = crossbeam_channel::bounded(inbox::inbox_bound());
             polls.push(poll);
             peers.push(Peer { tx, waker });
             xfer_rxs.push(rx);
@@ -235,7 +236,7 @@ impl<M: Send + 'static> Runtime<M> {
             per_shard.into_iter().zip(polls).zip(xfer_rxs).enumerate()
         {
             let waker = peers[i].waker.clone();
-            let (tx, rx) = crossbeam_channel::unbounded();
+            let (tx, rx) = crossbeam_channel::bounded(inbox::inbox_bound());
             let handler = make(i);
             let stop = stop.clone();
             let core = if cfg.pin && !cores.is_empty() {
@@ -804,8 +805,13 @@ impl<H: Handler> Shard<H> {
                     SendOutcome::Failed => ser_log!(L_DBG, "tcp send to {} dropped", o.dest),
                     SendOutcome::Elsewhere(k) => {
                         if let Some(p) = self.peers.get(k) {
-                            let _ = p.tx.send(o);
-                            p.waker.ring();
+                            if p.tx.try_send(o).is_ok() {
+                                p.waker.ring();
+                            } else {
+                                // The owner is that far behind: dropped, as a lost segment
+                                // would be, and counted.
+                                self.stats.dropped(self.id);
+                            }
                         }
                     }
                 },

@@ -452,6 +452,13 @@ impl Message {
         &self.buf
     }
 
+    /// Gives the message a buffer of its own, when it shares one (a datagram is a slice of a
+    /// shard's receive chunk): a message kept for long, e.g. by a script waiting for a job, then
+    /// pins only its own octets. Spans are offsets into `buf`, so they stay valid.
+    pub fn unshare(&mut self) {
+        self.buf = Bytes::copy_from_slice(&self.buf);
+    }
+
     /// The message as received, without trailing datagram octets and without edits.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.end as usize]
