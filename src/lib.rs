@@ -20,6 +20,7 @@ use dataplane::ser_log;
 use dataplane::shard::log::{self, L_ERR, L_INFO, L_NOTICE};
 use dataplane::shard::{ListenSpec, RuntimeConfig};
 use dataplane::transport::{self, IoMode, Proto};
+use dataplane::txn::table::MAX_SHARDS;
 
 /// Default configuration file (SER: `./ser.cfg`).
 pub const DEFAULT_CONFIG: &str = "./ser.cfg";
@@ -329,6 +330,9 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                     if n == 0 {
                         return Err("bad value '0' for option -n".to_string());
                     }
+                    if n as usize > MAX_SHARDS {
+                        return Err(too_many_shards("option -n", n));
+                    }
                     cli.children = Some(n);
                 }
                 ('m', Some(v)) => cli.shm_mb = Some(num(&flag, &v)?),
@@ -430,14 +434,24 @@ pub fn listen_specs(cfg: &CoreOptions, cli: &Cli) -> Result<Vec<ListenSpec>, Str
 
 /// Number of shards: `-n`, else `children=` when set to something other than SER's default 8
 /// (the compiled options cannot tell "unset" from "8"), else the number of cores.
-pub fn shard_count(cfg: &CoreOptions, cli: &Cli) -> usize {
+/// Refused above [`MAX_SHARDS`] (`-n` already is at parsing); the core count is capped to it.
+pub fn shard_count(cfg: &CoreOptions, cli: &Cli) -> Result<usize, String> {
     if let Some(n) = cli.children {
-        return n as usize;
+        return Ok(n as usize);
     }
     if cfg.children != CoreOptions::default().children && cfg.children > 0 {
-        return cfg.children as usize;
+        if cfg.children as usize > MAX_SHARDS {
+            return Err(too_many_shards("children", cfg.children));
+        }
+        return Ok(cfg.children as usize);
     }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    Ok(std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SHARDS)))
+}
+
+fn too_many_shards(what: &str, n: u32) -> String {
+    format!(
+        "bad value '{n}' for {what}: at most {MAX_SHARDS} shards (a shard's id is one byte of every transaction's branch)"
+    )
 }
 
 /// The one small unsafe room of this crate, thin libc wrappers: syslog (LOG_DAEMON), dropping
@@ -909,7 +923,7 @@ fn start(
     }
     let mut rc = RuntimeConfig {
         listen,
-        shards: shard_count(opts, cli),
+        shards: shard_count(opts, cli)?,
         pin: !cli.no_pin,
         io: cli.io,
         rcvbuf: Some(cli.maxbuffer.unwrap_or(opts.maxbuffer) as usize),

@@ -86,7 +86,8 @@ pub fn load(shared: &Arc<Shared>, db: &DbService, dbs: &Databases) {
     }
 }
 
-/// The usrloc timer thread.
+/// The usrloc timer thread; it also sweeps the DNS caches every
+/// [`DNS_PURGE_EVERY`](dataplane::proxy::shared::DNS_PURGE_EVERY).
 pub struct Timer {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -102,8 +103,20 @@ impl Timer {
             .name("ser-usrloc".into())
             .spawn(move || {
                 let mut last = Instant::now();
+                let mut last_dns = Instant::now();
                 while !s2.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
+                    // The DNS caches' sweep lives here too, off the shards.
+                    if last_dns.elapsed() >= dataplane::proxy::shared::DNS_PURGE_EVERY {
+                        last_dns = Instant::now();
+                        let n = shared.purge_dns(last_dns);
+                        if n > 0 {
+                            ser_log!(
+                                dataplane::shard::log::L_DBG,
+                                "DNS cache: {n} expired entries removed"
+                            );
+                        }
+                    }
                     let program = shared.program.load();
                     let interval = dataplane::modules::param(
                         Some(&program.program),

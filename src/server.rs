@@ -326,6 +326,8 @@ impl Proxy {
         let shared = Arc::clone(&self.shared);
         self.runtime.stop();
         let panicked = self.runtime.join();
+        // The shards' last lines before anything the stop itself logs.
+        dataplane::shard::log::flush(std::time::Duration::from_secs(1));
         if let Some(t) = self.usrloc_timer.take() {
             t.stop(&shared);
         }

@@ -27,6 +27,8 @@ fn unknown_or_malformed_flags_exit_2_with_one_line() {
         &["-p"][..],
         &["-p", "http"][..],
         &["-n", "0"][..],
+        &["-n", "257"][..],
+        &["-n", "100000"][..],
         &["--io=fast"][..],
         &["-l", "[::1"][..],
         &["stray"][..],
@@ -128,6 +130,33 @@ fn bind_failure_exits_1() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot bind"), "{err}");
+    let _ = std::fs::remove_file(cfg);
+}
+
+#[test]
+fn more_than_256_shards_are_refused() {
+    // A shard's id is one byte of every branch: shard 256 would get shard 0's replies.
+    let (code, _, err) = ser(&["-n", "257", "-c", "-f", "/nonexistent.cfg"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("at most 256 shards"), "{err}");
+    // The same through the script's `children=` (refused at start, before binding).
+    let cfg = temp_cfg(&format!("children=300\n{MIN_CFG}"));
+    let port = free_port("127.0.0.1").to_string();
+    let (code, _, err) = ser(&[
+        "-f",
+        cfg.to_str().unwrap(),
+        "-D",
+        "-E",
+        "-l",
+        "127.0.0.1",
+        "-p",
+        &port,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("bad value '300' for children: at most 256 shards"),
+        "{err}"
+    );
     let _ = std::fs::remove_file(cfg);
 }
 

@@ -44,8 +44,6 @@ use crate::wire::{Limits, Message, Method};
 
 /// How long a reverse-DNS answer is used for `rev_dns`.
 const REV_DNS_TTL: std::time::Duration = std::time::Duration::from_secs(300);
-/// How often expired DNS cache entries are swept.
-const DNS_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most addresses kept in the reverse-DNS cache.
 const REV_DNS_MAX: usize = 65_536;
 
@@ -119,8 +117,6 @@ pub struct ProxyHandler {
     /// Per select in flight (its job id): its query, and the scripts that joined it (their ids in
     /// `parked`), resumed with the same answer.
     joined: HashMap<u64, (String, Vec<u64>)>,
-    /// When shard 0 last swept expired DNS entries (`None` before the first tick).
-    last_purge: Option<Instant>,
     next_job: u64,
     pid: u32,
     /// This shard's transactions.
@@ -150,7 +146,6 @@ impl ProxyHandler {
             background: HashMap::new(),
             selects: HashMap::new(),
             joined: HashMap::new(),
-            last_purge: None,
             next_job: 0,
             pid: std::process::id(),
             program: None,
@@ -862,20 +857,7 @@ impl Handler for ProxyHandler {
         if self.shard == 0 {
             crate::modules::pa::tick(&self.shared, now);
         }
-        // One shard sweeps the shared DNS caches now and then (reads treat expired entries as
-        // misses anyway; this only frees their memory).
-        let last = *self.last_purge.get_or_insert(now);
-        if self.shard == 0 && now.duration_since(last) >= DNS_PURGE_EVERY {
-            self.last_purge = Some(now);
-            let purged = self.shared.dns.purge_expired(now);
-            self.shared
-                .rev_dns
-                .pin()
-                .retain(|_, (_, until)| *until > now);
-            if purged > 0 {
-                ser_log!(L_DBG, "DNS cache: {purged} expired entries removed");
-            }
-        }
+        // Expired DNS entries are swept off the shards (proxy::shared::purge_dns).
     }
 
     fn on_message(&mut self, msg: ShardMsg, out: &mut Outbox) {

@@ -189,7 +189,30 @@ pub struct Shared {
     pub tm: TmShared,
 }
 
+/// How often expired DNS and reverse-DNS entries are swept (by the controlplane's timer thread,
+/// `ser`'s `locations::Timer`: a full scan of up to 65k entries per map does not belong on a
+/// shard).
+pub const DNS_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Removes the entries of the DNS cache and of the reverse-DNS map that expired at `now` (reads
+/// already treat them as misses: this frees their memory). Returns how many went.
+pub fn purge_dns(
+    dns: &DnsCache,
+    rev_dns: &papaya::HashMap<IpAddr, (Arc<[String]>, Instant)>,
+    now: Instant,
+) -> usize {
+    let rev = rev_dns.pin();
+    let before = rev.len();
+    rev.retain(|_, (_, until)| *until > now);
+    dns.purge_expired(now) + before.saturating_sub(rev.len())
+}
+
 impl Shared {
+    /// [`purge_dns`] over this server's caches.
+    pub fn purge_dns(&self, now: Instant) -> usize {
+        purge_dns(&self.dns, &self.rev_dns, now)
+    }
+
     /// How the transaction table writes its own replies: sl's To-tags and our `Server:` header.
     pub fn local_replies(&self) -> LocalReplies {
         let s = &self.settings;
@@ -291,5 +314,35 @@ impl TmShared {
                 done: Box::new(|_| {}),
             })),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::dns::DnsKey;
+    use std::time::Duration;
+
+    #[test]
+    fn purge_dns_removes_expired_entries_of_both_maps_and_keeps_fresh_ones() {
+        let dns = DnsCache::new();
+        let rev = papaya::HashMap::new();
+        let now = Instant::now();
+        for i in 0..100u32 {
+            let ttl = if i % 2 == 0 { 1 } else { 3600 };
+            dns.insert_negative(DnsKey::new(&format!("h{i}"), None, None, false), now);
+            let ip = IpAddr::from([192, 0, 2, i as u8]);
+            rev.pin()
+                .insert(ip, (Arc::from(Vec::new()), now + Duration::from_secs(ttl)));
+        }
+        // Negative DNS entries live NEGATIVE_TTL; half the reverse entries 1 s.
+        let later = now + DnsCache::NEGATIVE_TTL + Duration::from_secs(1);
+        assert_eq!(purge_dns(&dns, &rev, later), 100 + 50);
+        assert!(dns.is_empty());
+        assert_eq!(rev.pin().len(), 50);
+        assert!(rev.pin().iter().all(|(_, (_, until))| *until > later));
+        // Nothing more to do.
+        assert_eq!(purge_dns(&dns, &rev, later), 0);
     }
 }

@@ -171,6 +171,10 @@ pub enum NoBranch {
     TooMany,
 }
 
+/// The most shards a server may run: the shard id is one byte of every branch this table issues
+/// (replies are routed back by it), so a 257th shard would share an id with another.
+pub const MAX_SHARDS: usize = 256;
+
 /// The transactions of one shard.
 pub struct Table {
     /// Boxed: a slot costs 8 bytes, and growing the slab never doubles the room of ~600-byte cells.
