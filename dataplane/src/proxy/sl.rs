@@ -113,12 +113,7 @@ impl SlTagger {
         h.write_u8(0);
         h.write(req.from().ok().and_then(|f| f.tag()).unwrap_or_default());
         h.write_u32(req.cseq().map_or(0, |c| c.num));
-        h.write(
-            req.top_via()
-                .ok()
-                .and_then(|v| v.branch())
-                .unwrap_or_default(),
-        );
+        h.write(req.top_via_branch().unwrap_or_default());
         let mut buf = [0u8; 25];
         buf[..16].copy_from_slice(&self.prefix);
         buf[16] = b'.';

@@ -93,6 +93,15 @@ impl Message {
         self.top_via_value().map(|v| v.via)
     }
 
+    /// The top Via's `branch` (read from the parse-once cache when the Via was parsed already:
+    /// the stateless reply's To-tag asks for it on every request).
+    pub fn top_via_branch(&self) -> Option<&[u8]> {
+        if let Some(Ok(t)) = self.cache.top_via.get() {
+            return t.branch(&self.buf);
+        }
+        self.top_via().ok().and_then(|v| v.branch())
+    }
+
     /// The topmost Via value with where it is (parsed once per message).
     pub fn top_via_value(&self) -> Result<ViaValue<'_>> {
         let buf = &self.buf[..];

@@ -140,6 +140,11 @@ pub(super) struct ViaAt {
 }
 
 impl ViaAt {
+    /// The `branch` value, without rebuilding the whole Via.
+    pub(super) fn branch<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        self.branch.map(|a| get(buf, a))
+    }
+
     pub(super) fn freeze(buf: &[u8], index: usize, span: Span, v: &Via<'_>) -> Option<ViaAt> {
         Some(ViaAt {
             index,
