@@ -30,9 +30,9 @@
 
 pub mod auth;
 mod pages;
+mod rpc;
 pub mod selfcare;
 pub mod signup;
-mod rpc;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
