@@ -427,3 +427,47 @@ mod url_parts {
         }
     }
 }
+
+/// db_mode 1 promises write-through: every REGISTER answered 200 is in the database even when ser
+/// is killed with SIGKILL right after answering (no clean stop, nothing flushed), and a restart
+/// loads all of them.
+#[test]
+fn db_mode_1_loses_no_acknowledged_registration_to_kill_9() {
+    if Command::new("sqlite3").arg("-version").output().is_err() {
+        skip!("the sqlite3 tool is not installed (apt-get install sqlite3)");
+    }
+    let dir = std::env::temp_dir().join(unique("ser-kill9"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("ser.db");
+    let url = format!("sqlite://{}", path.display());
+    let (mut ser, addr) = start(1, &url);
+    let mut acked = Vec::new();
+    // 120 REGISTERs back to back; the kill comes right after the last 200.
+    for k in 0..120 {
+        let user = format!("k9u{k}");
+        let status = register(addr, &user, &format!("sip:{user}@127.0.0.1:9"));
+        assert_eq!(status, "SIP/2.0 200 OK");
+        acked.push(user);
+    }
+    // SIGKILL at once after the last 200 (Child::kill sends SIGKILL).
+    ser.child.kill().unwrap();
+    let _ = ser.child.wait();
+    let rows = sqlite_rows(&path, "select username from location;");
+    let stored: std::collections::HashSet<&str> = rows.lines().map(str::trim).collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|u| !stored.contains(u.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    let (ser2, _) = start(1, &url);
+    assert!(
+        ser2.wait_log(
+            "120 binding(s) of table 'location' loaded",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        ser2.log_text()
+    );
+    drop(ser2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

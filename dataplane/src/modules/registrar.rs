@@ -438,6 +438,8 @@ fn save(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
             table: table.to_string(),
             writes: VecDeque::new(),
             headers: String::new(),
+            through: false,
+            current: None,
         });
         return ctx.suspend_with(job, save_db_selected);
     }
@@ -451,10 +453,29 @@ fn save(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResult {
         return reply(ctx, env, 500, "Server Internal Error", "");
     };
     let store = &services.usrloc;
-    let res = store.update(table, &reg.key, &cfg.ul, &services.db, |cur, room| {
+    // db_mode 1 (write-through): the changes are written before the 200, so an acknowledged
+    // registration is in the database even if ser is killed right after answering.
+    let through = cfg.ul.db_mode == 1;
+    let sink = (!through).then_some(&services.db);
+    let res = store.update_with(table, &reg.key, &cfg.ul, sink, |cur, room| {
         reg.apply(cur, now, room)
     });
     let headers = match res {
+        Ok(Some((rec, changes))) if through && !changes.is_empty() => {
+            let writes = changes
+                .iter()
+                .map(|c| cfg.ul.write_of(table, &rec.username, &rec.domain, c))
+                .collect();
+            let p = PendingSave {
+                reg,
+                table: table.to_string(),
+                writes,
+                headers: ok_headers(Some(&rec), now),
+                through: true,
+                current: None,
+            };
+            return next_write(ctx, env, p);
+        }
         Ok(Some((rec, _))) => ok_headers(Some(&rec), now),
         Ok(None) => store.with_record(table, &reg.key, |r| ok_headers(r, now)),
         Err(rej) => {
@@ -479,6 +500,11 @@ struct PendingSave {
     writes: VecDeque<DbWrite>,
     /// The 200's header lines, ready once the writes are done.
     headers: String,
+    /// db_mode 1: the bindings are in memory already; a write the database refuses goes to the
+    /// background writer's queue (retried there, as before) instead of failing the REGISTER.
+    through: bool,
+    /// The write in flight (db_mode 1), to queue again if it fails.
+    current: Option<DbWrite>,
 }
 
 /// db_mode 3 `save`, the AOR's rows are in: apply the REGISTER, then write the changes one by one.
@@ -528,6 +554,9 @@ fn save_db_selected(
 fn next_write(ctx: &mut Ctx, env: &mut dyn Env, mut p: PendingSave) -> ActionResult {
     match p.writes.pop_front() {
         Some(w) => {
+            if p.through {
+                p.current = Some(w.clone());
+            }
             ctx.module_state.set(p);
             ctx.suspend_with(Job::DbWrite(w), save_db_written)
         }
@@ -542,9 +571,27 @@ fn save_db_written(
     _args: &[Arg],
     result: JobResult,
 ) -> ActionResult {
-    let Some(p) = ctx.module_state.take::<PendingSave>() else {
+    let Some(mut p) = ctx.module_state.take::<PendingSave>() else {
         return ActionResult::Ret(-1);
     };
+    if let (JobResult::Failed(why), true) = (&result, p.through) {
+        // The database is down or slow: SIP is not held up; the background writer retries.
+        log(
+            ctx,
+            env,
+            level::WARN,
+            &format!(
+                "save: writing a binding of {} failed ({why}); queued for the background writer",
+                p.reg.username
+            ),
+        );
+        if let Some(services) = env.services() {
+            for w in p.current.take().into_iter().chain(p.writes.drain(..)) {
+                services.db.post(w);
+            }
+        }
+        return reply(ctx, env, 200, "OK", &p.headers);
+    }
     if let JobResult::Failed(why) = result {
         log(
             ctx,

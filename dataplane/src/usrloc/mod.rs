@@ -176,6 +176,19 @@ impl Usrloc {
         key: &[u8],
         cfg: &UsrlocConfig,
         db: &DbSink,
+        f: impl FnMut(Option<&Record>, usize) -> Result<Option<(Record, Vec<Change>)>, E>,
+    ) -> Result<Option<(Record, Vec<Change>)>, E> {
+        self.update_with(table, key, cfg, Some(db), f)
+    }
+
+    /// [`Usrloc::update`]; with `db` `None` the changes are only returned, for a caller that writes
+    /// them itself (the registrar in db_mode 1, which answers only once they are committed).
+    pub fn update_with<E>(
+        &self,
+        table: &str,
+        key: &[u8],
+        cfg: &UsrlocConfig,
+        db: Option<&DbSink>,
         mut f: impl FnMut(Option<&Record>, usize) -> Result<Option<(Record, Vec<Change>)>, E>,
     ) -> Result<Option<(Record, Vec<Change>)>, E> {
         let tables = self.tables.pin();
@@ -216,7 +229,7 @@ impl Usrloc {
             self.bindings
                 .fetch_sub(old_len - new_len, Ordering::Relaxed);
         }
-        if let Some((rec, changes)) = &out {
+        if let (Some((rec, changes)), Some(db)) = (&out, db) {
             self.persist(t, table, key, rec, changes, cfg, db);
         }
         Ok(out)
