@@ -151,6 +151,17 @@ fn resume_with(env: &mut RegEnv, ctx: &mut Ctx, r: JobResult) -> Outcome {
     resume(&program, ctx, env, r)
 }
 
+/// `run`, answering every database write the script waits for (db_mode 1's write-through) as
+/// done, after handing it to the services' writer queue so the test sees the rows.
+fn run_writing(env: &mut RegEnv, msg: Message) -> (Ctx, Outcome) {
+    let (mut ctx, mut out) = run(env, msg);
+    while let Outcome::Suspended(Job::DbWrite(w)) = out {
+        env.services.db.post(w);
+        out = resume_with(env, &mut ctx, JobResult::Rows(vec![]));
+    }
+    (ctx, out)
+}
+
 fn contacts_of(headers: &str) -> Vec<String> {
     headers
         .lines()
@@ -475,25 +486,41 @@ fn db_services() -> (Services, crossbeam_channel::Receiver<DbWrite>) {
 }
 
 #[test]
-fn db_mode_1_posts_writes_through_the_sink() {
+fn db_mode_1_writes_through_before_the_200() {
     let (services, rx) = db_services();
     let mut env =
         RegEnv::with_services(&script("modparam(\"usrloc\", \"db_mode\", 1)\n"), services);
-    run(
-        &mut env,
+    let ivy = |cseq| {
         register(
             "sip:ivy@example.com",
             "c",
-            1,
+            cseq,
             "Contact: <sip:ivy@10.0.0.1>\r\n",
-        ),
-    );
-    assert_eq!(env.last().code, 200);
-    let w: Vec<DbWrite> = rx.try_iter().collect();
-    assert_eq!(w.len(), 1);
+        )
+    };
+    let (mut ctx, out) = run(&mut env, ivy(1));
+    // The 200 waits for the write (an acknowledged binding is in the database).
+    let Outcome::Suspended(Job::DbWrite(w)) = out else {
+        panic!("{out:?}")
+    };
     assert!(
-        matches!(&w[0], DbWrite::Upsert { table, keys, .. } if table == "location" && keys[0].1 == "ivy")
+        matches!(&w, DbWrite::Upsert { table, keys, .. } if table == "location" && keys[0].1 == "ivy")
     );
+    assert!(env.replies.is_empty());
+    assert!(rx.try_recv().is_err());
+    resume_with(&mut env, &mut ctx, JobResult::Rows(vec![]));
+    assert_eq!(env.last().code, 200);
+    // A database that refuses the write: the REGISTER is answered all the same and the write
+    // waits in the background writer's queue.
+    let (mut ctx, out) = run(&mut env, ivy(2));
+    assert!(
+        matches!(out, Outcome::Suspended(Job::DbWrite(_))),
+        "{out:?}"
+    );
+    resume_with(&mut env, &mut ctx, JobResult::Failed("db down".into()));
+    assert_eq!(env.last().code, 200);
+    let queued: Vec<DbWrite> = rx.try_iter().collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
 }
 
 #[test]
@@ -679,7 +706,7 @@ fn bindings_survive_a_restart_through_the_written_rows() {
         let (services, rx) = db_services();
         let cfg_text = script(&format!("modparam(\"usrloc\", \"db_mode\", {mode})\n"));
         let mut env = RegEnv::with_services(&cfg_text, services);
-        run(
+        run_writing(
             &mut env,
             register(
                 "sip:lee@example.com",
@@ -688,7 +715,7 @@ fn bindings_survive_a_restart_through_the_written_rows() {
                 "Contact: <sip:lee@10.0.0.1>;q=0.3, <sip:lee@10.0.0.2>;q=0.6\r\n",
             ),
         );
-        run(
+        run_writing(
             &mut env,
             register(
                 "sip:lee@example.com",
@@ -697,7 +724,7 @@ fn bindings_survive_a_restart_through_the_written_rows() {
                 "Contact: <sip:lee@10.0.0.1>;expires=0\r\n",
             ),
         );
-        run(
+        run_writing(
             &mut env,
             register(
                 "sip:max@example.com",

@@ -12,7 +12,8 @@
 //! - Memory is bounded: at most [`MAX_CONTACTS_PER_AOR`] bindings per AOR and [`MAX_BINDINGS`] in
 //!   the whole store; a registration beyond is refused ([`Reject`]), never half-applied.
 //! - Nothing here blocks or touches a database. Persistence goes out as [`DbWrite`]s: db_mode 1 posts
-//!   each change at once ([`DbSink::post`]), db_mode 2 marks the AOR dirty and [`Usrloc::timer`]
+//!   each change at once ([`DbSink::post`]; the registrar's `save` instead writes its changes
+//!   through jobs before it answers, [`Usrloc::update_with`]), db_mode 2 marks the AOR dirty and [`Usrloc::timer`]
 //!   posts the changed AORs every `timer_interval`, db_mode 3 keeps nothing here (the registrar
 //!   reads and writes the DB through jobs; see `modules::registrar`).
 //!
