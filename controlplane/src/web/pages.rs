@@ -72,8 +72,24 @@ impl IntoResponse for Refused {
     }
 }
 
-fn forbidden(why: &str) -> Response {
+pub(super) fn forbidden(why: &str) -> Response {
     (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
+}
+
+/// The checks of a login POST before any credential is looked at: same origin, and (login CSRF)
+/// the form's token equal to the one this browser got with the form in cookie `login_cookie`.
+pub(super) fn login_refused(
+    headers: &HeaderMap,
+    f: &Params,
+    login_cookie: &str,
+) -> Option<Response> {
+    if !same_origin(headers) {
+        return Some(forbidden("cross-origin request refused"));
+    }
+    match (cookie(headers, login_cookie), f.get("csrf")) {
+        (Some(c), Some(t)) if same_token(c, t) => None,
+        _ => Some(forbidden("CSRF token missing or wrong")),
+    }
 }
 
 fn to_login() -> Response {
@@ -213,13 +229,8 @@ async fn login(
     headers: HeaderMap,
     Form(f): Form<Params>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden("cross-origin request refused");
-    }
-    // Login CSRF: the form's token must be the one this browser got with the form.
-    match (cookie(&headers, LOGIN_COOKIE), f.get("csrf")) {
-        (Some(c), Some(t)) if same_token(c, t) => {}
-        _ => return forbidden("CSRF token missing or wrong"),
+    if let Some(r) = login_refused(&headers, &f, LOGIN_COOKIE) {
+        return r;
     }
     let user = f.get("user").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();

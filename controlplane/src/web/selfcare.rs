@@ -43,7 +43,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use super::auth::{cookie, random_token, same_token, Sessions, Throttle};
-use super::pages::same_origin;
+use super::pages::{forbidden, login_refused, same_origin};
 use super::Web;
 use crate::db::sql::PageQuery;
 use crate::subscriber;
@@ -133,10 +133,6 @@ fn set_cookie(resp: &mut Response, name: &str, value: &str, max_age: Option<u64>
     if let Ok(v) = HeaderValue::from_str(&c) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
-}
-
-fn forbidden(why: &str) -> Response {
-    (StatusCode::FORBIDDEN, format!("{why}\n")).into_response()
 }
 
 fn to_login() -> Response {
@@ -335,12 +331,8 @@ async fn login(
     headers: HeaderMap,
     Form(f): Form<Params>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden("cross-origin request refused");
-    }
-    match (cookie(&headers, LOGIN_COOKIE), f.get("csrf")) {
-        (Some(c), Some(t)) if same_token(c, t) => {}
-        _ => return forbidden("CSRF token missing or wrong"),
+    if let Some(r) = login_refused(&headers, &f, LOGIN_COOKIE) {
+        return r;
     }
     let login = f.get("user").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
