@@ -411,6 +411,9 @@ impl Message {
             HeaderId::CSeq,
             HeaderId::MaxForwards,
         ] {
+            if !self.repeats(id) {
+                continue;
+            }
             let mut it = self.headers_by_id(id);
             if let (Some(_), Some(second)) = (it.next(), it.next()) {
                 let at = self

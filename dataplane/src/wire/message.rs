@@ -199,6 +199,60 @@ pub struct Message {
     pub(super) edits: Edits,
     /// Values parsed once and kept (Request-URI, top Via, From, To).
     pub(super) cache: super::cache::ParseCache,
+    /// Which ids the header index holds (bit `id as u8`), which of them more than once, and
+    /// where the first field of each of the first [`FIRST_IDS`] ids is: a lookup by id (a dozen
+    /// per request, most for headers that are absent or single) then costs no scan of the index.
+    pub(super) by_id: IdIndex,
+}
+
+/// Ids below this (Via … Content-Type: the ones the proxy asks for) remember their first field.
+const FIRST_IDS: usize = 12;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct IdIndex {
+    present: u128,
+    repeated: u128,
+    first: [u32; FIRST_IDS],
+}
+
+impl IdIndex {
+    #[inline]
+    fn note(&mut self, id: HeaderId, index: usize) {
+        let bit = 1u128 << (id as u8);
+        if self.present & bit == 0 {
+            if let Some(f) = self.first.get_mut(id as usize) {
+                *f = u32::try_from(index).unwrap_or(u32::MAX);
+            }
+        } else {
+            self.repeated |= bit;
+        }
+        self.present |= bit;
+    }
+
+    /// Where to start looking for `id` and how many fields there are at most (0: none).
+    #[inline]
+    fn range(&self, id: HeaderId) -> (usize, usize) {
+        let bit = 1u128 << (id as u8);
+        if id == HeaderId::Other || self.present & bit == 0 {
+            (0, 0)
+        } else {
+            let start = self.first.get(id as usize).map_or(0, |&f| f as usize);
+            (
+                start,
+                if self.repeated & bit != 0 {
+                    usize::MAX
+                } else {
+                    1
+                },
+            )
+        }
+    }
+
+    /// True if `id` occurs in more than one field.
+    #[inline]
+    pub(super) fn repeated(&self, id: HeaderId) -> bool {
+        self.repeated & (1u128 << (id as u8)) != 0
+    }
 }
 
 impl Message {
@@ -271,6 +325,7 @@ impl Message {
             max_vias: 0,
             edits: Edits::default(),
             cache: Default::default(),
+            by_id: IdIndex::default(),
             buf: Bytes::new(),
         }
     }
@@ -293,6 +348,7 @@ impl Message {
         self.end = 0;
         self.edits.clear();
         self.cache = Default::default();
+        self.by_id = IdIndex::default();
     }
 
     // Inlined into both callers so the message is built in place (it is large: the inline header
@@ -350,6 +406,7 @@ impl Message {
 
         let headers = &mut self.headers;
         headers.clear();
+        let mut by_id = IdIndex::default();
         let mut content_length: Option<(usize, usize)> = None; // (value, offset of the header)
         let mut pos = next;
         let headers_end;
@@ -404,6 +461,7 @@ impl Message {
                 }
             }
             pos = entry.line.end as usize;
+            by_id.note(entry.id, headers.len());
             headers.push(entry);
         }
 
@@ -441,6 +499,7 @@ impl Message {
         self.max_vias = limits.max_vias.min(usize::from(u16::MAX)) as u16;
         self.edits.clear();
         self.cache = Default::default();
+        self.by_id = by_id;
         self.buf = buf;
         Ok(start_error.or(soft_error))
     }
@@ -587,8 +646,20 @@ impl Message {
 
     /// All header fields with this id, in order (several lines of a list header, or duplicates).
     pub fn headers_by_id(&self, id: HeaderId) -> impl Iterator<Item = HeaderField<'_>> + '_ {
-        self.headers()
-            .filter(move |h| h.id == id && id != HeaderId::Other)
+        let (start, n) = self.by_id.range(id);
+        self.headers
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter(move |(_, h)| h.id == id)
+            .take(n)
+            .map(move |(i, h)| self.field(start + i, h))
+    }
+
+    /// True if more than one header field has this id.
+    pub fn repeats(&self, id: HeaderId) -> bool {
+        self.by_id.repeated(id)
     }
 
     /// All header fields with this name (case-insensitive; compact forms of known names match too).
