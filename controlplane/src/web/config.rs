@@ -5,7 +5,8 @@
 //! | Check | the text is compiled by the compiler `ser -c` uses ([`crate::cfg::compile_str`], the file's name in the messages); the diagnostics are shown as `ser -c` prints them (`file:line:col`, the message, the source line with a caret) |
 //! | Save and reload | the same check; with an error nothing is written and the running script stays. Otherwise the file is replaced atomically (a temporary file in its directory, synced, renamed over it; the old one kept as `FILE.bak`) and the server reloaded through the `reload` command, as SIGHUP and `serctl fifo reload` do |
 //!
-//! The script is edited in a text area. Both actions need an administrator's session and its CSRF token, like
+//! The script is edited in a text area, or a file is uploaded (`/ui/config/upload`,
+//! `multipart/form-data`, the same two actions on the file's text). Both actions need an administrator's session and its CSRF token, like
 //! every POST of the web UI. Saves are serialised, so two administrators cannot interleave a write
 //! and a reload. A reload that fails after the write (a file the script names went away in
 //! between) puts the old file back.
@@ -14,10 +15,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use minijinja::context;
 use serde::Serialize;
@@ -35,6 +38,7 @@ pub const MAX_SCRIPT: usize = 1024 * 1024;
 pub fn routes() -> Router<Arc<Web>> {
     Router::new()
         .route("/ui/config", get(page).post(act))
+        .route("/ui/config/upload", post(upload))
         // The UI's 64 KiB body limit is too small for a long script (inner layers win).
         .layer(DefaultBodyLimit::max(3 * MAX_SCRIPT + 4096))
 }
@@ -190,7 +194,81 @@ async fn page(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
 }
 
 async fn act(State(w): State<Arc<Web>>, headers: HeaderMap, Form(f): Form<Params>) -> Response {
-    let ctx = match w.action(&headers, &f) {
+    run(&w, &headers, &f).await
+}
+
+/// The upload form: its fields as the text area's form has them (the file's text as `script`).
+async fn upload(State(w): State<Arc<Web>>, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(mut f) = multipart(ct, &body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "expected a multipart/form-data upload\n",
+        )
+            .into_response();
+    };
+    if let Some(file) = f.remove("file") {
+        f.insert("script".into(), file);
+    }
+    run(&w, &headers, &f).await
+}
+
+/// Position of `needle` in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The fields of a `multipart/form-data` body (RFC 7578): name → value, a file's content as
+/// text. `None` when it is not one (no boundary, a part without its headers or its end).
+fn multipart(content_type: &str, body: &[u8]) -> Option<Params> {
+    let (kind, params) = content_type.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    let boundary = params
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("boundary="))?
+        .trim_matches('"');
+    if boundary.is_empty() || boundary.len() > 70 {
+        return None;
+    }
+    let delim = format!("--{boundary}");
+    let next = format!("\r\n{delim}");
+    let mut out = Params::new();
+    let mut rest = body.get(find(body, delim.as_bytes())? + delim.len()..)?;
+    loop {
+        if rest.starts_with(b"--") {
+            return Some(out);
+        }
+        rest = rest.strip_prefix(b"\r\n")?;
+        let head_end = find(rest, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&rest[..head_end]);
+        let after = &rest[head_end + 4..];
+        let end = find(after, next.as_bytes())?;
+        let name = head
+            .split("\r\n")
+            .find(|l| {
+                l.split_once(':')
+                    .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case("content-disposition"))
+            })
+            .and_then(|l| {
+                l.split(';')
+                    .find_map(|p| p.trim().strip_prefix("name="))
+                    .map(|n| n.trim_matches('"').to_string())
+            })?;
+        out.insert(name, String::from_utf8_lossy(&after[..end]).into_owned());
+        rest = &after[end + next.len()..];
+    }
+}
+
+async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
+    let ctx = match w.action(headers, f) {
         Ok(c) => c,
         Err(r) => return r.into_response(),
     };
@@ -377,5 +455,39 @@ mod tests {
         let (errors, _) = check(p, "route {\n  break;\n}\n");
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(normalize("a\r\nb\r\n"), "a\nb\n");
+    }
+
+    #[test]
+    fn multipart_fields_and_files() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\ntok\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a;b.cfg\"\r\n\
+Content-Type: application/octet-stream\r\n\r\nroute {\r\n}\n\r\n--XyZ--\r\n";
+        let f = multipart("multipart/form-data; boundary=XyZ", body).unwrap();
+        assert_eq!(f["csrf"], "tok");
+        assert_eq!(f["file"], "route {\r\n}\n");
+        assert!(multipart("multipart/form-data; boundary=XyZ", &body[..60]).is_none());
+        assert!(multipart("application/x-www-form-urlencoded", body).is_none());
+        assert!(multipart("multipart/form-data", body).is_none());
+        for n in 0..body.len() {
+            let _ = multipart("multipart/form-data; boundary=XyZ", &body[..n]);
+        }
+    }
+
+    #[test]
+    fn the_page_escapes_what_it_shows() {
+        let (env, _) = super::super::templates(None).unwrap();
+        let evil = "<script>alert(1)</script>";
+        let (errors, warnings) = check(Path::new(evil), &format!("route {{\n {evil}\n}}\n"));
+        assert!(!errors.is_empty());
+        let html = env
+            .get_template("config.html")
+            .unwrap()
+            .render(context! {
+                user => evil, csrf => evil, path => evil, script => evil, outcome => evil,
+                ok => false, errors => errors, warnings => warnings,
+            })
+            .unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
     }
 }

@@ -255,6 +255,17 @@ fn nice_ceiling(v: f64) -> f64 {
     10.0 * mag
 }
 
+/// The time axis: the shortest of these spans (seconds; quarters read well) that holds `oldest`.
+fn axis_span(oldest: f64) -> f64 {
+    const SPANS: [f64; 9] = [
+        20.0, 40.0, 60.0, 120.0, 240.0, 480.0, 1200.0, 2400.0, 3600.0,
+    ];
+    SPANS
+        .into_iter()
+        .find(|s| *s >= oldest)
+        .unwrap_or(SPANS[SPANS.len() - 1])
+}
+
 /// How long ago, as an axis label.
 fn ago(secs: f64) -> String {
     let s = secs.round() as u64;
@@ -278,14 +289,14 @@ fn chart(
     times: &[f64],
     lines: Vec<(String, Vec<f64>)>,
 ) -> Chart {
-    let span = times.first().copied().unwrap_or(0.0).max(1.0);
+    let span = axis_span(times.first().copied().unwrap_or(0.0));
     let top = nice_ceiling(
         lines
             .iter()
             .flat_map(|(_, v)| v.iter().copied())
             .fold(0.0, f64::max),
     );
-    let x = |ago: f64| LEFT + W * (1.0 - ago / span);
+    let x = |ago: f64| LEFT + W * (1.0 - (ago / span).min(1.0));
     let y = |v: f64| TOP + H * (1.0 - v / top);
     let series = lines
         .into_iter()
@@ -552,11 +563,35 @@ mod tests {
         assert_eq!(nice_ceiling(3.2), 5.0);
         assert_eq!(nice_ceiling(11.0), 20.0);
         assert_eq!(nice_ceiling(500.0), 500.0);
+        assert_eq!(axis_span(0.0), 20.0);
+        assert_eq!(axis_span(100.0), 120.0);
+        assert_eq!(axis_span(3600.0), 3600.0);
+        assert_eq!(axis_span(4000.0), 3600.0);
         assert_eq!(ago(0.0), "now");
         assert_eq!(ago(30.0), "-30 s");
         assert_eq!(ago(900.0), "-15 min");
         assert_eq!(fmt_value(2.5), "2.50");
         assert_eq!(fmt_value(3.0), "3");
+    }
+
+    #[test]
+    fn the_page_renders_escaped() {
+        let (env, _) = super::super::templates(None).unwrap();
+        let t0 = Instant::now();
+        let s = [sample(t0, 0, 0, 0), sample(t0, 1, 4, 2)];
+        let (charts, current) = charts(&s);
+        let evil = "<script>alert(1)</script>";
+        let html = env
+            .get_template("stats.html")
+            .unwrap()
+            .render(context! {
+                user => evil, csrf => evil, flash => evil, nav => "stats", charts => charts,
+                current => current, samples => 2, interval => 1, window => 60,
+            })
+            .unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("id=\"current-contacts\">2<"), "{html}");
+        assert!(html.contains("<polyline id=\"requests-0\""), "{html}");
     }
 
     #[test]
