@@ -280,11 +280,13 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
         );
     };
     let path = sf.path.as_path();
-    let text = normalize(f.get("script").map(String::as_str).unwrap_or(""));
+    let Some(text) = f.get("script").map(|s| normalize(s)) else {
+        return (StatusCode::BAD_REQUEST, "no script in the form\n").into_response();
+    };
     if text.len() > MAX_SCRIPT {
         let msg = format!("the script is larger than {MAX_SCRIPT} bytes; nothing was saved");
         return show(
-            &w,
+            w,
             &ctx,
             StatusCode::PAYLOAD_TOO_LARGE,
             path,
@@ -309,7 +311,7 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
             (StatusCode::OK, format!("{} error(s)", errors.len()))
         };
         return show(
-            &w,
+            w,
             &ctx,
             status,
             path,
@@ -322,7 +324,7 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
     if !save {
         let msg = format!("no errors, {} warning(s)", warnings.len());
         return show(
-            &w,
+            w,
             &ctx,
             StatusCode::OK,
             path,
@@ -336,7 +338,7 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
     if let Err(e) = save_atomically(path, &text) {
         let msg = format!("cannot write {}: {e}; nothing was changed", path.display());
         return show(
-            &w,
+            w,
             &ctx,
             StatusCode::INTERNAL_SERVER_ERROR,
             path,
@@ -363,7 +365,7 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
             }
         );
         return show(
-            &w,
+            w,
             &ctx,
             StatusCode::INTERNAL_SERVER_ERROR,
             path,

@@ -271,7 +271,7 @@ fn ago(secs: f64) -> String {
     let s = secs.round() as u64;
     if s == 0 {
         "now".into()
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("-{} min", s / 60)
     } else if s >= 120 {
         format!("-{:.1} min", secs / 60.0)
