@@ -134,6 +134,7 @@ fn chromium() -> bool {
 
 const STATS_CFG: &str = r#"
 loadmodule "sl.so"
+loadmodule "tm.so"
 loadmodule "usrloc.so"
 loadmodule "registrar.so"
 modparam("usrloc", "db_mode", 0)
@@ -143,7 +144,8 @@ route {
 		break;
 	};
 	if (method == "OPTIONS") {
-		sl_send_reply("200", "OK");
+		t_newtran();
+		t_reply("200", "OK");
 		break;
 	};
 	sl_send_reply("404", "Not Found");
@@ -224,13 +226,14 @@ fn the_statistics_page_charts_the_traffic() {
         b.goto(&format!("{base}/ui/stats"));
         let rate: f64 = b.text_of("#current-requests-rate").parse().unwrap();
         let contacts = b.text_of("#current-contacts");
+        let tx: f64 = b.text_of("#current-transactions-rate").parse().unwrap();
         let req_ys = ys(&b.source(), "requests-0");
-        if rate > 0.0 && contacts == "1" && req_ys.len() >= 3 {
+        if rate > 0.0 && tx > 0.0 && contacts == "1" && req_ys.len() >= 3 {
             break;
         }
         assert!(
             Instant::now() < end,
-            "rate {rate}, contacts {contacts}, points {req_ys:?}:\n{}",
+            "rate {rate}, transactions {tx}, contacts {contacts}, points {req_ys:?}:\n{}",
             b.source()
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -243,6 +246,9 @@ fn the_statistics_page_charts_the_traffic() {
     let req_ys = ys(&src, "requests-0");
     assert!(req_ys.iter().any(|y| *y < 171.0), "{req_ys:?}");
     // The contacts chart's line stands at 1, the top of its axis.
+    // So do the transactions (the OPTIONS are answered statefully).
+    let t_ys = ys(&src, "transactions-0");
+    assert!(t_ys.iter().any(|y| *y < 171.0), "{t_ys:?}");
     let c_ys = ys(&src, "contacts-0");
     assert!(c_ys.last().is_some_and(|y| *y < 13.0), "{c_ys:?}");
     // The current values are text in the charts' legends, the axes are labelled.
@@ -478,5 +484,22 @@ fn the_configuration_page_needs_a_session_and_the_csrf_token() {
     assert_eq!(r.status, 303, "{r:?}");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), good);
     assert_eq!(options_reply(srv.sip, 1), "SIP/2.0 200 Version B");
+
+    // A script longer than the other pages' 64 KiB form limit is taken here.
+    let long = format!(
+        "{}{}",
+        "# a long comment line to make the file large\n".repeat(3000),
+        script("F", "")
+    );
+    assert!(long.len() > 128 * 1024);
+    let r = post(
+        hp,
+        "/ui/config",
+        &cookie,
+        &[("csrf", &csrf), ("op", "save"), ("script", &long)],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), long);
+    assert_eq!(options_reply(srv.sip, 2), "SIP/2.0 200 Version F");
     cleanup(&cfg);
 }

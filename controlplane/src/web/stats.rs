@@ -145,7 +145,13 @@ impl Sampler {
                     h.push(Sample::read(&sources, Instant::now()));
                     // Ticks on a fixed schedule, so the samples do not drift by the read time.
                     next += every;
-                    let wait = next.saturating_duration_since(Instant::now());
+                    let now = Instant::now();
+                    // After a stall (a suspended machine) the schedule restarts rather than
+                    // sampling in a burst to catch up.
+                    if next < now {
+                        next = now + every;
+                    }
+                    let wait = next.saturating_duration_since(now);
                     match rx.recv_timeout(wait) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => break,
