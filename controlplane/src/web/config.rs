@@ -32,6 +32,8 @@ use crate::cfg::{compile_str, Diagnostic};
 pub(super) const TEMPLATES: &[(&str, &str)] =
     &[("config.html", include_str!("templates/config.html"))];
 
+const NO_FILE: &str = "this server does not say which file it runs";
+
 /// The largest script the page takes (a form body is larger by its URL-encoding).
 pub const MAX_SCRIPT: usize = 1024 * 1024;
 
@@ -101,7 +103,7 @@ fn normalize(text: &str) -> String {
 /// Replaces `path` by `text` atomically, the old content kept in `path.bak`. A symbolic link is
 /// followed (its target is replaced, the link stays). Nothing is changed when any step fails.
 pub fn save_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let target = canonical(path);
     let dir = target
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -137,25 +139,34 @@ pub fn save_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     r
 }
 
-#[allow(clippy::too_many_arguments)]
-fn show(
-    w: &Web,
-    ctx: &Ctx,
-    status: StatusCode,
-    path: &Path,
-    text: &str,
-    outcome: Option<(&str, bool)>,
+/// What a POST found, shown above the script.
+#[derive(Default)]
+struct Outcome {
+    message: Option<String>,
+    ok: bool,
     errors: Vec<Shown>,
     warnings: Vec<Shown>,
-) -> Response {
+}
+
+impl Outcome {
+    fn failed(message: String, errors: Vec<Shown>, warnings: Vec<Shown>) -> Outcome {
+        Outcome {
+            message: Some(message),
+            ok: false,
+            errors,
+            warnings,
+        }
+    }
+}
+
+fn show(w: &Web, ctx: &Ctx, status: StatusCode, path: &Path, text: &str, o: Outcome) -> Response {
     let mut r = w.page(
         "config.html",
         ctx,
         "config",
         context! {
-            path => path.display().to_string(), script => text,
-            outcome => outcome.map(|(m, _)| m), ok => outcome.is_some_and(|(_, ok)| ok),
-            errors => errors, warnings => warnings,
+            path => path.display().to_string(), script => text, outcome => o.message, ok => o.ok,
+            errors => o.errors, warnings => o.warnings,
         },
     );
     *r.status_mut() = status;
@@ -168,23 +179,20 @@ async fn page(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
         Err(r) => return r.into_response(),
     };
     let Some(sf) = w.script.as_ref() else {
-        return w.error_page(
-            &ctx,
-            "config",
-            "this server does not say which file it runs",
-        );
+        return w.error_page(&ctx, "config", NO_FILE);
     };
     match std::fs::read(&sf.path) {
-        Ok(b) => show(
-            &w,
-            &ctx,
-            StatusCode::OK,
-            &sf.path,
-            &String::from_utf8_lossy(&b),
-            None,
-            Vec::new(),
-            Vec::new(),
-        ),
+        Ok(b) => {
+            let text = String::from_utf8_lossy(&b);
+            show(
+                &w,
+                &ctx,
+                StatusCode::OK,
+                &sf.path,
+                &text,
+                Outcome::default(),
+            )
+        }
         Err(e) => w.error_page(
             &ctx,
             "config",
@@ -273,11 +281,7 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
         Err(r) => return r.into_response(),
     };
     let Some(sf) = w.script.as_ref() else {
-        return w.error_page(
-            &ctx,
-            "config",
-            "this server does not say which file it runs",
-        );
+        return w.error_page(&ctx, "config", NO_FILE);
     };
     let path = sf.path.as_path();
     let Some(text) = f.get("script").map(|s| normalize(s)) else {
@@ -285,75 +289,42 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
     };
     if text.len() > MAX_SCRIPT {
         let msg = format!("the script is larger than {MAX_SCRIPT} bytes; nothing was saved");
-        return show(
-            w,
-            &ctx,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            path,
-            "",
-            Some((&msg, false)),
-            vec![],
-            vec![],
-        );
+        let o = Outcome::failed(msg, Vec::new(), Vec::new());
+        return show(w, &ctx, StatusCode::PAYLOAD_TOO_LARGE, path, "", o);
     }
     let save = f.get("op").map(String::as_str) == Some("save");
     let (errors, warnings) = check(path, &text);
     if !errors.is_empty() {
+        let n = errors.len();
         let (status, msg) = if save {
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{} error(s): nothing was saved, the running script stays",
-                    errors.len()
-                ),
-            )
+            let msg = format!("{n} error(s): nothing was saved, the running script stays");
+            (StatusCode::UNPROCESSABLE_ENTITY, msg)
         } else {
-            (StatusCode::OK, format!("{} error(s)", errors.len()))
+            (StatusCode::OK, format!("{n} error(s)"))
         };
-        return show(
-            w,
-            &ctx,
-            status,
-            path,
-            &text,
-            Some((&msg, false)),
-            errors,
-            warnings,
-        );
+        let o = Outcome::failed(msg, errors, warnings);
+        return show(w, &ctx, status, path, &text, o);
     }
     if !save {
-        let msg = format!("no errors, {} warning(s)", warnings.len());
-        return show(
-            w,
-            &ctx,
-            StatusCode::OK,
-            path,
-            &text,
-            Some((&msg, true)),
+        let o = Outcome {
+            message: Some(format!("no errors, {} warning(s)", warnings.len())),
+            ok: true,
             errors,
             warnings,
-        );
+        };
+        return show(w, &ctx, StatusCode::OK, path, &text, o);
     }
     let _one_at_a_time = sf.lock.lock().await;
     if let Err(e) = save_atomically(path, &text) {
         let msg = format!("cannot write {}: {e}; nothing was changed", path.display());
-        return show(
-            w,
-            &ctx,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            path,
-            &text,
-            Some((&msg, false)),
-            errors,
-            warnings,
-        );
+        let o = Outcome::failed(msg, errors, warnings);
+        return show(w, &ctx, StatusCode::INTERNAL_SERVER_ERROR, path, &text, o);
     }
     let reply = w.registry.call("reload", Vec::new()).await;
     if !reply.is_success() {
-        // The file compiled here but not in the reload: put the old one back.
-        let bak = backup_of(path);
-        let restored = std::fs::read(&bak)
-            .and_then(|old| save_atomically(path, &String::from_utf8_lossy(&old)));
+        // It compiled here but not in the reload (a file it names went away in between): the
+        // old file goes back as it was.
+        let restored = std::fs::rename(backup_of(path), canonical(path));
         let msg = format!(
             "saved, but the reload failed ({} {}): {}; the running script stays{}",
             reply.code,
@@ -364,16 +335,8 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
                 Err(e) => format!(", and the old file could not be put back: {e}"),
             }
         );
-        return show(
-            w,
-            &ctx,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            path,
-            &text,
-            Some((&msg, false)),
-            errors,
-            warnings,
-        );
+        let o = Outcome::failed(msg, errors, warnings);
+        return show(w, &ctx, StatusCode::INTERNAL_SERVER_ERROR, path, &text, o);
     }
     w.flash(
         &ctx,
@@ -387,10 +350,14 @@ async fn run(w: &Web, headers: &HeaderMap, f: &Params) -> Response {
     Redirect::to("/ui/config").into_response()
 }
 
+/// The file a save replaces: `path`, a symbolic link followed.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Where [`save_atomically`] keeps the old file.
 fn backup_of(path: &Path) -> PathBuf {
-    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut s = target.into_os_string();
+    let mut s = canonical(path).into_os_string();
     s.push(".bak");
     PathBuf::from(s)
 }
