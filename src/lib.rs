@@ -1125,6 +1125,11 @@ mod tests {
         assert!(parse_args(&args("-p abc")).is_err());
         assert!(parse_args(&args("--io=bogus")).is_err());
         assert_eq!(parse_args(&args("--io uring")).unwrap().io, IoMode::Uring);
+        let cli = parse_args(&args("--web-stats-interval=1")).unwrap();
+        assert_eq!(cli.web_stats_interval, Some(1));
+        for bad in ["0", "3601", "x"] {
+            assert!(parse_args(&args(&format!("--web-stats-interval={bad}"))).is_err());
+        }
     }
 
     #[test]
