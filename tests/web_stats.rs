@@ -273,6 +273,25 @@ fn the_statistics_page_charts_the_traffic() {
     b.goto(&format!("{base}/ui/stats#current"));
     b.screenshot(&shots.join("stats-02-now.png"));
 
+    // It can reload itself, without a script.
+    let (cookie, _) = login(srv.http);
+    let r = http(
+        srv.http,
+        "GET",
+        "/ui/stats?refresh=10",
+        &[("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.body
+            .contains("<meta http-equiv=\"refresh\" content=\"10\">"),
+        "{}",
+        r.body
+    );
+    let r = http(srv.http, "GET", "/ui/stats", &[("Cookie", &cookie)], "");
+    assert!(!r.body.contains("http-equiv"), "{}", r.body);
+
     // Without a session: the login page.
     let r = http(srv.http, "GET", "/ui/stats", &[], "");
     assert_eq!(r.status, 303, "{r:?}");

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,6 +29,7 @@ use dataplane::stats::CLASSES;
 use minijinja::context;
 use serde::Serialize;
 
+use super::pages::Params;
 use super::Web;
 use crate::mgmt::metrics::Sources;
 
@@ -490,7 +491,14 @@ fn charts(samples: &[Sample]) -> (Vec<Chart>, Current) {
     (list, cur)
 }
 
-async fn page(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
+/// `?refresh=SECS`: the page reloads itself (a `<meta>` refresh: no script) every 5 s to 1 hour.
+fn refresh_of(q: &Params) -> u64 {
+    q.get("refresh")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(0, |s| if s == 0 { 0 } else { s.clamp(5, 3600) })
+}
+
+async fn page(State(w): State<Arc<Web>>, headers: HeaderMap, Query(q): Query<Params>) -> Response {
     let ctx = match w.session(&headers) {
         Ok(c) => c,
         Err(r) => return r.into_response(),
@@ -507,6 +515,7 @@ async fn page(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
         context! {
             charts => charts, current => current, samples => samples.len(),
             interval => h.interval().as_secs(), window => WINDOW.as_secs() / 60,
+            refresh => refresh_of(&q),
         },
     )
 }
@@ -592,12 +601,21 @@ mod tests {
             .unwrap()
             .render(context! {
                 user => evil, csrf => evil, flash => evil, nav => "stats", charts => charts,
-                current => current, samples => 2, interval => 1, window => 60,
+                current => current, samples => 2, interval => 1, window => 60, refresh => 10,
             })
             .unwrap();
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("id=\"current-contacts\">2<"), "{html}");
         assert!(html.contains("<polyline id=\"requests-0\""), "{html}");
+        assert!(
+            html.contains("<meta http-equiv=\"refresh\" content=\"10\">"),
+            "{html}"
+        );
+        let q = |v: &str| Params::from([("refresh".to_string(), v.to_string())]);
+        assert_eq!(refresh_of(&q("1")), 5);
+        assert_eq!(refresh_of(&q("0")), 0);
+        assert_eq!(refresh_of(&q("x")), 0);
+        assert_eq!(refresh_of(&q("99999")), 3600);
     }
 
     #[test]
