@@ -302,19 +302,20 @@ fn the_statistics_page_charts_the_traffic() {
 
 // ---------------------------------------------------------------- configuration
 
-/// A route whose answer says which version of the script runs.
+/// A route whose answer says which version of the script runs (`extra`: lines before its end).
 fn script(version: &str, extra: &str) -> String {
-    format!(
-        "loadmodule \"sl.so\"\n\
-route {{\n\
-    if (method == \"OPTIONS\") {{\n\
-        sl_send_reply(\"200\", \"Version {version}\");\n\
-        break;\n\
-    }};\n\
-{extra}\
-    sl_send_reply(\"404\", \"Not Here\");\n\
-}}\n"
-    )
+    [
+        "loadmodule \"sl.so\"\n".to_string(),
+        "route {\n".into(),
+        "    if (method == \"OPTIONS\") {\n".into(),
+        format!("        sl_send_reply(\"200\", \"Version {version}\");\n"),
+        "        break;\n".into(),
+        "    };\n".into(),
+        extra.into(),
+        "    sl_send_reply(\"404\", \"Not Here\");\n".into(),
+        "}\n".into(),
+    ]
+    .concat()
 }
 
 fn options_reply(to: SocketAddr, n: u32) -> String {
