@@ -85,6 +85,8 @@ pub struct Cli {
     pub web_signup_mail: Option<String>,
     /// `--web-url=URL`: the web UI's public base URL (links in mails).
     pub web_url: Option<String>,
+    /// `--web-stats-interval=SECS`: how often the web UI's statistics page samples (default 10).
+    pub web_stats_interval: Option<u64>,
 }
 
 /// Usage text (`-h`).
@@ -144,6 +146,8 @@ ser extensions:
                             link mailed by `CMD -s SUBJECT ADDRESS` (text on stdin)
     --web-url=URL           the web UI's public base URL for mailed links (default http://
                             and the --http address)
+    --web-stats-interval=S  the web UI's statistics page reads the counters every S seconds
+                            (1-3600, default 10; it keeps the last hour)
 ",
         ver = env!("CARGO_PKG_VERSION")
     )
@@ -272,6 +276,15 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                 "web-selfcare" if inline.is_none() => cli.web_selfcare = true,
                 "web-signup-mail" => cli.web_signup_mail = Some(value()?),
                 "web-url" => cli.web_url = Some(value()?.trim_end_matches('/').to_string()),
+                "web-stats-interval" => {
+                    let v = value()?;
+                    cli.web_stats_interval = Some(
+                        num(&flag, &v)
+                            .ok()
+                            .filter(|s| (1..=3600).contains(s))
+                            .ok_or_else(|| format!("bad value '{v}' for option {flag} (1-3600)"))?,
+                    );
+                }
                 "help" if inline.is_none() => cli.help = true,
                 "version" if inline.is_none() => cli.version = true,
                 _ => return Err(format!("unknown option '{a}'")),
@@ -1112,6 +1125,11 @@ mod tests {
         assert!(parse_args(&args("-p abc")).is_err());
         assert!(parse_args(&args("--io=bogus")).is_err());
         assert_eq!(parse_args(&args("--io uring")).unwrap().io, IoMode::Uring);
+        let cli = parse_args(&args("--web-stats-interval=1")).unwrap();
+        assert_eq!(cli.web_stats_interval, Some(1));
+        for bad in ["0", "3601", "x"] {
+            assert!(parse_args(&args(&format!("--web-stats-interval={bad}"))).is_err());
+        }
     }
 
     #[test]

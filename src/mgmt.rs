@@ -81,6 +81,7 @@ impl MgmtConfig {
                             }),
                         }
                     }),
+                    stats_interval: cli.web_stats_interval.map(Duration::from_secs),
                 }),
         }
     }
@@ -350,6 +351,8 @@ pub struct Mgmt {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     ready: Arc<AtomicBool>,
     socket: Option<PathBuf>,
+    /// The web UI's statistics sampler (it holds the proxy's state: stopped with the rest).
+    sampler: Option<controlplane::web::stats::Sampler>,
 }
 
 impl Mgmt {
@@ -363,6 +366,7 @@ impl Mgmt {
                 stop: None,
                 ready,
                 socket: None,
+                sampler: None,
             });
         }
         if let Some(a) = &cfg.http {
@@ -370,15 +374,25 @@ impl Mgmt {
         }
         let registry = Arc::new(registry(&control, cfg, argv)?);
         let sources = sources(&control);
-        let web = match (&cfg.web, cfg.http) {
-            (None, _) => None,
+        let (web, sampler) = match (&cfg.web, cfg.http) {
+            (None, _) => (None, None),
             (Some(_), None) => return Err("--web-admins needs --http=ADDR:PORT".into()),
-            (Some(w), Some(_)) => Some(Arc::new(controlplane::web::Web::new(
-                w,
-                Arc::clone(&registry),
-                control.db(),
-                web_settings(&control),
-            )?)),
+            (Some(w), Some(_)) => {
+                use controlplane::web::stats::{Sampler, DEFAULT_INTERVAL};
+                let sampler = Sampler::start(
+                    sources.clone(),
+                    w.stats_interval.unwrap_or(DEFAULT_INTERVAL),
+                )?;
+                let web = controlplane::web::Web::new(
+                    w,
+                    Arc::clone(&registry),
+                    control.db(),
+                    web_settings(&control),
+                )?
+                .with_stats(sampler.history())
+                .with_script(control.config().to_path_buf());
+                (Some(Arc::new(web)), Some(sampler))
+            }
         };
         drop(control);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -465,6 +479,7 @@ impl Mgmt {
             stop: Some(stop_tx),
             ready,
             socket,
+            sampler,
         })
     }
 
@@ -486,6 +501,7 @@ impl Mgmt {
         if let Some(p) = self.socket.take() {
             let _ = std::fs::remove_file(p);
         }
+        drop(self.sampler.take());
     }
 }
 

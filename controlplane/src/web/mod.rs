@@ -10,6 +10,8 @@
 //! | `/ui/self/…` | the subscribers' own pages, with `--web-selfcare` ([`selfcare`]) |
 //! | `/ui/self/signup` | sign-up with e-mail confirmation, with `--web-signup-mail` ([`signup`]) |
 //! | `/ui/rpc` | RPC console: the running program's commands (`which`, with help and module), run one |
+//! | `/ui/stats` | traffic of the last hour as charts, sampled every `--web-stats-interval` ([`stats`]) |
+//! | `/ui/config` | the running script: check, save and reload ([`config`]) |
 //!
 //! Enabled by `--web-admins=FILE` (with `--http`; off otherwise); `--web-templates=DIR` replaces
 //! any embedded template (or `style.css`) by the file of the same name there, read at start.
@@ -29,10 +31,12 @@
 //! REGISTER sees the change. Location changes go through usrloc's own commands.
 
 pub mod auth;
+pub mod config;
 mod pages;
 mod rpc;
 pub mod selfcare;
 pub mod signup;
+pub mod stats;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -58,6 +62,9 @@ pub struct WebConfig {
     pub selfcare: bool,
     /// `--web-signup-mail`: sign-up with e-mail confirmation ([`signup`]).
     pub signup: Option<signup::SignupConfig>,
+    /// `--web-stats-interval=SECS`: how often the statistics page's counters are read (`None`:
+    /// [`stats::DEFAULT_INTERVAL`]).
+    pub stats_interval: Option<std::time::Duration>,
 }
 
 /// What the running program says about where subscribers and calls are (asked per request: a
@@ -107,6 +114,10 @@ pub struct Web {
     throttle: Mutex<auth::Throttle>,
     selfcare: Option<selfcare::SelfCare>,
     signup: Option<signup::SignupConfig>,
+    /// The statistics page's samples ([`Web::with_stats`]).
+    stats: Option<Arc<stats::History>>,
+    /// The running script ([`Web::with_script`]).
+    script: Option<config::ScriptFile>,
 }
 
 /// The templates: the embedded ones, each replaced by `dir/<name>` when that file exists.
@@ -125,6 +136,8 @@ fn templates(dir: Option<&Path>) -> Result<(minijinja::Environment<'static>, Str
         .iter()
         .chain(selfcare::TEMPLATES)
         .chain(signup::TEMPLATES)
+        .chain(stats::TEMPLATES)
+        .chain(config::TEMPLATES)
     {
         let text = read(name)?.unwrap_or_else(|| src.to_string());
         env.add_template_owned(name.to_string(), text)
@@ -155,7 +168,21 @@ impl Web {
             throttle: Mutex::new(auth::Throttle::default()),
             selfcare: cfg.selfcare.then(selfcare::SelfCare::default),
             signup: cfg.signup.clone().filter(|_| cfg.selfcare),
+            stats: None,
+            script: None,
         })
+    }
+
+    /// The samples the statistics page draws (a [`stats::Sampler`]'s).
+    pub fn with_stats(mut self, history: Arc<stats::History>) -> Web {
+        self.stats = Some(history);
+        self
+    }
+
+    /// The script file the server runs (the configuration page edits it and reloads).
+    pub fn with_script(mut self, path: PathBuf) -> Web {
+        self.script = Some(config::ScriptFile::new(path));
+        self
     }
 
     fn settings(&self) -> Settings {
@@ -224,7 +251,9 @@ async fn security_headers(mut r: Response) -> Response {
 
 /// The web UI's routes (under `/ui`).
 pub fn router(web: Arc<Web>) -> Router {
-    let mut r = pages::routes();
+    let mut r = pages::routes()
+        .merge(stats::routes())
+        .merge(config::routes());
     if web.selfcare.is_some() {
         r = r.merge(selfcare::routes());
     }
