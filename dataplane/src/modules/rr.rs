@@ -331,7 +331,7 @@ fn loose_route(ctx: &mut Ctx, env: &mut dyn Env, _args: &[Arg]) -> ActionResult 
         // Only our own values: within a dialog (To tag) the route set brought the request here and
         // the Request-URI (the remote target) is where it goes; an initial request with a
         // pre-loaded route to us is routed by the script (SER 0.9's `preloaded` rule).
-        routed |= ctx.msg.to().is_ok_and(|t| t.tag().is_some());
+        routed |= ctx.msg.to_tag().is_some();
     }
     if next < last {
         let hop = &routes[next];

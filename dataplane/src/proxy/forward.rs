@@ -65,9 +65,9 @@ pub fn stateless_branch(msg: &Message, salt: u64) -> Branch {
         _ => {
             h.write(msg.request_uri_bytes().unwrap_or_default());
             h.write_u8(0);
-            h.write(msg.to().ok().and_then(|t| t.tag()).unwrap_or_default());
+            h.write(msg.to_tag().unwrap_or_default());
             h.write_u8(0);
-            h.write(msg.from().ok().and_then(|f| f.tag()).unwrap_or_default());
+            h.write(msg.from_tag().unwrap_or_default());
             h.write_u8(0);
             h.write(msg.call_id().unwrap_or_default());
             h.write_u32(msg.cseq().map_or(0, |c| c.num));

@@ -111,7 +111,7 @@ impl SlTagger {
         let mut h = Fnv::default();
         h.write(req.call_id().unwrap_or_default());
         h.write_u8(0);
-        h.write(req.from().ok().and_then(|f| f.tag()).unwrap_or_default());
+        h.write(req.from_tag().unwrap_or_default());
         h.write_u32(req.cseq().map_or(0, |c| c.num));
         h.write(req.top_via_branch().unwrap_or_default());
         let mut buf = [0u8; 25];

@@ -151,7 +151,7 @@ pub fn server_key(msg: &Message, as_method: Option<Method>, salt: u64) -> Option
             h.write_u8(b'2');
             h.write(msg.request_uri_bytes().unwrap_or_default());
             h.write_u8(0);
-            h.write(msg.from().ok().and_then(|f| f.tag()).unwrap_or_default());
+            h.write(msg.from_tag().unwrap_or_default());
             h.write_u8(0);
             h.write(msg.call_id().ok()?);
             h.write_u32(msg.cseq().ok()?.num);

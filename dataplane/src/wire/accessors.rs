@@ -166,6 +166,23 @@ impl Message {
         )
     }
 
+    /// The From tag: `None` when From has none or does not parse (as
+    /// `from().ok().and_then(|f| f.tag())`, without rebuilding the name-addr once it is cached).
+    pub fn from_tag(&self) -> Option<&[u8]> {
+        if let Some(Ok(t)) = self.cache.from.get() {
+            return t.tag(&self.buf);
+        }
+        self.from().ok().and_then(|f| f.tag())
+    }
+
+    /// The To tag, as [`Message::from_tag`].
+    pub fn to_tag(&self) -> Option<&[u8]> {
+        if let Some(Ok(t)) = self.cache.to.get() {
+            return t.tag(&self.buf);
+        }
+        self.to().ok().and_then(|t| t.tag())
+    }
+
     /// The Call-ID, validated.
     pub fn call_id(&self) -> Result<&[u8]> {
         let buf = &self.buf[..];

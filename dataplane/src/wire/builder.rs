@@ -114,7 +114,13 @@ impl<'o, B: BufMut> ReplyBuilder<'o, B> {
                 HeaderId::To => {
                     out.put_slice(b"To: ");
                     out.put_slice(h.value);
-                    if code != 100 && !to_tag.is_empty() && !has_tag(h.value) {
+                    // The To the gate parsed knows its tag; a To it could not parse (a 400's
+                    // request) is scanned.
+                    let tagged = || match req.cache.to.get() {
+                        Some(Ok(t)) => t.has_tag(),
+                        _ => has_tag(h.value),
+                    };
+                    if code != 100 && !to_tag.is_empty() && !tagged() {
                         out.put_slice(b";tag=");
                         out.put_slice(to_tag);
                     }

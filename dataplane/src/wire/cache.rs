@@ -201,6 +201,9 @@ pub(super) struct NameAddrAt {
     uri_raw: At,
     angle: bool,
     params: At,
+    /// The `tag` parameter (From/To): asked for by the stateless To-tag, transaction matching
+    /// and dialog checks, each of which would otherwise walk the parameters again.
+    tag: Option<At>,
 }
 
 impl NameAddrAt {
@@ -212,7 +215,16 @@ impl NameAddrAt {
             uri_raw: at(buf, n.uri_raw)?,
             angle: n.angle,
             params: at(buf, n.params.raw())?,
+            tag: opt(buf, n.tag())?,
         })
+    }
+
+    pub(super) fn has_tag(&self) -> bool {
+        self.tag.is_some()
+    }
+
+    pub(super) fn tag<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
+        self.tag.map(|a| get(buf, a))
     }
 
     pub(super) fn thaw<'a>(&self, buf: &'a [u8]) -> NameAddr<'a> {
