@@ -124,10 +124,25 @@ pub fn classify(data: &[u8]) -> Kind {
     if token.is_empty() {
         return Kind::Other;
     }
-    let i = METHODS[..14]
-        .iter()
-        .position(|m| m.as_bytes() == token)
-        .unwrap_or(14);
+    // A match on the bytes (length first) instead of 14 slice compares, which showed in
+    // profiles; the order is METHODS'.
+    let i = match token {
+        b"INVITE" => 0,
+        b"ACK" => 1,
+        b"BYE" => 2,
+        b"CANCEL" => 3,
+        b"REGISTER" => 4,
+        b"OPTIONS" => 5,
+        b"MESSAGE" => 6,
+        b"SUBSCRIBE" => 7,
+        b"NOTIFY" => 8,
+        b"INFO" => 9,
+        b"PRACK" => 10,
+        b"UPDATE" => 11,
+        b"REFER" => 12,
+        b"PUBLISH" => 13,
+        _ => 14,
+    };
     Kind::Request(i)
 }
 
@@ -237,6 +252,11 @@ mod tests {
         assert_eq!(classify(b"\r\n\r\n"), Kind::Other);
         assert_eq!(classify(b""), Kind::Other);
         assert_eq!(classify(b"SIP/2.0"), Kind::Other);
+        for (i, m) in METHODS[..14].iter().enumerate() {
+            let line = format!("{m} sip:b SIP/2.0\r\n");
+            assert_eq!(classify(line.as_bytes()), Kind::Request(i), "{m}");
+        }
+        assert_eq!(classify(b"invite sip:b SIP/2.0\r\n"), Kind::Request(14));
     }
 
     #[test]
