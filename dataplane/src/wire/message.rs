@@ -861,10 +861,7 @@ fn parse_start_line(b: &[u8], start: usize, end: usize, limits: &Limits) -> Resu
     }
     // Several SPs between elements (lwsstart) or LWS inside the URI (lwsruri): the URI would contain
     // a space or tab, which no URI may. RFC 4475 §3.1.2.8/9 allow rejecting both.
-    if let Some(i) = uri
-        .iter()
-        .position(|&c| c == b' ' || c == b'\t' || c < 0x20 || c == 0x7f)
-    {
+    if let Some(i) = first_ctl_or_space(uri) {
         return Err(err(ErrorKind::BadUri, sp1 + 1 + i));
     }
     if uri.len() > limits.max_uri_len {
@@ -933,6 +930,35 @@ fn parse_header_line(b: &[u8], pos: usize) -> Result<HeaderEntry> {
         value: Span::new(vs, ve),
         line: Span::new(pos, next),
     })
+}
+
+/// The first space, tab, other control byte or DEL in `s`. Eight bytes per step (a byte per step
+/// showed in profiles: every Request-URI is checked).
+fn first_ctl_or_space(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let bad = |c: u8| c <= b' ' || c == 0x7f;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        // A byte below 0x21 (the high bits of bytes >= 0x80 are masked off by !x), or one equal
+        // to 0x7f (zero after the xor): exact for "is there one", then the byte is found.
+        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+        let y = x ^ (ONES * 0x7f);
+        let del = y.wrapping_sub(ONES) & !y & HIGH;
+        if below | del != 0 {
+            return c.iter().position(|&b| bad(b)).map(|i| base + i);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| bad(b))
+        .map(|i| base + i)
 }
 
 /// Content-Length = 1*DIGIT. Negative, non-numeric or overflowing values are refused (ncl).

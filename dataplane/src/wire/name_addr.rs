@@ -130,13 +130,19 @@ impl<'a> NameAddr<'a> {
             .map(|p| ustart + p)
             .ok_or(bad(value.len()))?;
         let uri_raw = value.get(ustart..gt).unwrap_or_default();
-        if let Some(p) = uri_raw
-            .iter()
-            .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'<'))
-        {
-            return Err(bad(ustart + p));
-        }
-        let uri = Uri::parse(uri_raw).map_err(|e| e.offset(ustart))?;
+        // The common shape holds none of the bytes refused here: one pass instead of two.
+        let uri = match Uri::parse_common(uri_raw) {
+            Some(uri) => uri,
+            None => {
+                if let Some(p) = uri_raw
+                    .iter()
+                    .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'<'))
+                {
+                    return Err(bad(ustart + p));
+                }
+                Uri::parse(uri_raw).map_err(|e| e.offset(ustart))?
+            }
+        };
         let rest = value.get(gt + 1..).unwrap_or_default();
         let params = Params::parse(rest).map_err(|e| e.offset(gt + 1))?;
         Ok(NameAddr {

@@ -159,6 +159,13 @@ impl<'a> Uri<'a> {
         }
     }
 
+    /// The one-pass parse of the common shape alone (`None`: not that shape, ask
+    /// [`Uri::parse`]). What it accepts holds no white space, `<`, `>`, `?` or escape.
+    #[inline]
+    pub(crate) fn parse_common(input: &'a [u8]) -> Option<Uri<'a>> {
+        fast::parse(input)
+    }
+
     /// Every URI form, every error; [`Uri::parse`] comes here for all but the common shape.
     fn parse_general(input: &'a [u8]) -> Result<Uri<'a>> {
         if let Some(p) = input.iter().position(|&b| NOT_IN_URI[b as usize]) {

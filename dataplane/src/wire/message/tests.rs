@@ -194,3 +194,16 @@ fn datagram_trailing_octets_are_not_part_of_the_message() {
     assert_eq!(m.body(), b"");
     assert_eq!(m.as_bytes(), b"REGISTER sip:a SIP/2.0\r\nl: 0\r\n\r\n");
 }
+
+proptest::proptest! {
+    #[test]
+    fn the_word_scan_finds_what_the_byte_scan_finds(
+        s in proptest::collection::vec(
+            proptest::prop_oneof![30 => 0x21u8..0x7f, 1 => proptest::prelude::any::<u8>()],
+            0..60,
+        )
+    ) {
+        let slow = s.iter().position(|&c| c <= b' ' || c == 0x7f);
+        proptest::prop_assert_eq!(first_ctl_or_space(&s), slow);
+    }
+}
