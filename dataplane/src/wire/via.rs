@@ -135,11 +135,10 @@ fn bad(at: usize) -> ParseError {
 }
 
 /// The sent-protocol nearly every Via carries, `SIP/2.0/UDP ` (or TCP, TLS) and one space before
-/// a host, read without the general token and LWS scans: protocol, version, transport as written
-/// and classified, and where the host starts. `None`: ask the general
-/// path (which accepts the same text, so the result is the same).
+/// a host, read without the general token and LWS scans. `None`: ask the general path (which
+/// accepts the same text, so the result is the same).
 #[inline]
-fn sent_protocol_fast(v: &[u8]) -> Option<(&[u8], &[u8], &[u8], Transport, usize)> {
+fn sent_protocol_fast(v: &[u8]) -> Option<SentProtocol<'_>> {
     let head = v.get(..12)?;
     if head.get(..8)? != b"SIP/2.0/" || head.get(11) != Some(&b' ') {
         return None;
@@ -155,7 +154,22 @@ fn sent_protocol_fast(v: &[u8]) -> Option<(&[u8], &[u8], &[u8], Transport, usize
     if matches!(v.get(12), None | Some(b' ' | b'\t' | b'\r' | b'\n')) {
         return None;
     }
-    Some((v.get(..3)?, v.get(4..7)?, t, transport, 12))
+    Some(SentProtocol {
+        protocol: v.get(..3)?,
+        version: v.get(4..7)?,
+        transport_raw: t,
+        transport,
+        host_start: 12,
+    })
+}
+
+/// A Via's sent-protocol and where its sent-by starts.
+struct SentProtocol<'a> {
+    protocol: &'a [u8],
+    version: &'a [u8],
+    transport_raw: &'a [u8],
+    transport: Transport,
+    host_start: usize,
 }
 
 fn token_at(s: &[u8], pos: usize) -> Result<(&[u8], usize)> {
@@ -197,24 +211,34 @@ impl<'a> Via<'a> {
     /// to the same answers).
     #[inline]
     fn parse_with(value: &'a [u8], fast: bool) -> Result<Via<'a>> {
-        let (protocol, version, transport_raw, transport, hstart) =
-            match sent_protocol_fast(value).filter(|_| fast) {
-                Some(x) => x,
-                None => {
-                    let pos = skip_lws(value, 0);
-                    let (protocol, pos) = token_at(value, pos)?;
-                    let pos = slash(value, pos)?;
-                    let (version, pos) = token_at(value, pos)?;
-                    let pos = slash(value, pos)?;
-                    let (transport_raw, pos) = token_at(value, pos)?;
-                    let hstart = skip_lws(value, pos);
-                    if hstart == pos {
-                        return Err(bad(pos));
-                    }
-                    let transport = Transport::from_bytes(transport_raw);
-                    (protocol, version, transport_raw, transport, hstart)
+        let SentProtocol {
+            protocol,
+            version,
+            transport_raw,
+            transport,
+            host_start: hstart,
+        } = match sent_protocol_fast(value).filter(|_| fast) {
+            Some(x) => x,
+            None => {
+                let pos = skip_lws(value, 0);
+                let (protocol, pos) = token_at(value, pos)?;
+                let pos = slash(value, pos)?;
+                let (version, pos) = token_at(value, pos)?;
+                let pos = slash(value, pos)?;
+                let (transport_raw, pos) = token_at(value, pos)?;
+                let hstart = skip_lws(value, pos);
+                if hstart == pos {
+                    return Err(bad(pos));
                 }
-            };
+                SentProtocol {
+                    protocol,
+                    version,
+                    transport_raw,
+                    transport: Transport::from_bytes(transport_raw),
+                    host_start: hstart,
+                }
+            }
+        };
         let (host, host_raw, hlen) =
             parse_host(value.get(hstart..).unwrap_or_default()).map_err(|e| e.offset(hstart))?;
         let mut pos = hstart + hlen;
