@@ -81,7 +81,12 @@ pub fn parse_failure(raw: &[u8], err: &ParseError) -> Verdict<'static> {
 /// The pre-routing verdict for a parsed message.
 pub fn check<'a>(msg: &'a Message, opts: &CheckOptions<'_>) -> Verdict<'a> {
     let is_ack = msg.method() == Method::Ack;
-    if let Err(e) = msg.check() {
+    let checked = if msg.is_response() {
+        msg.check_response()
+    } else {
+        msg.check()
+    };
+    if let Err(e) = checked {
         if msg.is_response() {
             return Verdict::Drop("malformed response");
         }

@@ -578,7 +578,7 @@ impl ProxyHandler {
     }
 
     fn on_response(&mut self, pkt: &Packet, mut msg: Message, out: &mut Outbox) {
-        if let Err(e) = msg.check() {
+        if let Err(e) = msg.check_response() {
             ser_log!(L_DBG, "dropping malformed response from {}: {e}", pkt.src);
             return;
         }

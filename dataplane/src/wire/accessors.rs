@@ -377,22 +377,24 @@ impl Message {
         self.option_tags(HeaderId::Supported)
     }
 
-    /// The syntax gate before routing (RFC 3261 §16.3 item 1, §8.1.1, §8.2.2): a message that
-    /// passes has a parseable Request-URI (requests), at least one Via and every Via parseable, at
-    /// most `max_vias` of them, exactly one From, To, Call-ID and CSeq, all parseable, a CSeq
-    /// method equal to the request's, no `?headers` in the Request-URI, Max-Forwards (if present) in 0..=255, and parseable Contact,
-    /// Route and Record-Route values. Application-level verdicts (416 for an unknown scheme, 420,
-    /// 483) are the proxy's, not this check's.
-    pub fn check(&self) -> Result<()> {
-        if let Some(r) = self.request_uri() {
-            let uri = r?;
-            // RFC 3261 §19.1.1: headers are not allowed in a Request-URI; a proxy must never turn
-            // them into real headers (RFC 4475 escruri), so the request is refused.
-            if let Some(h) = uri.headers {
-                let at = self.span_of(h).map_or(0, |s| s.start as usize);
-                return Err(ParseError::new(ErrorKind::BadUri, at.saturating_sub(1)));
-            }
+    /// The syntax gate for a response a proxy forwards or matches to a transaction (RFC 3261
+    /// §18.1.2, §17.1.3, §16.7): every Via parseable and at most `max_vias` of them, exactly one
+    /// From, To, Call-ID and CSeq, a valid Call-ID and CSeq. From, To, Contact and the route sets
+    /// are not the proxy's to judge in a response; they are parsed when something asks for them
+    /// (an onreply_route, a dialog) and an error then is that caller's.
+    pub fn check_response(&self) -> Result<()> {
+        self.check_vias()?;
+        self.check_single_headers()?;
+        for id in [HeaderId::From, HeaderId::To] {
+            self.single(id)?;
         }
+        self.call_id()?;
+        self.cseq()?;
+        Ok(())
+    }
+
+    /// At least one Via, at most `max_vias`, each parseable; the first two are kept.
+    fn check_vias(&self) -> Result<()> {
         let mut n_via = 0usize;
         for v in self.vias() {
             let v = v?;
@@ -421,6 +423,11 @@ impl Message {
                 self.headers_end(),
             ));
         }
+        Ok(())
+    }
+
+    /// From, To, Call-ID, CSeq and Max-Forwards at most once each.
+    fn check_single_headers(&self) -> Result<()> {
         for id in [
             HeaderId::From,
             HeaderId::To,
@@ -440,6 +447,27 @@ impl Message {
                 return Err(ParseError::new(ErrorKind::DuplicateHeader, at));
             }
         }
+        Ok(())
+    }
+
+    /// The syntax gate before routing (RFC 3261 §16.3 item 1, §8.1.1, §8.2.2): a message that
+    /// passes has a parseable Request-URI (requests), at least one Via and every Via parseable, at
+    /// most `max_vias` of them, exactly one From, To, Call-ID and CSeq, all parseable, a CSeq
+    /// method equal to the request's, no `?headers` in the Request-URI, Max-Forwards (if present) in 0..=255, and parseable Contact,
+    /// Route and Record-Route values. Application-level verdicts (416 for an unknown scheme, 420,
+    /// 483) are the proxy's, not this check's.
+    pub fn check(&self) -> Result<()> {
+        if let Some(r) = self.request_uri() {
+            let uri = r?;
+            // RFC 3261 §19.1.1: headers are not allowed in a Request-URI; a proxy must never turn
+            // them into real headers (RFC 4475 escruri), so the request is refused.
+            if let Some(h) = uri.headers {
+                let at = self.span_of(h).map_or(0, |s| s.start as usize);
+                return Err(ParseError::new(ErrorKind::BadUri, at.saturating_sub(1)));
+            }
+        }
+        self.check_vias()?;
+        self.check_single_headers()?;
         // RFC 3261 §7.3.1: a parameter may not be repeated; two tags make the dialog ambiguous.
         for (id, na) in [(HeaderId::From, self.from()?), (HeaderId::To, self.to()?)] {
             // Two parameters need two ';': the usual single tag is not walked again.
@@ -523,6 +551,33 @@ Content-Length: 0\r\n\
 
     fn msg(b: &'static [u8]) -> Message {
         Message::parse(Bytes::from_static(b)).unwrap()
+    }
+
+    #[test]
+    fn a_response_is_checked_for_what_a_proxy_routes_and_matches_it_by() {
+        const OK: &str = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP p1.example;branch=z9hG4bK1\r\n\
+Via: SIP/2.0/UDP pc33.example;branch=z9hG4bK2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n\
+Call-ID: x@y\r\nCSeq: 1 INVITE\r\nContact: <sip:c@10.0.0.1>\r\nContent-Length: 0\r\n\r\n";
+        let with = |from: &str, to: &str| {
+            let m = Message::parse(Bytes::from(OK.replace(from, to))).unwrap();
+            (m.check_response().map_err(|e| e.kind), m.check().is_ok())
+        };
+        assert_eq!(with("", ""), (Ok(()), true));
+        // Not the proxy's to judge in a response (the full gate refuses them).
+        assert_eq!(with("<sip:c@10.0.0.1>", "<sip:c@10.0.0.1"), (Ok(()), false));
+        assert_eq!(with("<sip:a@b>;tag=1", "<sip:a@b;tag=1"), (Ok(()), false));
+        // What routing and transaction matching need.
+        let bad = |from: &str, to: &str| with(from, to).0.unwrap_err();
+        assert_eq!(
+            bad("Via: SIP/2.0/UDP pc33.example", "Via: garbage"),
+            ErrorKind::BadVia
+        );
+        assert_eq!(bad("CSeq: 1 INVITE", "CSeq: x INVITE"), ErrorKind::BadCSeq);
+        assert_eq!(
+            bad("Call-ID: x@y\r\n", "Call-ID: x@y\r\ni: z\r\n"),
+            ErrorKind::DuplicateHeader
+        );
+        assert_eq!(bad("To: <sip:c@d>;tag=2\r\n", ""), ErrorKind::MissingHeader);
     }
 
     #[test]
