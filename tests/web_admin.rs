@@ -9,10 +9,10 @@
 mod skip;
 #[path = "support/net.rs"]
 mod net;
-#[path = "support/webdriver.rs"]
-mod webdriver;
 #[path = "support/web.rs"]
 mod web;
+#[path = "support/webdriver.rs"]
+mod webdriver;
 
 use std::path::Path;
 

@@ -10,10 +10,10 @@
 mod skip;
 #[path = "support/net.rs"]
 mod net;
-#[path = "support/webdriver.rs"]
-mod webdriver;
 #[path = "support/web.rs"]
 mod web;
+#[path = "support/webdriver.rs"]
+mod webdriver;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};

@@ -167,7 +167,8 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// The MariaDB server of the backend tests (`SER_TEST_MYSQL_URL`, else the local one).
 pub fn mariadb_base() -> String {
-    std::env::var("SER_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    std::env::var("SER_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 /// Runs one statement on the MariaDB server at `base` (≤ 3 s): the error, or why it did not
@@ -250,7 +251,9 @@ impl PgSchema {
     pub fn create(name: &str) -> Result<PgSchema, String> {
         let base = postgres_base();
         if !postgres(&base, format!("CREATE SCHEMA {name}")) {
-            return Err(format!("PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL"));
+            return Err(format!(
+                "PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL"
+            ));
         }
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{name}");

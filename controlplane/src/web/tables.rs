@@ -184,10 +184,7 @@ async fn db_page(
                 limit: PAGE + 1,
                 offset: u64::from(page - 1) * u64::from(PAGE),
             };
-            dbs.get(&url)
-                .await?
-                .select_page(&table, &pq, &[], &q)
-                .await
+            dbs.get(&url).await?.select_page(&table, &pq, &[], &q).await
         })
         .await?;
     let more = rows.len() > PAGE as usize;
@@ -371,7 +368,13 @@ async fn alias_add(
     let r = w
         .command(
             "ul_add",
-            vec![ALIASES.into(), aor.clone(), uri.clone(), "0".into(), "1".into()],
+            vec![
+                ALIASES.into(),
+                aor.clone(),
+                uri.clone(),
+                "0".into(),
+                "1".into(),
+            ],
         )
         .await;
     if (200..300).contains(&r.code) {
@@ -611,11 +614,7 @@ async fn group_add(
         return w.back(&ctx, path, DOMAIN_RULE);
     }
     if group_problem(&grp) {
-        return w.back(
-            &ctx,
-            path,
-            "A group is 1 to 50 letters, digits and - _ .",
-        );
+        return w.back(&ctx, path, "A group is 1 to 50 letters, digits and - _ .");
     }
     let st = w.settings();
     let (url, table) = at(&st.tables.grp, "grp");
@@ -664,7 +663,11 @@ async fn group_delete(
         trimmed(&f, "grp"),
     );
     if user.is_empty() || grp.is_empty() {
-        return w.back(&ctx, "/ui/groups", "Nothing deleted: no user or group given.");
+        return w.back(
+            &ctx,
+            "/ui/groups",
+            "Nothing deleted: no user or group given.",
+        );
     }
     let (url, table) = at(&w.settings().tables.grp, "grp");
     let keys = vec![
@@ -769,14 +772,7 @@ async fn pdt_delete(
 // ---------------------------------------------------------------- stored messages
 
 const SILO_COLUMNS: &[&str] = &[
-    "mid",
-    "inc_time",
-    "src_addr",
-    "dst_addr",
-    "username",
-    "domain",
-    "ctype",
-    "body",
+    "mid", "inc_time", "src_addr", "dst_addr", "username", "domain", "ctype", "body",
 ];
 const SILO: DbTable = DbTable {
     columns: SILO_COLUMNS,

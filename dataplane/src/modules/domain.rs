@@ -25,8 +25,8 @@
 //! | `domain_reload` | - | `200 ok`: the table is read again by the next check (SER's FIFO command) |
 
 use crate::auth::cache::{self, DEFAULT_TTL};
-use crate::command::{CommandDecl, Host, Reply};
 use crate::auth::{unix_now, uri_user_host, Realm};
+use crate::command::{CommandDecl, Host, Reply};
 use crate::offload::{Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
