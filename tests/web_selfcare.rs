@@ -877,3 +877,49 @@ fn with_calculate_ha1_the_plain_column_is_checked_and_written() {
         "SIP/2.0 200 OK"
     );
 }
+
+/// The calls and messages pages go back page by page (25 rows each), the newest first.
+#[test]
+fn calls_and_messages_are_paged() {
+    let dir = test_dir("paging");
+    let srv = start(&dir, free_port("127.0.0.1"), None);
+    let hp = srv.http;
+    provision(hp, "gina", "gina-pw");
+    // 30 placed calls and 30 stored messages, as acc and msilo write them.
+    let db = rusqlite::Connection::open(srv.ser.db.clone().unwrap()).unwrap();
+    for i in 0..30 {
+        db.execute(
+            "INSERT INTO acc (sip_method, sip_status, username, domain, sip_callid, time) \
+             VALUES ('INVITE', '200', 'gina', 'test.example', ?1, ?2)",
+            [format!("call-{i:02}"), format!("2026-01-01 00:00:{i:02}")],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO silo (src_addr, dst_addr, username, domain, inc_time, exp_time, body) \
+             VALUES ('sip:a@x', 'sip:gina@test.example', 'gina', 'test.example', ?1, 4000000000, ?2)",
+            [format!("{}", 1_700_000_000 + i), format!("msg-{i:02}")],
+        )
+        .unwrap();
+    }
+    let (cookie, _) = self_login(hp, "gina@test.example", "gina-pw");
+    for (path, newest, oldest) in [
+        ("/ui/self/calls", "call-29", "call-00"),
+        ("/ui/self/messages", "msg-29", "msg-00"),
+    ] {
+        let p1 = get(hp, path, &cookie);
+        assert_eq!(p1.status, 200, "{p1:?}");
+        assert!(
+            p1.body.contains(newest) && !p1.body.contains(oldest),
+            "{path}"
+        );
+        assert!(p1.body.contains("id=\"next\"") && !p1.body.contains("id=\"prev\""));
+        let p2 = get(hp, &format!("{path}?page=2"), &cookie);
+        assert!(
+            p2.body.contains(oldest) && !p2.body.contains(newest),
+            "{path}"
+        );
+        assert!(p2.body.contains("id=\"prev\"") && !p2.body.contains("id=\"next\""));
+        let rows = |b: &str| b.matches("<tr>").count() - 1;
+        assert_eq!((rows(&p1.body), rows(&p2.body)), (25, 5), "{path}");
+    }
+}
