@@ -809,3 +809,59 @@ fn domains_page_on_postgresql() {
     };
     domains_on(&db.url);
 }
+
+/// With usrloc's `use_domain`, an alias is `user@domain` (the form has the domain, filled with
+/// SIP_DOMAIN), and lookup("aliases") finds it by the Request-URI's user and host.
+#[test]
+fn aliases_with_use_domain_are_user_at_domain() {
+    let dir = test_dir("aliases-domain");
+    let cfg = CFG.replace(
+        "modparam(\"usrloc\", \"db_mode\", 0)",
+        "modparam(\"usrloc\", \"db_mode\", 0)\nmodparam(\"usrloc\", \"use_domain\", 1)",
+    );
+    assert!(cfg.contains("use_domain"));
+    let srv = Server::start(&dir, &cfg, None, &[("SIP_DOMAIN", REALM)], &[]);
+    let hp = srv.http;
+    let (gw, gport) = uas();
+    let (cookie, csrf) = admin_login(hp);
+    let page = get(hp, "/ui/aliases", &cookie);
+    assert!(
+        page.body.contains(r#"id="f-domain" value="test.example""#),
+        "{}",
+        page.body
+    );
+    let target = format!("sip:erin@127.0.0.1:{gport}");
+    let r = post(
+        hp,
+        "/ui/aliases/add",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("alias", "sales"),
+            ("domain", REALM),
+            ("uri", &target),
+        ],
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    let page = get(hp, "/ui/aliases", &cookie);
+    assert!(
+        page.body
+            .contains(&format!("Alias sales@{REALM} → {target} added.")),
+        "{}",
+        page.body
+    );
+    assert_eq!(rows_in(&page.body), 1);
+    // Another domain's "sales" is not this alias.
+    assert_eq!(
+        options(&srv, "sip:sales@other.example", "sip:x@y.example", "u1").as_deref(),
+        Some("SIP/2.0 404 No Such Alias")
+    );
+    assert_eq!(
+        options(&srv, &format!("sip:sales@{REALM}"), "sip:x@y.example", "u2"),
+        None
+    );
+    assert_eq!(
+        forwarded(&gw).as_deref(),
+        Some(format!("OPTIONS {target} SIP/2.0").as_str())
+    );
+}
