@@ -327,20 +327,29 @@ impl Ui {
         self.b.text_of("#flash")
     }
 
-    /// Searches for `q` and deletes the first row found: the flash message.
-    fn delete_found(&self, path: &str, q: &str) -> String {
+    /// Types `q` into the page's search box and sends it; returns once the answer is shown
+    /// (its address has the query), so nothing after acts on the page before.
+    fn search(&self, path: &str, q: &str) {
         self.goto(path);
         self.b.type_into("#q", q);
         self.b.click_on("#search");
+        let end = Instant::now() + Duration::from_secs(10);
+        while !self.b.url().contains("?q=") {
+            assert!(Instant::now() < end, "no search answer: {}", self.b.url());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Searches for `q` and deletes the first row found: the flash message.
+    fn delete_found(&self, path: &str, q: &str) -> String {
+        self.search(path, q);
         self.b.click_on("#rows button.danger");
         self.b.text_of("#flash")
     }
 
     /// Markup in the search box is shown as text (in the input and in no element).
     fn markup_is_text(&self, path: &str) {
-        self.goto(path);
-        self.b.type_into("#q", EVIL);
-        self.b.click_on("#search");
+        self.search(path, EVIL);
         assert!(self.b.find_all("script").is_empty(), "{}", self.b.source());
         assert!(self.b.source().contains("&lt;script&gt;"));
     }
