@@ -323,7 +323,7 @@ const SUBSCRIBER_FORM: &[&str] = &[
     "phone",
 ];
 
-pub(super) fn named(columns: &[&str], rows: &Rows) -> Vec<HashMap<String, String>> {
+fn named(columns: &[&str], rows: &Rows) -> Vec<HashMap<String, String>> {
     rows.iter()
         .map(|r| {
             columns

@@ -31,7 +31,7 @@ use axum::{Form, Router};
 use minijinja::context;
 use serde::Serialize;
 
-use super::pages::{named, page_no, Ctx, Params, PAGE};
+use super::pages::{page_no, Ctx, Params, PAGE};
 use super::selfcare::name_problem;
 use super::Web;
 use crate::db::sql::PageQuery;
@@ -796,24 +796,25 @@ async fn messages(
     );
     match db_page(&w, loc, &SILO, &want).await {
         Ok((rows, more)) => {
-            let rows = named(SILO_COLUMNS, &rows_opt(rows))
+            let rows = rows
                 .into_iter()
-                .map(|m| {
-                    let g = |k: &str| m.get(k).cloned().unwrap_or_default();
-                    let stored = g("inc_time")
+                .map(|r| {
+                    // SILO_COLUMNS' order.
+                    let g = |i: usize| r.get(i).cloned().unwrap_or_default();
+                    let stored = g(1)
                         .parse::<u64>()
-                        .map_or_else(|_| g("inc_time"), subscriber::datetime);
+                        .map_or_else(|_| g(1), subscriber::datetime);
                     Row {
                         cells: vec![
-                            g("mid"),
+                            g(0),
                             stored,
-                            g("src_addr"),
-                            g("dst_addr"),
-                            format!("{}@{}", g("username"), g("domain")),
-                            g("ctype"),
-                            g("body"),
+                            g(2),
+                            g(3),
+                            format!("{}@{}", g(4), g(5)),
+                            g(6),
+                            g(7),
                         ],
-                        keys: vec![("mid", g("mid"))],
+                        keys: vec![("mid", g(0))],
                     }
                 })
                 .collect();
@@ -830,12 +831,6 @@ async fn messages(
         }
         Err(e) => w.error_page(&ctx, "messages", &e),
     }
-}
-
-fn rows_opt(rows: Vec<Vec<String>>) -> crate::db::Rows {
-    rows.into_iter()
-        .map(|r| r.into_iter().map(Some).collect())
-        .collect()
 }
 
 async fn message_delete(
