@@ -347,6 +347,13 @@ impl Ui {
         self.b.text_of("#flash")
     }
 
+    /// Without the session (cookies gone) the page sends the browser to the login.
+    fn without_session_goes_to_login(&self, path: &str) {
+        self.b.delete_cookies();
+        self.goto(path);
+        assert!(self.b.at("/ui/login"), "{}", self.b.url());
+    }
+
     /// Markup in the search box is shown as text (in the input and in no element).
     fn markup_is_text(&self, path: &str) {
         self.search(path, EVIL);
@@ -421,6 +428,7 @@ fn aliases_added_in_the_page_route_the_next_request() {
         options(&srv, "sip:helpdesk@127.0.0.1", "sip:x@y.example", "a3").as_deref(),
         Some("SIP/2.0 404 No Such Alias")
     );
+    ui.without_session_goes_to_login("/ui/aliases");
 }
 
 #[test]
@@ -469,6 +477,7 @@ fn domains_added_in_the_page_are_local_for_the_next_request() {
     );
     ui.shot("02-deleted");
     assert_eq!(ask("d3").as_deref(), Some("SIP/2.0 403 From Foreign"));
+    ui.without_session_goes_to_login("/ui/domains");
 }
 
 #[test]
@@ -531,6 +540,7 @@ fn groups_granted_in_the_page_count_for_the_next_request() {
     );
     ui.shot("02-deleted");
     assert_eq!(ask("g3").as_deref(), Some("SIP/2.0 403 Not In Group"));
+    ui.without_session_goes_to_login("/ui/groups");
 }
 
 #[test]
@@ -582,6 +592,7 @@ fn prefixes_added_in_the_page_route_the_next_number() {
         options(&srv, "sip:4930123@127.0.0.1", "sip:x@y.example", "p3").as_deref(),
         Some("SIP/2.0 404 No Such Prefix")
     );
+    ui.without_session_goes_to_login("/ui/pdt");
 }
 
 #[test]
@@ -630,6 +641,7 @@ fn a_stored_message_deleted_in_the_page_is_not_delivered() {
         .map(|(_, b)| b.as_str())
         .collect();
     assert_eq!(bodies, ["keep me"], "{got:?}\n{}", srv.ser.log_text());
+    ui.without_session_goes_to_login("/ui/messages");
 }
 
 /// Every page and every action of the tables needs a session, and every action the session's
