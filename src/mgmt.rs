@@ -317,6 +317,20 @@ fn web_settings(control: &Control) -> controlplane::web::SettingsFn {
             acc_db: text(&acc::MODULE, "db_url"),
             use_domain: dataplane::usrloc::UsrlocConfig::from_program(p).use_domain,
             default_domain: std::env::var("SIP_DOMAIN").unwrap_or_default(),
+            tables: controlplane::web::tables::TableSettings {
+                domain: (
+                    text(&dataplane::modules::domain::MODULE, "db_url"),
+                    text(&dataplane::modules::domain::MODULE, "domain_table"),
+                ),
+                grp: (
+                    text(&dataplane::modules::group::MODULE, "db_url"),
+                    text(&dataplane::modules::group::MODULE, "table"),
+                ),
+                silo: (
+                    text(&dataplane::modules::msilo::MODULE, "db_url"),
+                    text(&dataplane::modules::msilo::MODULE, "db_table"),
+                ),
+            },
         }
     })
 }

@@ -9,18 +9,16 @@
 mod skip;
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/web.rs"]
+mod web;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use net::*;
-use webdriver::{form, http, input_value, Browser, Http};
-
-const ADMIN: &str = "admin";
-const ADMIN_PW: &str = "correct horse battery";
-const EVIL: &str = "<script>alert(1)</script>";
+use web::{admin_login as login, post, shots_dir, Server, ADMIN, ADMIN_PW, EVIL};
+use webdriver::{http, Browser};
 
 /// Loads usrloc and tm so module commands (`ul_*`, `t_*`) are in the console's list.
 const CFG: &str = r#"
@@ -33,92 +31,8 @@ route {
 }
 "#;
 
-fn test_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ser-webadmin-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Where screenshots are kept after the test (the temporary directory goes).
-fn shots_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_admin");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn admins_file(dir: &Path) -> PathBuf {
-    let o = Command::new(env!("CARGO_BIN_EXE_serctl"))
-        .args(["webpasswd", ADMIN, ADMIN_PW])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let path = dir.join("admins");
-    std::fs::write(&path, o.stdout).unwrap();
-    path
-}
-
-struct Server {
-    _ser: Ser,
-    http: u16,
-}
-
 fn start(dir: &Path) -> Server {
-    let port = free_port("127.0.0.1");
-    let hp = free_port("127.0.0.1");
-    let admins = admins_file(dir);
-    let ser = Ser::start_with_cfg(
-        CFG,
-        &[
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            &format!("--http=127.0.0.1:{hp}"),
-            &format!("--web-admins={}", admins.display()),
-        ],
-    );
-    Server {
-        _ser: ser,
-        http: hp,
-    }
-}
-
-/// A logged-in administrator over plain HTTP: (session cookie header, CSRF token).
-fn login(hp: u16) -> (String, String) {
-    let page = http(hp, "GET", "/ui/login", &[], "");
-    assert_eq!(page.status, 200);
-    let token = input_value(&page.body, "csrf").unwrap();
-    let r = http(
-        hp,
-        "POST",
-        "/ui/login",
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", &format!("ser_login={token}")),
-        ],
-        &form(&[("csrf", &token), ("user", ADMIN), ("password", ADMIN_PW)]),
-    );
-    assert_eq!(r.status, 303, "{r:?}");
-    let sc = r.set_cookie("ser_session").unwrap().to_string();
-    let cookie = sc.split(';').next().unwrap().to_string();
-    let page = http(hp, "GET", "/ui/rpc", &[("Cookie", &cookie)], "");
-    assert_eq!(page.status, 200);
-    let csrf = input_value(&page.body, "csrf").unwrap();
-    (cookie, csrf)
-}
-
-fn post(hp: u16, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Http {
-    http(
-        hp,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", cookie),
-        ],
-        &form(fields),
-    )
+    Server::start(dir, CFG, None, &[], &[])
 }
 
 #[test]
@@ -126,11 +40,11 @@ fn the_rpc_console_lists_the_commands_and_runs_one() {
     if !(have("chromium") && have("chromedriver")) {
         skip!("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)");
     }
-    let dir = test_dir("rpc");
+    let dir = web::test_dir("webadmin", "rpc");
     let srv = start(&dir);
     let base = format!("http://127.0.0.1:{}", srv.http);
     let b = Browser::start(free_port("127.0.0.1"), &dir);
-    let shots = shots_dir();
+    let shots = shots_dir("web_admin");
     let shot = |name: &str| b.screenshot(&shots.join(format!("{name}.png")));
 
     b.goto(&format!("{base}/ui/rpc"));
@@ -181,7 +95,7 @@ fn the_rpc_console_lists_the_commands_and_runs_one() {
 
 #[test]
 fn the_console_needs_a_session_and_the_csrf_token() {
-    let dir = test_dir("rpc-sec");
+    let dir = web::test_dir("webadmin", "rpc-sec");
     let srv = start(&dir);
     let hp = srv.http;
     let r = http(hp, "GET", "/ui/rpc", &[], "");

@@ -12,6 +12,8 @@
 mod skip;
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/web.rs"]
+mod web;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
@@ -23,12 +25,10 @@ use std::time::Duration;
 
 use dataplane::auth::digest::{self, Algorithm, Qop, ResponseInput};
 use net::*;
+use web::{admin_login, get, have_browser, post, MariaDb, PgSchema, Server, EVIL};
 use webdriver::{form, http, input_value, Browser, Http};
 
-const ADMIN: &str = "admin";
-const ADMIN_PW: &str = "correct horse battery";
 const REALM: &str = "test.example";
-const EVIL: &str = "<script>alert(1)</script>";
 
 /// Registrar with digest authentication (HA1 columns), usrloc in memory, the `aliases` table
 /// named (so `ul_add aliases` works), and the Admin Guide's acc.cfg routing for everything else:
@@ -87,27 +87,7 @@ fn unique(prefix: &str) -> String {
 }
 
 fn test_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ser-selfcare-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn admins_file(dir: &Path) -> PathBuf {
-    let o = Command::new(env!("CARGO_BIN_EXE_serctl"))
-        .args(["webpasswd", ADMIN, ADMIN_PW])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p = dir.join("admins");
-    std::fs::write(&p, String::from_utf8(o.stdout).unwrap()).unwrap();
-    p
-}
-
-struct Server {
-    ser: Ser,
-    sip: SocketAddr,
-    http: u16,
+    web::test_dir("selfcare", name)
 }
 
 /// ser on SIP port `port` (from this file's range: sipsak wants ports ≤ 9999), with the web UI
@@ -121,70 +101,15 @@ fn start_with(dir: &Path, port: u16, db: Option<&str>, extra: &[String]) -> Serv
 }
 
 fn start_cfg(cfg: &str, dir: &Path, port: u16, db: Option<&str>, extra: &[String]) -> Server {
-    let hp = free_port("127.0.0.1");
-    let admins = admins_file(dir);
-    let mut args = vec![
-        "-l".to_string(),
-        "127.0.0.1".into(),
-        "-p".into(),
-        port.to_string(),
-        format!("--http=127.0.0.1:{hp}"),
-        format!("--web-admins={}", admins.display()),
-        "--web-selfcare".into(),
-    ];
+    let mut args = vec!["--web-selfcare".to_string()];
     args.extend(extra.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // SIP_DOMAIN: the domain of a login without one, and of signed-up subscribers.
     let mut env: Vec<(&str, &str)> = vec![("SIP_DOMAIN", REALM)];
     env.extend(db.iter().map(|u| ("SER_DB_URL", *u)));
-    let ser = Ser::start_with_env(cfg, &args, &env);
-    Server {
-        ser,
-        sip: format!("127.0.0.1:{port}").parse().unwrap(),
-        http: hp,
-    }
+    Server::start(dir, cfg, Some(port), &env, &args)
 }
 
 // ---------------------------------------------------------------- HTTP
-
-fn post(hp: u16, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Http {
-    http(
-        hp,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", cookie),
-        ],
-        &form(fields),
-    )
-}
-
-fn get(hp: u16, path: &str, cookie: &str) -> Http {
-    http(hp, "GET", path, &[("Cookie", cookie)], "")
-}
-
-/// An administrator's session: (cookie, CSRF token).
-fn admin_login(hp: u16) -> (String, String) {
-    let page = http(hp, "GET", "/ui/login", &[], "");
-    let token = input_value(&page.body, "csrf").unwrap();
-    let r = post(
-        hp,
-        "/ui/login",
-        &format!("ser_login={token}"),
-        &[("csrf", &token), ("user", ADMIN), ("password", ADMIN_PW)],
-    );
-    assert_eq!(r.status, 303, "{r:?}");
-    let cookie = r
-        .set_cookie("ser_session")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    let list = get(hp, "/ui/subscribers", &cookie);
-    (cookie, input_value(&list.body, "csrf").unwrap())
-}
 
 /// The administrator provisions subscriber `user` with `pw` (as an operator would first).
 fn provision(hp: u16, user: &str, pw: &str) {
@@ -364,10 +289,6 @@ fn uac_scenario(uas: u16) -> String {
 </scenario>
 "#
     )
-}
-
-fn have_browser() -> bool {
-    have("chromium") && have("chromedriver")
 }
 
 // ---------------------------------------------------------------- tests
@@ -752,68 +673,22 @@ fn login_and_password_change(url: &str, port: u16) {
     );
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn login_and_password_change_on_mariadb() {
-    use mysql_async::prelude::Queryable;
-    let base = std::env::var("SER_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    let name = unique("ser_self");
-    let sql = |q: String| {
-        block_on(async {
-            let pool = mysql_async::Pool::new(base.as_str());
-            let r = tokio::time::timeout(Duration::from_secs(3), async {
-                let mut c = pool.get_conn().await?;
-                c.query_drop(q).await
-            })
-            .await;
-            let _ = pool.disconnect().await;
-            r
-        })
+    let db = match MariaDb::create(&unique("ser_self")) {
+        Ok(d) => d,
+        Err(e) => skip!("{e}"),
     };
-    match sql(format!("CREATE DATABASE {name}")) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => skip!("MariaDB at {base} is unreachable ({e}); set SER_TEST_MYSQL_URL"),
-        Err(_) => skip!("MariaDB at {base} did not answer; set SER_TEST_MYSQL_URL"),
-    }
-    let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-    login_and_password_change(&url, 7451);
-    let _ = sql(format!("DROP DATABASE {name}"));
+    login_and_password_change(&db.url, 7451);
 }
 
 #[test]
 fn login_and_password_change_on_postgresql() {
-    let base = std::env::var("SER_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = unique("ser_self");
-    let run = |q: String| {
-        block_on(async {
-            let c = tokio::time::timeout(
-                Duration::from_secs(3),
-                tokio_postgres::connect(&base, tokio_postgres::NoTls),
-            )
-            .await;
-            let Ok(Ok((client, conn))) = c else {
-                return false;
-            };
-            tokio::spawn(conn);
-            client.batch_execute(&q).await.is_ok()
-        })
+    let db = match PgSchema::create(&unique("ser_self")) {
+        Ok(d) => d,
+        Err(e) => skip!("{e}"),
     };
-    if !run(format!("CREATE SCHEMA {schema}")) {
-        skip!("PostgreSQL at {base} is unreachable; set SER_TEST_PG_URL");
-    }
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    login_and_password_change(&url, 7461);
-    run(format!("DROP SCHEMA {schema} CASCADE"));
+    login_and_password_change(&db.url, 7461);
 }
 
 fn sqlite(db: &Path, sql: &str) -> String {
@@ -1001,4 +876,50 @@ fn with_calculate_ha1_the_plain_column_is_checked_and_written() {
         register_ua(&phone, srv.sip, "hank", "hank-pw-2", "P/1"),
         "SIP/2.0 200 OK"
     );
+}
+
+/// The calls and messages pages go back page by page (25 rows each), the newest first.
+#[test]
+fn calls_and_messages_are_paged() {
+    let dir = test_dir("paging");
+    let srv = start(&dir, free_port("127.0.0.1"), None);
+    let hp = srv.http;
+    provision(hp, "gina", "gina-pw");
+    // 30 placed calls and 30 stored messages, as acc and msilo write them.
+    let db = rusqlite::Connection::open(srv.ser.db.clone().unwrap()).unwrap();
+    for i in 0..30 {
+        db.execute(
+            "INSERT INTO acc (sip_method, sip_status, username, domain, sip_callid, time) \
+             VALUES ('INVITE', '200', 'gina', 'test.example', ?1, ?2)",
+            [format!("call-{i:02}"), format!("2026-01-01 00:00:{i:02}")],
+        )
+        .unwrap();
+        db.execute(
+            "INSERT INTO silo (src_addr, dst_addr, username, domain, inc_time, exp_time, body) \
+             VALUES ('sip:a@x', 'sip:gina@test.example', 'gina', 'test.example', ?1, 4000000000, ?2)",
+            [format!("{}", 1_700_000_000 + i), format!("msg-{i:02}")],
+        )
+        .unwrap();
+    }
+    let (cookie, _) = self_login(hp, "gina@test.example", "gina-pw");
+    for (path, newest, oldest) in [
+        ("/ui/self/calls", "call-29", "call-00"),
+        ("/ui/self/messages", "msg-29", "msg-00"),
+    ] {
+        let p1 = get(hp, path, &cookie);
+        assert_eq!(p1.status, 200, "{p1:?}");
+        assert!(
+            p1.body.contains(newest) && !p1.body.contains(oldest),
+            "{path}"
+        );
+        assert!(p1.body.contains("id=\"next\"") && !p1.body.contains("id=\"prev\""));
+        let p2 = get(hp, &format!("{path}?page=2"), &cookie);
+        assert!(
+            p2.body.contains(oldest) && !p2.body.contains(newest),
+            "{path}"
+        );
+        assert!(p2.body.contains("id=\"prev\"") && !p2.body.contains("id=\"next\""));
+        let rows = |b: &str| b.matches("<tr>").count() - 1;
+        assert_eq!((rows(&p1.body), rows(&p2.body)), (25, 5), "{path}");
+    }
 }

@@ -9,125 +9,36 @@
 mod skip;
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/web.rs"]
+mod web;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use net::*;
-use webdriver::{form, http, input_value, Browser, Http};
-
-const ADMIN: &str = "admin";
-const ADMIN_PW: &str = "correct horse battery";
-const EVIL: &str = "<script>alert(1)</script>";
+use web::{admin_login as login, have_browser as chromium, post, shots_dir, Server, EVIL};
+use webdriver::{form, http, Browser};
 
 fn test_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ser-webstats-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn shots_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_stats");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn admins_file(dir: &Path) -> PathBuf {
-    let o = Command::new(env!("CARGO_BIN_EXE_serctl"))
-        .args(["webpasswd", ADMIN, ADMIN_PW])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let path = dir.join("admins");
-    std::fs::write(&path, o.stdout).unwrap();
-    path
-}
-
-struct Server {
-    ser: Ser,
-    sip: SocketAddr,
-    http: u16,
+    web::test_dir("webstats", name)
 }
 
 fn start(dir: &Path, cfg: &str) -> Server {
-    let port = free_port("127.0.0.1");
-    let hp = free_port("127.0.0.1");
-    let admins = admins_file(dir);
-    let ser = Ser::start_with_cfg(
-        cfg,
-        &[
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            &format!("--http=127.0.0.1:{hp}"),
-            &format!("--web-admins={}", admins.display()),
-            "--web-stats-interval=1",
-        ],
-    );
-    Server {
-        ser,
-        sip: format!("127.0.0.1:{port}").parse().unwrap(),
-        http: hp,
-    }
+    Server::start(dir, cfg, None, &[], &["--web-stats-interval=1".into()])
 }
 
+/// Opens `page` (the login comes first: no session yet), logs in, and opens it again.
 fn browser_login(b: &Browser, base: &str, page: &str) {
     b.goto(&format!("{base}{page}"));
     assert!(b.at("/ui/login"), "{}", b.url());
-    b.type_into("#user", ADMIN);
-    b.type_into("#password", ADMIN_PW);
-    b.click_on("#login");
+    web::browser_login(b, base);
     b.goto(&format!("{base}{page}"));
     assert!(b.at(page), "{}", b.url());
-}
-
-/// A logged-in administrator over plain HTTP: (session cookie header, CSRF token).
-fn login(hp: u16) -> (String, String) {
-    let page = http(hp, "GET", "/ui/login", &[], "");
-    assert_eq!(page.status, 200);
-    let token = input_value(&page.body, "csrf").unwrap();
-    let r = http(
-        hp,
-        "POST",
-        "/ui/login",
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", &format!("ser_login={token}")),
-        ],
-        &form(&[("csrf", &token), ("user", ADMIN), ("password", ADMIN_PW)]),
-    );
-    assert_eq!(r.status, 303, "{r:?}");
-    let sc = r.set_cookie("ser_session").unwrap().to_string();
-    let cookie = sc.split(';').next().unwrap().to_string();
-    let page = http(hp, "GET", "/ui/config", &[("Cookie", &cookie)], "");
-    assert_eq!(page.status, 200);
-    let csrf = input_value(&page.body, "csrf").unwrap();
-    (cookie, csrf)
-}
-
-fn post(hp: u16, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Http {
-    http(
-        hp,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", cookie),
-        ],
-        &form(fields),
-    )
-}
-
-fn chromium() -> bool {
-    have("chromium") && have("chromedriver")
 }
 
 // ---------------------------------------------------------------- statistics
@@ -218,7 +129,7 @@ fn the_statistics_page_charts_the_traffic() {
     });
 
     let b = Browser::start(free_port("127.0.0.1"), &dir);
-    let shots = shots_dir();
+    let shots = shots_dir("web_stats");
     browser_login(&b, &base, "/ui/stats");
     // Samples every second: within a few the rate and the contact show.
     let end = Instant::now() + Duration::from_secs(20);
@@ -348,7 +259,7 @@ fn the_configuration_page_checks_saves_and_reloads() {
     let base = format!("http://127.0.0.1:{}", srv.http);
     assert_eq!(options_reply(srv.sip, 0), "SIP/2.0 200 Version A");
     let b = Browser::start(free_port("127.0.0.1"), &dir);
-    let shots = shots_dir();
+    let shots = shots_dir("web_stats");
     let shot = |name: &str| b.screenshot(&shots.join(format!("{name}.png")));
 
     // The page shows the running file.

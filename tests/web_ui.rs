@@ -10,6 +10,8 @@
 mod skip;
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/web.rs"]
+mod web;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
@@ -20,12 +22,10 @@ use std::time::Duration;
 
 use dataplane::auth::digest::{self, Algorithm, Qop, ResponseInput};
 use net::*;
-use webdriver::{form, http, input_value, Browser, Http};
+use web::{admin_login as login, have_browser, post, Server, ADMIN, ADMIN_PW, EVIL};
+use webdriver::{form, http, input_value, Browser};
 
-const ADMIN: &str = "admin";
-const ADMIN_PW: &str = "correct horse battery";
 const REALM: &str = "test.example";
-const EVIL: &str = "<script>alert(1)</script>";
 
 /// A registrar with digest authentication against the subscriber table (HA1 columns: the web UI
 /// stores no plain password), usrloc in memory only (db_mode 0), and acc writing a row for every
@@ -63,32 +63,8 @@ route {
 }
 "#;
 
-/// A directory of the test's own (screenshots, the admins file, the browser profile).
 fn test_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ser-web-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The admins file, as an operator makes it: `serctl webpasswd NAME PASSWORD`.
-fn admins_file(dir: &Path) -> PathBuf {
-    let o = Command::new(env!("CARGO_BIN_EXE_serctl"))
-        .args(["webpasswd", ADMIN, ADMIN_PW])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let line = String::from_utf8(o.stdout).unwrap();
-    assert!(line.starts_with("admin:$argon2id$"), "{line}");
-    let p = dir.join("admins");
-    std::fs::write(&p, format!("# web UI administrators\n{line}")).unwrap();
-    p
-}
-
-struct Server {
-    ser: Ser,
-    sip: SocketAddr,
-    http: u16,
+    web::test_dir("web", name)
 }
 
 fn start(dir: &Path) -> Server {
@@ -96,25 +72,7 @@ fn start(dir: &Path) -> Server {
 }
 
 fn start_cfg(dir: &Path, cfg: &str) -> Server {
-    let port = free_port("127.0.0.1");
-    let hp = free_port("127.0.0.1");
-    let admins = admins_file(dir);
-    let ser = Ser::start_with_cfg(
-        cfg,
-        &[
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            &format!("--http=127.0.0.1:{hp}"),
-            &format!("--web-admins={}", admins.display()),
-        ],
-    );
-    Server {
-        ser,
-        sip: format!("127.0.0.1:{port}").parse().unwrap(),
-        http: hp,
-    }
+    Server::start(dir, cfg, None, &[], &[])
 }
 
 // ---------------------------------------------------------------- SIP side
@@ -203,50 +161,6 @@ fn call(sock: &UdpSocket, to: SocketAddr, method: &str, display: &str, id: &str)
     );
     let r = udp_exchange(sock, to, req.as_bytes()).unwrap();
     status_line(&r).to_string()
-}
-
-// ---------------------------------------------------------------- HTTP side
-
-/// A logged-in administrator over plain HTTP: (session cookie header, CSRF token).
-fn login(hp: u16) -> (String, String) {
-    let page = http(hp, "GET", "/ui/login", &[], "");
-    assert_eq!(page.status, 200);
-    let token = input_value(&page.body, "csrf").unwrap();
-    let r = http(
-        hp,
-        "POST",
-        "/ui/login",
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", &format!("ser_login={token}")),
-        ],
-        &form(&[("csrf", &token), ("user", ADMIN), ("password", ADMIN_PW)]),
-    );
-    assert_eq!(r.status, 303, "{r:?}");
-    assert_eq!(r.header("location"), Some("/ui/subscribers"));
-    let sc = r.set_cookie("ser_session").unwrap().to_string();
-    let cookie = sc.split(';').next().unwrap().to_string();
-    let list = http(hp, "GET", "/ui/subscribers", &[("Cookie", &cookie)], "");
-    assert_eq!(list.status, 200);
-    let csrf = input_value(&list.body, "csrf").unwrap();
-    (cookie, csrf)
-}
-
-fn post(hp: u16, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Http {
-    http(
-        hp,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", cookie),
-        ],
-        &form(fields),
-    )
-}
-
-fn have_browser() -> bool {
-    have("chromium") && have("chromedriver")
 }
 
 // ---------------------------------------------------------------- tests

@@ -12,6 +12,7 @@
 //! | `/ui/rpc` | RPC console: the running program's commands (`which`, with help and module), run one |
 //! | `/ui/stats` | traffic of the last hour as charts, sampled every `--web-stats-interval` ([`stats`]) |
 //! | `/ui/config` | the running script: check, save and reload ([`config`]) |
+//! | `/ui/aliases`, `/ui/domains`, `/ui/groups`, `/ui/pdt`, `/ui/messages` | SER's tables ([`tables`]) |
 //!
 //! Enabled by `--web-admins=FILE` (with `--http`; off otherwise); `--web-templates=DIR` replaces
 //! any embedded template (or `style.css`) by the file of the same name there, read at start.
@@ -37,6 +38,7 @@ mod rpc;
 pub mod selfcare;
 pub mod signup;
 pub mod stats;
+pub mod tables;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -81,6 +83,8 @@ pub struct Settings {
     pub use_domain: bool,
     /// The domain a new subscriber gets unless another is typed (`SIP_DOMAIN`, as for serctl).
     pub default_domain: String,
+    /// Where the module tables of [`tables`] are: the modules' `db_url` and table parameters.
+    pub tables: tables::TableSettings,
 }
 
 pub type SettingsFn = Arc<dyn Fn() -> Settings + Send + Sync>;
@@ -98,6 +102,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("location.html", include_str!("templates/location.html")),
     ("acc.html", include_str!("templates/acc.html")),
     ("rpc.html", include_str!("templates/rpc.html")),
+    ("table.html", include_str!("templates/table.html")),
 ];
 
 const STYLE: &str = include_str!("templates/style.css");
@@ -253,7 +258,8 @@ async fn security_headers(mut r: Response) -> Response {
 pub fn router(web: Arc<Web>) -> Router {
     let mut r = pages::routes()
         .merge(stats::routes())
-        .merge(config::routes());
+        .merge(config::routes())
+        .merge(tables::routes());
     if web.selfcare.is_some() {
         r = r.merge(selfcare::routes());
     }

@@ -23,7 +23,7 @@ use crate::subscriber;
 const SESSION_COOKIE: &str = "ser_session";
 const LOGIN_COOKIE: &str = "ser_login";
 /// Rows per page.
-const PAGE: u32 = 25;
+pub(super) const PAGE: u32 = 25;
 
 pub(super) type Params = HashMap<String, String>;
 
@@ -181,7 +181,7 @@ impl Web {
     /// Tells the running server that a subscriber changed (as serctl does after a write): its
     /// credential cache must not answer with the old password. Without auth_db loaded there is
     /// no cache, and the refusal is fine.
-    async fn auth_flush(&self, user: &str, domain: &str) {
+    pub(super) async fn auth_flush(&self, user: &str, domain: &str) {
         let _ = self
             .registry
             .call("auth_flush", vec![user.to_string(), domain.to_string()])
@@ -335,7 +335,7 @@ fn named(columns: &[&str], rows: &Rows) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
-fn page_no(p: &Params) -> u32 {
+pub(super) fn page_no(p: &Params) -> u32 {
     p.get("page")
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|n| *n >= 1)

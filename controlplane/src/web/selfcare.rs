@@ -13,8 +13,8 @@
 //! | `/ui/self/signup`, `/ui/self/confirm` | sign-up with e-mail confirmation, with `--web-signup-mail` ([`super::signup`]) |
 //!
 //! Enabled by `--web-selfcare` (with `--web-admins` and `--http`); off by default. The calls and
-//! messages pages show the newest [`SHOWN`] rows; messages are read from the server's default
-//! database.
+//! messages pages show the newest first, [`SHOWN`] rows a page (`?page=N`); messages are read from
+//! msilo's database and table (its `db_url`, `db_table`).
 //!
 //! The password is checked as digest would check it: MD5(user:domain:password) against the row's
 //! `ha1`, in constant time; only when auth_db's `calculate_ha1` is set (the server itself reads the
@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -50,8 +50,8 @@ use crate::subscriber;
 
 const SESSION_COOKIE: &str = "ser_self";
 const LOGIN_COOKIE: &str = "ser_self_login";
-/// Rows shown on a calls or messages page (the newest).
-const SHOWN: u32 = 100;
+/// Rows on one calls or messages page.
+const SHOWN: u32 = 25;
 /// Most aliases one subscriber may hold.
 pub const MAX_ALIASES: usize = 5;
 /// The usrloc table aliases live in (registrar's `lookup("aliases")`).
@@ -671,72 +671,100 @@ const SILO: Mine = Mine {
     order: &["inc_time"],
 };
 
+/// Page `page` (from 1) of the newest rows `m` selects from `table` in the database at `url`:
+/// (rows, whether an older page follows).
 async fn newest(
     w: &Web,
-    url: String,
+    (url, table): (String, String),
     m: &'static Mine,
     values: Vec<String>,
     text: String,
-) -> Result<crate::db::Rows, String> {
-    w.on_db(move |dbs| async move {
-        let pq = PageQuery {
-            columns: m.columns,
-            keys: m.keys,
-            search: if text.is_empty() { &[] } else { m.search },
-            order_by: m.order,
-            descending: true,
-            limit: SHOWN,
-            offset: 0,
-        };
-        dbs.get(&url)
-            .await?
-            .select_page(m.table, &pq, &values, &text)
-            .await
-    })
-    .await
+    page: u32,
+) -> Result<(crate::db::Rows, bool), String> {
+    let mut rows = w
+        .on_db(move |dbs| async move {
+            let pq = PageQuery {
+                columns: m.columns,
+                keys: m.keys,
+                search: if text.is_empty() { &[] } else { m.search },
+                order_by: m.order,
+                descending: true,
+                limit: SHOWN + 1,
+                offset: u64::from(page - 1) * u64::from(SHOWN),
+            };
+            dbs.get(&url)
+                .await?
+                .select_page(&table, &pq, &values, &text)
+                .await
+        })
+        .await?;
+    let more = rows.len() > SHOWN as usize;
+    rows.truncate(SHOWN as usize);
+    Ok((rows, more))
 }
 
-async fn placed(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
+/// The pager's values for page `page` of a list: page, prev (0: none), next (0: none).
+fn pager(page: u32, more: bool) -> minijinja::Value {
+    minijinja::context! { page => page, prev => page - 1, next => if more { page + 1 } else { 0 } }
+}
+
+async fn placed(
+    State(w): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
     let Some(me) = w.me(&headers) else {
         return to_login();
     };
+    let page = super::pages::page_no(&p);
     let url = w.settings().acc_db;
     let res = newest(
         &w,
-        url,
+        (url, PLACED.table.into()),
         &PLACED,
         vec![me.user.clone(), me.domain.clone(), "INVITE".into()],
         String::new(),
+        page,
     )
     .await;
     match res {
-        Ok(rows) => w.my_page(
+        Ok((rows, more)) => w.my_page(
             "self_calls.html",
             &me,
             "calls",
-            context! { calls => named(CALL_COLUMNS, rows), placed => true },
+            context! {
+                calls => named(CALL_COLUMNS, rows), placed => true, path => "/ui/self/calls",
+                ..pager(page, more)
+            },
         ),
         Err(e) => w.my_error(&me, "calls", &e),
     }
 }
 
-async fn missed(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
+async fn missed(
+    State(w): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
     let Some(me) = w.me(&headers) else {
         return to_login();
     };
+    let page = super::pages::page_no(&p);
     let url = w.settings().acc_db;
     // Found by the To URI (the callee's address), then checked exactly: the search is a
-    // substring match and must not hand a@d.com's calls to a@d.
+    // substring match and must not hand a@d.com's calls to a@d (so a page may show fewer rows
+    // than it read).
     let res = newest(
         &w,
-        url,
+        (url, MISSED.table.into()),
         &MISSED,
         vec![],
         format!("{}@{}", me.user, me.domain),
+        page,
     )
     .await;
     match res {
-        Ok(rows) => {
+        Ok((rows, more)) => {
             let calls: Vec<_> = named(CALL_COLUMNS, rows)
                 .into_iter()
                 .filter(|r| {
@@ -751,7 +779,10 @@ async fn missed(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
                 "self_calls.html",
                 &me,
                 "missed",
-                context! { calls => calls, placed => false },
+                context! {
+                    calls => calls, placed => false, path => "/ui/self/missed",
+                    ..pager(page, more)
+                },
             )
         }
         Err(e) => w.my_error(&me, "missed", &e),
@@ -760,22 +791,33 @@ async fn missed(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
 
 const SILO_COLUMNS: &[&str] = &["src_addr", "inc_time", "exp_time", "ctype", "body"];
 
-async fn messages(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
+async fn messages(
+    State(w): State<Arc<Web>>,
+    headers: HeaderMap,
+    Query(p): Query<Params>,
+) -> Response {
     let Some(me) = w.me(&headers) else {
         return to_login();
     };
-    // msilo's db_url is its own; the server's default database unless set.
-    let url = String::new();
+    let page = super::pages::page_no(&p);
+    // msilo's own db_url and db_table (the server's default database and `silo` unless set).
+    let (url, table) = w.settings().tables.silo;
+    let table = if table.is_empty() {
+        SILO.table.into()
+    } else {
+        table
+    };
     let res = newest(
         &w,
-        url,
+        (url, table),
         &SILO,
         vec![me.user.clone(), me.domain.clone()],
         String::new(),
+        page,
     )
     .await;
     match res {
-        Ok(rows) => {
+        Ok((rows, more)) => {
             let mut msgs = named(SILO_COLUMNS, rows);
             for m in &mut msgs {
                 let t = m.get("inc_time").and_then(|t| t.parse::<u64>().ok());
@@ -787,7 +829,7 @@ async fn messages(State(w): State<Arc<Web>>, headers: HeaderMap) -> Response {
                 "self_messages.html",
                 &me,
                 "messages",
-                context! { messages => msgs },
+                context! { messages => msgs, path => "/ui/self/messages", ..pager(page, more) },
             )
         }
         Err(e) => w.my_error(&me, "messages", &e),

@@ -19,9 +19,14 @@
 //! | `domain_table` | string | `"domain"` |
 //! | `domain_column` | string | `"domain"` |
 //! | `cache_ttl` | int | `60` (addition: seconds the table is cached with db_mode 0) |
+//!
+//! | command | parameters | reply |
+//! |---|---|---|
+//! | `domain_reload` | - | `200 ok`: the table is read again by the next check (SER's FIFO command) |
 
 use crate::auth::cache::{self, DEFAULT_TTL};
 use crate::auth::{unix_now, uri_user_host, Realm};
+use crate::command::{CommandDecl, Host, Reply};
 use crate::offload::{Job, JobResult};
 use crate::script::env::{level, ActionResult, Env};
 use crate::script::ir::Arg;
@@ -225,5 +230,17 @@ pub static MODULE: ModuleDecl = ModuleDecl {
     renamed_params: &[],
     doc: "served-domain checks",
     config: Some(resolve_config),
-    commands: &[],
+    commands: &[CommandDecl::sync(
+        "domain_reload",
+        "",
+        "read the domain table again (after a change of it)",
+        domain_reload,
+    )],
 };
+
+/// `domain_reload`: forgets the cached table, so the next `is_from_local`/`is_uri_host_local`
+/// reads it again (serctl and the web UI call it after they change the table).
+fn domain_reload(host: &dyn Host, _: &[String]) -> Reply {
+    host.shared().services.auth.domains_changed();
+    Reply::status(200, "ok")
+}
