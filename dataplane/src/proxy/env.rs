@@ -372,22 +372,27 @@ impl Env for ShardEnv<'_> {
         }
         sent_by.push(b':');
         sent_by.extend_from_slice(itoa::Buffer::new().format(local.port()).as_bytes());
-        let mut msg = ctx.msg.clone();
-        if let Some(rr) = crate::modules::rr::RecordRouted::of(ctx, self) {
+        // This branch's Record-Route and Via go on the script's message only while it is
+        // written (a later forward or reply must not see them); a clone of the message per
+        // forward cost more than the rest of the forward.
+        let rr = crate::modules::rr::RecordRouted::of(ctx, self);
+        let mark = ctx.msg.edits_mark();
+        if let Some(rr) = rr {
             crate::modules::rr::outbound_record_route(
-                &mut msg,
+                &mut ctx.msg,
                 &rr,
                 local,
                 to_ir_proto(dest.proto),
             );
         }
         forward::add_via(
-            &mut msg,
+            &mut ctx.msg,
             proto_name(dest.proto),
             &sent_by,
             branch.as_bytes(),
         );
-        let data = write(&msg, self.out);
+        let data = write(&ctx.msg, self.out);
+        ctx.msg.rollback_edits(mark);
         self.out.send(data, dest.addr, dest.proto, Some(local));
         ActionResult::Ret(1)
     }

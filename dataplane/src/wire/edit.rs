@@ -115,10 +115,35 @@ impl Edits {
     }
 }
 
+/// Where the edit list stood ([`Message::edits_mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EditsMark {
+    ops: usize,
+    scratch: usize,
+}
+
 impl Message {
     /// The edits recorded so far.
     pub fn edits(&self) -> &Edits {
         &self.edits
+    }
+
+    /// A mark to return to with [`Message::rollback_edits`]: a stateless forward inserts its Via
+    /// (and Record-Route), writes the message and takes them back, instead of copying the whole
+    /// message (index, cache and edits) per forward.
+    pub fn edits_mark(&self) -> EditsMark {
+        EditsMark {
+            ops: self.edits.ops.len(),
+            scratch: self.edits.scratch.len(),
+        }
+    }
+
+    /// Forgets every edit recorded since `mark`. Exact for insertions (`insert_header_top`…),
+    /// which is what the callers record in between; a replacement of a range already replaced
+    /// before the mark would be made in place and not be undone.
+    pub fn rollback_edits(&mut self, mark: EditsMark) {
+        self.edits.ops.truncate(mark.ops);
+        self.edits.scratch.truncate(mark.scratch);
     }
 
     /// Whether any edit has been recorded.

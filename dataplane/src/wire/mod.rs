@@ -31,7 +31,7 @@ pub mod write;
 
 pub use accessors::{Located, ViaValue};
 pub use builder::{ReplyBuilder, RequestBuilder};
-pub use edit::{EditError, Edits};
+pub use edit::{EditError, Edits, EditsMark};
 pub use error::{ErrorKind, ParseError, Result};
 pub use header::HeaderId;
 pub use message::{HeaderEntry, HeaderField, Limits, Message, Method, Span, StartLine};

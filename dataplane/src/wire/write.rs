@@ -220,6 +220,23 @@ abc";
     }
 
     #[test]
+    fn a_rollback_forgets_the_insertions_after_its_mark() {
+        let mut m = msg();
+        m.insert_header_top(b"X-Before", b"1");
+        let before = out(&m);
+        let mark = m.edits_mark();
+        m.insert_header_top(b"Record-Route", b"<sip:p;lr>");
+        m.insert_header_top(b"Via", b"SIP/2.0/UDP p;branch=z9hG4bKx");
+        assert!(out(&m).starts_with(
+            "INVITE sip:bob@biloxi.com SIP/2.0\r\nX-Before: 1\r\nRecord-Route: <sip:p;lr>\r\nVia:"
+        ));
+        m.rollback_edits(mark);
+        assert_eq!(out(&m), before);
+        m.rollback_edits(mark);
+        assert_eq!(out(&m), before);
+    }
+
+    #[test]
     fn no_edits_is_byte_identical_and_zero_copy() {
         let m = msg();
         assert_eq!(out(&m).as_bytes(), REQ);
