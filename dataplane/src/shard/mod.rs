@@ -11,9 +11,11 @@
 //!    [`RuntimeConfig::overload_backlog`] packets were waiting, in every turn for
 //!    [`RuntimeConfig::overload_after`], the shard sheds: responses, ACKs and CANCELs go to the
 //!    handler first, then requests while the turn has spent less than half `overload_delay` (and
-//!    at most `overload_backlog` of them); every further request gets a stateless
-//!    `503 Service Unavailable` with `Retry-After` without touching the handler. It sheds until a
-//!    turn's oldest packet waited less than a quarter of `overload_delay`;
+//!    at most `overload_backlog` of them); further requests get a stateless
+//!    `503 Service Unavailable` with `Retry-After` without touching the handler for as long
+//!    again, and what is left is dropped (counted in `dropped`): the turn stays near the target
+//!    however much waited. It sheds until a turn's oldest packet waited less than a quarter of
+//!    `overload_delay`;
 //! 4. otherwise every packet goes to [`Handler::on_packet`] in arrival order;
 //! 5. the [`Outbox`] is flushed: UDP with `sendmmsg` per socket, TCP over the peer's connection;
 //! 6. messages from the [`Inbox`] go to [`Handler::on_message`]; every `tick`, [`Handler::on_tick`]
@@ -719,22 +721,39 @@ impl<H: Handler> Shard<H> {
         }
         let budget = self.overload_delay / 2;
         let keep = self.overload_backlog.min(requests.len());
-        let mut served = 0;
-        let mut rejected = 0usize;
-        for pkt in requests {
-            if served < keep && (served % 16 != 0 || now.elapsed() < budget) {
+        let (mut served, mut refused, mut dropped) = (0usize, 0usize, 0usize);
+        // 0: serve for half the target; 1: refuse with 503 for as long again; 2: drop (counted),
+        // which keeps the turn near the target however much waited. The clock every 16.
+        let mut phase = 0u8;
+        let mut refuse_until = Duration::MAX;
+        for (i, pkt) in requests.into_iter().enumerate() {
+            if (i % 16 == 0 || (phase == 0 && served >= keep)) && phase < 2 {
+                let spent = now.elapsed();
+                if phase == 0 && (spent >= budget || served >= keep) {
+                    phase = 1;
+                    refuse_until = spent + budget;
+                }
+                if phase == 1 && spent >= refuse_until {
+                    phase = 2;
+                }
+            }
+            if phase == 0 {
                 served += 1;
                 self.stats.received(self.id, &pkt.data);
                 self.guarded(|h, out| h.on_packet(pkt, out));
-            } else {
-                // Nothing more is served this turn once the budget is spent.
-                served = keep;
-                rejected += 1;
+            } else if phase == 1 && self.reject_overload(&pkt) {
+                refused += 1;
                 self.stats.overloaded(self.id);
-                self.reject_overload(&pkt);
+            } else {
+                // Junk, or no time left even to refuse.
+                dropped += 1;
+                self.stats.dropped(self.id);
             }
         }
-        ser_log!(L_DBG, "overload: {rejected} request(s) rejected with 503");
+        ser_log!(
+            L_DBG,
+            "overload: {served} request(s) served, {refused} refused with 503, {dropped} dropped"
+        );
     }
 
     /// Every tick: publishes the queueing delay, the kernel's drops, and whether this tick window
@@ -767,16 +786,17 @@ impl<H: Handler> Shard<H> {
         self.overloaded = now_overloaded;
     }
 
-    fn reject_overload(&mut self, pkt: &Packet) {
+    /// A stateless 503 with Retry-After; false (nothing sent) for what is not a SIP request.
+    fn reject_overload(&mut self, pkt: &Packet) -> bool {
         let limits = Limits {
             stream: pkt.proto == Proto::Tcp,
             ..Limits::default()
         };
         let Ok(msg) = Message::parse_with(pkt.data.clone(), &limits) else {
-            return;
+            return false;
         };
         if !msg.is_request() {
-            return;
+            return false;
         }
         let mut buf = self.out.buffer(512);
         let mut r = ReplyBuilder::new(
@@ -790,6 +810,7 @@ impl<H: Handler> Shard<H> {
         r.finish(None, b"");
         let dest = reply_address(&msg, pkt, false);
         self.out.reply_to(pkt, dest, buf.freeze());
+        true
     }
 
     /// Hands inbox messages to the handler (at most 4096 per turn) and sends what other shards
