@@ -127,7 +127,7 @@ ser extensions:
     --overload-after-ms=MS  how long a backlog must last to be overload (default 200; 0 =
                             refuse in the first turn; a shorter burst is served late instead)
     --overload-delay-ms=MS  queueing delay (the oldest datagram's wait) that is a backlog
-                            (default 50); overloaded, a turn serves requests for half of it
+                            (default 50); overloaded, a turn serves requests for 3/4 of it
     --tcp-idle=SECS         close idle TCP connections (default 120)
     --tcp-read-timeout=SECS close connections holding an incomplete message (default 10)
     --tcp-max-conns=N       TCP connections per shard (default 2048)

@@ -209,7 +209,12 @@ fn a_hung_database_under_4000_registers_a_second() {
         .collect();
     let rss0 = rss_kib(pid);
 
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A timed-out lookup answers every REGISTER merged into it at once: thousands of 500s in a
+    // burst, more than a default receive buffer holds (a release ser answers them all; the
+    // kernel would drop them here, at the client). 8 MiB asked, what rmem_max allows given.
+    let sender =
+        dataplane::transport::bind_udp("127.0.0.1:0".parse().unwrap(), Some(8 << 20)).unwrap();
+    sender.set_nonblocking(false).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let counts = count_replies(sender.try_clone().unwrap(), stop.clone());
     let probing = Arc::new(AtomicBool::new(false));
@@ -268,6 +273,15 @@ fn a_hung_database_under_4000_registers_a_second() {
     // up (a release build): here the figures are printed, and service must be back at once.
     assert!(answered > 0, "{answered} of {sent} answered");
     assert!(lost < probes, "{lost} of {probes} probes unanswered");
+    // A release build (bench/overload.sh sets OVERLOAD_STRICT): the figures exactly.
+    if std::env::var_os("OVERLOAD_STRICT").is_some() {
+        assert_eq!(lost, 0, "probes unanswered");
+        assert!(worst < Duration::from_millis(100), "probe worst {worst:?}");
+        assert_eq!(
+            answered, sent,
+            "every REGISTER answered 500/503: {by_code:?}"
+        );
+    }
     let after = udp_client("127.0.0.1");
     let me = after.local_addr().unwrap().to_string();
     let t = Instant::now();
@@ -423,6 +437,11 @@ fn a_flood_beyond_capacity_is_refused_or_counted_and_service_is_back_within_a_se
         skip!("no loadgen binary beside ser (cargo build -p loadgen)");
     };
     let rate = std::env::var("OVERLOAD_RATE").unwrap_or_else(|_| "15000".into());
+    let threads = std::env::var("OVERLOAD_LG_THREADS").unwrap_or_else(|_| "1".into());
+    // ser's receive buffer (-b): 1 MiB by default, so that what waits in it when the flood ends
+    // is worked off within the second even by a debug build on a busy box (bench/overload.sh
+    // runs a release build with the default 4 MiB).
+    let rcvbuf = std::env::var("OVERLOAD_RCVBUF").unwrap_or_else(|_| "1048576".into());
     let (port, hp) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
     let ser = Ser::start_with_env(
         FLOOD_CFG,
@@ -432,6 +451,8 @@ fn a_flood_beyond_capacity_is_refused_or_counted_and_service_is_back_within_a_se
             "-p",
             &port.to_string(),
             &format!("--http=127.0.0.1:{hp}"),
+            "-b",
+            &rcvbuf,
         ],
         &[],
     );
@@ -446,7 +467,7 @@ fn a_flood_beyond_capacity_is_refused_or_counted_and_service_is_back_within_a_se
         .args(["30"])
         .arg(&lg)
         .args(["register", "--target", &target, "--users", "f%d@flood.test"])
-        .args(["--range", "1-5000", "--sockets", "4"])
+        .args(["--range", "1-5000", "--sockets", "4", "--threads", &threads])
         .args(["--rate", &rate, "--duration", "3", "--json", "-q"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -597,7 +618,10 @@ fn a_flood_beyond_capacity_is_refused_or_counted_and_service_is_back_within_a_se
         answered.iter().map(|(_, d)| *d).max(),
     );
     // The flood went well beyond capacity: more refused or dropped than served.
-    assert!(refused + kernel > handled, "not overloaded: {m:?}");
+    assert!(
+        refused + kernel + dropped > handled,
+        "not overloaded: {m:?}"
+    );
     assert!(sum_of(&m, "ser_overload_entered_total") >= 1, "{m:?}");
     // Every datagram sent is accounted for: served, refused with 503, or counted as dropped
     // (the probes' few are left out of `offered`, hence at least; junk the script saw is both

@@ -10,10 +10,10 @@
 //!    delivering: the turn clock, no clock read per packet), or more than
 //!    [`RuntimeConfig::overload_backlog`] packets were waiting, in every turn for
 //!    [`RuntimeConfig::overload_after`], the shard sheds: responses, ACKs and CANCELs go to the
-//!    handler first, then requests while the turn has spent less than half `overload_delay` (and
+//!    handler first, then requests while the turn has spent less than 3/4 of `overload_delay` (and
 //!    at most `overload_backlog` of them); further requests get a stateless
-//!    `503 Service Unavailable` with `Retry-After` without touching the handler for as long
-//!    again, and what is left is dropped (counted in `dropped`): the turn stays near the target
+//!    `503 Service Unavailable` with `Retry-After` without touching the handler for another
+//!    quarter, and what is left is dropped (counted in `dropped`): the turn stays near the target
 //!    however much waited. It sheds until a turn's oldest packet waited less than a quarter of
 //!    `overload_delay`;
 //! 4. otherwise every packet goes to [`Handler::on_packet`] in arrival order;
@@ -90,7 +90,7 @@ pub struct RuntimeConfig {
     /// backlog has lasted [`RuntimeConfig::overload_after`].
     pub overload_backlog: usize,
     /// Queueing delay (how long the oldest packet of a turn waited) that is a backlog; requests
-    /// beyond what half of it lets a turn serve get 503 once it has lasted `overload_after`.
+    /// beyond what 3/4 of it lets a turn serve get 503 once it has lasted `overload_after`.
     pub overload_delay: Duration,
     /// How long a backlog must last (every turn since over `overload_backlog`) before requests
     /// are refused: a burst the shard drains within it (a pause of the shard, a microburst) is
@@ -704,7 +704,7 @@ impl<H: Handler> Shard<H> {
         self.pending = batch;
     }
 
-    /// An overloaded turn: priority messages, then requests while the turn has time (half
+    /// An overloaded turn: priority messages, then requests while the turn has time (3/4 of
     /// `overload_delay`, the clock read every 16), then 503 for the rest.
     #[cold]
     fn shed(&mut self, batch: &mut Vec<Packet>, now: Instant) {
@@ -719,19 +719,21 @@ impl<H: Handler> Shard<H> {
                 requests.push(pkt);
             }
         }
-        let budget = self.overload_delay / 2;
+        // Serving is what the shard is for: three quarters of the target; refusing the rest.
+        let serve = self.overload_delay * 3 / 4;
+        let refuse = self.overload_delay / 4;
         let keep = self.overload_backlog.min(requests.len());
         let (mut served, mut refused, mut dropped) = (0usize, 0usize, 0usize);
-        // 0: serve for half the target; 1: refuse with 503 for as long again; 2: drop (counted),
+        // 0: serve for 3/4 of the target; 1: refuse with 503 for 1/4; 2: drop (counted),
         // which keeps the turn near the target however much waited. The clock every 16.
         let mut phase = 0u8;
         let mut refuse_until = Duration::MAX;
         for (i, pkt) in requests.into_iter().enumerate() {
             if (i % 16 == 0 || (phase == 0 && served >= keep)) && phase < 2 {
                 let spent = now.elapsed();
-                if phase == 0 && (spent >= budget || served >= keep) {
+                if phase == 0 && (spent >= serve || served >= keep) {
                     phase = 1;
-                    refuse_until = spent + budget;
+                    refuse_until = spent + refuse;
                 }
                 if phase == 1 && spent >= refuse_until {
                     phase = 2;

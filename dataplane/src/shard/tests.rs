@@ -213,8 +213,8 @@ fn queueing_delay_sheds_with_503_and_counts_the_overload() {
             refused += 1;
         }
     }
-    // The first 50 are served; of the late ones, what half the target lets a turn serve, then
-    // 503s for the other half (none is left to drop here: refusing is quick).
+    // The first 50 are served; of the late ones, what 3/4 of the target lets a turn serve, then
+    // 503s for a quarter (none is left to drop here: refusing is quick).
     assert!(ok >= 50 && refused >= 30, "{ok} ok, {refused} refused");
     std::thread::sleep(Duration::from_millis(250));
     let t = stats.shard_totals(0);
