@@ -62,6 +62,7 @@ pub struct Cli {
     pub io: IoMode,
     pub overload_backlog: Option<usize>,
     pub overload_after_ms: Option<u64>,
+    pub overload_delay_ms: Option<u64>,
     pub tcp_idle: Option<u64>,
     pub tcp_read_timeout: Option<u64>,
     pub tcp_max_conns: Option<usize>,
@@ -127,6 +128,8 @@ ser extensions:
                             once that backlog has lasted --overload-after-ms (default 4096)
     --overload-after-ms=MS  how long a backlog must last to be overload (default 200; 0 =
                             refuse in the first turn; a shorter burst is served late instead)
+    --overload-delay-ms=MS  queueing delay (the oldest datagram's wait) that is a backlog
+                            (default 50); overloaded, a turn serves requests for 3/4 of it
     --tcp-idle=SECS         close idle TCP connections (default 120)
     --tcp-read-timeout=SECS close connections holding an incomplete message (default 10)
     --tcp-max-conns=N       TCP connections per shard (default 2048)
@@ -250,6 +253,7 @@ pub fn parse_args(args: &[String]) -> Result<Cli, String> {
                 }
                 "overload-backlog" => cli.overload_backlog = Some(num(&flag, &value()?)?),
                 "overload-after-ms" => cli.overload_after_ms = Some(num(&flag, &value()?)?),
+                "overload-delay-ms" => cli.overload_delay_ms = Some(num(&flag, &value()?)?),
                 "tcp-idle" => cli.tcp_idle = Some(num(&flag, &value()?)?),
                 "tcp-read-timeout" => cli.tcp_read_timeout = Some(num(&flag, &value()?)?),
                 "tcp-max-conns" => cli.tcp_max_conns = Some(num(&flag, &value()?)?),
@@ -945,6 +949,9 @@ fn start(
     };
     if let Some(n) = cli.overload_backlog {
         rc.overload_backlog = n;
+    }
+    if let Some(ms) = cli.overload_delay_ms {
+        rc.overload_delay = std::time::Duration::from_millis(ms);
     }
     if let Some(ms) = cli.overload_after_ms {
         rc.overload_after = std::time::Duration::from_millis(ms);

@@ -115,6 +115,10 @@ fn stats_lines(t: &Totals, per_shard: &[u64]) -> (Vec<String>, serde_json::Value
     }
     put("dropped".into(), t.dropped);
     put("overload_503".into(), t.overload_503);
+    put("rcvbuf_drops".into(), t.rcvbuf_drops);
+    put("overload_entered".into(), t.overload_entered);
+    put("overloaded_shards".into(), t.overloaded);
+    put("queue_delay_us".into(), t.queue_delay_us);
     for (i, v) in per_shard.iter().enumerate() {
         put(format!("shard.{i}.messages"), *v);
     }

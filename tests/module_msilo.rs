@@ -290,6 +290,46 @@ fn a_message_for_an_offline_user_survives_a_restart_and_is_delivered_once_on_reg
     store_restart_deliver(&url);
 }
 
+/// kill -9 right after the last of 20 MESSAGEs got its 202: each was written before its 202,
+/// so all 20 are in the database after the restart and bob gets each exactly once.
+#[test]
+fn every_accepted_message_survives_kill_9() {
+    let (_dir, url) = sqlite_db();
+    let port = free_port("127.0.0.1");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let text = cfg(&url, "", "");
+    let mut ser = start(&text, port, &url);
+    let alice = sock();
+    for i in 0..20 {
+        let body = format!("note {i} before the crash");
+        alice
+            .send_to(
+                message(addr, &alice, "bob", &body, &format!("k9-{i}")).as_bytes(),
+                addr,
+            )
+            .unwrap();
+        let r = final_reply(&alice, Duration::from_secs(8)).expect("a final reply");
+        assert!(r.starts_with("SIP/2.0 202 "), "{r}\n{}", ser.log_text());
+    }
+    ser.child.kill().unwrap(); // SIGKILL: no clean stop, nothing flushed
+    let _ = ser.child.wait();
+    drop(ser);
+    assert_eq!(rows(&url).len(), 20, "every accepted MESSAGE stored");
+    let ser = start(&text, port, &url);
+    let bob = sock();
+    bob.send_to(register(addr, &bob, "bob", 600, 1).as_bytes(), addr)
+        .unwrap();
+    let (msgs, _) = ua(&bob, 200, Duration::from_secs(4));
+    let mut bodies: Vec<String> = msgs.iter().map(|m| body_of(m).to_string()).collect();
+    bodies.sort();
+    let mut want: Vec<String> = (0..20)
+        .map(|i| format!("note {i} before the crash"))
+        .collect();
+    want.sort();
+    assert_eq!(bodies, want, "{}", ser.log_text());
+    assert!(rows_become(&url, 0).is_empty(), "{}", ser.log_text());
+}
+
 #[test]
 fn a_delivery_the_ua_refuses_stays_stored_until_one_succeeds() {
     let (_dir, url) = sqlite_db();

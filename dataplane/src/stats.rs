@@ -59,8 +59,19 @@ pub struct ShardCounters {
     pub handled: AtomicU64,
     /// Messages dropped without an answer.
     pub dropped: AtomicU64,
-    /// Requests rejected with `503` because the shard was overloaded.
+    /// Requests rejected with `503` because the shard was overloaded or a bounded queue behind
+    /// it (jobs, scripts waiting, transactions) was full.
     pub overload_503: AtomicU64,
+    /// Datagrams the kernel dropped on the shard's sockets (receive buffer full), as of the
+    /// shard's last tick.
+    pub rcvbuf_drops: AtomicU64,
+    /// Times the shard became overloaded (a tick window that shed, dropped or refused, after
+    /// one that did not).
+    pub overload_entered: AtomicU64,
+    /// 1 while the shard's last tick window was overloaded (a gauge).
+    pub overloaded: AtomicU64,
+    /// The longest queueing delay of the shard's last tick window, microseconds (a gauge).
+    pub queue_delay_us: AtomicU64,
 }
 
 /// A sum (or one shard's copy) of [`ShardCounters`].
@@ -73,6 +84,12 @@ pub struct Totals {
     pub handled: u64,
     pub dropped: u64,
     pub overload_503: u64,
+    pub rcvbuf_drops: u64,
+    pub overload_entered: u64,
+    /// Shards overloaded now (the sum of the 0/1 gauges).
+    pub overloaded: u64,
+    /// The largest queueing delay over the shards, microseconds (not a sum).
+    pub queue_delay_us: u64,
 }
 
 /// The counters of every shard.
@@ -232,6 +249,10 @@ fn add(t: &mut Totals, s: &ShardCounters) {
     t.handled += ld(&s.handled);
     t.dropped += ld(&s.dropped);
     t.overload_503 += ld(&s.overload_503);
+    t.rcvbuf_drops += ld(&s.rcvbuf_drops);
+    t.overload_entered += ld(&s.overload_entered);
+    t.overloaded += ld(&s.overloaded);
+    t.queue_delay_us = t.queue_delay_us.max(ld(&s.queue_delay_us));
 }
 
 #[cfg(test)]

@@ -55,8 +55,13 @@ pub struct Ser {
     pub db: Option<PathBuf>,
 }
 
+/// The ser under test: this build's, or `SER_BIN` (bench/overload.sh runs tests against a
+/// release build with it).
 pub fn ser_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ser")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("SER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ser").to_string())
+    })
 }
 
 impl Ser {

@@ -10,7 +10,10 @@
 //! | `ser_replies_sent_total` | counter | `class` | shards |
 //! | `ser_shard_messages_total` | counter | `shard` | shards (load per shard) |
 //! | `ser_dropped_total` | counter | | shards and the proxy |
-//! | `ser_overload_503_total` | counter | | shards |
+//! | `ser_overload_503_total` | counter | | shards (shedding, and every bounded queue's 503) |
+//! | `ser_rcvbuf_drops_total` | counter | | shards (datagrams the kernel dropped, buffer full) |
+//! | `ser_overload_entered_total`, `ser_overloaded_shards` | counter, gauge | | shards |
+//! | `ser_queue_delay_seconds` | gauge | | shards (largest, last tick window) |
 //! | `ser_sl_replies_total` | counter | `class` | sl (`sl_stats`) |
 //! | `ser_tm_transactions_current` / `_waiting` | gauge | | tm (`t_stats`), when wired |
 //! | `ser_tm_transactions_total` / `ser_tm_local_transactions_total` | counter | | tm, when wired |
@@ -167,6 +170,32 @@ impl Collector for Sources {
             "requests rejected with 503 under overload",
             t.overload_503,
         )?;
+        counter(
+            &mut enc,
+            "ser_rcvbuf_drops",
+            "datagrams the kernel dropped on ser's sockets (receive buffer full)",
+            t.rcvbuf_drops,
+        )?;
+        counter(
+            &mut enc,
+            "ser_overload_entered",
+            "times a shard became overloaded (shed, kernel drops or a full queue)",
+            t.overload_entered,
+        )?;
+        gauge(
+            &mut enc,
+            "ser_overloaded_shards",
+            "shards overloaded in their last tick window",
+            t.overloaded as i64,
+        )?;
+        let delay = ConstGauge::new(t.queue_delay_us as f64 / 1e6);
+        let m = enc.encode_descriptor(
+            "ser_queue_delay_seconds",
+            "longest queueing delay of a shard's last tick window",
+            None,
+            delay.metric_type(),
+        )?;
+        delay.encode(m)?;
         if let Some(sl) = &self.sl_by_class {
             labelled(
                 &mut enc,

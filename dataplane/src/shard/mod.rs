@@ -5,14 +5,24 @@
 //! 1. wait for readiness (or the next tick, or a wake-up from [`Inbox::send`]);
 //! 2. receive: drain every ready UDP socket in `recvmmsg` batches and every ready TCP connection
 //!    (framed messages), up to [`RuntimeConfig::drain_max`] packets per turn;
-//! 3. if more than [`RuntimeConfig::overload_backlog`] packets were waiting, the shard is overloaded:
-//!    responses, ACKs and CANCELs go to the handler first, then the first `overload_backlog`
-//!    requests; every further request gets a stateless `503 Service Unavailable` with `Retry-After`
-//!    without touching the handler;
+//! 3. if the oldest packet of the batch waited [`RuntimeConfig::overload_delay`] or more (the time
+//!    since the last turn, when the shard came straight back to a socket that was still
+//!    delivering: the turn clock, no clock read per packet), or more than
+//!    [`RuntimeConfig::overload_backlog`] packets were waiting, in every turn for
+//!    [`RuntimeConfig::overload_after`], the shard sheds: responses, ACKs and CANCELs go to the
+//!    handler first, then requests while the turn has spent less than 3/4 of `overload_delay` (and
+//!    at most `overload_backlog` of them); further requests get a stateless
+//!    `503 Service Unavailable` with `Retry-After` without touching the handler for another
+//!    quarter, and what is left is dropped (counted in `dropped`): the turn stays near the target
+//!    however much waited. It sheds until a turn's oldest packet waited less than a quarter of
+//!    `overload_delay`;
 //! 4. otherwise every packet goes to [`Handler::on_packet`] in arrival order;
 //! 5. the [`Outbox`] is flushed: UDP with `sendmmsg` per socket, TCP over the peer's connection;
 //! 6. messages from the [`Inbox`] go to [`Handler::on_message`]; every `tick`, [`Handler::on_tick`]
-//!    and the TCP timeout sweep run.
+//!    and the TCP timeout sweep run, and the shard publishes its overload state: overloaded in
+//!    that tick if it shed, if the kernel dropped datagrams on its sockets (`SO_MEMINFO`, one
+//!    `getsockopt` per socket per tick) or if a bounded queue behind it refused a request (job
+//!    queue, scripts waiting, transaction table: their 503s count in the same `overload_503`).
 //!
 //! Shutdown ([`Runtime::stop`]): each shard stops receiving, flushes its outbox and TCP write queues,
 //! and its thread ends; [`Runtime::join`] waits for all of them.
@@ -79,6 +89,9 @@ pub struct RuntimeConfig {
     /// More packets than this waiting in one turn = backlog; requests beyond it get 503 once the
     /// backlog has lasted [`RuntimeConfig::overload_after`].
     pub overload_backlog: usize,
+    /// Queueing delay (how long the oldest packet of a turn waited) that is a backlog; requests
+    /// beyond what 3/4 of it lets a turn serve get 503 once it has lasted `overload_after`.
+    pub overload_delay: Duration,
     /// How long a backlog must last (every turn since over `overload_backlog`) before requests
     /// are refused: a burst the shard drains within it (a pause of the shard, a microburst) is
     /// answered late, as a server without overload control would, instead of refused by the
@@ -111,6 +124,7 @@ impl Default for RuntimeConfig {
             rcvbuf: None,
             overload_backlog: 4096,
             overload_after: Duration::from_millis(200),
+            overload_delay: Duration::from_millis(50),
             drain_max: 8192,
             retry_after: 5,
             tick: Duration::from_millis(100),
@@ -355,8 +369,19 @@ struct Shard<H: Handler> {
     again: Vec<(Token, bool, bool)>,
     overload_backlog: usize,
     overload_after: Duration,
-    /// Since when every turn found more than `overload_backlog` packets waiting.
+    overload_delay: Duration,
+    /// Since when every turn found a backlog (see the module doc, step 3).
     backlog_since: Option<Instant>,
+    /// Shedding: entered after `overload_after` of backlog, left at the first calm turn.
+    shedding: bool,
+    /// The last turn's clock, and the longest queueing delay seen since the last tick.
+    last_turn: Instant,
+    max_wait: Duration,
+    /// What the last tick saw: this shard's overload 503s (every cause) and kernel drops.
+    seen_503: u64,
+    seen_drops: u64,
+    /// Whether the last tick window was overloaded.
+    overloaded: bool,
     drain_max: usize,
     retry_after: u32,
     tick: Duration,
@@ -436,7 +461,14 @@ impl<H: Handler> Shard<H> {
             again,
             overload_backlog: cfg.overload_backlog,
             overload_after: cfg.overload_after,
+            overload_delay: cfg.overload_delay.max(Duration::from_millis(1)),
             backlog_since: None,
+            shedding: false,
+            last_turn: Instant::now(),
+            max_wait: Duration::ZERO,
+            seen_503: 0,
+            seen_drops: 0,
+            overloaded: false,
             drain_max: cfg.drain_max.max(sys_batch()),
             retry_after: cfg.retry_after,
             tick: cfg.tick,
@@ -517,6 +549,8 @@ impl<H: Handler> Shard<H> {
             }
             let mut ready = std::mem::take(&mut ready_buf);
             ready.clear();
+            // Straight back to a socket that was delivering: what it holds waited since then.
+            let reread = !self.again.is_empty();
             ready.append(&mut self.again);
             for ev in events.iter() {
                 ready.push((
@@ -531,7 +565,7 @@ impl<H: Handler> Shard<H> {
             self.receive(&ready, now);
             last_rx = self.pending.len() - before;
             ready_buf = ready;
-            self.dispatch();
+            self.dispatch(now, reread);
             self.flush(now);
             inbox_busy = self.inbox(now);
             self.flush(now);
@@ -539,6 +573,7 @@ impl<H: Handler> Shard<H> {
                 self.guarded(|h, out| h.on_tick(now, out));
                 self.tcp.sweep(self.poll.registry(), now);
                 self.flush(now);
+                self.overload_tick();
                 next_tick = now + self.tick;
             }
         }
@@ -650,20 +685,37 @@ impl<H: Handler> Shard<H> {
         }
     }
 
-    fn dispatch(&mut self) {
+    /// `now`: the turn's clock; `reread`: the turn came straight back to a delivering socket.
+    fn dispatch(&mut self, now: Instant, reread: bool) {
+        let last = std::mem::replace(&mut self.last_turn, now);
         if self.pending.is_empty() {
             // Nothing waited this turn: whatever backlog there was is gone.
             self.backlog_since = None;
+            self.shedding = false;
             return;
         }
+        // The oldest packet arrived after the last turn read its socket: it waited at most this.
+        let wait = if reread {
+            now.saturating_duration_since(last)
+        } else {
+            Duration::ZERO
+        };
+        self.max_wait = self.max_wait.max(wait);
         let mut batch = std::mem::take(&mut self.pending);
-        let overloaded = if batch.len() <= self.overload_backlog {
+        let overloaded = if self.shedding {
+            // Hysteresis: shed until a turn is clearly calm, not at the first one under target.
+            self.shedding = wait >= self.overload_delay / 4 || batch.len() > self.overload_backlog;
+            if !self.shedding {
+                self.backlog_since = None;
+            }
+            self.shedding
+        } else if batch.len() <= self.overload_backlog && wait < self.overload_delay {
             self.backlog_since = None;
             false
         } else {
-            let now = Instant::now();
             let since = *self.backlog_since.get_or_insert(now);
-            now.duration_since(since) >= self.overload_after
+            self.shedding = now.duration_since(since) >= self.overload_after;
+            self.shedding
         };
         if !overloaded {
             for pkt in batch.drain(..) {
@@ -671,46 +723,106 @@ impl<H: Handler> Shard<H> {
                 self.guarded(|h, out| h.on_packet(pkt, out));
             }
         } else {
-            self.overloaded_turns += 1;
-            // Priority: responses, ACK and CANCEL first (they finish work already accepted).
-            let mut requests = Vec::with_capacity(batch.len());
-            for pkt in batch.drain(..) {
-                if is_priority(&pkt.data) {
-                    self.stats.received(self.id, &pkt.data);
-                    self.guarded(|h, out| h.on_packet(pkt, out));
-                } else {
-                    requests.push(pkt);
-                }
-            }
-            let keep = self.overload_backlog.min(requests.len());
-            let rejected = requests.split_off(keep);
-            for pkt in requests {
-                self.stats.received(self.id, &pkt.data);
-                self.guarded(|h, out| h.on_packet(pkt, out));
-            }
-            ser_log!(
-                L_DBG,
-                "overload: {} request(s) rejected with 503",
-                rejected.len()
-            );
-            for pkt in rejected {
-                self.stats.overloaded(self.id);
-                self.reject_overload(&pkt);
-            }
+            self.shed(&mut batch, now);
         }
         self.pending = batch;
     }
 
-    fn reject_overload(&mut self, pkt: &Packet) {
+    /// An overloaded turn: priority messages, then requests while the turn has time (3/4 of
+    /// `overload_delay`, the clock read every 16), then 503 for the rest.
+    #[cold]
+    fn shed(&mut self, batch: &mut Vec<Packet>, now: Instant) {
+        self.overloaded_turns += 1;
+        // Priority: responses, ACK and CANCEL first (they finish work already accepted).
+        let mut requests = Vec::with_capacity(batch.len());
+        for pkt in batch.drain(..) {
+            if is_priority(&pkt.data) {
+                self.stats.received(self.id, &pkt.data);
+                self.guarded(|h, out| h.on_packet(pkt, out));
+            } else {
+                requests.push(pkt);
+            }
+        }
+        // Serving is what the shard is for: three quarters of the target; refusing the rest.
+        let serve = self.overload_delay * 3 / 4;
+        let refuse = self.overload_delay / 4;
+        let keep = self.overload_backlog.min(requests.len());
+        let (mut served, mut refused, mut dropped) = (0usize, 0usize, 0usize);
+        // 0: serve for 3/4 of the target; 1: refuse with 503 for 1/4; 2: drop (counted),
+        // which keeps the turn near the target however much waited. The clock every 16.
+        let mut phase = 0u8;
+        let mut refuse_until = Duration::MAX;
+        for (i, pkt) in requests.into_iter().enumerate() {
+            if (i % 16 == 0 || (phase == 0 && served >= keep)) && phase < 2 {
+                let spent = now.elapsed();
+                if phase == 0 && (spent >= serve || served >= keep) {
+                    phase = 1;
+                    refuse_until = spent + refuse;
+                }
+                if phase == 1 && spent >= refuse_until {
+                    phase = 2;
+                }
+            }
+            if phase == 0 {
+                served += 1;
+                self.stats.received(self.id, &pkt.data);
+                self.guarded(|h, out| h.on_packet(pkt, out));
+            } else if phase == 1 && self.reject_overload(&pkt) {
+                refused += 1;
+                self.stats.overloaded(self.id);
+            } else {
+                // Junk, or no time left even to refuse.
+                dropped += 1;
+                self.stats.dropped(self.id);
+            }
+        }
+        ser_log!(
+            L_DBG,
+            "overload: {served} request(s) served, {refused} refused with 503, {dropped} dropped"
+        );
+    }
+
+    /// Every tick: publishes the queueing delay, the kernel's drops, and whether this tick window
+    /// was overloaded (shed, dropped by the kernel, or a bounded queue refused: see the module doc).
+    #[cold]
+    fn overload_tick(&mut self) {
+        let drops: u64 = self.udp.iter().filter_map(|u| u.rcv_drops()).sum();
+        let c = self.stats.shard(self.id);
+        let refused = c.overload_503.load(Ordering::Relaxed);
+        let now_overloaded = self.shedding || drops > self.seen_drops || refused > self.seen_503;
+        if drops > self.seen_drops {
+            c.rcvbuf_drops
+                .fetch_add(drops - self.seen_drops, Ordering::Relaxed);
+        }
+        self.seen_drops = drops;
+        self.seen_503 = refused;
+        c.queue_delay_us.store(
+            u64::try_from(self.max_wait.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.max_wait = Duration::ZERO;
+        if now_overloaded && !self.overloaded {
+            c.overload_entered.fetch_add(1, Ordering::Relaxed);
+            ser_log!(L_WARN, "shard {}: overloaded", self.id);
+        } else if !now_overloaded && self.overloaded {
+            ser_log!(L_INFO, "shard {}: no longer overloaded", self.id);
+        }
+        c.overloaded
+            .store(u64::from(now_overloaded), Ordering::Relaxed);
+        self.overloaded = now_overloaded;
+    }
+
+    /// A stateless 503 with Retry-After; false (nothing sent) for what is not a SIP request.
+    fn reject_overload(&mut self, pkt: &Packet) -> bool {
         let limits = Limits {
             stream: pkt.proto == Proto::Tcp,
             ..Limits::default()
         };
         let Ok(msg) = Message::parse_with(pkt.data.clone(), &limits) else {
-            return;
+            return false;
         };
         if !msg.is_request() {
-            return;
+            return false;
         }
         let mut buf = self.out.buffer(512);
         let mut r = ReplyBuilder::new(
@@ -724,6 +836,7 @@ impl<H: Handler> Shard<H> {
         r.finish(None, b"");
         let dest = reply_address(&msg, pkt, false);
         self.out.reply_to(pkt, dest, buf.freeze());
+        true
     }
 
     /// Hands inbox messages to the handler (at most 4096 per turn) and sends what other shards

@@ -143,6 +143,88 @@ fn overload_hands_responses_acks_cancels_first_and_503s_excess_requests() {
     assert_eq!(rt.join(), 0);
 }
 
+/// Answers "ok" to every packet after 1 ms of work: a shard that serves 1,000 a second.
+struct Slow;
+impl Handler for Slow {
+    type Msg = ();
+    fn on_packet(&mut self, pkt: Packet, out: &mut Outbox) {
+        std::thread::sleep(Duration::from_millis(1));
+        out.reply_to(&pkt, pkt.src, Bytes::from_static(b"ok"));
+    }
+}
+
+#[test]
+fn queueing_delay_sheds_with_503_and_counts_the_overload() {
+    let server = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let stats = Arc::new(crate::stats::Stats::new(1));
+    let cfg = RuntimeConfig {
+        listen: vec![ListenSpec {
+            addr: server,
+            udp: true,
+            tcp: false,
+        }],
+        pin: false,
+        // Far below what a turn ever holds: only the delay can make this shard shed.
+        overload_backlog: 100_000,
+        overload_after: Duration::ZERO,
+        overload_delay: Duration::from_millis(40),
+        stats: Some(stats.clone()),
+        ..RuntimeConfig::default()
+    };
+    // 50 queued before the first turn (50 ms of work), 100 more while it works: those waited
+    // ~50 ms, over the target.
+    let rt = Runtime::start(&cfg, |_| {
+        for i in 0..50 {
+            client
+                .send_to(req("OPTIONS", i).as_bytes(), server)
+                .unwrap();
+        }
+        Slow
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    for i in 50..150 {
+        client
+            .send_to(req("OPTIONS", i).as_bytes(), server)
+            .unwrap();
+    }
+    let (mut ok, mut refused) = (0, 0);
+    let mut buf = [0u8; 2048];
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    while let Ok((n, _)) = client.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if text == "ok" {
+            ok += 1;
+        } else {
+            assert!(
+                text.starts_with("SIP/2.0 503 Service Unavailable\r\n"),
+                "{text}"
+            );
+            assert!(text.contains("\r\nRetry-After: 5\r\n"), "{text}");
+            refused += 1;
+        }
+    }
+    // The first 50 are served; of the late ones, what 3/4 of the target lets a turn serve, then
+    // 503s for a quarter (none is left to drop here: refusing is quick).
+    assert!(ok >= 50 && refused >= 30, "{ok} ok, {refused} refused");
+    std::thread::sleep(Duration::from_millis(250));
+    let t = stats.shard_totals(0);
+    assert_eq!(t.overload_503, refused);
+    assert_eq!(ok + refused + t.dropped, 150, "{t:?}");
+    assert!(t.overload_entered >= 1, "{t:?}");
+    rt.stop();
+    assert_eq!(rt.join(), 0);
+}
+
 #[test]
 fn tcp_outgoing_connect_is_non_blocking_and_reused() {
     let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

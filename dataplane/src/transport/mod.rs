@@ -258,6 +258,11 @@ impl UdpSocket {
         ))
     }
 
+    /// Datagrams the kernel dropped on this socket, receive buffer full (None: not known).
+    pub fn rcv_drops(&self) -> Option<u64> {
+        sys::rcv_drops(self.sock.as_raw_fd())
+    }
+
     /// The backend actually in use.
     pub fn backend(&self) -> IoBackend {
         match self.recv {

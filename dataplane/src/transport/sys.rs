@@ -94,6 +94,30 @@ pub fn enable_pktinfo(fd: RawFd, v6: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Datagrams the kernel dropped on this socket since it was opened (receive buffer full), from
+/// `SO_MEMINFO`; None where the kernel does not say. One `getsockopt`, for the shard's tick.
+pub fn rcv_drops(fd: RawFd) -> Option<u64> {
+    /// `SO_MEMINFO` (include/uapi/asm-generic/socket.h); `SK_MEMINFO_VARS` is 9 since Linux 4.x.
+    const SO_MEMINFO: libc::c_int = 55;
+    let mut info = [0u32; 16];
+    let mut len = size_of::<[u32; 16]>() as libc::socklen_t;
+    // SAFETY: `info` is a live buffer of `len` bytes; the kernel writes at most `len` and sets it.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    if r < 0 || (len as usize) < (drops + 1) * size_of::<u32>() {
+        return None;
+    }
+    info.get(drops).map(|&d| u64::from(d))
+}
+
 /// The local address a datagram was sent to, from the control messages the kernel returned with
 /// it (`ctrl`: the `msg_controllen` bytes of the control buffer).
 pub fn pktinfo_dst(ctrl: &[u8]) -> Option<IpAddr> {
