@@ -45,7 +45,8 @@ struct Prosody {
 }
 
 impl Prosody {
-    fn configure(dir: &Path, port: u16) -> Prosody {
+    /// `global` goes before the hosts, `hosts` after them.
+    fn configure_with(dir: &Path, port: u16, global: &str, hosts: &str) -> Prosody {
         let d = dir.display();
         let cfg = dir.join("prosody.cfg.lua");
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -61,8 +62,8 @@ impl Prosody {
                  modules_disabled = {{ \"s2s\" }}\n\
                  -- loopback only, and the gateway speaks no TLS\n\
                  allow_unencrypted_plain_auth = true\nc2s_require_encryption = false\n\
-                 authentication = \"internal_plain\"\n\
-                 VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\nmuc_room_locking = false\n"
+                 authentication = \"internal_plain\"\n{global}\n\
+                 VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\nmuc_room_locking = false\n{hosts}\n"
             ),
         )
         .unwrap();
@@ -141,6 +142,35 @@ impl Xmpp {
         x
     }
 
+    /// An external component (XEP-0114) named `domain`: the test's IM transport.
+    fn component(port: u16, domain: &str, secret: &str) -> Xmpp {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut x = Xmpp {
+            s,
+            seen: String::new(),
+        };
+        x.send(&format!(
+            "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams'>"
+        ));
+        let head = x.wait_tag(&["<stream:stream"]);
+        let id = head
+            .split(" id=")
+            .nth(1)
+            .and_then(|r| r.get(1..))
+            .and_then(|r| r.split(['\'', '"']).next())
+            .unwrap()
+            .to_string();
+        x.send(&format!(
+            "<handshake>{}</handshake>",
+            sha1_hex(&format!("{id}{secret}"))
+        ));
+        x.wait("<handshake");
+        x
+    }
+
     fn send(&mut self, xml: &str) {
         self.s.write_all(xml.as_bytes()).unwrap();
     }
@@ -203,6 +233,22 @@ impl Xmpp {
             }
         }
     }
+}
+
+/// SHA-1 in hex (the component handshake), by coreutils' sha1sum.
+fn sha1_hex(text: &str) -> String {
+    let mut c = Command::new("sha1sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn sock() -> UdpSocket {
@@ -332,11 +378,34 @@ fn setup(
     users: &[&str],
     edits: &[(&str, &str)],
 ) -> (Dir, Prosody, Ser, SocketAddr) {
+    setup_with(xmpp_port, sip_port, users, edits, ("", ""), &[])
+}
+
+/// [`setup`] with prosody configuration (`global`, `hosts`: see [`Prosody::configure_with`])
+/// and files `(name, contents)` written to the test's directory first (`@DIR@` in the
+/// configuration and the script edits stands for it).
+fn setup_with(
+    xmpp_port: u16,
+    sip_port: u16,
+    users: &[&str],
+    edits: &[(&str, &str)],
+    prosody_cfg: (&str, &str),
+    files: &[(&str, &[u8])],
+) -> (Dir, Prosody, Ser, SocketAddr) {
     let dir =
         Dir(std::env::temp_dir().join(format!("ser-jabber-{}-{xmpp_port}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
-    let mut prosody = Prosody::configure(&dir.0, xmpp_port);
+    let d = dir.0.display().to_string();
+    for (name, data) in files {
+        std::fs::write(dir.0.join(name), data).unwrap();
+    }
+    let mut prosody = Prosody::configure_with(
+        &dir.0,
+        xmpp_port,
+        &prosody_cfg.0.replace("@DIR@", &d),
+        &prosody_cfg.1.replace("@DIR@", &d),
+    );
     for u in users {
         prosody.register(u, &format!("{u}-pw"));
     }
@@ -373,7 +442,7 @@ fn setup(
     .replace("\"jport\", 5222)", &format!("\"jport\", {xmpp_port})"));
     for (from, to) in edits {
         assert!(text.contains(from), "{from}");
-        text = text.replace(from, to);
+        text = text.replace(from, &to.replace("@DIR@", &d));
     }
     let ser_addr: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
     let ser = Ser::start_with_env(
@@ -657,5 +726,116 @@ fn idle_connections_close_and_the_pool_is_bounded() {
     assert!(r.starts_with("SIP/2.0 202"), "{r}");
     let got = bob.wait("<body>three</body>");
     assert!(got.contains("dave@xmpp.test/serXjab"), "{got}");
+    prosody.stop();
+}
+
+/// SER's IM transports: the `aliases` domain icq.xmpp.test is an external component on prosody
+/// (as ICQ transports were), played by the test. A message to it is refused while the
+/// transport is not on alice's roster, held while it is on the roster but not on line, sent
+/// when it comes on line, and refused after `delay_time` when it goes away; its messages reach
+/// alice's SIP contact from `sip:number@icq.xmpp.test`.
+#[test]
+fn im_transports_follow_the_roster_and_their_presence() {
+    if !have("prosody") || !have("prosodyctl") || !have("sha1sum") {
+        skip!("prosody (or sha1sum) is not installed (apt-get install prosody)");
+    }
+    const XMPP: u16 = 7701;
+    const SIP: u16 = 7702;
+    const COMPONENT: u16 = 7703;
+    let (_dir, mut prosody, ser, ser_addr) = setup_with(
+        XMPP,
+        SIP,
+        &["alice"],
+        &[
+            (
+                "modparam(\"jabber\", \"workers\", 1)",
+                "modparam(\"jabber\", \"workers\", 1)\nmodparam(\"jabber\", \"aliases\", \"1;icq.xmpp.test;\")",
+            ),
+            (
+                "if (uri=~\"@jabber\\.sip\\.test\") {",
+                "if (uri=~\"@jabber\\.sip\\.test\" || uri=~\"@icq\\.xmpp\\.test\") {",
+            ),
+        ],
+        (
+            &format!("component_ports = {{ {COMPONENT} }}\ncomponent_interfaces = {{ \"127.0.0.1\" }}"),
+            "Component \"icq.xmpp.test\"\ncomponent_secret = \"transport-secret\"",
+        ),
+        &[],
+    );
+    let phone = sock();
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let icq = "12345@icq.xmpp.test";
+
+    // Not registered with the transport: refused.
+    let r = ask(&phone, ser_addr, &message(&phone, "alice", icq, "no", "t1"));
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(
+        ser.wait_log(
+            "alice@127.0.0.1 is not registered with the IM gateway of 12345@icq.xmpp.test",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        ser.log_text()
+    );
+
+    // The transport asks for alice's presence (how a registration with it ended); the
+    // gateway accepts, and prosody puts the transport on alice's roster.
+    let mut t = Xmpp::component(COMPONENT, "icq.xmpp.test", "transport-secret");
+    t.send("<presence from='icq.xmpp.test' to='alice@xmpp.test' type='subscribe'/>");
+    t.wait_tag(&["<presence", "type='subscribed'", "from='alice@xmpp.test'"]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // On the roster, not on line: the message waits for it.
+    let held = message(&phone, "alice", icq, "held for icq", "t2");
+    phone.send_to(held.as_bytes(), ser_addr).unwrap();
+    assert!(
+        next(&phone, "reply", Duration::from_millis(1500)).is_none(),
+        "the message waits for the transport"
+    );
+    t.send("<presence from='icq.xmpp.test' to='alice@xmpp.test/serXjab'/>");
+    let got = t.wait("</message>");
+    assert!(got.contains("<body>held for icq</body>"), "{got}");
+    assert!(
+        got.contains("to='12345@icq.xmpp.test'") || got.contains("to=\"12345@icq.xmpp.test\""),
+        "{got}"
+    );
+    let r = next(&phone, "reply", Duration::from_secs(5)).expect("the held message's reply");
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+
+    // On line: at once.
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", icq, "now", "t3"),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    t.wait("<body>now</body>");
+
+    // From the IM network to alice's SIP contact.
+    t.send(
+        "<message from='12345@icq.xmpp.test' to='alice@xmpp.test' type='chat'>\
+         <body>hello from icq</body></message>",
+    );
+    let m = next(&phone, "MESSAGE", Duration::from_secs(10)).expect("a MESSAGE from the transport");
+    assert!(m.contains("From: <sip:12345@icq.xmpp.test>"), "{m}");
+    assert_eq!(body_of(&m), "hello from icq");
+
+    // The transport goes away: a message waits delay_time (5 s), then is refused.
+    t.send("<presence from='icq.xmpp.test' to='alice@xmpp.test/serXjab' type='unavailable'/>");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", icq, "late", "t4"),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(t0.elapsed() >= Duration::from_secs(4), "{:?}", t0.elapsed());
+    assert!(
+        ser.wait_log("did not come on line in time", Duration::from_secs(2)),
+        "{}",
+        ser.log_text()
+    );
     prosody.stop();
 }

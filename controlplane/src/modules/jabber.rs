@@ -13,6 +13,15 @@
 //! - Reconnects: a lost connection (the server stopped, a stream error, malformed XML — logged,
 //!   never a panic) is dropped; the next command logs in again, and an on-line user's
 //!   connection (`jab_go_online`) is re-opened every `check_time` seconds until it is back.
+//! - IM transports (SER's aliases to AIM, ICQ, MSN, Yahoo): a transport is a JID without `@`
+//!   whose domain starts `aim.`, `icq`, `msn.` or `yahoo.` (SER's prefixes). After login the
+//!   roster is fetched; a transport on it is *allowed* (the user registered with it), one that
+//!   sent available presence is *ready*. A message to `user@<transport>` goes at once when
+//!   ready, waits (at most `delay_time`, ≤ 30 s, 64 per connection) while only allowed or
+//!   while the roster is not known yet, and is refused when the transport is not on the roster
+//!   ("not registered with the IM gateway"). Roster pushes add and remove transports. SER's
+//!   `sip_jab` tables `aim`, `icq`, `msn`, `yahoo` were never read by its module, nor here: the
+//!   registration with a transport lives on the XMPP server.
 //! - Inbound: XMPP messages become SIP MESSAGEs through tm (`TmShared::uac`) to the user's
 //!   `home` (proxy or this server, so the script routes them); presence goes to
 //!   [`dataplane::modules::jabber::Presences`] and pa notifies the watchers; when a session ends
@@ -46,6 +55,8 @@ const RESOURCE: &str = "serXjab";
 const MAX_STANZA: usize = 256 * 1024;
 /// Commands waiting for the gateway at most.
 const QUEUE: usize = 4096;
+/// The id of the gateway's roster request.
+const ROSTER_ID: &str = "roster1";
 
 type Done = Box<dyn FnOnce(JobResult) + Send>;
 
@@ -201,11 +212,52 @@ struct Session {
     rooms: HashMap<String, String>,
     /// Jabber users whose presence this session reported available.
     seen_open: std::collections::HashSet<String>,
+    /// IM transports on the user's roster (SER's `allowed`, [`network`] bits).
+    allowed: u8,
+    /// IM transports that sent available presence (SER's `ready`).
+    ready: u8,
+    /// The roster answer was seen, so `allowed` is known.
+    roster: bool,
+    /// Messages to a transport that is allowed (or not known yet) but not on line: they wait
+    /// for it, each until its deadline (SER's message queue of `delay_time`).
+    waiting: Vec<Waiting>,
+}
+
+/// A message held for an IM transport.
+struct Waiting {
+    to: String,
+    body: String,
+    until: Instant,
+    done: Done,
+}
+
+/// Messages that wait for IM transports, per connection, at most.
+const WAITING: usize = 64;
+
+/// SER's IM transports, recognised by the prefix of the transport's domain (XJ_AIM_NAME…).
+const NETWORKS: [(&str, u8); 4] = [("aim.", 1), ("icq", 2), ("msn.", 4), ("yahoo.", 8)];
+
+/// The transport bit of an address's domain (`user@icq.example` or the transport's own
+/// `icq.example`), 0 for plain Jabber.
+fn network(jid: &str) -> u8 {
+    let b = bare(jid);
+    let domain = b.rsplit_once('@').map_or(b.as_str(), |(_, d)| d);
+    let d = domain.to_ascii_lowercase();
+    NETWORKS
+        .iter()
+        .find(|(p, _)| d.starts_with(p))
+        .map_or(0, |(_, bit)| *bit)
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.reader.abort();
+        for w in self.waiting.drain(..) {
+            (w.done)(JobResult::Failed(format!(
+                "jabber: the connection was lost before the IM gateway of {} came on line",
+                w.to
+            )));
+        }
         // What this session saw can no longer be vouched for (SER notified `terminated`):
         // watchers see those users closed until a session reports them again.
         if let Some(sh) = shared() {
@@ -226,6 +278,80 @@ impl Session {
             .await
             .map_err(|e| format!("jabber: write to the Jabber server failed: {e}"))
     }
+
+    /// Sends the held messages whose transport came on line, refuses those whose transport
+    /// the roster does not have, and those past their deadline (SER: "not registered with
+    /// this IM gateway", "something wrong during transmitting").
+    async fn flush(&mut self, sip_id: &str) -> Result<(), String> {
+        let now = Instant::now();
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiting) {
+            let net = network(&w.to);
+            if self.ready & net != 0 {
+                let r = self.send(&chat(&w.to, &w.body)).await;
+                let lost = r.is_err();
+                (w.done)(match r {
+                    Ok(()) => JobResult::Rows(vec![]),
+                    Err(e) => JobResult::Failed(e),
+                });
+                if lost {
+                    return Err("write failed".into());
+                }
+            } else if self.roster && self.allowed & net == 0 {
+                ser_log!(
+                    L_WARN,
+                    "jabber: {sip_id} is not registered with the IM gateway of {}",
+                    w.to
+                );
+                (w.done)(JobResult::Failed(format!(
+                    "jabber: {sip_id} is not registered with the IM gateway of {}",
+                    w.to
+                )));
+            } else if now >= w.until {
+                ser_log!(
+                    L_WARN,
+                    "jabber: {sip_id}: the IM gateway of {} did not come on line in time",
+                    w.to
+                );
+                (w.done)(JobResult::Failed(format!(
+                    "jabber: the IM gateway of {} is not on line",
+                    w.to
+                )));
+            } else {
+                keep.push(w);
+            }
+        }
+        self.waiting = keep;
+        Ok(())
+    }
+
+    /// Takes the transports of roster `items` (no `@` in the JID) into `allowed`.
+    fn roster_items(&mut self, query: roxmltree::Node) {
+        for item in query.children().filter(|c| c.has_tag_name("item")) {
+            let Some(jid) = item.attribute("jid") else {
+                continue;
+            };
+            if jid.contains('@') {
+                continue;
+            }
+            let net = network(jid);
+            if item.attribute("subscription") == Some("remove") {
+                self.allowed &= !net;
+                self.ready &= !net;
+            } else {
+                self.allowed |= net;
+            }
+        }
+    }
+}
+
+/// A chat message stanza.
+fn chat(to: &str, body: &str) -> String {
+    format!(
+        "<message to='{}' type='chat'><body>{}</body></message>",
+        esc(to),
+        esc(body)
+    )
 }
 
 /// The connection of one SIP user: takes its commands in order, logs in when needed, delivers
@@ -245,11 +371,24 @@ async fn connection(
     let mut last_try = Instant::now();
     let mut gen = 0u64;
     loop {
-        let tick = settings
+        let mut tick = Duration::from_secs(
+            settings
+                .as_ref()
+                .map_or(20, |s| s.sleep_time.min(s.check_time))
+                .clamp(1, 600),
+        );
+        // A message held for an IM transport is answered at its deadline.
+        if let Some(first) = session
             .as_ref()
-            .map_or(20, |s| s.sleep_time.min(s.check_time))
-            .clamp(1, 600);
-        let input = match tokio::time::timeout(Duration::from_secs(tick), rx.recv()).await {
+            .and_then(|x| x.waiting.iter().map(|w| w.until).min())
+        {
+            tick = tick.min(
+                first
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(50)),
+            );
+        }
+        let input = match tokio::time::timeout(tick, rx.recv()).await {
             Ok(Some(i)) => Some(i),
             Ok(None) => break,
             Err(_) => None,
@@ -322,6 +461,12 @@ async fn connection(
                 }
             }
             None => {}
+        }
+        if let Some(x) = session.as_mut() {
+            if !x.waiting.is_empty() && x.flush(&sip_id).await.is_err() {
+                ser_log!(L_WARN, "jabber: {sip_id}: write failed: connection reset");
+                session = None;
+            }
         }
         let now = Instant::now();
         if now.duration_since(last_used) >= Duration::from_secs(s.cache_time) {
@@ -407,18 +552,49 @@ async fn handle_cmd(
             body,
             groupchat,
         } => {
+            let net = if *groupchat { 0 } else { network(to) };
             if *groupchat && !x.rooms.contains_key(&bare(to)) {
                 Err(format!(
                     "jabber: {sip_id} has not joined the conference {to}"
                 ))
-            } else {
-                let kind = if *groupchat { "groupchat" } else { "chat" };
+            } else if net != 0 && x.ready & net == 0 {
+                // SER's xj_jcon_is_ready: a transport on the roster but not on line holds
+                // the message; one not on the roster refuses it (once the roster is known).
+                if x.roster && x.allowed & net == 0 {
+                    ser_log!(
+                        L_WARN,
+                        "jabber: {sip_id} is not registered with the IM gateway of {to}"
+                    );
+                    Err(format!(
+                        "jabber: {sip_id} is not registered with the IM gateway of {to}"
+                    ))
+                } else if x.waiting.len() >= WAITING {
+                    Err(format!(
+                        "jabber: {sip_id}: {WAITING} messages wait for IM gateways already"
+                    ))
+                } else {
+                    ser_log!(
+                        L_DBG,
+                        "jabber: {sip_id}: the message to {to} waits for its IM gateway"
+                    );
+                    x.waiting.push(Waiting {
+                        to: to.clone(),
+                        body: body.clone(),
+                        until: Instant::now()
+                            + Duration::from_secs(job.settings.delay_time.min(30)),
+                        done,
+                    });
+                    return;
+                }
+            } else if *groupchat {
                 x.send(&format!(
-                    "<message to='{}' type='{kind}'><body>{}</body></message>",
+                    "<message to='{}' type='groupchat'><body>{}</body></message>",
                     esc(to),
                     esc(body)
                 ))
                 .await
+            } else {
+                x.send(&chat(to, body)).await
             }
         }
         JabberOp::GoOnline => {
@@ -512,6 +688,19 @@ async fn inbound(
             if b.is_empty() || x.rooms.contains_key(&b) || b == bare(&x.jid) {
                 return Ok(());
             }
+            let net = if b.contains('@') { 0 } else { network(&b) };
+            if net != 0 && kind != "subscribe" {
+                // An IM transport itself (SER: "network ready").
+                match kind {
+                    "" => {
+                        ser_log!(L_DBG, "jabber: {sip_id}: IM gateway {b} on line");
+                        x.ready |= net;
+                    }
+                    "unavailable" => x.ready &= !net,
+                    _ => {}
+                }
+                return Ok(());
+            }
             let open = match kind {
                 "" => true,
                 "unavailable" => false,
@@ -547,6 +736,12 @@ async fn inbound(
             let roster = el
                 .first_element_child()
                 .is_some_and(|c| c.tag_name().namespace() == Some("jabber:iq:roster"));
+            if roster && kind == "set" {
+                // A roster push: a transport added (the user registered with it) or removed.
+                if let Some(q) = el.first_element_child() {
+                    x.roster_items(q);
+                }
+            }
             let reply = if ping || (roster && kind == "set") {
                 format!("<iq type='result' id='{}'{to}/>", esc(id))
             } else {
@@ -557,6 +752,19 @@ async fn inbound(
                 )
             };
             x.send(&reply).await?;
+        }
+        "iq" if kind == "result" && el.attribute("id") == Some(ROSTER_ID) => {
+            if let Some(q) = el
+                .first_element_child()
+                .filter(|c| c.tag_name().namespace() == Some("jabber:iq:roster"))
+            {
+                x.roster_items(q);
+            }
+            x.roster = true;
+        }
+        "iq" if kind == "error" && el.attribute("id") == Some(ROSTER_ID) => {
+            ser_log!(L_WARN, "jabber: {sip_id}: the server refused the roster");
+            x.roster = true;
         }
         "error" => return Err(format!("stream error: {}", compact(stanza))),
         _ => {}
@@ -909,10 +1117,17 @@ async fn connect(
             return Err(err("session refused".into()));
         }
     }
-    // SER's gateway announced itself on line with priority 9.
-    t.write_all(b"<presence><status>Online</status><priority>9</priority></presence>")
-        .await
-        .map_err(io)?;
+    // SER's gateway announced itself on line with priority 9, and asked for the roster to
+    // learn the IM transports the user is registered with.
+    t.write_all(
+        format!(
+            "<presence><status>Online</status><priority>9</priority></presence>\
+             <iq type='get' id='{ROSTER_ID}'><query xmlns='jabber:iq:roster'/></iq>"
+        )
+        .as_bytes(),
+    )
+    .await
+    .map_err(io)?;
     let (mut r, w) = t.into_split();
     let me = me.clone();
     let reader = tokio::spawn(async move {
@@ -961,6 +1176,10 @@ async fn connect(
         jid,
         rooms: HashMap::new(),
         seen_open: Default::default(),
+        allowed: 0,
+        ready: 0,
+        roster: false,
+        waiting: Vec::new(),
     })
 }
 
