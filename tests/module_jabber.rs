@@ -839,3 +839,193 @@ fn im_transports_follow_the_roster_and_their_presence() {
     );
     prosody.stop();
 }
+
+/// A CA and a certificate for xmpp.test signed by it, made by the openssl tool in `dir`
+/// (`ca.crt`, `xmpp.test.crt`, `xmpp.test.key`; prosody finds the last two by the host name).
+fn make_certs(dir: &Path, ca: &str) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca_key = format!("{ca}.key");
+    let ca_crt = format!("{ca}.crt");
+    let ca_subj = format!("/CN={ca}");
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout", &ca_key, "-out", &ca_crt, "-days", "2", "-subj", &ca_subj,
+    ]);
+    run(&a);
+    if ca != "ca" {
+        return;
+    }
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "xmpp.test.key",
+        "-out",
+        "xmpp.test.csr",
+        "-subj",
+        "/CN=xmpp.test",
+    ]);
+    run(&a);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:xmpp.test\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "xmpp.test.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "xmpp.test.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// Prosody requires encryption on c2s (its certificate from the test's own CA): the gateway
+/// takes STARTTLS, checks the certificate against `tls_ca`, logs in and exchanges messages
+/// (with an external component as the XMPP peer, which needs no c2s). A second ser whose
+/// `tls_ca` is another CA refuses the server's certificate and answers the error reply.
+#[test]
+fn starttls_to_a_server_that_requires_it_with_the_certificate_checked() {
+    if !have("prosody") || !have("prosodyctl") || !have("sha1sum") || !have("openssl") {
+        skip!("prosody, sha1sum or openssl is not installed (apt-get install prosody openssl)");
+    }
+    const XMPP: u16 = 7711;
+    const SIP: u16 = 7712;
+    const COMPONENT: u16 = 7713;
+    const SIP_BAD: u16 = 7714;
+    let tls_ca = (
+        "modparam(\"jabber\", \"workers\", 1)",
+        "modparam(\"jabber\", \"workers\", 1)\nmodparam(\"jabber\", \"tls_ca\", \"@DIR@/ca.crt\")",
+    );
+    // The certificates must exist before prosody starts: made in a directory of their own.
+    let certs = std::env::temp_dir().join(format!("ser-jabber-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&certs);
+    std::fs::create_dir_all(&certs).unwrap();
+    let _certs_dir = Dir(certs.clone());
+    make_certs(&certs, "ca");
+    make_certs(&certs, "other-ca");
+    let read = |n: &str| std::fs::read(certs.join(n)).unwrap();
+    let (ca, crt, key, other) = (
+        read("ca.crt"),
+        read("xmpp.test.crt"),
+        read("xmpp.test.key"),
+        read("other-ca.crt"),
+    );
+    let (dir, mut prosody, ser, ser_addr) = setup_with(
+        XMPP,
+        SIP,
+        &["alice"],
+        &[tls_ca],
+        (
+            &format!(
+                "c2s_require_encryption = true\nallow_unencrypted_plain_auth = false\n\
+                 modules_enabled = {{ \"roster\"; \"saslauth\"; \"tls\"; \"disco\"; \"ping\"; \"presence\" }}\n\
+                 component_ports = {{ {COMPONENT} }}\ncomponent_interfaces = {{ \"127.0.0.1\" }}"
+            ),
+            "Component \"gw.xmpp.test\"\ncomponent_secret = \"gw-secret\"",
+        ),
+        &[
+            ("ca.crt", &ca),
+            ("xmpp.test.crt", &crt),
+            ("xmpp.test.key", &key),
+            ("other-ca.crt", &other),
+        ],
+    );
+    let mut gw = Xmpp::component(COMPONENT, "gw.xmpp.test", "gw-secret");
+    let phone = sock();
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let to = "u*gw.xmpp.test@jabber.sip.test";
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", to, "over tls", "x1"),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 202"),
+        "{r}\n{}\n{}",
+        ser.log_text(),
+        std::fs::read_to_string(dir.0.join("prosody.log")).unwrap_or_default()
+    );
+    let got = gw.wait("</message>");
+    assert!(got.contains("<body>over tls</body>"), "{got}");
+    assert!(got.contains("alice@xmpp.test/serXjab"), "{got}");
+    gw.send(
+        "<message from='u@gw.xmpp.test' to='alice@xmpp.test' type='chat'>\
+         <body>back over tls</body></message>",
+    );
+    let m = next(&phone, "MESSAGE", Duration::from_secs(10)).expect("a MESSAGE over TLS");
+    assert_eq!(body_of(&m), "back over tls");
+    // (prosody offers SASL only over TLS here: the login itself proves the encryption)
+
+    // Another ser that trusts only another CA: the certificate is refused.
+    let url = format!("sqlite://{}", dir.0.join("ser.db").display());
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/jabber.cfg"),
+    )
+    .unwrap()
+    .replace("mysql://ser:heslo@localhost/sip_jab", &url)
+    .replace("\"jport\", 5222)", &format!("\"jport\", {XMPP})"))
+    .replace(
+        tls_ca.0,
+        &tls_ca
+            .1
+            .replace("@DIR@/ca.crt", &format!("{}/other-ca.crt", dir.0.display())),
+    );
+    let bad_addr: SocketAddr = format!("127.0.0.1:{SIP_BAD}").parse().unwrap();
+    let bad = Ser::start_with_env(
+        &text,
+        &["-l", "127.0.0.1", "-p", &SIP_BAD.to_string()],
+        &[("SER_DB_URL", &url)],
+    );
+    let phone2 = sock();
+    let r = ask(
+        &phone2,
+        bad_addr,
+        &message(&phone2, "alice", to, "refused", "x2"),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(
+        bad.wait_log("TLS with xmpp.test failed", Duration::from_secs(5)),
+        "{}",
+        bad.log_text()
+    );
+    assert!(
+        bad.log_text().contains("invalid peer certificate"),
+        "{}",
+        bad.log_text()
+    );
+    drop(bad);
+    drop(ser);
+    prosody.stop();
+}

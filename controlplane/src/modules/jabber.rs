@@ -8,8 +8,11 @@
 //!   once.
 //! - Login: TCP to `jaddress:jport` (at most `delay_time` seconds, the time SER kept a message
 //!   waiting for its connection, and never over 30 s since the script waits), stream to the `jab_id`'s domain, SASL PLAIN, resource bind,
-//!   session, available presence. No TLS: a server that requires STARTTLS is refused with a
-//!   clear error (SER's module spoke plaintext to its own Jabber server as well).
+//!   session, available presence. TLS: when the server offers STARTTLS (RFC 6120 §5) the
+//!   gateway takes it before SASL, and the server's certificate must chain to a CA of the
+//!   `tls_ca` PEM file and name the Jabber domain (rustls, ring; no OpenSSL); a failed check
+//!   or a refused STARTTLS fails the login with the reason in the log. A server that offers no
+//!   STARTTLS is spoken to in plaintext (SER spoke plaintext only).
 //! - Reconnects: a lost connection (the server stopped, a stream error, malformed XML — logged,
 //!   never a panic) is dropped; the next command logs in again, and an on-line user's
 //!   connection (`jab_go_online`) is re-opened every `check_time` seconds until it is back.
@@ -44,8 +47,7 @@ use dataplane::proxy::server::Shared;
 use dataplane::ser_log;
 use dataplane::shard::log::{L_DBG, L_ERR, L_NOTICE, L_WARN};
 use dataplane::txn::table::{UacRequest, UacResult};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -59,6 +61,11 @@ const QUEUE: usize = 4096;
 const ROSTER_ID: &str = "roster1";
 
 type Done = Box<dyn FnOnce(JobResult) + Send>;
+
+/// A connection to the Jabber server: TCP, or TLS over it after STARTTLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Conn = Box<dyn Io>;
 
 struct Cmd {
     job: JabberJob,
@@ -203,7 +210,7 @@ fn run(mut rx: mpsc::Receiver<Cmd>) {
 
 /// One logged-in XMPP session.
 struct Session {
-    w: OwnedWriteHalf,
+    w: tokio::io::WriteHalf<Conn>,
     reader: tokio::task::JoinHandle<()>,
     gen: u64,
     /// Our full JID.
@@ -985,7 +992,7 @@ fn tag_end(b: &[u8]) -> Option<usize> {
 }
 
 /// Reads the next unit from `r` (login phase, before the reader task takes over).
-async fn read_unit(r: &mut TcpStream, f: &mut Framer, limit: Instant) -> Result<Unit, String> {
+async fn read_unit(r: &mut Conn, f: &mut Framer, limit: Instant) -> Result<Unit, String> {
     let mut buf = [0u8; 8192];
     loop {
         if let Some(u) = f.next()? {
@@ -1004,7 +1011,7 @@ async fn read_unit(r: &mut TcpStream, f: &mut Framer, limit: Instant) -> Result<
 }
 
 /// The next stanza (stream headers skipped), parsed: (local name, the element's text).
-async fn read_stanza(r: &mut TcpStream, f: &mut Framer, limit: Instant) -> Result<String, String> {
+async fn read_stanza(r: &mut Conn, f: &mut Framer, limit: Instant) -> Result<String, String> {
     loop {
         match read_unit(r, f, limit).await? {
             Unit::Open(_) => continue,
@@ -1027,6 +1034,41 @@ fn parse_name(stanza: &str) -> Result<(String, String), String> {
     ))
 }
 
+/// Whether stream features offer STARTTLS.
+fn offers_starttls(features: &str) -> bool {
+    let w = wrap(features);
+    roxmltree::Document::parse(&w).is_ok_and(|d| {
+        d.descendants().any(|n| {
+            n.has_tag_name("starttls")
+                && n.tag_name().namespace() == Some("urn:ietf:params:xml:ns:xmpp-tls")
+        })
+    })
+}
+
+/// The TLS client configuration: the CAs of the PEM file `ca` (read at each login, so a
+/// changed file counts for the next one), rustls' safe defaults on ring.
+fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("jabber: cannot read the CA certificates (tls_ca) {ca}: {e}"))?
+        .filter_map(Result::ok);
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "jabber: no CA certificate in {ca} (tls_ca): cannot check the Jabber server"
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("jabber: TLS set-up failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Opens and logs in a session (bounded by `delay_time`), and starts its reader.
 async fn connect(
     s: &JabberSettings,
@@ -1041,13 +1083,14 @@ async fn connect(
         None => (jab_id.to_string(), s.jaddress.clone()),
     };
     let addr = format!("{}:{}", s.jaddress, s.jport);
-    let mut t = tokio::time::timeout(
+    let tcp = tokio::time::timeout(
         limit.saturating_duration_since(Instant::now()),
         TcpStream::connect(&addr),
     )
     .await
     .map_err(|_| format!("jabber: no answer from the Jabber server at {addr}"))?
     .map_err(|e| format!("jabber: cannot connect to the Jabber server at {addr}: {e}"))?;
+    let mut t: Conn = Box::new(tcp);
     let header = format!(
         "<?xml version='1.0'?><stream:stream to='{}' xmlns='jabber:client' \
          xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
@@ -1057,15 +1100,33 @@ async fn connect(
     let err = |e: String| format!("jabber: {addr}: {e}");
     let mut f = Framer::default();
     t.write_all(header.as_bytes()).await.map_err(io)?;
-    let features = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+    let mut features = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+    if offers_starttls(&features) {
+        t.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await
+            .map_err(io)?;
+        let answer = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+        if parse_name(&answer).map_err(err)?.0 != "proceed" {
+            return Err(format!("jabber: {addr} refused STARTTLS"));
+        }
+        let config = tls_config(&s.tls_ca)?;
+        let name = rustls::pki_types::ServerName::try_from(domain.clone())
+            .map_err(|e| format!("jabber: {domain:?} is no name for TLS: {e}"))?;
+        let tls = tokio::time::timeout(
+            limit.saturating_duration_since(Instant::now()),
+            tokio_rustls::TlsConnector::from(config).connect(name, t),
+        )
+        .await
+        .map_err(|_| format!("jabber: {addr}: the TLS handshake did not end in time"))?
+        .map_err(|e| format!("jabber: {addr}: TLS with {domain} failed: {e}"))?;
+        t = Box::new(tls);
+        // RFC 6120 §5.4.3.3: a new stream over TLS.
+        f = Framer::default();
+        t.write_all(header.as_bytes()).await.map_err(io)?;
+        features = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+    }
     if !features.contains("PLAIN") {
-        return Err(
-            if features.contains("required") && features.contains("starttls") {
-                format!("jabber: {addr} requires TLS, which the gateway does not speak")
-            } else {
-                format!("jabber: {addr} offers no SASL PLAIN login")
-            },
-        );
+        return Err(format!("jabber: {addr} offers no SASL PLAIN login"));
     }
     let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{passwd}"));
     t.write_all(
@@ -1128,7 +1189,7 @@ async fn connect(
     )
     .await
     .map_err(io)?;
-    let (mut r, w) = t.into_split();
+    let (mut r, w) = tokio::io::split(t);
     let me = me.clone();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 8192];
@@ -1285,7 +1346,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_server_that_requires_tls_is_refused_clearly() {
+    async fn a_server_that_refuses_starttls_fails_the_login_clearly() {
         let port = scripted_server(
             "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>\
              </starttls></stream:features>",
@@ -1293,10 +1354,22 @@ mod tests {
         )
         .await;
         let (tx, _rx) = mpsc::unbounded_channel();
+        // The scripted server answers STARTTLS with SASL success: not `proceed`.
         let Err(e) = connect(&settings(port), "a@x.test", "pw", &tx, 1).await else {
             panic!("a login without TLS");
         };
-        assert!(e.contains("requires TLS"), "{e}");
+        assert!(e.contains("refused STARTTLS"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_clear_error() {
+        let e = tls_config("/nonexistent/ca.pem").unwrap_err();
+        assert!(e.contains("cannot read the CA certificates"), "{e}");
+        let empty = std::env::temp_dir().join(format!("ser-jabber-ca-{}", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = tls_config(&empty.display().to_string()).unwrap_err();
+        let _ = std::fs::remove_file(&empty);
+        assert!(e.contains("no CA certificate"), "{e}");
     }
 
     #[test]
