@@ -725,3 +725,94 @@ fn status_reports_reach_the_sender() {
     assert!(body_of(m).contains("doomed"), "{m}");
     assert_eq!(modem.sent().len(), 3);
 }
+
+/// Two modems linked to one network (SER's `links`, each naming D1): SMS go to them in turn;
+/// when one answers NO CARRIER its SMS is handed to the other, which sends it, and the failed
+/// one is tried last until it is up again.
+#[test]
+fn modems_of_one_network_take_turns_and_take_over() {
+    let (a, b) = (Modem::start(), Modem::start());
+    let text = cfg(&a.path)
+        .replace(
+            "modparam(\"sms\", \"modems\", \"Nokia [d=",
+            &format!(
+                "modparam(\"sms\", \"modems\", \"Siemens [d={};b=9600;m=new;c=+491710760000;r=2;l=1] ; Nokia [d=",
+                b.path
+            ),
+        )
+        .replace(
+            "modparam(\"sms\", \"links\", \"Nokia[D1]\")",
+            "modparam(\"sms\", \"links\", \"Nokia[D1] ; Siemens[D1]\")",
+        );
+    let port = free_port("127.0.0.1");
+    let ser = Ser::start_with_cfg(
+        &text,
+        &["-l", "127.0.0.1", "-p", &port.to_string(), "-n", "2"],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for (name, m) in [("Nokia", &a), ("Siemens", &b)] {
+        assert!(
+            ser.wait_log(
+                &format!("modem {name} ({}) ready", m.path),
+                Duration::from_secs(10)
+            ),
+            "{}",
+            ser.log_text()
+        );
+    }
+    let ua = sock();
+    let send = |n: usize, text: &str| {
+        ua.send_to(
+            message(
+                addr,
+                &ua,
+                &format!("+49176000001{n:02}"),
+                text,
+                &format!("mm-{n}"),
+            )
+            .as_bytes(),
+            addr,
+        )
+        .unwrap();
+        let r = final_reply(&ua, Duration::from_secs(3)).expect("a reply");
+        assert!(r.starts_with("SIP/2.0 202 "), "{r}");
+    };
+    // In turn: four SMS, two on each modem.
+    for n in 0..4 {
+        send(n, &format!("turn {n}"));
+        let end = Instant::now() + Duration::from_secs(5);
+        while a.sent().len() + b.sent().len() < n + 1 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(
+        (a.sent().len(), b.sent().len()),
+        (2, 2),
+        "{}",
+        ser.log_text()
+    );
+
+    // Nokia loses its carrier: whatever it is given goes out through Siemens.
+    a.fault(Fault::NoCarrier);
+    for n in 4..8 {
+        send(n, &format!("failover {n}"));
+    }
+    let sent = b.wait_sent(6, Duration::from_secs(15));
+    assert_eq!(sent.len(), 6, "{}", ser.log_text());
+    assert_eq!(a.sent().len(), 2);
+    let texts: Vec<String> = sent[2..].iter().map(|p| decode_submit(p).2).collect();
+    for n in 4..8 {
+        assert!(
+            texts.iter().any(|t| t.contains(&format!("failover {n}"))),
+            "{texts:?}"
+        );
+    }
+    assert!(
+        ser.log_text()
+            .contains("sms: modem Nokia is down: its SMS goes to modem Siemens"),
+        "{}",
+        ser.log_text()
+    );
+    // Nobody was told of a failure.
+    assert!(messages(&ua, 1, Duration::from_millis(500)).is_empty());
+}

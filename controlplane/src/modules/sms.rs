@@ -15,6 +15,13 @@
 //! the SIP sender is told by MESSAGE (SER's "modem temporary indisponibility" notice). A refused
 //! number (`+CMS ERROR`) is reported to the sender at once.
 //!
+//! Several modems may serve one network (`links` naming it for each, as in SER, where every
+//! modem process took SMS from the queues of its networks): the dispatcher gives each SMS to the
+//! next modem of its network in turn (round-robin), modems that are up first; a modem whose
+//! sending fails (`NO CARRIER`, silence, garbage) or whose initialisation fails is marked down
+//! and hands its SMS, with the parts already sent and the attempts made, to another modem of
+//! that network that is up; with none, it keeps it and tries again itself as before.
+//!
 //! With `sms_report_type`, SMS are sent asking for a status report; the reference `+CMGS`
 //! answers is remembered (an hour at most) and the SMS-STATUS-REPORT read from the modem's
 //! memory decides: a permanent error is told to the sender, a temporary status ("stored by the
@@ -543,8 +550,66 @@ impl Line {
 
 // ------------------------------------------------------------------------------- the worker
 
+/// One modem as the dispatcher and its fellow modems see it.
+struct Slot {
+    nets: Vec<String>,
+    tx: crossbeam_channel::Sender<Pending>,
+    /// Initialised and not failed since (a modem that is down is tried last).
+    up: std::sync::atomic::AtomicBool,
+    name: String,
+}
+
+/// Every modem, and the round-robin counter over them.
+#[derive(Default)]
+struct Slots {
+    all: Vec<Slot>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Slots {
+    /// The modems serving `net`, in round-robin order, those that are up first; `except` (a
+    /// modem handing its SMS over) left out, and then only modems that are up.
+    fn order(&self, net: &str, except: Option<usize>) -> Vec<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let serving: Vec<usize> = (0..self.all.len())
+            .filter(|&i| self.all[i].nets.iter().any(|n| n == net))
+            .collect();
+        if serving.is_empty() {
+            return serving;
+        }
+        let start = self.next.fetch_add(1, Relaxed) % serving.len();
+        let mut v: Vec<usize> = serving[start..]
+            .iter()
+            .chain(&serving[..start])
+            .copied()
+            .filter(|&i| Some(i) != except)
+            .collect();
+        v.sort_by_key(|&i| !self.all[i].up.load(Relaxed));
+        if except.is_some() {
+            v.retain(|&i| self.all[i].up.load(Relaxed));
+        }
+        v
+    }
+
+    /// Queues `p` at the first modem of [`Slots::order`] that takes it; gives it back when
+    /// none does.
+    fn route(&self, p: Pending, except: Option<usize>) -> Result<usize, Pending> {
+        let mut p = p;
+        for i in self.order(&p.job.net, except) {
+            match self.all[i].tx.try_send(p) {
+                Ok(()) => return Ok(i),
+                Err(e) => p = e.into_inner(),
+            }
+        }
+        Err(p)
+    }
+}
+
 /// What one modem thread needs.
 struct Modem {
+    /// Its place in [`Slots`].
+    slot: usize,
+    slots: Arc<std::sync::OnceLock<Slots>>,
     cfg: ModemCfg,
     report: bool,
     /// SMS sent with a status report asked for, by message reference (SER's report queue).
@@ -832,7 +897,35 @@ impl Pending {
     }
 }
 
-fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
+impl Modem {
+    fn set_up(&self, up: bool) {
+        if let Some(s) = self.slots.get().and_then(|s| s.all.get(self.slot)) {
+            s.up.store(up, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Failover: hands `p` to another modem of its network that is up; gives it back when
+    /// there is none (or none has room).
+    fn hand_over(&self, p: Pending) -> Option<Pending> {
+        let Some(slots) = self.slots.get() else {
+            return Some(p);
+        };
+        match slots.route(p, Some(self.slot)) {
+            Ok(i) => {
+                ser_log!(
+                    L_NOTICE,
+                    "sms: modem {} is down: its SMS goes to modem {}",
+                    self.cfg.name,
+                    slots.all[i].name
+                );
+                None
+            }
+            Err(p) => Some(p),
+        }
+    }
+}
+
+fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<Pending>) {
     let mut backoff = BACKOFF_MIN;
     let mut pending: Option<Pending> = None;
     'outer: loop {
@@ -848,9 +941,12 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
                     m.cfg.device
                 );
                 backoff = BACKOFF_MIN;
+                m.set_up(true);
                 l
             }
             Err(e) => {
+                m.set_up(false);
+                pending = pending.and_then(|p| m.hand_over(p));
                 ser_log!(
                     L_ERR,
                     "ERROR: sms: modem {} ({}): initialisation failed: {e}; again in {} ms",
@@ -878,7 +974,7 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
                 return;
             }
             if pending.is_none() {
-                pending = jobs.try_recv().ok().map(Pending::new);
+                pending = jobs.try_recv().ok();
             }
             if let Some(mut p) = pending.take() {
                 let mut refused = false;
@@ -908,10 +1004,11 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
                                 m.cfg.name,
                                 p.job.to
                             );
+                            m.set_up(false);
                             if p.tries >= m.cfg.retry {
                                 give_up(&m, &p.job);
                             } else {
-                                pending = Some(p);
+                                pending = m.hand_over(p);
                             }
                             std::thread::sleep(backoff);
                             continue 'outer;
@@ -948,8 +1045,8 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
             let wait = next_poll
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(200));
-            if let Ok(j) = jobs.recv_timeout(wait) {
-                pending = Some(Pending::new(j));
+            if let Ok(p) = jobs.recv_timeout(wait) {
+                pending = Some(p);
             }
             if line.fill().is_ok() {
                 let _ = line.lines();
@@ -994,10 +1091,13 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
     let queue = s.services.store::<SmsQueue>();
     drop(program);
     drop(s);
-    let mut senders = Vec::new();
+    let slots: Arc<std::sync::OnceLock<Slots>> = Arc::default();
+    let mut all = Vec::new();
     for mc in &cfg.modems {
-        let (tx, rx) = crossbeam_channel::bounded::<SmsJob>(PER_MODEM);
+        let (tx, rx) = crossbeam_channel::bounded::<Pending>(PER_MODEM);
         let m = Modem {
+            slot: all.len(),
+            slots: Arc::clone(&slots),
             cfg: mc.clone(),
             report: cfg.reports,
             sent: Default::default(),
@@ -1013,10 +1113,20 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             ser_log!(L_ERR, "ERROR: sms: modem {name}: no thread: {e}");
             continue;
         }
-        senders.push((mc.nets.clone(), tx));
+        all.push(Slot {
+            nets: mc.nets.clone(),
+            tx,
+            up: std::sync::atomic::AtomicBool::new(false),
+            name: mc.name.clone(),
+        });
     }
+    let _ = slots.set(Slots {
+        all,
+        next: Default::default(),
+    });
     let rx = queue.rx.clone();
     drop(queue);
+    let slots_handle = Arc::clone(&slots);
     std::thread::Builder::new()
         .name("ser-sms".into())
         .spawn(move || loop {
@@ -1026,10 +1136,12 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             let Ok(job) = rx.recv_timeout(Duration::from_millis(500)) else {
                 continue;
             };
-            let to = senders.iter().find(|(nets, _)| nets.contains(&job.net));
-            match to.map(|(_, tx)| tx.try_send(job.clone()).is_ok()) {
-                Some(true) => {}
-                _ => {
+            let Some(slots) = slots.get() else {
+                continue;
+            };
+            match slots.route(Pending::new(job), None) {
+                Ok(_) => {}
+                Err(Pending { job, .. }) => {
                     ser_log!(
                         L_ERR,
                         "ERROR: sms: the modem of network {} cannot take the SMS to +{}",
@@ -1037,6 +1149,8 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
                         job.to
                     );
                     let m = Modem {
+                        slot: 0,
+                        slots: Arc::clone(&slots_handle),
                         cfg: cfg.modems[0].clone(),
                         report: false,
                         sent: Default::default(),
