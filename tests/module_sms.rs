@@ -44,6 +44,8 @@ struct State {
     /// Pending unsolicited output.
     unsolicited: Vec<String>,
     fault: Option<Fault>,
+    /// `AT+CNMI=...,1,...` (ds 1): status reports go out as `+CDS` instead of being stored.
+    cds: bool,
 }
 
 struct Modem {
@@ -183,7 +185,12 @@ fn serve(master: OwnedFd, state: &Mutex<State>, stop: &AtomicBool) {
                 let mut s = state.lock().unwrap();
                 s.sent.push(pdu);
                 let r = s.sent.len();
-                if let Some(st) = report {
+                if let (Some(st), true) = (report, s.cds) {
+                    // The network's answer, handed over at once (+CDS: TPDU length, PDU).
+                    let pdu = format!("0006{:02X}04919471{TS}{TS}{st}", r % 256);
+                    s.unsolicited
+                        .push(format!("\r\n+CDS: {}\r\n{pdu}\r\n", pdu.len() / 2 - 1));
+                } else if let Some(st) = report {
                     // The network's answer, stored like a received SMS (+CMTI).
                     let i = s.next_idx;
                     s.next_idx += 1;
@@ -233,6 +240,9 @@ fn serve(master: OwnedFd, state: &Mutex<State>, stop: &AtomicBool) {
             } else if let Some(i) = cmd.strip_prefix("AT+CMGD=") {
                 let i: u32 = i.trim().parse().unwrap_or(0);
                 state.lock().unwrap().inbox.retain(|(x, _)| *x != i);
+                "\r\nOK\r\n".to_string()
+            } else if let Some(p) = cmd.strip_prefix("AT+CNMI=") {
+                state.lock().unwrap().cds = p.split(',').nth(3) == Some("1");
                 "\r\nOK\r\n".to_string()
             } else if cmd == "AT"
                 || cmd == "ATE0"
@@ -669,11 +679,27 @@ fn text_mode_sends_the_text_to_the_number() {
 
 #[test]
 fn status_reports_reach_the_sender() {
+    let modem = status_reports(1);
+    assert!(modem.count("AT+CMGD=") >= 3, "reports read from memory");
+    assert_eq!(modem.count("AT+CNMI="), 0);
+}
+
+/// sms_report_type 2: the modem is told to hand reports over as `+CDS`; the same notices.
+#[test]
+fn status_reports_as_cds_reach_the_sender() {
+    let modem = status_reports(2);
+    assert!(modem.count("AT+CNMI=1,1,0,1,0") >= 1);
+    assert_eq!(modem.count("AT+CMGD="), 0, "nothing stored in the modem");
+}
+
+fn status_reports(kind: u8) -> Modem {
     let modem = Modem::start();
     let (ser, addr) = start_with(&modem, |c| {
         c.replace(
             "modparam(\"sms\", \"max_sms_parts\", 3)",
-            "modparam(\"sms\", \"max_sms_parts\", 3)\nmodparam(\"sms\", \"sms_report_type\", 1)",
+            &format!(
+                "modparam(\"sms\", \"max_sms_parts\", 3)\nmodparam(\"sms\", \"sms_report_type\", {kind})"
+            ),
         )
     });
     let ua = sock();
@@ -724,6 +750,8 @@ fn status_reports_reach_the_sender() {
     );
     assert!(body_of(m).contains("doomed"), "{m}");
     assert_eq!(modem.sent().len(), 3);
+    drop(ser);
+    modem
 }
 
 /// Two modems linked to one network (SER's `links`, each naming D1): SMS go to them in turn;

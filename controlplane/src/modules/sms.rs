@@ -26,7 +26,9 @@
 //! answers is remembered (an hour at most) and the SMS-STATUS-REPORT read from the modem's
 //! memory decides: a permanent error is told to the sender, a temporary status ("stored by the
 //! SMSC") once with SER's note, and a later delivery of such an SMS with SER's "finally
-//! delivered" message.
+//! delivered" message. With `sms_report_type` 2 the report comes as an unsolicited `+CDS`
+//! instead (`AT+CNMI=1,1,0,1,0` at initialisation), decided the same way; a `+CDS` that does
+//! not decode is logged and ignored.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -397,6 +399,10 @@ struct Line {
     buf: Vec<u8>,
     /// `+CMTI` seen: an SMS arrived.
     cmti: bool,
+    /// A `+CDS:` line was read: the next line is its status report PDU.
+    cds_next: bool,
+    /// Status report PDUs of `+CDS` not handled yet (a few at most).
+    cds: Vec<String>,
 }
 
 fn open_line(device: &str, baud: u32) -> Result<Line, String> {
@@ -422,6 +428,8 @@ fn open_line(device: &str, baud: u32) -> Result<Line, String> {
         file: std::fs::File::from(fd),
         buf: Vec::new(),
         cmti: false,
+        cds_next: false,
+        cds: Vec::new(),
     })
 }
 
@@ -474,6 +482,17 @@ impl Line {
             }
             if l.starts_with("+CMTI:") {
                 self.cmti = true;
+                continue;
+            }
+            if std::mem::take(&mut self.cds_next) && l.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if self.cds.len() < 64 {
+                    self.cds.push(l);
+                }
+                continue;
+            }
+            // (a `+CDS:` whose PDU line was lost: this line is read as what it is)
+            if l.starts_with("+CDS:") {
+                self.cds_next = true;
                 continue;
             }
             out.push(l);
@@ -612,6 +631,8 @@ struct Modem {
     slots: Arc<std::sync::OnceLock<Slots>>,
     cfg: ModemCfg,
     report: bool,
+    /// Status reports come as `+CDS` (`sms_report_type` 2).
+    cds: bool,
     /// SMS sent with a status report asked for, by message reference (SER's report queue).
     sent: std::sync::Mutex<std::collections::HashMap<u8, Tracked>>,
     shared: Weak<Shared>,
@@ -646,6 +667,11 @@ impl Modem {
         step(&mut l, &format!("AT+CMGF={mode}"))?;
         if let Some(c) = &self.cfg.smsc {
             step(&mut l, &format!("AT+CSCA=\"{c}\""))?;
+        }
+        if self.cds {
+            // 3GPP TS 27.005 §3.4.1: new SMS indicated (+CMTI), status reports routed to us
+            // at once (+CDS).
+            step(&mut l, "AT+CNMI=1,1,0,1,0")?;
         }
         Ok(l)
     }
@@ -973,6 +999,21 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<Pending>) {
             if m.shared.strong_count() == 0 {
                 return;
             }
+            for pdu in std::mem::take(&mut line.cds) {
+                match decode_deliver(&pdu) {
+                    Ok(s) if s.report => m.status_report(s.status),
+                    Ok(_) => ser_log!(
+                        L_WARN,
+                        "sms: modem {}: a +CDS that is no status report: ignored",
+                        m.cfg.name
+                    ),
+                    Err(e) => ser_log!(
+                        L_WARN,
+                        "sms: modem {}: a +CDS report cannot be decoded ({e}): ignored",
+                        m.cfg.name
+                    ),
+                }
+            }
             if pending.is_none() {
                 pending = jobs.try_recv().ok();
             }
@@ -1100,6 +1141,7 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             slots: Arc::clone(&slots),
             cfg: mc.clone(),
             report: cfg.reports,
+            cds: cfg.cds_reports,
             sent: Default::default(),
             shared: shared.clone(),
             domain: domain.clone(),
@@ -1153,6 +1195,7 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
                         slots: Arc::clone(&slots_handle),
                         cfg: cfg.modems[0].clone(),
                         report: false,
+                        cds: false,
                         sent: Default::default(),
                         shared: shared.clone(),
                         domain: domain.clone(),

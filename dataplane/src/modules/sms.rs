@@ -15,7 +15,7 @@
 //! | `max_sms_parts` | int | `4` |
 //! | `domain` | string | unset (this server's first listen address): the host of the `sip:+number@domain` From of SMS turned into MESSAGE |
 //! | `use_contact` | int | `0` (1: those MESSAGEs carry a Contact) |
-//! | `sms_report_type` | int | `0` (none); 1: status reports are asked for and read from the modem's memory — a failed delivery, an SMS only stored by the SMSC, and its later delivery are told to the sender by MESSAGE; 2 (SER's `+CDS` reports) is taken as 1 |
+//! | `sms_report_type` | int | `0` (none); 1: status reports are asked for and read from the modem's memory (SER: "as SMS reports") — a failed delivery, an SMS only stored by the SMSC, and its later delivery are told to the sender by MESSAGE; 2: the same, the modem told (`AT+CNMI=1,1,0,1,0`) to hand each report over at once as an unsolicited `+CDS` (SER: "async. CDS responses") |
 //!
 //! Modem keys: `d` device, `b` baud rate (default 9600), `p` SIM PIN, `m` mode (`new`/`old`:
 //! PDU with/without the SMSC field, `ascii`/`digicom`: text mode), `c` SMSC number, `r` send
@@ -152,6 +152,8 @@ pub struct SmsConfig {
     pub use_contact: bool,
     /// Whether status reports are asked for (`sms_report_type` != 0).
     pub reports: bool,
+    /// `sms_report_type` 2: the modem hands status reports over at once as `+CDS`.
+    pub cds_reports: bool,
     /// Parse errors of the parameters, logged once at load.
     pub errors: Vec<String>,
 }
@@ -269,6 +271,7 @@ impl SmsConfig {
             domain: s("domain").trim().to_string(),
             use_contact: i("use_contact", 0) != 0,
             reports: i("sms_report_type", 0) != 0,
+            cds_reports: i("sms_report_type", 0) == 2,
             ..SmsConfig::default()
         };
         match groups(&s("networks")) {
