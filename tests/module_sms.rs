@@ -844,3 +844,98 @@ fn modems_of_one_network_take_turns_and_take_over() {
     // Nobody was told of a failure.
     assert!(messages(&ua, 1, Duration::from_millis(500)).is_empty());
 }
+
+/// A part of a concatenated SMS-DELIVER (UDH with the 8-bit reference element, 3GPP TS 23.040
+/// §9.2.3.24.1) from international `from`.
+fn deliver_part_pdu(from: &str, text: &str, reference: u8, total: u8, seq: u8) -> String {
+    let mut semi = String::new();
+    let d: Vec<char> = from.chars().collect();
+    for p in d.chunks(2) {
+        semi.push(*p.get(1).unwrap_or(&'F'));
+        semi.push(p[0]);
+    }
+    // Bits, least significant first: the header's octets, one fill bit, then the septets.
+    let mut bits: Vec<bool> = Vec::new();
+    for o in [5u8, 0, 3, reference, total, seq] {
+        bits.extend((0..8).map(|k| o >> k & 1 == 1));
+    }
+    bits.push(false);
+    let septets: Vec<u8> = text.chars().map(to_gsm).collect();
+    for s in &septets {
+        bits.extend((0..7).map(|k| s >> k & 1 == 1));
+    }
+    let ud: String = bits
+        .chunks(8)
+        .map(|c| {
+            let b = c
+                .iter()
+                .enumerate()
+                .fold(0u8, |a, (k, &on)| a | (u8::from(on) << k));
+            format!("{b:02X}")
+        })
+        .collect();
+    format!(
+        "079194710167000044{:02X}91{semi}0000{TS}{:02X}{ud}",
+        from.len(),
+        7 + septets.len()
+    )
+}
+
+/// A concatenated SMS (UDH) received in two parts, the second first: one MESSAGE with the
+/// whole text; an SMS whose PDU is garbage is logged and deleted, nothing forwarded.
+#[test]
+fn a_concatenated_sms_becomes_one_message() {
+    let modem = Modem::start();
+    let (ser, _addr) = start(&modem);
+    let ua = sock();
+    let me = ua.local_addr().unwrap();
+    let first = format!("From sip:bob@{me} (if you reply DO NOT remove it)\r\n\r\nThis is a long ");
+    modem.inject(deliver_part_pdu(
+        "4917699999",
+        "message in two parts.",
+        0x42,
+        2,
+        2,
+    ));
+    let end = Instant::now() + Duration::from_secs(3);
+    while modem.count("AT+CMGD=") == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        messages(&ua, 1, Duration::from_millis(500)).is_empty(),
+        "nothing before every part is there"
+    );
+    modem.inject(deliver_part_pdu("4917699999", &first, 0x42, 2, 1));
+    let got = messages(&ua, 1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "{}", ser.log_text());
+    let m = &got[0];
+    assert!(
+        m.starts_with(&format!("MESSAGE sip:bob@{me} SIP/2.0")),
+        "{m}"
+    );
+    assert!(header(m, "From")
+        .unwrap()
+        .contains("sip:+4917699999@gw.example.org"));
+    assert_eq!(
+        body_of(m),
+        "This is a long message in two parts.\r\n(26/12/03,10:20:30)"
+    );
+    let inbox_empty = || {
+        let end = Instant::now() + Duration::from_secs(3);
+        while !modem.state.lock().unwrap().inbox.is_empty() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        modem.state.lock().unwrap().inbox.is_empty()
+    };
+    assert!(inbox_empty(), "both parts deleted from the modem");
+
+    // Garbage in the modem's memory: logged, deleted, nothing forwarded.
+    modem.inject("0791947101670000FF0102".into());
+    assert!(
+        ser.wait_log("cannot be decoded", Duration::from_secs(5)),
+        "{}",
+        ser.log_text()
+    );
+    assert!(messages(&ua, 1, Duration::from_millis(500)).is_empty());
+    assert!(inbox_empty(), "the garbage deleted too");
+}

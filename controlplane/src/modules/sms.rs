@@ -7,7 +7,9 @@
 //! `AT+CMGS="+number"` then the text, ended by Ctrl-Z; the modem must answer `+CMGS`/`OK`.
 //! Receiving: every `l` seconds, and at once on `+CMTI`, `AT+CMGL=4` (`AT+CMGL="ALL"` in text
 //! mode) lists the stored SMS; each SMS-DELIVER is decoded, turned into a MESSAGE sent through tm
-//! to the `sip:` address its text names, and deleted with `AT+CMGD=<index>`.
+//! to the `sip:` address its text names, and deleted with `AT+CMGD=<index>`. The parts of a
+//! concatenated SMS (user data header, 8- or 16-bit reference) are held (in memory, 32 sets at
+//! most, an hour each) until all are there, then forwarded as one MESSAGE in part order.
 //!
 //! Every answer is awaited at most a few seconds. A modem that does not answer, answers garbage
 //! or reports `NO CARRIER` is closed, logged and re-initialised with back-off (0.5 s doubling to
@@ -58,6 +60,19 @@ const REPORT_WAIT: Duration = Duration::from_secs(3600);
 
 const STORED_NOTE: &str = "NOTE: Your SMS received provisional confirmation 48 \"Delivery is not yet possible\". The SMS was stored on the SMSCenter for further delivery. Our gateway cannot guarantee further information regarding your SMS delivery! Your message was: ";
 const OK_MSG: &str = "Your SMS was finally successfully delivered! Your message was: ";
+
+/// Concatenated SMS being received at most, per modem, and how long one waits for its parts.
+const PARTIALS: usize = 32;
+const PARTIAL_WAIT: Duration = Duration::from_secs(3600);
+
+/// The parts of a concatenated SMS received so far.
+struct Partial {
+    total: u8,
+    texts: std::collections::BTreeMap<u8, String>,
+    /// The first part (sender, time stamp).
+    first: Option<Incoming>,
+    at: Instant,
+}
 
 /// An SMS whose status report is awaited.
 struct Tracked {
@@ -240,6 +255,9 @@ pub struct Incoming {
     pub report: bool,
     /// A status report's message reference and status (TP-MR, TP-ST).
     pub status: Option<(u8, u8)>,
+    /// A part of a concatenated SMS (3GPP TS 23.040 §9.2.3.24.1/.8): reference, parts in
+    /// all, this part's number (from 1).
+    pub concat: Option<(u16, u8, u8)>,
 }
 
 fn swapped(b: u8) -> String {
@@ -268,6 +286,7 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
             text: String::new(),
             report: true,
             status: Some((mr, st)),
+            concat: None,
         });
     }
     if mti != 0x00 {
@@ -303,6 +322,7 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
     } else {
         0
     };
+    let concat = concat_of(ud.get(1..udh).unwrap_or(&[]));
     let text = match dcs & 0x0C {
         0x00 => {
             let skip_septets = (udh * 8).div_ceil(7);
@@ -331,7 +351,24 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
         text,
         report: false,
         status: None,
+        concat,
     })
+}
+
+/// The concatenation element of a user data header (its information elements), if any.
+fn concat_of(mut ies: &[u8]) -> Option<(u16, u8, u8)> {
+    while let [iei, len, rest @ ..] = ies {
+        let (data, next) = rest.split_at_checked(usize::from(*len))?;
+        match (iei, data) {
+            (0x00, [r, total, seq]) => return Some((u16::from(*r), *total, *seq)),
+            (0x08, [r1, r2, total, seq]) => {
+                return Some((u16::from(*r1) << 8 | u16::from(*r2), *total, *seq))
+            }
+            _ => {}
+        }
+        ies = next;
+    }
+    None
 }
 
 // ----------------------------------------------------------------------- SMS text → SIP
@@ -635,6 +672,8 @@ struct Modem {
     cds: bool,
     /// SMS sent with a status report asked for, by message reference (SER's report queue).
     sent: std::sync::Mutex<std::collections::HashMap<u8, Tracked>>,
+    /// Concatenated SMS being received, by (sender, reference).
+    partial: std::sync::Mutex<std::collections::HashMap<(String, u16), Partial>>,
     shared: Weak<Shared>,
     domain: String,
     use_contact: bool,
@@ -798,13 +837,18 @@ impl Modem {
                     text: body.clone(),
                     report: false,
                     status: None,
+                    concat: None,
                 })
             } else {
                 decode_deliver(body)
             };
             match sms {
                 Ok(s) if s.report => self.status_report(s.status),
-                Ok(s) => self.forward(&s),
+                Ok(s) => {
+                    if let Some(whole) = self.reassemble(s) {
+                        self.forward(&whole);
+                    }
+                }
                 Err(e) => ser_log!(
                     L_WARN,
                     "sms: modem {}: SMS {idx} cannot be decoded ({e}): deleted",
@@ -817,6 +861,59 @@ impl Modem {
             l.command(&format!("AT+CMGD={idx}"), ANSWER)?;
         }
         Ok(())
+    }
+
+    /// A part of a concatenated SMS is kept until every part is there (bounded: [`PARTIALS`]
+    /// sets, each at most [`PARTIAL_WAIT`]); then, or for an SMS of one part, the whole SMS.
+    fn reassemble(&self, s: Incoming) -> Option<Incoming> {
+        let Some((r, total, seq)) = s.concat.filter(|&(_, t, q)| t > 1 && q >= 1 && q <= t) else {
+            return Some(s);
+        };
+        let Ok(mut parts) = self.partial.lock() else {
+            return Some(s);
+        };
+        parts.retain(|(from, r), p| {
+            let keep = p.at.elapsed() < PARTIAL_WAIT;
+            if !keep {
+                ser_log!(
+                    L_WARN,
+                    "sms: modem {}: concatenated SMS {r} from {from} incomplete ({} of {} parts) after {} s: dropped",
+                    self.cfg.name,
+                    p.texts.len(),
+                    p.total,
+                    PARTIAL_WAIT.as_secs()
+                );
+            }
+            keep
+        });
+        let key = (s.sender.clone(), r);
+        if !parts.contains_key(&key) && parts.len() >= PARTIALS {
+            ser_log!(
+                L_WARN,
+                "sms: modem {}: {PARTIALS} concatenated SMS incomplete already: part {seq}/{total} from {} forwarded alone",
+                self.cfg.name,
+                s.sender
+            );
+            return Some(s);
+        }
+        let p = parts.entry(key.clone()).or_insert_with(|| Partial {
+            total,
+            texts: Default::default(),
+            first: None,
+            at: Instant::now(),
+        });
+        if seq == 1 || p.first.is_none() {
+            p.first = Some(s.clone());
+        }
+        p.texts.insert(seq, s.text);
+        if p.texts.len() < usize::from(p.total) {
+            return None;
+        }
+        let p = parts.remove(&key)?;
+        let mut whole = p.first?;
+        whole.text = p.texts.into_values().collect();
+        whole.concat = None;
+        Some(whole)
     }
 
     /// A received SMS as a MESSAGE to the address it names.
@@ -1143,6 +1240,7 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             report: cfg.reports,
             cds: cfg.cds_reports,
             sent: Default::default(),
+            partial: Default::default(),
             shared: shared.clone(),
             domain: domain.clone(),
             use_contact: cfg.use_contact,
@@ -1197,6 +1295,7 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
                         report: false,
                         cds: false,
                         sent: Default::default(),
+                        partial: Default::default(),
                         shared: shared.clone(),
                         domain: domain.clone(),
                         use_contact: cfg.use_contact,
@@ -1232,6 +1331,21 @@ mod tests {
         assert!(pdu.starts_with("0791947101670000"), "{pdu}");
         let (pdu, _) = submit_pdu("4917", "x", None, false);
         assert!(pdu.starts_with("1100"), "{pdu}");
+    }
+
+    #[test]
+    fn concatenation_headers_are_read() {
+        assert_eq!(concat_of(&[0, 3, 0x42, 2, 1]), Some((0x42, 2, 1)));
+        assert_eq!(concat_of(&[0x08, 4, 1, 2, 3, 1]), Some((0x0102, 3, 1)));
+        // Another element first (application port addressing), then the concatenation.
+        assert_eq!(
+            concat_of(&[0x05, 4, 1, 2, 3, 4, 0, 3, 9, 2, 2]),
+            Some((9, 2, 2))
+        );
+        // Truncated or absent: none, never a panic.
+        assert_eq!(concat_of(&[0, 9, 1]), None);
+        assert_eq!(concat_of(&[0]), None);
+        assert_eq!(concat_of(&[]), None);
     }
 
     #[test]
