@@ -336,6 +336,7 @@ fn decode_submit(pdu: &str) -> (String, String, String) {
         String::new()
     };
     let mut i = 1 + sl;
+    let udhi = b[i] & 0x40 != 0;
     assert_eq!(b[i] & 0x03, 0x01, "SMS-SUBMIT");
     let vp = (b[i] >> 3) & 0x03;
     i += 2; // first octet, message reference
@@ -349,7 +350,13 @@ fn decode_submit(pdu: &str) -> (String, String, String) {
     let udl = b[i] as usize;
     let ud = &b[i + 1..];
     assert_eq!(ud.len(), (udl * 7).div_ceil(8), "UD length");
-    let text: String = (0..udl)
+    // A user data header: its septets are skipped.
+    let skip = if udhi {
+        ((usize::from(ud[0]) + 1) * 8).div_ceil(7)
+    } else {
+        0
+    };
+    let text: String = (skip..udl)
         .map(|k| {
             let bit = k * 7;
             let lo = u16::from(ud[bit / 8]);
@@ -360,6 +367,21 @@ fn decode_submit(pdu: &str) -> (String, String, String) {
     // The extension table's brackets (escape + code).
     let text = text.replace("\u{1b}<", "[").replace("\u{1b}>", "]");
     (smsc.trim_end_matches('F').to_string(), da, text)
+}
+
+/// The concatenation element (reference, parts, part) of an SMS-SUBMIT PDU with a header.
+fn submit_concat(pdu: &str) -> Option<(u8, u8, u8)> {
+    let b = unhex(pdu);
+    let mut i = 1 + b[0] as usize;
+    if b[i] & 0x40 == 0 {
+        return None;
+    }
+    let vp = (b[i] >> 3) & 0x03;
+    i += 2;
+    let n = b[i] as usize;
+    i += 2 + n.div_ceil(2) + 2 + if vp == 2 { 1 } else { 0 } + 1;
+    let h = &b[i..];
+    (h[1] == 0 && h[2] == 3).then(|| (h[3], h[4], h[5]))
 }
 
 /// An SMS-DELIVER PDU from international `from` with `text`.
@@ -938,4 +960,52 @@ fn a_concatenated_sms_becomes_one_message() {
     );
     assert!(messages(&ua, 1, Duration::from_millis(500)).is_empty());
     assert!(inbox_empty(), "the garbage deleted too");
+}
+
+/// `concat_udh`: a long MESSAGE goes as one concatenated SMS, parts of at most 153 septets
+/// with a user data header (same reference, parts in order), no `(i/n)` markers.
+#[test]
+fn a_long_message_goes_as_one_concatenated_sms() {
+    let modem = Modem::start();
+    let (ser, addr) = start_with(&modem, |c| {
+        c.replace(
+            "modparam(\"sms\", \"max_sms_parts\", 3)",
+            "modparam(\"sms\", \"max_sms_parts\", 3)\nmodparam(\"sms\", \"concat_udh\", 1)",
+        )
+    });
+    let ua = sock();
+    let me = ua.local_addr().unwrap();
+    let long: String = (0..30).map(|i| format!("word{i} ")).collect::<String>() + "end.";
+    ua.send_to(
+        message(addr, &ua, "+4917612345678", &long, "udh-1").as_bytes(),
+        addr,
+    )
+    .unwrap();
+    let r = final_reply(&ua, Duration::from_secs(3)).expect("a reply");
+    assert!(r.starts_with("SIP/2.0 202 "), "{r}");
+    let sent = modem.wait_sent(2, Duration::from_secs(5));
+    assert_eq!(sent.len(), 2, "{}", ser.log_text());
+    let (c1, c2) = (
+        submit_concat(&sent[0]).expect("a header"),
+        submit_concat(&sent[1]).expect("a header"),
+    );
+    assert_eq!((c1.1, c1.2), (2, 1));
+    assert_eq!((c2.1, c2.2), (2, 2));
+    assert_eq!(c1.0, c2.0, "one reference");
+    let (p1, p2) = (decode_submit(&sent[0]).2, decode_submit(&sent[1]).2);
+    assert!(p1.chars().count() <= 153 && p2.chars().count() <= 153);
+    assert_eq!(
+        format!("{p1}{p2}"),
+        format!("From sip:alice@{me} (if you reply DO NOT remove it)\r\n\r\n{long}\r\n\r\n[SER]")
+    );
+    assert!(!p1.contains("(1/2)"));
+    // A short one has no header.
+    ua.send_to(
+        message(addr, &ua, "+4917612345678", "short", "udh-2").as_bytes(),
+        addr,
+    )
+    .unwrap();
+    let sent = modem.wait_sent(3, Duration::from_secs(5));
+    assert_eq!(sent.len(), 3);
+    assert_eq!(submit_concat(&sent[2]), None);
 }

@@ -5,6 +5,8 @@
 //! `AT+CMGF=0|1`, `AT+CSCA="<smsc>"` when one is given. Sending: `AT+CMGS=<len>` then the
 //! SMS-SUBMIT PDU (GSM 7-bit, SMSC field in `new` mode, international TP-DA) or, in text mode,
 //! `AT+CMGS="+number"` then the text, ended by Ctrl-Z; the modem must answer `+CMGS`/`OK`.
+//! The parts of a concatenated SMS (`concat_udh`) carry a user data header in PDU mode (one
+//! reference per SMS, kept when another modem takes over).
 //! Receiving: every `l` seconds, and at once on `+CMTI`, `AT+CMGL=4` (`AT+CMGL="ALL"` in text
 //! mode) lists the stored SMS; each SMS-DELIVER is decoded, turned into a MESSAGE sent through tm
 //! to the `sip:` address its text names, and deleted with `AT+CMGD=<index>`. The parts of a
@@ -216,7 +218,15 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// The SMS-SUBMIT PDU of `text` to international number `to` (no `+`), and the length
 /// `AT+CMGS` wants (octets after the SMSC field). `smsc`: `None` = no SMSC field (old mode),
 /// `Some("")` = the modem's own (`00`), else that number.
-pub fn submit_pdu(to: &str, text: &str, smsc: Option<&str>, report: bool) -> (String, usize) {
+/// `concat`: (reference, parts, this part) of a concatenated SMS, sent with a user data header
+/// (3GPP TS 23.040 §9.2.3.24.1) before the text, which then starts on a septet boundary.
+pub fn submit_pdu(
+    to: &str,
+    text: &str,
+    smsc: Option<&str>,
+    report: bool,
+    concat: Option<(u8, u8, u8)>,
+) -> (String, usize) {
     let mut pdu = String::new();
     match smsc.map(|s| s.trim_start_matches('+')) {
         None => {}
@@ -228,14 +238,46 @@ pub fn submit_pdu(to: &str, text: &str, smsc: Option<&str>, report: bool) -> (St
     }
     let smsc_len = pdu.len();
     // SMS-SUBMIT, relative validity period, status report when asked; reference 0 (the modem's).
-    pdu.push_str(if report { "31" } else { "11" });
+    let udhi = if concat.is_some() { 0x40 } else { 0 };
+    pdu.push_str(&format!(
+        "{:02X}",
+        (if report { 0x31 } else { 0x11 }) | udhi
+    ));
     pdu.push_str("00");
     pdu.push_str(&format!("{:02X}91{}", to.len(), semi_octets(to)));
     // PID 0, DCS 0 (GSM 7-bit), validity 4 days.
     pdu.push_str("0000AA");
     let septets = gsm7_septets(text);
-    pdu.push_str(&format!("{:02X}", septets.len()));
-    pdu.push_str(&hex(&pack7(&septets)));
+    match concat {
+        None => {
+            pdu.push_str(&format!("{:02X}", septets.len()));
+            pdu.push_str(&hex(&pack7(&septets)));
+        }
+        Some((r, total, seq)) => {
+            // 6 header octets are 48 bits: one fill bit makes them 7 septets.
+            let header = [5u8, 0, 3, r, total, seq];
+            pdu.push_str(&format!("{:02X}", 7 + septets.len()));
+            let mut bits: Vec<bool> = header
+                .iter()
+                .flat_map(|o| (0..8).map(move |k| o >> k & 1 == 1))
+                .collect();
+            bits.push(false);
+            bits.extend(
+                septets
+                    .iter()
+                    .flat_map(|s| (0..7).map(move |k| s >> k & 1 == 1)),
+            );
+            let octets: Vec<u8> = bits
+                .chunks(8)
+                .map(|c| {
+                    c.iter()
+                        .enumerate()
+                        .fold(0u8, |a, (k, &on)| a | (u8::from(on) << k))
+                })
+                .collect();
+            pdu.push_str(&hex(&octets));
+        }
+    }
     let len = (pdu.len() - smsc_len) / 2;
     (pdu, len)
 }
@@ -649,7 +691,7 @@ impl Slots {
 
     /// Queues `p` at the first modem of [`Slots::order`] that takes it; gives it back when
     /// none does.
-    fn route(&self, p: Pending, except: Option<usize>) -> Result<usize, Pending> {
+    fn route(&self, p: Pending, except: Option<usize>) -> Result<usize, Box<Pending>> {
         let mut p = p;
         for i in self.order(&p.job.net, except) {
             match self.all[i].tx.try_send(p) {
@@ -657,7 +699,7 @@ impl Slots {
                 Err(e) => p = e.into_inner(),
             }
         }
-        Err(p)
+        Err(Box::new(p))
     }
 }
 
@@ -672,6 +714,8 @@ struct Modem {
     cds: bool,
     /// SMS sent with a status report asked for, by message reference (SER's report queue).
     sent: std::sync::Mutex<std::collections::HashMap<u8, Tracked>>,
+    /// The next concatenated SMS reference.
+    next_ref: std::sync::atomic::AtomicU8,
     /// Concatenated SMS being received, by (sender, reference).
     partial: std::sync::Mutex<std::collections::HashMap<(String, u16), Partial>>,
     shared: Weak<Shared>,
@@ -715,7 +759,13 @@ impl Modem {
         Ok(l)
     }
 
-    fn send_sms(&self, l: &mut Line, to: &str, text: &str) -> Result<Option<u8>, Fail> {
+    fn send_sms(
+        &self,
+        l: &mut Line,
+        to: &str,
+        text: &str,
+        concat: Option<(u8, u8, u8)>,
+    ) -> Result<Option<u8>, Fail> {
         let ans = match self.cfg.mode {
             ModemMode::Text => l.prompt_then(&format!("AT+CMGS=\"+{to}\""), text, SEND_ANSWER)?,
             mode => {
@@ -723,7 +773,7 @@ impl Modem {
                     ModemMode::Old => None,
                     _ => Some(self.cfg.smsc.as_deref().unwrap_or("")),
                 };
-                let (pdu, len) = submit_pdu(to, text, smsc, self.report);
+                let (pdu, len) = submit_pdu(to, text, smsc, self.report, concat);
                 l.prompt_then(&format!("AT+CMGS={len}"), &pdu, SEND_ANSWER)?
             }
         };
@@ -1007,6 +1057,9 @@ struct Pending {
     part: usize,
     tries: u32,
     since: Instant,
+    /// The reference of a concatenated SMS, once its first part was tried (kept when another
+    /// modem takes over).
+    concat_ref: Option<u8>,
 }
 
 impl Pending {
@@ -1016,6 +1069,7 @@ impl Pending {
             part: 0,
             tries: 0,
             since: Instant::now(),
+            concat_ref: None,
         }
     }
 }
@@ -1043,7 +1097,7 @@ impl Modem {
                 );
                 None
             }
-            Err(p) => Some(p),
+            Err(p) => Some(*p),
         }
     }
 }
@@ -1118,7 +1172,18 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<Pending>) {
                 let mut refused = false;
                 while p.part < p.job.parts.len() {
                     p.tries += 1;
-                    match m.send_sms(&mut line, &p.job.to, &p.job.parts[p.part]) {
+                    let concat = (p.job.concat && p.job.parts.len() > 1).then(|| {
+                        let r = *p.concat_ref.get_or_insert_with(|| {
+                            m.next_ref
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        });
+                        (
+                            r,
+                            u8::try_from(p.job.parts.len()).unwrap_or(u8::MAX),
+                            u8::try_from(p.part + 1).unwrap_or(u8::MAX),
+                        )
+                    });
+                    match m.send_sms(&mut line, &p.job.to, &p.job.parts[p.part], concat) {
                         Ok(mr) => {
                             m.track(mr, &p.job, &p.job.parts[p.part]);
                             p.part += 1;
@@ -1241,6 +1306,7 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             cds: cfg.cds_reports,
             sent: Default::default(),
             partial: Default::default(),
+            next_ref: Default::default(),
             shared: shared.clone(),
             domain: domain.clone(),
             use_contact: cfg.use_contact,
@@ -1281,7 +1347,8 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             };
             match slots.route(Pending::new(job), None) {
                 Ok(_) => {}
-                Err(Pending { job, .. }) => {
+                Err(p) => {
+                    let job = p.job;
                     ser_log!(
                         L_ERR,
                         "ERROR: sms: the modem of network {} cannot take the SMS to +{}",
@@ -1296,6 +1363,7 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
                         cds: false,
                         sent: Default::default(),
                         partial: Default::default(),
+                        next_ref: Default::default(),
                         shared: shared.clone(),
                         domain: domain.clone(),
                         use_contact: cfg.use_contact,
@@ -1324,12 +1392,12 @@ mod tests {
 
     #[test]
     fn submit_pdu_is_the_3gpp_layout() {
-        let (pdu, len) = submit_pdu("46708251358", "hellohello", Some(""), false);
+        let (pdu, len) = submit_pdu("46708251358", "hellohello", Some(""), false, None);
         assert_eq!(pdu, "0011000B916407281553F80000AA0AE8329BFD4697D9EC37");
         assert_eq!(len, pdu.len() / 2 - 1);
-        let (pdu, _) = submit_pdu("4917", "x", Some("+491710760000"), false);
+        let (pdu, _) = submit_pdu("4917", "x", Some("+491710760000"), false, None);
         assert!(pdu.starts_with("0791947101670000"), "{pdu}");
-        let (pdu, _) = submit_pdu("4917", "x", None, false);
+        let (pdu, _) = submit_pdu("4917", "x", None, false, None);
         assert!(pdu.starts_with("1100"), "{pdu}");
     }
 
