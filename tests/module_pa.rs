@@ -600,6 +600,28 @@ fn a_publication_in_the_database_survives_a_restart() {
     let rows = published_n(&url, 1);
     assert_eq!(rows, vec![(etag.clone(), AWAY.to_string())]);
     assert!(ser.terminate(Duration::from_secs(5)).is_some());
+    // A row that is not PIDF (written by hand): refused at start-up, said why, and deleted.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = controlplane::db::Databases::new(url.as_str());
+        let db = db.get("").await.unwrap();
+        let row = |c: &str, v: &str| (c.to_string(), Some(v.to_string()));
+        db.insert(
+            "pa_publications",
+            &[
+                row("etag", "hand-made"),
+                row("s_key", "bob"),
+                row("expires", "99999999999"),
+                row("doc", "<presence><tuple>"),
+            ],
+        )
+        .await
+        .unwrap();
+    });
+    assert_eq!(published_rows(&url).len(), 2);
 
     // A new server: a new watcher gets the published document, not the registrar's view.
     let ser = Ser::start_with_env(&cfg, &args, &[("SER_DB_URL", &url)]);
@@ -608,6 +630,13 @@ fn a_publication_in_the_database_survives_a_restart() {
         "{}",
         ser.log_text()
     );
+    assert!(
+        ser.log_text()
+            .contains("stored publication hand-made of bob is refused (not XML"),
+        "{}",
+        ser.log_text()
+    );
+    assert_eq!(published_n(&url, 1), vec![(etag.clone(), AWAY.to_string())]);
     let mut w = Watcher::new(addr, "sub-pub");
     w.subscribe("presence", 60);
     let (rep, nots) = w.collect(Duration::from_secs(3), true, 1);

@@ -254,7 +254,14 @@ pub fn restore_publications(shared: &Shared, rows: &[Vec<Option<String>>]) -> us
         let c = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
         let (etag, key, doc) = (c(0), c(1), c(3));
         let until: u64 = c(2).trim().parse().unwrap_or(0);
-        if until <= now || etag.is_empty() || key.is_empty() || check_pidf(&doc).is_err() {
+        let bad = check_pidf(&doc).err();
+        if let Some(why) = &bad {
+            ser_log!(
+                L_NOTICE,
+                "pa: stored publication {etag} of {key} is refused ({why}): deleted"
+            );
+        }
+        if until <= now || etag.is_empty() || key.is_empty() || bad.is_some() {
             if let (Some(db), false) = (&db, etag.is_empty()) {
                 persist_publication(&shared.services, db, key.as_bytes(), Some(&etag), None);
             }
