@@ -6,7 +6,9 @@
 //! an XMPP message from alice's Jabber identity; bob's XMPP message reaches alice's contact as a
 //! SIP MESSAGE; bob's XMPP presence reaches a SIP watcher as PIDF NOTIFYs; a SIP user without a
 //! Jabber account, and a stopped Jabber server, get the script's error reply; after the server
-//! comes back the gateway reconnects by itself.
+//! comes back the gateway reconnects by itself. Also: IM transports (a prosody component as
+//! the transport), STARTTLS to a prosody that requires it (a CA made by the test, a wrong CA
+//! refused), and a server of the test's own that sends malformed XML.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/net.rs"]
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use net::*;
 
-/// Ports of this test (its range is 7100-7199).
+/// Ports of this test (7100-7199; the later tests use 7701-7722).
 const XMPP_PORT: u16 = 7101;
 const SIP_PORT: u16 = 7102;
 const XMPP_PORT2: u16 = 7103;
@@ -1028,4 +1030,165 @@ fn starttls_to_a_server_that_requires_it_with_the_certificate_checked() {
     drop(bad);
     drop(ser);
     prosody.stop();
+}
+
+/// A Jabber server of the test's own making that logs its client in (SASL PLAIN, bind) and
+/// then, on the first connection only, sends `garbage`; every later connection records what
+/// the client sends in `heard`.
+fn misbehaving_server(
+    port: u16,
+    garbage: &'static str,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let h = std::sync::Arc::clone(&heard);
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (n, s) in l.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            if Instant::now() > deadline {
+                return;
+            }
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut seen = String::new();
+            let until = |s: &mut TcpStream, seen: &mut String, needle: &str| -> bool {
+                let end = Instant::now() + Duration::from_secs(5);
+                let mut buf = [0u8; 4096];
+                while !seen.contains(needle) {
+                    if Instant::now() > end {
+                        return false;
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) => return false,
+                        Ok(k) => seen.push_str(&String::from_utf8_lossy(&buf[..k])),
+                        Err(_) => {}
+                    }
+                }
+                let at = seen.find(needle).unwrap() + needle.len();
+                seen.drain(..at);
+                true
+            };
+            let head = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+                        xmlns:stream='http://etherx.jabber.org/streams' id='x1' from='xmpp.test' version='1.0'>";
+            let steps: [(&str, String); 4] = [
+                ("<stream:stream", format!("{head}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")),
+                ("</auth>", "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".into()),
+                ("<stream:stream", format!("{head}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")),
+                ("</iq>", "<iq type='result' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@xmpp.test/serXjab</jid></bind></iq>".into()),
+            ];
+            let mut ok = true;
+            for (want, answer) in &steps {
+                ok = ok && until(&mut s, &mut seen, want) && s.write_all(answer.as_bytes()).is_ok();
+            }
+            if !ok || !until(&mut s, &mut seen, "jabber:iq:roster") {
+                continue;
+            }
+            let _ = s.write_all(
+                b"<iq type='result' id='roster1'><query xmlns='jabber:iq:roster'/></iq>",
+            );
+            if n == 0 {
+                let _ = s.write_all(garbage.as_bytes());
+                // Held open: the client must give up on it by itself.
+                let end = Instant::now() + Duration::from_secs(5);
+                let mut buf = [0u8; 4096];
+                while Instant::now() < end && !matches!(s.read(&mut buf), Ok(0)) {}
+                continue;
+            }
+            let end = Instant::now() + Duration::from_secs(10);
+            let mut buf = [0u8; 4096];
+            while Instant::now() < end {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => h
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..k])),
+                    Err(_) => {}
+                }
+            }
+        }
+    });
+    heard
+}
+
+/// A Jabber server that sends XML that is not well-formed: the gateway logs it, drops the
+/// connection, logs in again by itself (alice is on line) and the next MESSAGE goes through.
+#[test]
+fn malformed_xml_from_the_jabber_server_is_logged_and_the_gateway_recovers() {
+    const XMPP: u16 = 7721;
+    const SIP: u16 = 7722;
+    let heard = misbehaving_server(XMPP, "<message from='bob@xmpp.test'><body>x</message></iq>");
+    let dir = Dir(std::env::temp_dir().join(format!("ser-jabber-bad-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let url = format!("sqlite://{}", dir.0.join("ser.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = controlplane::db::Databases::new(url.as_str());
+        let db = db.get("").await.unwrap();
+        let row = |c: &str, v: &str| (c.to_string(), Some(v.to_string()));
+        db.insert(
+            "jusers",
+            &[
+                row("jab_id", "alice@xmpp.test"),
+                row("jab_passwd", "alice-pw"),
+                row("sip_id", "alice@127.0.0.1"),
+                row("type", "0"),
+            ],
+        )
+        .await
+        .unwrap();
+    });
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/jabber.cfg"),
+    )
+    .unwrap()
+    .replace("mysql://ser:heslo@localhost/sip_jab", &url)
+    .replace("\"jport\", 5222)", &format!("\"jport\", {XMPP})"));
+    let ser_addr: SocketAddr = format!("127.0.0.1:{SIP}").parse().unwrap();
+    let ser = Ser::start_with_env(
+        &text,
+        &["-l", "127.0.0.1", "-p", &SIP.to_string()],
+        &[("SER_DB_URL", &url)],
+    );
+    let phone = sock();
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(
+        ser.wait_log("malformed XML", Duration::from_secs(10)),
+        "{}",
+        ser.log_text()
+    );
+    assert!(
+        ser.wait_log("reconnected as alice@xmpp.test", Duration::from_secs(10)),
+        "{}",
+        ser.log_text()
+    );
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(
+            &phone,
+            "alice",
+            "bob*xmpp.test@jabber.sip.test",
+            "after garbage",
+            "g1",
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}\n{}", ser.log_text());
+    let end = Instant::now() + Duration::from_secs(5);
+    while !heard.lock().unwrap().contains("<body>after garbage</body>") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        heard.lock().unwrap().contains("<body>after garbage</body>"),
+        "{}",
+        heard.lock().unwrap()
+    );
+    // No MESSAGE came out of the broken stanza.
+    assert!(next(&phone, "MESSAGE", Duration::from_millis(300)).is_none());
 }
