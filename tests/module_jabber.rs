@@ -1,7 +1,7 @@
 //! Module `jabber` (with pa's `handle_subscription("jabber")`) end to end: the real `ser`
 //! running tests/data/scripts/jabber.cfg, a real XMPP server (Debian's prosody, configured by
 //! the test in a temporary directory, c2s on loopback only, plaintext SASL PLAIN allowed since
-//! the gateway speaks no TLS), a small XMPP client in the test acting as the Jabber user bob,
+//! prosody has no certificate there), a small XMPP client in the test acting as the Jabber user bob,
 //! and a UDP socket registered as the SIP user alice's contact. Asserted: a SIP MESSAGE becomes
 //! an XMPP message from alice's Jabber identity; bob's XMPP message reaches alice's contact as a
 //! SIP MESSAGE; bob's XMPP presence reaches a SIP watcher as PIDF NOTIFYs; a SIP user without a
@@ -62,7 +62,7 @@ impl Prosody {
                  c2s_ports = {{ {port} }}\ns2s_ports = {{ }}\nc2s_direct_tls_ports = {{ }}\n\
                  modules_enabled = {{ \"roster\"; \"saslauth\"; \"disco\"; \"ping\"; \"presence\" }}\n\
                  modules_disabled = {{ \"s2s\" }}\n\
-                 -- loopback only, and the gateway speaks no TLS\n\
+                 -- loopback only, no certificate: plaintext (the TLS test overrides these)\n\
                  allow_unencrypted_plain_auth = true\nc2s_require_encryption = false\n\
                  authentication = \"internal_plain\"\n{global}\n\
                  VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\nmuc_room_locking = false\n{hosts}\n"

@@ -726,6 +726,17 @@ fn status_reports(kind: u8) -> Modem {
     });
     let ua = sock();
     let me = ua.local_addr().unwrap();
+    if kind == 2 {
+        // A garbage report first: a +CDS whose PDU is no SMS at all (logged, ignored).
+        modem
+            .state
+            .lock()
+            .unwrap()
+            .unsolicited
+            .push("\r\n+CDS: 2\r\n0791947101670000FF0102\r\n".into());
+        // (read while the modem is idle)
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // Delivered at once: no notice. Failed: the sender is told, with its text.
     let sms = [
         ("+4917600000001", "fine"),
@@ -772,6 +783,14 @@ fn status_reports(kind: u8) -> Modem {
     );
     assert!(body_of(m).contains("doomed"), "{m}");
     assert_eq!(modem.sent().len(), 3);
+    if kind == 2 {
+        assert!(
+            ser.log_text()
+                .contains("a +CDS report cannot be decoded (not an SMS-DELIVER (type 3)): ignored"),
+            "{}",
+            ser.log_text()
+        );
+    }
     drop(ser);
     modem
 }
