@@ -1,12 +1,14 @@
 //! Module `jabber` (with pa's `handle_subscription("jabber")`) end to end: the real `ser`
 //! running tests/data/scripts/jabber.cfg, a real XMPP server (Debian's prosody, configured by
 //! the test in a temporary directory, c2s on loopback only, plaintext SASL PLAIN allowed since
-//! the gateway speaks no TLS), a small XMPP client in the test acting as the Jabber user bob,
+//! prosody has no certificate there), a small XMPP client in the test acting as the Jabber user bob,
 //! and a UDP socket registered as the SIP user alice's contact. Asserted: a SIP MESSAGE becomes
 //! an XMPP message from alice's Jabber identity; bob's XMPP message reaches alice's contact as a
 //! SIP MESSAGE; bob's XMPP presence reaches a SIP watcher as PIDF NOTIFYs; a SIP user without a
 //! Jabber account, and a stopped Jabber server, get the script's error reply; after the server
-//! comes back the gateway reconnects by itself.
+//! comes back the gateway reconnects by itself. Also: IM transports (a prosody component as
+//! the transport), STARTTLS to a prosody that requires it (a CA made by the test, a wrong CA
+//! refused), and a server of the test's own that sends malformed XML.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/net.rs"]
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use net::*;
 
-/// Ports of this test (its range is 7100-7199).
+/// Ports of this test (7100-7199; the later tests use 7701-7722).
 const XMPP_PORT: u16 = 7101;
 const SIP_PORT: u16 = 7102;
 const XMPP_PORT2: u16 = 7103;
@@ -45,7 +47,8 @@ struct Prosody {
 }
 
 impl Prosody {
-    fn configure(dir: &Path, port: u16) -> Prosody {
+    /// `global` goes before the hosts, `hosts` after them.
+    fn configure_with(dir: &Path, port: u16, global: &str, hosts: &str) -> Prosody {
         let d = dir.display();
         let cfg = dir.join("prosody.cfg.lua");
         std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -59,10 +62,10 @@ impl Prosody {
                  c2s_ports = {{ {port} }}\ns2s_ports = {{ }}\nc2s_direct_tls_ports = {{ }}\n\
                  modules_enabled = {{ \"roster\"; \"saslauth\"; \"disco\"; \"ping\"; \"presence\" }}\n\
                  modules_disabled = {{ \"s2s\" }}\n\
-                 -- loopback only, and the gateway speaks no TLS\n\
+                 -- loopback only, no certificate: plaintext (the TLS test overrides these)\n\
                  allow_unencrypted_plain_auth = true\nc2s_require_encryption = false\n\
-                 authentication = \"internal_plain\"\n\
-                 VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\nmuc_room_locking = false\n"
+                 authentication = \"internal_plain\"\n{global}\n\
+                 VirtualHost \"xmpp.test\"\nComponent \"conf.xmpp.test\" \"muc\"\nmuc_room_locking = false\n{hosts}\n"
             ),
         )
         .unwrap();
@@ -141,6 +144,35 @@ impl Xmpp {
         x
     }
 
+    /// An external component (XEP-0114) named `domain`: the test's IM transport.
+    fn component(port: u16, domain: &str, secret: &str) -> Xmpp {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut x = Xmpp {
+            s,
+            seen: String::new(),
+        };
+        x.send(&format!(
+            "<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams'>"
+        ));
+        let head = x.wait_tag(&["<stream:stream"]);
+        let id = head
+            .split(" id=")
+            .nth(1)
+            .and_then(|r| r.get(1..))
+            .and_then(|r| r.split(['\'', '"']).next())
+            .unwrap()
+            .to_string();
+        x.send(&format!(
+            "<handshake>{}</handshake>",
+            sha1_hex(&format!("{id}{secret}"))
+        ));
+        x.wait("<handshake");
+        x
+    }
+
     fn send(&mut self, xml: &str) {
         self.s.write_all(xml.as_bytes()).unwrap();
     }
@@ -203,6 +235,22 @@ impl Xmpp {
             }
         }
     }
+}
+
+/// SHA-1 in hex (the component handshake), by coreutils' sha1sum.
+fn sha1_hex(text: &str) -> String {
+    let mut c = Command::new("sha1sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn sock() -> UdpSocket {
@@ -332,11 +380,34 @@ fn setup(
     users: &[&str],
     edits: &[(&str, &str)],
 ) -> (Dir, Prosody, Ser, SocketAddr) {
+    setup_with(xmpp_port, sip_port, users, edits, ("", ""), &[])
+}
+
+/// [`setup`] with prosody configuration (`global`, `hosts`: see [`Prosody::configure_with`])
+/// and files `(name, contents)` written to the test's directory first (`@DIR@` in the
+/// configuration and the script edits stands for it).
+fn setup_with(
+    xmpp_port: u16,
+    sip_port: u16,
+    users: &[&str],
+    edits: &[(&str, &str)],
+    prosody_cfg: (&str, &str),
+    files: &[(&str, &[u8])],
+) -> (Dir, Prosody, Ser, SocketAddr) {
     let dir =
         Dir(std::env::temp_dir().join(format!("ser-jabber-{}-{xmpp_port}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
-    let mut prosody = Prosody::configure(&dir.0, xmpp_port);
+    let d = dir.0.display().to_string();
+    for (name, data) in files {
+        std::fs::write(dir.0.join(name), data).unwrap();
+    }
+    let mut prosody = Prosody::configure_with(
+        &dir.0,
+        xmpp_port,
+        &prosody_cfg.0.replace("@DIR@", &d),
+        &prosody_cfg.1.replace("@DIR@", &d),
+    );
     for u in users {
         prosody.register(u, &format!("{u}-pw"));
     }
@@ -373,7 +444,7 @@ fn setup(
     .replace("\"jport\", 5222)", &format!("\"jport\", {xmpp_port})"));
     for (from, to) in edits {
         assert!(text.contains(from), "{from}");
-        text = text.replace(from, to);
+        text = text.replace(from, &to.replace("@DIR@", &d));
     }
     let ser_addr: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
     let ser = Ser::start_with_env(
@@ -658,4 +729,466 @@ fn idle_connections_close_and_the_pool_is_bounded() {
     let got = bob.wait("<body>three</body>");
     assert!(got.contains("dave@xmpp.test/serXjab"), "{got}");
     prosody.stop();
+}
+
+/// SER's IM transports: the `aliases` domain icq.xmpp.test is an external component on prosody
+/// (as ICQ transports were), played by the test. A message to it is refused while the
+/// transport is not on alice's roster, held while it is on the roster but not on line, sent
+/// when it comes on line, and refused after `delay_time` when it goes away; its messages reach
+/// alice's SIP contact from `sip:number@icq.xmpp.test`.
+#[test]
+fn im_transports_follow_the_roster_and_their_presence() {
+    if !have("prosody") || !have("prosodyctl") || !have("sha1sum") {
+        skip!("prosody (or sha1sum) is not installed (apt-get install prosody)");
+    }
+    const XMPP: u16 = 7701;
+    const SIP: u16 = 7702;
+    const COMPONENT: u16 = 7703;
+    let (_dir, mut prosody, ser, ser_addr) = setup_with(
+        XMPP,
+        SIP,
+        &["alice"],
+        &[
+            (
+                "modparam(\"jabber\", \"workers\", 1)",
+                "modparam(\"jabber\", \"workers\", 1)\nmodparam(\"jabber\", \"aliases\", \"1;icq.xmpp.test;\")",
+            ),
+            (
+                "if (uri=~\"@jabber\\.sip\\.test\") {",
+                "if (uri=~\"@jabber\\.sip\\.test\" || uri=~\"@icq\\.xmpp\\.test\") {",
+            ),
+        ],
+        (
+            &format!("component_ports = {{ {COMPONENT} }}\ncomponent_interfaces = {{ \"127.0.0.1\" }}"),
+            "Component \"icq.xmpp.test\"\ncomponent_secret = \"transport-secret\"",
+        ),
+        &[],
+    );
+    let phone = sock();
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let icq = "12345@icq.xmpp.test";
+
+    // Not registered with the transport: refused.
+    let r = ask(&phone, ser_addr, &message(&phone, "alice", icq, "no", "t1"));
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(
+        ser.wait_log(
+            "alice@127.0.0.1 is not registered with the IM gateway of 12345@icq.xmpp.test",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        ser.log_text()
+    );
+
+    // The transport asks for alice's presence (how a registration with it ended); the
+    // gateway accepts, and prosody puts the transport on alice's roster.
+    let mut t = Xmpp::component(COMPONENT, "icq.xmpp.test", "transport-secret");
+    t.send("<presence from='icq.xmpp.test' to='alice@xmpp.test' type='subscribe'/>");
+    t.wait_tag(&["<presence", "type='subscribed'", "from='alice@xmpp.test'"]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // On the roster, not on line: the message waits for it.
+    let held = message(&phone, "alice", icq, "held for icq", "t2");
+    phone.send_to(held.as_bytes(), ser_addr).unwrap();
+    assert!(
+        next(&phone, "reply", Duration::from_millis(1500)).is_none(),
+        "the message waits for the transport"
+    );
+    t.send("<presence from='icq.xmpp.test' to='alice@xmpp.test/serXjab'/>");
+    let got = t.wait("</message>");
+    assert!(got.contains("<body>held for icq</body>"), "{got}");
+    assert!(
+        got.contains("to='12345@icq.xmpp.test'") || got.contains("to=\"12345@icq.xmpp.test\""),
+        "{got}"
+    );
+    let r = next(&phone, "reply", Duration::from_secs(5)).expect("the held message's reply");
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+
+    // On line: at once.
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", icq, "now", "t3"),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}");
+    t.wait("<body>now</body>");
+
+    // From the IM network to alice's SIP contact.
+    t.send(
+        "<message from='12345@icq.xmpp.test' to='alice@xmpp.test' type='chat'>\
+         <body>hello from icq</body></message>",
+    );
+    let m = next(&phone, "MESSAGE", Duration::from_secs(10)).expect("a MESSAGE from the transport");
+    assert!(m.contains("From: <sip:12345@icq.xmpp.test>"), "{m}");
+    assert_eq!(body_of(&m), "hello from icq");
+
+    // The transport goes away: a message waits delay_time (5 s), then is refused.
+    t.send("<presence from='icq.xmpp.test' to='alice@xmpp.test/serXjab' type='unavailable'/>");
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", icq, "late", "t4"),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(t0.elapsed() >= Duration::from_secs(4), "{:?}", t0.elapsed());
+    assert!(
+        ser.wait_log("did not come on line in time", Duration::from_secs(2)),
+        "{}",
+        ser.log_text()
+    );
+    prosody.stop();
+}
+
+/// A CA and a certificate for xmpp.test signed by it, made by the openssl tool in `dir`
+/// (`ca.crt`, `xmpp.test.crt`, `xmpp.test.key`; prosody finds the last two by the host name).
+fn make_certs(dir: &Path, ca: &str) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca_key = format!("{ca}.key");
+    let ca_crt = format!("{ca}.crt");
+    let ca_subj = format!("/CN={ca}");
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout", &ca_key, "-out", &ca_crt, "-days", "2", "-subj", &ca_subj,
+    ]);
+    run(&a);
+    if ca != "ca" {
+        return;
+    }
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "xmpp.test.key",
+        "-out",
+        "xmpp.test.csr",
+        "-subj",
+        "/CN=xmpp.test",
+    ]);
+    run(&a);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:xmpp.test\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "xmpp.test.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "xmpp.test.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// Prosody requires encryption on c2s (its certificate from the test's own CA): the gateway
+/// takes STARTTLS, checks the certificate against `tls_ca`, logs in and exchanges messages
+/// (with an external component as the XMPP peer, which needs no c2s). A second ser whose
+/// `tls_ca` is another CA refuses the server's certificate and answers the error reply.
+#[test]
+fn starttls_to_a_server_that_requires_it_with_the_certificate_checked() {
+    if !have("prosody") || !have("prosodyctl") || !have("sha1sum") || !have("openssl") {
+        skip!("prosody, sha1sum or openssl is not installed (apt-get install prosody openssl)");
+    }
+    const XMPP: u16 = 7711;
+    const SIP: u16 = 7712;
+    const COMPONENT: u16 = 7713;
+    const SIP_BAD: u16 = 7714;
+    let tls_ca = (
+        "modparam(\"jabber\", \"workers\", 1)",
+        "modparam(\"jabber\", \"workers\", 1)\nmodparam(\"jabber\", \"tls_ca\", \"@DIR@/ca.crt\")",
+    );
+    // The certificates must exist before prosody starts: made in a directory of their own.
+    let certs = std::env::temp_dir().join(format!("ser-jabber-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&certs);
+    std::fs::create_dir_all(&certs).unwrap();
+    let _certs_dir = Dir(certs.clone());
+    make_certs(&certs, "ca");
+    make_certs(&certs, "other-ca");
+    let read = |n: &str| std::fs::read(certs.join(n)).unwrap();
+    let (ca, crt, key, other) = (
+        read("ca.crt"),
+        read("xmpp.test.crt"),
+        read("xmpp.test.key"),
+        read("other-ca.crt"),
+    );
+    let (dir, mut prosody, ser, ser_addr) = setup_with(
+        XMPP,
+        SIP,
+        &["alice"],
+        &[tls_ca],
+        (
+            &format!(
+                "c2s_require_encryption = true\nallow_unencrypted_plain_auth = false\n\
+                 modules_enabled = {{ \"roster\"; \"saslauth\"; \"tls\"; \"disco\"; \"ping\"; \"presence\" }}\n\
+                 component_ports = {{ {COMPONENT} }}\ncomponent_interfaces = {{ \"127.0.0.1\" }}"
+            ),
+            "Component \"gw.xmpp.test\"\ncomponent_secret = \"gw-secret\"",
+        ),
+        &[
+            ("ca.crt", &ca),
+            ("xmpp.test.crt", &crt),
+            ("xmpp.test.key", &key),
+            ("other-ca.crt", &other),
+        ],
+    );
+    let mut gw = Xmpp::component(COMPONENT, "gw.xmpp.test", "gw-secret");
+    let phone = sock();
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    let to = "u*gw.xmpp.test@jabber.sip.test";
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(&phone, "alice", to, "over tls", "x1"),
+    );
+    assert!(
+        r.starts_with("SIP/2.0 202"),
+        "{r}\n{}\n{}",
+        ser.log_text(),
+        std::fs::read_to_string(dir.0.join("prosody.log")).unwrap_or_default()
+    );
+    let got = gw.wait("</message>");
+    assert!(got.contains("<body>over tls</body>"), "{got}");
+    assert!(got.contains("alice@xmpp.test/serXjab"), "{got}");
+    gw.send(
+        "<message from='u@gw.xmpp.test' to='alice@xmpp.test' type='chat'>\
+         <body>back over tls</body></message>",
+    );
+    let m = next(&phone, "MESSAGE", Duration::from_secs(10)).expect("a MESSAGE over TLS");
+    assert_eq!(body_of(&m), "back over tls");
+    // (prosody offers SASL only over TLS here: the login itself proves the encryption)
+
+    // Another ser that trusts only another CA: the certificate is refused.
+    let url = format!("sqlite://{}", dir.0.join("ser.db").display());
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/jabber.cfg"),
+    )
+    .unwrap()
+    .replace("mysql://ser:heslo@localhost/sip_jab", &url)
+    .replace("\"jport\", 5222)", &format!("\"jport\", {XMPP})"))
+    .replace(
+        tls_ca.0,
+        &tls_ca
+            .1
+            .replace("@DIR@/ca.crt", &format!("{}/other-ca.crt", dir.0.display())),
+    );
+    let bad_addr: SocketAddr = format!("127.0.0.1:{SIP_BAD}").parse().unwrap();
+    let bad = Ser::start_with_env(
+        &text,
+        &["-l", "127.0.0.1", "-p", &SIP_BAD.to_string()],
+        &[("SER_DB_URL", &url)],
+    );
+    let phone2 = sock();
+    let r = ask(
+        &phone2,
+        bad_addr,
+        &message(&phone2, "alice", to, "refused", "x2"),
+    );
+    assert!(r.starts_with("SIP/2.0 503"), "{r}");
+    assert!(
+        bad.wait_log("TLS with xmpp.test failed", Duration::from_secs(5)),
+        "{}",
+        bad.log_text()
+    );
+    assert!(
+        bad.log_text().contains("invalid peer certificate"),
+        "{}",
+        bad.log_text()
+    );
+    drop(bad);
+    drop(ser);
+    prosody.stop();
+}
+
+/// A Jabber server of the test's own making that logs its client in (SASL PLAIN, bind) and
+/// then, on the first connection only, sends `garbage`; every later connection records what
+/// the client sends in `heard`.
+fn misbehaving_server(
+    port: u16,
+    garbage: &'static str,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let l = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let h = std::sync::Arc::clone(&heard);
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (n, s) in l.incoming().enumerate() {
+            let Ok(mut s) = s else { return };
+            if Instant::now() > deadline {
+                return;
+            }
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut seen = String::new();
+            let until = |s: &mut TcpStream, seen: &mut String, needle: &str| -> bool {
+                let end = Instant::now() + Duration::from_secs(5);
+                let mut buf = [0u8; 4096];
+                while !seen.contains(needle) {
+                    if Instant::now() > end {
+                        return false;
+                    }
+                    match s.read(&mut buf) {
+                        Ok(0) => return false,
+                        Ok(k) => seen.push_str(&String::from_utf8_lossy(&buf[..k])),
+                        Err(_) => {}
+                    }
+                }
+                let at = seen.find(needle).unwrap() + needle.len();
+                seen.drain(..at);
+                true
+            };
+            let head = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+                        xmlns:stream='http://etherx.jabber.org/streams' id='x1' from='xmpp.test' version='1.0'>";
+            let steps: [(&str, String); 4] = [
+                ("<stream:stream", format!("{head}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>")),
+                ("</auth>", "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>".into()),
+                ("<stream:stream", format!("{head}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>")),
+                ("</iq>", "<iq type='result' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@xmpp.test/serXjab</jid></bind></iq>".into()),
+            ];
+            let mut ok = true;
+            for (want, answer) in &steps {
+                ok = ok && until(&mut s, &mut seen, want) && s.write_all(answer.as_bytes()).is_ok();
+            }
+            if !ok || !until(&mut s, &mut seen, "jabber:iq:roster") {
+                continue;
+            }
+            let _ = s.write_all(
+                b"<iq type='result' id='roster1'><query xmlns='jabber:iq:roster'/></iq>",
+            );
+            if n == 0 {
+                let _ = s.write_all(garbage.as_bytes());
+                // Held open: the client must give up on it by itself.
+                let end = Instant::now() + Duration::from_secs(5);
+                let mut buf = [0u8; 4096];
+                while Instant::now() < end && !matches!(s.read(&mut buf), Ok(0)) {}
+                continue;
+            }
+            let end = Instant::now() + Duration::from_secs(10);
+            let mut buf = [0u8; 4096];
+            while Instant::now() < end {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(k) => h
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..k])),
+                    Err(_) => {}
+                }
+            }
+        }
+    });
+    heard
+}
+
+/// A Jabber server that sends XML that is not well-formed: the gateway logs it, drops the
+/// connection, logs in again by itself (alice is on line) and the next MESSAGE goes through.
+#[test]
+fn malformed_xml_from_the_jabber_server_is_logged_and_the_gateway_recovers() {
+    const XMPP: u16 = 7721;
+    const SIP: u16 = 7722;
+    let heard = misbehaving_server(XMPP, "<message from='bob@xmpp.test'><body>x</message></iq>");
+    let dir = Dir(std::env::temp_dir().join(format!("ser-jabber-bad-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let url = format!("sqlite://{}", dir.0.join("ser.db").display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = controlplane::db::Databases::new(url.as_str());
+        let db = db.get("").await.unwrap();
+        let row = |c: &str, v: &str| (c.to_string(), Some(v.to_string()));
+        db.insert(
+            "jusers",
+            &[
+                row("jab_id", "alice@xmpp.test"),
+                row("jab_passwd", "alice-pw"),
+                row("sip_id", "alice@127.0.0.1"),
+                row("type", "0"),
+            ],
+        )
+        .await
+        .unwrap();
+    });
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/scripts/jabber.cfg"),
+    )
+    .unwrap()
+    .replace("mysql://ser:heslo@localhost/sip_jab", &url)
+    .replace("\"jport\", 5222)", &format!("\"jport\", {XMPP})"));
+    let ser_addr: SocketAddr = format!("127.0.0.1:{SIP}").parse().unwrap();
+    let ser = Ser::start_with_env(
+        &text,
+        &["-l", "127.0.0.1", "-p", &SIP.to_string()],
+        &[("SER_DB_URL", &url)],
+    );
+    let phone = sock();
+    let r = ask(&phone, ser_addr, &register(ser_addr, &phone, "alice", 600));
+    assert!(r.starts_with("SIP/2.0 200"), "{r}");
+    assert!(
+        ser.wait_log("malformed XML", Duration::from_secs(10)),
+        "{}",
+        ser.log_text()
+    );
+    assert!(
+        ser.wait_log("reconnected as alice@xmpp.test", Duration::from_secs(10)),
+        "{}",
+        ser.log_text()
+    );
+    let r = ask(
+        &phone,
+        ser_addr,
+        &message(
+            &phone,
+            "alice",
+            "bob*xmpp.test@jabber.sip.test",
+            "after garbage",
+            "g1",
+        ),
+    );
+    assert!(r.starts_with("SIP/2.0 202"), "{r}\n{}", ser.log_text());
+    let end = Instant::now() + Duration::from_secs(5);
+    while !heard.lock().unwrap().contains("<body>after garbage</body>") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        heard.lock().unwrap().contains("<body>after garbage</body>"),
+        "{}",
+        heard.lock().unwrap()
+    );
+    // No MESSAGE came out of the broken stanza.
+    assert!(next(&phone, "MESSAGE", Duration::from_millis(300)).is_none());
 }

@@ -538,3 +538,148 @@ fn subscriptions_in_the_database_survive_a_restart() {
     drop(_ser);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The `pa_publications` rows (etag, doc) of the SQLite database at `url`.
+fn published_rows(url: &str) -> Vec<(String, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cols: Vec<String> = ["etag", "doc"].iter().map(|c| c.to_string()).collect();
+    rt.block_on(async {
+        controlplane::db::Databases::new(url)
+            .select("", "pa_publications", &[], &cols)
+            .await
+            .unwrap()
+    })
+    .into_iter()
+    .map(|r| {
+        let c = |i: usize| r[i].clone().unwrap_or_default();
+        (c(0), c(1))
+    })
+    .collect()
+}
+
+/// Waits (≤ 5 s) until the publications table holds `n` rows, and returns them.
+fn published_n(url: &str, n: usize) -> Vec<(String, String)> {
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rows = published_rows(url);
+        if rows.len() == n || Instant::now() >= end {
+            return rows;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_publication_in_the_database_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("ser-pa-pub-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("ser.db").display());
+    let cfg = CFG.replace(
+        "modparam(\"pa\", \"timer_interval\", 1)",
+        "modparam(\"pa\", \"timer_interval\", 1)\nmodparam(\"pa\", \"use_db\", 1)",
+    );
+    let port = free_port("127.0.0.1");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let args = ["-l", "127.0.0.1", "-p", &port.to_string()];
+    let mut ser = Ser::start_with_env(&cfg, &args, &[("SER_DB_URL", &url)]);
+    let ua = sock();
+    let r = publish(
+        addr,
+        &ua,
+        1,
+        "Expires: 120\r\n",
+        "application/pidf+xml",
+        AWAY,
+    );
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    let etag = hdr(&r, "SIP-ETag").unwrap().to_string();
+    let rows = published_n(&url, 1);
+    assert_eq!(rows, vec![(etag.clone(), AWAY.to_string())]);
+    assert!(ser.terminate(Duration::from_secs(5)).is_some());
+    // A row that is not PIDF (written by hand): refused at start-up, said why, and deleted.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = controlplane::db::Databases::new(url.as_str());
+        let db = db.get("").await.unwrap();
+        let row = |c: &str, v: &str| (c.to_string(), Some(v.to_string()));
+        db.insert(
+            "pa_publications",
+            &[
+                row("etag", "hand-made"),
+                row("s_key", "bob"),
+                row("expires", "99999999999"),
+                row("doc", "<presence><tuple>"),
+            ],
+        )
+        .await
+        .unwrap();
+    });
+    assert_eq!(published_rows(&url).len(), 2);
+
+    // A new server: a new watcher gets the published document, not the registrar's view.
+    let ser = Ser::start_with_env(&cfg, &args, &[("SER_DB_URL", &url)]);
+    assert!(
+        ser.wait_log("1 publication(s)", Duration::from_secs(5)),
+        "{}",
+        ser.log_text()
+    );
+    assert!(
+        ser.log_text()
+            .contains("stored publication hand-made of bob is refused (not XML"),
+        "{}",
+        ser.log_text()
+    );
+    assert_eq!(published_n(&url, 1), vec![(etag.clone(), AWAY.to_string())]);
+    let mut w = Watcher::new(addr, "sub-pub");
+    w.subscribe("presence", 60);
+    let (rep, nots) = w.collect(Duration::from_secs(3), true, 1);
+    assert!(rep.unwrap().starts_with("SIP/2.0 202 "));
+    assert_eq!(nots.len(), 1);
+    assert_eq!(body_of(&nots[0]), AWAY);
+
+    // The UA's entity tag is still good: a refresh moves the row to the new tag.
+    let r = publish(
+        addr,
+        &ua,
+        2,
+        &format!("SIP-If-Match: {etag}\r\nExpires: 120\r\n"),
+        "application/pidf+xml",
+        "",
+    );
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    let etag2 = hdr(&r, "SIP-ETag").unwrap().to_string();
+    let end = Instant::now() + Duration::from_secs(5);
+    while published_rows(&url).first().map(|r| r.0.as_str()) != Some(etag2.as_str())
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        published_rows(&url),
+        vec![(etag2.clone(), AWAY.to_string())]
+    );
+
+    // Removed: the row goes, and the watcher is back to the registrar's view.
+    let r = publish(
+        addr,
+        &ua,
+        3,
+        &format!("SIP-If-Match: {etag2}\r\nExpires: 0\r\n"),
+        "application/pidf+xml",
+        "",
+    );
+    assert!(r.starts_with("SIP/2.0 200 "), "{r}");
+    assert!(published_n(&url, 0).is_empty());
+    let (_, nots) = w.collect(Duration::from_secs(2), false, 1);
+    assert_eq!(nots.len(), 1);
+    assert_eq!(basic(&nots[0]), "closed");
+    drop(ser);
+    let _ = std::fs::remove_dir_all(&dir);
+}

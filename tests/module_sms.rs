@@ -44,6 +44,8 @@ struct State {
     /// Pending unsolicited output.
     unsolicited: Vec<String>,
     fault: Option<Fault>,
+    /// `AT+CNMI=...,1,...` (ds 1): status reports go out as `+CDS` instead of being stored.
+    cds: bool,
 }
 
 struct Modem {
@@ -183,7 +185,12 @@ fn serve(master: OwnedFd, state: &Mutex<State>, stop: &AtomicBool) {
                 let mut s = state.lock().unwrap();
                 s.sent.push(pdu);
                 let r = s.sent.len();
-                if let Some(st) = report {
+                if let (Some(st), true) = (report, s.cds) {
+                    // The network's answer, handed over at once (+CDS: TPDU length, PDU).
+                    let pdu = format!("0006{:02X}04919471{TS}{TS}{st}", r % 256);
+                    s.unsolicited
+                        .push(format!("\r\n+CDS: {}\r\n{pdu}\r\n", pdu.len() / 2 - 1));
+                } else if let Some(st) = report {
                     // The network's answer, stored like a received SMS (+CMTI).
                     let i = s.next_idx;
                     s.next_idx += 1;
@@ -233,6 +240,9 @@ fn serve(master: OwnedFd, state: &Mutex<State>, stop: &AtomicBool) {
             } else if let Some(i) = cmd.strip_prefix("AT+CMGD=") {
                 let i: u32 = i.trim().parse().unwrap_or(0);
                 state.lock().unwrap().inbox.retain(|(x, _)| *x != i);
+                "\r\nOK\r\n".to_string()
+            } else if let Some(p) = cmd.strip_prefix("AT+CNMI=") {
+                state.lock().unwrap().cds = p.split(',').nth(3) == Some("1");
                 "\r\nOK\r\n".to_string()
             } else if cmd == "AT"
                 || cmd == "ATE0"
@@ -326,6 +336,7 @@ fn decode_submit(pdu: &str) -> (String, String, String) {
         String::new()
     };
     let mut i = 1 + sl;
+    let udhi = b[i] & 0x40 != 0;
     assert_eq!(b[i] & 0x03, 0x01, "SMS-SUBMIT");
     let vp = (b[i] >> 3) & 0x03;
     i += 2; // first octet, message reference
@@ -339,7 +350,13 @@ fn decode_submit(pdu: &str) -> (String, String, String) {
     let udl = b[i] as usize;
     let ud = &b[i + 1..];
     assert_eq!(ud.len(), (udl * 7).div_ceil(8), "UD length");
-    let text: String = (0..udl)
+    // A user data header: its septets are skipped.
+    let skip = if udhi {
+        ((usize::from(ud[0]) + 1) * 8).div_ceil(7)
+    } else {
+        0
+    };
+    let text: String = (skip..udl)
         .map(|k| {
             let bit = k * 7;
             let lo = u16::from(ud[bit / 8]);
@@ -350,6 +367,21 @@ fn decode_submit(pdu: &str) -> (String, String, String) {
     // The extension table's brackets (escape + code).
     let text = text.replace("\u{1b}<", "[").replace("\u{1b}>", "]");
     (smsc.trim_end_matches('F').to_string(), da, text)
+}
+
+/// The concatenation element (reference, parts, part) of an SMS-SUBMIT PDU with a header.
+fn submit_concat(pdu: &str) -> Option<(u8, u8, u8)> {
+    let b = unhex(pdu);
+    let mut i = 1 + b[0] as usize;
+    if b[i] & 0x40 == 0 {
+        return None;
+    }
+    let vp = (b[i] >> 3) & 0x03;
+    i += 2;
+    let n = b[i] as usize;
+    i += 2 + n.div_ceil(2) + 2 + if vp == 2 { 1 } else { 0 } + 1;
+    let h = &b[i..];
+    (h[1] == 0 && h[2] == 3).then(|| (h[3], h[4], h[5]))
 }
 
 /// An SMS-DELIVER PDU from international `from` with `text`.
@@ -669,15 +701,42 @@ fn text_mode_sends_the_text_to_the_number() {
 
 #[test]
 fn status_reports_reach_the_sender() {
+    let modem = status_reports(1);
+    assert!(modem.count("AT+CMGD=") >= 3, "reports read from memory");
+    assert_eq!(modem.count("AT+CNMI="), 0);
+}
+
+/// sms_report_type 2: the modem is told to hand reports over as `+CDS`; the same notices.
+#[test]
+fn status_reports_as_cds_reach_the_sender() {
+    let modem = status_reports(2);
+    assert!(modem.count("AT+CNMI=1,1,0,1,0") >= 1);
+    assert_eq!(modem.count("AT+CMGD="), 0, "nothing stored in the modem");
+}
+
+fn status_reports(kind: u8) -> Modem {
     let modem = Modem::start();
     let (ser, addr) = start_with(&modem, |c| {
         c.replace(
             "modparam(\"sms\", \"max_sms_parts\", 3)",
-            "modparam(\"sms\", \"max_sms_parts\", 3)\nmodparam(\"sms\", \"sms_report_type\", 1)",
+            &format!(
+                "modparam(\"sms\", \"max_sms_parts\", 3)\nmodparam(\"sms\", \"sms_report_type\", {kind})"
+            ),
         )
     });
     let ua = sock();
     let me = ua.local_addr().unwrap();
+    if kind == 2 {
+        // A garbage report first: a +CDS whose PDU is no SMS at all (logged, ignored).
+        modem
+            .state
+            .lock()
+            .unwrap()
+            .unsolicited
+            .push("\r\n+CDS: 2\r\n0791947101670000FF0102\r\n".into());
+        // (read while the modem is idle)
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // Delivered at once: no notice. Failed: the sender is told, with its text.
     let sms = [
         ("+4917600000001", "fine"),
@@ -724,4 +783,248 @@ fn status_reports_reach_the_sender() {
     );
     assert!(body_of(m).contains("doomed"), "{m}");
     assert_eq!(modem.sent().len(), 3);
+    if kind == 2 {
+        assert!(
+            ser.log_text()
+                .contains("a +CDS report cannot be decoded (not an SMS-DELIVER (type 3)): ignored"),
+            "{}",
+            ser.log_text()
+        );
+    }
+    drop(ser);
+    modem
+}
+
+/// Two modems linked to one network (SER's `links`, each naming D1): SMS go to them in turn;
+/// when one answers NO CARRIER its SMS is handed to the other, which sends it, and the failed
+/// one is tried last until it is up again.
+#[test]
+fn modems_of_one_network_take_turns_and_take_over() {
+    let (a, b) = (Modem::start(), Modem::start());
+    let text = cfg(&a.path)
+        .replace(
+            "modparam(\"sms\", \"modems\", \"Nokia [d=",
+            &format!(
+                "modparam(\"sms\", \"modems\", \"Siemens [d={};b=9600;m=new;c=+491710760000;r=2;l=1] ; Nokia [d=",
+                b.path
+            ),
+        )
+        .replace(
+            "modparam(\"sms\", \"links\", \"Nokia[D1]\")",
+            "modparam(\"sms\", \"links\", \"Nokia[D1] ; Siemens[D1]\")",
+        );
+    let port = free_port("127.0.0.1");
+    let ser = Ser::start_with_cfg(
+        &text,
+        &["-l", "127.0.0.1", "-p", &port.to_string(), "-n", "2"],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for (name, m) in [("Nokia", &a), ("Siemens", &b)] {
+        assert!(
+            ser.wait_log(
+                &format!("modem {name} ({}) ready", m.path),
+                Duration::from_secs(10)
+            ),
+            "{}",
+            ser.log_text()
+        );
+    }
+    let ua = sock();
+    let send = |n: usize, text: &str| {
+        ua.send_to(
+            message(
+                addr,
+                &ua,
+                &format!("+49176000001{n:02}"),
+                text,
+                &format!("mm-{n}"),
+            )
+            .as_bytes(),
+            addr,
+        )
+        .unwrap();
+        let r = final_reply(&ua, Duration::from_secs(3)).expect("a reply");
+        assert!(r.starts_with("SIP/2.0 202 "), "{r}");
+    };
+    // In turn: four SMS, two on each modem.
+    for n in 0..4 {
+        send(n, &format!("turn {n}"));
+        let end = Instant::now() + Duration::from_secs(5);
+        while a.sent().len() + b.sent().len() < n + 1 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert_eq!(
+        (a.sent().len(), b.sent().len()),
+        (2, 2),
+        "{}",
+        ser.log_text()
+    );
+
+    // Nokia loses its carrier: whatever it is given goes out through Siemens.
+    a.fault(Fault::NoCarrier);
+    for n in 4..8 {
+        send(n, &format!("failover {n}"));
+    }
+    let sent = b.wait_sent(6, Duration::from_secs(15));
+    assert_eq!(sent.len(), 6, "{}", ser.log_text());
+    assert_eq!(a.sent().len(), 2);
+    let texts: Vec<String> = sent[2..].iter().map(|p| decode_submit(p).2).collect();
+    for n in 4..8 {
+        assert!(
+            texts.iter().any(|t| t.contains(&format!("failover {n}"))),
+            "{texts:?}"
+        );
+    }
+    assert!(
+        ser.log_text()
+            .contains("sms: modem Nokia is down: its SMS goes to modem Siemens"),
+        "{}",
+        ser.log_text()
+    );
+    // Nobody was told of a failure.
+    assert!(messages(&ua, 1, Duration::from_millis(500)).is_empty());
+}
+
+/// A part of a concatenated SMS-DELIVER (UDH with the 8-bit reference element, 3GPP TS 23.040
+/// §9.2.3.24.1) from international `from`.
+fn deliver_part_pdu(from: &str, text: &str, reference: u8, total: u8, seq: u8) -> String {
+    let mut semi = String::new();
+    let d: Vec<char> = from.chars().collect();
+    for p in d.chunks(2) {
+        semi.push(*p.get(1).unwrap_or(&'F'));
+        semi.push(p[0]);
+    }
+    // Bits, least significant first: the header's octets, one fill bit, then the septets.
+    let mut bits: Vec<bool> = Vec::new();
+    for o in [5u8, 0, 3, reference, total, seq] {
+        bits.extend((0..8).map(|k| o >> k & 1 == 1));
+    }
+    bits.push(false);
+    let septets: Vec<u8> = text.chars().map(to_gsm).collect();
+    for s in &septets {
+        bits.extend((0..7).map(|k| s >> k & 1 == 1));
+    }
+    let ud: String = bits
+        .chunks(8)
+        .map(|c| {
+            let b = c
+                .iter()
+                .enumerate()
+                .fold(0u8, |a, (k, &on)| a | (u8::from(on) << k));
+            format!("{b:02X}")
+        })
+        .collect();
+    format!(
+        "079194710167000044{:02X}91{semi}0000{TS}{:02X}{ud}",
+        from.len(),
+        7 + septets.len()
+    )
+}
+
+/// A concatenated SMS (UDH) received in two parts, the second first: one MESSAGE with the
+/// whole text; an SMS whose PDU is garbage is logged and deleted, nothing forwarded.
+#[test]
+fn a_concatenated_sms_becomes_one_message() {
+    let modem = Modem::start();
+    let (ser, _addr) = start(&modem);
+    let ua = sock();
+    let me = ua.local_addr().unwrap();
+    let first = format!("From sip:bob@{me} (if you reply DO NOT remove it)\r\n\r\nThis is a long ");
+    modem.inject(deliver_part_pdu(
+        "4917699999",
+        "message in two parts.",
+        0x42,
+        2,
+        2,
+    ));
+    let end = Instant::now() + Duration::from_secs(3);
+    while modem.count("AT+CMGD=") == 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        messages(&ua, 1, Duration::from_millis(500)).is_empty(),
+        "nothing before every part is there"
+    );
+    modem.inject(deliver_part_pdu("4917699999", &first, 0x42, 2, 1));
+    let got = messages(&ua, 1, Duration::from_secs(5));
+    assert_eq!(got.len(), 1, "{}", ser.log_text());
+    let m = &got[0];
+    assert!(
+        m.starts_with(&format!("MESSAGE sip:bob@{me} SIP/2.0")),
+        "{m}"
+    );
+    assert!(header(m, "From")
+        .unwrap()
+        .contains("sip:+4917699999@gw.example.org"));
+    assert_eq!(
+        body_of(m),
+        "This is a long message in two parts.\r\n(26/12/03,10:20:30)"
+    );
+    let inbox_empty = || {
+        let end = Instant::now() + Duration::from_secs(3);
+        while !modem.state.lock().unwrap().inbox.is_empty() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        modem.state.lock().unwrap().inbox.is_empty()
+    };
+    assert!(inbox_empty(), "both parts deleted from the modem");
+
+    // Garbage in the modem's memory: logged, deleted, nothing forwarded.
+    modem.inject("0791947101670000FF0102".into());
+    assert!(
+        ser.wait_log("cannot be decoded", Duration::from_secs(5)),
+        "{}",
+        ser.log_text()
+    );
+    assert!(messages(&ua, 1, Duration::from_millis(500)).is_empty());
+    assert!(inbox_empty(), "the garbage deleted too");
+}
+
+/// `concat_udh`: a long MESSAGE goes as one concatenated SMS, parts of at most 153 septets
+/// with a user data header (same reference, parts in order), no `(i/n)` markers.
+#[test]
+fn a_long_message_goes_as_one_concatenated_sms() {
+    let modem = Modem::start();
+    let (ser, addr) = start_with(&modem, |c| {
+        c.replace(
+            "modparam(\"sms\", \"max_sms_parts\", 3)",
+            "modparam(\"sms\", \"max_sms_parts\", 3)\nmodparam(\"sms\", \"concat_udh\", 1)",
+        )
+    });
+    let ua = sock();
+    let me = ua.local_addr().unwrap();
+    let long: String = (0..30).map(|i| format!("word{i} ")).collect::<String>() + "end.";
+    ua.send_to(
+        message(addr, &ua, "+4917612345678", &long, "udh-1").as_bytes(),
+        addr,
+    )
+    .unwrap();
+    let r = final_reply(&ua, Duration::from_secs(3)).expect("a reply");
+    assert!(r.starts_with("SIP/2.0 202 "), "{r}");
+    let sent = modem.wait_sent(2, Duration::from_secs(5));
+    assert_eq!(sent.len(), 2, "{}", ser.log_text());
+    let (c1, c2) = (
+        submit_concat(&sent[0]).expect("a header"),
+        submit_concat(&sent[1]).expect("a header"),
+    );
+    assert_eq!((c1.1, c1.2), (2, 1));
+    assert_eq!((c2.1, c2.2), (2, 2));
+    assert_eq!(c1.0, c2.0, "one reference");
+    let (p1, p2) = (decode_submit(&sent[0]).2, decode_submit(&sent[1]).2);
+    assert!(p1.chars().count() <= 153 && p2.chars().count() <= 153);
+    assert_eq!(
+        format!("{p1}{p2}"),
+        format!("From sip:alice@{me} (if you reply DO NOT remove it)\r\n\r\n{long}\r\n\r\n[SER]")
+    );
+    assert!(!p1.contains("(1/2)"));
+    // A short one has no header.
+    ua.send_to(
+        message(addr, &ua, "+4917612345678", "short", "udh-2").as_bytes(),
+        addr,
+    )
+    .unwrap();
+    let sent = modem.wait_sent(3, Duration::from_secs(5));
+    assert_eq!(sent.len(), 3);
+    assert_eq!(submit_concat(&sent[2]), None);
 }

@@ -323,6 +323,18 @@ pub const TABLES: &[Table] = &[
         ],
         key: &["callid", "s_tag"],
     },
+    // Module pa's publications with use_db (ser's table: one PUBLISHed PIDF per entity tag).
+    Table {
+        name: "pa_publications",
+        version: 1,
+        columns: &[
+            d("etag", Str(128), ""),
+            d("s_key", Str(255), ""),
+            d("expires", Int, "0"),
+            d("doc", Text, ""),
+        ],
+        key: &["etag"],
+    },
     Table {
         name: "domain",
         version: 1,

@@ -8,11 +8,23 @@
 //!   once.
 //! - Login: TCP to `jaddress:jport` (at most `delay_time` seconds, the time SER kept a message
 //!   waiting for its connection, and never over 30 s since the script waits), stream to the `jab_id`'s domain, SASL PLAIN, resource bind,
-//!   session, available presence. No TLS: a server that requires STARTTLS is refused with a
-//!   clear error (SER's module spoke plaintext to its own Jabber server as well).
+//!   session, available presence. TLS: when the server offers STARTTLS (RFC 6120 §5) the
+//!   gateway takes it before SASL, and the server's certificate must chain to a CA of the
+//!   `tls_ca` PEM file and name the Jabber domain (rustls, ring; no OpenSSL); a failed check
+//!   or a refused STARTTLS fails the login with the reason in the log. A server that offers no
+//!   STARTTLS is spoken to in plaintext (SER spoke plaintext only).
 //! - Reconnects: a lost connection (the server stopped, a stream error, malformed XML — logged,
 //!   never a panic) is dropped; the next command logs in again, and an on-line user's
 //!   connection (`jab_go_online`) is re-opened every `check_time` seconds until it is back.
+//! - IM transports (SER's aliases to AIM, ICQ, MSN, Yahoo): a transport is a JID without `@`
+//!   whose domain starts `aim.`, `icq`, `msn.` or `yahoo.` (SER's prefixes). After login the
+//!   roster is fetched; a transport on it is *allowed* (the user registered with it), one that
+//!   sent available presence is *ready*. A message to `user@<transport>` goes at once when
+//!   ready, waits (at most `delay_time`, ≤ 30 s, 64 per connection) while only allowed or
+//!   while the roster is not known yet, and is refused when the transport is not on the roster
+//!   ("not registered with the IM gateway"). Roster pushes add and remove transports. SER's
+//!   `sip_jab` tables `aim`, `icq`, `msn`, `yahoo` were never read by its module, nor here: the
+//!   registration with a transport lives on the XMPP server.
 //! - Inbound: XMPP messages become SIP MESSAGEs through tm (`TmShared::uac`) to the user's
 //!   `home` (proxy or this server, so the script routes them); presence goes to
 //!   [`dataplane::modules::jabber::Presences`] and pa notifies the watchers; when a session ends
@@ -35,8 +47,7 @@ use dataplane::proxy::server::Shared;
 use dataplane::ser_log;
 use dataplane::shard::log::{L_DBG, L_ERR, L_NOTICE, L_WARN};
 use dataplane::txn::table::{UacRequest, UacResult};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -46,8 +57,15 @@ const RESOURCE: &str = "serXjab";
 const MAX_STANZA: usize = 256 * 1024;
 /// Commands waiting for the gateway at most.
 const QUEUE: usize = 4096;
+/// The id of the gateway's roster request.
+const ROSTER_ID: &str = "roster1";
 
 type Done = Box<dyn FnOnce(JobResult) + Send>;
+
+/// A connection to the Jabber server: TCP, or TLS over it after STARTTLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Conn = Box<dyn Io>;
 
 struct Cmd {
     job: JabberJob,
@@ -192,7 +210,7 @@ fn run(mut rx: mpsc::Receiver<Cmd>) {
 
 /// One logged-in XMPP session.
 struct Session {
-    w: OwnedWriteHalf,
+    w: tokio::io::WriteHalf<Conn>,
     reader: tokio::task::JoinHandle<()>,
     gen: u64,
     /// Our full JID.
@@ -201,11 +219,52 @@ struct Session {
     rooms: HashMap<String, String>,
     /// Jabber users whose presence this session reported available.
     seen_open: std::collections::HashSet<String>,
+    /// IM transports on the user's roster (SER's `allowed`, [`network`] bits).
+    allowed: u8,
+    /// IM transports that sent available presence (SER's `ready`).
+    ready: u8,
+    /// The roster answer was seen, so `allowed` is known.
+    roster: bool,
+    /// Messages to a transport that is allowed (or not known yet) but not on line: they wait
+    /// for it, each until its deadline (SER's message queue of `delay_time`).
+    waiting: Vec<Waiting>,
+}
+
+/// A message held for an IM transport.
+struct Waiting {
+    to: String,
+    body: String,
+    until: Instant,
+    done: Done,
+}
+
+/// Messages that wait for IM transports, per connection, at most.
+const WAITING: usize = 64;
+
+/// SER's IM transports, recognised by the prefix of the transport's domain (XJ_AIM_NAME…).
+const NETWORKS: [(&str, u8); 4] = [("aim.", 1), ("icq", 2), ("msn.", 4), ("yahoo.", 8)];
+
+/// The transport bit of an address's domain (`user@icq.example` or the transport's own
+/// `icq.example`), 0 for plain Jabber.
+fn network(jid: &str) -> u8 {
+    let b = bare(jid);
+    let domain = b.rsplit_once('@').map_or(b.as_str(), |(_, d)| d);
+    let d = domain.to_ascii_lowercase();
+    NETWORKS
+        .iter()
+        .find(|(p, _)| d.starts_with(p))
+        .map_or(0, |(_, bit)| *bit)
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.reader.abort();
+        for w in self.waiting.drain(..) {
+            (w.done)(JobResult::Failed(format!(
+                "jabber: the connection was lost before the IM gateway of {} came on line",
+                w.to
+            )));
+        }
         // What this session saw can no longer be vouched for (SER notified `terminated`):
         // watchers see those users closed until a session reports them again.
         if let Some(sh) = shared() {
@@ -226,6 +285,80 @@ impl Session {
             .await
             .map_err(|e| format!("jabber: write to the Jabber server failed: {e}"))
     }
+
+    /// Sends the held messages whose transport came on line, refuses those whose transport
+    /// the roster does not have, and those past their deadline (SER: "not registered with
+    /// this IM gateway", "something wrong during transmitting").
+    async fn flush(&mut self, sip_id: &str) -> Result<(), String> {
+        let now = Instant::now();
+        let mut keep = Vec::new();
+        for w in std::mem::take(&mut self.waiting) {
+            let net = network(&w.to);
+            if self.ready & net != 0 {
+                let r = self.send(&chat(&w.to, &w.body)).await;
+                let lost = r.is_err();
+                (w.done)(match r {
+                    Ok(()) => JobResult::Rows(vec![]),
+                    Err(e) => JobResult::Failed(e),
+                });
+                if lost {
+                    return Err("write failed".into());
+                }
+            } else if self.roster && self.allowed & net == 0 {
+                ser_log!(
+                    L_WARN,
+                    "jabber: {sip_id} is not registered with the IM gateway of {}",
+                    w.to
+                );
+                (w.done)(JobResult::Failed(format!(
+                    "jabber: {sip_id} is not registered with the IM gateway of {}",
+                    w.to
+                )));
+            } else if now >= w.until {
+                ser_log!(
+                    L_WARN,
+                    "jabber: {sip_id}: the IM gateway of {} did not come on line in time",
+                    w.to
+                );
+                (w.done)(JobResult::Failed(format!(
+                    "jabber: the IM gateway of {} is not on line",
+                    w.to
+                )));
+            } else {
+                keep.push(w);
+            }
+        }
+        self.waiting = keep;
+        Ok(())
+    }
+
+    /// Takes the transports of roster `items` (no `@` in the JID) into `allowed`.
+    fn roster_items(&mut self, query: roxmltree::Node) {
+        for item in query.children().filter(|c| c.has_tag_name("item")) {
+            let Some(jid) = item.attribute("jid") else {
+                continue;
+            };
+            if jid.contains('@') {
+                continue;
+            }
+            let net = network(jid);
+            if item.attribute("subscription") == Some("remove") {
+                self.allowed &= !net;
+                self.ready &= !net;
+            } else {
+                self.allowed |= net;
+            }
+        }
+    }
+}
+
+/// A chat message stanza.
+fn chat(to: &str, body: &str) -> String {
+    format!(
+        "<message to='{}' type='chat'><body>{}</body></message>",
+        esc(to),
+        esc(body)
+    )
 }
 
 /// The connection of one SIP user: takes its commands in order, logs in when needed, delivers
@@ -245,11 +378,24 @@ async fn connection(
     let mut last_try = Instant::now();
     let mut gen = 0u64;
     loop {
-        let tick = settings
+        let mut tick = Duration::from_secs(
+            settings
+                .as_ref()
+                .map_or(20, |s| s.sleep_time.min(s.check_time))
+                .clamp(1, 600),
+        );
+        // A message held for an IM transport is answered at its deadline.
+        if let Some(first) = session
             .as_ref()
-            .map_or(20, |s| s.sleep_time.min(s.check_time))
-            .clamp(1, 600);
-        let input = match tokio::time::timeout(Duration::from_secs(tick), rx.recv()).await {
+            .and_then(|x| x.waiting.iter().map(|w| w.until).min())
+        {
+            tick = tick.min(
+                first
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(50)),
+            );
+        }
+        let input = match tokio::time::timeout(tick, rx.recv()).await {
             Ok(Some(i)) => Some(i),
             Ok(None) => break,
             Err(_) => None,
@@ -322,6 +468,12 @@ async fn connection(
                 }
             }
             None => {}
+        }
+        if let Some(x) = session.as_mut() {
+            if !x.waiting.is_empty() && x.flush(&sip_id).await.is_err() {
+                ser_log!(L_WARN, "jabber: {sip_id}: write failed: connection reset");
+                session = None;
+            }
         }
         let now = Instant::now();
         if now.duration_since(last_used) >= Duration::from_secs(s.cache_time) {
@@ -407,18 +559,49 @@ async fn handle_cmd(
             body,
             groupchat,
         } => {
+            let net = if *groupchat { 0 } else { network(to) };
             if *groupchat && !x.rooms.contains_key(&bare(to)) {
                 Err(format!(
                     "jabber: {sip_id} has not joined the conference {to}"
                 ))
-            } else {
-                let kind = if *groupchat { "groupchat" } else { "chat" };
+            } else if net != 0 && x.ready & net == 0 {
+                // SER's xj_jcon_is_ready: a transport on the roster but not on line holds
+                // the message; one not on the roster refuses it (once the roster is known).
+                if x.roster && x.allowed & net == 0 {
+                    ser_log!(
+                        L_WARN,
+                        "jabber: {sip_id} is not registered with the IM gateway of {to}"
+                    );
+                    Err(format!(
+                        "jabber: {sip_id} is not registered with the IM gateway of {to}"
+                    ))
+                } else if x.waiting.len() >= WAITING {
+                    Err(format!(
+                        "jabber: {sip_id}: {WAITING} messages wait for IM gateways already"
+                    ))
+                } else {
+                    ser_log!(
+                        L_DBG,
+                        "jabber: {sip_id}: the message to {to} waits for its IM gateway"
+                    );
+                    x.waiting.push(Waiting {
+                        to: to.clone(),
+                        body: body.clone(),
+                        until: Instant::now()
+                            + Duration::from_secs(job.settings.delay_time.min(30)),
+                        done,
+                    });
+                    return;
+                }
+            } else if *groupchat {
                 x.send(&format!(
-                    "<message to='{}' type='{kind}'><body>{}</body></message>",
+                    "<message to='{}' type='groupchat'><body>{}</body></message>",
                     esc(to),
                     esc(body)
                 ))
                 .await
+            } else {
+                x.send(&chat(to, body)).await
             }
         }
         JabberOp::GoOnline => {
@@ -512,6 +695,19 @@ async fn inbound(
             if b.is_empty() || x.rooms.contains_key(&b) || b == bare(&x.jid) {
                 return Ok(());
             }
+            let net = if b.contains('@') { 0 } else { network(&b) };
+            if net != 0 && kind != "subscribe" {
+                // An IM transport itself (SER: "network ready").
+                match kind {
+                    "" => {
+                        ser_log!(L_DBG, "jabber: {sip_id}: IM gateway {b} on line");
+                        x.ready |= net;
+                    }
+                    "unavailable" => x.ready &= !net,
+                    _ => {}
+                }
+                return Ok(());
+            }
             let open = match kind {
                 "" => true,
                 "unavailable" => false,
@@ -547,6 +743,12 @@ async fn inbound(
             let roster = el
                 .first_element_child()
                 .is_some_and(|c| c.tag_name().namespace() == Some("jabber:iq:roster"));
+            if roster && kind == "set" {
+                // A roster push: a transport added (the user registered with it) or removed.
+                if let Some(q) = el.first_element_child() {
+                    x.roster_items(q);
+                }
+            }
             let reply = if ping || (roster && kind == "set") {
                 format!("<iq type='result' id='{}'{to}/>", esc(id))
             } else {
@@ -557,6 +759,19 @@ async fn inbound(
                 )
             };
             x.send(&reply).await?;
+        }
+        "iq" if kind == "result" && el.attribute("id") == Some(ROSTER_ID) => {
+            if let Some(q) = el
+                .first_element_child()
+                .filter(|c| c.tag_name().namespace() == Some("jabber:iq:roster"))
+            {
+                x.roster_items(q);
+            }
+            x.roster = true;
+        }
+        "iq" if kind == "error" && el.attribute("id") == Some(ROSTER_ID) => {
+            ser_log!(L_WARN, "jabber: {sip_id}: the server refused the roster");
+            x.roster = true;
         }
         "error" => return Err(format!("stream error: {}", compact(stanza))),
         _ => {}
@@ -777,7 +992,7 @@ fn tag_end(b: &[u8]) -> Option<usize> {
 }
 
 /// Reads the next unit from `r` (login phase, before the reader task takes over).
-async fn read_unit(r: &mut TcpStream, f: &mut Framer, limit: Instant) -> Result<Unit, String> {
+async fn read_unit(r: &mut Conn, f: &mut Framer, limit: Instant) -> Result<Unit, String> {
     let mut buf = [0u8; 8192];
     loop {
         if let Some(u) = f.next()? {
@@ -796,7 +1011,7 @@ async fn read_unit(r: &mut TcpStream, f: &mut Framer, limit: Instant) -> Result<
 }
 
 /// The next stanza (stream headers skipped), parsed: (local name, the element's text).
-async fn read_stanza(r: &mut TcpStream, f: &mut Framer, limit: Instant) -> Result<String, String> {
+async fn read_stanza(r: &mut Conn, f: &mut Framer, limit: Instant) -> Result<String, String> {
     loop {
         match read_unit(r, f, limit).await? {
             Unit::Open(_) => continue,
@@ -819,6 +1034,41 @@ fn parse_name(stanza: &str) -> Result<(String, String), String> {
     ))
 }
 
+/// Whether stream features offer STARTTLS.
+fn offers_starttls(features: &str) -> bool {
+    let w = wrap(features);
+    roxmltree::Document::parse(&w).is_ok_and(|d| {
+        d.descendants().any(|n| {
+            n.has_tag_name("starttls")
+                && n.tag_name().namespace() == Some("urn:ietf:params:xml:ns:xmpp-tls")
+        })
+    })
+}
+
+/// The TLS client configuration: the CAs of the PEM file `ca` (read at each login, so a
+/// changed file counts for the next one), rustls' safe defaults on ring.
+fn tls_config(ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::CertificateDer;
+    let certs = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("jabber: cannot read the CA certificates (tls_ca) {ca}: {e}"))?
+        .filter_map(Result::ok);
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "jabber: no CA certificate in {ca} (tls_ca): cannot check the Jabber server"
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("jabber: TLS set-up failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Opens and logs in a session (bounded by `delay_time`), and starts its reader.
 async fn connect(
     s: &JabberSettings,
@@ -833,13 +1083,14 @@ async fn connect(
         None => (jab_id.to_string(), s.jaddress.clone()),
     };
     let addr = format!("{}:{}", s.jaddress, s.jport);
-    let mut t = tokio::time::timeout(
+    let tcp = tokio::time::timeout(
         limit.saturating_duration_since(Instant::now()),
         TcpStream::connect(&addr),
     )
     .await
     .map_err(|_| format!("jabber: no answer from the Jabber server at {addr}"))?
     .map_err(|e| format!("jabber: cannot connect to the Jabber server at {addr}: {e}"))?;
+    let mut t: Conn = Box::new(tcp);
     let header = format!(
         "<?xml version='1.0'?><stream:stream to='{}' xmlns='jabber:client' \
          xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
@@ -849,15 +1100,33 @@ async fn connect(
     let err = |e: String| format!("jabber: {addr}: {e}");
     let mut f = Framer::default();
     t.write_all(header.as_bytes()).await.map_err(io)?;
-    let features = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+    let mut features = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+    if offers_starttls(&features) {
+        t.write_all(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await
+            .map_err(io)?;
+        let answer = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+        if parse_name(&answer).map_err(err)?.0 != "proceed" {
+            return Err(format!("jabber: {addr} refused STARTTLS"));
+        }
+        let config = tls_config(&s.tls_ca)?;
+        let name = rustls::pki_types::ServerName::try_from(domain.clone())
+            .map_err(|e| format!("jabber: {domain:?} is no name for TLS: {e}"))?;
+        let tls = tokio::time::timeout(
+            limit.saturating_duration_since(Instant::now()),
+            tokio_rustls::TlsConnector::from(config).connect(name, t),
+        )
+        .await
+        .map_err(|_| format!("jabber: {addr}: the TLS handshake did not end in time"))?
+        .map_err(|e| format!("jabber: {addr}: TLS with {domain} failed: {e}"))?;
+        t = Box::new(tls);
+        // RFC 6120 §5.4.3.3: a new stream over TLS.
+        f = Framer::default();
+        t.write_all(header.as_bytes()).await.map_err(io)?;
+        features = read_stanza(&mut t, &mut f, limit).await.map_err(err)?;
+    }
     if !features.contains("PLAIN") {
-        return Err(
-            if features.contains("required") && features.contains("starttls") {
-                format!("jabber: {addr} requires TLS, which the gateway does not speak")
-            } else {
-                format!("jabber: {addr} offers no SASL PLAIN login")
-            },
-        );
+        return Err(format!("jabber: {addr} offers no SASL PLAIN login"));
     }
     let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{passwd}"));
     t.write_all(
@@ -909,11 +1178,18 @@ async fn connect(
             return Err(err("session refused".into()));
         }
     }
-    // SER's gateway announced itself on line with priority 9.
-    t.write_all(b"<presence><status>Online</status><priority>9</priority></presence>")
-        .await
-        .map_err(io)?;
-    let (mut r, w) = t.into_split();
+    // SER's gateway announced itself on line with priority 9, and asked for the roster to
+    // learn the IM transports the user is registered with.
+    t.write_all(
+        format!(
+            "<presence><status>Online</status><priority>9</priority></presence>\
+             <iq type='get' id='{ROSTER_ID}'><query xmlns='jabber:iq:roster'/></iq>"
+        )
+        .as_bytes(),
+    )
+    .await
+    .map_err(io)?;
+    let (mut r, w) = tokio::io::split(t);
     let me = me.clone();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 8192];
@@ -961,6 +1237,10 @@ async fn connect(
         jid,
         rooms: HashMap::new(),
         seen_open: Default::default(),
+        allowed: 0,
+        ready: 0,
+        roster: false,
+        waiting: Vec::new(),
     })
 }
 
@@ -1066,7 +1346,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_server_that_requires_tls_is_refused_clearly() {
+    async fn a_server_that_refuses_starttls_fails_the_login_clearly() {
         let port = scripted_server(
             "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/>\
              </starttls></stream:features>",
@@ -1074,10 +1354,22 @@ mod tests {
         )
         .await;
         let (tx, _rx) = mpsc::unbounded_channel();
+        // The scripted server answers STARTTLS with SASL success: not `proceed`.
         let Err(e) = connect(&settings(port), "a@x.test", "pw", &tx, 1).await else {
             panic!("a login without TLS");
         };
-        assert!(e.contains("requires TLS"), "{e}");
+        assert!(e.contains("refused STARTTLS"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_a_clear_error() {
+        let e = tls_config("/nonexistent/ca.pem").unwrap_err();
+        assert!(e.contains("cannot read the CA certificates"), "{e}");
+        let empty = std::env::temp_dir().join(format!("ser-jabber-ca-{}", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = tls_config(&empty.display().to_string()).unwrap_err();
+        let _ = std::fs::remove_file(&empty);
+        assert!(e.contains("no CA certificate"), "{e}");
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! `AT+CMGF=0|1`, `AT+CSCA="<smsc>"` when one is given. Sending: `AT+CMGS=<len>` then the
 //! SMS-SUBMIT PDU (GSM 7-bit, SMSC field in `new` mode, international TP-DA) or, in text mode,
 //! `AT+CMGS="+number"` then the text, ended by Ctrl-Z; the modem must answer `+CMGS`/`OK`.
+//! The parts of a concatenated SMS (`concat_udh`) carry a user data header in PDU mode (one
+//! reference per SMS, kept when another modem takes over).
 //! Receiving: every `l` seconds, and at once on `+CMTI`, `AT+CMGL=4` (`AT+CMGL="ALL"` in text
 //! mode) lists the stored SMS; each SMS-DELIVER is decoded, turned into a MESSAGE sent through tm
-//! to the `sip:` address its text names, and deleted with `AT+CMGD=<index>`.
+//! to the `sip:` address its text names, and deleted with `AT+CMGD=<index>`. The parts of a
+//! concatenated SMS (user data header, 8- or 16-bit reference) are held (in memory, 32 sets at
+//! most, an hour each) until all are there, then forwarded as one MESSAGE in part order.
 //!
 //! Every answer is awaited at most a few seconds. A modem that does not answer, answers garbage
 //! or reports `NO CARRIER` is closed, logged and re-initialised with back-off (0.5 s doubling to
@@ -15,11 +19,20 @@
 //! the SIP sender is told by MESSAGE (SER's "modem temporary indisponibility" notice). A refused
 //! number (`+CMS ERROR`) is reported to the sender at once.
 //!
+//! Several modems may serve one network (`links` naming it for each, as in SER, where every
+//! modem process took SMS from the queues of its networks): the dispatcher gives each SMS to the
+//! next modem of its network in turn (round-robin), modems that are up first; a modem whose
+//! sending fails (`NO CARRIER`, silence, garbage) or whose initialisation fails is marked down
+//! and hands its SMS, with the parts already sent and the attempts made, to another modem of
+//! that network that is up; with none, it keeps it and tries again itself as before.
+//!
 //! With `sms_report_type`, SMS are sent asking for a status report; the reference `+CMGS`
 //! answers is remembered (an hour at most) and the SMS-STATUS-REPORT read from the modem's
 //! memory decides: a permanent error is told to the sender, a temporary status ("stored by the
 //! SMSC") once with SER's note, and a later delivery of such an SMS with SER's "finally
-//! delivered" message.
+//! delivered" message. With `sms_report_type` 2 the report comes as an unsolicited `+CDS`
+//! instead (`AT+CNMI=1,1,0,1,0` at initialisation), decided the same way; a `+CDS` that does
+//! not decode is logged and ignored.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -49,6 +62,19 @@ const REPORT_WAIT: Duration = Duration::from_secs(3600);
 
 const STORED_NOTE: &str = "NOTE: Your SMS received provisional confirmation 48 \"Delivery is not yet possible\". The SMS was stored on the SMSCenter for further delivery. Our gateway cannot guarantee further information regarding your SMS delivery! Your message was: ";
 const OK_MSG: &str = "Your SMS was finally successfully delivered! Your message was: ";
+
+/// Concatenated SMS being received at most, per modem, and how long one waits for its parts.
+const PARTIALS: usize = 32;
+const PARTIAL_WAIT: Duration = Duration::from_secs(3600);
+
+/// The parts of a concatenated SMS received so far.
+struct Partial {
+    total: u8,
+    texts: std::collections::BTreeMap<u8, String>,
+    /// The first part (sender, time stamp).
+    first: Option<Incoming>,
+    at: Instant,
+}
 
 /// An SMS whose status report is awaited.
 struct Tracked {
@@ -192,7 +218,15 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// The SMS-SUBMIT PDU of `text` to international number `to` (no `+`), and the length
 /// `AT+CMGS` wants (octets after the SMSC field). `smsc`: `None` = no SMSC field (old mode),
 /// `Some("")` = the modem's own (`00`), else that number.
-pub fn submit_pdu(to: &str, text: &str, smsc: Option<&str>, report: bool) -> (String, usize) {
+/// `concat`: (reference, parts, this part) of a concatenated SMS, sent with a user data header
+/// (3GPP TS 23.040 §9.2.3.24.1) before the text, which then starts on a septet boundary.
+pub fn submit_pdu(
+    to: &str,
+    text: &str,
+    smsc: Option<&str>,
+    report: bool,
+    concat: Option<(u8, u8, u8)>,
+) -> (String, usize) {
     let mut pdu = String::new();
     match smsc.map(|s| s.trim_start_matches('+')) {
         None => {}
@@ -204,14 +238,46 @@ pub fn submit_pdu(to: &str, text: &str, smsc: Option<&str>, report: bool) -> (St
     }
     let smsc_len = pdu.len();
     // SMS-SUBMIT, relative validity period, status report when asked; reference 0 (the modem's).
-    pdu.push_str(if report { "31" } else { "11" });
+    let udhi = if concat.is_some() { 0x40 } else { 0 };
+    pdu.push_str(&format!(
+        "{:02X}",
+        (if report { 0x31 } else { 0x11 }) | udhi
+    ));
     pdu.push_str("00");
     pdu.push_str(&format!("{:02X}91{}", to.len(), semi_octets(to)));
     // PID 0, DCS 0 (GSM 7-bit), validity 4 days.
     pdu.push_str("0000AA");
     let septets = gsm7_septets(text);
-    pdu.push_str(&format!("{:02X}", septets.len()));
-    pdu.push_str(&hex(&pack7(&septets)));
+    match concat {
+        None => {
+            pdu.push_str(&format!("{:02X}", septets.len()));
+            pdu.push_str(&hex(&pack7(&septets)));
+        }
+        Some((r, total, seq)) => {
+            // 6 header octets are 48 bits: one fill bit makes them 7 septets.
+            let header = [5u8, 0, 3, r, total, seq];
+            pdu.push_str(&format!("{:02X}", 7 + septets.len()));
+            let mut bits: Vec<bool> = header
+                .iter()
+                .flat_map(|o| (0..8).map(move |k| o >> k & 1 == 1))
+                .collect();
+            bits.push(false);
+            bits.extend(
+                septets
+                    .iter()
+                    .flat_map(|s| (0..7).map(move |k| s >> k & 1 == 1)),
+            );
+            let octets: Vec<u8> = bits
+                .chunks(8)
+                .map(|c| {
+                    c.iter()
+                        .enumerate()
+                        .fold(0u8, |a, (k, &on)| a | (u8::from(on) << k))
+                })
+                .collect();
+            pdu.push_str(&hex(&octets));
+        }
+    }
     let len = (pdu.len() - smsc_len) / 2;
     (pdu, len)
 }
@@ -231,6 +297,9 @@ pub struct Incoming {
     pub report: bool,
     /// A status report's message reference and status (TP-MR, TP-ST).
     pub status: Option<(u8, u8)>,
+    /// A part of a concatenated SMS (3GPP TS 23.040 §9.2.3.24.1/.8): reference, parts in
+    /// all, this part's number (from 1).
+    pub concat: Option<(u16, u8, u8)>,
 }
 
 fn swapped(b: u8) -> String {
@@ -259,6 +328,7 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
             text: String::new(),
             report: true,
             status: Some((mr, st)),
+            concat: None,
         });
     }
     if mti != 0x00 {
@@ -294,6 +364,7 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
     } else {
         0
     };
+    let concat = concat_of(ud.get(1..udh).unwrap_or(&[]));
     let text = match dcs & 0x0C {
         0x00 => {
             let skip_septets = (udh * 8).div_ceil(7);
@@ -322,7 +393,24 @@ pub fn decode_deliver(pdu_hex: &str) -> Result<Incoming, String> {
         text,
         report: false,
         status: None,
+        concat,
     })
+}
+
+/// The concatenation element of a user data header (its information elements), if any.
+fn concat_of(mut ies: &[u8]) -> Option<(u16, u8, u8)> {
+    while let [iei, len, rest @ ..] = ies {
+        let (data, next) = rest.split_at_checked(usize::from(*len))?;
+        match (iei, data) {
+            (0x00, [r, total, seq]) => return Some((u16::from(*r), *total, *seq)),
+            (0x08, [r1, r2, total, seq]) => {
+                return Some((u16::from(*r1) << 8 | u16::from(*r2), *total, *seq))
+            }
+            _ => {}
+        }
+        ies = next;
+    }
+    None
 }
 
 // ----------------------------------------------------------------------- SMS text → SIP
@@ -390,6 +478,10 @@ struct Line {
     buf: Vec<u8>,
     /// `+CMTI` seen: an SMS arrived.
     cmti: bool,
+    /// A `+CDS:` line was read: the next line is its status report PDU.
+    cds_next: bool,
+    /// Status report PDUs of `+CDS` not handled yet (a few at most).
+    cds: Vec<String>,
 }
 
 fn open_line(device: &str, baud: u32) -> Result<Line, String> {
@@ -415,6 +507,8 @@ fn open_line(device: &str, baud: u32) -> Result<Line, String> {
         file: std::fs::File::from(fd),
         buf: Vec::new(),
         cmti: false,
+        cds_next: false,
+        cds: Vec::new(),
     })
 }
 
@@ -467,6 +561,17 @@ impl Line {
             }
             if l.starts_with("+CMTI:") {
                 self.cmti = true;
+                continue;
+            }
+            if std::mem::take(&mut self.cds_next) && l.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if self.cds.len() < 64 {
+                    self.cds.push(l);
+                }
+                continue;
+            }
+            // (a `+CDS:` whose PDU line was lost: this line is read as what it is)
+            if l.starts_with("+CDS:") {
+                self.cds_next = true;
                 continue;
             }
             out.push(l);
@@ -543,12 +648,76 @@ impl Line {
 
 // ------------------------------------------------------------------------------- the worker
 
+/// One modem as the dispatcher and its fellow modems see it.
+struct Slot {
+    nets: Vec<String>,
+    tx: crossbeam_channel::Sender<Pending>,
+    /// Initialised and not failed since (a modem that is down is tried last).
+    up: std::sync::atomic::AtomicBool,
+    name: String,
+}
+
+/// Every modem, and the round-robin counter over them.
+#[derive(Default)]
+struct Slots {
+    all: Vec<Slot>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Slots {
+    /// The modems serving `net`, in round-robin order, those that are up first; `except` (a
+    /// modem handing its SMS over) left out, and then only modems that are up.
+    fn order(&self, net: &str, except: Option<usize>) -> Vec<usize> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let serving: Vec<usize> = (0..self.all.len())
+            .filter(|&i| self.all[i].nets.iter().any(|n| n == net))
+            .collect();
+        if serving.is_empty() {
+            return serving;
+        }
+        let start = self.next.fetch_add(1, Relaxed) % serving.len();
+        let mut v: Vec<usize> = serving[start..]
+            .iter()
+            .chain(&serving[..start])
+            .copied()
+            .filter(|&i| Some(i) != except)
+            .collect();
+        v.sort_by_key(|&i| !self.all[i].up.load(Relaxed));
+        if except.is_some() {
+            v.retain(|&i| self.all[i].up.load(Relaxed));
+        }
+        v
+    }
+
+    /// Queues `p` at the first modem of [`Slots::order`] that takes it; gives it back when
+    /// none does.
+    fn route(&self, p: Pending, except: Option<usize>) -> Result<usize, Box<Pending>> {
+        let mut p = p;
+        for i in self.order(&p.job.net, except) {
+            match self.all[i].tx.try_send(p) {
+                Ok(()) => return Ok(i),
+                Err(e) => p = e.into_inner(),
+            }
+        }
+        Err(Box::new(p))
+    }
+}
+
 /// What one modem thread needs.
 struct Modem {
+    /// Its place in [`Slots`].
+    slot: usize,
+    slots: Arc<std::sync::OnceLock<Slots>>,
     cfg: ModemCfg,
     report: bool,
+    /// Status reports come as `+CDS` (`sms_report_type` 2).
+    cds: bool,
     /// SMS sent with a status report asked for, by message reference (SER's report queue).
     sent: std::sync::Mutex<std::collections::HashMap<u8, Tracked>>,
+    /// The next concatenated SMS reference.
+    next_ref: std::sync::atomic::AtomicU8,
+    /// Concatenated SMS being received, by (sender, reference).
+    partial: std::sync::Mutex<std::collections::HashMap<(String, u16), Partial>>,
     shared: Weak<Shared>,
     domain: String,
     use_contact: bool,
@@ -582,10 +751,21 @@ impl Modem {
         if let Some(c) = &self.cfg.smsc {
             step(&mut l, &format!("AT+CSCA=\"{c}\""))?;
         }
+        if self.cds {
+            // 3GPP TS 27.005 §3.4.1: new SMS indicated (+CMTI), status reports routed to us
+            // at once (+CDS).
+            step(&mut l, "AT+CNMI=1,1,0,1,0")?;
+        }
         Ok(l)
     }
 
-    fn send_sms(&self, l: &mut Line, to: &str, text: &str) -> Result<Option<u8>, Fail> {
+    fn send_sms(
+        &self,
+        l: &mut Line,
+        to: &str,
+        text: &str,
+        concat: Option<(u8, u8, u8)>,
+    ) -> Result<Option<u8>, Fail> {
         let ans = match self.cfg.mode {
             ModemMode::Text => l.prompt_then(&format!("AT+CMGS=\"+{to}\""), text, SEND_ANSWER)?,
             mode => {
@@ -593,7 +773,7 @@ impl Modem {
                     ModemMode::Old => None,
                     _ => Some(self.cfg.smsc.as_deref().unwrap_or("")),
                 };
-                let (pdu, len) = submit_pdu(to, text, smsc, self.report);
+                let (pdu, len) = submit_pdu(to, text, smsc, self.report, concat);
                 l.prompt_then(&format!("AT+CMGS={len}"), &pdu, SEND_ANSWER)?
             }
         };
@@ -707,13 +887,18 @@ impl Modem {
                     text: body.clone(),
                     report: false,
                     status: None,
+                    concat: None,
                 })
             } else {
                 decode_deliver(body)
             };
             match sms {
                 Ok(s) if s.report => self.status_report(s.status),
-                Ok(s) => self.forward(&s),
+                Ok(s) => {
+                    if let Some(whole) = self.reassemble(s) {
+                        self.forward(&whole);
+                    }
+                }
                 Err(e) => ser_log!(
                     L_WARN,
                     "sms: modem {}: SMS {idx} cannot be decoded ({e}): deleted",
@@ -726,6 +911,59 @@ impl Modem {
             l.command(&format!("AT+CMGD={idx}"), ANSWER)?;
         }
         Ok(())
+    }
+
+    /// A part of a concatenated SMS is kept until every part is there (bounded: [`PARTIALS`]
+    /// sets, each at most [`PARTIAL_WAIT`]); then, or for an SMS of one part, the whole SMS.
+    fn reassemble(&self, s: Incoming) -> Option<Incoming> {
+        let Some((r, total, seq)) = s.concat.filter(|&(_, t, q)| t > 1 && q >= 1 && q <= t) else {
+            return Some(s);
+        };
+        let Ok(mut parts) = self.partial.lock() else {
+            return Some(s);
+        };
+        parts.retain(|(from, r), p| {
+            let keep = p.at.elapsed() < PARTIAL_WAIT;
+            if !keep {
+                ser_log!(
+                    L_WARN,
+                    "sms: modem {}: concatenated SMS {r} from {from} incomplete ({} of {} parts) after {} s: dropped",
+                    self.cfg.name,
+                    p.texts.len(),
+                    p.total,
+                    PARTIAL_WAIT.as_secs()
+                );
+            }
+            keep
+        });
+        let key = (s.sender.clone(), r);
+        if !parts.contains_key(&key) && parts.len() >= PARTIALS {
+            ser_log!(
+                L_WARN,
+                "sms: modem {}: {PARTIALS} concatenated SMS incomplete already: part {seq}/{total} from {} forwarded alone",
+                self.cfg.name,
+                s.sender
+            );
+            return Some(s);
+        }
+        let p = parts.entry(key.clone()).or_insert_with(|| Partial {
+            total,
+            texts: Default::default(),
+            first: None,
+            at: Instant::now(),
+        });
+        if seq == 1 || p.first.is_none() {
+            p.first = Some(s.clone());
+        }
+        p.texts.insert(seq, s.text);
+        if p.texts.len() < usize::from(p.total) {
+            return None;
+        }
+        let p = parts.remove(&key)?;
+        let mut whole = p.first?;
+        whole.text = p.texts.into_values().collect();
+        whole.concat = None;
+        Some(whole)
     }
 
     /// A received SMS as a MESSAGE to the address it names.
@@ -819,6 +1057,9 @@ struct Pending {
     part: usize,
     tries: u32,
     since: Instant,
+    /// The reference of a concatenated SMS, once its first part was tried (kept when another
+    /// modem takes over).
+    concat_ref: Option<u8>,
 }
 
 impl Pending {
@@ -828,11 +1069,40 @@ impl Pending {
             part: 0,
             tries: 0,
             since: Instant::now(),
+            concat_ref: None,
         }
     }
 }
 
-fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
+impl Modem {
+    fn set_up(&self, up: bool) {
+        if let Some(s) = self.slots.get().and_then(|s| s.all.get(self.slot)) {
+            s.up.store(up, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Failover: hands `p` to another modem of its network that is up; gives it back when
+    /// there is none (or none has room).
+    fn hand_over(&self, p: Pending) -> Option<Pending> {
+        let Some(slots) = self.slots.get() else {
+            return Some(p);
+        };
+        match slots.route(p, Some(self.slot)) {
+            Ok(i) => {
+                ser_log!(
+                    L_NOTICE,
+                    "sms: modem {} is down: its SMS goes to modem {}",
+                    self.cfg.name,
+                    slots.all[i].name
+                );
+                None
+            }
+            Err(p) => Some(*p),
+        }
+    }
+}
+
+fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<Pending>) {
     let mut backoff = BACKOFF_MIN;
     let mut pending: Option<Pending> = None;
     'outer: loop {
@@ -848,9 +1118,12 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
                     m.cfg.device
                 );
                 backoff = BACKOFF_MIN;
+                m.set_up(true);
                 l
             }
             Err(e) => {
+                m.set_up(false);
+                pending = pending.and_then(|p| m.hand_over(p));
                 ser_log!(
                     L_ERR,
                     "ERROR: sms: modem {} ({}): initialisation failed: {e}; again in {} ms",
@@ -877,14 +1150,40 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
             if m.shared.strong_count() == 0 {
                 return;
             }
+            for pdu in std::mem::take(&mut line.cds) {
+                match decode_deliver(&pdu) {
+                    Ok(s) if s.report => m.status_report(s.status),
+                    Ok(_) => ser_log!(
+                        L_WARN,
+                        "sms: modem {}: a +CDS that is no status report: ignored",
+                        m.cfg.name
+                    ),
+                    Err(e) => ser_log!(
+                        L_WARN,
+                        "sms: modem {}: a +CDS report cannot be decoded ({e}): ignored",
+                        m.cfg.name
+                    ),
+                }
+            }
             if pending.is_none() {
-                pending = jobs.try_recv().ok().map(Pending::new);
+                pending = jobs.try_recv().ok();
             }
             if let Some(mut p) = pending.take() {
                 let mut refused = false;
                 while p.part < p.job.parts.len() {
                     p.tries += 1;
-                    match m.send_sms(&mut line, &p.job.to, &p.job.parts[p.part]) {
+                    let concat = (p.job.concat && p.job.parts.len() > 1).then(|| {
+                        let r = *p.concat_ref.get_or_insert_with(|| {
+                            m.next_ref
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        });
+                        (
+                            r,
+                            u8::try_from(p.job.parts.len()).unwrap_or(u8::MAX),
+                            u8::try_from(p.part + 1).unwrap_or(u8::MAX),
+                        )
+                    });
+                    match m.send_sms(&mut line, &p.job.to, &p.job.parts[p.part], concat) {
                         Ok(mr) => {
                             m.track(mr, &p.job, &p.job.parts[p.part]);
                             p.part += 1;
@@ -908,10 +1207,11 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
                                 m.cfg.name,
                                 p.job.to
                             );
+                            m.set_up(false);
                             if p.tries >= m.cfg.retry {
                                 give_up(&m, &p.job);
                             } else {
-                                pending = Some(p);
+                                pending = m.hand_over(p);
                             }
                             std::thread::sleep(backoff);
                             continue 'outer;
@@ -948,8 +1248,8 @@ fn run_modem(m: Modem, jobs: crossbeam_channel::Receiver<SmsJob>) {
             let wait = next_poll
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(200));
-            if let Ok(j) = jobs.recv_timeout(wait) {
-                pending = Some(Pending::new(j));
+            if let Ok(p) = jobs.recv_timeout(wait) {
+                pending = Some(p);
             }
             if line.fill().is_ok() {
                 let _ = line.lines();
@@ -994,13 +1294,19 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
     let queue = s.services.store::<SmsQueue>();
     drop(program);
     drop(s);
-    let mut senders = Vec::new();
+    let slots: Arc<std::sync::OnceLock<Slots>> = Arc::default();
+    let mut all = Vec::new();
     for mc in &cfg.modems {
-        let (tx, rx) = crossbeam_channel::bounded::<SmsJob>(PER_MODEM);
+        let (tx, rx) = crossbeam_channel::bounded::<Pending>(PER_MODEM);
         let m = Modem {
+            slot: all.len(),
+            slots: Arc::clone(&slots),
             cfg: mc.clone(),
             report: cfg.reports,
+            cds: cfg.cds_reports,
             sent: Default::default(),
+            partial: Default::default(),
+            next_ref: Default::default(),
             shared: shared.clone(),
             domain: domain.clone(),
             use_contact: cfg.use_contact,
@@ -1013,10 +1319,20 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             ser_log!(L_ERR, "ERROR: sms: modem {name}: no thread: {e}");
             continue;
         }
-        senders.push((mc.nets.clone(), tx));
+        all.push(Slot {
+            nets: mc.nets.clone(),
+            tx,
+            up: std::sync::atomic::AtomicBool::new(false),
+            name: mc.name.clone(),
+        });
     }
+    let _ = slots.set(Slots {
+        all,
+        next: Default::default(),
+    });
     let rx = queue.rx.clone();
     drop(queue);
+    let slots_handle = Arc::clone(&slots);
     std::thread::Builder::new()
         .name("ser-sms".into())
         .spawn(move || loop {
@@ -1026,10 +1342,13 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
             let Ok(job) = rx.recv_timeout(Duration::from_millis(500)) else {
                 continue;
             };
-            let to = senders.iter().find(|(nets, _)| nets.contains(&job.net));
-            match to.map(|(_, tx)| tx.try_send(job.clone()).is_ok()) {
-                Some(true) => {}
-                _ => {
+            let Some(slots) = slots.get() else {
+                continue;
+            };
+            match slots.route(Pending::new(job), None) {
+                Ok(_) => {}
+                Err(p) => {
+                    let job = p.job;
                     ser_log!(
                         L_ERR,
                         "ERROR: sms: the modem of network {} cannot take the SMS to +{}",
@@ -1037,9 +1356,14 @@ pub fn start(shared: Weak<Shared>) -> Option<std::thread::JoinHandle<()>> {
                         job.to
                     );
                     let m = Modem {
+                        slot: 0,
+                        slots: Arc::clone(&slots_handle),
                         cfg: cfg.modems[0].clone(),
                         report: false,
+                        cds: false,
                         sent: Default::default(),
+                        partial: Default::default(),
+                        next_ref: Default::default(),
                         shared: shared.clone(),
                         domain: domain.clone(),
                         use_contact: cfg.use_contact,
@@ -1068,13 +1392,28 @@ mod tests {
 
     #[test]
     fn submit_pdu_is_the_3gpp_layout() {
-        let (pdu, len) = submit_pdu("46708251358", "hellohello", Some(""), false);
+        let (pdu, len) = submit_pdu("46708251358", "hellohello", Some(""), false, None);
         assert_eq!(pdu, "0011000B916407281553F80000AA0AE8329BFD4697D9EC37");
         assert_eq!(len, pdu.len() / 2 - 1);
-        let (pdu, _) = submit_pdu("4917", "x", Some("+491710760000"), false);
+        let (pdu, _) = submit_pdu("4917", "x", Some("+491710760000"), false, None);
         assert!(pdu.starts_with("0791947101670000"), "{pdu}");
-        let (pdu, _) = submit_pdu("4917", "x", None, false);
+        let (pdu, _) = submit_pdu("4917", "x", None, false, None);
         assert!(pdu.starts_with("1100"), "{pdu}");
+    }
+
+    #[test]
+    fn concatenation_headers_are_read() {
+        assert_eq!(concat_of(&[0, 3, 0x42, 2, 1]), Some((0x42, 2, 1)));
+        assert_eq!(concat_of(&[0x08, 4, 1, 2, 3, 1]), Some((0x0102, 3, 1)));
+        // Another element first (application port addressing), then the concatenation.
+        assert_eq!(
+            concat_of(&[0x05, 4, 1, 2, 3, 4, 0, 3, 9, 2, 2]),
+            Some((9, 2, 2))
+        );
+        // Truncated or absent: none, never a panic.
+        assert_eq!(concat_of(&[0, 9, 1]), None);
+        assert_eq!(concat_of(&[0]), None);
+        assert_eq!(concat_of(&[]), None);
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! | `proxy` | string | unset (where the gateway's SIP MESSAGEs go; default: this server) |
 //! | `registrar` | string | unset (accepted, no effect: SER's error notices are the script's replies here) |
 //! | `jdomain` | string | unset (`jabber.sipserver.com=<delim>`, delim default `*`) |
+//! | `tls_ca` | string | `/etc/ssl/certs/ca-certificates.crt` (not SER's: CA certificates, PEM, for the Jabber server's certificate under STARTTLS) |
 //!
 //! Addresses (SER's rules): a SIP destination `user<delim>jabber_server@jdomain` is the Jabber
 //! user `user@jabber_server`; `nick<delim>room<delim>conference_server@jdomain` (for a conference
@@ -58,9 +59,9 @@
 //!   that Jabber user get from pa.
 //!
 //! Differences from SER: answers come from the script's reply on the function's result instead
-//! of MESSAGEs from `registrar` explaining the error; SASL PLAIN login (no TLS: like SER's
-//! module, the gateway is meant to reach its Jabber server over a trusted link — the test's
-//! prosody allows plaintext authentication on loopback) instead of the old `jabber:iq:auth`.
+//! of MESSAGEs from `registrar` explaining the error; SASL PLAIN login instead of the old
+//! `jabber:iq:auth`, under STARTTLS whenever the server offers it (the server's certificate
+//! checked against `tls_ca` for the Jabber domain; SER spoke plaintext only).
 //! All network I/O is done by the controlplane (`controlplane::modules::jabber`); the shard only
 //! hands the commands over as jobs.
 
@@ -132,6 +133,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::str_unset("proxy"),
         ParamDecl::str_unset("registrar"),
         ParamDecl::str_unset("jdomain"),
+        ParamDecl::str("tls_ca", DEFAULT_TLS_CA),
     ],
     renamed_functions: &[],
     renamed_params: &[],
@@ -143,6 +145,10 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 /// Parameters accepted but without effect here (`ser -c` says so): the gateway's error
 /// notices from `registrar` are replaced by the script's reply.
 pub const NOT_IMPLEMENTED_PARAMS: &[&str] = &["registrar"];
+
+/// Where the CA certificates that vouch for the Jabber server under STARTTLS are by default
+/// (Debian's bundle).
+pub const DEFAULT_TLS_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// The accounts table (SER's `sip_jab.jusers`).
 pub const JUSERS: &str = "jusers";
@@ -167,6 +173,8 @@ pub struct JabberSettings {
     pub aliases: Vec<(String, Option<char>)>,
     /// Where the gateway's SIP requests go (`sip:host:port`), when set.
     pub proxy: Option<String>,
+    /// PEM file of the CA certificates the Jabber server's certificate must chain to (STARTTLS).
+    pub tls_ca: String,
 }
 
 impl JabberSettings {
@@ -218,6 +226,7 @@ impl JabberSettings {
             delim: delim.unwrap_or('*'),
             aliases,
             proxy,
+            tls_ca: s("tls_ca").unwrap_or_else(|| DEFAULT_TLS_CA.into()),
         }
     }
 

@@ -16,6 +16,7 @@
 //! | `use_db` | int | `0` (1: subscriptions are kept in the database and survive a restart) |
 //! | `db_url` | string | `""` (the server's default database) |
 //! | `watcher_table` | string | `"pa_watchers"` (ser's table: one row per subscription dialog) |
+//! | `publication_table` | string | `"pa_publications"` (ser's table: one row per PUBLISHed state) |
 //!
 //! `handle_subscription("registrar")` answers a SUBSCRIBE itself (statelessly; call it instead
 //! of relaying). The presentity is the request URI's user (with usrloc's `use_domain`, user and
@@ -53,9 +54,14 @@
 //! NOTIFY's CSeq, end). At start-up the unexpired rows are loaded back; the first check sends
 //! each watcher a NOTIFY with the current state in the same dialog.
 //!
-//! Not done: composing several publications of one presentity (the latest wins), keeping
-//! publications in the database (they live in memory), Record-Route in the subscription
-//! dialog (NOTIFYs go straight to the watcher's Contact).
+//! Publications too: with `use_db = 1` each is a row of `publication_table` (`etag`, `s_key`,
+//! `expires`, `doc`: the PIDF as published), written on every PUBLISH that creates, refreshes
+//! (the row moves to the new entity tag) or removes one; the unexpired rows are loaded back at
+//! start-up (so the entity tag a UA holds still works, and watchers get the published document
+//! after a restart), the expired ones deleted then.
+//!
+//! Not done: composing several publications of one presentity (the latest wins), Record-Route
+//! in the subscription dialog (NOTIFYs go straight to the watcher's Contact).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -104,6 +110,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::int("use_db", 0),
         ParamDecl::str("db_url", ""),
         ParamDecl::str("watcher_table", "pa_watchers"),
+        ParamDecl::str("publication_table", "pa_publications"),
     ],
     renamed_functions: &[Renamed {
         old: "handle_subscribe",
@@ -138,6 +145,8 @@ pub struct PaConfig {
     case_sensitive: bool,
     /// With `use_db`: the database URL and table the subscriptions are kept in.
     db: Option<(String, String)>,
+    /// With `use_db`: the table of the publications (same database).
+    publication_table: String,
 }
 
 impl PaConfig {
@@ -172,6 +181,11 @@ impl PaConfig {
                 };
                 (url, s("watcher_table", "pa_watchers"))
             }),
+            publication_table: super::param(program, &MODULE, "publication_table")
+                .and_then(|p| p.str())
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "pa_publications".into()),
         }
     }
 
@@ -179,6 +193,107 @@ impl PaConfig {
     pub fn db(&self) -> Option<&(String, String)> {
         self.db.as_ref()
     }
+
+    /// With `use_db`: (database URL, table) of the publications.
+    pub fn publications_db(&self) -> Option<(String, String)> {
+        self.db
+            .as_ref()
+            .map(|(url, _)| (url.clone(), self.publication_table.clone()))
+    }
+}
+
+/// The columns of the publications table, in the order [`restore_publications`] reads them.
+pub const PUBLICATION_COLUMNS: &[&str] = &["etag", "s_key", "expires", "doc"];
+
+/// Writes the publication `p` of `key` (queued), after deleting the row of `old` (the entity
+/// tag it had before a refresh or change) when given.
+fn persist_publication(
+    services: &crate::services::Services,
+    db: &(String, String),
+    key: &[u8],
+    old: Option<&str>,
+    p: Option<&Publication>,
+) {
+    let mut ok = true;
+    if let Some(old) = old {
+        ok &= services.db.post(crate::offload::DbWrite::Delete {
+            url: db.0.clone(),
+            table: db.1.clone(),
+            keys: vec![("etag".into(), old.to_string())],
+        });
+    }
+    if let Some(p) = p {
+        ok &= services.db.post(crate::offload::DbWrite::Upsert {
+            url: db.0.clone(),
+            table: db.1.clone(),
+            keys: vec![("etag".into(), p.etag.clone())],
+            row: vec![
+                ("s_key".into(), Some(text(key))),
+                ("expires".into(), Some(p.until.to_string())),
+                ("doc".into(), Some(p.doc.clone())),
+            ],
+        });
+    }
+    if !ok {
+        ser_log!(
+            L_ERR,
+            "ERROR: pa: a publication of {} could not be queued for the database",
+            text(key)
+        );
+    }
+}
+
+/// Puts publications read from the database (rows of [`PUBLICATION_COLUMNS`]) back, at
+/// start-up, the latest last; rows already expired are deleted. Returns how many were kept.
+pub fn restore_publications(shared: &Shared, rows: &[Vec<Option<String>>]) -> usize {
+    let store = shared.services.store::<Subscriptions>();
+    let db = db_of_publications(shared);
+    let now = now_unix();
+    let mut kept: Vec<(Vec<u8>, Publication)> = Vec::new();
+    for r in rows {
+        let c = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        let (etag, key, doc) = (c(0), c(1), c(3));
+        let until: u64 = c(2).trim().parse().unwrap_or(0);
+        let bad = check_pidf(&doc).err();
+        if let Some(why) = &bad {
+            ser_log!(
+                L_NOTICE,
+                "pa: stored publication {etag} of {key} is refused ({why}): deleted"
+            );
+        }
+        if until <= now || etag.is_empty() || key.is_empty() || bad.is_some() {
+            if let (Some(db), false) = (&db, etag.is_empty()) {
+                persist_publication(&shared.services, db, key.as_bytes(), Some(&etag), None);
+            }
+            continue;
+        }
+        kept.push((key.into_bytes(), Publication { etag, until, doc }));
+    }
+    // The one that lasts longest is the latest one published.
+    kept.sort_by_key(|(_, p)| p.until);
+    let mut all = store.publications();
+    let mut n = 0;
+    for (key, p) in kept {
+        if all.len() >= MAX_PUBLISHED && !all.contains_key(&key) {
+            continue;
+        }
+        let list = all.entry(key).or_default();
+        if list.len() < MAX_PUBLICATIONS {
+            list.push(p);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The database (URL, table) of the running program's publications, with `use_db`.
+fn db_of_publications(shared: &Shared) -> Option<(String, String)> {
+    shared
+        .program
+        .load()
+        .configs
+        .get::<PaConfig>()
+        .and_then(|c| c.publications_db())
 }
 
 /// The columns of the subscriptions table, in the order [`restore`] reads them.
@@ -794,6 +909,8 @@ fn handle_publish(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResul
             .etags
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
+    // What the database must learn: (entity tag whose row goes, publication written).
+    let mut change: Option<(Option<String>, Option<Publication>)> = None;
     let done = {
         let mut all = store.publications();
         let full = if_match.is_none()
@@ -805,16 +922,18 @@ fn handle_publish(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResul
             Some(tag) => match list.iter().position(|p| &p.etag == tag && p.until > now) {
                 None => Err((412, "Conditional Request Failed")),
                 Some(i) if expires == 0 => {
-                    list.remove(i);
+                    let p = list.remove(i);
+                    change = Some((Some(p.etag), None));
                     Ok(false)
                 }
                 Some(i) => {
                     let mut p = list.remove(i);
                     p.until = now + expires;
-                    p.etag.clone_from(&etag);
+                    let old = std::mem::replace(&mut p.etag, etag.clone());
                     if let Some(d) = doc {
                         p.doc = d;
                     }
+                    change = Some((Some(old), Some(p.clone())));
                     list.push(p);
                     Ok(true)
                 }
@@ -824,16 +943,23 @@ fn handle_publish(ctx: &mut Ctx, env: &mut dyn Env, args: &[Arg]) -> ActionResul
                 None => Err((400, "Missing Body")),
                 Some(_) if expires == 0 => Err((400, "Expires 0 Without SIP-If-Match")),
                 Some(d) => {
-                    list.push(Publication {
+                    let p = Publication {
                         etag: etag.clone(),
                         until: now + expires,
                         doc: d,
-                    });
+                    };
+                    change = Some((None, Some(p.clone())));
+                    list.push(p);
                     Ok(true)
                 }
             },
         }
     };
+    if let (Some((old, p)), Some(db)) = (&change, cfg.publications_db()) {
+        if let Some(shared) = env.shared() {
+            persist_publication(&shared.services, &db, &key, old.as_deref(), p.as_ref());
+        }
+    }
     let r = match done {
         Err((code, why)) => return reply(ctx, env, code, why, ""),
         Ok(true) => reply(

@@ -15,7 +15,8 @@
 //! | `max_sms_parts` | int | `4` |
 //! | `domain` | string | unset (this server's first listen address): the host of the `sip:+number@domain` From of SMS turned into MESSAGE |
 //! | `use_contact` | int | `0` (1: those MESSAGEs carry a Contact) |
-//! | `sms_report_type` | int | `0` (none); 1: status reports are asked for and read from the modem's memory — a failed delivery, an SMS only stored by the SMSC, and its later delivery are told to the sender by MESSAGE; 2 (SER's `+CDS` reports) is taken as 1 |
+//! | `concat_udh` | int | `0` (not SER's; 1: a long SMS goes as one concatenated SMS — parts of 153 septets with a user data header in PDU mode, plain parts in text mode — instead of SER's `(i/n)` parts) |
+//! | `sms_report_type` | int | `0` (none); 1: status reports are asked for and read from the modem's memory (SER: "as SMS reports") — a failed delivery, an SMS only stored by the SMSC, and its later delivery are told to the sender by MESSAGE; 2: the same, the modem told (`AT+CNMI=1,1,0,1,0`) to hand each report over at once as an unsolicited `+CDS` (SER: "async. CDS responses") |
 //!
 //! Modem keys: `d` device, `b` baud rate (default 9600), `p` SIM PIN, `m` mode (`new`/`old`:
 //! PDU with/without the SMSC field, `ascii`/`digicom`: text mode), `c` SMSC number, `r` send
@@ -77,6 +78,7 @@ pub static MODULE: ModuleDecl = ModuleDecl {
         ParamDecl::str_unset("domain"),
         ParamDecl::int("use_contact", 0),
         ParamDecl::int("sms_report_type", 0),
+        ParamDecl::int("concat_udh", 0),
     ],
     renamed_functions: &[],
     renamed_params: &[],
@@ -87,6 +89,8 @@ pub static MODULE: ModuleDecl = ModuleDecl {
 
 /// One SMS (the `max_sms_parts` limit applied) is at most this many characters.
 pub const MAX_SMS_LENGTH: usize = 160;
+/// Septets of one part of a concatenated SMS (160 less the 7 its user data header takes).
+pub const UDH_PART_SEPTETS: usize = 153;
 /// Messages queued for the modems at most (SER's `MAX_QUEUED_MESSAGES`).
 pub const MAX_QUEUED: usize = 100;
 /// What precedes the sender's address in the SMS text; a reply keeps it, so the gateway finds
@@ -152,6 +156,11 @@ pub struct SmsConfig {
     pub use_contact: bool,
     /// Whether status reports are asked for (`sms_report_type` != 0).
     pub reports: bool,
+    /// `sms_report_type` 2: the modem hands status reports over at once as `+CDS`.
+    pub cds_reports: bool,
+    /// `concat_udh` (not SER's): a long SMS goes as one concatenated SMS (parts of
+    /// [`UDH_PART_SEPTETS`] with a user data header) instead of `(i/n)` parts.
+    pub concat_udh: bool,
     /// Parse errors of the parameters, logged once at load.
     pub errors: Vec<String>,
 }
@@ -269,6 +278,8 @@ impl SmsConfig {
             domain: s("domain").trim().to_string(),
             use_contact: i("use_contact", 0) != 0,
             reports: i("sms_report_type", 0) != 0,
+            cds_reports: i("sms_report_type", 0) == 2,
+            concat_udh: i("concat_udh", 0) != 0,
             ..SmsConfig::default()
         };
         match groups(&s("networks")) {
@@ -353,6 +364,9 @@ pub struct SmsJob {
     pub truncated: Option<String>,
     /// The body the user sent (for the failure notice).
     pub body: String,
+    /// The parts are those of one concatenated SMS (`concat_udh`): sent with a user data
+    /// header in PDU mode.
+    pub concat: bool,
 }
 
 /// The queue from the shards to the modems (`services.store`): bounded, never blocking a shard.
@@ -442,6 +456,44 @@ fn split_lens(text: &[char], nice: bool) -> Vec<usize> {
         }
     }
     lens
+}
+
+/// The parts of one concatenated SMS of `text` (at most `max_parts` of [`UDH_PART_SEPTETS`]
+/// septets, cut at a word edge unless that wastes over half a part, no markers) and what did
+/// not fit (the last part allowed then ends with the truncation mark and the footer).
+pub fn split_concat(text: &str, max_parts: usize) -> (Vec<String>, Option<String>) {
+    let chars: Vec<char> = text.chars().collect();
+    let max_parts = max_parts.max(1);
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while at < chars.len() {
+        let rest = &chars[at..];
+        let whole = fit(rest, UDH_PART_SEPTETS);
+        if parts.len() + 1 == max_parts && whole < rest.len() {
+            let tail = format!("{TRUNCATED}{FOOTER}");
+            let tail_cost: usize = tail.chars().map(septets).sum();
+            let keep = fit(rest, UDH_PART_SEPTETS.saturating_sub(tail_cost));
+            parts.push(rest[..keep].iter().collect::<String>() + &tail);
+            let end = chars
+                .len()
+                .saturating_sub(FOOTER.chars().count())
+                .max(at + keep);
+            return (parts, Some(chars[at + keep..end].iter().collect()));
+        }
+        let mut k = whole;
+        if k < rest.len() {
+            while k > 0 && !is_edge(rest[k - 1]) {
+                k -= 1;
+            }
+            if k < whole / 2 {
+                k = whole;
+            }
+        }
+        let k = k.max(1);
+        parts.push(rest[..k].iter().collect());
+        at += k;
+    }
+    (parts, None)
 }
 
 /// The SMS parts of `text` (at most `max_parts`; SER's `(i/n)` markers: after the first part's
@@ -549,11 +601,16 @@ fn job(ctx: &Ctx, cfg: &SmsConfig, net: &str) -> Result<SmsJob, String> {
         .map_err(|_| "no usable From header".to_string())?;
     let from = text(from.uri_raw);
     let sms_text = format!("{HDR_BEFORE_ADDR}{from}{HDR_AFTER_ADDR}{body}{FOOTER}");
-    let (parts, truncated) = split_text(&sms_text, cfg.max_sms_parts);
+    let (parts, truncated) = if cfg.concat_udh {
+        split_concat(&sms_text, cfg.max_sms_parts)
+    } else {
+        split_text(&sms_text, cfg.max_sms_parts)
+    };
     Ok(SmsJob {
         net: net.to_string(),
         to: number,
         from,
+        concat: cfg.concat_udh && parts.len() > 1,
         parts,
         truncated,
         body,
@@ -635,6 +692,25 @@ mod tests {
         let joined =
             parts[0].trim_end_matches("(1/2)").to_string() + parts[1].trim_start_matches("(2/2)");
         assert_eq!(joined, text);
+    }
+
+    #[test]
+    fn concatenated_parts_fit_and_join() {
+        let text: String = (0..60).map(|i| format!("w{i} ")).collect();
+        let (parts, lost) = split_concat(&text, 4);
+        assert!(lost.is_none());
+        assert!(parts.len() > 1);
+        assert!(parts
+            .iter()
+            .all(|p| p.chars().map(septets).sum::<usize>() <= UDH_PART_SEPTETS));
+        assert_eq!(parts.concat(), text);
+        let (parts, lost) = split_concat(&format!("{text}{FOOTER}"), 1);
+        assert_eq!(parts.len(), 1);
+        assert!(parts[0].ends_with(&format!("{TRUNCATED}{FOOTER}")));
+        assert!(parts[0].chars().map(septets).sum::<usize>() <= UDH_PART_SEPTETS);
+        let lost = lost.unwrap();
+        assert!(text.ends_with(&lost), "{lost:?}");
+        assert_eq!(split_concat("", 3), (vec![], None));
     }
 
     #[test]
