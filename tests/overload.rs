@@ -352,6 +352,81 @@ fn the_transaction_table_is_bounded() {
     assert!(t.elapsed() < Duration::from_secs(1), "refused at once");
 }
 
+/// A full table whose transactions are all answered (lingering only for their retransmission
+/// timers, 32 s on UDP) makes room: the oldest is forgotten and the new request is relayed, not
+/// refused; sustained calls are then not capped at table size / 32 s.
+#[test]
+fn a_full_table_forgets_its_oldest_answered_transaction_first() {
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sport = sink.local_addr().unwrap().port();
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         route {{\n if (!t_relay_to_udp(\"127.0.0.1\", \"{sport}\")) {{ sl_reply_error(); }};\n}}\n"
+    );
+    let port = free_port("127.0.0.1");
+    let ser = Ser::start_with_env(
+        &cfg,
+        &["-l", "127.0.0.1", "-p", &port.to_string()],
+        &[("SER_MAX_TRANSACTIONS", "2")],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let sock = udp_client("127.0.0.1");
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let me = sock.local_addr().unwrap().to_string();
+    let mut buf = vec![0u8; 65536];
+    sink.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    for i in 0..5u32 {
+        let m = request(
+            "MESSAGE",
+            "sip:b@test.example",
+            &me,
+            "UDP",
+            &format!("msg{i}@t"),
+        );
+        sock.send_to(m.as_bytes(), addr).unwrap();
+        let (n, from) = sink
+            .recv_from(&mut buf)
+            .unwrap_or_else(|_| panic!("MESSAGE {i} not relayed; log:\n{}", ser.log_text()));
+        let relayed = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(relayed.starts_with("MESSAGE "), "{relayed}");
+        // The far end answers 200: the transaction now only waits for Timer J.
+        let ok = dataplane_reply(&relayed, "200 OK");
+        sink.send_to(ok.as_bytes(), from).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).expect("the 200 relayed back");
+        let r = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert_eq!(status_line(&r), "SIP/2.0 200 OK", "{r}");
+    }
+}
+
+/// A reply to `req` (its Vias, From, To with a tag, Call-ID, CSeq), as a far end writes it.
+fn dataplane_reply(req: &str, status: &str) -> String {
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for line in req.split("\r\n").skip(1) {
+        if line.is_empty() {
+            break;
+        }
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" | "t" => {
+                out.push_str(line);
+                out.push_str(";tag=far\r\n");
+            }
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
 /// OPTIONS answered by ser itself, REGISTERs saved in memory: the work of a registrar.
 const FLOOD_CFG: &str = r#"
 loadmodule "sl.so"

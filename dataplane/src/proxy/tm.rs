@@ -143,7 +143,7 @@ impl ShardEnv<'_> {
             ser_log!(L_DBG, "tm: retransmission absorbed");
             return Err(ActionResult::Ret(0));
         }
-        if table.len() >= max_transactions() {
+        if table.len() >= max_transactions() && !table.evict_lingering() {
             return Err(self.refuse_new_transaction(ctx));
         }
         let Some(table) = self.table() else {

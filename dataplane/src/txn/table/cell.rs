@@ -131,9 +131,35 @@ pub struct Cell {
     pub(super) expires: Instant,
     /// The deadline a heap entry exists for.
     pub(super) scheduled: Option<Instant>,
+    /// Queued on the table's list of lingering cells (see [`Cell::lingering`]).
+    pub(super) lingering_queued: bool,
 }
 
 impl Cell {
+    /// Over but for its retransmission timers (RFC 3261 Timers I, J, K, D; RFC 6026's L and M,
+    /// 32 s each on UDP): the upstream side has its final answer (and, for a non-2xx to an
+    /// INVITE, its ACK), and every branch has its final reply. Such a cell only absorbs
+    /// retransmissions; when the table is full it is the one to forget first, instead of
+    /// refusing a new request.
+    pub(super) fn lingering(&self) -> bool {
+        let server = match &self.server {
+            Server::Invite(s) => matches!(
+                s.state(),
+                server_invite::State::Accepted | server_invite::State::Confirmed
+            ),
+            Server::NonInvite(s) => s.state() == server_non_invite::State::Completed,
+            Server::Replicate | Server::Local(_) => false,
+        };
+        server
+            && !self.in_failure
+            && self.branches.iter().all(|b| {
+                b.final_reply.is_some()
+                    && b.cancel
+                        .as_ref()
+                        .is_none_or(|(c, _)| c.state() != client_non_invite::State::Trying)
+            })
+    }
+
     pub(super) fn deadline(&self) -> Option<Instant> {
         let mut d = match &self.server {
             Server::Invite(s) => s.deadline(),

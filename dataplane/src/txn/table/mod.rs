@@ -192,6 +192,11 @@ pub struct Table {
     actions: VecDeque<Action>,
     /// Where local replies, ACKs and CANCELs are written before being copied out at their size.
     scratch: BytesMut,
+    /// Cells that became lingering ([`Cell::lingering`]), oldest first; entries of cells gone
+    /// since are skipped (and pruned from the front as they go).
+    lingering: VecDeque<TxnHandle>,
+    /// Lingering cells forgotten early to make room ([`Table::evict_lingering`]).
+    evicted: u64,
 }
 
 impl Table {
@@ -211,6 +216,8 @@ impl Table {
             counters,
             actions: VecDeque::with_capacity(16),
             scratch: BytesMut::with_capacity(4096),
+            lingering: VecDeque::new(),
+            evicted: 0,
         }
     }
 
@@ -400,13 +407,61 @@ impl Table {
         self.heap.push(Reverse((d, h.slot, h.gen)));
     }
 
-    /// Removes the cell when it is over, else reschedules it.
+    /// Removes the cell when it is over, else reschedules it (and notes it when it has become
+    /// lingering).
     fn settle(&mut self, h: TxnHandle) {
         match self.get(h) {
             Some(c) if c.finished() => self.remove(h),
-            Some(_) => self.schedule(h),
+            Some(c) => {
+                if !c.lingering_queued && c.lingering() {
+                    c.lingering_queued = true;
+                    self.lingering.push_back(h);
+                    self.prune_lingering();
+                }
+                self.schedule(h)
+            }
             None => {}
         }
+    }
+
+    fn is_lingering(&self, h: TxnHandle) -> bool {
+        self.cell(h).is_some_and(Cell::lingering)
+    }
+
+    /// Drops entries of cells that are gone from the front of the lingering list, and keeps the
+    /// list no longer than twice the table (a full sweep, rarely: cells end in about the order
+    /// they began to linger).
+    fn prune_lingering(&mut self) {
+        while let Some(&h) = self.lingering.front() {
+            if self.is_lingering(h) {
+                break;
+            }
+            self.lingering.pop_front();
+        }
+        if self.lingering.len() > 2 * self.len() + 64 {
+            let mut list = std::mem::take(&mut self.lingering);
+            list.retain(|&h| self.is_lingering(h));
+            self.lingering = list;
+        }
+    }
+
+    /// Forgets the oldest lingering cell, if any, to make room for a new transaction: a late
+    /// retransmission it would have absorbed is then routed as a new request (or statelessly, a
+    /// response), as after its timer. True if one was forgotten.
+    pub fn evict_lingering(&mut self) -> bool {
+        while let Some(h) = self.lingering.pop_front() {
+            if self.is_lingering(h) {
+                self.remove(h);
+                self.evicted += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// How many lingering cells [`Table::evict_lingering`] has forgotten.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     // ------------------------------------------------------------------------------ requests
@@ -442,6 +497,7 @@ impl Table {
             canceled: false,
             replied: false,
             in_failure: false,
+            lingering_queued: false,
             expires: now + self.cfg.fr + self.cfg.fr_inv,
             scheduled: None,
         };

@@ -103,6 +103,7 @@ impl Table {
             canceled: false,
             replied: false,
             in_failure: false,
+            lingering_queued: false,
             expires: now + self.cfg.fr + self.cfg.fr_inv,
             scheduled: None,
         };
