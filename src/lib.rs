@@ -144,7 +144,8 @@ ser extensions:
                             (name:argon2id-hash lines, as `serctl webpasswd` prints them)
     --web-templates=DIR     web UI templates in DIR replace the embedded ones
     --web-selfcare          web UI pages for subscribers (/ui/self/: SIP login, password,
-                            own registrations, calls, messages, aliases); needs --web-admins
+                            own registrations, calls, messages, aliases); with or without
+                            --web-admins
     --web-signup-mail=CMD   with --web-selfcare: sign-up (/ui/self/signup), the confirmation
                             link mailed by `CMD -s SUBJECT ADDRESS` (text on stdin)
     --web-url=URL           the web UI's public base URL for mailed links (default http://

@@ -66,11 +66,10 @@ impl MgmtConfig {
                 .clone()
                 .or_else(|| std::env::var("SER_HTTP_TOKEN").ok())
                 .filter(|t| !t.is_empty()),
-            web: cli
-                .web_admins
-                .clone()
-                .map(|admins| controlplane::web::WebConfig {
-                    admins,
+            // The admin pages (--web-admins) or the subscribers' own (--web-selfcare), or both.
+            web: (cli.web_admins.is_some() || cli.web_selfcare).then(|| {
+                controlplane::web::WebConfig {
+                    admins: cli.web_admins.clone(),
                     templates: cli.web_templates.clone(),
                     selfcare: cli.web_selfcare,
                     signup: cli.web_signup_mail.clone().map(|mail| {
@@ -82,7 +81,8 @@ impl MgmtConfig {
                         }
                     }),
                     stats_interval: cli.web_stats_interval.map(Duration::from_secs),
-                }),
+                }
+            }),
         }
     }
 
@@ -394,7 +394,9 @@ impl Mgmt {
         let sources = sources(&control);
         let (web, sampler) = match (&cfg.web, cfg.http) {
             (None, _) => (None, None),
-            (Some(_), None) => return Err("--web-admins needs --http=ADDR:PORT".into()),
+            (Some(_), None) => {
+                return Err("--web-admins and --web-selfcare need --http=ADDR:PORT".into())
+            }
             (Some(w), Some(_)) => {
                 use controlplane::web::stats::{Sampler, DEFAULT_INTERVAL};
                 let sampler = Sampler::start(

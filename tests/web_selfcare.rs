@@ -923,3 +923,52 @@ fn calls_and_messages_are_paged() {
         assert_eq!((rows(&p1.body), rows(&p2.body)), (25, 5), "{path}");
     }
 }
+
+/// `--web-selfcare` without `--web-admins`: the subscribers' pages work, and nobody can log in to
+/// the administrators' pages.
+#[test]
+fn self_care_runs_without_administrators() {
+    let port = free_port("127.0.0.1");
+    let hp = free_port("127.0.0.1");
+    let ser = Ser::start_with_env(
+        CFG,
+        &[
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            &format!("--http=127.0.0.1:{hp}"),
+            "--web-selfcare",
+        ],
+        &[("SIP_DOMAIN", REALM)],
+    );
+    let db = ser.db.clone().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_serctl"))
+        .args(["add", "ivy", "ivy-pw-1", "ivy@test.example"])
+        .env("SER_DB_URL", format!("sqlite://{}", db.display()))
+        .env("SIP_DOMAIN", REALM)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (cookie, _) = self_login(hp, "ivy@test.example", "ivy-pw-1");
+    let page = get(hp, "/ui/self/registrations", &cookie);
+    assert_eq!(page.status, 200, "{page:?}");
+    // The admin login page is there, but no name and password opens it.
+    let login = http(hp, "GET", "/ui/login", &[], "");
+    assert_eq!(login.status, 200, "{login:?}");
+    let token = input_value(&login.body, "csrf").unwrap();
+    let r = post(
+        hp,
+        "/ui/login",
+        &format!("ser_login={token}"),
+        &[
+            ("csrf", &token),
+            ("user", web::ADMIN),
+            ("password", web::ADMIN_PW),
+        ],
+    );
+    assert_ne!(r.status, 303, "{r:?}");
+    assert!(r.set_cookie("ser_session").is_none(), "{r:?}");
+    let r = get(hp, "/ui/subscribers", "");
+    assert_eq!(r.status, 303, "{r:?}");
+}

@@ -589,7 +589,9 @@ fn web_ui_configuration_errors_stop_the_start() {
     assert!(err.contains("admins:1"), "{err}");
     let o = run(&[format!("--web-admins={}", bad.display())]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--web-admins needs --http"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--web-admins and --web-selfcare need --http")
+    );
 }
 
 #[test]

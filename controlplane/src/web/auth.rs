@@ -77,6 +77,14 @@ impl Admins {
         Ok(Admins { entries })
     }
 
+    /// No administrators: the admin pages refuse every login (ser run with `--web-selfcare` and
+    /// without `--web-admins`).
+    pub fn none() -> Admins {
+        Admins {
+            entries: Vec::new(),
+        }
+    }
+
     /// Reads and parses an admins file.
     pub fn load(path: &Path) -> Result<Admins, String> {
         let text = std::fs::read_to_string(path)

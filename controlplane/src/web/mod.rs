@@ -58,7 +58,8 @@ pub use auth::{hash_password, Admins};
 /// How the web UI is configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebConfig {
-    pub admins: PathBuf,
+    /// `--web-admins=FILE`; `None` (self-care alone): nobody can log in to the admin pages.
+    pub admins: Option<PathBuf>,
     pub templates: Option<PathBuf>,
     /// `--web-selfcare`: the subscribers' pages ([`selfcare`]).
     pub selfcare: bool,
@@ -160,7 +161,10 @@ impl Web {
         db: Option<(tokio::runtime::Handle, Databases)>,
         settings: SettingsFn,
     ) -> Result<Web, String> {
-        let admins = Admins::load(&cfg.admins)?;
+        let admins = match &cfg.admins {
+            Some(path) => Admins::load(path)?,
+            None => Admins::none(),
+        };
         let (env, style) = templates(cfg.templates.as_deref())?;
         Ok(Web {
             registry,
