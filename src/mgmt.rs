@@ -335,6 +335,7 @@ fn web_settings(control: &Control) -> controlplane::web::SettingsFn {
                     text(&dataplane::modules::msilo::MODULE, "db_table"),
                 ),
             },
+            permission_files: dataplane::modules::permissions::rule_files(&loaded.program),
         }
     })
 }

@@ -12,6 +12,7 @@
 //! | `/ui/rpc` | RPC console: the running program's commands (`which`, with help and module), run one |
 //! | `/ui/stats` | traffic of the last hour as charts, sampled every `--web-stats-interval` ([`stats`]) |
 //! | `/ui/config` | the running script: check, save and reload ([`config`]) |
+//! | `/ui/permissions` | the permissions module's allow/deny files: check, save and reload ([`permissions`]) |
 //! | `/ui/aliases`, `/ui/domains`, `/ui/groups`, `/ui/pdt`, `/ui/messages` | SER's tables ([`tables`]) |
 //!
 //! Enabled by `--web-admins=FILE` (with `--http`; off otherwise); `--web-templates=DIR` replaces
@@ -34,6 +35,7 @@
 pub mod auth;
 pub mod config;
 mod pages;
+pub mod permissions;
 mod rpc;
 pub mod selfcare;
 pub mod signup;
@@ -86,6 +88,8 @@ pub struct Settings {
     pub default_domain: String,
     /// Where the module tables of [`tables`] are: the modules' `db_url` and table parameters.
     pub tables: tables::TableSettings,
+    /// The permissions module's rule files the running program reads ([`permissions`]).
+    pub permission_files: Vec<PathBuf>,
 }
 
 pub type SettingsFn = Arc<dyn Fn() -> Settings + Send + Sync>;
@@ -144,6 +148,7 @@ fn templates(dir: Option<&Path>) -> Result<(minijinja::Environment<'static>, Str
         .chain(signup::TEMPLATES)
         .chain(stats::TEMPLATES)
         .chain(config::TEMPLATES)
+        .chain(permissions::TEMPLATES)
     {
         let text = read(name)?.unwrap_or_else(|| src.to_string());
         env.add_template_owned(name.to_string(), text)
@@ -263,6 +268,7 @@ pub fn router(web: Arc<Web>) -> Router {
     let mut r = pages::routes()
         .merge(stats::routes())
         .merge(config::routes())
+        .merge(permissions::routes())
         .merge(tables::routes());
     if web.selfcare.is_some() {
         r = r.merge(selfcare::routes());

@@ -162,10 +162,7 @@ struct FilePair {
 impl FilePair {
     /// Reads `allow` and `deny`, relative names from `dir` (the config file's directory).
     fn load(dir: Option<&Path>, allow: &str, deny: &str) -> FilePair {
-        let path = |name: &str| match dir {
-            Some(d) if !Path::new(name).is_absolute() => d.join(name).display().to_string(),
-            _ => name.to_string(),
-        };
+        let path = |name: &str| file_path(dir, name).display().to_string();
         FilePair {
             allow: RuleFile::load(&path(allow)),
             deny: RuleFile::load(&path(deny)),
@@ -178,6 +175,14 @@ impl FilePair {
             return Ok(true);
         }
         Ok(!self.deny.matches(left, right)?)
+    }
+}
+
+/// Where a file named `name` is: relative names from `dir` (the config file's directory).
+fn file_path(dir: Option<&Path>, name: &str) -> PathBuf {
+    match dir {
+        Some(d) if !Path::new(name).is_absolute() => d.join(name),
+        _ => PathBuf::from(name),
     }
 }
 
@@ -340,6 +345,61 @@ fn parse(path: &str, text: &str) -> Result<Vec<Rule>, String> {
         ));
     }
     Ok(rules)
+}
+
+/// Checks a rule file's text with the parser the module loads it with: the number of rules, or
+/// the first error as `path:line:col: what` (the web UI checks before it writes a file).
+pub fn check(path: &str, text: &str) -> Result<usize, String> {
+    parse(path, text).map(|r| r.len())
+}
+
+/// The rule files `program` reads when it is loaded, allow file before deny file: the default
+/// pair and every pair its calls name, each once. None when the program does not load the module.
+pub fn rule_files(program: &Program) -> Vec<PathBuf> {
+    let Some(id) = super::ALL.iter().position(|m| std::ptr::eq(*m, &MODULE)) else {
+        return Vec::new();
+    };
+    let id = crate::script::ModuleId(id as u16);
+    if program.module(id).is_none() {
+        return Vec::new();
+    }
+    let p = Some(program);
+    let text = |name, d: &'static str| {
+        super::param(p, &MODULE, name)
+            .and_then(|v| v.str())
+            .unwrap_or(d)
+            .to_owned()
+    };
+    let dir = program.config_dir.as_deref();
+    let (allow_suffix, deny_suffix) =
+        (text("allow_suffix", ".allow"), text("deny_suffix", ".deny"));
+    let mut names = vec![
+        text("default_allow_file", "permissions.allow"),
+        text("default_deny_file", "permissions.deny"),
+    ];
+    for block in &program.routes {
+        for insn in &block.code {
+            let Insn::Call(c) = insn else { continue };
+            if !std::ptr::eq(c.decl, &MODULE) {
+                continue;
+            }
+            match (arg_str(&c.args, 0), arg_str(&c.args, 1)) {
+                (Some(a), Some(b)) => names.extend([a.to_string(), b.to_string()]),
+                (Some(a), None) => {
+                    names.extend([format!("{a}{allow_suffix}"), format!("{a}{deny_suffix}")])
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for n in names {
+        let f = file_path(dir, &n);
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+    out
 }
 
 // ------------------------------------------------------------------------------------- settings
