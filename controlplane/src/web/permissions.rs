@@ -57,6 +57,8 @@ struct Shown {
     /// The file this POST was about (its outcome is shown with it).
     current: bool,
     outcome: Option<String>,
+    /// The outcome is good news (checked clean).
+    outcome_ok: bool,
 }
 
 fn read(path: &Path) -> Shown {
@@ -81,6 +83,7 @@ fn read(path: &Path) -> Shown {
         ok,
         current: false,
         outcome: None,
+        outcome_ok: false,
     }
 }
 
@@ -130,7 +133,7 @@ fn answer(
             if p == path {
                 s.text = text.to_string();
                 s.current = true;
-                s.ok = ok;
+                s.outcome_ok = ok;
                 s.outcome = Some(outcome.clone());
             }
             s
@@ -149,11 +152,13 @@ async fn act(State(w): State<Arc<Web>>, headers: HeaderMap, Form(f): Form<Params
             .into_iter()
             .find(|p| p.as_os_str() == name.as_str())
     }) else {
-        return w.error_page(
+        let mut r = w.error_page(
             &ctx,
             "permissions",
-            "that is not a rule file of the running program",
+            "that is not a rule file of the running program: nothing was written",
         );
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
     };
     let Some(text) = f.get("rules").map(|s| normalize(s)) else {
         return (StatusCode::BAD_REQUEST, "no rules in the form\n").into_response();
@@ -188,7 +193,7 @@ async fn act(State(w): State<Arc<Web>>, headers: HeaderMap, Form(f): Form<Params
         return answer(&w, &ctx, StatusCode::OK, &path, &text, true, msg);
     }
     let _one_at_a_time = SAVE.lock().await;
-    let old = std::fs::read(&path).ok();
+    let existed = path.exists();
     if let Err(e) = save_atomically(&path, &text) {
         let msg = format!("cannot write {}: {e}; nothing was changed", path.display());
         return answer(
@@ -205,9 +210,13 @@ async fn act(State(w): State<Arc<Web>>, headers: HeaderMap, Form(f): Form<Params
     if !reply.is_success() {
         // The script no longer loads (changed on disk in between): the rules written would
         // only take effect at some later reload, so the old file goes back.
-        let restored = match &old {
-            Some(b) => save_atomically(&path, &String::from_utf8_lossy(b)),
-            None => std::fs::remove_file(&path),
+        let target = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let restored = if existed {
+            let mut bak = target.clone().into_os_string();
+            bak.push(".bak");
+            std::fs::rename(PathBuf::from(bak), &target)
+        } else {
+            std::fs::remove_file(&target)
         };
         let msg = format!(
             "saved, but the reload failed ({} {}): {}; the running rules stay{}",
@@ -258,6 +267,7 @@ mod tests {
             ok: false,
             current: true,
             outcome: Some(err),
+            outcome_ok: false,
         }];
         let html = env
             .get_template("permissions.html")
@@ -267,5 +277,37 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert_eq!(normalize("a\r\nb\r\n"), "a\nb\n");
+    }
+
+    #[test]
+    fn the_files_are_the_ones_the_program_reads() {
+        use dataplane::modules::permissions::rule_files;
+        let files = |src: &str| {
+            let mut p = crate::cfg::compile_str("t.cfg", src).unwrap().program;
+            p.config_dir = Some(PathBuf::from("/etc/ser"));
+            rule_files(&p)
+        };
+        let src = r#"loadmodule "permissions.so"
+modparam("permissions", "allow_suffix", ".ok")
+route {
+    if (allow_routing() && allow_register("reg") && allow_routing("/abs/a", "b.deny")) {
+        break;
+    };
+    if (allow_register("reg")) { break; };
+}
+"#;
+        let want: Vec<PathBuf> = [
+            "/etc/ser/permissions.allow",
+            "/etc/ser/permissions.deny",
+            "/etc/ser/reg.ok",
+            "/etc/ser/reg.deny",
+            "/abs/a",
+            "/etc/ser/b.deny",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(files(src), want);
+        assert!(files("route {\n    break;\n}\n").is_empty());
     }
 }
