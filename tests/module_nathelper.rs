@@ -67,6 +67,17 @@ impl Rtpengine {
         if !have("rtpengine") {
             return None;
         }
+        // The ports are only known free when picked: a parallel test can take one before
+        // rtpengine binds it, and then rtpengine exits. Such a start is retried with new ports.
+        for _ in 0..3 {
+            if let Some(r) = Rtpengine::try_start() {
+                return Some(r);
+            }
+        }
+        panic!("rtpengine did not answer an NG ping (three starts, 10 s each)");
+    }
+
+    fn try_start() -> Option<Rtpengine> {
         let ng: SocketAddr = format!("127.0.0.1:{}", free_port("127.0.0.1"))
             .parse()
             .unwrap();
@@ -99,14 +110,19 @@ impl Rtpengine {
             udp,
             ports,
         };
+        let mut r = r;
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
             if ng_ping(ng) {
                 return Some(r);
             }
+            if r._child.0.try_wait().ok().flatten().is_some() {
+                // It exited: a port was taken after all.
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("rtpengine did not answer an NG ping within 10 s");
+        None
     }
 
     /// The Call-IDs the relay has sessions for.
