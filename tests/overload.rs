@@ -9,6 +9,8 @@
 mod skip;
 #[path = "support/net.rs"]
 mod net;
+#[path = "support/peer.rs"]
+mod peer;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -305,18 +307,7 @@ fn a_hung_database_under_4000_registers_a_second() {
 #[test]
 fn the_transaction_table_is_bounded() {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sport = sink.local_addr().unwrap().port();
-    let cfg = format!(
-        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
-         route {{\n if (!t_relay_to_udp(\"127.0.0.1\", \"{sport}\")) {{ sl_reply_error(); }};\n}}\n"
-    );
-    let port = free_port("127.0.0.1");
-    let ser = Ser::start_with_env(
-        &cfg,
-        &["-l", "127.0.0.1", "-p", &port.to_string()],
-        &[("SER_MAX_TRANSACTIONS", "2")],
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (ser, addr) = relay_with_two_transactions(&sink);
     let sock = udp_client("127.0.0.1");
     let me = sock.local_addr().unwrap().to_string();
     let invite = |i: u32| {
@@ -358,18 +349,7 @@ fn the_transaction_table_is_bounded() {
 #[test]
 fn a_full_table_forgets_its_oldest_answered_transaction_first() {
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let sport = sink.local_addr().unwrap().port();
-    let cfg = format!(
-        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
-         route {{\n if (!t_relay_to_udp(\"127.0.0.1\", \"{sport}\")) {{ sl_reply_error(); }};\n}}\n"
-    );
-    let port = free_port("127.0.0.1");
-    let ser = Ser::start_with_env(
-        &cfg,
-        &["-l", "127.0.0.1", "-p", &port.to_string()],
-        &[("SER_MAX_TRANSACTIONS", "2")],
-    );
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (ser, addr) = relay_with_two_transactions(&sink);
     let sock = udp_client("127.0.0.1");
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     let me = sock.local_addr().unwrap().to_string();
@@ -390,7 +370,7 @@ fn a_full_table_forgets_its_oldest_answered_transaction_first() {
         let relayed = String::from_utf8_lossy(&buf[..n]).into_owned();
         assert!(relayed.starts_with("MESSAGE "), "{relayed}");
         // The far end answers 200: the transaction now only waits for Timer J.
-        let ok = dataplane_reply(&relayed, "200 OK");
+        let ok = peer::reply_to(&relayed, 200, "OK", "far");
         sink.send_to(ok.as_bytes(), from).unwrap();
         let (n, _) = sock.recv_from(&mut buf).expect("the 200 relayed back");
         let r = String::from_utf8_lossy(&buf[..n]).into_owned();
@@ -398,33 +378,20 @@ fn a_full_table_forgets_its_oldest_answered_transaction_first() {
     }
 }
 
-/// A reply to `req` (its Vias, From, To with a tag, Call-ID, CSeq), as a far end writes it.
-fn dataplane_reply(req: &str, status: &str) -> String {
-    let mut out = format!("SIP/2.0 {status}\r\n");
-    for line in req.split("\r\n").skip(1) {
-        if line.is_empty() {
-            break;
-        }
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match name.as_str() {
-            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            "to" | "t" => {
-                out.push_str(line);
-                out.push_str(";tag=far\r\n");
-            }
-            _ => {}
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
+/// A ser that relays every request statefully to `sink` and keeps at most two transactions.
+fn relay_with_two_transactions(sink: &UdpSocket) -> (Ser, SocketAddr) {
+    let sport = sink.local_addr().unwrap().port();
+    let cfg = format!(
+        "loadmodule \"sl.so\"\nloadmodule \"tm.so\"\n\
+         route {{\n if (!t_relay_to_udp(\"127.0.0.1\", \"{sport}\")) {{ sl_reply_error(); }};\n}}\n"
+    );
+    let port = free_port("127.0.0.1");
+    let ser = Ser::start_with_env(
+        &cfg,
+        &["-l", "127.0.0.1", "-p", &port.to_string()],
+        &[("SER_MAX_TRANSACTIONS", "2")],
+    );
+    (ser, format!("127.0.0.1:{port}").parse().unwrap())
 }
 
 /// OPTIONS answered by ser itself, REGISTERs saved in memory: the work of a registrar.
