@@ -160,6 +160,36 @@ pub fn input_value(html: &str, name: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_string())
 }
 
+/// Waits up to 20 s for `driver` to answer `GET /status` on `port` as a webdriver does; false
+/// when it exits first or never does.
+fn driver_ready(driver: &mut Child, port: u16) -> bool {
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if driver.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let req = format!("GET /status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            if s.write_all(req.as_bytes()).is_ok() {
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    if got.windows(7).any(|w| w == b"\"ready\"") {
+                        return true;
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// A running chromedriver with one headless Chromium session.
 pub struct Browser {
     driver: Child,
@@ -176,24 +206,36 @@ impl Browser {
     pub fn start(port: u16, dir: &Path) -> Browser {
         let profile = dir.join("chromium-profile");
         std::fs::create_dir_all(&profile).expect("profile dir");
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chromedriver");
+        // The port was free when picked; a parallel test may take it before chromedriver binds
+        // it (chromedriver then exits, and whatever holds the port is no webdriver). Such a start
+        // is retried on another port.
+        let mut port = port;
+        let mut started = None;
+        for _ in 0..3 {
+            let mut driver = Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn chromedriver");
+            if driver_ready(&mut driver, port) {
+                started = Some(driver);
+                break;
+            }
+            let _ = driver.kill();
+            let _ = driver.wait();
+            port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+        }
         let mut b = Browser {
-            driver,
+            driver: started.expect("chromedriver did not answer /status (three starts)"),
             port,
             session: String::new(),
             profile: profile.clone(),
         };
-        let end = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
